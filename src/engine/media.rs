@@ -1,0 +1,148 @@
+//! What flows along the edges of a pipeline: media kinds (checked when the graph is built)
+//! and the payloads that carry them at run time.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// The kind of data on an edge, like a GStreamer caps: `validate` rejects a wiring whose
+/// producer gives a media its consumer cannot take, before any money is spent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Media {
+    /// A prompt with no pixels yet (the output of a source).
+    Prompt,
+    /// 8-bit RGB pixels.
+    Rgb,
+    /// 8-bit grayscale pixels.
+    Gray,
+    /// True black and white, one bit per pixel.
+    Bilevel,
+    /// An encoded file (a JPEG thumbnail), written as is by sinks.
+    Encoded,
+}
+
+impl Media {
+    /// Every media kind that carries pixels, for stages that take any image.
+    pub const IMAGES: &'static [Media] = &[Media::Rgb, Media::Gray, Media::Bilevel];
+}
+
+impl fmt::Display for Media {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Media::Prompt => "prompt",
+            Media::Rgb => "rgb image",
+            Media::Gray => "gray image",
+            Media::Bilevel => "bilevel image",
+            Media::Encoded => "encoded file",
+        })
+    }
+}
+
+/// Pixel storage of a [`Raster`]. Rows are tightly packed; bilevel rows are padded to a whole
+/// byte, most significant bit first, 1 = white and 0 = black (the PNG and PDF convention).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Pixels {
+    /// Three bytes per pixel.
+    Rgb(Vec<u8>),
+    /// One byte per pixel, 0 = black.
+    Gray(Vec<u8>),
+    /// One bit per pixel; each row takes `width.div_ceil(8)` bytes.
+    Bilevel(Vec<u8>),
+}
+
+/// A decoded image with its print resolution.
+#[derive(Clone, PartialEq)]
+pub struct Raster {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Dots per inch for printing, when a stage has set one (written to PNG pHYs and used by the PDF sink).
+    pub dpi: Option<f32>,
+    /// The pixels.
+    pub pixels: Pixels,
+}
+
+impl fmt::Debug for Raster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Raster({}x{} {}, dpi {:?})", self.width, self.height, self.media(), self.dpi)
+    }
+}
+
+impl Raster {
+    /// The media kind these pixels are.
+    pub fn media(&self) -> Media {
+        match self.pixels {
+            Pixels::Rgb(_) => Media::Rgb,
+            Pixels::Gray(_) => Media::Gray,
+            Pixels::Bilevel(_) => Media::Bilevel,
+        }
+    }
+
+    /// Bytes per row of bilevel pixels.
+    pub fn bilevel_stride(width: u32) -> usize {
+        (width as usize).div_ceil(8)
+    }
+}
+
+/// File formats a stage may hand to a sink already encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncodedFormat {
+    /// A JPEG file.
+    Jpeg,
+    /// A PNG file.
+    Png,
+}
+
+impl EncodedFormat {
+    /// The usual file extension, without a dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            EncodedFormat::Jpeg => "jpg",
+            EncodedFormat::Png => "png",
+        }
+    }
+
+    /// The MIME type, for object storage headers.
+    pub fn mime(self) -> &'static str {
+        match self {
+            EncodedFormat::Jpeg => "image/jpeg",
+            EncodedFormat::Png => "image/png",
+        }
+    }
+}
+
+/// An encoded image file and what it shows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Encoded {
+    /// The file format of `bytes`.
+    pub format: EncodedFormat,
+    /// The whole file.
+    pub bytes: Vec<u8>,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+}
+
+/// The data one item carries along an edge. Images sit behind an `Arc`, so fan-out to two
+/// consumers shares the pixels instead of copying them.
+#[derive(Clone, Debug)]
+pub enum Payload {
+    /// No data yet: the item is a prompt.
+    Prompt,
+    /// Decoded pixels.
+    Image(Arc<Raster>),
+    /// An encoded file.
+    Encoded(Arc<Encoded>),
+}
+
+impl Payload {
+    /// The media kind of this payload.
+    pub fn media(&self) -> Media {
+        match self {
+            Payload::Prompt => Media::Prompt,
+            Payload::Image(r) => r.media(),
+            Payload::Encoded(_) => Media::Encoded,
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! The contract between the engine and stage kinds. A stage kind implements [`Kind`] in one
+//! file under `src/stages/` and is listed in the [`Registry`]; the engine never names a kind.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::item::{Item, State};
+use super::media::{Media, Payload};
+use super::run_context::RunContext;
+use super::summary::Summary;
+
+/// Where a component sits in the pipeline file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Makes items (listed under `sources:`).
+    Source,
+    /// Transforms items (listed under `stages:`).
+    Stage,
+    /// Writes items out (listed under `sinks:`).
+    Sink,
+}
+
+impl Role {
+    /// The section name in the pipeline file, singular, for messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Role::Source => "source",
+            Role::Stage => "stage",
+            Role::Sink => "sink",
+        }
+    }
+}
+
+/// What a stage gives for what it takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputMedia {
+    /// Always this media.
+    Fixed(Media),
+    /// The same media as its input (e.g. upscale keeps gray as gray).
+    SameAsInput,
+    /// Nothing: a sink.
+    None,
+}
+
+impl OutputMedia {
+    /// The media produced for an input media.
+    pub fn for_input(self, input: Media) -> Option<Media> {
+        match self {
+            OutputMedia::Fixed(m) => Some(m),
+            OutputMedia::SameAsInput => Some(input),
+            OutputMedia::None => None,
+        }
+    }
+}
+
+/// One documented option of a kind, shown by `inkflow stages KIND`.
+#[derive(Clone, Debug)]
+pub struct OptionDoc {
+    /// The field name in the pipeline file.
+    pub name: String,
+    /// Its type, as a user would write it (`integer 0-255`, `string`, `contain|cover|stretch`).
+    pub ty: String,
+    /// The default, or `None` when the option is required.
+    pub default: Option<String>,
+    /// What it is for.
+    pub doc: String,
+}
+
+impl OptionDoc {
+    /// An optional field with a default.
+    pub fn new(name: &str, ty: &str, default: &str, doc: &str) -> Self {
+        OptionDoc { name: name.into(), ty: ty.into(), default: Some(default.into()), doc: doc.into() }
+    }
+
+    /// A field the user must give.
+    pub fn required(name: &str, ty: &str, doc: &str) -> Self {
+        OptionDoc { name: name.into(), ty: ty.into(), default: None, doc: doc.into() }
+    }
+}
+
+/// Everything the engine knows about a kind without building it: enough for `validate`,
+/// `graph` and `inkflow stages` to work offline and instantly.
+#[derive(Clone, Debug)]
+pub struct KindInfo {
+    /// The `kind:` name.
+    pub name: String,
+    /// Whether it is a source, stage or sink.
+    pub role: Role,
+    /// One line for `inkflow stages`.
+    pub summary: String,
+    /// Its options.
+    pub options: Vec<OptionDoc>,
+    /// Media it takes (empty for sources).
+    pub accepts: Vec<Media>,
+    /// Media it gives.
+    pub output: OutputMedia,
+}
+
+/// What the engine hands a kind when building a component.
+#[derive(Clone, Debug)]
+pub struct BuildContext {
+    /// The component's id in the pipeline file.
+    pub id: String,
+    /// The ids it reads from, in order.
+    pub inputs: Vec<String>,
+    /// The batch's output directory; sinks resolve relative paths against it.
+    pub output_dir: PathBuf,
+    /// The pipeline file, for messages.
+    pub pipeline_file: PathBuf,
+    /// True for `--dry-run` and `validate`: build must not touch the network.
+    pub dry_run: bool,
+}
+
+/// An option value a kind rejected, with the path inside its options (e.g. `["size", "width"]`)
+/// so the engine can point at the line and column.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct OptionsError {
+    /// Path of the offending field within the component's options; empty for the whole component.
+    pub path: Vec<String>,
+    /// What is wrong, for humans.
+    pub message: String,
+}
+
+impl OptionsError {
+    /// An error about the option at `path` (a dotted field path within the component).
+    pub fn at(path: &str, message: impl Into<String>) -> Self {
+        let path = path.split('.').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        OptionsError { path, message: message.into() }
+    }
+}
+
+/// Deserializes a kind's typed options, keeping the path of the field that failed.
+/// Kinds use `#[serde(deny_unknown_fields)]` so typos are caught with the list of expected fields.
+pub fn parse_options<T: DeserializeOwned>(options: &Value) -> Result<T, OptionsError> {
+    serde_path_to_error::deserialize(options).map_err(|e| {
+        let path = e
+            .path()
+            .iter()
+            .filter_map(|seg| match seg {
+                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                _ => None,
+            })
+            .collect();
+        OptionsError { path, message: e.into_inner().to_string() }
+    })
+}
+
+/// A stage kind: its description, a pure check of its options and the build step.
+pub trait Kind: Send + Sync {
+    /// The kind's description.
+    fn info(&self) -> &KindInfo;
+    /// Checks options without side effects (no files, no network): `validate` runs only this.
+    fn check(&self, options: &Value) -> Result<(), OptionsError>;
+    /// Builds a runnable component; may read files and the environment.
+    fn build(&self, options: &Value, ctx: &BuildContext) -> anyhow::Result<Component>;
+}
+
+/// Why a stage did not pass an item on.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// The item failed; the batch goes on.
+    #[error("{message}")]
+    Failed {
+        /// What went wrong, naming the cause.
+        message: String,
+        /// Attempts made, counting the first.
+        attempts: u32,
+    },
+    /// The item was removed on purpose (e.g. an unsafe prompt); not an error.
+    #[error("filtered: {reason}")]
+    Filtered {
+        /// Why, for metadata and the summary.
+        reason: String,
+    },
+    /// Nothing else can succeed (e.g. the API key was refused): stop the batch.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+impl StageError {
+    /// An item failure after one attempt.
+    pub fn failed(message: impl Into<String>) -> Self {
+        StageError::Failed { message: message.into(), attempts: 1 }
+    }
+}
+
+/// A source lists its items up front (cheap: prompts or file paths) and loads each payload on demand.
+pub trait Source: Send + Sync {
+    /// Lists the items; errors name the file and line.
+    fn list(&self) -> anyhow::Result<Vec<Item>>;
+    /// Produces an item's payload. Runs on the CPU pool (decoding a file is CPU work).
+    fn load(&self, item: &mut Item) -> Result<Payload, StageError>;
+}
+
+/// A stage whose work is CPU-bound (pixels): the engine runs it on the rayon pool.
+pub trait CpuStage: Send + Sync {
+    /// Transforms one item's payload; may record facts on the item.
+    fn process(&self, item: &mut Item, input: Payload) -> Result<Payload, StageError>;
+}
+
+/// A stage whose work is I/O-bound (network): the engine runs it as futures on tokio.
+#[async_trait]
+pub trait IoStage: Send + Sync {
+    /// Transforms one item's payload; may record facts on the item.
+    async fn process(&self, item: &mut Item, input: Payload, cx: &RunContext) -> Result<Payload, StageError>;
+
+    /// Estimated cost in US dollars of running `items` through this stage, for `--dry-run`.
+    fn estimate_cost_usd(&self, _items: &[Item]) -> Option<f64> {
+        None
+    }
+
+    /// Called once when the batch stops early (Ctrl-C), to cancel remote work still queued.
+    async fn cancel_pending(&self) {}
+}
+
+/// A sink writes each item out. It sees every item once, whatever its fate, so it can record
+/// failures; `states` holds one state per input, in the order of the sink's `inputs`.
+#[async_trait]
+pub trait Sink: Send + Sync {
+    /// True when this item's outputs already exist and are complete, so a re-run can skip it.
+    fn is_complete(&self, _item: &Item) -> bool {
+        false
+    }
+
+    /// Writes one item. CPU work (encoding) belongs on the pool: see [`super::cpu::run`].
+    async fn write(&self, item: &Item, states: &[State]) -> Result<(), StageError>;
+
+    /// Called once after the last item with the batch summary (also after Ctrl-C).
+    async fn finish(&self, summary: &Summary) -> anyhow::Result<()>;
+}
+
+/// A built component, ready to run.
+pub enum Component {
+    /// A source.
+    Source(Arc<dyn Source>),
+    /// A CPU stage.
+    Cpu(Arc<dyn CpuStage>),
+    /// An I/O stage.
+    Io(Arc<dyn IoStage>),
+    /// A sink.
+    Sink(Arc<dyn Sink>),
+}
+
+/// The set of kinds a pipeline may use: the built-in ones plus any plugins.
+#[derive(Clone, Default)]
+pub struct Registry {
+    kinds: Vec<Arc<dyn Kind>>,
+}
+
+impl Registry {
+    /// An empty registry (tests add their own kinds).
+    pub fn new() -> Self {
+        Registry::default()
+    }
+
+    /// Adds a kind; a later kind with the same name replaces the earlier one.
+    pub fn register(&mut self, kind: Arc<dyn Kind>) {
+        let name = kind.info().name.clone();
+        self.kinds.retain(|k| k.info().name != name);
+        self.kinds.push(kind);
+    }
+
+    /// The kind with this name.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Kind>> {
+        self.kinds.iter().find(|k| k.info().name == name)
+    }
+
+    /// The names of the kinds of one role, sorted, for "known kinds" messages.
+    pub fn names(&self, role: Role) -> Vec<String> {
+        let mut names: Vec<String> =
+            self.kinds.iter().filter(|k| k.info().role == role).map(|k| k.info().name.clone()).collect();
+        names.sort();
+        names
+    }
+
+    /// Every kind, sorted by role then name, for `inkflow stages`.
+    pub fn all(&self) -> Vec<&Arc<dyn Kind>> {
+        let mut all: Vec<_> = self.kinds.iter().collect();
+        all.sort_by_key(|k| (k.info().role as u8, k.info().name.clone()));
+        all
+    }
+}

@@ -1,0 +1,2 @@
+//! Pixel operations shared by the stages and the benchmarks, free of any engine types but
+//! [`crate::engine::media`].
