@@ -1,8 +1,10 @@
-//! The built-in stage kinds, one file each.
+//! The built-in stage kinds, one file each, and the helpers they share.
 
 use std::sync::Arc;
 
 use crate::engine::stage::Registry;
+
+pub mod naming;
 
 /// The registry of every built-in kind.
 pub fn builtin() -> Registry {

@@ -1,0 +1,218 @@
+//! Output names from templates like `{section}_{number:03}_{description}.png`, shared by the
+//! sinks that name files or objects (disk, r2).
+//!
+//! Values come from prompt files, which may be hostile: every substituted value is sanitised
+//! to one safe path component (no separators, no `..`, no control or reserved characters, no
+//! Windows device names), while the template itself, written by the pipeline author, may use
+//! `/` to make sub-folders.
+
+use serde_json::Value;
+
+use crate::engine::item::Item;
+
+/// Longest substituted value kept, in characters, so names stay under filesystem limits.
+const MAX_VALUE_CHARS: usize = 80;
+
+/// Placeholders every template may use, for error messages.
+pub const PLACEHOLDERS: &str = "{section}, {number}, {description}, {key}, {seq}, or any field of the prompt";
+
+/// A parsed output-name template.
+#[derive(Clone, Debug)]
+pub struct NameTemplate {
+    parts: Vec<Part>,
+}
+
+#[derive(Clone, Debug)]
+enum Part {
+    Literal(String),
+    Field { name: String, zero_pad: usize },
+}
+
+impl NameTemplate {
+    /// Parses and checks a template: balanced braces, a known width syntax, and no absolute
+    /// path or `..` segment in its literal parts.
+    pub fn parse(template: &str) -> Result<Self, String> {
+        if template.trim().is_empty() {
+            return Err("the name template is empty".into());
+        }
+        if template.starts_with('/') || template.starts_with('\\') || template.contains(':') {
+            return Err(format!("name template {template:?} must be a relative path"));
+        }
+        let mut parts = Vec::new();
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            let close = rest[open..]
+                .find('}')
+                .map(|c| open + c)
+                .ok_or_else(|| format!("name template {template:?} has an unclosed '{{'"))?;
+            if open > 0 {
+                parts.push(Part::Literal(rest[..open].to_owned()));
+            }
+            parts.push(parse_field(&rest[open + 1..close], template)?);
+            rest = &rest[close + 1..];
+        }
+        if rest.contains('}') {
+            return Err(format!("name template {template:?} has a '}}' without its '{{'"));
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Literal(rest.to_owned()));
+        }
+        let literal: String =
+            parts.iter().filter_map(|p| if let Part::Literal(s) = p { Some(s.as_str()) } else { None }).collect();
+        if literal.split(['/', '\\']).any(|seg| seg == "..") {
+            return Err(format!("name template {template:?} must not climb out of the output directory"));
+        }
+        Ok(NameTemplate { parts })
+    }
+
+    /// The relative path for an item, with `/` separators. Fails when the template names a
+    /// field the item does not have.
+    pub fn render(&self, item: &Item) -> Result<String, String> {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(s) => out.push_str(s),
+                Part::Field { name, zero_pad } => {
+                    let value = field_value(item, name).ok_or_else(|| {
+                        format!("the name template uses {{{name}}}, which item {} does not have", item.key)
+                    })?;
+                    let value = match value.parse::<u64>() {
+                        Ok(n) if *zero_pad > 0 => format!("{n:0width$}", width = *zero_pad),
+                        _ => value,
+                    };
+                    out.push_str(&sanitize_component(&value));
+                }
+            }
+        }
+        Ok(out.replace('\\', "/"))
+    }
+}
+
+fn parse_field(spec: &str, template: &str) -> Result<Part, String> {
+    let (name, width) = match spec.split_once(':') {
+        Some((name, width)) => (name, Some(width)),
+        None => (spec, None),
+    };
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!("name template {template:?} has a bad placeholder {{{spec}}}; use {PLACEHOLDERS}"));
+    }
+    let zero_pad = match width {
+        None => 0,
+        Some(w) => w.parse::<usize>().ok().filter(|n| *n <= 20).ok_or_else(|| {
+            format!("name template {template:?}: {{{spec}}} needs a width like {{{name}:03}}")
+        })?,
+    };
+    Ok(Part::Field { name: name.to_owned(), zero_pad })
+}
+
+/// The text of a field: the prompt's own fields first, then extra prompt fields, then facts.
+fn field_value(item: &Item, name: &str) -> Option<String> {
+    let prompt = &item.prompt;
+    match name {
+        "section" => Some(if prompt.section.is_empty() { "page".to_owned() } else { prompt.section.clone() }),
+        "number" | "image_number" | "page_number" => Some(prompt.number.to_string()),
+        "description" => Some(prompt.description.clone()),
+        "key" => Some(item.key.clone()),
+        "seq" => Some(item.seq.to_string()),
+        _ => prompt.extra.get(name).or_else(|| item.facts.get(name)).map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }),
+    }
+}
+
+/// Makes any text one safe path component on Linux, macOS and Windows: spaces become `_`,
+/// separators and reserved or control characters become `_`, leading dots and trailing dots
+/// or spaces go, device names (`CON`, `NUL`, `COM1`...) get a `_` prefix, and the length is capped.
+pub fn sanitize_component(value: &str) -> String {
+    let mapped: String = value
+        .chars()
+        .map(|c| match c {
+            c if c.is_whitespace() => '_',
+            '/' | '\\' | '<' | '>' | ':' | '"' | '|' | '?' | '*' => '_',
+            c if c.is_control() => '_',
+            c => c,
+        })
+        .take(MAX_VALUE_CHARS)
+        .collect();
+    let trimmed = mapped.trim_start_matches('.').trim_end_matches(['.', ' ']);
+    let mut safe = if trimmed.is_empty() { "_".to_owned() } else { trimmed.to_owned() };
+    let stem = safe.split('.').next().unwrap_or_default().to_ascii_uppercase();
+    let reserved = matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL")
+        || ((stem.starts_with("COM") || stem.starts_with("LPT"))
+            && stem.len() == 4
+            && stem.as_bytes()[3].is_ascii_digit());
+    if reserved {
+        safe.insert(0, '_');
+    }
+    safe
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::item::Prompt;
+
+    fn item(section: &str, number: u32, description: &str) -> Item {
+        Item::new(
+            0,
+            Prompt {
+                section: section.into(),
+                number,
+                image_prompt: "a cat".into(),
+                description: description.into(),
+                ..Prompt::default()
+            },
+        )
+    }
+
+    fn render(template: &str, item: &Item) -> String {
+        NameTemplate::parse(template).unwrap().render(item).unwrap()
+    }
+
+    #[test]
+    fn renders_the_original_scripts_names() {
+        let name = render("{section}_{number:03}_{description}.png", &item("animals", 7, "happy cat"));
+        assert_eq!(name, "animals_007_happy_cat.png");
+    }
+
+    #[test]
+    fn hostile_descriptions_stay_inside_one_component() {
+        for hostile in ["../../etc/passwd", "..\\..\\windows\\system32", "/abs/path", "a\0b\nc", "CON", "nul.txt", "..."]
+        {
+            let name = render("{description}.png", &item("s", 1, hostile));
+            assert!(!name.contains('/') && !name.contains('\\'), "{hostile:?} -> {name:?}");
+            assert!(!name.starts_with('.'), "{hostile:?} -> {name:?}");
+            assert!(!name.chars().any(char::is_control), "{hostile:?} -> {name:?}");
+            let stem = name.split('.').next().unwrap().to_ascii_uppercase();
+            assert!(!["CON", "NUL"].contains(&stem.as_str()), "{hostile:?} -> {name:?}");
+        }
+    }
+
+    #[test]
+    fn long_values_are_capped() {
+        let name = render("{description}", &item("s", 1, &"x".repeat(1000)));
+        assert_eq!(name.chars().count(), MAX_VALUE_CHARS);
+    }
+
+    #[test]
+    fn bad_templates_are_refused() {
+        assert!(NameTemplate::parse("../{key}.png").is_err());
+        assert!(NameTemplate::parse("/tmp/{key}.png").is_err());
+        assert!(NameTemplate::parse("{key.png").is_err());
+        assert!(NameTemplate::parse("{number:abc}.png").is_err());
+        assert!(NameTemplate::parse("{bad-name}.png").is_err());
+    }
+
+    #[test]
+    fn unknown_fields_name_the_item() {
+        let template = NameTemplate::parse("{colour}.png").unwrap();
+        let err = template.render(&item("animals", 2, "dog")).unwrap_err();
+        assert!(err.contains("{colour}") && err.contains("animals-00002"), "{err}");
+    }
+
+    #[test]
+    fn template_subfolders_are_kept() {
+        assert_eq!(render("{section}/{number:02}.png", &item("sea", 3, "x")), "sea/03.png");
+    }
+}
