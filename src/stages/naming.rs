@@ -35,7 +35,7 @@ impl NameTemplate {
         if template.trim().is_empty() {
             return Err("the name template is empty".into());
         }
-        if template.starts_with('/') || template.starts_with('\\') || template.contains(':') {
+        if template.starts_with('/') || template.starts_with('\\') {
             return Err(format!("name template {template:?} must be a relative path"));
         }
         let mut parts = Vec::new();
@@ -59,6 +59,9 @@ impl NameTemplate {
         }
         let literal: String =
             parts.iter().filter_map(|p| if let Part::Literal(s) = p { Some(s.as_str()) } else { None }).collect();
+        if literal.contains(':') {
+            return Err(format!("name template {template:?} must be a relative path (no ':')"));
+        }
         if literal.split(['/', '\\']).any(|seg| seg == "..") {
             return Err(format!("name template {template:?} must not climb out of the output directory"));
         }
