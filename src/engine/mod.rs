@@ -1,8 +1,12 @@
 //! The pipeline engine: configuration, graph checks, the staged runtime and the batch summary.
 
 pub mod cpu;
+pub mod diagnostic;
 pub mod item;
 pub mod media;
+pub mod pipeline;
 pub mod run_context;
+pub mod runtime;
 pub mod stage;
 pub mod summary;
+pub mod yaml;

@@ -228,6 +228,12 @@ pub trait Sink: Send + Sync {
         false
     }
 
+    /// Called once before the first item with every listed item (including those that will be
+    /// skipped as complete), so a sink that assembles a whole batch (a book) knows its order.
+    async fn begin(&self, _items: &[Item]) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     /// Writes one item. CPU work (encoding) belongs on the pool: see [`super::cpu::run`].
     async fn write(&self, item: &Item, states: &[State]) -> Result<(), StageError>;
 

@@ -1,0 +1,184 @@
+//! `inkflow run`: build the batch, run it with a progress display, print the statistics.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use inkflow::engine::pipeline::{self, LoadOptions};
+use inkflow::engine::runtime::{self, RunSettings};
+use inkflow::engine::stage::Component;
+use inkflow::engine::summary::Summary;
+use inkflow::engine::yaml;
+use tokio_util::sync::CancellationToken;
+
+use super::PipelineArgs;
+
+/// Exit code when the user stopped the batch (128 + SIGINT).
+const EXIT_INTERRUPTED: u8 = 130;
+
+/// Arguments of `inkflow run`.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+    /// Read prompts from this file instead of the prompts source's `path`.
+    #[arg(long, value_name = "FILE")]
+    prompts: Option<PathBuf>,
+    /// Print the plan (items, stages, outputs, cost estimate) and run nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Output directory (default: the pipeline's `output:`, else output/NAME).
+    #[arg(long, value_name = "DIR")]
+    output: Option<PathBuf>,
+    /// Threads for CPU image work (default: the number of cores).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+}
+
+/// Runs the pipeline.
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let file = &args.pipeline.pipeline;
+    let mut root = pipeline::read_tree(file, &LoadOptions { overrides: args.pipeline.overrides.clone() })?;
+    if let Some(prompts) = &args.prompts {
+        let id = first_source_of_kind(&root, "prompts")
+            .with_context(|| format!("--prompts: {} has no source of kind \"prompts\"", file.display()))?;
+        yaml::apply_override(&mut root, &format!("sources.{id}.path={}", prompts.display()))
+            .map_err(anyhow::Error::msg)?;
+    }
+    let registry = super::registry_for(file, &root)?;
+    let checked = pipeline::check(file, &root, &registry)?;
+    let output_dir = args
+        .output
+        .clone()
+        .or_else(|| checked.output.clone())
+        .unwrap_or_else(|| PathBuf::from("output").join(&checked.name));
+
+    if let Some(threads) = args.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("inkflow-cpu-{i}"))
+            .build_global()
+            .context("cannot start the CPU pool")?;
+    }
+    if !args.dry_run {
+        std::fs::create_dir_all(&output_dir)
+            .with_context(|| format!("cannot create the output directory {}", output_dir.display()))?;
+    }
+    let bar = super::progress::Display::new();
+    super::logging::init(if args.dry_run { None } else { Some(&output_dir) }, &bar)?;
+
+    let batch = runtime::build(checked, &registry, &output_dir, args.dry_run)?;
+    if args.dry_run {
+        print_plan(&batch, &output_dir);
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let tokio =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
+    let summary = tokio.block_on(async move {
+        let stop = CancellationToken::new();
+        tokio::spawn(watch_ctrl_c(stop.clone()));
+        let progress = batch.progress();
+        let display = bar.start(progress);
+        let settings = RunSettings { stop, ..RunSettings::default() };
+        let summary = batch.run(settings).await;
+        display.finish();
+        summary
+    })?;
+    print_statistics(&summary);
+    Ok(if summary.interrupted && summary.stop_reason.as_deref().is_some_and(|r| r.contains("Ctrl-C")) {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else if summary.failed > 0 || summary.interrupted {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn first_source_of_kind(root: &yaml::Node, kind: &str) -> Option<String> {
+    root.get("sources")?
+        .as_map()?
+        .iter()
+        .find(|(_, node)| matches!(node.get("kind").map(|k| &k.value), Some(yaml::Yaml::Str(k)) if k == kind))
+        .map(|(key, _)| key.name.clone())
+}
+
+/// First Ctrl-C: stop taking new items and let in-flight ones finish. Second: quit now.
+async fn watch_ctrl_c(stop: CancellationToken) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    eprintln!("\nstopping: finishing the items in flight (Ctrl-C again to quit at once)");
+    tracing::warn!("Ctrl-C: stopping after the items in flight");
+    stop.cancel();
+    if tokio::signal::ctrl_c().await.is_ok() {
+        std::process::exit(i32::from(EXIT_INTERRUPTED));
+    }
+}
+
+fn print_plan(batch: &runtime::Batch, output_dir: &std::path::Path) {
+    let pipeline = batch.pipeline();
+    let items: Vec<_> = batch.items().collect();
+    println!("plan for {} ({} items)", pipeline.file.display(), items.len());
+    for item in items.iter().take(5) {
+        println!("  {:<18} {}", item.key, item.prompt.description);
+    }
+    if items.len() > 5 {
+        println!("  ... and {} more", items.len() - 5);
+    }
+    println!("components:");
+    let mut cost = None;
+    for (spec, component) in pipeline.components.iter().zip(batch.components()) {
+        let inputs: Vec<&str> = spec.inputs.iter().map(|&i| pipeline.components[i].id.as_str()).collect();
+        let media = spec.output.map(|m| format!(" -> {m}")).unwrap_or_default();
+        println!(
+            "  {:<6} {:<10} {:<10} <- [{}]{media} (capacity {}, concurrency {})",
+            spec.role.noun(),
+            spec.id,
+            spec.kind,
+            inputs.join(", "),
+            spec.capacity,
+            spec.concurrency
+        );
+        if let Component::Io(stage) = component
+            && let Some(usd) =
+                stage.estimate_cost_usd(&items.iter().map(|i| (*i).clone()).collect::<Vec<_>>())
+        {
+            cost = Some(cost.unwrap_or(0.0) + usd);
+        }
+    }
+    println!("output: {}", output_dir.display());
+    match cost {
+        Some(usd) => println!("estimated cost: ${usd:.3}"),
+        None => println!("estimated cost: $0 (no paid stage)"),
+    }
+}
+
+fn print_statistics(s: &Summary) {
+    let rows = [
+        ("total items", s.total_items.to_string()),
+        ("succeeded", s.succeeded.to_string()),
+        ("failed", s.failed.to_string()),
+        ("filtered", s.filtered.to_string()),
+        ("skipped (already done)", s.skipped.to_string()),
+        ("not started", s.not_started.to_string()),
+        ("retries", s.retries.to_string()),
+        ("time", format!("{:.1} s", s.elapsed_seconds)),
+        ("throughput", format!("{:.2} items/s", s.items_per_second)),
+        ("cost", format!("${:.3}", s.cost_usd)),
+        ("output", s.output_dir.clone()),
+    ];
+    println!();
+    for (name, value) in rows {
+        println!("  {name:<24} {value}");
+    }
+    if let Some(reason) = &s.stop_reason {
+        println!("  {:<24} {reason}", "stopped");
+    }
+    for failure in s.failures.iter().take(10) {
+        println!("  failed: {} at {}: {}", failure.key, failure.stage, failure.error);
+    }
+    if s.failures.len() > 10 {
+        println!("  ... {} more failures in batch_metadata.json", s.failures.len() - 10);
+    }
+}

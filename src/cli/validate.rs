@@ -1,0 +1,17 @@
+//! `inkflow validate`: every problem in a pipeline file, with positions, and nothing run.
+
+use std::process::ExitCode;
+
+use super::PipelineArgs;
+
+/// Checks the file; config errors surface as exit code 2 through the caller.
+pub fn run(args: &PipelineArgs) -> anyhow::Result<ExitCode> {
+    let (pipeline, _) = super::load(args)?;
+    println!(
+        "{}: ok ({} components: {})",
+        args.pipeline.display(),
+        pipeline.components.len(),
+        pipeline.components.iter().map(|c| format!("{} ({})", c.id, c.kind)).collect::<Vec<_>>().join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,496 @@
+//! A pipeline file turned into a checked graph: every component's kind, options and wiring,
+//! with all problems collected (not just the first) and each pinned to its line and column.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::diagnostic::{ConfigErrors, Diagnostic, Pos};
+use super::media::Media;
+use super::stage::{Registry, Role};
+use super::yaml::{self, Key, Node, Yaml};
+
+/// Fields every component has besides its kind's own options.
+const WIRING_FIELDS: &[&str] = &["kind", "inputs", "concurrency", "capacity"];
+/// Top-level fields of a pipeline file.
+const TOP_FIELDS: &[&str] =
+    &["version", "name", "output", "defaults", "plugins", "sources", "stages", "sinks"];
+/// Channel capacity when neither the component nor `defaults` sets one: small, so memory stays flat.
+pub const DEFAULT_CAPACITY: usize = 4;
+
+/// How a pipeline file is loaded: the edits applied before checking.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// `--set path=value` overrides, applied in order after interpolation.
+    pub overrides: Vec<String>,
+}
+
+/// One component of a checked pipeline.
+#[derive(Clone, Debug)]
+pub struct ComponentSpec {
+    /// Its id (a map key in the file).
+    pub id: String,
+    /// Source, stage or sink.
+    pub role: Role,
+    /// Its `kind`.
+    pub kind: String,
+    /// Indexes (into [`Pipeline::components`]) of the components it reads, in order.
+    pub inputs: Vec<usize>,
+    /// Indexes of the components that read it.
+    pub consumers: Vec<usize>,
+    /// Capacity of each of its input channels.
+    pub capacity: usize,
+    /// Items it may work on at once.
+    pub concurrency: usize,
+    /// Its kind's own options, as JSON.
+    pub options: Value,
+    /// The media it gives (None for sinks).
+    pub output: Option<Media>,
+    /// Where it is defined.
+    pub pos: Pos,
+}
+
+/// A pipeline that passed every check, in a topological order (inputs before consumers).
+#[derive(Clone, Debug)]
+pub struct Pipeline {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// Its `name`, or the file stem.
+    pub name: String,
+    /// The output directory from the file (`output:`), if any.
+    pub output: Option<PathBuf>,
+    /// Plugin libraries or folders to load (`plugins:`).
+    pub plugins: Vec<PathBuf>,
+    /// Components in topological order.
+    pub components: Vec<ComponentSpec>,
+}
+
+impl Pipeline {
+    /// The component with this id.
+    pub fn component(&self, id: &str) -> Option<&ComponentSpec> {
+        self.components.iter().find(|c| c.id == id)
+    }
+}
+
+/// Reads, interpolates, overrides and parses a pipeline file into its YAML tree.
+pub fn read_tree(file: &Path, options: &LoadOptions) -> Result<Node, ConfigErrors> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        ConfigErrors(vec![Diagnostic::new(
+            file,
+            Pos::default(),
+            format!("cannot read the pipeline file: {e}"),
+        )])
+    })?;
+    let mut root = yaml::parse(file, &text).map_err(|d| ConfigErrors(vec![d]))?;
+    let mut errors = Vec::new();
+    yaml::interpolate(&mut root, file, &|name| std::env::var(name).ok(), &mut errors);
+    for assignment in &options.overrides {
+        if let Err(message) = yaml::apply_override(&mut root, assignment) {
+            errors.push(Diagnostic::new(file, Pos::default(), message));
+        }
+    }
+    if errors.is_empty() { Ok(root) } else { Err(ConfigErrors(errors)) }
+}
+
+/// The `plugins:` entries of a pipeline tree, so plugin kinds can be registered before checking.
+pub fn plugin_paths(root: &Node) -> Vec<PathBuf> {
+    match root.get("plugins").map(|n| &n.value) {
+        Some(Yaml::Seq(items)) => items
+            .iter()
+            .filter_map(|n| if let Yaml::Str(s) = &n.value { Some(PathBuf::from(s)) } else { None })
+            .collect(),
+        Some(Yaml::Str(s)) => vec![PathBuf::from(s)],
+        _ => Vec::new(),
+    }
+}
+
+/// Checks a pipeline tree against the registry: structure, kinds, options, inputs, cycles,
+/// consumers and media. Returns every problem found.
+pub fn check(file: &Path, root: &Node, registry: &Registry) -> Result<Pipeline, ConfigErrors> {
+    let mut checker = Checker { file, registry, errors: Vec::new() };
+    let pipeline = checker.pipeline(root);
+    if checker.errors.is_empty() {
+        Ok(pipeline)
+    } else {
+        checker.errors.sort_by_key(|d| (d.pos.line, d.pos.column));
+        Err(ConfigErrors(checker.errors))
+    }
+}
+
+struct Checker<'a> {
+    file: &'a Path,
+    registry: &'a Registry,
+    errors: Vec<Diagnostic>,
+}
+
+/// A component before its inputs are resolved.
+struct Draft {
+    spec: ComponentSpec,
+    input_names: Vec<(String, Pos)>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, pos: Pos, message: impl Into<String>) -> &mut Diagnostic {
+        self.errors.push(Diagnostic::new(self.file, pos, message));
+        self.errors.last_mut().expect("just pushed")
+    }
+
+    fn pipeline(&mut self, root: &Node) -> Pipeline {
+        let name_from_file =
+            self.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut pipeline = Pipeline {
+            file: self.file.to_owned(),
+            name: name_from_file,
+            output: None,
+            plugins: Vec::new(),
+            components: Vec::new(),
+        };
+        let Some(entries) = root.as_map() else {
+            self.error(
+                root.pos,
+                format!(
+                    "a pipeline file is a map with {}; found {}",
+                    TOP_FIELDS.join(", "),
+                    root.type_name()
+                ),
+            );
+            return pipeline;
+        };
+        for (key, _) in entries {
+            if !TOP_FIELDS.contains(&key.name.as_str()) {
+                let msg = format!("unknown field \"{}\" (expected: {})", key.name, TOP_FIELDS.join(", "));
+                self.error(key.pos, msg);
+            }
+        }
+        match root.get("version") {
+            Some(Node { value: Yaml::Int(1), .. }) => {}
+            Some(node) => {
+                self.error(node.pos, "unsupported version: this inkflow reads version 1");
+            }
+            None => {
+                self.error(root.pos, "missing field \"version\" (write `version: 1`)");
+            }
+        }
+        if let Some(node) = root.get("name") {
+            if let Some(name) = self.string(node, "name") {
+                pipeline.name = name;
+            }
+        }
+        if let Some(node) = root.get("output") {
+            pipeline.output = self.string(node, "output").map(PathBuf::from);
+        }
+        pipeline.plugins = plugin_paths(root);
+        let defaults = self.defaults(root.get("defaults"));
+
+        let mut drafts = Vec::new();
+        for (section, role) in [("sources", Role::Source), ("stages", Role::Stage), ("sinks", Role::Sink)] {
+            match root.get(section) {
+                Some(node) => match node.as_map() {
+                    Some(entries) => {
+                        for (key, value) in entries {
+                            if let Some(draft) = self.component(key, value, role, defaults) {
+                                drafts.push(draft);
+                            }
+                        }
+                    }
+                    None if matches!(node.value, Yaml::Null) => {}
+                    None => {
+                        let msg =
+                            format!("\"{section}\" is a map of id to component; found {}", node.type_name());
+                        self.error(node.pos, msg);
+                    }
+                },
+                None if role != Role::Stage => {
+                    self.error(
+                        root.pos,
+                        format!("missing field \"{section}\": a pipeline needs at least one {}", role.noun()),
+                    );
+                }
+                None => {}
+            }
+        }
+        pipeline.components = self.wire(drafts);
+        pipeline
+    }
+
+    fn string(&mut self, node: &Node, what: &str) -> Option<String> {
+        match &node.value {
+            Yaml::Str(s) => Some(s.clone()),
+            _ => {
+                self.error(node.pos, format!("\"{what}\" must be a string, found {}", node.type_name()));
+                None
+            }
+        }
+    }
+
+    fn count(&mut self, node: &Node, what: &str) -> Option<usize> {
+        match node.value {
+            Yaml::Int(n) if (1..=10_000).contains(&n) => Some(n as usize),
+            _ => {
+                self.error(node.pos, format!("\"{what}\" must be a whole number from 1 to 10000"));
+                None
+            }
+        }
+    }
+
+    fn defaults(&mut self, node: Option<&Node>) -> (usize, usize) {
+        let mut defaults = (DEFAULT_CAPACITY, 1);
+        let Some(node) = node else { return defaults };
+        let Some(entries) = node.as_map() else {
+            self.error(node.pos, "\"defaults\" must be a map with capacity and concurrency");
+            return defaults;
+        };
+        for (key, value) in entries {
+            match key.name.as_str() {
+                "capacity" => defaults.0 = self.count(value, "capacity").unwrap_or(defaults.0),
+                "concurrency" => defaults.1 = self.count(value, "concurrency").unwrap_or(defaults.1),
+                other => {
+                    self.error(
+                        key.pos,
+                        format!("unknown field \"{other}\" in defaults (expected: capacity, concurrency)"),
+                    );
+                }
+            }
+        }
+        defaults
+    }
+
+    fn component(&mut self, key: &Key, node: &Node, role: Role, defaults: (usize, usize)) -> Option<Draft> {
+        let id = key.name.clone();
+        let about = |d: &mut Diagnostic| d.subject = Some(format!("{} \"{id}\"", role.noun()));
+        let Some(entries) = node.as_map() else {
+            let msg =
+                format!("a {} is a map with a kind and its options; found {}", role.noun(), node.type_name());
+            about(self.error(node.pos, msg));
+            return None;
+        };
+        let known = self.registry.names(role).join(", ");
+        let kind_name = match node.get("kind") {
+            Some(Node { value: Yaml::Str(s), .. }) => s.clone(),
+            Some(other) => {
+                about(self.error(other.pos, format!("\"kind\" must be a string (known kinds: {known})")));
+                return None;
+            }
+            None => {
+                about(self.error(key.pos, format!("missing field \"kind\" (known kinds: {known})")));
+                return None;
+            }
+        };
+        let kind_pos = node.get("kind").map_or(key.pos, |n| n.pos);
+        let Some(kind) = self.registry.get(&kind_name).filter(|k| k.info().role == role).cloned() else {
+            let hint = match self.registry.get(&kind_name) {
+                Some(other) => {
+                    format!("\"{kind_name}\" is a {} kind, not a {}", other.info().role.noun(), role.noun())
+                }
+                None => format!("unknown kind \"{kind_name}\""),
+            };
+            about(self.error(kind_pos, format!("{hint} (known {} kinds: {known})", role.noun())));
+            return None;
+        };
+
+        let mut input_names = Vec::new();
+        match node.get("inputs") {
+            Some(Node { value: Yaml::Seq(items), .. }) => {
+                for item in items {
+                    match &item.value {
+                        Yaml::Str(s) => input_names.push((s.clone(), item.pos)),
+                        _ => about(self.error(item.pos, "each input is the id of a source or stage")),
+                    }
+                }
+            }
+            Some(Node { value: Yaml::Str(s), pos }) => input_names.push((s.clone(), *pos)),
+            Some(other) => about(self.error(other.pos, "\"inputs\" is a list of ids, e.g. [prompts]")),
+            None => {}
+        }
+        if role == Role::Source && !input_names.is_empty() {
+            about(self.error(node.get("inputs").map_or(key.pos, |n| n.pos), "a source takes no inputs"));
+        }
+        if role != Role::Source && input_names.is_empty() && node.get("inputs").is_none() {
+            about(self.error(key.pos, "missing field \"inputs\" (the ids it reads from)"));
+        }
+        if role == Role::Stage && input_names.len() > 1 {
+            let msg = "a stage reads exactly one input; a sink may read several";
+            about(self.error(node.get("inputs").map_or(key.pos, |n| n.pos), msg));
+        }
+        let capacity = node.get("capacity").and_then(|n| self.count(n, "capacity")).unwrap_or(defaults.0);
+        let concurrency =
+            node.get("concurrency").and_then(|n| self.count(n, "concurrency")).unwrap_or(defaults.1);
+
+        let options_entries: Vec<(Key, Node)> =
+            entries.iter().filter(|(k, _)| !WIRING_FIELDS.contains(&k.name.as_str())).cloned().collect();
+        let options_node = Node { value: Yaml::Map(options_entries), pos: node.pos };
+        let options = options_node.to_json();
+        if let Err(e) = kind.check(&options) {
+            let expected: Vec<&str> = kind.info().options.iter().map(|o| o.name.as_str()).collect();
+            let (pos, message) = option_error_position(&options_node, key.pos, &e.path, &e.message);
+            let message = if message.starts_with("unknown field") || message.starts_with("missing field") {
+                format!(
+                    "{} (expected: {})",
+                    message.split(", expected").next().unwrap_or(&message),
+                    expected.join(", ")
+                )
+            } else if e.path.is_empty() {
+                message
+            } else {
+                format!("{}: {message}", e.path.join("."))
+            };
+            about(self.error(pos, message));
+        }
+        let info = kind.info();
+        Some(Draft {
+            spec: ComponentSpec {
+                id,
+                role,
+                kind: kind_name,
+                inputs: Vec::new(),
+                consumers: Vec::new(),
+                capacity,
+                concurrency,
+                options,
+                output: if role == Role::Source { info.output.for_input(Media::Prompt) } else { None },
+                pos: key.pos,
+            },
+            input_names,
+        })
+    }
+
+    /// Resolves input ids, rejects cycles and components nobody reads, and checks media
+    /// along every edge; returns the components in topological order.
+    fn wire(&mut self, drafts: Vec<Draft>) -> Vec<ComponentSpec> {
+        let index: HashMap<String, usize> =
+            drafts.iter().enumerate().map(|(i, d)| (d.spec.id.clone(), i)).collect();
+        let mut specs: Vec<ComponentSpec> = Vec::with_capacity(drafts.len());
+        let mut edges: Vec<Vec<usize>> = Vec::with_capacity(drafts.len());
+        for draft in &drafts {
+            let mut inputs = Vec::new();
+            for (name, pos) in &draft.input_names {
+                match index.get(name) {
+                    Some(&i) if drafts[i].spec.role == Role::Sink => {
+                        let msg = format!("input \"{name}\" is a sink; sinks give no output to read");
+                        self.error(*pos, msg).subject = Some(subject(&draft.spec));
+                    }
+                    Some(&i) => inputs.push(i),
+                    None => {
+                        let known: Vec<&str> = drafts
+                            .iter()
+                            .filter(|d| d.spec.role != Role::Sink)
+                            .map(|d| d.spec.id.as_str())
+                            .collect();
+                        let msg = format!(
+                            "input \"{name}\" doesn't match any source or stage (known: {})",
+                            known.join(", ")
+                        );
+                        self.error(*pos, msg).subject = Some(subject(&draft.spec));
+                    }
+                }
+            }
+            edges.push(inputs);
+            specs.push(draft.spec.clone());
+        }
+        for (i, inputs) in edges.iter().enumerate() {
+            for &input in inputs {
+                specs[input].consumers.push(i);
+            }
+        }
+        for spec in &specs {
+            if spec.role != Role::Sink && spec.consumers.is_empty() {
+                let msg = format!(
+                    "{} \"{}\" has no consumer: no stage or sink lists it in its inputs",
+                    spec.role.noun(),
+                    spec.id
+                );
+                self.error(spec.pos, msg).subject = Some(subject(spec));
+            }
+        }
+        let Some(order) = self.topological_order(&specs, &edges) else { return Vec::new() };
+        for &i in &order {
+            self.check_media(i, &mut specs, &edges);
+        }
+        let position: BTreeMap<usize, usize> =
+            order.iter().enumerate().map(|(new, &old)| (old, new)).collect();
+        order
+            .iter()
+            .map(|&old| {
+                let mut spec = specs[old].clone();
+                spec.inputs = edges[old].iter().map(|i| position[i]).collect();
+                spec.consumers = spec.consumers.iter().map(|i| position[i]).collect();
+                spec
+            })
+            .collect()
+    }
+
+    fn topological_order(&mut self, specs: &[ComponentSpec], edges: &[Vec<usize>]) -> Option<Vec<usize>> {
+        let mut pending: Vec<usize> = edges.iter().map(Vec::len).collect();
+        let mut ready: Vec<usize> = (0..specs.len()).filter(|&i| pending[i] == 0).collect();
+        let mut order = Vec::with_capacity(specs.len());
+        while let Some(i) = ready.pop() {
+            order.push(i);
+            for &c in &specs[i].consumers {
+                pending[c] -= 1;
+                if pending[c] == 0 {
+                    ready.push(c);
+                }
+            }
+        }
+        if order.len() == specs.len() {
+            return Some(order);
+        }
+        let cycle: Vec<&str> =
+            (0..specs.len()).filter(|i| !order.contains(i)).map(|i| specs[i].id.as_str()).collect();
+        let first = (0..specs.len()).find(|i| !order.contains(i)).unwrap_or(0);
+        let msg = format!("the inputs form a cycle through {}", cycle.join(" -> "));
+        self.error(specs[first].pos, msg).subject = Some(subject(&specs[first]));
+        None
+    }
+
+    fn check_media(&mut self, i: usize, specs: &mut [ComponentSpec], edges: &[Vec<usize>]) {
+        let Some(kind) = self.registry.get(&specs[i].kind).cloned() else { return };
+        let info = kind.info();
+        if specs[i].role == Role::Source {
+            return;
+        }
+        let mut output = None;
+        for &input in &edges[i] {
+            let Some(media) = specs[input].output else { continue };
+            if !info.accepts.contains(&media) {
+                let accepts: Vec<String> = info.accepts.iter().map(Media::to_string).collect();
+                let msg = format!(
+                    "kind \"{}\" cannot take a {media} from \"{}\" (it takes: {})",
+                    info.name,
+                    specs[input].id,
+                    accepts.join(", ")
+                );
+                self.error(specs[i].pos, msg).subject = Some(subject(&specs[i]));
+            } else {
+                output = info.output.for_input(media);
+            }
+        }
+        specs[i].output = output;
+    }
+}
+
+fn subject(spec: &ComponentSpec) -> String {
+    format!("{} \"{}\"", spec.role.noun(), spec.id)
+}
+
+/// Where an option error points: the offending field's value (or key), or the unknown key
+/// named in the message, or the component itself.
+fn option_error_position(options: &Node, component: Pos, path: &[String], message: &str) -> (Pos, String) {
+    if let Some(name) = message.strip_prefix("unknown field `").and_then(|rest| rest.split('`').next()) {
+        let mut full: Vec<String> = path.to_vec();
+        if full.last().map(String::as_str) != Some(name) {
+            full.push(name.to_owned());
+        }
+        let pos = options.position_of(&full);
+        return (if pos == options.pos { component } else { pos }, message.replace('`', "\""));
+    }
+    let pos = if path.is_empty() { component } else { options.position_of(path) };
+    (if pos == options.pos { component } else { pos }, message.replace('`', "\""))
+}
+
+/// Loads and checks a pipeline file in one go.
+pub fn load(file: &Path, options: &LoadOptions, registry: &Registry) -> Result<Pipeline, ConfigErrors> {
+    let root = read_tree(file, options)?;
+    check(file, &root, registry)
+}

@@ -1,0 +1,680 @@
+//! The staged runtime: one task per component, bounded channels between them.
+//!
+//! A full channel blocks its producer, so the number of items between a source and a slow
+//! sink is bounded by the channel capacities and stage concurrencies along the path, never
+//! by the batch size. CPU stages run on the rayon pool; I/O stages run as futures on tokio.
+
+use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use anyhow::Context as _;
+use futures::future::BoxFuture;
+use futures::{FutureExt as _, StreamExt as _, stream};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::cpu;
+use super::item::{Envelope, Failure, Item, State};
+use super::media::Payload;
+use super::pipeline::Pipeline;
+use super::run_context::{RunContext, SubmissionLog};
+use super::stage::{BuildContext, Component, Registry, Sink, StageError};
+use super::summary::{ComponentCounts, FailedItem, Summary};
+
+/// Live counts of one component, read by the progress display.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Items that entered it.
+    pub received: AtomicU64,
+    /// Items it passed on or wrote.
+    pub done: AtomicU64,
+    /// Items it failed.
+    pub failed: AtomicU64,
+    /// Items it filtered out.
+    pub filtered: AtomicU64,
+}
+
+impl Counters {
+    /// Items inside the component right now.
+    pub fn in_flight(&self) -> u64 {
+        let left = self.done.load(Ordering::Relaxed)
+            + self.failed.load(Ordering::Relaxed)
+            + self.filtered.load(Ordering::Relaxed);
+        self.received.load(Ordering::Relaxed).saturating_sub(left)
+    }
+}
+
+/// Live counts of a running batch, shared with the progress display and tests.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Items the sources listed.
+    pub total: AtomicU64,
+    /// Items skipped as already complete.
+    pub skipped: AtomicU64,
+    /// Items that reached every sink (whatever their fate).
+    pub finished: AtomicU64,
+    /// Per component, in pipeline order.
+    pub components: Vec<(String, Counters)>,
+}
+
+/// Hooks into an item's life, for the journal.
+pub trait ItemObserver: Send + Sync {
+    /// Called once per listed item before it runs; may put facts on it (e.g. a pending paid
+    /// request to re-poll) or answer that it is already complete.
+    fn prepare(&self, _item: &mut Item) -> anyhow::Result<Preparation> {
+        Ok(Preparation::Run)
+    }
+    /// Called when a stage passed an item on.
+    fn stage_done(&self, _item: &Item, _stage: &str) {}
+    /// Called when every sink has handled an item; `failure` says why it did not succeed.
+    fn item_finished(&self, _item: &Item, _outcome: &ItemOutcome) {}
+}
+
+/// What [`ItemObserver::prepare`] decided for an item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preparation {
+    /// Run it.
+    Run,
+    /// It is complete from an earlier run: skip it.
+    Skip,
+}
+
+/// How an item ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ItemOutcome {
+    /// Every sink wrote it.
+    Written,
+    /// A stage or sink failed it.
+    Failed(Failure),
+    /// A stage removed it on purpose.
+    Filtered {
+        /// The stage.
+        stage: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What a run needs besides the pipeline.
+#[derive(Clone, Default)]
+pub struct RunSettings {
+    /// Cancelled on Ctrl-C: sources stop taking new items, in-flight items finish.
+    pub stop: CancellationToken,
+    /// The journal's record of paid submissions.
+    pub submissions: Option<Arc<dyn SubmissionLog>>,
+    /// The journal's view of items.
+    pub observer: Option<Arc<dyn ItemObserver>>,
+}
+
+/// A pipeline with its components built and its items listed, ready to run.
+pub struct Batch {
+    pipeline: Pipeline,
+    components: Vec<Component>,
+    items: Vec<Vec<Item>>,
+    output_dir: PathBuf,
+    progress: Arc<Progress>,
+}
+
+/// Builds every component of a checked pipeline and lists the sources' items.
+/// Errors name the component (`stage "gen": ...`).
+pub fn build(
+    pipeline: Pipeline,
+    registry: &Registry,
+    output_dir: &Path,
+    dry_run: bool,
+) -> anyhow::Result<Batch> {
+    let mut components = Vec::with_capacity(pipeline.components.len());
+    for spec in &pipeline.components {
+        let kind = registry.get(&spec.kind).with_context(|| format!("unknown kind \"{}\"", spec.kind))?;
+        let ctx = BuildContext {
+            id: spec.id.clone(),
+            inputs: spec.inputs.iter().map(|&i| pipeline.components[i].id.clone()).collect(),
+            output_dir: output_dir.to_owned(),
+            pipeline_file: pipeline.file.clone(),
+            dry_run,
+        };
+        let component = kind
+            .build(&spec.options, &ctx)
+            .with_context(|| format!("{} \"{}\"", spec.role.noun(), spec.id))?;
+        components.push(component);
+    }
+    let mut items = Vec::new();
+    let mut seq = 0u64;
+    for (spec, component) in pipeline.components.iter().zip(&components) {
+        if let Component::Source(source) = component {
+            let mut listed = source.list().with_context(|| format!("source \"{}\"", spec.id))?;
+            for item in &mut listed {
+                item.seq = seq;
+                seq += 1;
+            }
+            items.push(listed);
+        }
+    }
+    let progress = Arc::new(Progress {
+        components: pipeline.components.iter().map(|c| (c.id.clone(), Counters::default())).collect(),
+        ..Progress::default()
+    });
+    Ok(Batch { pipeline, components, items, output_dir: output_dir.to_owned(), progress })
+}
+
+impl Batch {
+    /// The live counts, for a progress display.
+    pub fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
+    }
+
+    /// Every listed item, over all sources.
+    pub fn items(&self) -> impl Iterator<Item = &Item> {
+        self.items.iter().flatten()
+    }
+
+    /// The checked pipeline.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// The built components, in pipeline order.
+    pub fn components(&self) -> &[Component] {
+        &self.components
+    }
+
+    /// Runs the batch to the end (or until stopped) and returns its summary, after every
+    /// sink's `finish` has run.
+    pub async fn run(self, settings: RunSettings) -> anyhow::Result<Summary> {
+        let Batch { pipeline, components, items, output_dir, progress } = self;
+        let started = Instant::now();
+        let started_at = SystemTime::now();
+        let all_items: Vec<Item> = items.iter().flatten().cloned().collect();
+        progress.total.store(all_items.len() as u64, Ordering::Relaxed);
+        for component in &components {
+            if let Component::Sink(sink) = component {
+                sink.begin(&all_items).await?;
+            }
+        }
+        drop(all_items);
+
+        let shared = Arc::new(Shared {
+            stop: settings.stop.clone(),
+            stop_reason: Mutex::new(None),
+            tally: Mutex::new(Tally::default()),
+            observer: settings.observer.clone(),
+            progress: progress.clone(),
+            sink_count: components.iter().filter(|c| matches!(c, Component::Sink(_))).count(),
+        });
+        let run_context =
+            RunContext { stop: settings.stop.clone(), submissions: settings.submissions.clone() };
+
+        // One channel per edge, sized by the consumer's capacity.
+        let n = pipeline.components.len();
+        let mut senders: Vec<Vec<mpsc::Sender<Envelope>>> = (0..n).map(|_| Vec::new()).collect();
+        let mut receivers: Vec<Vec<Option<mpsc::Receiver<Envelope>>>> = Vec::with_capacity(n);
+        for spec in &pipeline.components {
+            let mut slots = Vec::new();
+            for &input in &spec.inputs {
+                let (tx, rx) = mpsc::channel(spec.capacity);
+                senders[input].push(tx);
+                slots.push(Some(rx));
+            }
+            receivers.push(slots);
+        }
+
+        let sinks: Vec<Arc<dyn Sink>> = components
+            .iter()
+            .filter_map(|c| if let Component::Sink(s) = c { Some(s.clone()) } else { None })
+            .collect();
+        let mut items_by_source = items.into_iter();
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, (spec, component)) in pipeline.components.iter().zip(components.iter()).enumerate() {
+            let outputs = std::mem::take(&mut senders[index]);
+            let inputs: Vec<mpsc::Receiver<Envelope>> =
+                receivers[index].iter_mut().filter_map(Option::take).collect();
+            let node =
+                Node { index, id: spec.id.clone(), concurrency: spec.concurrency, shared: shared.clone() };
+            match component {
+                Component::Source(source) => {
+                    let items = items_by_source.next().unwrap_or_default();
+                    tasks.spawn(run_source(node, source.clone(), items, sinks.clone(), outputs));
+                }
+                Component::Cpu(stage) => {
+                    let stage = stage.clone();
+                    let process = move |mut item: Item, payload| {
+                        let stage = stage.clone();
+                        async move {
+                            let outcome = cpu::run(move || {
+                                let result = stage.process(&mut item, payload);
+                                (item, result)
+                            })
+                            .await;
+                            outcome.map_err(StageError::failed)
+                        }
+                        .boxed()
+                    };
+                    tasks.spawn(run_stage(node, one_input(inputs), outputs, process));
+                }
+                Component::Io(stage) => {
+                    let stage = stage.clone();
+                    let cx = run_context.clone();
+                    let process = move |mut item: Item, payload| {
+                        let stage = stage.clone();
+                        let cx = cx.clone();
+                        async move {
+                            let result =
+                                AssertUnwindSafe(stage.process(&mut item, payload, &cx)).catch_unwind().await;
+                            result.map(|r| (item, r)).map_err(|p| StageError::failed(cpu::panic_message(p)))
+                        }
+                        .boxed()
+                    };
+                    tasks.spawn(run_stage(node, one_input(inputs), outputs, process));
+                }
+                Component::Sink(sink) => {
+                    tasks.spawn(run_sink(node, sink.clone(), inputs));
+                }
+            }
+        }
+        while let Some(joined) = tasks.join_next().await {
+            joined.context("a pipeline task crashed")?;
+        }
+        if shared.stop.is_cancelled() {
+            for component in &components {
+                if let Component::Io(stage) = component {
+                    stage.cancel_pending().await;
+                }
+            }
+        }
+
+        let summary = shared.summary(&pipeline, &output_dir, started, started_at);
+        let mut finish_errors = Vec::new();
+        for (spec, component) in pipeline.components.iter().zip(&components) {
+            if let Component::Sink(sink) = component
+                && let Err(e) = sink.finish(&summary).await
+            {
+                finish_errors.push(format!("sink \"{}\": {e:#}", spec.id));
+            }
+        }
+        if !finish_errors.is_empty() {
+            anyhow::bail!("{}", finish_errors.join("\n"));
+        }
+        Ok(summary)
+    }
+}
+
+fn one_input(mut inputs: Vec<mpsc::Receiver<Envelope>>) -> mpsc::Receiver<Envelope> {
+    // The checker guarantees a stage has exactly one input.
+    inputs.pop().unwrap_or_else(|| mpsc::channel(1).1)
+}
+
+/// State shared by every task of a run.
+struct Shared {
+    stop: CancellationToken,
+    stop_reason: Mutex<Option<String>>,
+    tally: Mutex<Tally>,
+    observer: Option<Arc<dyn ItemObserver>>,
+    progress: Arc<Progress>,
+    sink_count: usize,
+}
+
+/// What happened to each item, gathered from the sinks.
+#[derive(Default)]
+struct Tally {
+    /// Per item key: its outcome so far, the sinks that reported it, and the item.
+    items: HashMap<String, (ItemOutcome, usize, u32, f64, String)>,
+    succeeded: u64,
+    failed: Vec<FailedItem>,
+    filtered: BTreeMap<String, u64>,
+    filtered_count: u64,
+    retries: u64,
+    cost_usd: f64,
+}
+
+impl Shared {
+    fn counters(&self, index: usize) -> &Counters {
+        &self.progress.components[index].1
+    }
+
+    fn stop_batch(&self, reason: String) {
+        let mut slot = self.stop_reason.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            tracing::error!("stopping the batch: {reason}");
+            *slot = Some(reason);
+        }
+        self.stop.cancel();
+    }
+
+    /// Records one sink's view of an item; when every sink has seen it, the item is final.
+    fn record(&self, item: &Item, outcome: ItemOutcome) {
+        let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
+        let cost = item.facts.get("cost_usd").and_then(Value::as_f64).unwrap_or(0.0);
+        let entry = tally.items.entry(item.key.clone()).or_insert((
+            ItemOutcome::Written,
+            0,
+            item.retries,
+            cost,
+            item.prompt.description.clone(),
+        ));
+        if entry.0 == ItemOutcome::Written {
+            entry.0 = outcome;
+        }
+        entry.1 += 1;
+        entry.2 = entry.2.max(item.retries);
+        entry.3 = entry.3.max(cost);
+        if entry.1 < self.sink_count {
+            return;
+        }
+        let Some((outcome, _, retries, cost, description)) = tally.items.remove(&item.key) else { return };
+        tally.retries += u64::from(retries);
+        tally.cost_usd += cost;
+        match &outcome {
+            ItemOutcome::Written => tally.succeeded += 1,
+            ItemOutcome::Failed(f) => tally.failed.push(FailedItem {
+                key: item.key.clone(),
+                description,
+                stage: f.stage.clone(),
+                error: f.error.clone(),
+                attempts: f.attempts,
+            }),
+            ItemOutcome::Filtered { reason, .. } => {
+                tally.filtered_count += 1;
+                *tally.filtered.entry(reason.clone()).or_default() += 1;
+            }
+        }
+        drop(tally);
+        self.progress.finished.fetch_add(1, Ordering::Relaxed);
+        if let Some(observer) = &self.observer {
+            observer.item_finished(item, &outcome);
+        }
+    }
+
+    fn summary(
+        &self,
+        pipeline: &Pipeline,
+        output_dir: &Path,
+        started: Instant,
+        started_at: SystemTime,
+    ) -> Summary {
+        let tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
+        let elapsed = started.elapsed().as_secs_f64();
+        let total = self.progress.total.load(Ordering::Relaxed);
+        let skipped = self.progress.skipped.load(Ordering::Relaxed);
+        let finished = tally.succeeded + tally.failed.len() as u64 + tally.filtered_count;
+        let stop_reason = self.stop_reason.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let interrupted = self.stop.is_cancelled();
+        Summary {
+            pipeline: pipeline.file.display().to_string(),
+            started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
+            finished_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            total_items: total,
+            succeeded: tally.succeeded,
+            failed: tally.failed.len() as u64,
+            filtered: tally.filtered_count,
+            skipped,
+            not_started: total.saturating_sub(skipped + finished),
+            retries: tally.retries,
+            elapsed_seconds: elapsed,
+            items_per_second: if elapsed > 0.0 { finished as f64 / elapsed } else { 0.0 },
+            cost_usd: tally.cost_usd,
+            interrupted,
+            stop_reason: stop_reason
+                .or_else(|| interrupted.then(|| "stopped by the user (Ctrl-C)".to_owned())),
+            output_dir: output_dir.display().to_string(),
+            components: pipeline
+                .components
+                .iter()
+                .enumerate()
+                .map(|(i, spec)| {
+                    let c = self.counters(i);
+                    ComponentCounts {
+                        id: spec.id.clone(),
+                        kind: spec.kind.clone(),
+                        done: c.done.load(Ordering::Relaxed),
+                        failed: c.failed.load(Ordering::Relaxed),
+                        filtered: c.filtered.load(Ordering::Relaxed),
+                    }
+                })
+                .collect(),
+            filtered_reasons: tally.filtered.clone(),
+            failures: tally.failed.clone(),
+        }
+    }
+}
+
+/// What a task knows about its component.
+struct Node {
+    index: usize,
+    id: String,
+    concurrency: usize,
+    shared: Arc<Shared>,
+}
+
+/// Sends an envelope to every consumer; a clone shares the payload (an `Arc`), not its pixels.
+async fn fan_out(outputs: &[mpsc::Sender<Envelope>], envelope: Envelope) {
+    if let Some((last, rest)) = outputs.split_last() {
+        for tx in rest {
+            // A closed consumer means the batch is being torn down; nothing to deliver.
+            let _ = tx.send(envelope.clone()).await;
+        }
+        let _ = last.send(envelope).await;
+    }
+}
+
+async fn run_source(
+    node: Node,
+    source: Arc<dyn super::stage::Source>,
+    items: Vec<Item>,
+    sinks: Vec<Arc<dyn Sink>>,
+    outputs: Vec<mpsc::Sender<Envelope>>,
+) {
+    let shared = node.shared.clone();
+    let counters = shared.counters(node.index);
+    let mut items = items.into_iter();
+    let mut loading = futures::stream::FuturesOrdered::new();
+    loop {
+        while loading.len() < node.concurrency && !shared.stop.is_cancelled() {
+            let Some(mut item) = items.next() else { break };
+            let prepared = match &shared.observer {
+                Some(observer) => observer.prepare(&mut item),
+                None => Ok(Preparation::Run),
+            };
+            let skip = match prepared {
+                Ok(Preparation::Skip) => true,
+                Ok(Preparation::Run) => !sinks.is_empty() && sinks.iter().all(|s| s.is_complete(&item)),
+                Err(e) => {
+                    shared.stop_batch(format!("journal: {e:#}"));
+                    break;
+                }
+            };
+            if skip {
+                shared.progress.skipped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            counters.received.fetch_add(1, Ordering::Relaxed);
+            let source = source.clone();
+            let fallback = item.clone();
+            loading.push_back(
+                cpu::run(move || {
+                    let payload = source.load(&mut item);
+                    (item, payload)
+                })
+                .map(move |r| r.unwrap_or_else(|panic| (fallback, Err(StageError::failed(panic))))),
+            );
+        }
+        let Some((item, loaded)) = loading.next().await else { break };
+        let state = match loaded {
+            Ok(payload) => {
+                counters.done.fetch_add(1, Ordering::Relaxed);
+                State::Ready(payload)
+            }
+            Err(error) => failure_state(&node.id, error, &shared, counters),
+        };
+        fan_out(&outputs, Envelope { item, state }).await;
+    }
+}
+
+/// The state an item gets when a component returns an error, counting it.
+fn failure_state(id: &str, error: StageError, shared: &Shared, counters: &Counters) -> State {
+    match error {
+        StageError::Filtered { reason } => {
+            counters.filtered.fetch_add(1, Ordering::Relaxed);
+            State::Filtered { stage: id.to_owned(), reason }
+        }
+        StageError::Failed { message, attempts } => {
+            counters.failed.fetch_add(1, Ordering::Relaxed);
+            State::Failed(Failure { stage: id.to_owned(), error: message, attempts })
+        }
+        StageError::Fatal(message) => {
+            counters.failed.fetch_add(1, Ordering::Relaxed);
+            shared.stop_batch(format!("stage \"{id}\": {message}"));
+            State::Failed(Failure { stage: id.to_owned(), error: message, attempts: 1 })
+        }
+    }
+}
+
+type Processed = Result<(Item, Result<Payload, StageError>), StageError>;
+
+/// An item after a stage: processed by it, or passed through because it had already failed.
+enum Step {
+    Processed(Item, Result<Payload, StageError>),
+    PassedThrough(Envelope),
+}
+
+async fn run_stage<F>(
+    node: Node,
+    input: mpsc::Receiver<Envelope>,
+    outputs: Vec<mpsc::Sender<Envelope>>,
+    process: F,
+) where
+    F: Fn(Item, Payload) -> BoxFuture<'static, Processed>,
+{
+    let shared = node.shared.clone();
+    let counters = &shared.progress.components[node.index].1;
+    tokio_stream_from(input)
+        .map(|envelope| match envelope.state {
+            State::Ready(payload) => {
+                counters.received.fetch_add(1, Ordering::Relaxed);
+                let fallback = envelope.item.clone();
+                process(envelope.item, payload)
+                    .map(move |r| {
+                        let (item, result) = r.unwrap_or_else(|e| (fallback, Err(e)));
+                        Step::Processed(item, result)
+                    })
+                    .boxed()
+            }
+            // Failed and filtered items pass through untouched so sinks can record them.
+            _ => futures::future::ready(Step::PassedThrough(envelope)).boxed(),
+        })
+        .buffer_unordered(node.concurrency)
+        .for_each(|step| {
+            let outputs = &outputs;
+            let shared = &shared;
+            let id = &node.id;
+            async move {
+                let envelope = match step {
+                    Step::PassedThrough(envelope) => envelope,
+                    Step::Processed(item, Ok(payload)) => {
+                        counters.done.fetch_add(1, Ordering::Relaxed);
+                        if let Some(observer) = &shared.observer {
+                            observer.stage_done(&item, id);
+                        }
+                        Envelope { item, state: State::Ready(payload) }
+                    }
+                    Step::Processed(item, Err(error)) => {
+                        if let StageError::Failed { message, .. } = &error {
+                            tracing::warn!("stage \"{id}\": item {}: {message}", item.key);
+                        }
+                        Envelope { item, state: failure_state(id, error, shared, counters) }
+                    }
+                };
+                fan_out(outputs, envelope).await;
+            }
+        })
+        .await;
+}
+
+fn tokio_stream_from(mut rx: mpsc::Receiver<Envelope>) -> impl futures::Stream<Item = Envelope> {
+    stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+async fn run_sink(node: Node, sink: Arc<dyn Sink>, inputs: Vec<mpsc::Receiver<Envelope>>) {
+    let shared = node.shared.clone();
+    let counters = &shared.progress.components[node.index].1;
+    let slots = inputs.len();
+    let tagged = stream::select_all(
+        inputs
+            .into_iter()
+            .enumerate()
+            .map(|(slot, rx)| tokio_stream_from(rx).map(move |e| (slot, e)).boxed()),
+    );
+    // Join the envelopes of one item from every input; a partial join holds only what the
+    // bounded channels upstream let through, so this map stays small.
+    let mut partial: HashMap<String, Vec<Option<Envelope>>> = HashMap::new();
+    let joined = tagged.filter_map(move |(slot, envelope)| {
+        let complete = if slots == 1 {
+            Some(vec![envelope])
+        } else {
+            let key = envelope.item.key.clone();
+            let entry = partial.entry(key.clone()).or_insert_with(|| vec![None; slots]);
+            entry[slot] = Some(envelope);
+            if entry.iter().all(Option::is_some) {
+                partial.remove(&key).map(|parts| parts.into_iter().flatten().collect())
+            } else {
+                None
+            }
+        };
+        std::future::ready(complete)
+    });
+    joined
+        .map(|parts: Vec<Envelope>| {
+            counters.received.fetch_add(1, Ordering::Relaxed);
+            let sink = sink.clone();
+            async move {
+                let mut item = parts[0].item.clone();
+                for part in &parts[1..] {
+                    for (k, v) in &part.item.facts {
+                        item.facts.entry(k.clone()).or_insert_with(|| v.clone());
+                    }
+                    item.retries = item.retries.max(part.item.retries);
+                }
+                let states: Vec<State> = parts.into_iter().map(|p| p.state).collect();
+                let result = AssertUnwindSafe(sink.write(&item, &states)).catch_unwind().await;
+                (item, states, result.unwrap_or_else(|p| Err(StageError::failed(cpu::panic_message(p)))))
+            }
+        })
+        .buffer_unordered(node.concurrency)
+        .for_each(|(item, states, result)| {
+            let shared = &shared;
+            let id = &node.id;
+            async move {
+                let upstream = states.iter().find_map(|s| match s {
+                    State::Failed(f) => Some(ItemOutcome::Failed(f.clone())),
+                    State::Filtered { stage, reason } => {
+                        Some(ItemOutcome::Filtered { stage: stage.clone(), reason: reason.clone() })
+                    }
+                    State::Ready(_) => None,
+                });
+                let outcome = match (result, upstream) {
+                    (Err(error), _) => {
+                        tracing::warn!("sink \"{id}\": item {}: {error}", item.key);
+                        match failure_state(id, error, shared, counters) {
+                            State::Failed(f) => ItemOutcome::Failed(f),
+                            State::Filtered { stage, reason } => ItemOutcome::Filtered { stage, reason },
+                            State::Ready(_) => ItemOutcome::Written,
+                        }
+                    }
+                    (Ok(()), Some(outcome)) => {
+                        counters.done.fetch_add(1, Ordering::Relaxed);
+                        outcome
+                    }
+                    (Ok(()), None) => {
+                        counters.done.fetch_add(1, Ordering::Relaxed);
+                        ItemOutcome::Written
+                    }
+                };
+                shared.record(&item, outcome);
+            }
+        })
+        .await;
+}
