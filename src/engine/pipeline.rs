@@ -482,7 +482,7 @@ fn option_error_position(options: &Node, component: Pos, path: &[String], messag
         if full.last().map(String::as_str) != Some(name) {
             full.push(name.to_owned());
         }
-        let pos = options.position_of(&full);
+        let pos = options.key_position_of(&full);
         return (if pos == options.pos { component } else { pos }, message.replace('`', "\""));
     }
     let pos = if path.is_empty() { component } else { options.position_of(path) };

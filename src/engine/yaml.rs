@@ -90,6 +90,22 @@ impl Node {
         }
     }
 
+    /// The position of the key of the last segment of `path` (for "unknown field" errors);
+    /// the deepest position found when the path leaves the tree.
+    pub fn key_position_of(&self, path: &[String]) -> Pos {
+        let Some((last, parent)) = path.split_last() else { return self.pos };
+        let mut node = self;
+        for segment in parent {
+            match node.get(segment) {
+                Some(child) => node = child,
+                None => return node.pos,
+            }
+        }
+        node.as_map()
+            .and_then(|entries| entries.iter().find(|(k, _)| &k.name == last))
+            .map_or(node.pos, |(k, _)| k.pos)
+    }
+
     /// The position of the value (or, for the last segment of a map path, of its key) at `path`
     /// below this node; the deepest position found when the path leaves the tree.
     pub fn position_of(&self, path: &[String]) -> Pos {

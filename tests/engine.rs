@@ -1,0 +1,383 @@
+//! The engine on its own, with small test kinds: config errors and their positions, the
+//! runtime's backpressure bound, failures confined to their item, fan-out and joins.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use inkflow::engine::diagnostic::ConfigErrors;
+use inkflow::engine::item::{Item, Prompt, State};
+use inkflow::engine::media::{Media, Payload, Pixels, Raster};
+use inkflow::engine::pipeline::{self, LoadOptions};
+use inkflow::engine::runtime::{self, RunSettings};
+use inkflow::engine::stage::{
+    BuildContext, Component, CpuStage, Kind, KindInfo, OptionDoc, OptionsError, OutputMedia, Registry, Role,
+    Sink, Source, StageError, parse_options,
+};
+use inkflow::engine::summary::Summary;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Counters the test kinds share with the test.
+#[derive(Default)]
+struct Probe {
+    emitted: AtomicU64,
+    written: AtomicU64,
+    max_in_flight: AtomicU64,
+    seen: Mutex<Vec<(String, String)>>,
+    sizes_seen: Mutex<Vec<usize>>,
+}
+
+fn info(name: &str, role: Role, accepts: &[Media], output: OutputMedia, options: Vec<OptionDoc>) -> KindInfo {
+    KindInfo {
+        name: name.into(),
+        role,
+        summary: format!("test kind {name}"),
+        options,
+        accepts: accepts.to_vec(),
+        output,
+    }
+}
+
+// ---- a source of N prompts ----
+struct CountKind(KindInfo, Arc<Probe>);
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CountOptions {
+    items: u32,
+}
+struct CountSource(u32, Arc<Probe>);
+impl Kind for CountKind {
+    fn info(&self) -> &KindInfo {
+        &self.0
+    }
+    fn check(&self, o: &Value) -> Result<(), OptionsError> {
+        parse_options::<CountOptions>(o).map(|_| ())
+    }
+    fn build(&self, o: &Value, _: &BuildContext) -> anyhow::Result<Component> {
+        let o: CountOptions = parse_options(o)?;
+        Ok(Component::Source(Arc::new(CountSource(o.items, self.1.clone()))))
+    }
+}
+impl Source for CountSource {
+    fn list(&self) -> anyhow::Result<Vec<Item>> {
+        Ok((1..=self.0)
+            .map(|n| {
+                let prompt = Prompt {
+                    section: "t".into(),
+                    number: n,
+                    image_prompt: format!("p{n}"),
+                    ..Prompt::default()
+                };
+                Item::new(0, prompt)
+            })
+            .collect())
+    }
+    fn load(&self, _: &mut Item) -> Result<Payload, StageError> {
+        self.1.emitted.fetch_add(1, Ordering::SeqCst);
+        Ok(Payload::Prompt)
+    }
+}
+
+// ---- a stage drawing a small gray image, failing item numbers listed in `fail` ----
+struct DrawKind(KindInfo);
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DrawOptions {
+    #[serde(default)]
+    fail: Vec<u32>,
+    #[serde(default = "default_side")]
+    side: u32,
+}
+fn default_side() -> u32 {
+    8
+}
+struct Draw(DrawOptions);
+impl Kind for DrawKind {
+    fn info(&self) -> &KindInfo {
+        &self.0
+    }
+    fn check(&self, o: &Value) -> Result<(), OptionsError> {
+        let parsed = parse_options::<DrawOptions>(o)?;
+        if parsed.side == 0 {
+            return Err(OptionsError::at("side", "must be at least 1"));
+        }
+        Ok(())
+    }
+    fn build(&self, o: &Value, _: &BuildContext) -> anyhow::Result<Component> {
+        Ok(Component::Cpu(Arc::new(Draw(parse_options(o)?))))
+    }
+}
+impl CpuStage for Draw {
+    fn process(&self, item: &mut Item, _: Payload) -> Result<Payload, StageError> {
+        if self.0.fail.contains(&item.prompt.number) {
+            return Err(StageError::failed(format!("refused {}", item.prompt.number)));
+        }
+        let side = self.0.side;
+        item.record("drawn", true);
+        let raster = Raster {
+            width: side,
+            height: side,
+            dpi: None,
+            pixels: Pixels::Gray(vec![0; (side * side) as usize]),
+        };
+        Ok(Payload::Image(Arc::new(raster)))
+    }
+}
+
+// ---- a sink that is slow and records what it sees ----
+struct RecordKind(KindInfo, Arc<Probe>);
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordOptions {
+    #[serde(default)]
+    delay_ms: u64,
+}
+struct Record(u64, Arc<Probe>);
+impl Kind for RecordKind {
+    fn info(&self) -> &KindInfo {
+        &self.0
+    }
+    fn check(&self, o: &Value) -> Result<(), OptionsError> {
+        parse_options::<RecordOptions>(o).map(|_| ())
+    }
+    fn build(&self, o: &Value, _: &BuildContext) -> anyhow::Result<Component> {
+        let o: RecordOptions = parse_options(o)?;
+        Ok(Component::Sink(Arc::new(Record(o.delay_ms, self.1.clone()))))
+    }
+}
+#[async_trait]
+impl Sink for Record {
+    async fn write(&self, item: &Item, states: &[State]) -> Result<(), StageError> {
+        let in_flight =
+            self.1.emitted.load(Ordering::SeqCst).saturating_sub(self.1.written.load(Ordering::SeqCst));
+        self.1.max_in_flight.fetch_max(in_flight, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(self.0)).await;
+        let fate = states
+            .iter()
+            .map(|s| match s {
+                State::Ready(p) => format!("{:?}", p.media()),
+                State::Failed(f) => format!("failed at {}: {}", f.stage, f.error),
+                State::Filtered { reason, .. } => format!("filtered: {reason}"),
+            })
+            .collect::<Vec<_>>()
+            .join(" + ");
+        self.1.seen.lock().unwrap().push((item.key.clone(), fate));
+        for state in states {
+            if let State::Ready(Payload::Image(raster)) = state {
+                self.1.sizes_seen.lock().unwrap().push(Arc::as_ptr(raster) as usize);
+            }
+        }
+        self.1.written.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    async fn finish(&self, _: &Summary) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+fn registry(probe: &Arc<Probe>) -> Registry {
+    let mut r = Registry::new();
+    let items = vec![OptionDoc::required("items", "integer", "how many")];
+    r.register(Arc::new(CountKind(
+        info("count", Role::Source, &[], OutputMedia::Fixed(Media::Prompt), items),
+        probe.clone(),
+    )));
+    let draw_opts = vec![
+        OptionDoc::new("fail", "list", "[]", "numbers to fail"),
+        OptionDoc::new("side", "integer", "8", "size"),
+    ];
+    r.register(Arc::new(DrawKind(info(
+        "draw",
+        Role::Stage,
+        &[Media::Prompt],
+        OutputMedia::Fixed(Media::Gray),
+        draw_opts,
+    ))));
+    let record_opts = vec![OptionDoc::new("delay_ms", "integer", "0", "slowness")];
+    let accepts = [Media::Gray, Media::Prompt];
+    r.register(Arc::new(RecordKind(
+        info("record", Role::Sink, &accepts, OutputMedia::None, record_opts),
+        probe.clone(),
+    )));
+    r
+}
+
+fn write_pipeline(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("p.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn errors_of(text: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_pipeline(dir.path(), text);
+    let err: ConfigErrors =
+        pipeline::load(&file, &LoadOptions::default(), &registry(&Arc::default())).unwrap_err();
+    err.0.iter().map(|d| d.to_string().replace(&file.display().to_string(), "p.yaml")).collect()
+}
+
+async fn run(text: &str, overrides: &[&str], probe: &Arc<Probe>) -> Summary {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_pipeline(dir.path(), text);
+    let options = LoadOptions { overrides: overrides.iter().map(|s| s.to_string()).collect() };
+    let pipeline = pipeline::load(&file, &options, &registry(probe)).unwrap();
+    let batch = runtime::build(pipeline, &registry(probe), dir.path(), false).unwrap();
+    batch.run(RunSettings::default()).await.unwrap()
+}
+
+#[test]
+fn every_config_error_is_reported_with_its_position() {
+    let errors = errors_of(
+        "version: 1
+sources:
+  src: { kind: count, items: 3 }
+  idle: { kind: count, items: 1 }
+stages:
+  a: { kind: drw, inputs: [src] }
+  b: { kind: draw, inputs: [src], sied: 3 }
+  c: { kind: draw, inputs: [nowhere] }
+  d: { kind: draw, inputs: [src], side: big }
+sinks:
+  out: { kind: record, inputs: [b, c, d] }
+",
+    );
+    let expected = [
+        "p.yaml:4:3: source \"idle\": source \"idle\" has no consumer",
+        "p.yaml:6:14: stage \"a\": unknown kind \"drw\" (known stage kinds: draw)",
+        "p.yaml:7:35: stage \"b\": unknown field \"sied\" (expected: fail, side)",
+        "p.yaml:8:29: stage \"c\": input \"nowhere\" doesn't match any source or stage",
+        "p.yaml:9:41: stage \"d\": side: invalid type: string \"big\", expected u32",
+    ];
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    for (got, want) in errors.iter().zip(expected) {
+        assert!(got.starts_with(want), "got {got:?}\nwant {want:?}");
+    }
+}
+
+#[test]
+fn missing_fields_list_what_is_expected() {
+    let errors = errors_of(
+        "version: 1\nsources:\n  src: { kind: count }\nsinks:\n  out: { kind: record, inputs: [src] }\n",
+    );
+    assert_eq!(errors, ["p.yaml:3:3: source \"src\": missing field \"items\" (expected: items)"]);
+}
+
+#[test]
+fn cycles_and_media_mismatches_are_reported() {
+    let cycle = errors_of(
+        "version: 1\nsources:\n  src: { kind: count, items: 1 }\nstages:\n  a: { kind: draw, inputs: [b] }\n  b: { kind: draw, inputs: [a] }\nsinks:\n  out: { kind: record, inputs: [src, b] }\n",
+    );
+    assert!(cycle.iter().any(|e| e.contains("cycle through a -> b")), "{cycle:#?}");
+    let media = errors_of(
+        "version: 1\nsources:\n  src: { kind: count, items: 1 }\nstages:\n  a: { kind: draw, inputs: [src] }\n  b: { kind: draw, inputs: [a] }\nsinks:\n  out: { kind: record, inputs: [b] }\n",
+    );
+    assert_eq!(media.len(), 1, "{media:#?}");
+    assert!(
+        media[0].starts_with("p.yaml:6:3: stage \"b\": kind \"draw\" cannot take a gray image from \"a\""),
+        "{media:#?}"
+    );
+}
+
+#[test]
+fn semantic_option_errors_point_at_the_field() {
+    let errors = errors_of(
+        "version: 1\nsources:\n  src: { kind: count, items: 1 }\nstages:\n  a: { kind: draw, inputs: [src], side: 0 }\nsinks:\n  out: { kind: record, inputs: [a] }\n",
+    );
+    assert_eq!(errors, ["p.yaml:5:41: stage \"a\": side: must be at least 1"]);
+}
+
+#[test]
+fn top_level_mistakes_are_reported() {
+    let errors = errors_of("version: 2\nsorces: {}\nsinks:\n  out: { kind: record, inputs: [] }\n");
+    assert!(errors.iter().any(|e| e.starts_with("p.yaml:1:10: unsupported version")), "{errors:#?}");
+    assert!(errors.iter().any(|e| e.starts_with("p.yaml:2:1: unknown field \"sorces\"")), "{errors:#?}");
+    assert!(errors.iter().any(|e| e.contains("missing field \"sources\"")), "{errors:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_item_fails_alone_and_reaches_the_sinks() {
+    let probe = Arc::new(Probe::default());
+    let summary = run(
+        "version: 1\nsources:\n  src: { kind: count, items: 6 }\nstages:\n  a: { kind: draw, inputs: [src], fail: [3] }\nsinks:\n  out: { kind: record, inputs: [a] }\n",
+        &[],
+        &probe,
+    )
+    .await;
+    assert_eq!((summary.succeeded, summary.failed, summary.total_items), (5, 1, 6));
+    assert_eq!(summary.failures[0].key, "t-00003");
+    assert_eq!(summary.failures[0].stage, "a");
+    let seen = probe.seen.lock().unwrap();
+    assert_eq!(seen.len(), 6);
+    assert!(seen.iter().any(|(k, fate)| k == "t-00003" && fate == "failed at a: refused 3"), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overrides_change_the_run() {
+    let probe = Arc::new(Probe::default());
+    let summary = run(
+        "version: 1\nsources:\n  src: { kind: count, items: 4 }\nstages:\n  a: { kind: draw, inputs: [src] }\nsinks:\n  out: { kind: record, inputs: [a] }\n",
+        &["stages.a.fail=[1, 2]", "sources.src.items=5"],
+        &probe,
+    )
+    .await;
+    assert_eq!((summary.total_items, summary.failed), (5, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_sink_holds_back_the_source() {
+    let probe = Arc::new(Probe::default());
+    let summary = run(
+        "version: 1
+defaults: { capacity: 2 }
+sources:
+  src: { kind: count, items: 60 }
+stages:
+  a: { kind: draw, inputs: [src], concurrency: 2 }
+sinks:
+  out: { kind: record, inputs: [a], delay_ms: 5 }
+",
+        &[],
+        &probe,
+    )
+    .await;
+    assert_eq!(summary.succeeded, 60);
+    // Upstream of the sink: source (concurrency 1, plus one blocked send), edge (capacity 2),
+    // stage (concurrency 2, plus one blocked send), edge (capacity 2), sink (concurrency 1).
+    let bound = (1 + 1) + 2 + (2 + 1) + 2 + 1;
+    let max = probe.max_in_flight.load(Ordering::SeqCst);
+    assert!(max <= bound, "{max} items in flight, bound {bound}");
+    assert!(max >= 4, "the sink should have been the bottleneck, saw only {max} in flight");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_shares_pixels_and_sinks_join_inputs() {
+    let probe = Arc::new(Probe::default());
+    let summary = run(
+        "version: 1
+sources:
+  src: { kind: count, items: 3 }
+stages:
+  a: { kind: draw, inputs: [src], fail: [2] }
+sinks:
+  both: { kind: record, inputs: [a, src] }
+  again: { kind: record, inputs: [a] }
+",
+        &[],
+        &probe,
+    )
+    .await;
+    assert_eq!((summary.succeeded, summary.failed), (2, 1));
+    let seen = probe.seen.lock().unwrap();
+    // Three items reach each sink once; the joining sink sees both inputs together.
+    assert_eq!(seen.len(), 6);
+    assert_eq!(seen.iter().filter(|(_, f)| f == "Gray + Prompt").count(), 2, "{seen:?}");
+    assert_eq!(seen.iter().filter(|(_, f)| f.starts_with("failed at a")).count(), 2, "{seen:?}");
+    // Each good item's image is the same allocation in both sinks: shared, not copied.
+    let pointers = probe.sizes_seen.lock().unwrap();
+    assert_eq!(pointers.len(), 4);
+    let distinct: std::collections::HashSet<_> = pointers.iter().collect();
+    assert_eq!(distinct.len(), 2);
+}
