@@ -1,10 +1,12 @@
 //! One module per command; this file parses arguments and maps outcomes to exit codes.
 
+mod cache;
 mod graph;
 mod logging;
 mod progress;
 mod run;
 mod stages;
+mod status;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +37,10 @@ enum Command {
     Graph(graph::GraphArgs),
     /// List the stage kinds, or describe one.
     Stages(stages::StagesArgs),
+    /// Show a batch's state from its journal: counts, money spent, failures.
+    Status(status::StatusArgs),
+    /// Show or trim the cache of generated originals.
+    Cache(cache::CacheArgs),
 }
 
 /// Arguments every command that reads a pipeline takes.
@@ -55,6 +61,8 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Graph(args) => graph::run(&args),
         Command::Stages(args) => stages::run(&args),
+        Command::Status(args) => status::run(&args),
+        Command::Cache(args) => cache::run(&args),
     };
     match result {
         Ok(code) => code,

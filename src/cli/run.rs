@@ -5,6 +5,11 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use inkflow::engine::pipeline::{self, LoadOptions};
+use std::sync::Arc;
+
+use inkflow::engine::journal::{Journal, ResumePolicy};
+use inkflow::engine::raw_cache::RawCache;
+use inkflow::engine::run_context::RunContext;
 use inkflow::engine::runtime::{self, RunSettings};
 use inkflow::engine::stage::Component;
 use inkflow::engine::summary::Summary;
@@ -33,6 +38,9 @@ pub struct RunArgs {
     /// Threads for CPU image work (default: the number of cores).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// Run items that failed in an earlier run of this batch again.
+    #[arg(long)]
+    retry_failed: bool,
 }
 
 /// Runs the pipeline.
@@ -73,14 +81,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
+    let journal = Arc::new(Journal::open(
+        &output_dir,
+        batch.pipeline(),
+        ResumePolicy { retry_failed: args.retry_failed },
+    )?);
+    let context = RunContext {
+        stop: CancellationToken::new(),
+        submissions: Some(journal.clone()),
+        raw_cache: Some(Arc::new(RawCache::in_output(&output_dir))),
+        spent_before_usd: journal.spent_usd()?,
+    };
     let tokio =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
     let summary = tokio.block_on(async move {
-        let stop = CancellationToken::new();
-        tokio::spawn(watch_ctrl_c(stop.clone()));
-        let progress = batch.progress();
-        let display = bar.start(progress);
-        let settings = RunSettings { stop, ..RunSettings::default() };
+        tokio::spawn(watch_ctrl_c(context.stop.clone()));
+        let display = bar.start(batch.progress());
+        let settings = RunSettings { context, observer: Some(journal) };
         let summary = batch.run(settings).await;
         display.finish();
         summary

@@ -1,10 +1,13 @@
 //! The pipeline engine: configuration, graph checks, the staged runtime and the batch summary.
 
+pub mod atomic_file;
 pub mod cpu;
 pub mod diagnostic;
 pub mod item;
+pub mod journal;
 pub mod media;
 pub mod pipeline;
+pub mod raw_cache;
 pub mod run_context;
 pub mod runtime;
 pub mod stage;

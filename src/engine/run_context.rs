@@ -6,6 +6,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::item::Item;
+use super::raw_cache::RawCache;
 
 /// Durable record of paid remote work. The journal implements it so that a request accepted
 /// by a paid API is on disk before anything else happens, and a resumed batch re-polls it
@@ -24,6 +25,10 @@ pub struct RunContext {
     pub stop: CancellationToken,
     /// Where paid submissions are recorded, when the batch keeps a journal.
     pub submissions: Option<Arc<dyn SubmissionLog>>,
+    /// Originals generated before, so a re-run pays nothing for what it already has.
+    pub raw_cache: Option<Arc<RawCache>>,
+    /// Money earlier runs of this batch spent, so budgets hold across restarts.
+    pub spent_before_usd: f64,
 }
 
 impl RunContext {

@@ -22,7 +22,7 @@ use super::cpu;
 use super::item::{Envelope, Failure, Item, State};
 use super::media::Payload;
 use super::pipeline::Pipeline;
-use super::run_context::{RunContext, SubmissionLog};
+use super::run_context::RunContext;
 use super::stage::{BuildContext, Component, Registry, Sink, StageError};
 use super::summary::{ComponentCounts, FailedItem, Summary};
 
@@ -67,7 +67,7 @@ pub trait ItemObserver: Send + Sync {
     /// Called once per listed item before it runs; may put facts on it (e.g. a pending paid
     /// request to re-poll) or answer that it is already complete.
     fn prepare(&self, _item: &mut Item) -> anyhow::Result<Preparation> {
-        Ok(Preparation::Run)
+        Ok(Preparation::SkipIfComplete)
     }
     /// Called when a stage passed an item on.
     fn stage_done(&self, _item: &Item, _stage: &str) {}
@@ -78,9 +78,11 @@ pub trait ItemObserver: Send + Sync {
 /// What [`ItemObserver::prepare`] decided for an item.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Preparation {
-    /// Run it.
+    /// Run it, even if its outputs exist (they are stale: the pipeline changed).
     Run,
-    /// It is complete from an earlier run: skip it.
+    /// Skip it if every sink already has its outputs, else run it.
+    SkipIfComplete,
+    /// Leave it as it is (e.g. it failed before and failures are not retried).
     Skip,
 }
 
@@ -103,10 +105,9 @@ pub enum ItemOutcome {
 /// What a run needs besides the pipeline.
 #[derive(Clone, Default)]
 pub struct RunSettings {
-    /// Cancelled on Ctrl-C: sources stop taking new items, in-flight items finish.
-    pub stop: CancellationToken,
-    /// The journal's record of paid submissions.
-    pub submissions: Option<Arc<dyn SubmissionLog>>,
+    /// What I/O stages see: the stop token (cancelled on Ctrl-C: sources stop taking new
+    /// items, in-flight items finish), the submission log, the raw cache.
+    pub context: RunContext,
     /// The journal's view of items.
     pub observer: Option<Arc<dyn ItemObserver>>,
 }
@@ -199,15 +200,14 @@ impl Batch {
         drop(all_items);
 
         let shared = Arc::new(Shared {
-            stop: settings.stop.clone(),
+            stop: settings.context.stop.clone(),
             stop_reason: Mutex::new(None),
             tally: Mutex::new(Tally::default()),
             observer: settings.observer.clone(),
             progress: progress.clone(),
             sink_count: components.iter().filter(|c| matches!(c, Component::Sink(_))).count(),
         });
-        let run_context =
-            RunContext { stop: settings.stop.clone(), submissions: settings.submissions.clone() };
+        let run_context = settings.context.clone();
 
         // One channel per edge, sized by the consumer's capacity.
         let n = pipeline.components.len();
@@ -477,11 +477,14 @@ async fn run_source(
             let Some(mut item) = items.next() else { break };
             let prepared = match &shared.observer {
                 Some(observer) => observer.prepare(&mut item),
-                None => Ok(Preparation::Run),
+                None => Ok(Preparation::SkipIfComplete),
             };
             let skip = match prepared {
                 Ok(Preparation::Skip) => true,
-                Ok(Preparation::Run) => !sinks.is_empty() && sinks.iter().all(|s| s.is_complete(&item)),
+                Ok(Preparation::Run) => false,
+                Ok(Preparation::SkipIfComplete) => {
+                    !sinks.is_empty() && sinks.iter().all(|s| s.is_complete(&item))
+                }
                 Err(e) => {
                     shared.stop_batch(format!("journal: {e:#}"));
                     break;

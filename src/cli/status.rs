@@ -1,0 +1,33 @@
+//! `inkflow status OUTPUT_DIR`: what the journal says about a batch.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use inkflow::engine::journal::Journal;
+
+/// Arguments of `inkflow status`.
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    /// The batch's output directory (holding journal.sqlite).
+    output_dir: PathBuf,
+}
+
+/// Prints counts per state, money spent and every failure with its reason.
+pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let status = Journal::status(&args.output_dir)?;
+    println!("batch {}", args.output_dir.display());
+    for (state, count) in &status.states {
+        println!("  {state:<12} {count}");
+    }
+    println!("  spent        ${:.3}", status.spent_usd);
+    if status.unfinished_submissions > 0 {
+        println!(
+            "  {} paid request(s) not yet collected: `inkflow run` collects them",
+            status.unfinished_submissions
+        );
+    }
+    for (key, stage, error, attempts) in &status.failures {
+        println!("  failed {key} at {stage} after {attempts} attempt(s): {error}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

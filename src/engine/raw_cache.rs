@@ -1,0 +1,141 @@
+//! Generated originals, cached by what was asked for (model + input JSON), so re-running a
+//! batch with a new threshold, page size or sink costs nothing and needs no network.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::atomic_file::write_atomically;
+
+/// A folder of `<sha256>.bin` originals, each with a `<sha256>.json` of what the service said.
+#[derive(Clone, Debug)]
+pub struct RawCache {
+    dir: PathBuf,
+}
+
+/// A cached original and its metadata.
+#[derive(Clone, Debug)]
+pub struct CachedOriginal {
+    /// The bytes as downloaded.
+    pub bytes: Vec<u8>,
+    /// What the service said about it (seed, request id, timings...).
+    pub meta: Value,
+}
+
+/// Size of the cache, for `inkflow cache stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Cached originals.
+    pub entries: u64,
+    /// Bytes on disk, metadata included.
+    pub bytes: u64,
+}
+
+impl RawCache {
+    /// The cache of an output directory (`OUTPUT/cache/raw`).
+    pub fn in_output(output_dir: &Path) -> Self {
+        RawCache { dir: output_dir.join("cache").join("raw") }
+    }
+
+    /// The key of a request: the SHA-256 of the model and its input with sorted keys.
+    pub fn key(model: &str, input: &Value) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(model.as_bytes());
+        hasher.update([0]);
+        // serde_json's maps are sorted, so equal inputs serialize equally.
+        hasher.update(input.to_string().as_bytes());
+        hex::encode(hasher.finalize())
+    }
+
+    /// The original for a key, if cached and readable.
+    pub fn get(&self, key: &str) -> Option<CachedOriginal> {
+        let bytes = std::fs::read(self.dir.join(format!("{key}.bin"))).ok()?;
+        let meta = std::fs::read(self.dir.join(format!("{key}.json")))
+            .ok()
+            .and_then(|m| serde_json::from_slice(&m).ok())
+            .unwrap_or(Value::Null);
+        Some(CachedOriginal { bytes, meta })
+    }
+
+    /// Stores an original; the metadata goes first and the bytes last, each written to a temp
+    /// name and renamed, so a crash never leaves an entry that looks complete but is not.
+    pub fn put(&self, key: &str, bytes: &[u8], meta: &Value) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        write_atomically(&self.dir.join(format!("{key}.json")), meta.to_string().as_bytes())?;
+        write_atomically(&self.dir.join(format!("{key}.bin")), bytes)
+    }
+
+    /// How much is cached.
+    pub fn stats(&self) -> CacheStats {
+        let mut stats = CacheStats::default();
+        for (path, meta) in self.entries() {
+            stats.bytes += meta.len();
+            if path.extension().is_some_and(|e| e == "bin") {
+                stats.entries += 1;
+            }
+        }
+        stats
+    }
+
+    /// Removes entries not used for `older_than` (all of them with zero); returns what went.
+    pub fn prune(&self, older_than: Duration) -> anyhow::Result<CacheStats> {
+        let cutoff = SystemTime::now().checked_sub(older_than).unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut removed = CacheStats::default();
+        for (path, meta) in self.entries() {
+            let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+            if older_than.is_zero() || modified < cutoff {
+                std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+                removed.bytes += meta.len();
+                if path.extension().is_some_and(|e| e == "bin") {
+                    removed.entries += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    fn entries(&self) -> Vec<(PathBuf, std::fs::Metadata)> {
+        let Ok(read) = std::fs::read_dir(&self.dir) else { return Vec::new() };
+        read.flatten()
+            .filter_map(|e| Some((e.path(), e.metadata().ok()?)))
+            .filter(|(_, m)| m.is_file())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn keys_ignore_field_order_and_differ_by_model() {
+        let a = RawCache::key("fal-ai/flux/dev", &json!({"prompt": "cat", "seed": 1}));
+        let b = RawCache::key(
+            "fal-ai/flux/dev",
+            &serde_json::from_str(r#"{"seed": 1, "prompt": "cat"}"#).unwrap(),
+        );
+        let c = RawCache::key("fal-ai/flux/schnell", &json!({"prompt": "cat", "seed": 1}));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn put_get_stats_prune() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = RawCache::in_output(dir.path());
+        assert!(cache.get("k").is_none());
+        cache.put("k", b"png bytes", &json!({"seed": 7})).unwrap();
+        let got = cache.get("k").unwrap();
+        assert_eq!((got.bytes.as_slice(), got.meta["seed"].as_u64()), (&b"png bytes"[..], Some(7)));
+        assert_eq!(cache.stats().entries, 1);
+        assert_eq!(cache.prune(Duration::from_secs(3600)).unwrap().entries, 0);
+        assert_eq!(cache.prune(Duration::ZERO).unwrap().entries, 1);
+        assert!(cache.get("k").is_none());
+        assert_eq!(cache.stats(), CacheStats::default());
+    }
+}
