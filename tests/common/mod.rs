@@ -1,0 +1,214 @@
+//! Small test kinds shared by the engine and journal tests: a counting source, a drawing
+//! stage that fails chosen items, and a recording sink that can be slow.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use inkflow::engine::item::{Item, Prompt, State};
+use inkflow::engine::media::{Media, Payload, Pixels, Raster};
+use inkflow::engine::stage::{
+    BuildContext, Component, CpuStage, Kind, KindInfo, OptionDoc, OptionsError, OutputMedia, Registry, Role,
+    Sink, Source, StageError, parse_options,
+};
+use inkflow::engine::summary::Summary;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Counters the test kinds share with the test.
+#[derive(Default)]
+pub struct Probe {
+    pub emitted: AtomicU64,
+    pub written: AtomicU64,
+    pub max_in_flight: AtomicU64,
+    pub seen: Mutex<Vec<(String, String)>>,
+    pub sizes_seen: Mutex<Vec<usize>>,
+}
+
+fn info(name: &str, role: Role, accepts: &[Media], output: OutputMedia, options: Vec<OptionDoc>) -> KindInfo {
+    KindInfo {
+        name: name.into(),
+        role,
+        summary: format!("test kind {name}"),
+        options,
+        accepts: accepts.to_vec(),
+        output,
+    }
+}
+
+// ---- a source of N prompts ----
+struct CountKind(KindInfo, Arc<Probe>);
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CountOptions {
+    items: u32,
+}
+struct CountSource(u32, Arc<Probe>);
+impl Kind for CountKind {
+    fn info(&self) -> &KindInfo {
+        &self.0
+    }
+    fn check(&self, o: &Value) -> Result<(), OptionsError> {
+        parse_options::<CountOptions>(o).map(|_| ())
+    }
+    fn build(&self, o: &Value, _: &BuildContext) -> anyhow::Result<Component> {
+        let o: CountOptions = parse_options(o)?;
+        Ok(Component::Source(Arc::new(CountSource(o.items, self.1.clone()))))
+    }
+}
+impl Source for CountSource {
+    fn list(&self) -> anyhow::Result<Vec<Item>> {
+        Ok((1..=self.0)
+            .map(|n| {
+                let prompt = Prompt {
+                    section: "t".into(),
+                    number: n,
+                    image_prompt: format!("p{n}"),
+                    ..Prompt::default()
+                };
+                Item::new(0, prompt)
+            })
+            .collect())
+    }
+    fn load(&self, _: &mut Item) -> Result<Payload, StageError> {
+        self.1.emitted.fetch_add(1, Ordering::SeqCst);
+        Ok(Payload::Prompt)
+    }
+}
+
+// ---- a stage drawing a small gray image, failing item numbers listed in `fail` ----
+struct DrawKind(KindInfo);
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DrawOptions {
+    #[serde(default)]
+    fail: Vec<u32>,
+    #[serde(default = "default_side")]
+    side: u32,
+}
+fn default_side() -> u32 {
+    8
+}
+struct Draw(DrawOptions);
+impl Kind for DrawKind {
+    fn info(&self) -> &KindInfo {
+        &self.0
+    }
+    fn check(&self, o: &Value) -> Result<(), OptionsError> {
+        let parsed = parse_options::<DrawOptions>(o)?;
+        if parsed.side == 0 {
+            return Err(OptionsError::at("side", "must be at least 1"));
+        }
+        Ok(())
+    }
+    fn build(&self, o: &Value, _: &BuildContext) -> anyhow::Result<Component> {
+        Ok(Component::Cpu(Arc::new(Draw(parse_options(o)?))))
+    }
+}
+impl CpuStage for Draw {
+    fn process(&self, item: &mut Item, _: Payload) -> Result<Payload, StageError> {
+        if self.0.fail.contains(&item.prompt.number) {
+            return Err(StageError::failed(format!("refused {}", item.prompt.number)));
+        }
+        let side = self.0.side;
+        item.record("drawn", true);
+        let raster = Raster {
+            width: side,
+            height: side,
+            dpi: None,
+            pixels: Pixels::Gray(vec![0; (side * side) as usize]),
+        };
+        Ok(Payload::Image(Arc::new(raster)))
+    }
+}
+
+// ---- a sink that is slow and records what it sees ----
+struct RecordKind(KindInfo, Arc<Probe>);
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordOptions {
+    #[serde(default)]
+    delay_ms: u64,
+}
+struct Record(u64, Arc<Probe>);
+impl Kind for RecordKind {
+    fn info(&self) -> &KindInfo {
+        &self.0
+    }
+    fn check(&self, o: &Value) -> Result<(), OptionsError> {
+        parse_options::<RecordOptions>(o).map(|_| ())
+    }
+    fn build(&self, o: &Value, _: &BuildContext) -> anyhow::Result<Component> {
+        let o: RecordOptions = parse_options(o)?;
+        Ok(Component::Sink(Arc::new(Record(o.delay_ms, self.1.clone()))))
+    }
+}
+#[async_trait]
+impl Sink for Record {
+    fn is_complete(&self, item: &Item) -> bool {
+        self.1.seen.lock().unwrap().iter().any(|(key, fate)| key == &item.key && !fate.contains("failed"))
+    }
+
+    async fn write(&self, item: &Item, states: &[State]) -> Result<(), StageError> {
+        let in_flight =
+            self.1.emitted.load(Ordering::SeqCst).saturating_sub(self.1.written.load(Ordering::SeqCst));
+        self.1.max_in_flight.fetch_max(in_flight, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(self.0)).await;
+        let fate = states
+            .iter()
+            .map(|s| match s {
+                State::Ready(p) => format!("{:?}", p.media()),
+                State::Failed(f) => format!("failed at {}: {}", f.stage, f.error),
+                State::Filtered { reason, .. } => format!("filtered: {reason}"),
+            })
+            .collect::<Vec<_>>()
+            .join(" + ");
+        self.1.seen.lock().unwrap().push((item.key.clone(), fate));
+        for state in states {
+            if let State::Ready(Payload::Image(raster)) = state {
+                self.1.sizes_seen.lock().unwrap().push(Arc::as_ptr(raster) as usize);
+            }
+        }
+        self.1.written.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    async fn finish(&self, _: &Summary) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+pub fn registry(probe: &Arc<Probe>) -> Registry {
+    let mut r = Registry::new();
+    let items = vec![OptionDoc::required("items", "integer", "how many")];
+    r.register(Arc::new(CountKind(
+        info("count", Role::Source, &[], OutputMedia::Fixed(Media::Prompt), items),
+        probe.clone(),
+    )));
+    let draw_opts = vec![
+        OptionDoc::new("fail", "list", "[]", "numbers to fail"),
+        OptionDoc::new("side", "integer", "8", "size"),
+    ];
+    r.register(Arc::new(DrawKind(info(
+        "draw",
+        Role::Stage,
+        &[Media::Prompt],
+        OutputMedia::Fixed(Media::Gray),
+        draw_opts,
+    ))));
+    let record_opts = vec![OptionDoc::new("delay_ms", "integer", "0", "slowness")];
+    let accepts = [Media::Gray, Media::Prompt];
+    r.register(Arc::new(RecordKind(
+        info("record", Role::Sink, &accepts, OutputMedia::None, record_opts),
+        probe.clone(),
+    )));
+    r
+}
+
+pub fn write_pipeline(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("p.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}

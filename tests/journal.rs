@@ -1,0 +1,123 @@
+//! The journal with the real runtime: resume skips what was written, keeps failures unless
+//! asked, re-runs everything when the pipeline changed, hands paid requests back for
+//! re-polling, and refuses files that are not its own.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use common::{Probe, registry, write_pipeline};
+use inkflow::engine::item::{Item, Prompt};
+use inkflow::engine::journal::{JOURNAL_FILE, Journal, ResumePolicy};
+use inkflow::engine::pipeline::{self, LoadOptions, Pipeline};
+use inkflow::engine::run_context::{RunContext, SubmissionLog as _};
+use inkflow::engine::runtime::{self, ItemObserver as _, Preparation, RunSettings};
+use inkflow::engine::summary::Summary;
+use serde_json::json;
+
+const PIPELINE: &str = "version: 1
+sources:
+  src: { kind: count, items: 5 }
+stages:
+  a: { kind: draw, inputs: [src], fail: [2] }
+sinks:
+  out: { kind: record, inputs: [a] }
+";
+
+fn load(dir: &Path, overrides: &[&str], probe: &Arc<Probe>) -> Pipeline {
+    let file = write_pipeline(dir, PIPELINE);
+    let options = LoadOptions { overrides: overrides.iter().map(|s| s.to_string()).collect() };
+    pipeline::load(&file, &options, &registry(probe)).unwrap()
+}
+
+async fn run(dir: &Path, overrides: &[&str], probe: &Arc<Probe>, policy: ResumePolicy) -> Summary {
+    let pipeline = load(dir, overrides, probe);
+    let journal = Arc::new(Journal::open(dir, &pipeline, policy).unwrap());
+    let batch = runtime::build(pipeline, &registry(probe), dir, false).unwrap();
+    let settings = RunSettings {
+        context: RunContext { submissions: Some(journal.clone()), ..RunContext::default() },
+        observer: Some(journal),
+    };
+    batch.run(settings).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_skips_written_items_and_keeps_failures_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = Arc::new(Probe::default());
+    let first = run(dir.path(), &[], &probe, ResumePolicy::default()).await;
+    assert_eq!((first.succeeded, first.failed, first.skipped), (4, 1, 0));
+
+    let second = run(dir.path(), &[], &probe, ResumePolicy::default()).await;
+    assert_eq!((second.succeeded, second.failed, second.skipped), (0, 0, 5));
+
+    let retried = run(dir.path(), &[], &probe, ResumePolicy { retry_failed: true }).await;
+    assert_eq!((retried.succeeded, retried.failed, retried.skipped), (0, 1, 4));
+
+    let status = Journal::status(dir.path()).unwrap();
+    assert_eq!(status.states, [("failed".to_owned(), 1), ("written".to_owned(), 4)]);
+    assert_eq!(status.failures[0].0, "t-00002");
+    assert_eq!(status.failures[0].2, "refused 2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_pipeline_reruns_written_items() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = Arc::new(Probe::default());
+    run(dir.path(), &[], &probe, ResumePolicy::default()).await;
+    let changed = run(dir.path(), &["stages.a.side=9"], &probe, ResumePolicy::default()).await;
+    // The four written items are stale now; the failed one stays failed.
+    assert_eq!((changed.succeeded, changed.skipped), (4, 1));
+}
+
+#[test]
+fn paid_requests_come_back_until_collected() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = load(dir.path(), &[], &Arc::default());
+    let journal = Journal::open(dir.path(), &pipeline, ResumePolicy::default()).unwrap();
+    let mut item = Item::new(0, Prompt { section: "t".into(), number: 1, ..Prompt::default() });
+    assert_eq!(journal.prepare(&mut item).unwrap(), Preparation::SkipIfComplete);
+    let request = json!({"request_id": "r-1", "status_url": "http://x/s", "cost_usd": 0.025});
+    journal.submitted(&item, "gen", &request).unwrap();
+    assert!((journal.spent_usd().unwrap() - 0.025).abs() < 1e-9);
+
+    // A new process opening the same journal sees the request and re-polls it.
+    drop(journal);
+    let journal = Journal::open(dir.path(), &pipeline, ResumePolicy::default()).unwrap();
+    let mut resumed = Item::new(0, item.prompt.clone());
+    assert_eq!(journal.prepare(&mut resumed).unwrap(), Preparation::Run);
+    assert_eq!(resumed.facts["resume_request"], json!({"stage": "gen", "request": request}));
+    assert!((journal.spent_usd().unwrap() - 0.025).abs() < 1e-9, "spending survives restarts");
+
+    journal.stage_done(&resumed, "gen");
+    let mut later = Item::new(0, item.prompt.clone());
+    journal.prepare(&mut later).unwrap();
+    assert!(!later.facts.contains_key("resume_request"));
+}
+
+#[test]
+fn foreign_and_damaged_files_are_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = load(dir.path(), &[], &Arc::default());
+    let path = dir.path().join(JOURNAL_FILE);
+
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("CREATE TABLE photos (id INTEGER); INSERT INTO photos VALUES (1);").unwrap();
+    drop(other);
+    let err = Journal::open(dir.path(), &pipeline, ResumePolicy::default()).err().unwrap().to_string();
+    assert!(err.contains("not a usable inkflow journal") && err.contains("other SQLite database"), "{err}");
+    let still: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT count(*) FROM photos", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(still, 1);
+
+    std::fs::write(&path, b"this is not a database, it is a shopping list").unwrap();
+    let err = Journal::open(dir.path(), &pipeline, ResumePolicy::default()).err().unwrap().to_string();
+    assert!(err.contains("not a usable inkflow journal"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), b"this is not a database, it is a shopping list");
+
+    let err = Journal::status(tempfile::tempdir().unwrap().path()).unwrap_err().to_string();
+    assert!(err.contains("has no journal"), "{err}");
+}
