@@ -1,0 +1,282 @@
+//! The `inkflow` binary as a user runs it: the offline book, validation errors with
+//! positions, dry runs, resume after a crash and after Ctrl-C.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn inkflow() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_inkflow"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd
+}
+
+fn run(args: &[&str]) -> Output {
+    inkflow().args(args).output().expect("inkflow runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A prompts file with `n` prompts in the original `{"prompts": [...]}` format.
+fn prompts_file(dir: &Path, n: u32) -> PathBuf {
+    let sections = ["animals", "flowers", "ocean", "space"];
+    let prompts: Vec<Value> = (1..=n)
+        .map(|i| {
+            serde_json::json!({
+                "section": sections[i as usize % sections.len()],
+                "image_number": i,
+                "image_prompt": format!("a friendly mandala number {i} with petals and stars"),
+                "description": format!("page {i}"),
+            })
+        })
+        .collect();
+    let path = dir.join("prompts.json");
+    std::fs::write(&path, serde_json::json!({ "prompts": prompts }).to_string()).unwrap();
+    path
+}
+
+fn pages(dir: &Path) -> Vec<PathBuf> {
+    let mut pages: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|r| r.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "png")).collect())
+        .unwrap_or_default();
+    pages.sort();
+    pages
+}
+
+fn no_temp_files(dir: &Path) {
+    for entry in walk(dir) {
+        let name = entry.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(!name.ends_with(".tmp") && !name.ends_with(".partial"), "left behind: {}", entry.display());
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Starts a run and kills it with `signal` once `min_pages` pages exist; returns the exit status.
+fn interrupt(args: &[&str], out: &Path, min_pages: usize, signal: &str) -> std::process::ExitStatus {
+    let mut child: Child = inkflow().args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let started = Instant::now();
+    while pages(out).len() < min_pages {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be interrupted");
+        assert!(started.elapsed() < Duration::from_secs(120), "no pages appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let status = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    child.wait().unwrap()
+}
+
+#[test]
+fn the_offline_book_is_print_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let prompts = prompts_file(dir.path(), 3);
+    let out = dir.path().join("book");
+    let result = run(&[
+        "run",
+        "pipelines/offline-book.yaml",
+        "--prompts",
+        prompts.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(result.status.success(), "{}", text(&result.stderr));
+    assert!(text(&result.stdout).contains("succeeded"), "{}", text(&result.stdout));
+
+    let pages = pages(&out);
+    assert_eq!(pages.len(), 3, "{pages:?}");
+    for page in &pages {
+        let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(page).unwrap()));
+        let mut reader = decoder.read_info().unwrap();
+        let info = reader.info();
+        assert_eq!((info.width, info.height), (2550, 3300));
+        assert_eq!(info.bit_depth, png::BitDepth::One, "pages are stored 1 bit per pixel");
+        let dpi = info.pixel_dims.expect("pHYs");
+        assert_eq!((dpi.xppu, dpi.unit), (11811, png::Unit::Meter), "300 DPI");
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        reader.next_frame(&mut buf).unwrap();
+        // Expanded to 8 bits, every pixel is pure black or pure white, and both occur.
+        let gray = image::open(page).unwrap().into_luma8();
+        assert!(gray.pixels().all(|p| p.0[0] == 0 || p.0[0] == 255));
+        let black = gray.pixels().filter(|p| p.0[0] == 0).count();
+        assert!(black > 10_000 && black < gray.len() / 2, "{black} black pixels: line art, not blank or solid");
+
+        let stem = page.file_stem().unwrap().to_string_lossy();
+        let meta: Value =
+            serde_json::from_slice(&std::fs::read(out.join("metadata").join(format!("{stem}.json"))).unwrap()).unwrap();
+        for field in [
+            "section",
+            "image_number",
+            "image_prompt",
+            "description",
+            "output_filename",
+            "generation_time",
+            "timestamp",
+            "model",
+            "resolution",
+            "success",
+            "error_message",
+            "retry_count",
+        ] {
+            assert!(meta.get(field).is_some(), "metadata lacks {field}: {meta}");
+        }
+        assert_eq!(meta["success"], true);
+        let thumb = image::open(out.join("thumb").join(format!("{stem}.jpg"))).unwrap();
+        assert!(thumb.width() <= 400 && thumb.height() <= 518 && thumb.width().max(thumb.height()) >= 400);
+    }
+    let summary: Value = serde_json::from_slice(&std::fs::read(out.join("batch_metadata.json")).unwrap()).unwrap();
+    assert_eq!((summary["total_items"].as_u64(), summary["succeeded"].as_u64()), (Some(3), Some(3)));
+    assert!(out.join("book.pdf").is_file());
+    assert!(out.join("inkflow.log").is_file());
+    no_temp_files(&out);
+
+    // A second run resumes: everything is already there.
+    let again = run(&["run", "pipelines/offline-book.yaml", "--prompts", prompts.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    let summary: Value = serde_json::from_slice(&std::fs::read(out.join("batch_metadata.json")).unwrap()).unwrap();
+    assert_eq!(summary["skipped"].as_u64(), Some(3), "{summary}");
+}
+
+#[test]
+fn validate_reports_every_problem_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broken.yaml");
+    std::fs::write(
+        &file,
+        "version: 1
+sources:
+  prompts: { kind: prompts, path: p.json }
+  spare: { kind: prompts, path: q.json }
+stages:
+  draw: { kind: patern, inputs: [prompts] }
+  print: { kind: upscale, inputs: [prompts], factr: 2 }
+  lineart: { kind: threshold, inputs: [ghost], level: high }
+  thumb: { kind: thumbnail, inputs: [prompts] }
+  loop1: { kind: grayscale, inputs: [loop2] }
+  loop2: { kind: grayscale, inputs: [loop1] }
+sinks:
+  pages: { kind: disk, inputs: [draw, print, lineart, thumb, loop2] }
+",
+    )
+    .unwrap();
+    let result = run(&["validate", file.to_str().unwrap()]);
+    assert_eq!(result.status.code(), Some(2), "{}", text(&result.stderr));
+    let stderr = text(&result.stderr).replace(&file.display().to_string(), "broken.yaml");
+    for expected in [
+        "broken.yaml:4:3: source \"spare\": source \"spare\" has no consumer",
+        "broken.yaml:6:17: stage \"draw\": unknown kind \"patern\"",
+        "broken.yaml:7:46: stage \"print\": unknown field \"factr\" (expected: ",
+        "broken.yaml:8:39: stage \"lineart\": input \"ghost\" doesn't match any source or stage",
+        "broken.yaml:8:55: stage \"lineart\": level: invalid type: string \"high\"",
+        "stage \"thumb\": kind \"thumbnail\" cannot take a prompt from \"prompts\"",
+        "the inputs form a cycle through",
+    ] {
+        assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
+    }
+    assert!(stderr.contains("known stage kinds: ") && stderr.contains("pattern"), "{stderr}");
+}
+
+#[test]
+fn dry_run_plans_without_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("never");
+    let result = run(&["run", "pipelines/offline-book.yaml", "--dry-run", "--output", out.to_str().unwrap()]);
+    assert!(result.status.success(), "{}", text(&result.stderr));
+    let stdout = text(&result.stdout);
+    assert!(stdout.contains("32 items") && stdout.contains("estimated cost: $0"), "{stdout}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn stages_and_graph_describe_the_pipeline() {
+    let list = text(&run(&["stages"]).stdout);
+    for kind in ["prompts", "files", "pattern", "grayscale", "threshold", "upscale", "thumbnail", "disk", "pdf"] {
+        assert!(list.contains(kind), "{kind} missing from:\n{list}");
+    }
+    let upscale = text(&run(&["stages", "upscale"]).stdout);
+    assert!(upscale.contains("fit") && upscale.contains("takes: ") && upscale.contains("dpi"), "{upscale}");
+    let graph = text(&run(&["graph", "pipelines/offline-book.yaml", "--format", "mermaid"]).stdout);
+    assert!(graph.contains("draw -->|rgb image| gray") && graph.contains("lineart -->|bilevel image| book"), "{graph}");
+}
+
+/// The pages and thumbnails of a finished run, by name.
+fn outputs(out: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = walk(out)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "png" || e == "jpg"))
+        .filter(|p| !p.starts_with(out.join("cache")))
+        .map(|p| (p.strip_prefix(out).unwrap().display().to_string(), std::fs::read(&p).unwrap()))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_same_book() {
+    let dir = tempfile::tempdir().unwrap();
+    let prompts = prompts_file(dir.path(), 24);
+    let reference = dir.path().join("reference");
+    let resumed = dir.path().join("resumed");
+    let args = |out: &Path| {
+        vec![
+            "run".to_owned(),
+            "pipelines/offline-book.yaml".to_owned(),
+            "--prompts".to_owned(),
+            prompts.display().to_string(),
+            "--output".to_owned(),
+            out.display().to_string(),
+            "--set".to_owned(),
+            "sinks.book.on_missing=fail".to_owned(),
+        ]
+    };
+    let done = inkflow().args(args(&reference)).output().unwrap();
+    assert!(done.status.success(), "{}", text(&done.stderr));
+
+    let resumed_args = args(&resumed);
+    let argv: Vec<&str> = resumed_args.iter().map(String::as_str).collect();
+    let status = interrupt(&argv, &resumed, 2, "-KILL");
+    assert!(!status.success());
+    let before = pages(&resumed).len();
+    assert!(before < 24, "the kill came too late to test anything ({before} pages)");
+
+    let finish = inkflow().args(&argv).output().unwrap();
+    assert!(finish.status.success(), "{}", text(&finish.stderr));
+    let summary: Value = serde_json::from_slice(&std::fs::read(resumed.join("batch_metadata.json")).unwrap()).unwrap();
+    assert!(summary["skipped"].as_u64().unwrap() >= 1, "{summary}");
+    assert_eq!(summary["failed"].as_u64(), Some(0), "{summary}");
+    assert_eq!(outputs(&reference), outputs(&resumed), "resumed outputs differ from an uninterrupted run");
+    no_temp_files(&resumed);
+}
+
+#[test]
+fn ctrl_c_finishes_in_flight_items_and_writes_the_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let prompts = prompts_file(dir.path(), 40);
+    let out = dir.path().join("out");
+    let argv =
+        ["run", "pipelines/offline-book.yaml", "--prompts", prompts.to_str().unwrap(), "--output", out.to_str().unwrap()];
+    let status = interrupt(&argv, &out, 1, "-INT");
+    assert_eq!(status.code(), Some(130));
+    let summary: Value = serde_json::from_slice(&std::fs::read(out.join("batch_metadata.json")).unwrap()).unwrap();
+    assert_eq!(summary["interrupted"], true, "{summary}");
+    let succeeded = summary["succeeded"].as_u64().unwrap();
+    assert!(succeeded >= 1 && succeeded < 40, "{summary}");
+    assert_eq!(summary["failed"].as_u64(), Some(0), "in-flight items finish cleanly: {summary}");
+    // Every item that was started either finished or was never started: none is half-written.
+    assert_eq!(pages(&out).len() as u64, succeeded);
+    no_temp_files(&out);
+}
