@@ -7,6 +7,9 @@
 //!
 //! Plugin authors do not touch the raw types: they implement [`PluginStage`] and call
 //! [`export_plugin!`]. The host (inkflow) reads the raw types directly.
+//!
+//! The guide below is the crate's README, compiled as a doctest so it stays true.
+#![doc = include_str!("../README.md")]
 
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -422,8 +425,25 @@ pub trait PluginStage: Sized + Send + 'static {
 
 /// Exports the plugin's descriptor function for the listed [`PluginStage`] types.
 ///
-/// ```ignore
-/// inkflow_plugin::export_plugin!(PageBorder, PageNumber);
+/// ```
+/// use inkflow_plugin::{Image, ImageRef, PluginStage};
+///
+/// struct Copy;
+///
+/// impl PluginStage for Copy {
+///     const NAME: &'static str = "copy";
+///     const DESCRIPTION: &'static str = r#"{"summary": "Passes pages through", "options": []}"#;
+///     fn new(_config: &str) -> Result<Self, String> {
+///         Ok(Copy)
+///     }
+///     fn process(&mut self, page: ImageRef<'_>, _meta: &str) -> Result<Image, String> {
+///         Ok(page.to_image())
+///     }
+/// }
+///
+/// inkflow_plugin::export_plugin!(Copy);
+/// # let descriptor = unsafe { &*inkflow_plugin_descriptor() };
+/// # assert_eq!((descriptor.magic, descriptor.stage_count), (inkflow_plugin::MAGIC, 1));
 /// ```
 #[macro_export]
 macro_rules! export_plugin {
