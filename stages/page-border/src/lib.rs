@@ -1,0 +1,67 @@
+//! An example inkflow plugin: `kind: page-border` draws a black frame around each gray or
+//! bilevel page, `margin_px` in from the edges and `width_px` thick. Small on purpose: it is the
+//! template to copy when writing a stage outside the inkflow tree.
+
+use inkflow_plugin::{Image, ImageRef, PluginStage, export_plugin};
+use serde::Deserialize;
+
+/// The stage: its options, checked once when the pipeline is built.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageBorder {
+    #[serde(default = "default_width")]
+    width_px: u32,
+    #[serde(default = "default_margin")]
+    margin_px: u32,
+}
+
+fn default_width() -> u32 {
+    12
+}
+
+/// A quarter inch at 300 DPI: inside the margin most home printers leave blank.
+fn default_margin() -> u32 {
+    75
+}
+
+impl PluginStage for PageBorder {
+    const NAME: &'static str = "page-border";
+    const DESCRIPTION: &'static str = r#"{
+        "summary": "Draws a black frame around each page",
+        "accepts": ["gray", "bilevel"],
+        "options": [
+            {"name": "width_px", "type": "integer", "default": 12, "doc": "Thickness of the frame in pixels (at least 1)"},
+            {"name": "margin_px", "type": "integer", "default": 75, "doc": "Distance from the page edge to the frame in pixels"}
+        ]
+    }"#;
+
+    fn new(config: &str) -> Result<Self, String> {
+        let border: PageBorder = serde_json::from_str(config).map_err(|e| e.to_string())?;
+        if border.width_px == 0 {
+            return Err("width_px must be at least 1".to_owned());
+        }
+        Ok(border)
+    }
+
+    fn process(&mut self, page: ImageRef<'_>, _meta: &str) -> Result<Image, String> {
+        let (width, margin) = (self.width_px, self.margin_px);
+        let span = |side: u32| {
+            let inner = margin.checked_mul(2).and_then(|both| side.checked_sub(both))?;
+            (inner / 2 >= width).then_some(inner)
+        };
+        let (Some(frame_w), Some(frame_h)) = (span(page.width), span(page.height)) else {
+            return Err(format!(
+                "a {}x{} page is too small for a {width} px frame {margin} px in from the edges",
+                page.width, page.height
+            ));
+        };
+        let mut out = page.to_image();
+        out.fill_rect(margin, margin, frame_w, width, 0);
+        out.fill_rect(margin, margin + frame_h - width, frame_w, width, 0);
+        out.fill_rect(margin, margin, width, frame_h, 0);
+        out.fill_rect(margin + frame_w - width, margin, width, frame_h, 0);
+        Ok(out)
+    }
+}
+
+export_plugin!(PageBorder);

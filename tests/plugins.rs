@@ -1,0 +1,266 @@
+//! Stage plugins loaded from real dynamic libraries: the example `page-border` plugin and the
+//! deliberately broken ones under `stages/test-plugins/`, built by the test itself so a bare
+//! `cargo test` works on a fresh clone.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+use inkflow::engine::item::{Item, Prompt};
+use inkflow::engine::media::{Media, Payload, Pixels, Raster};
+use inkflow::engine::stage::{BuildContext, Component, CpuStage, Kind, StageError};
+use inkflow::stages::plugin::{Plugin, kinds_from_dir, kinds_from_file};
+use serde_json::{Value, json};
+
+const PLUGIN_PACKAGES: &[&str] = &[
+    "inkflow-page-border",
+    "inkflow-test-misbehaving",
+    "inkflow-test-abi-major",
+    "inkflow-test-abi-minor",
+    "inkflow-test-no-descriptor",
+];
+
+/// Builds the plugin crates with the profile and target directory of this test binary
+/// (`<target>/<profile>/deps/plugins-*`) and returns the directory holding the libraries.
+fn library_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test binary path");
+        let profile_dir = exe.parent().and_then(Path::parent).expect("<target>/<profile>/deps/<test>");
+        let target_dir = profile_dir.parent().expect("<target>/<profile>");
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") => "dev".to_owned(),
+            Some(other) => other.to_owned(),
+            None => panic!("no profile directory in {}", exe.display()),
+        };
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo
+            .args(["build", "--quiet", "--profile", &profile, "--manifest-path"])
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(target_dir);
+        for package in PLUGIN_PACKAGES {
+            cargo.args(["-p", package]);
+        }
+        let status = cargo.status().expect("run cargo build for the plugin crates");
+        assert!(status.success(), "building the plugin crates failed");
+        profile_dir.to_owned()
+    })
+}
+
+/// The built library of a plugin package, e.g. `inkflow_page_border`.
+fn library(crate_name: &str) -> PathBuf {
+    use std::env::consts::{DLL_PREFIX, DLL_SUFFIX};
+    library_dir().join(format!("{DLL_PREFIX}{crate_name}{DLL_SUFFIX}"))
+}
+
+fn ctx(id: &str) -> BuildContext {
+    BuildContext {
+        id: id.into(),
+        inputs: vec!["print".into()],
+        output_dir: std::env::temp_dir(),
+        pipeline_file: "pipelines/plugins.yaml".into(),
+        dry_run: false,
+    }
+}
+
+fn cpu(kind: &dyn Kind, options: Value, id: &str) -> anyhow::Result<Arc<dyn CpuStage>> {
+    match kind.build(&options, &ctx(id))? {
+        Component::Cpu(stage) => Ok(stage),
+        _ => panic!("a plugin stage must build as a CPU stage"),
+    }
+}
+
+fn build_error(kind: &dyn Kind, options: Value) -> String {
+    match cpu(kind, options, "custom") {
+        Ok(_) => panic!("the build should have failed"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+fn item(number: u32) -> Item {
+    Item::new(u64::from(number), Prompt { section: "plugins".into(), number, ..Prompt::default() })
+}
+
+fn gray_page(width: u32, height: u32, level: u8) -> Payload {
+    let pixels = Pixels::Gray(vec![level; (width * height) as usize]);
+    Payload::Image(Arc::new(Raster { width, height, dpi: Some(300.0), pixels }))
+}
+
+fn raster(payload: Payload) -> Arc<Raster> {
+    match payload {
+        Payload::Image(raster) => raster,
+        other => panic!("expected an image, got {}", other.media()),
+    }
+}
+
+fn failure(result: Result<Payload, StageError>) -> String {
+    match result {
+        Err(StageError::Failed { message, .. }) => message,
+        Err(other) => panic!("expected an item failure, got {other:?}"),
+        Ok(payload) => panic!("expected an item failure, got a {}", payload.media()),
+    }
+}
+
+#[test]
+fn the_border_plugin_frames_a_gray_page_through_kind_plugin() {
+    let path = library("inkflow_page_border");
+    let options = json!({ "path": path, "options": { "width_px": 3, "margin_px": 10 } });
+    Plugin::new().check(&options).expect("valid options");
+    let stage = cpu(&Plugin::new(), options, "border").expect("build");
+
+    let out = raster(stage.process(&mut item(1), gray_page(100, 120, 200)).expect("process"));
+    assert_eq!((out.width, out.height, out.dpi), (100, 120, Some(300.0)));
+    let Pixels::Gray(pixels) = &out.pixels else { panic!("gray in, gray out") };
+    let at = |x: u32, y: u32| pixels[(y * 100 + x) as usize];
+    // The frame: 3 px lines whose outer edge is 10 px in from each side.
+    for (x, y) in [(10, 10), (12, 60), (50, 10), (50, 12), (89, 60), (87, 60), (50, 109), (50, 107)] {
+        assert_eq!(at(x, y), 0, "({x}, {y}) is on the frame");
+    }
+    // Outside the frame and inside it the page is untouched.
+    for (x, y) in [(0, 0), (9, 60), (50, 9), (90, 60), (50, 110), (13, 60), (50, 13), (86, 60), (50, 60)] {
+        assert_eq!(at(x, y), 200, "({x}, {y}) is off the frame");
+    }
+    // Nothing else is painted: the frame is the 80x100 box minus its 74x94 inside.
+    assert_eq!(pixels.iter().filter(|&&p| p == 0).count(), 80 * 100 - 74 * 94);
+}
+
+#[test]
+fn a_plugins_directory_gives_each_stage_its_own_kind_for_bilevel_pages() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join(library("inkflow_page_border").file_name().expect("file name"));
+    std::fs::copy(library("inkflow_page_border"), &file).expect("copy the plugin");
+    std::fs::write(dir.path().join("README.txt"), "not a plugin, ignored").expect("write");
+
+    let kinds = kinds_from_dir(dir.path()).expect("load the plugins directory");
+    assert_eq!(kinds.len(), 1);
+    let kind = &kinds[0];
+    let info = kind.info();
+    assert_eq!(info.name, "page-border");
+    assert_eq!(info.accepts, vec![Media::Gray, Media::Bilevel]);
+    let options: Vec<(&str, Option<&str>)> =
+        info.options.iter().map(|o| (o.name.as_str(), o.default.as_deref())).collect();
+    assert_eq!(options, vec![("width_px", Some("12")), ("margin_px", Some("75"))]);
+
+    // `validate` catches typos and wrong types from the description alone.
+    let typo = kind.check(&json!({ "widht_px": 2 })).expect_err("unknown option");
+    assert_eq!(typo.path, vec!["widht_px"]);
+    assert!(typo.message.contains("it takes: width_px, margin_px"), "{}", typo.message);
+    let wrong_type = kind.check(&json!({ "width_px": "wide" })).expect_err("not an integer");
+    assert_eq!(wrong_type.path, vec!["width_px"]);
+    assert_eq!(wrong_type.message, "expected integer, got \"wide\"");
+
+    // A 16x6 white bilevel page, 2 bytes a row; a 1 px frame 1 px in from the edges.
+    let stage = cpu(kind.as_ref(), json!({ "width_px": 1, "margin_px": 1 }), "border").expect("build");
+    let page = Raster { width: 16, height: 6, dpi: None, pixels: Pixels::Bilevel(vec![0xFF; 12]) };
+    let out = raster(stage.process(&mut item(2), Payload::Image(Arc::new(page))).expect("process"));
+    let Pixels::Bilevel(bits) = &out.pixels else { panic!("bilevel in, bilevel out") };
+    #[rustfmt::skip]
+    let expected = [
+        0xFF, 0xFF,
+        0b1000_0000, 0b0000_0001,
+        0b1011_1111, 0b1111_1101,
+        0b1011_1111, 0b1111_1101,
+        0b1000_0000, 0b0000_0001,
+        0xFF, 0xFF,
+    ];
+    assert_eq!(bits.as_slice(), &expected);
+
+    let rgb = Raster { width: 1, height: 1, dpi: None, pixels: Pixels::Rgb(vec![0; 3]) };
+    let refused = failure(stage.process(&mut item(3), Payload::Image(Arc::new(rgb))));
+    assert!(refused.contains("does not take a rgb image"), "{refused}");
+}
+
+#[test]
+fn a_newer_major_abi_is_refused_before_any_plugin_function_runs() {
+    // The plugin's stage functions abort the process, so reaching this assertion proves the
+    // host read nothing past the version.
+    let path = library("inkflow_test_abi_major");
+    let error = format!("{:#}", kinds_from_file(&path).err().expect("refused"));
+    assert_eq!(
+        error,
+        format!(
+            "plugin {}: ABI 2.0 is not supported by this inkflow (1.x); rebuild it against inkflow-plugin 1.x",
+            path.display()
+        )
+    );
+    let through_kind = build_error(&Plugin::new(), json!({ "path": path }));
+    assert!(through_kind.starts_with("stage custom: plugin"), "{through_kind}");
+    assert!(through_kind.contains("ABI 2.0 is not supported"), "{through_kind}");
+}
+
+#[test]
+fn a_newer_minor_abi_is_refused() {
+    let error = format!("{:#}", kinds_from_file(&library("inkflow_test_abi_minor")).err().expect("refused"));
+    assert!(error.contains("ABI 1.1 is newer than this inkflow supports (1.0)"), "{error}");
+    assert!(error.contains("rebuild it against inkflow-plugin 1.0"), "{error}");
+}
+
+#[test]
+fn a_library_without_the_descriptor_symbol_is_not_a_plugin() {
+    let error =
+        format!("{:#}", kinds_from_file(&library("inkflow_test_no_descriptor")).err().expect("refused"));
+    assert!(
+        error.contains("not an inkflow plugin: it does not export `inkflow_plugin_descriptor`"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_library_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fake = dir.path().join(format!("libfake.{}", std::env::consts::DLL_EXTENSION));
+    std::fs::write(&fake, "just text\n").expect("write");
+    let error = format!("{:#}", kinds_from_file(&fake).err().expect("refused"));
+    assert!(error.starts_with(&format!("plugin {}: not a dynamic library", fake.display())), "{error}");
+    // A directory scan reports the same file rather than skipping it.
+    let scanned = format!("{:#}", kinds_from_dir(dir.path()).err().expect("refused"));
+    assert!(scanned.contains("libfake"), "{scanned}");
+
+    let missing = dir.path().join("libmissing.so");
+    let error = format!("{:#}", kinds_from_file(&missing).err().expect("refused"));
+    assert!(error.starts_with(&format!("plugin {}: cannot read it", missing.display())), "{error}");
+}
+
+#[test]
+fn a_panic_fails_its_item_and_disables_the_stage() {
+    let path = library("inkflow_test_misbehaving");
+    let stage =
+        cpu(&Plugin::new(), json!({ "path": path, "stage": "panics-in-process" }), "boom").expect("build");
+
+    let first = failure(stage.process(&mut item(1), gray_page(8, 4, 255)));
+    assert_eq!(first, "plugin stage panics-in-process: panicked: the test plugin panicked on a 8x4 page");
+    let second = failure(stage.process(&mut item(2), gray_page(8, 4, 255)));
+    assert!(second.contains("disabled after an earlier item (plugins-00001) panicked"), "{second}");
+
+    let create = build_error(&Plugin::new(), json!({ "path": path, "stage": "panics-in-create" }));
+    assert!(create.contains("refused its options: panicked: the test plugin panicked in create"), "{create}");
+}
+
+#[test]
+fn an_output_in_another_format_fails_the_item() {
+    let path = library("inkflow_test_misbehaving");
+    let stage =
+        cpu(&Plugin::new(), json!({ "path": path, "stage": "changes-format" }), "odd").expect("build");
+    let error = failure(stage.process(&mut item(1), gray_page(2, 2, 0)));
+    assert_eq!(error, "plugin stage changes-format: returned a rgb image for a gray input");
+}
+
+#[test]
+fn bad_plugin_options_fail_the_build_naming_the_option() {
+    let path = library("inkflow_page_border");
+    // Accepted by the description (an integer) but refused by the plugin's own create.
+    let zero = build_error(&Plugin::new(), json!({ "path": path, "options": { "width_px": 0 } }));
+    assert!(zero.contains("refused its options: width_px must be at least 1"), "{zero}");
+    // Refused by the description before the plugin is asked.
+    let typo = build_error(&Plugin::new(), json!({ "path": path, "options": { "margin": 5 } }));
+    assert!(typo.starts_with("stage custom: option options.margin: unknown option `margin`"), "{typo}");
+    // `check` is pure: it sees only the shape of the plugin kind's own options.
+    let shape = Plugin::new().check(&json!({ "path": path, "options": 5 })).expect_err("not a map");
+    assert_eq!(shape.path, vec!["options"]);
+    let several = build_error(&Plugin::new(), json!({ "path": library("inkflow_test_misbehaving") }));
+    assert!(
+        several.contains("several stages (panics-in-process, panics-in-create, changes-format)"),
+        "{several}"
+    );
+}
