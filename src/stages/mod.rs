@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use crate::engine::stage::Registry;
 
+pub mod fal;
 pub mod naming;
 
 /// The registry of every built-in kind.
 pub fn builtin() -> Registry {
-    let registry = Registry::new();
-    let _ = Arc::new(());
+    let mut registry = Registry::new();
+    registry.register(Arc::new(fal::Fal::new()));
     registry
 }
