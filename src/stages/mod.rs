@@ -4,12 +4,16 @@ use std::sync::Arc;
 
 use crate::engine::stage::Registry;
 
+pub mod fal;
 pub mod naming;
+pub mod pdf;
 pub mod plugin;
 
 /// The registry of every built-in kind.
 pub fn builtin() -> Registry {
     let mut registry = Registry::new();
+    registry.register(Arc::new(fal::Fal::new()));
+    registry.register(Arc::new(pdf::PdfBook::new()));
     registry.register(Arc::new(plugin::Plugin::new()));
     registry
 }

@@ -1,0 +1,92 @@
+//! Fetching generated images: streamed, capped in size before and while reading, and decoded
+//! with limits so a hostile file cannot exhaust memory.
+
+use std::io::Cursor;
+
+use futures::StreamExt;
+use reqwest::Response;
+
+use super::client::CallError;
+use crate::engine::media::{Pixels, Raster};
+
+/// The largest width or height decoded: well above any model output, far below a bomb.
+const MAX_DECODED_SIDE: u32 = 16384;
+
+/// Reads a body of at most `max_bytes`, refusing a larger `Content-Length` up front and
+/// stopping as soon as the streamed bytes pass the cap (for bodies without a length).
+pub(super) async fn read_capped(
+    response: Response,
+    max_bytes: u64,
+    what: &str,
+) -> Result<Vec<u8>, CallError> {
+    let too_large =
+        |size: &str| CallError::Invalid(format!("{what} is {size} bytes, over the limit of {max_bytes}"));
+    if let Some(length) = response.content_length()
+        && length > max_bytes
+    {
+        return Err(too_large(&length.to_string()));
+    }
+    let capacity = response.content_length().unwrap_or(64 * 1024).min(max_bytes);
+    let mut body = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| CallError::from_reqwest(&e))?;
+        if (body.len() + chunk.len()) as u64 > max_bytes {
+            return Err(too_large(&format!("more than {max_bytes}")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// `GET url` without credentials, returning at most `max_bytes` of body.
+pub(super) async fn fetch(client: &reqwest::Client, url: &str, max_bytes: u64) -> Result<Vec<u8>, CallError> {
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| CallError::Invalid(format!("bad image URL {url:?}: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        let scheme = parsed.scheme();
+        return Err(CallError::Invalid(format!(
+            "image URL scheme {scheme:?} is not supported (is sync_mode set?)"
+        )));
+    }
+    let response = client.get(parsed).send().await.map_err(|e| CallError::from_reqwest(&e))?;
+    if !response.status().is_success() {
+        return Err(CallError::from_response(response).await);
+    }
+    read_capped(response, max_bytes, &format!("the image at {url}")).await
+}
+
+/// Decodes a PNG or JPEG into RGB pixels; anything else (an HTML error page, a truncated
+/// file) is an error naming the URL.
+pub(super) fn decode_rgb(bytes: &[u8], url: &str) -> Result<Raster, String> {
+    let not_an_image =
+        |e: &dyn std::fmt::Display| format!("the file at {url} is not a PNG or JPEG image: {e}");
+    let mut reader =
+        image::ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| not_an_image(&e))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_DECODED_SIDE);
+    limits.max_image_height = Some(MAX_DECODED_SIDE);
+    reader.limits(limits);
+    let rgb = reader.decode().map_err(|e| not_an_image(&e))?.into_rgb8();
+    let (width, height) = rgb.dimensions();
+    Ok(Raster { width, height, dpi: None, pixels: Pixels::Rgb(rgb.into_raw()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_png_and_refuses_html() {
+        let mut png = Vec::new();
+        image::RgbImage::from_pixel(3, 2, image::Rgb([10, 20, 30]))
+            .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let raster = decode_rgb(&png, "u").unwrap();
+        assert_eq!((raster.width, raster.height), (3, 2));
+        assert!(raster.pixels == Pixels::Rgb([10, 20, 30].repeat(6)));
+        let error = decode_rgb(b"<html>oops</html>", "https://x/y.png").unwrap_err();
+        assert!(error.contains("https://x/y.png") && error.contains("not a PNG or JPEG"), "{error}");
+        assert!(decode_rgb(&png[..png.len() / 2], "u").is_err());
+    }
+}

@@ -1,0 +1,360 @@
+//! The fal stage's options: the model inputs (overridable per item from the prompt file) and
+//! the client settings (retries, timeouts, caps, budget).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::pricing::Prices;
+use crate::engine::stage::{OptionsError, parse_options};
+
+/// The default model: FLUX.1 [dev], the model of both original scripts.
+pub(super) const DEFAULT_MODEL: &str = "fal-ai/flux/dev";
+
+/// The default queue host.
+pub(super) const DEFAULT_BASE_URL: &str = "https://queue.fal.run";
+
+/// fal's named sizes for FLUX models and the pixels they stand for.
+pub(super) const PRESETS: [(&str, (u32, u32)); 6] = [
+    ("square_hd", (1024, 1024)),
+    ("square", (512, 512)),
+    ("portrait_4_3", (768, 1024)),
+    ("portrait_16_9", (576, 1024)),
+    ("landscape_4_3", (1024, 768)),
+    ("landscape_16_9", (1024, 576)),
+];
+
+/// The size fal's FLUX endpoints use when none is sent, for pricing.
+const FAL_DEFAULT_PRESET: &str = "landscape_4_3";
+
+/// Option names a prompt file may set per item (in the prompt's extra fields) to override the
+/// pipeline's value: the model inputs, never the client settings.
+pub(super) const ITEM_OVERRIDES: [&str; 8] = [
+    "model",
+    "image_size",
+    "num_inference_steps",
+    "guidance_scale",
+    "seed",
+    "num_images",
+    "enable_safety_checker",
+    "output_format",
+];
+
+/// An image size: a named preset or explicit pixels.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub(super) enum ImageSize {
+    /// One of [`PRESETS`].
+    Preset(String),
+    /// Explicit pixels.
+    Custom {
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+    },
+}
+
+impl ImageSize {
+    /// The pixels this size stands for, or `None` for an unknown preset.
+    pub(super) fn dimensions(&self) -> Option<(u32, u32)> {
+        match self {
+            ImageSize::Preset(name) => PRESETS.iter().find(|(p, _)| p == name).map(|(_, dims)| *dims),
+            ImageSize::Custom { width, height } => Some((*width, *height)),
+        }
+    }
+}
+
+/// Everything the pipeline file may set on a `fal` stage.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Options {
+    #[serde(default = "default_model")]
+    pub model: String,
+    #[serde(default)]
+    pub image_size: Option<ImageSize>,
+    #[serde(default)]
+    pub num_inference_steps: Option<u32>,
+    #[serde(default)]
+    pub guidance_scale: Option<f64>,
+    #[serde(default)]
+    pub seed: Option<u64>,
+    #[serde(default)]
+    pub num_images: Option<u32>,
+    #[serde(default)]
+    pub enable_safety_checker: Option<bool>,
+    #[serde(default)]
+    pub output_format: Option<String>,
+    #[serde(default)]
+    pub extra: Map<String, Value>,
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_base_delay_ms")]
+    pub base_delay_ms: u64,
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: String,
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    #[serde(default = "default_max_image_bytes")]
+    pub max_image_bytes: u64,
+    #[serde(default)]
+    pub max_cost_usd: Option<f64>,
+    #[serde(default)]
+    pub prices: BTreeMap<String, f64>,
+}
+
+fn default_model() -> String {
+    DEFAULT_MODEL.to_owned()
+}
+fn default_max_attempts() -> u32 {
+    5
+}
+fn default_base_delay_ms() -> u64 {
+    1000
+}
+fn default_request_timeout() -> String {
+    "60s".to_owned()
+}
+fn default_poll_interval_ms() -> u64 {
+    1000
+}
+fn default_max_image_bytes() -> u64 {
+    10 * 1024 * 1024
+}
+
+impl Options {
+    /// Parses and checks the options without any I/O, pointing at the offending field.
+    pub(super) fn parse(options: &Value) -> Result<Options, OptionsError> {
+        let parsed: Options = parse_options(options)?;
+        parsed.check_inputs()?;
+        let checks: [(bool, &str, &str); 5] = [
+            (parsed.max_attempts >= 1, "max_attempts", "must be at least 1 (1 means no retries)"),
+            (parsed.poll_interval_ms >= 1, "poll_interval_ms", "must be at least 1"),
+            (parsed.max_image_bytes >= 1, "max_image_bytes", "must be at least 1"),
+            (parsed.base_delay_ms <= 600_000, "base_delay_ms", "must be at most 600000 (10 minutes)"),
+            (parsed.prices.values().all(|p| p.is_finite() && *p >= 0.0), "prices", "prices must be >= 0"),
+        ];
+        if let Some((_, field, message)) = checks.iter().find(|(ok, _, _)| !ok) {
+            return Err(OptionsError::at(field, *message));
+        }
+        parsed.request_timeout()?;
+        if let Some(url) = &parsed.base_url {
+            check_base_url(url).map_err(|m| OptionsError::at("base_url", m))?;
+        }
+        if let Some(budget) = parsed.max_cost_usd {
+            if !(budget.is_finite() && budget > 0.0) {
+                return Err(OptionsError::at("max_cost_usd", "must be a positive number of dollars"));
+            }
+            if !Prices::new(&parsed.prices).knows(&parsed.model) {
+                return Err(OptionsError::at(
+                    "max_cost_usd",
+                    format!("a budget needs a price for model {:?}: add it under `prices`", parsed.model),
+                ));
+            }
+        }
+        Ok(parsed)
+    }
+
+    /// The options with an item's overrides (fields of its prompt named in [`ITEM_OVERRIDES`])
+    /// applied to `raw`, the options as written in the pipeline.
+    pub(super) fn for_item(raw: &Value, prompt_fields: &Map<String, Value>) -> Result<Options, String> {
+        let mut merged = raw.as_object().cloned().unwrap_or_default();
+        for name in ITEM_OVERRIDES {
+            if let Some(value) = prompt_fields.get(name) {
+                merged.insert(name.to_owned(), value.clone());
+            }
+        }
+        let parsed: Options = parse_options(&Value::Object(merged))
+            .map_err(|e| format!("prompt field {:?}: {}", e.path.join("."), e.message))?;
+        parsed.check_inputs().map_err(|e| format!("prompt field {:?}: {}", e.path.join("."), e.message))?;
+        Ok(parsed)
+    }
+
+    /// Checks on the model inputs, which an item may override.
+    fn check_inputs(&self) -> Result<(), OptionsError> {
+        let model_ok = !self.model.is_empty()
+            && !self.model.starts_with('/')
+            && self.model.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+            && self.model.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+        if !model_ok {
+            return Err(OptionsError::at(
+                "model",
+                format!("{:?} is not a fal model id like fal-ai/flux/dev", self.model),
+            ));
+        }
+        match &self.image_size {
+            Some(ImageSize::Preset(name)) if ImageSize::Preset(name.clone()).dimensions().is_none() => {
+                let names: Vec<&str> = PRESETS.iter().map(|(p, _)| *p).collect();
+                return Err(OptionsError::at(
+                    "image_size",
+                    format!(
+                        "unknown size {name:?} (expected one of {} or {{width, height}})",
+                        names.join(", ")
+                    ),
+                ));
+            }
+            Some(ImageSize::Custom { width, height })
+                if !(1..=16384).contains(width) || !(1..=16384).contains(height) =>
+            {
+                return Err(OptionsError::at("image_size", "width and height must be between 1 and 16384"));
+            }
+            _ => {}
+        }
+        if self.num_images == Some(0) {
+            return Err(OptionsError::at("num_images", "must be at least 1"));
+        }
+        if self.num_inference_steps == Some(0) {
+            return Err(OptionsError::at("num_inference_steps", "must be at least 1"));
+        }
+        if self.guidance_scale.is_some_and(|g| !g.is_finite() || g < 0.0) {
+            return Err(OptionsError::at("guidance_scale", "must be a number >= 0"));
+        }
+        if let Some(format) = &self.output_format
+            && format != "png"
+            && format != "jpeg"
+        {
+            return Err(OptionsError::at("output_format", format!("{format:?} is not png or jpeg")));
+        }
+        if self.extra.contains_key("prompt") {
+            return Err(OptionsError::at(
+                "extra.prompt",
+                "the prompt comes from the source, not from `extra`",
+            ));
+        }
+        Ok(())
+    }
+
+    /// How long one HTTP request may take.
+    pub(super) fn request_timeout(&self) -> Result<Duration, OptionsError> {
+        match humantime::parse_duration(&self.request_timeout) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            Ok(_) => Err(OptionsError::at("request_timeout", "must be longer than zero")),
+            Err(e) => Err(OptionsError::at(
+                "request_timeout",
+                format!("{:?} is not a duration like 60s or 2m: {e}", self.request_timeout),
+            )),
+        }
+    }
+
+    /// The pixels of one requested image, assuming fal's default size when none is given.
+    pub(super) fn dimensions(&self) -> (u32, u32) {
+        self.image_size.as_ref().and_then(ImageSize::dimensions).unwrap_or_else(|| {
+            ImageSize::Preset(FAL_DEFAULT_PRESET.into()).dimensions().unwrap_or((1024, 768))
+        })
+    }
+
+    /// Images per request.
+    pub(super) fn images(&self) -> u32 {
+        self.num_images.unwrap_or(1)
+    }
+
+    /// The JSON input fal receives for `prompt`: `extra` first, then the named inputs on top.
+    pub(super) fn request_body(&self, prompt: &str) -> Value {
+        let mut body = self.extra.clone();
+        body.insert("prompt".into(), prompt.into());
+        let inputs = [
+            ("image_size", self.image_size.as_ref().and_then(|s| serde_json::to_value(s).ok())),
+            ("num_inference_steps", self.num_inference_steps.map(Value::from)),
+            ("guidance_scale", self.guidance_scale.map(Value::from)),
+            ("seed", self.seed.map(Value::from)),
+            ("num_images", self.num_images.map(Value::from)),
+            ("enable_safety_checker", self.enable_safety_checker.map(Value::from)),
+            ("output_format", self.output_format.clone().map(Value::from)),
+        ];
+        for (name, value) in inputs {
+            if let Some(value) = value {
+                body.insert(name.into(), value);
+            }
+        }
+        Value::Object(body)
+    }
+}
+
+/// A base URL must be http(s) with a host and no query, since request paths are appended to it.
+pub(super) fn check_base_url(url: &str) -> Result<reqwest::Url, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(format!("{url:?} must be an http:// or https:// URL with a host"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(format!("{url:?} must not have a query or fragment"));
+    }
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn error_at(options: Value) -> (String, String) {
+        let e = Options::parse(&options).unwrap_err();
+        (e.path.join("."), e.message)
+    }
+
+    #[test]
+    fn defaults_are_flux_dev_with_five_attempts() {
+        let o = Options::parse(&json!({})).unwrap();
+        assert_eq!(o.model, "fal-ai/flux/dev");
+        assert_eq!((o.max_attempts, o.max_image_bytes), (5, 10 * 1024 * 1024));
+        assert_eq!(o.request_timeout().unwrap(), Duration::from_secs(60));
+        assert_eq!(o.dimensions(), (1024, 768));
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        assert_eq!(error_at(json!({"image_size": "portrait"})).0, "image_size");
+        assert!(error_at(json!({"image_size": "portrait"})).1.contains("portrait_4_3"));
+        assert_eq!(error_at(json!({"image_size": {"width": 0, "height": 5}})).0, "image_size");
+        assert_eq!(error_at(json!({"max_attempts": 0})).0, "max_attempts");
+        assert_eq!(error_at(json!({"request_timeout": "soon"})).0, "request_timeout");
+        assert_eq!(error_at(json!({"output_format": "gif"})).0, "output_format");
+        assert_eq!(error_at(json!({"model": "../etc"})).0, "model");
+        assert_eq!(error_at(json!({"base_url": "ftp://x"})).0, "base_url");
+        assert_eq!(error_at(json!({"extra": {"prompt": "x"}})).0, "extra.prompt");
+        assert_eq!(error_at(json!({"stepz": 3})).0, "stepz");
+        assert!(error_at(json!({"stepz": 3})).1.contains("num_inference_steps"));
+        let (path, message) = error_at(json!({"model": "a/b", "max_cost_usd": 1.0}));
+        assert_eq!(path, "max_cost_usd");
+        assert!(message.contains("prices"), "{message}");
+        assert!(
+            Options::parse(&json!({"model": "a/b", "max_cost_usd": 1.0, "prices": {"a/b": 0.1}})).is_ok()
+        );
+    }
+
+    #[test]
+    fn items_override_model_inputs_only() {
+        let raw = json!({"seed": 1, "image_size": "portrait_4_3", "max_attempts": 2});
+        let fields: Map<String, Value> =
+            json!({"seed": 42, "image_size": {"width": 640, "height": 480}, "max_attempts": 9, "mood": "calm"})
+                .as_object()
+                .cloned()
+                .unwrap();
+        let o = Options::for_item(&raw, &fields).unwrap();
+        assert_eq!(o.seed, Some(42));
+        assert_eq!(o.dimensions(), (640, 480));
+        assert_eq!(o.max_attempts, 2);
+        let bad = json!({"seed": "forty"}).as_object().cloned().unwrap();
+        let message = Options::for_item(&raw, &bad).unwrap_err();
+        assert!(message.starts_with("prompt field \"seed\""), "{message}");
+    }
+
+    #[test]
+    fn request_body_puts_named_inputs_over_extra() {
+        let o = Options::parse(&json!({
+            "image_size": "portrait_4_3", "num_inference_steps": 28, "guidance_scale": 3.5,
+            "output_format": "png", "extra": {"seed": 5, "acceleration": "high"}, "seed": 7
+        }))
+        .unwrap();
+        assert_eq!(
+            o.request_body("a cat"),
+            json!({"prompt": "a cat", "image_size": "portrait_4_3", "num_inference_steps": 28,
+                   "guidance_scale": 3.5, "output_format": "png", "seed": 7, "acceleration": "high"})
+        );
+    }
+}
