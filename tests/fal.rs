@@ -846,7 +846,7 @@ async fn accepted_requests_are_journaled_with_their_urls() {
     assert_eq!(
         request,
         &json!({"request_id": "j-1", "status_url": format!("{base}/status"), "response_url": base,
-                "cancel_url": format!("{base}/cancel")})
+                "cancel_url": format!("{base}/cancel"), "cost_usd": 0.025})
     );
 }
 
@@ -874,9 +874,9 @@ async fn a_resumed_item_collects_its_request_without_submitting() {
     let base = format!("{}{APP}/requests/old-1", fal.base());
     let mut resumed = item(0, "old-1");
     resumed.record(
-        "fal_request",
-        json!({"request_id": "old-1", "status_url": format!("{base}/status"), "response_url": base,
-               "cancel_url": format!("{base}/cancel")}),
+        inkflow::engine::run_context::RESUME_FACT,
+        json!({"stage": "generate", "request": {"request_id": "old-1", "status_url": format!("{base}/status"),
+               "response_url": base, "cancel_url": format!("{base}/cancel")}}),
     );
     let outcomes = run_items(&stage, vec![resumed, item(1, "new-1")], &RunContext::default()).await;
     assert_image(&outcomes[0], 8, 6);

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::item::Item;
 use super::pipeline::Pipeline;
-use super::run_context::SubmissionLog;
+use super::run_context::{RESUME_FACT, SubmissionLog};
 use super::runtime::{ItemObserver, ItemOutcome, Preparation};
 
 /// The journal's file name inside the output directory.
@@ -157,7 +157,7 @@ impl ItemObserver for Journal {
         for (stage, request) in pending {
             // A paid request not yet collected: the stage re-polls it instead of paying again.
             let request: Value = serde_json::from_str(&request).unwrap_or(Value::Null);
-            item.record("resume_request", serde_json::json!({ "stage": stage, "request": request }));
+            item.record(RESUME_FACT, serde_json::json!({ "stage": stage, "request": request }));
         }
         Ok(match row.as_ref().map(|(s, f)| (s.as_str(), f == &self.fingerprint)) {
             Some(("written", true)) => Preparation::SkipIfComplete,

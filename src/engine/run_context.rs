@@ -8,6 +8,10 @@ use tokio_util::sync::CancellationToken;
 use super::item::Item;
 use super::raw_cache::RawCache;
 
+/// The fact under which the journal hands a resumed item its accepted-but-uncollected
+/// request: `{"stage": <stage id>, "request": <what the stage recorded>}`.
+pub const RESUME_FACT: &str = "resume_request";
+
 /// Durable record of paid remote work. The journal implements it so that a request accepted
 /// by a paid API is on disk before anything else happens, and a resumed batch re-polls it
 /// instead of paying again.

@@ -30,13 +30,11 @@ use self::retry::{Call, GaveUp, RetryPolicy, sleep_unless_stopped};
 use crate::engine::cpu;
 use crate::engine::item::Item;
 use crate::engine::media::{Media, Payload, Raster};
-use crate::engine::run_context::RunContext;
+use crate::engine::raw_cache::{CachedOriginal, RawCache};
+use crate::engine::run_context::{RESUME_FACT, RunContext};
 use crate::engine::stage::{
     BuildContext, Component, IoStage, Kind, KindInfo, OptionDoc, OutputMedia, Role, StageError,
 };
-
-/// The fact under which the journal hands a resumed item its accepted request.
-pub const RESUME_FACT: &str = "fal_request";
 
 /// How long a best-effort cancel may take, so Ctrl-C stays prompt.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -239,11 +237,19 @@ impl FalStage {
         let options = self.options_for(item).map_err(Failure::Item)?;
         let cost = self.prices.request_cost(&options.model, options.dimensions(), options.images());
         item.record("model", options.model.clone());
-        let submission = match item.facts.get(RESUME_FACT) {
+        let body = options.request_body(&item.prompt.image_prompt);
+        let cache_key = RawCache::key(&options.model, &body);
+        if let Some(cached) = cx.raw_cache.as_ref().and_then(|cache| cache.get(&cache_key)) {
+            return self.from_cache(item, cached).await;
+        }
+        // A request an earlier run paid for but did not collect: poll it, never submit again.
+        let resumed =
+            item.facts.get(RESUME_FACT).filter(|r| r.get("stage").and_then(Value::as_str) == Some(&self.id));
+        let submission = match resumed.and_then(|r| r.get("request")) {
             Some(journaled) => serde_json::from_value::<Submission>(journaled.clone()).map_err(|e| {
-                Failure::Item(format!("the journal's {RESUME_FACT} for this item is unreadable: {e}"))
+                Failure::Item(format!("the journal's request for this item is unreadable: {e}"))
             })?,
-            None => self.submit(item, &options, cost, cx, retries).await?,
+            None => self.submit(item, &options, &body, cost, cx, retries).await?,
         };
         item.record("request_id", submission.request_id.clone());
         let result = self.collect(&submission, cx, retries).await;
@@ -284,12 +290,40 @@ impl FalStage {
             })
             .await
             .map_err(|gave_up| self.gave_up(gave_up, &format!("downloading {url}")))?;
-        let raster = cpu::run(move || download::decode_rgb(&bytes, &url))
+        let bytes = Arc::new(bytes);
+        let raster = {
+            let bytes = bytes.clone();
+            cpu::run(move || download::decode_rgb(&bytes, &url))
+                .await
+                .map_err(Failure::Item)?
+                .map_err(Failure::Item)?
+        };
+        if let Some(cache) = &cx.raw_cache {
+            let meta = cached_facts(item);
+            if let Err(e) = cache.put(&cache_key, &bytes, &meta) {
+                tracing::warn!("{}: could not cache the original: {e:#}", item.key);
+            }
+        }
+        item.record("width", raster.width);
+        item.record("height", raster.height);
+        item.record("resolution", format!("{}x{}", raster.width, raster.height));
+        Ok(raster)
+    }
+
+    /// An original generated before with the same model and input: no request, no cost.
+    async fn from_cache(&self, item: &mut Item, cached: CachedOriginal) -> Result<Raster, Failure> {
+        if let Some(facts) = cached.meta.as_object() {
+            for (name, value) in facts {
+                item.record(name, value.clone());
+            }
+        }
+        item.record("cost_usd", 0.0);
+        item.record("cached", true);
+        let label = format!("the cached original of {}", item.key);
+        let raster = cpu::run(move || download::decode_rgb(&cached.bytes, &label))
             .await
             .map_err(Failure::Item)?
             .map_err(Failure::Item)?;
-        item.record("width", raster.width);
-        item.record("height", raster.height);
         item.record("resolution", format!("{}x{}", raster.width, raster.height));
         Ok(raster)
     }
@@ -300,6 +334,7 @@ impl FalStage {
         &self,
         item: &Item,
         options: &Options,
+        body: &Value,
         cost: Option<f64>,
         cx: &RunContext,
         retries: &mut u32,
@@ -312,12 +347,11 @@ impl FalStage {
                 "cancelled: the batch was stopped before this item was submitted".into(),
             ));
         }
-        self.reserve_budget(&options.model, cost)?;
-        let body = options.request_body(&item.prompt.image_prompt);
+        self.reserve_budget(&options.model, cost, cx.spent_before_usd)?;
         let submitted = self
             .policy
             .run(Call::Submit, &format!("{}: submit", item.key), &cx.stop, retries, || {
-                self.client.submit(&options.model, &body)
+                self.client.submit(&options.model, body)
             })
             .await;
         let submission = match submitted {
@@ -328,7 +362,10 @@ impl FalStage {
             }
         };
         tracing::info!("{}: fal accepted request {}", item.key, submission.request_id);
-        let journaled = serde_json::to_value(&submission).unwrap_or(Value::Null);
+        let mut journaled = serde_json::to_value(&submission).unwrap_or(Value::Null);
+        if let (Some(fields), Some(cost)) = (journaled.as_object_mut(), cost) {
+            fields.insert("cost_usd".into(), cost.into());
+        }
         if let Err(e) = cx.record_submission(item, &self.id, &journaled) {
             self.cancel_quietly(&submission.request_id, &submission.cancel_url).await;
             return Err(Failure::Item(format!(
@@ -439,7 +476,8 @@ impl FalStage {
     }
 
     /// Counts this request against `max_cost_usd`, or refuses to submit it.
-    fn reserve_budget(&self, model: &str, cost: Option<f64>) -> Result<(), Failure> {
+    /// `spent_before` is what earlier runs of the batch spent (from the journal).
+    fn reserve_budget(&self, model: &str, cost: Option<f64>, spent_before: f64) -> Result<(), Failure> {
         let Some(budget) = self.options.max_cost_usd else { return Ok(()) };
         let Some(cost) = cost else {
             return Err(Failure::Item(format!(
@@ -447,10 +485,11 @@ impl FalStage {
             )));
         };
         let mut spent = lock(&self.spent_usd);
-        if *spent + cost > budget + 1e-9 {
+        let total = round_cents(spent_before + *spent);
+        if total + cost > budget + 1e-9 {
             return Err(Failure::Fatal(format!(
-                "stage {:?}: max_cost_usd budget of ${budget} reached after ${}: not submitting more",
-                self.id, *spent
+                "stage {:?}: max_cost_usd budget of ${budget} reached after ${total}: not submitting more",
+                self.id
             )));
         }
         *spent = round_cents(*spent + cost);
@@ -513,4 +552,13 @@ impl IoStage for FalStage {
             pending.remove(id);
         }
     }
+}
+
+/// What fal said about an original, kept beside it in the raw cache.
+fn cached_facts(item: &Item) -> Value {
+    let keep =
+        ["model", "request_id", "seed", "has_nsfw_concepts", "timings", "images_returned", "width", "height"];
+    let facts: serde_json::Map<String, Value> =
+        keep.iter().filter_map(|k| item.facts.get(*k).map(|v| ((*k).to_owned(), v.clone()))).collect();
+    Value::Object(facts)
 }
