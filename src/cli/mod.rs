@@ -1,6 +1,7 @@
 //! One module per command; this file parses arguments and maps outcomes to exit codes.
 
 mod cache;
+mod check;
 mod graph;
 mod logging;
 mod progress;
@@ -41,6 +42,8 @@ enum Command {
     Status(status::StatusArgs),
     /// Show or trim the cache of generated originals.
     Cache(cache::CacheArgs),
+    /// Check the fal.ai setup: key present and accepted, endpoint reachable.
+    Check(check::CheckArgs),
 }
 
 /// Arguments every command that reads a pipeline takes.
@@ -63,6 +66,7 @@ pub fn main() -> ExitCode {
         Command::Stages(args) => stages::run(&args),
         Command::Status(args) => status::run(&args),
         Command::Cache(args) => cache::run(&args),
+        Command::Check(args) => check::run(&args),
     };
     match result {
         Ok(code) => code,
@@ -80,16 +84,44 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The built-in kinds plus the kinds of any plugins the pipeline names.
-fn registry_for(_file: &Path, _root: &inkflow::engine::yaml::Node) -> anyhow::Result<Registry> {
-    Ok(inkflow::stages::builtin())
+/// The built-in kinds plus the kinds of every plugin library the pipeline's `plugins:` names
+/// (a library file, or a folder of them; relative to the working directory).
+fn registry_for(root: &inkflow::engine::yaml::Node) -> anyhow::Result<Registry> {
+    registry_with_plugins(&pipeline::plugin_paths(root))
+}
+
+/// The built-in kinds plus those of these plugin libraries or folders.
+fn registry_with_plugins(paths: &[PathBuf]) -> anyhow::Result<Registry> {
+    let mut registry = inkflow::stages::builtin();
+    for path in paths {
+        let kinds = if path.is_dir() {
+            inkflow::stages::plugin::kinds_from_dir(path)?
+        } else {
+            inkflow::stages::plugin::kinds_from_file(path)?
+        };
+        for kind in kinds {
+            let name = kind.info().name.clone();
+            if registry.get(&name).is_some() {
+                anyhow::bail!(
+                    "plugin {}: stage \"{name}\" has the name of a kind inkflow already has",
+                    path.display()
+                );
+            }
+            registry.register(kind);
+        }
+    }
+    Ok(registry)
 }
 
 /// Reads and checks a pipeline file, with the registry it was checked against.
-fn load(args: &PipelineArgs) -> anyhow::Result<(Pipeline, Registry)> {
-    let options = LoadOptions { overrides: args.overrides.clone() };
-    let root = pipeline::read_tree(&args.pipeline, &options)?;
-    let registry = registry_for(&args.pipeline, &root)?;
-    let checked = pipeline::check(&args.pipeline, &root, &registry)?;
+fn load_with(file: &Path, options: &LoadOptions) -> anyhow::Result<(Pipeline, Registry)> {
+    let root = pipeline::read_tree(file, options)?;
+    let registry = registry_for(&root)?;
+    let checked = pipeline::check(file, &root, &registry)?;
     Ok((checked, registry))
+}
+
+/// Reads and checks the pipeline named on the command line.
+fn load(args: &PipelineArgs) -> anyhow::Result<(Pipeline, Registry)> {
+    load_with(&args.pipeline, &LoadOptions { overrides: args.overrides.clone() })
 }

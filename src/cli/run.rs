@@ -53,7 +53,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         yaml::apply_override(&mut root, &format!("sources.{id}.path={}", prompts.display()))
             .map_err(anyhow::Error::msg)?;
     }
-    let registry = super::registry_for(file, &root)?;
+    let registry = super::registry_for(&root)?;
     let checked = pipeline::check(file, &root, &registry)?;
     let output_dir = args
         .output

@@ -9,11 +9,14 @@ use inkflow::engine::stage::OutputMedia;
 pub struct StagesArgs {
     /// A kind to describe in full.
     kind: Option<String>,
+    /// Also list the stages of these plugin libraries or folders (repeatable).
+    #[arg(long, value_name = "PATH")]
+    plugins: Vec<std::path::PathBuf>,
 }
 
 /// Prints the list, or one kind's page.
 pub fn run(args: &StagesArgs) -> anyhow::Result<ExitCode> {
-    let registry = inkflow::stages::builtin();
+    let registry = super::registry_with_plugins(&args.plugins)?;
     let Some(name) = &args.kind else {
         for kind in registry.all() {
             let info = kind.info();
