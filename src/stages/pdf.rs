@@ -23,6 +23,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+use crate::engine::atomic_file::write_atomically;
 use crate::engine::cpu;
 use crate::engine::item::{Item, State};
 use crate::engine::media::{Media, Payload, Pixels, Raster};
@@ -115,7 +116,9 @@ impl Kind for PdfBook {
         let final_path = ctx.output_dir.join(&options.path);
         let mut partial = final_path.clone().into_os_string();
         partial.push(".partial");
+        let store_name = format!("pdf-pages-{}", crate::stages::naming::sanitize_component(&options.path));
         let settings = Settings {
+            pages: PageStore { dir: ctx.output_dir.join("cache").join(store_name) },
             final_path,
             partial_path: PathBuf::from(partial),
             page: options.page_size,
@@ -261,6 +264,7 @@ enum OnMissing {
 
 /// The resolved options a built sink works with.
 struct Settings {
+    pages: PageStore,
     final_path: PathBuf,
     partial_path: PathBuf,
     page: PageSize,
@@ -374,6 +378,10 @@ fn lock_book(book: &Mutex<Book>) -> Result<MutexGuard<'_, Book>, String> {
 
 #[async_trait]
 impl Sink for BookSink {
+    fn is_complete(&self, item: &Item) -> bool {
+        self.settings.pages.has(&item.key)
+    }
+
     async fn begin(&self, items: &[Item]) -> anyhow::Result<()> {
         let mut book = self.lock().map_err(anyhow::Error::msg)?;
         book.listed = items.iter().map(PageInfo::of).collect();
@@ -406,10 +414,13 @@ impl Sink for BookSink {
         };
         let book = self.book.clone();
         let settings = self.settings.clone();
-        tokio::task::spawn_blocking(move || lock_book(&book)?.append_image(&settings, info, stream))
-            .await
-            .map_err(|e| StageError::failed(format!("the pdf writer task failed: {e}")))?
-            .map_err(StageError::failed)
+        tokio::task::spawn_blocking(move || {
+            settings.pages.save(&info.key, &stream)?;
+            lock_book(&book)?.append_image(&settings, info, stream)
+        })
+        .await
+        .map_err(|e| StageError::failed(format!("the pdf writer task failed: {e}")))?
+        .map_err(StageError::failed)
     }
 
     async fn finish(&self, _summary: &Summary) -> anyhow::Result<()> {
@@ -479,21 +490,29 @@ impl Book {
             anyhow::bail!("no book was written to {}: {error}", settings.final_path.display());
         }
         let mut pages = std::mem::take(&mut self.pages);
-        let written: HashSet<&str> = pages.iter().map(|p| p.info.key.as_str()).collect();
-        let unwritten: Vec<PageRecord> = self
-            .listed
-            .iter()
-            .filter(|info| !written.contains(info.key.as_str()))
-            .map(|info| PageRecord {
-                info: info.clone(),
-                content: PageContent::Missing {
-                    reason: "not written in this run (the batch stopped early, or it was skipped \
-                             as already complete)"
-                        .into(),
+        let written: HashSet<String> = pages.iter().map(|p| p.info.key.clone()).collect();
+        let unwritten: Vec<PageInfo> =
+            self.listed.iter().filter(|info| !written.contains(&info.key)).cloned().collect();
+        for info in unwritten {
+            // Pages an earlier run made come from the page store, one at a time.
+            let content = match settings.pages.load(&info.key) {
+                Ok(stream) => {
+                    let xobject = self
+                        .write_image(&settings.partial_path, &stream)
+                        .with_context(|| format!("writing {}", settings.partial_path.display()))?;
+                    PageContent::Image {
+                        xobject,
+                        width: stream.width,
+                        height: stream.height,
+                        dpi: stream.dpi,
+                    }
+                }
+                Err(_) => PageContent::Missing {
+                    reason: "not written in this run (the batch stopped before it)".into(),
                 },
-            })
-            .collect();
-        pages.extend(unwritten);
+            };
+            pages.push(PageRecord { info, content });
+        }
         pages.sort_by_key(|p| (p.info.number, p.info.seq));
 
         let missing: Vec<String> = pages
@@ -788,6 +807,55 @@ fn text_width(text: &str, size: f32) -> f32 {
     units as f32 * size / 1000.0
 }
 
+/// Encoded pages kept beside the book (`OUTPUT/cache/pdf-pages-NAME/KEY.page`), so a resumed
+/// run rebuilds the whole book from pages earlier runs made, without their pixels in memory.
+struct PageStore {
+    dir: PathBuf,
+}
+
+impl PageStore {
+    fn path(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.page"))
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.path(key).is_file()
+    }
+
+    /// One header line (`width height dpi coding`), then the encoded data; written whole or not at all.
+    fn save(&self, key: &str, stream: &ImageStream) -> Result<(), String> {
+        let mut bytes = format!(
+            "{} {} {} {}\n",
+            stream.width,
+            stream.height,
+            stream.dpi.unwrap_or(0.0),
+            stream.coding.code()
+        )
+        .into_bytes();
+        bytes.extend_from_slice(&stream.data);
+        fs::create_dir_all(&self.dir)
+            .map_err(|e| format!("cannot create {}: {e}", self.dir.display()))
+            .and_then(|()| write_atomically(&self.path(key), &bytes).map_err(|e| format!("{e:#}")))
+    }
+
+    fn load(&self, key: &str) -> io::Result<ImageStream> {
+        let bytes = fs::read(self.path(key))?;
+        let bad = || io::Error::other(format!("{} is damaged", self.path(key).display()));
+        let newline = bytes.iter().position(|&b| b == b'\n').ok_or_else(bad)?;
+        let header = std::str::from_utf8(&bytes[..newline]).map_err(|_| bad())?;
+        let fields: Vec<&str> = header.split(' ').collect();
+        let [width, height, dpi, coding] = fields[..] else { return Err(bad()) };
+        let dpi: f32 = dpi.parse().map_err(|_| bad())?;
+        Ok(ImageStream {
+            width: width.parse().map_err(|_| bad())?,
+            height: height.parse().map_err(|_| bad())?,
+            dpi: (dpi > 0.0).then_some(dpi),
+            coding: Coding::from_code(coding).ok_or_else(bad)?,
+            data: bytes[newline + 1..].to_vec(),
+        })
+    }
+}
+
 /// An image encoded for the PDF, ready to be written as an image XObject.
 struct ImageStream {
     width: u32,
@@ -804,6 +872,20 @@ enum Coding {
     FlateGray,
     /// 8-bit RGB, Flate.
     FlateRgb,
+}
+
+impl Coding {
+    fn code(&self) -> &'static str {
+        match self {
+            Coding::Group4 => "g4",
+            Coding::FlateGray => "gray",
+            Coding::FlateRgb => "rgb",
+        }
+    }
+
+    fn from_code(code: &str) -> Option<Self> {
+        [Coding::Group4, Coding::FlateGray, Coding::FlateRgb].into_iter().find(|c| c.code() == code)
+    }
 }
 
 impl ImageStream {
