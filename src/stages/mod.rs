@@ -4,11 +4,16 @@ use std::sync::Arc;
 
 use crate::engine::stage::Registry;
 
+pub mod files;
 pub mod naming;
+pub mod pattern;
+pub mod prompts;
 
 /// The registry of every built-in kind.
 pub fn builtin() -> Registry {
-    let registry = Registry::new();
-    let _ = Arc::new(());
+    let mut registry = Registry::new();
+    registry.register(Arc::new(prompts::Prompts::new()));
+    registry.register(Arc::new(files::Files::new()));
+    registry.register(Arc::new(pattern::Pattern::new()));
     registry
 }
