@@ -57,10 +57,8 @@ impl NameTemplate {
         if !rest.is_empty() {
             parts.push(Part::Literal(rest.to_owned()));
         }
-        let literal: String = parts
-            .iter()
-            .filter_map(|p| if let Part::Literal(s) = p { Some(s.as_str()) } else { None })
-            .collect();
+        let literal: String =
+            parts.iter().filter_map(|p| if let Part::Literal(s) = p { Some(s.as_str()) } else { None }).collect();
         if literal.contains(':') {
             return Err(format!("name template {template:?} must be a relative path (no ':')"));
         }
@@ -99,9 +97,7 @@ fn parse_field(spec: &str, template: &str) -> Result<Part, String> {
         None => (spec, None),
     };
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(format!(
-            "name template {template:?} has a bad placeholder {{{spec}}}; use {PLACEHOLDERS}"
-        ));
+        return Err(format!("name template {template:?} has a bad placeholder {{{spec}}}; use {PLACEHOLDERS}"));
     }
     let zero_pad = match width {
         None => 0,
@@ -185,8 +181,7 @@ mod tests {
 
     #[test]
     fn hostile_descriptions_stay_inside_one_component() {
-        for hostile in
-            ["../../etc/passwd", "..\\..\\windows\\system32", "/abs/path", "a\0b\nc", "CON", "nul.txt", "..."]
+        for hostile in ["../../etc/passwd", "..\\..\\windows\\system32", "/abs/path", "a\0b\nc", "CON", "nul.txt", "..."]
         {
             let name = render("{description}.png", &item("s", 1, hostile));
             assert!(!name.contains('/') && !name.contains('\\'), "{hostile:?} -> {name:?}");
