@@ -1,0 +1,260 @@
+//! The `files` source: existing PNG/JPEG images become items, so users can post-process their
+//! own line art and benchmarks can feed fixed inputs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::engine::item::{Item, Prompt};
+use crate::engine::media::{Media, Payload, Pixels, Raster};
+use crate::engine::stage::{
+    BuildContext, Component, Kind, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, Source, StageError,
+    parse_options,
+};
+
+/// The fact naming the file an item came from.
+pub const SOURCE_PATH: &str = "source_path";
+
+/// Kind `files`: one item per image file of a folder or glob pattern.
+pub struct Files {
+    info: KindInfo,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    path: String,
+}
+
+impl Files {
+    /// The kind, ready to register.
+    pub fn new() -> Self {
+        Files {
+            info: KindInfo {
+                name: "files".into(),
+                role: Role::Source,
+                summary: "Reads existing PNG/JPEG images from a folder or glob pattern".into(),
+                options: vec![OptionDoc::required(
+                    "path",
+                    "path or glob",
+                    "A folder (every .png/.jpg/.jpeg in it, sorted) or a glob pattern such as art/**/*.png",
+                )],
+                accepts: vec![],
+                output: OutputMedia::Fixed(Media::Rgb),
+            },
+        }
+    }
+}
+
+impl Default for Files {
+    fn default() -> Self {
+        Files::new()
+    }
+}
+
+fn parse(options: &Value) -> Result<Options, OptionsError> {
+    let options: Options = parse_options(options)?;
+    if options.path.trim().is_empty() {
+        return Err(OptionsError::at("path", "the path is empty"));
+    }
+    glob::Pattern::new(&options.path).map_err(|e| {
+        OptionsError::at("path", format!("{:?} is not a valid glob pattern: {e}", options.path))
+    })?;
+    Ok(options)
+}
+
+impl Kind for Files {
+    fn info(&self) -> &KindInfo {
+        &self.info
+    }
+
+    fn check(&self, options: &Value) -> Result<(), OptionsError> {
+        parse(options).map(|_| ())
+    }
+
+    fn build(&self, options: &Value, _ctx: &BuildContext) -> anyhow::Result<Component> {
+        Ok(Component::Source(Arc::new(FileSource { path: parse(options)?.path })))
+    }
+}
+
+/// A built `files` source.
+struct FileSource {
+    path: String,
+}
+
+fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| ["png", "jpg", "jpeg"].contains(&e.to_ascii_lowercase().as_str()))
+}
+
+impl FileSource {
+    /// Every image of the folder, or every file the glob matches, sorted.
+    fn paths(&self) -> anyhow::Result<Vec<PathBuf>> {
+        let folder = Path::new(&self.path);
+        let mut paths = if folder.is_dir() {
+            let entries =
+                std::fs::read_dir(folder).with_context(|| format!("cannot list folder {}", self.path))?;
+            let mut paths = Vec::new();
+            for entry in entries {
+                let path = entry.with_context(|| format!("cannot list folder {}", self.path))?.path();
+                if path.is_file() && is_image(&path) {
+                    paths.push(path);
+                }
+            }
+            paths
+        } else {
+            let matches = glob::glob(&self.path)
+                .with_context(|| format!("{:?} is not a valid glob pattern", self.path))?;
+            let mut paths = Vec::new();
+            for found in matches {
+                let path = found.with_context(|| format!("cannot read a match of {:?}", self.path))?;
+                if path.is_file() {
+                    paths.push(path);
+                }
+            }
+            paths
+        };
+        if paths.is_empty() {
+            bail!("no PNG or JPEG images match {:?}", self.path);
+        }
+        paths.sort();
+        Ok(paths)
+    }
+}
+
+impl Source for FileSource {
+    fn list(&self) -> anyhow::Result<Vec<Item>> {
+        let items = self
+            .paths()?
+            .into_iter()
+            .enumerate()
+            .map(|(i, path)| {
+                let prompt = Prompt {
+                    number: i as u32 + 1,
+                    description: path
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    ..Prompt::default()
+                };
+                let mut item = Item::new(i as u64, prompt);
+                item.record(SOURCE_PATH, path.to_string_lossy().into_owned());
+                item
+            })
+            .collect();
+        Ok(items)
+    }
+
+    fn load(&self, item: &mut Item) -> Result<Payload, StageError> {
+        let path = item
+            .facts
+            .get(SOURCE_PATH)
+            .and_then(Value::as_str)
+            .ok_or_else(|| StageError::failed(format!("item {} has no {SOURCE_PATH}", item.key)))?;
+        let image = image::ImageReader::open(path)
+            .and_then(|reader| reader.with_guessed_format())
+            .map_err(|e| StageError::failed(format!("cannot open {path}: {e}")))?
+            .decode()
+            .map_err(|e| StageError::failed(format!("cannot decode {path}: {e}")))?
+            .into_rgb8();
+        let (width, height) = image.dimensions();
+        Ok(Payload::Image(Arc::new(Raster {
+            width,
+            height,
+            dpi: None,
+            pixels: Pixels::Rgb(image.into_raw()),
+        })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{ImageFormat, Rgb, RgbImage};
+    use serde_json::json;
+
+    fn source(path: &str) -> Arc<dyn Source> {
+        let ctx = BuildContext {
+            id: "art".into(),
+            inputs: vec![],
+            output_dir: "out".into(),
+            pipeline_file: "p.yaml".into(),
+            dry_run: false,
+        };
+        match Files::new().build(&json!({ "path": path }), &ctx) {
+            Ok(Component::Source(source)) => source,
+            Ok(_) => panic!("files must build a source"),
+            Err(e) => panic!("valid options were refused: {e}"),
+        }
+    }
+
+    /// A folder with a PNG, a JPEG, a corrupt PNG and a text file.
+    fn folder() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut png = RgbImage::new(4, 3);
+        png.put_pixel(1, 2, Rgb([10, 20, 30]));
+        png.save_with_format(dir.path().join("b_page.png"), ImageFormat::Png).expect("write png");
+        RgbImage::from_pixel(8, 6, Rgb([250, 250, 250]))
+            .save_with_format(dir.path().join("a_cover.JPG"), ImageFormat::Jpeg)
+            .expect("write jpeg");
+        std::fs::write(dir.path().join("c_broken.png"), b"\x89PNG\r\n\x1a\nnot really")
+            .expect("write corrupt");
+        std::fs::write(dir.path().join("notes.txt"), b"not an image").expect("write text");
+        dir
+    }
+
+    fn rgb(payload: Payload) -> Arc<Raster> {
+        match payload {
+            Payload::Image(raster) => raster,
+            other => panic!("expected an image, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_folder_gives_its_images_sorted_and_decodes_them() {
+        let dir = folder();
+        let source = source(&dir.path().to_string_lossy());
+        let mut items = source.list().expect("lists");
+        let names: Vec<&str> = items.iter().map(|i| i.prompt.description.as_str()).collect();
+        assert_eq!(names, ["a_cover", "b_page", "c_broken"]);
+        assert_eq!(items.iter().map(|i| i.prompt.number).collect::<Vec<_>>(), [1, 2, 3]);
+        assert!(items[1].facts[SOURCE_PATH].as_str().is_some_and(|p| p.ends_with("b_page.png")));
+
+        let jpeg = rgb(source.load(&mut items[0]).expect("decodes the jpeg"));
+        assert_eq!((jpeg.width, jpeg.height), (8, 6));
+        let png = rgb(source.load(&mut items[1]).expect("decodes the png"));
+        assert_eq!((png.width, png.height), (4, 3));
+        let Pixels::Rgb(pixels) = &png.pixels else { panic!("RGB expected") };
+        let at = (2 * 4 + 1) * 3;
+        assert_eq!(&pixels[at..at + 3], &[10, 20, 30]);
+
+        let err = source.load(&mut items[2]).expect_err("the corrupt file fails").to_string();
+        assert!(err.contains("c_broken.png"), "{err}");
+    }
+
+    #[test]
+    fn a_glob_selects_files() {
+        let dir = folder();
+        let pattern = dir.path().join("*.png");
+        let items = source(&pattern.to_string_lossy()).list().expect("lists");
+        let names: Vec<&str> = items.iter().map(|i| i.prompt.description.as_str()).collect();
+        assert_eq!(names, ["b_page", "c_broken"]);
+    }
+
+    #[test]
+    fn no_match_and_bad_patterns_are_errors() {
+        let dir = folder();
+        let pattern = dir.path().join("*.webp").to_string_lossy().into_owned();
+        let err = source(&pattern).list().expect_err("nothing matches").to_string();
+        assert!(err.contains(&pattern), "{err}");
+        let empty = tempfile::tempdir().expect("temp dir");
+        assert!(source(&empty.path().to_string_lossy()).list().is_err());
+        let err = Files::new().check(&json!({ "path": "art/[" })).expect_err("unclosed bracket");
+        assert_eq!(err.path, ["path"]);
+        assert!(Files::new().check(&json!({})).is_err());
+    }
+}

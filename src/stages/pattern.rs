@@ -1,0 +1,261 @@
+//! The `pattern` stage: the embedded offline generator, so a whole book can be made with no API
+//! key and no network (and tests and benchmarks have real line art to work on).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::engine::item::Item;
+use crate::engine::media::{Media, Payload};
+use crate::engine::stage::{
+    BuildContext, Component, CpuStage, Kind, KindInfo, OptionDoc, OptionsError, OutputMedia, Role,
+    StageError, parse_options,
+};
+use crate::imaging::pattern::{Family, draw_family, family_for};
+
+/// The smallest and largest side the stage draws, in pixels.
+const SIDE: std::ops::RangeInclusive<u32> = 64..=8192;
+
+/// Kind `pattern`: draws a deterministic coloring page for each prompt.
+pub struct Pattern {
+    info: KindInfo,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    #[serde(default)]
+    size: Size,
+    #[serde(default)]
+    seed: u64,
+    #[serde(default)]
+    style: Style,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+struct Size {
+    width: u32,
+    height: u32,
+}
+
+impl Default for Size {
+    fn default() -> Self {
+        Size { width: 768, height: 1024 }
+    }
+}
+
+#[derive(Deserialize, Clone, Copy, Default)]
+#[serde(rename_all = "lowercase")]
+enum Style {
+    /// From the prompt's words, else its hash.
+    #[default]
+    Auto,
+    Mandala,
+    Geometric,
+    Botanical,
+}
+
+impl Style {
+    fn family(self) -> Option<Family> {
+        match self {
+            Style::Auto => None,
+            Style::Mandala => Some(Family::Mandala),
+            Style::Geometric => Some(Family::Geometric),
+            Style::Botanical => Some(Family::Botanical),
+        }
+    }
+}
+
+impl Pattern {
+    /// The kind, ready to register.
+    pub fn new() -> Self {
+        Pattern {
+            info: KindInfo {
+                name: "pattern".into(),
+                role: Role::Stage,
+                summary:
+                    "Draws offline coloring-book line art (mandala, geometric, botanical) from each prompt"
+                        .into(),
+                options: vec![
+                    OptionDoc::new(
+                        "size",
+                        "{width, height} 64-8192",
+                        "{width: 768, height: 1024}",
+                        "Page size in pixels",
+                    ),
+                    OptionDoc::new(
+                        "seed",
+                        "integer",
+                        "0",
+                        "Varies the drawings; an item's own \"seed\" field wins",
+                    ),
+                    OptionDoc::new(
+                        "style",
+                        "auto|mandala|geometric|botanical",
+                        "auto",
+                        "The kind of drawing; auto picks from the prompt's words (flower -> botanical...) or its hash",
+                    ),
+                ],
+                accepts: vec![Media::Prompt],
+                output: OutputMedia::Fixed(Media::Rgb),
+            },
+        }
+    }
+}
+
+impl Default for Pattern {
+    fn default() -> Self {
+        Pattern::new()
+    }
+}
+
+fn parse(options: &Value) -> Result<Options, OptionsError> {
+    let options: Options = parse_options(options)?;
+    for (name, value) in [("width", options.size.width), ("height", options.size.height)] {
+        if !SIDE.contains(&value) {
+            return Err(OptionsError::at(
+                &format!("size.{name}"),
+                format!("{name} must be from {} to {} pixels, got {value}", SIDE.start(), SIDE.end()),
+            ));
+        }
+    }
+    Ok(options)
+}
+
+impl Kind for Pattern {
+    fn info(&self) -> &KindInfo {
+        &self.info
+    }
+
+    fn check(&self, options: &Value) -> Result<(), OptionsError> {
+        parse(options).map(|_| ())
+    }
+
+    fn build(&self, options: &Value, _ctx: &BuildContext) -> anyhow::Result<Component> {
+        let options = parse(options)?;
+        Ok(Component::Cpu(Arc::new(PatternStage {
+            size: options.size,
+            seed: options.seed,
+            family: options.style.family(),
+        })))
+    }
+}
+
+/// A built `pattern` stage.
+struct PatternStage {
+    size: Size,
+    seed: u64,
+    family: Option<Family>,
+}
+
+impl PatternStage {
+    /// The item's own seed (recorded by an earlier stage, or a `seed` field of the prompt file)
+    /// wins over the stage's, so one page can be redrawn differently without touching the rest.
+    fn seed_for(&self, item: &Item) -> Result<u64, StageError> {
+        match item.facts.get("seed").or_else(|| item.prompt.extra.get("seed")) {
+            None => Ok(self.seed),
+            Some(value) => value.as_u64().ok_or_else(|| {
+                StageError::failed(format!("the item's \"seed\" must be a whole number, got {value}"))
+            }),
+        }
+    }
+}
+
+impl CpuStage for PatternStage {
+    fn process(&self, item: &mut Item, _input: Payload) -> Result<Payload, StageError> {
+        let seed = self.seed_for(item)?;
+        let started = Instant::now();
+        let prompt = &item.prompt.image_prompt;
+        let family = self.family.unwrap_or_else(|| family_for(prompt, seed));
+        let raster = draw_family(family, prompt, seed, self.size.width, self.size.height);
+        item.generation_time = Some(started.elapsed());
+        item.record("model", "inkflow/pattern");
+        item.record("seed", seed);
+        item.record("style", family.name());
+        item.record("resolution", format!("{}x{}", self.size.width, self.size.height));
+        Ok(Payload::Image(Arc::new(raster)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::item::Prompt;
+    use crate::engine::media::Pixels;
+    use serde_json::json;
+
+    fn stage(options: Value) -> Arc<dyn CpuStage> {
+        let ctx = BuildContext {
+            id: "draw".into(),
+            inputs: vec!["prompts".into()],
+            output_dir: "out".into(),
+            pipeline_file: "p.yaml".into(),
+            dry_run: false,
+        };
+        match Pattern::new().build(&options, &ctx) {
+            Ok(Component::Cpu(stage)) => stage,
+            Ok(_) => panic!("pattern must build a CPU stage"),
+            Err(e) => panic!("valid options were refused: {e}"),
+        }
+    }
+
+    fn item(text: &str) -> Item {
+        Item::new(0, Prompt { image_prompt: text.into(), number: 1, ..Prompt::default() })
+    }
+
+    fn rgb(payload: Payload) -> (u32, u32, Vec<u8>) {
+        match payload {
+            Payload::Image(raster) => match &raster.pixels {
+                Pixels::Rgb(p) => (raster.width, raster.height, p.clone()),
+                _ => panic!("pattern must give RGB"),
+            },
+            other => panic!("pattern must give an image, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn draws_the_configured_size_and_records_facts() {
+        let stage =
+            stage(json!({ "size": { "width": 300, "height": 200 }, "seed": 7, "style": "geometric" }));
+        let mut item = item("a lighthouse");
+        let (w, h, pixels) = rgb(stage.process(&mut item, Payload::Prompt).expect("draws"));
+        assert_eq!((w, h, pixels.len()), (300, 200, 300 * 200 * 3));
+        assert_eq!(item.facts["model"], "inkflow/pattern");
+        assert_eq!(item.facts["seed"], 7);
+        assert_eq!(item.facts["style"], "geometric");
+        assert_eq!(item.facts["resolution"], "300x200");
+        assert!(item.generation_time.is_some());
+    }
+
+    #[test]
+    fn the_items_seed_overrides_the_stage_seed() {
+        let stage = stage(json!({ "size": { "width": 128, "height": 128 }, "seed": 1 }));
+        let mut plain = item("an owl");
+        let mut seeded = item("an owl");
+        seeded.prompt.extra.insert("seed".into(), json!(99));
+        let first = rgb(stage.process(&mut plain, Payload::Prompt).expect("draws"));
+        let second = rgb(stage.process(&mut seeded, Payload::Prompt).expect("draws"));
+        assert_eq!(seeded.facts["seed"], 99);
+        assert_ne!(first, second);
+        let mut bad = item("an owl");
+        bad.record("seed", "lucky");
+        let err = stage.process(&mut bad, Payload::Prompt).expect_err("a text seed is refused");
+        assert!(err.to_string().contains("\"seed\" must be a whole number"), "{err}");
+    }
+
+    #[test]
+    fn check_bounds_the_size_and_names_the_field() {
+        let kind = Pattern::new();
+        assert!(kind.check(&json!({})).is_ok());
+        let err = kind.check(&json!({ "size": { "width": 10, "height": 1024 } })).expect_err("too small");
+        assert_eq!(err.path, ["size", "width"]);
+        let err = kind.check(&json!({ "size": { "width": 768, "height": 9000 } })).expect_err("too large");
+        assert_eq!(err.path, ["size", "height"]);
+        let err = kind.check(&json!({ "style": "cubist" })).expect_err("unknown style");
+        assert_eq!(err.path, ["style"]);
+        assert!(kind.check(&json!({ "colour": "red" })).is_err());
+    }
+}
