@@ -32,19 +32,41 @@ pub fn to_gray(raster: &Raster) -> Raster {
     Raster { width: raster.width, height: raster.height, dpi: raster.dpi, pixels: Pixels::Gray(pixels) }
 }
 
+/// The eight gray pixels of every bilevel byte, MSB first, built at compile time.
+const EXPAND: [[u8; 8]; 256] = {
+    let mut table = [[0u8; 8]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let mut bit = 0;
+        while bit < 8 {
+            if byte & (0x80 >> bit) != 0 {
+                table[byte][bit] = 255;
+            }
+            bit += 1;
+        }
+        byte += 1;
+    }
+    table
+};
+
 /// Unpacks MSB-first bilevel rows (1 = white) to one byte per pixel, 0 or 255.
 fn expand_bilevel(packed: &[u8], width: u32) -> Vec<u8> {
     let width = width as usize;
     let stride = Raster::bilevel_stride(width as u32);
-    if width == 0 || stride == 0 {
+    if width == 0 {
         return Vec::new();
     }
     let rows = packed.len() / stride;
     let mut out = vec![0u8; width * rows];
     for (src, dst) in packed.chunks_exact(stride).zip(out.chunks_exact_mut(width)) {
-        for (i, px) in dst.iter_mut().enumerate() {
-            // 0 - 1 wraps to 255: white, without a branch.
-            *px = 0u8.wrapping_sub((src[i / 8] >> (7 - i % 8)) & 1);
+        let mut pixels = dst.chunks_exact_mut(8);
+        for (eight, &byte) in (&mut pixels).zip(src) {
+            eight.copy_from_slice(&EXPAND[usize::from(byte)]);
+        }
+        let rest = pixels.into_remainder();
+        if let Some(&last) = src.get(width / 8) {
+            let n = rest.len();
+            rest.copy_from_slice(&EXPAND[usize::from(last)][..n]);
         }
     }
     out
@@ -94,14 +116,19 @@ mod tests {
 
     #[test]
     fn to_gray_converts_every_media() {
-        let rgb = Raster { width: 2, height: 1, dpi: Some(72.0), pixels: Pixels::Rgb(vec![255, 0, 0, 0, 0, 255]) };
+        let rgb =
+            Raster { width: 2, height: 1, dpi: Some(72.0), pixels: Pixels::Rgb(vec![255, 0, 0, 0, 0, 255]) };
         let gray = to_gray(&rgb);
         assert!(gray.pixels == Pixels::Gray(vec![76, 29]));
         assert_eq!(gray.dpi, Some(72.0));
 
         // 10 pixels wide: two bytes per row, the last one padded.
-        let bilevel =
-            Raster { width: 10, height: 1, dpi: None, pixels: Pixels::Bilevel(vec![0b1010_0000, 0b0100_0000]) };
+        let bilevel = Raster {
+            width: 10,
+            height: 1,
+            dpi: None,
+            pixels: Pixels::Bilevel(vec![0b1010_0000, 0b0100_0000]),
+        };
         let expanded = to_gray(&bilevel);
         assert!(expanded.pixels == Pixels::Gray(vec![255, 0, 255, 0, 0, 0, 0, 0, 0, 255]));
     }

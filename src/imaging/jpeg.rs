@@ -73,7 +73,8 @@ mod tests {
 
     #[test]
     fn rgb_stays_colour() {
-        let page = Raster { width: 100, height: 50, dpi: None, pixels: Pixels::Rgb([200, 10, 10].repeat(5000)) };
+        let page =
+            Raster { width: 100, height: 50, dpi: None, pixels: Pixels::Rgb([200, 10, 10].repeat(5000)) };
         let thumb = encode_thumbnail(&page, 40, 40, 90).unwrap();
         let decoded = decode(&thumb.bytes).to_rgb8();
         assert_eq!(decoded.dimensions(), (40, 20));

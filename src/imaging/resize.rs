@@ -57,19 +57,20 @@ pub fn resize(raster: &Raster, width: u32, height: u32, fit: Fit) -> Result<Rast
     let len = width as usize * height as usize * channels;
     // Only contain leaves pixels uncovered; the others overwrite every byte.
     let mut out = if fit == Fit::Contain { vec![255u8; len] } else { vec![0u8; len] };
-    let mut dst =
-        Image::from_slice_u8(width, height, &mut out, pixel_type).map_err(|e| ImagingError::codec("resize", e))?;
+    let mut dst = Image::from_slice_u8(width, height, &mut out, pixel_type)
+        .map_err(|e| ImagingError::codec("resize", e))?;
     let options = ResizeOptions::new();
-    RESIZER.with_borrow_mut(|resizer| match fit {
-        Fit::Stretch => resizer.resize(&src, &mut dst, &options),
-        Fit::Cover => resizer.resize(&src, &mut dst, &options.fit_into_destination(None)),
-        Fit::Contain => {
-            let (w, h, left, top) = contain_box((raster.width, raster.height), (width, height));
-            let mut inner = CroppedImageMut::new(&mut dst, left, top, w, h)?;
-            resizer.resize(&src, &mut inner, &options)
-        }
-    })
-    .map_err(|e| ImagingError::codec("resize", e))?;
+    RESIZER
+        .with_borrow_mut(|resizer| match fit {
+            Fit::Stretch => resizer.resize(&src, &mut dst, &options),
+            Fit::Cover => resizer.resize(&src, &mut dst, &options.fit_into_destination(None)),
+            Fit::Contain => {
+                let (w, h, left, top) = contain_box((raster.width, raster.height), (width, height));
+                let mut inner = CroppedImageMut::new(&mut dst, left, top, w, h)?;
+                resizer.resize(&src, &mut inner, &options)
+            }
+        })
+        .map_err(|e| ImagingError::codec("resize", e))?;
     drop(dst);
     let pixels = if channels == 1 { Pixels::Gray(out) } else { Pixels::Rgb(out) };
     Ok(Raster { width, height, dpi: raster.dpi, pixels })

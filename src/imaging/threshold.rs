@@ -22,11 +22,13 @@ pub fn pack_row(gray: &[u8], level: u8, out: &mut [u8]) {
     }
 }
 
-/// Eight pixels to one byte, first pixel in the top bit. Branch-free so the compiler can keep
-/// whole rows in vector registers.
+/// Eight pixels to one byte, first pixel in the top bit. The compare runs on all eight lanes
+/// at once and one multiply gathers the eight 0/1 bytes into bits: byte `i` of the product's
+/// terms lands alone on bit `63 - i`, so no carries mix them.
 #[inline]
 fn pack8(px: [u8; 8], level: u8) -> u8 {
-    px.iter().fold(0u8, |byte, &p| (byte << 1) | u8::from(p >= level))
+    let ones = px.map(|p| u8::from(p >= level));
+    (u64::from_le_bytes(ones).wrapping_mul(0x8040_2010_0804_0201) >> 56) as u8
 }
 
 /// Thresholds a gray or RGB raster (RGB through the same luma as [`super::gray::to_gray`],
@@ -71,8 +73,12 @@ mod tests {
         for (width, height) in [(1usize, 1usize), (7, 3), (8, 2), (61, 17), (2550, 4)] {
             let gray: Vec<u8> = (0..width * height).map(|_| rng.u8(..)).collect();
             for level in [0u8, 1, 127, 128, 200, 255] {
-                let raster =
-                    Raster { width: width as u32, height: height as u32, dpi: None, pixels: Pixels::Gray(gray.clone()) };
+                let raster = Raster {
+                    width: width as u32,
+                    height: height as u32,
+                    dpi: None,
+                    pixels: Pixels::Gray(gray.clone()),
+                };
                 let out = threshold(&raster, level);
                 let Pixels::Bilevel(packed) = &out.pixels else { panic!("not bilevel") };
                 let stride = width.div_ceil(8);
@@ -80,7 +86,11 @@ mod tests {
                 for y in 0..height {
                     for x in 0..width {
                         let want_white = gray[y * width + x] >= level;
-                        assert_eq!(bit(packed, stride, x, y), want_white, "{width}x{height} level {level} at {x},{y}");
+                        assert_eq!(
+                            bit(packed, stride, x, y),
+                            want_white,
+                            "{width}x{height} level {level} at {x},{y}"
+                        );
                     }
                     // Padding bits stay black, whatever the level.
                     for x in width..stride * 8 {
@@ -96,7 +106,12 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(5);
         let (width, height) = (37usize, 5usize);
         let rgb: Vec<u8> = (0..width * height * 3).map(|_| rng.u8(..)).collect();
-        let raster = Raster { width: width as u32, height: height as u32, dpi: Some(300.0), pixels: Pixels::Rgb(rgb.clone()) };
+        let raster = Raster {
+            width: width as u32,
+            height: height as u32,
+            dpi: Some(300.0),
+            pixels: Pixels::Rgb(rgb.clone()),
+        };
         let out = threshold(&raster, 128);
         assert_eq!(out.dpi, Some(300.0));
         let Pixels::Bilevel(packed) = &out.pixels else { panic!("not bilevel") };
