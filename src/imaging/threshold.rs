@@ -7,6 +7,20 @@ use crate::engine::media::{Pixels, Raster};
 /// other is white (1). Padding bits at the end of the row are black. `out` holds
 /// `gray.len().div_ceil(8)` bytes.
 pub fn pack_row(gray: &[u8], level: u8, out: &mut [u8]) {
+    // 64 pixels at a time: the compares vectorize over the whole block before packing.
+    let mut blocks = gray.chunks_exact(64);
+    let mut packed = out.chunks_exact_mut(8);
+    for (px, bytes) in (&mut blocks).zip(&mut packed) {
+        let mut ones = [0u8; 64];
+        for (one, &p) in ones.iter_mut().zip(px) {
+            *one = u8::from(p >= level);
+        }
+        for (byte, eight) in bytes.iter_mut().zip(ones.chunks_exact(8)) {
+            *byte = gather(eight.try_into().unwrap_or_default());
+        }
+    }
+    let done = gray.len() - blocks.remainder().len();
+    let (gray, out) = (&gray[done..], out.get_mut(done / 8..).unwrap_or_default());
     let mut chunks = gray.chunks_exact(8);
     for (byte, px) in out.iter_mut().zip(&mut chunks) {
         *byte = pack8(px.try_into().unwrap_or([0; 8]), level);
@@ -22,12 +36,17 @@ pub fn pack_row(gray: &[u8], level: u8, out: &mut [u8]) {
     }
 }
 
-/// Eight pixels to one byte, first pixel in the top bit. The compare runs on all eight lanes
-/// at once and one multiply gathers the eight 0/1 bytes into bits: byte `i` of the product's
-/// terms lands alone on bit `63 - i`, so no carries mix them.
+/// Eight pixels to one byte, first pixel in the top bit.
 #[inline]
 fn pack8(px: [u8; 8], level: u8) -> u8 {
-    let ones = px.map(|p| u8::from(p >= level));
+    gather(px.map(|p| u8::from(p >= level)))
+}
+
+/// Eight 0/1 bytes to the bits of one byte, the first in the top bit, with one multiply:
+/// byte `i` times bit `9j` lands alone on bit `56 + j` when `i + j = 7`, and no other term
+/// reaches the top byte or carries into it.
+#[inline]
+fn gather(ones: [u8; 8]) -> u8 {
     (u64::from_le_bytes(ones).wrapping_mul(0x8040_2010_0804_0201) >> 56) as u8
 }
 
