@@ -7,6 +7,7 @@
 //! only when its metadata says success and every output it lists is there. A process that dies
 //! mid-write leaves at most a hidden `.*.tmp` file, never a half page under the real name.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -263,13 +264,13 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// The encoded bytes and file extension of one input.
-fn encode(payload: &Payload, compression: PngCompression) -> Result<(Vec<u8>, &'static str), String> {
+fn encode(payload: &Payload, compression: PngCompression) -> Result<(Cow<'_, [u8]>, &'static str), String> {
     match payload {
         Payload::Image(raster) => {
-            encode_png(raster, compression).map(|png| (png, "png")).map_err(|e| e.to_string())
+            encode_png(raster, compression).map(|png| (Cow::Owned(png), "png")).map_err(|e| e.to_string())
         }
-        // Already encoded upstream: written as is, without a copy into a new format.
-        Payload::Encoded(file) => Ok((file.bytes.clone(), file.format.extension())),
+        // Already encoded upstream (a thumbnail): written as is.
+        Payload::Encoded(file) => Ok((Cow::Borrowed(&file.bytes), file.format.extension())),
         Payload::Prompt => Err("a prompt has no image to write".into()),
     }
 }
