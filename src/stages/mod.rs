@@ -4,13 +4,18 @@ use std::sync::Arc;
 
 use crate::engine::stage::Registry;
 
+pub mod disk;
 pub mod fal;
 pub mod files;
+pub mod grayscale;
 pub mod naming;
 pub mod pattern;
 pub mod pdf;
 pub mod plugin;
 pub mod prompts;
+pub mod threshold;
+pub mod thumbnail;
+pub mod upscale;
 
 /// The registry of every built-in kind.
 pub fn builtin() -> Registry {
@@ -19,8 +24,51 @@ pub fn builtin() -> Registry {
     registry.register(Arc::new(files::Files::new()));
     registry.register(Arc::new(pattern::Pattern::new()));
     registry.register(Arc::new(fal::Fal::new()));
+    registry.register(Arc::new(grayscale::Grayscale::new()));
+    registry.register(Arc::new(threshold::Threshold::new()));
+    registry.register(Arc::new(upscale::Upscale::new()));
+    registry.register(Arc::new(thumbnail::Thumbnail::new()));
     registry.register(Arc::new(plugin::Plugin::new()));
+    registry.register(Arc::new(disk::Disk::new()));
     registry.register(Arc::new(pdf::PdfBook::new()));
     registry
 }
 
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use serde_json::Value;
+
+    use crate::engine::stage::{BuildContext, Component, CpuStage, Kind, Sink};
+
+    /// A build context for a component `id` reading `inputs`, writing under `output_dir`.
+    pub fn context(id: &str, inputs: &[&str], output_dir: &Path) -> BuildContext {
+        BuildContext {
+            id: id.into(),
+            inputs: inputs.iter().map(|s| (*s).to_owned()).collect(),
+            output_dir: output_dir.to_owned(),
+            pipeline_file: "test.yaml".into(),
+            dry_run: false,
+        }
+    }
+
+    /// Checks and builds a CPU stage kind with `options`.
+    pub fn build_cpu(kind: &dyn Kind, options: Value) -> Arc<dyn CpuStage> {
+        kind.check(&options).unwrap();
+        match kind.build(&options, &context("stage", &["input"], Path::new("."))).unwrap() {
+            Component::Cpu(stage) => stage,
+            _ => panic!("{} is not a CPU stage", kind.info().name),
+        }
+    }
+
+    /// Checks and builds a sink kind with `options`.
+    pub fn build_sink(kind: &dyn Kind, options: Value, ctx: &BuildContext) -> Arc<dyn Sink> {
+        kind.check(&options).unwrap();
+        match kind.build(&options, ctx).unwrap() {
+            Component::Sink(sink) => sink,
+            _ => panic!("{} is not a sink", kind.info().name),
+        }
+    }
+}

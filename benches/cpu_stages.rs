@@ -1,0 +1,86 @@
+//! CPU cost of each post-processing step on a realistic page, and of the whole per-page chain:
+//! a 768x1024 anti-aliased line-art PNG (benches/fixtures, from shared/reference/make_inputs.py)
+//! → gray → Lanczos3 to 2550x3300 → threshold → 1-bit PNG + 400x518 JPEG thumbnail.
+//!
+//! `cargo bench --bench cpu_stages` (add `-- --quick` on a shared machine). Page sizes per PNG
+//! compression level are printed once at the start.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use inkflow::engine::media::{Pixels, Raster};
+use inkflow::imaging::gray::to_gray;
+use inkflow::imaging::jpeg::encode_thumbnail;
+use inkflow::imaging::png::{PngCompression, encode_png};
+use inkflow::imaging::resize::{Fit, resize};
+use inkflow::imaging::threshold::threshold;
+
+const FIXTURES: [&str; 2] = ["page_000.png", "page_002.png"];
+const COMPRESSIONS: [(&str, PngCompression); 3] =
+    [("fast", PngCompression::Fast), ("default", PngCompression::Default), ("best", PngCompression::Best)];
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/benches/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn decode(bytes: &[u8]) -> Raster {
+    let rgb = image::load_from_memory_with_format(bytes, image::ImageFormat::Png)
+        .expect("fixture decodes")
+        .to_rgb8();
+    let (width, height) = rgb.dimensions();
+    Raster { width, height, dpi: None, pixels: Pixels::Rgb(rgb.into_raw()) }
+}
+
+fn upscale(gray: &Raster) -> Raster {
+    let mut page = resize(gray, 2550, 3300, Fit::Contain).expect("resize");
+    page.dpi = Some(300.0);
+    page
+}
+
+/// The whole per-page work of `pipelines/postprocess.yaml`, minus the file writes.
+fn page_chain(png: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let page = threshold(&upscale(&to_gray(&decode(png))), 128);
+    let file = encode_png(&page, PngCompression::Default).expect("png");
+    let thumb = encode_thumbnail(&page, 400, 518, 85).expect("jpeg");
+    (file, thumb.bytes)
+}
+
+fn benches(c: &mut Criterion) {
+    let png = fixture(FIXTURES[0]);
+    let rgb = decode(&png);
+    let gray = to_gray(&rgb);
+    let big = upscale(&gray);
+    let page = threshold(&big, 128);
+
+    for name in FIXTURES {
+        let page = threshold(&upscale(&to_gray(&decode(&fixture(name)))), 128);
+        for (level, compression) in COMPRESSIONS {
+            let size = encode_png(&page, compression).expect("png").len();
+            eprintln!("{name}: 1-bit page PNG, {level}: {} KiB", size / 1024);
+        }
+    }
+
+    let mut g = c.benchmark_group("page");
+    g.bench_function("decode_png", |b| b.iter(|| decode(black_box(&png))));
+    g.bench_function("grayscale", |b| b.iter(|| to_gray(black_box(&rgb))));
+    g.bench_function("upscale_lanczos3", |b| b.iter(|| upscale(black_box(&gray))));
+    g.bench_function("threshold", |b| b.iter(|| threshold(black_box(&big), 128)));
+    for (level, compression) in COMPRESSIONS {
+        g.bench_function(format!("png_1bit_{level}"), |b| {
+            b.iter(|| encode_png(black_box(&page), compression))
+        });
+    }
+    g.bench_function("thumbnail_jpeg", |b| b.iter(|| encode_thumbnail(black_box(&page), 400, 518, 85)));
+    g.bench_function("whole_chain", |b| b.iter(|| page_chain(black_box(&png))));
+    g.finish();
+}
+
+criterion_group! {
+    name = cpu_stages;
+    // Short runs: the machines this runs on are shared.
+    config = Criterion::default().sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = benches
+}
+criterion_main!(cpu_stages);

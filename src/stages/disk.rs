@@ -1,0 +1,585 @@
+//! `disk` sink: pages as PNG (bilevel as 1-bit, with the DPI in pHYs), further inputs such as
+//! thumbnails beside them, a metadata JSON per item with the original script's fields, and
+//! `batch_metadata.json` at the end.
+//!
+//! Every file is written under a temporary name in its final directory and renamed into place,
+//! and the metadata file, written last, is the mark of a finished item: a re-run skips an item
+//! only when its metadata says success and every output it lists is there. A process that dies
+//! mid-write leaves at most a hidden `.*.tmp` file, never a half page under the real name.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::engine::cpu;
+use crate::engine::item::{Item, State};
+use crate::engine::media::{Media, Payload};
+use crate::engine::stage::{
+    BuildContext, Component, Kind, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, Sink, StageError,
+    parse_options,
+};
+use crate::engine::summary::Summary;
+use crate::imaging::png::{PngCompression, encode_png};
+use crate::stages::naming::{NameTemplate, sanitize_component};
+
+/// The folder, under the sink's directory, that holds one metadata JSON per item.
+const METADATA_DIR: &str = "metadata";
+
+/// The `disk` kind.
+pub struct Disk {
+    info: KindInfo,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    #[serde(default = "default_dir")]
+    dir: PathBuf,
+    #[serde(default = "default_filename")]
+    filename: String,
+    #[serde(default)]
+    png_compression: PngCompression,
+}
+
+fn default_dir() -> PathBuf {
+    PathBuf::from(".")
+}
+
+fn default_filename() -> String {
+    "{section}_{number:03}_{description}.png".into()
+}
+
+impl Options {
+    fn parse(options: &Value) -> Result<(Self, NameTemplate), OptionsError> {
+        let parsed: Options = parse_options(options)?;
+        let template = NameTemplate::parse(&parsed.filename).map_err(|e| OptionsError::at("filename", e))?;
+        Ok((parsed, template))
+    }
+}
+
+impl Disk {
+    /// The kind with its description.
+    pub fn new() -> Self {
+        Disk {
+            info: KindInfo {
+                name: "disk".into(),
+                role: Role::Sink,
+                summary:
+                    "Writes pages (PNG with DPI, 1-bit when bilevel), thumbnails and per-item metadata JSON"
+                        .into(),
+                options: vec![
+                    OptionDoc::new(
+                        "dir",
+                        "path",
+                        ".",
+                        "Folder for the files, relative to the batch output dir",
+                    ),
+                    OptionDoc::new(
+                        "filename",
+                        "template",
+                        "{section}_{number:03}_{description}.png",
+                        "Name of the first input's file; further inputs go to <input id>/ with the same stem",
+                    ),
+                    OptionDoc::new(
+                        "png_compression",
+                        "fast|default|best",
+                        "default",
+                        "PNG effort: fast is quickest, best is smallest",
+                    ),
+                ],
+                accepts: vec![Media::Rgb, Media::Gray, Media::Bilevel, Media::Encoded],
+                output: OutputMedia::None,
+            },
+        }
+    }
+}
+
+impl Default for Disk {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Kind for Disk {
+    fn info(&self) -> &KindInfo {
+        &self.info
+    }
+
+    fn check(&self, options: &Value) -> Result<(), OptionsError> {
+        Options::parse(options).map(|_| ())
+    }
+
+    fn build(&self, options: &Value, ctx: &BuildContext) -> anyhow::Result<Component> {
+        let (options, template) = Options::parse(options)?;
+        let inputs: Vec<String> = ctx.inputs.iter().map(|id| sanitize_component(id)).collect();
+        if inputs.iter().skip(1).any(|id| id == METADATA_DIR) {
+            anyhow::bail!(
+                "sink \"{}\": an input named \"{METADATA_DIR}\" would mix its files with the metadata",
+                ctx.id
+            );
+        }
+        Ok(Component::Sink(Arc::new(DiskSink {
+            id: ctx.id.clone(),
+            dir: ctx.output_dir.join(options.dir),
+            template,
+            inputs,
+            compression: options.png_compression,
+        })))
+    }
+}
+
+/// A built `disk` sink.
+struct DiskSink {
+    id: String,
+    dir: PathBuf,
+    template: NameTemplate,
+    /// Input ids, made safe as folder names; the first input's files sit in `dir` itself.
+    inputs: Vec<String>,
+    compression: PngCompression,
+}
+
+/// What one item's files are called, relative to the sink's directory.
+struct Names {
+    /// The rendered name without its extension (may hold `/` from the template).
+    stem: String,
+    metadata: String,
+}
+
+impl DiskSink {
+    fn names(&self, item: &Item) -> Result<Names, String> {
+        let rendered = self.template.render(item)?;
+        let file_start = rendered.rfind('/').map_or(0, |i| i + 1);
+        let stem = match rendered[file_start..].rfind('.') {
+            Some(dot) if dot > 0 => rendered[..file_start + dot].to_owned(),
+            _ => rendered,
+        };
+        Ok(Names { metadata: format!("{METADATA_DIR}/{stem}.json"), stem })
+    }
+
+    fn fail(&self, item: &Item, message: impl std::fmt::Display) -> StageError {
+        StageError::failed(format!("sink \"{}\": item {}: {message}", self.id, item.key))
+    }
+}
+
+/// Where input `index` of an item goes, relative to the sink's directory: the first input
+/// beside the metadata folder, the others in a folder named after their input.
+fn output_path(inputs: &[String], index: usize, stem: &str, extension: &str) -> String {
+    match index {
+        0 => format!("{stem}.{extension}"),
+        _ => format!("{}/{stem}.{extension}", inputs[index]),
+    }
+}
+
+/// The metadata the original script wrote per image, plus the outputs and the item's facts.
+fn metadata(item: &Item, output_filename: Option<&str>, outputs: Map<String, Value>, fate: &Fate) -> Value {
+    let prompt = &item.prompt;
+    let (success, error_message) = match fate {
+        Fate::Written => (true, Value::Null),
+        Fate::Failed { stage, error, attempts } => {
+            (false, format!("stage \"{stage}\" failed after {attempts} attempt(s): {error}").into())
+        }
+        Fate::Filtered { stage, reason } => {
+            (false, format!("filtered by stage \"{stage}\": {reason}").into())
+        }
+    };
+    let mut meta = json!({
+        "section": prompt.section,
+        "image_number": prompt.number,
+        "image_prompt": prompt.image_prompt,
+        "description": prompt.description,
+        "output_filename": output_filename,
+        "generation_time": item.generation_time.map(|t| t.as_secs_f64()),
+        "timestamp": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        "model": item.facts.get("model").cloned().unwrap_or(Value::Null),
+        "resolution": item.facts.get("resolution").cloned().unwrap_or(Value::Null),
+        "success": success,
+        "error_message": error_message,
+        "retry_count": item.retries,
+        "key": item.key,
+        "outputs": outputs,
+    });
+    if let Value::Object(fields) = &mut meta {
+        match fate {
+            Fate::Failed { stage, .. } => {
+                fields.insert("failed_stage".into(), stage.clone().into());
+            }
+            Fate::Filtered { stage, reason } => {
+                fields.insert("filtered_stage".into(), stage.clone().into());
+                fields.insert("filtered_reason".into(), reason.clone().into());
+            }
+            Fate::Written => {}
+        }
+        for (name, value) in &item.facts {
+            fields.entry(name.clone()).or_insert_with(|| value.clone());
+        }
+    }
+    meta
+}
+
+/// How an item ended, as the metadata records it.
+enum Fate {
+    Written,
+    Failed { stage: String, error: String, attempts: u32 },
+    Filtered { stage: String, reason: String },
+}
+
+fn fate(states: &[State]) -> Fate {
+    for state in states {
+        match state {
+            State::Failed(f) => {
+                return Fate::Failed { stage: f.stage.clone(), error: f.error.clone(), attempts: f.attempts };
+            }
+            State::Filtered { stage, reason } => {
+                return Fate::Filtered { stage: stage.clone(), reason: reason.clone() };
+            }
+            State::Ready(_) => {}
+        }
+    }
+    Fate::Written
+}
+
+/// Makes temporary names unique between concurrent writers of this process.
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `bytes` to `path` through a hidden temporary file in the same directory and a rename,
+/// so the final name only ever holds a whole file.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let parent = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let temp = parent.join(format!(".{name}.{}-{n}.tmp", std::process::id()));
+    let result = std::fs::write(&temp, bytes).and_then(|()| std::fs::rename(&temp, path));
+    if result.is_err() {
+        // Best effort: the error that matters is the one returned.
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+/// The encoded bytes and file extension of one input.
+fn encode(payload: &Payload, compression: PngCompression) -> Result<(Cow<'_, [u8]>, &'static str), String> {
+    match payload {
+        Payload::Image(raster) => {
+            encode_png(raster, compression).map(|png| (Cow::Owned(png), "png")).map_err(|e| e.to_string())
+        }
+        // Already encoded upstream (a thumbnail): written as is.
+        Payload::Encoded(file) => Ok((Cow::Borrowed(&file.bytes), file.format.extension())),
+        Payload::Prompt => Err("a prompt has no image to write".into()),
+    }
+}
+
+#[async_trait]
+impl Sink for DiskSink {
+    fn is_complete(&self, item: &Item) -> bool {
+        let Ok(names) = self.names(item) else { return false };
+        let Ok(text) = std::fs::read(self.dir.join(&names.metadata)) else { return false };
+        let Ok(meta) = serde_json::from_slice::<Value>(&text) else { return false };
+        let outputs = meta.get("outputs").and_then(Value::as_object);
+        meta.get("success") == Some(&Value::Bool(true))
+            && outputs.is_some_and(|outputs| {
+                outputs.len() == self.inputs.len()
+                    && outputs.values().all(|path| path.as_str().is_some_and(|p| self.dir.join(p).is_file()))
+            })
+    }
+
+    async fn write(&self, item: &Item, states: &[State]) -> Result<(), StageError> {
+        if states.len() != self.inputs.len() {
+            return Err(
+                self.fail(item, format!("expected {} inputs, got {}", self.inputs.len(), states.len()))
+            );
+        }
+        let names = self.names(item).map_err(|e| self.fail(item, e))?;
+        let fate = fate(states);
+        let payloads: Vec<Payload> = states
+            .iter()
+            .filter_map(|s| if let State::Ready(p) = s { Some(p.clone()) } else { None })
+            .collect();
+        let (dir, inputs, compression, mut item_copy) =
+            (self.dir.clone(), self.inputs.clone(), self.compression, item.clone());
+        // A failed or filtered item writes only its metadata.
+        let written = if matches!(fate, Fate::Written) { payloads } else { Vec::new() };
+        let job = move || -> Result<(), String> {
+            let mut outputs = Map::new();
+            let mut first = None;
+            for (index, payload) in written.iter().enumerate() {
+                let (bytes, extension) = encode(payload, compression)?;
+                let relative = output_path(&inputs, index, &names.stem, extension);
+                write_atomic(&dir.join(&relative), &bytes).map_err(|e| format!("writing {relative}: {e}"))?;
+                first.get_or_insert_with(|| relative.clone());
+                outputs.insert(inputs[index].clone(), relative.into());
+            }
+            if !item_copy.facts.contains_key("resolution")
+                && let Some(Payload::Image(raster)) = written.first()
+            {
+                item_copy.record("resolution", format!("{}x{}", raster.width, raster.height));
+            }
+            let meta = metadata(&item_copy, first.as_deref(), outputs, &fate);
+            let text = serde_json::to_vec_pretty(&meta).map_err(|e| e.to_string())?;
+            write_atomic(&dir.join(&names.metadata), &text)
+                .map_err(|e| format!("writing {}: {e}", names.metadata))
+        };
+        cpu::run(job).await.and_then(|r| r).map_err(|e| self.fail(item, e))
+    }
+
+    async fn finish(&self, summary: &Summary) -> anyhow::Result<()> {
+        let text = serde_json::to_vec_pretty(summary)?;
+        let path = self.dir.join("batch_metadata.json");
+        let shown = path.display().to_string();
+        cpu::run(move || write_atomic(&path, &text))
+            .await
+            .map_err(anyhow::Error::msg)?
+            .map_err(|e| anyhow::anyhow!("sink \"{}\": writing {shown}: {e}", self.id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::engine::item::{Failure, Prompt};
+    use crate::engine::media::{Encoded, EncodedFormat, Pixels, Raster};
+    use crate::imaging::jpeg::encode_thumbnail;
+    use crate::stages::test_support::{build_sink, context};
+
+    fn item(description: &str) -> Item {
+        let mut item = Item::new(
+            0,
+            Prompt {
+                section: "animals".into(),
+                number: 7,
+                image_prompt: "a happy cat, line art".into(),
+                description: description.into(),
+                ..Prompt::default()
+            },
+        );
+        item.record("model", "pattern");
+        item.record("seed", 42);
+        item.generation_time = Some(Duration::from_millis(1500));
+        item.retries = 1;
+        item
+    }
+
+    /// A 300 DPI bilevel page: white with a black square.
+    fn page() -> Arc<Raster> {
+        let (width, height) = (100u32, 60u32);
+        let stride = Raster::bilevel_stride(width);
+        let mut packed = vec![0xFFu8; stride * height as usize];
+        for row in packed.chunks_exact_mut(stride).skip(10).take(20) {
+            row[2..6].fill(0);
+        }
+        Arc::new(Raster { width, height, dpi: Some(300.0), pixels: Pixels::Bilevel(packed) })
+    }
+
+    fn thumb(page: &Raster) -> Arc<Encoded> {
+        Arc::new(encode_thumbnail(page, 40, 40, 85).unwrap())
+    }
+
+    fn sink(out: &Path) -> Arc<dyn Sink> {
+        build_sink(&Disk::new(), json!({"dir": "pages"}), &context("pages", &["lineart", "thumb"], out))
+    }
+
+    fn read_json(path: &Path) -> Value {
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    /// Every file under `dir`, relative, sorted.
+    fn files(dir: &Path) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut stack = vec![dir.to_owned()];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    found.push(path.strip_prefix(dir).unwrap().to_string_lossy().replace('\\', "/"));
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
+    #[tokio::test]
+    async fn writes_page_thumbnail_and_metadata() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sink = sink(tmp.path());
+        let item = item("happy cat");
+        let page = page();
+        assert!(!sink.is_complete(&item));
+        let states =
+            [State::Ready(Payload::Image(page.clone())), State::Ready(Payload::Encoded(thumb(&page)))];
+        sink.write(&item, &states).await.unwrap();
+
+        let dir = tmp.path().join("pages");
+        assert_eq!(
+            files(&dir),
+            [
+                "animals_007_happy_cat.png",
+                "metadata/animals_007_happy_cat.json",
+                "thumb/animals_007_happy_cat.jpg"
+            ]
+        );
+        // The page: 1-bit, 300 DPI, the same pixels.
+        let file = std::fs::File::open(dir.join("animals_007_happy_cat.png")).unwrap();
+        let mut reader = png::Decoder::new(std::io::BufReader::new(file)).read_info().unwrap();
+        let dims = reader.info().pixel_dims.unwrap();
+        assert_eq!((dims.xppu, dims.yppu), (11811, 11811));
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!(info.bit_depth, png::BitDepth::One);
+        let Pixels::Bilevel(want) = &page.pixels else { unreachable!() };
+        assert_eq!(&buf[..info.buffer_size()], &want[..]);
+        // The thumbnail is the JPEG as encoded.
+        let jpeg = image::open(dir.join("thumb/animals_007_happy_cat.jpg")).unwrap();
+        assert!(jpeg.width() <= 40 && jpeg.height() <= 40);
+
+        let meta = read_json(&dir.join("metadata/animals_007_happy_cat.json"));
+        assert_eq!(meta["section"], "animals");
+        assert_eq!(meta["image_number"], 7);
+        assert_eq!(meta["image_prompt"], "a happy cat, line art");
+        assert_eq!(meta["description"], "happy cat");
+        assert_eq!(meta["output_filename"], "animals_007_happy_cat.png");
+        assert_eq!(meta["generation_time"], 1.5);
+        assert!(
+            humantime::parse_rfc3339(meta["timestamp"].as_str().unwrap()).is_ok(),
+            "{}",
+            meta["timestamp"]
+        );
+        assert_eq!(meta["model"], "pattern");
+        assert_eq!(meta["resolution"], "100x60");
+        assert_eq!(meta["success"], true);
+        assert_eq!(meta["error_message"], Value::Null);
+        assert_eq!(meta["retry_count"], 1);
+        assert_eq!(meta["seed"], 42);
+        assert_eq!(
+            meta["outputs"],
+            json!({"lineart": "animals_007_happy_cat.png", "thumb": "thumb/animals_007_happy_cat.jpg"})
+        );
+        assert!(sink.is_complete(&item));
+    }
+
+    #[tokio::test]
+    async fn a_failed_item_writes_only_metadata_and_is_not_complete() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sink = sink(tmp.path());
+        let item = item("sad dog");
+        let failure = Failure { stage: "draw".into(), error: "model timed out".into(), attempts: 3 };
+        let states = [State::Failed(failure.clone()), State::Failed(failure)];
+        sink.write(&item, &states).await.unwrap();
+        let dir = tmp.path().join("pages");
+        assert_eq!(files(&dir), ["metadata/animals_007_sad_dog.json"]);
+        let meta = read_json(&dir.join("metadata/animals_007_sad_dog.json"));
+        assert_eq!(meta["success"], false);
+        let message = meta["error_message"].as_str().unwrap();
+        assert!(message.contains("draw") && message.contains("model timed out"), "{message}");
+        assert_eq!(meta["output_filename"], Value::Null);
+        assert!(!sink.is_complete(&item));
+
+        let filtered = State::Filtered { stage: "safety".into(), reason: "nsfw".into() };
+        sink.write(&item, &[filtered.clone(), filtered]).await.unwrap();
+        let meta = read_json(&dir.join("metadata/animals_007_sad_dog.json"));
+        assert_eq!((meta["success"].clone(), meta["filtered_reason"].clone()), (json!(false), json!("nsfw")));
+    }
+
+    #[tokio::test]
+    async fn is_complete_needs_every_listed_output() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sink = sink(tmp.path());
+        let item = item("cat");
+        let page = page();
+        let states =
+            [State::Ready(Payload::Image(page.clone())), State::Ready(Payload::Encoded(thumb(&page)))];
+        sink.write(&item, &states).await.unwrap();
+        assert!(sink.is_complete(&item));
+        std::fs::remove_file(tmp.path().join("pages/thumb/animals_007_cat.jpg")).unwrap();
+        assert!(!sink.is_complete(&item), "a missing thumbnail must make the item incomplete");
+        // An interrupted write leaves the outputs but no metadata: not complete either.
+        sink.write(&item, &states).await.unwrap();
+        std::fs::remove_file(tmp.path().join("pages/metadata/animals_007_cat.json")).unwrap();
+        assert!(!sink.is_complete(&item));
+        // A sink with another input list does not trust these outputs.
+        let one_input =
+            build_sink(&Disk::new(), json!({"dir": "pages"}), &context("pages", &["lineart"], tmp.path()));
+        sink.write(&item, &states).await.unwrap();
+        assert!(sink.is_complete(&item) && !one_input.is_complete(&item));
+    }
+
+    #[tokio::test]
+    async fn no_temporary_files_are_left_and_finish_writes_the_summary() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sink = sink(tmp.path());
+        let page = page();
+        for n in 0..5 {
+            let mut item = item(&format!("page {n}"));
+            item.prompt.number = n;
+            let states =
+                [State::Ready(Payload::Image(page.clone())), State::Ready(Payload::Encoded(thumb(&page)))];
+            sink.write(&item, &states).await.unwrap();
+        }
+        let summary =
+            Summary { pipeline: "book.yaml".into(), total_items: 5, succeeded: 5, ..Summary::default() };
+        sink.finish(&summary).await.unwrap();
+        let dir = tmp.path().join("pages");
+        let all = files(&dir);
+        assert_eq!(all.len(), 5 * 3 + 1, "{all:?}");
+        assert!(
+            all.iter().all(|f| !f.ends_with(".tmp") && !f.contains("/.") && !f.starts_with('.')),
+            "{all:?}"
+        );
+        let batch = read_json(&dir.join("batch_metadata.json"));
+        assert_eq!((batch["pipeline"].clone(), batch["succeeded"].clone()), (json!("book.yaml"), json!(5)));
+    }
+
+    #[tokio::test]
+    async fn hostile_descriptions_stay_inside_the_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let sink = build_sink(&Disk::new(), json!({}), &context("pages", &["page"], &out));
+        let raster = page();
+        for hostile in ["../../escape", "..", "/etc/passwd", "a/../../b", "CON", "x\0y"] {
+            let item = item(hostile);
+            sink.write(&item, &[State::Ready(Payload::Image(raster.clone()))]).await.unwrap();
+            assert!(sink.is_complete(&item), "{hostile:?}");
+        }
+        let outside: Vec<_> =
+            std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(outside, ["out"], "something was written outside the output dir");
+        // Every page sits directly in the directory (no sub-folder made from a description).
+        let pages: Vec<String> = files(&out).into_iter().filter(|f| f.ends_with(".png")).collect();
+        assert_eq!(pages.len(), 6, "{pages:?}");
+        assert!(pages.iter().all(|p| !p.contains('/')), "{pages:?}");
+    }
+
+    #[test]
+    fn options_are_checked() {
+        let kind = Disk::new();
+        assert_eq!(kind.check(&json!({"filename": "../{key}.png"})).unwrap_err().path, vec!["filename"]);
+        assert_eq!(kind.check(&json!({"png_compression": "max"})).unwrap_err().path, vec!["png_compression"]);
+        assert!(
+            kind.check(&json!({"dir": "pages", "png_compression": "fast", "filename": "{key}.png"})).is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn encoded_first_input_keeps_its_format() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sink = build_sink(&Disk::new(), json!({}), &context("thumbs", &["thumb"], tmp.path()));
+        let jpeg = Encoded {
+            format: EncodedFormat::Jpeg,
+            bytes: thumb(&page()).bytes.clone(),
+            width: 40,
+            height: 24,
+        };
+        sink.write(&item("cat"), &[State::Ready(Payload::Encoded(Arc::new(jpeg)))]).await.unwrap();
+        assert!(tmp.path().join("animals_007_cat.jpg").is_file());
+    }
+}

@@ -1,0 +1,105 @@
+//! `grayscale`: RGB pages to 8-bit gray (Pillow's "L" numbers), so later stages work on a
+//! third of the bytes. Gray input passes through without a copy.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::engine::item::Item;
+use crate::engine::media::{Media, Payload};
+use crate::engine::stage::{
+    BuildContext, Component, CpuStage, Kind, KindInfo, OptionsError, OutputMedia, Role, StageError,
+    parse_options,
+};
+use crate::imaging::gray::to_gray;
+
+/// The `grayscale` kind.
+pub struct Grayscale {
+    info: KindInfo,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {}
+
+impl Grayscale {
+    /// The kind with its description.
+    pub fn new() -> Self {
+        Grayscale {
+            info: KindInfo {
+                name: "grayscale".into(),
+                role: Role::Stage,
+                summary: "Converts RGB images to 8-bit gray (ITU-R 601 luma, as Pillow's \"L\")".into(),
+                options: Vec::new(),
+                accepts: vec![Media::Rgb, Media::Gray],
+                output: OutputMedia::Fixed(Media::Gray),
+            },
+        }
+    }
+}
+
+impl Default for Grayscale {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Kind for Grayscale {
+    fn info(&self) -> &KindInfo {
+        &self.info
+    }
+
+    fn check(&self, options: &Value) -> Result<(), OptionsError> {
+        parse_options::<Options>(options).map(|_| ())
+    }
+
+    fn build(&self, options: &Value, _ctx: &BuildContext) -> anyhow::Result<Component> {
+        parse_options::<Options>(options)?;
+        Ok(Component::Cpu(Arc::new(GrayscaleStage)))
+    }
+}
+
+struct GrayscaleStage;
+
+impl CpuStage for GrayscaleStage {
+    fn process(&self, _item: &mut Item, input: Payload) -> Result<Payload, StageError> {
+        match input {
+            Payload::Image(raster) if raster.media() == Media::Gray => Ok(Payload::Image(raster)),
+            Payload::Image(raster) if raster.media() == Media::Rgb => {
+                Ok(Payload::Image(Arc::new(to_gray(&raster))))
+            }
+            other => Err(StageError::failed(format!(
+                "grayscale takes an rgb or gray image, got {}",
+                other.media()
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::item::Prompt;
+    use crate::engine::media::{Pixels, Raster};
+    use crate::stages::test_support::build_cpu;
+
+    #[test]
+    fn rgb_becomes_gray_and_gray_is_shared() {
+        let stage = build_cpu(&Grayscale::new(), serde_json::json!({}));
+        let mut item = Item::new(0, Prompt::default());
+        let rgb = Raster { width: 1, height: 1, dpi: None, pixels: Pixels::Rgb(vec![255, 0, 0]) };
+        let Payload::Image(out) = stage.process(&mut item, Payload::Image(Arc::new(rgb))).unwrap() else {
+            panic!("not an image")
+        };
+        assert!(out.pixels == Pixels::Gray(vec![76]));
+
+        let gray = Arc::new(Raster { width: 1, height: 1, dpi: None, pixels: Pixels::Gray(vec![9]) });
+        let Payload::Image(same) = stage.process(&mut item, Payload::Image(gray.clone())).unwrap() else {
+            panic!("not an image")
+        };
+        assert!(Arc::ptr_eq(&same, &gray), "gray input was copied");
+        assert!(stage.process(&mut item, Payload::Prompt).is_err());
+        assert!(Grayscale::new().check(&serde_json::json!({"level": 3})).is_err());
+    }
+}

@@ -1,0 +1,128 @@
+//! `threshold`: gray to true black and white, stored one bit per pixel. Run it after
+//! `upscale` so the page keeps smooth edges and no gray pixel survives.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::engine::item::Item;
+use crate::engine::media::{Media, Payload};
+use crate::engine::stage::{
+    BuildContext, Component, CpuStage, Kind, KindInfo, OptionDoc, OptionsError, OutputMedia, Role,
+    StageError, parse_options,
+};
+use crate::imaging::threshold::threshold;
+
+/// The `threshold` kind.
+pub struct Threshold {
+    info: KindInfo,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    #[serde(default = "default_level")]
+    level: u8,
+}
+
+fn default_level() -> u8 {
+    128
+}
+
+impl Threshold {
+    /// The kind with its description.
+    pub fn new() -> Self {
+        Threshold {
+            info: KindInfo {
+                name: "threshold".into(),
+                role: Role::Stage,
+                summary: "Turns gray or RGB images into 1-bit black and white (below `level` is black)"
+                    .into(),
+                options: vec![OptionDoc::new(
+                    "level",
+                    "integer 0-255",
+                    "128",
+                    "Pixels darker than this become black, the rest white",
+                )],
+                accepts: vec![Media::Gray, Media::Rgb],
+                output: OutputMedia::Fixed(Media::Bilevel),
+            },
+        }
+    }
+}
+
+impl Default for Threshold {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Kind for Threshold {
+    fn info(&self) -> &KindInfo {
+        &self.info
+    }
+
+    fn check(&self, options: &Value) -> Result<(), OptionsError> {
+        parse_options::<Options>(options).map(|_| ())
+    }
+
+    fn build(&self, options: &Value, _ctx: &BuildContext) -> anyhow::Result<Component> {
+        let options: Options = parse_options(options)?;
+        Ok(Component::Cpu(Arc::new(ThresholdStage { level: options.level })))
+    }
+}
+
+struct ThresholdStage {
+    level: u8,
+}
+
+impl CpuStage for ThresholdStage {
+    fn process(&self, item: &mut Item, input: Payload) -> Result<Payload, StageError> {
+        match input {
+            Payload::Image(raster) if matches!(raster.media(), Media::Gray | Media::Rgb) => {
+                item.record("threshold", self.level);
+                Ok(Payload::Image(Arc::new(threshold(&raster, self.level))))
+            }
+            other => {
+                Err(StageError::failed(format!("threshold takes a gray or rgb image, got {}", other.media())))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::item::Prompt;
+    use crate::engine::media::{Pixels, Raster};
+    use crate::imaging::gray::to_gray;
+    use crate::stages::test_support::build_cpu;
+
+    #[test]
+    fn output_is_strictly_black_and_white_at_the_level() {
+        let stage = build_cpu(&Threshold::new(), serde_json::json!({"level": 100}));
+        let mut item = Item::new(0, Prompt::default());
+        let gray: Vec<u8> = (0..=255).collect();
+        let raster = Raster { width: 16, height: 16, dpi: Some(300.0), pixels: Pixels::Gray(gray) };
+        let Payload::Image(out) = stage.process(&mut item, Payload::Image(Arc::new(raster))).unwrap() else {
+            panic!("not an image")
+        };
+        assert_eq!(out.media(), Media::Bilevel);
+        let Pixels::Gray(back) = to_gray(&out).pixels else { panic!("not gray") };
+        assert!(back.iter().all(|&p| p == 0 || p == 255), "gray pixels left");
+        for (value, px) in back.iter().enumerate() {
+            assert_eq!(*px == 255, value >= 100, "pixel value {value}");
+        }
+        assert_eq!(item.facts.get("threshold"), Some(&Value::from(100)));
+    }
+
+    #[test]
+    fn bad_levels_are_refused_by_check() {
+        let kind = Threshold::new();
+        assert!(kind.check(&serde_json::json!({})).is_ok());
+        let err = kind.check(&serde_json::json!({"level": 256})).unwrap_err();
+        assert_eq!(err.path, vec!["level"]);
+        assert!(kind.check(&serde_json::json!({"levle": 3})).is_err());
+    }
+}

@@ -1,0 +1,155 @@
+//! `thumbnail`: a small JPEG preview of each page, for galleries and listings.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::engine::item::Item;
+use crate::engine::media::{Media, Payload};
+use crate::engine::stage::{
+    BuildContext, Component, CpuStage, Kind, KindInfo, OptionDoc, OptionsError, OutputMedia, Role,
+    StageError, parse_options,
+};
+use crate::imaging::jpeg::encode_thumbnail;
+
+/// The `thumbnail` kind.
+pub struct Thumbnail {
+    info: KindInfo,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    #[serde(default = "default_width")]
+    width: u32,
+    #[serde(default = "default_height")]
+    height: u32,
+    #[serde(default = "default_quality")]
+    quality: u8,
+}
+
+// The original service's thumbnail box and quality.
+fn default_width() -> u32 {
+    400
+}
+
+fn default_height() -> u32 {
+    518
+}
+
+fn default_quality() -> u8 {
+    85
+}
+
+impl Options {
+    fn parse(options: &Value) -> Result<Self, OptionsError> {
+        let parsed: Options = parse_options(options)?;
+        for (name, side) in [("width", parsed.width), ("height", parsed.height)] {
+            if side == 0 || side > 10_000 {
+                return Err(OptionsError::at(name, format!("{name} must be 1 to 10000 pixels, got {side}")));
+            }
+        }
+        if !(1..=100).contains(&parsed.quality) {
+            return Err(OptionsError::at(
+                "quality",
+                format!("quality must be 1 to 100, got {}", parsed.quality),
+            ));
+        }
+        Ok(parsed)
+    }
+}
+
+impl Thumbnail {
+    /// The kind with its description.
+    pub fn new() -> Self {
+        Thumbnail {
+            info: KindInfo {
+                name: "thumbnail".into(),
+                role: Role::Stage,
+                summary: "Makes a JPEG preview that fits within width x height".into(),
+                options: vec![
+                    OptionDoc::new("width", "integer pixels", "400", "Largest thumbnail width"),
+                    OptionDoc::new("height", "integer pixels", "518", "Largest thumbnail height"),
+                    OptionDoc::new("quality", "integer 1-100", "85", "JPEG quality"),
+                ],
+                accepts: vec![Media::Gray, Media::Rgb, Media::Bilevel],
+                output: OutputMedia::Fixed(Media::Encoded),
+            },
+        }
+    }
+}
+
+impl Default for Thumbnail {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Kind for Thumbnail {
+    fn info(&self) -> &KindInfo {
+        &self.info
+    }
+
+    fn check(&self, options: &Value) -> Result<(), OptionsError> {
+        Options::parse(options).map(|_| ())
+    }
+
+    fn build(&self, options: &Value, _ctx: &BuildContext) -> anyhow::Result<Component> {
+        let o = Options::parse(options)?;
+        Ok(Component::Cpu(Arc::new(ThumbnailStage { width: o.width, height: o.height, quality: o.quality })))
+    }
+}
+
+struct ThumbnailStage {
+    width: u32,
+    height: u32,
+    quality: u8,
+}
+
+impl CpuStage for ThumbnailStage {
+    fn process(&self, _item: &mut Item, input: Payload) -> Result<Payload, StageError> {
+        let Payload::Image(raster) = input else {
+            return Err(StageError::failed(format!("thumbnail takes an image, got {}", input.media())));
+        };
+        let encoded = encode_thumbnail(&raster, self.width, self.height, self.quality)
+            .map_err(|e| StageError::failed(format!("thumbnail: {e}")))?;
+        Ok(Payload::Encoded(Arc::new(encoded)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::item::Prompt;
+    use crate::engine::media::{EncodedFormat, Pixels, Raster};
+    use crate::stages::test_support::build_cpu;
+
+    #[test]
+    fn a_page_becomes_a_jpeg_within_400x518() {
+        let stage = build_cpu(&Thumbnail::new(), serde_json::json!({}));
+        let mut item = Item::new(0, Prompt::default());
+        let stride = Raster::bilevel_stride(2550);
+        let page = Raster {
+            width: 2550,
+            height: 3300,
+            dpi: Some(300.0),
+            pixels: Pixels::Bilevel(vec![0xF0; stride * 3300]),
+        };
+        let Payload::Encoded(jpeg) = stage.process(&mut item, Payload::Image(Arc::new(page))).unwrap() else {
+            panic!("not encoded")
+        };
+        assert_eq!(jpeg.format, EncodedFormat::Jpeg);
+        let decoded = image::load_from_memory_with_format(&jpeg.bytes, image::ImageFormat::Jpeg).unwrap();
+        assert!(decoded.width() <= 400 && decoded.height() <= 518);
+        assert_eq!((decoded.width(), decoded.height()), (jpeg.width, jpeg.height));
+    }
+
+    #[test]
+    fn options_are_checked() {
+        let kind = Thumbnail::new();
+        assert_eq!(kind.check(&serde_json::json!({"quality": 0})).unwrap_err().path, vec!["quality"]);
+        assert_eq!(kind.check(&serde_json::json!({"width": 0})).unwrap_err().path, vec!["width"]);
+        assert!(kind.check(&serde_json::json!({"width": 200, "height": 200, "quality": 70})).is_ok());
+    }
+}
