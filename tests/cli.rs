@@ -41,7 +41,9 @@ fn prompts_file(dir: &Path, n: u32) -> PathBuf {
 
 fn pages(dir: &Path) -> Vec<PathBuf> {
     let mut pages: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|r| r.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "png")).collect())
+        .map(|r| {
+            r.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "png")).collect()
+        })
         .unwrap_or_default();
     pages.sort();
     pages
@@ -113,11 +115,16 @@ fn the_offline_book_is_print_ready() {
         let gray = image::open(page).unwrap().into_luma8();
         assert!(gray.pixels().all(|p| p.0[0] == 0 || p.0[0] == 255));
         let black = gray.pixels().filter(|p| p.0[0] == 0).count();
-        assert!(black > 10_000 && black < gray.len() / 2, "{black} black pixels: line art, not blank or solid");
+        assert!(
+            black > 10_000 && black < gray.len() / 2,
+            "{black} black pixels: line art, not blank or solid"
+        );
 
         let stem = page.file_stem().unwrap().to_string_lossy();
-        let meta: Value =
-            serde_json::from_slice(&std::fs::read(out.join("metadata").join(format!("{stem}.json"))).unwrap()).unwrap();
+        let meta: Value = serde_json::from_slice(
+            &std::fs::read(out.join("metadata").join(format!("{stem}.json"))).unwrap(),
+        )
+        .unwrap();
         for field in [
             "section",
             "image_number",
@@ -138,16 +145,25 @@ fn the_offline_book_is_print_ready() {
         let thumb = image::open(out.join("thumb").join(format!("{stem}.jpg"))).unwrap();
         assert!(thumb.width() <= 400 && thumb.height() <= 518 && thumb.width().max(thumb.height()) >= 400);
     }
-    let summary: Value = serde_json::from_slice(&std::fs::read(out.join("batch_metadata.json")).unwrap()).unwrap();
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(out.join("batch_metadata.json")).unwrap()).unwrap();
     assert_eq!((summary["total_items"].as_u64(), summary["succeeded"].as_u64()), (Some(3), Some(3)));
     assert!(out.join("book.pdf").is_file());
     assert!(out.join("inkflow.log").is_file());
     no_temp_files(&out);
 
     // A second run resumes: everything is already there.
-    let again = run(&["run", "pipelines/offline-book.yaml", "--prompts", prompts.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+    let again = run(&[
+        "run",
+        "pipelines/offline-book.yaml",
+        "--prompts",
+        prompts.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
     assert!(again.status.success(), "{}", text(&again.stderr));
-    let summary: Value = serde_json::from_slice(&std::fs::read(out.join("batch_metadata.json")).unwrap()).unwrap();
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(out.join("batch_metadata.json")).unwrap()).unwrap();
     assert_eq!(summary["skipped"].as_u64(), Some(3), "{summary}");
 }
 
@@ -204,13 +220,18 @@ fn dry_run_plans_without_writing() {
 #[test]
 fn stages_and_graph_describe_the_pipeline() {
     let list = text(&run(&["stages"]).stdout);
-    for kind in ["prompts", "files", "pattern", "grayscale", "threshold", "upscale", "thumbnail", "disk", "pdf"] {
+    for kind in
+        ["prompts", "files", "pattern", "grayscale", "threshold", "upscale", "thumbnail", "disk", "pdf"]
+    {
         assert!(list.contains(kind), "{kind} missing from:\n{list}");
     }
     let upscale = text(&run(&["stages", "upscale"]).stdout);
     assert!(upscale.contains("fit") && upscale.contains("takes: ") && upscale.contains("dpi"), "{upscale}");
     let graph = text(&run(&["graph", "pipelines/offline-book.yaml", "--format", "mermaid"]).stdout);
-    assert!(graph.contains("draw -->|rgb image| gray") && graph.contains("lineart -->|bilevel image| book"), "{graph}");
+    assert!(
+        graph.contains("draw -->|rgb image| gray") && graph.contains("lineart -->|bilevel image| book"),
+        "{graph}"
+    );
 }
 
 /// The pages and thumbnails of a finished run, by name.
@@ -255,7 +276,8 @@ fn a_killed_run_resumes_to_the_same_book() {
 
     let finish = inkflow().args(&argv).output().unwrap();
     assert!(finish.status.success(), "{}", text(&finish.stderr));
-    let summary: Value = serde_json::from_slice(&std::fs::read(resumed.join("batch_metadata.json")).unwrap()).unwrap();
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(resumed.join("batch_metadata.json")).unwrap()).unwrap();
     assert!(summary["skipped"].as_u64().unwrap() >= 1, "{summary}");
     assert_eq!(summary["failed"].as_u64(), Some(0), "{summary}");
     assert_eq!(outputs(&reference), outputs(&resumed), "resumed outputs differ from an uninterrupted run");
@@ -267,11 +289,18 @@ fn ctrl_c_finishes_in_flight_items_and_writes_the_summary() {
     let dir = tempfile::tempdir().unwrap();
     let prompts = prompts_file(dir.path(), 40);
     let out = dir.path().join("out");
-    let argv =
-        ["run", "pipelines/offline-book.yaml", "--prompts", prompts.to_str().unwrap(), "--output", out.to_str().unwrap()];
+    let argv = [
+        "run",
+        "pipelines/offline-book.yaml",
+        "--prompts",
+        prompts.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ];
     let status = interrupt(&argv, &out, 1, "-INT");
     assert_eq!(status.code(), Some(130));
-    let summary: Value = serde_json::from_slice(&std::fs::read(out.join("batch_metadata.json")).unwrap()).unwrap();
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(out.join("batch_metadata.json")).unwrap()).unwrap();
     assert_eq!(summary["interrupted"], true, "{summary}");
     let succeeded = summary["succeeded"].as_u64().unwrap();
     assert!(succeeded >= 1 && succeeded < 40, "{summary}");

@@ -5,10 +5,12 @@ use std::sync::Arc;
 use crate::engine::stage::Registry;
 
 pub mod naming;
+pub mod r2;
 
 /// The registry of every built-in kind.
 pub fn builtin() -> Registry {
-    let registry = Registry::new();
-    let _ = Arc::new(());
+    let mut registry = Registry::new();
+    registry.register(Arc::new(r2::R2::new()));
+    registry.register(Arc::new(r2::R2::s3()));
     registry
 }
