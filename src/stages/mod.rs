@@ -13,6 +13,7 @@ pub mod pattern;
 pub mod pdf;
 pub mod plugin;
 pub mod prompts;
+pub mod r2;
 pub mod threshold;
 pub mod thumbnail;
 pub mod upscale;
@@ -31,6 +32,8 @@ pub fn builtin() -> Registry {
     registry.register(Arc::new(plugin::Plugin::new()));
     registry.register(Arc::new(disk::Disk::new()));
     registry.register(Arc::new(pdf::PdfBook::new()));
+    registry.register(Arc::new(r2::R2::new()));
+    registry.register(Arc::new(r2::R2::s3()));
     registry
 }
 
