@@ -172,10 +172,10 @@ impl Checker<'_> {
                 self.error(root.pos, "missing field \"version\" (write `version: 1`)");
             }
         }
-        if let Some(node) = root.get("name") {
-            if let Some(name) = self.string(node, "name") {
-                pipeline.name = name;
-            }
+        if let Some(node) = root.get("name")
+            && let Some(name) = self.string(node, "name")
+        {
+            pipeline.name = name;
         }
         if let Some(node) = root.get("output") {
             pipeline.output = self.string(node, "output").map(PathBuf::from);

@@ -240,7 +240,7 @@ impl FalStage {
         let body = options.request_body(&item.prompt.image_prompt);
         let cache_key = RawCache::key(&options.model, &body);
         if let Some(cached) = cx.raw_cache.as_ref().and_then(|cache| cache.get(&cache_key)) {
-            return self.from_cache(item, cached).await;
+            return self.serve_cached(item, cached).await;
         }
         // A request an earlier run paid for but did not collect: poll it, never submit again.
         let resumed =
@@ -311,7 +311,7 @@ impl FalStage {
     }
 
     /// An original generated before with the same model and input: no request, no cost.
-    async fn from_cache(&self, item: &mut Item, cached: CachedOriginal) -> Result<Raster, Failure> {
+    async fn serve_cached(&self, item: &mut Item, cached: CachedOriginal) -> Result<Raster, Failure> {
         if let Some(facts) = cached.meta.as_object() {
             for (name, value) in facts {
                 item.record(name, value.clone());
