@@ -196,7 +196,7 @@ sinks:
         "broken.yaml:4:3: source \"spare\": source \"spare\" has no consumer",
         "broken.yaml:6:17: stage \"draw\": unknown kind \"patern\"",
         "broken.yaml:7:46: stage \"print\": unknown field \"factr\" (expected: ",
-        "broken.yaml:8:39: stage \"lineart\": input \"ghost\" doesn't match any source or stage",
+        "broken.yaml:8:40: stage \"lineart\": input \"ghost\" doesn't match any source or stage",
         "broken.yaml:8:55: stage \"lineart\": level: invalid type: string \"high\"",
         "stage \"thumb\": kind \"thumbnail\" cannot take a prompt from \"prompts\"",
         "the inputs form a cycle through",

@@ -403,9 +403,13 @@ impl Checker<'_> {
                 self.error(spec.pos, msg).subject = Some(subject(spec));
             }
         }
-        let Some(order) = self.topological_order(&specs, &edges) else { return Vec::new() };
+        let (order, complete) = self.topological_order(&specs, &edges);
+        // Media can still be checked along the parts of a graph that are not in a cycle.
         for &i in &order {
             self.check_media(i, &mut specs, &edges);
+        }
+        if !complete {
+            return Vec::new();
         }
         let position: BTreeMap<usize, usize> =
             order.iter().enumerate().map(|(new, &old)| (old, new)).collect();
@@ -420,7 +424,9 @@ impl Checker<'_> {
             .collect()
     }
 
-    fn topological_order(&mut self, specs: &[ComponentSpec], edges: &[Vec<usize>]) -> Option<Vec<usize>> {
+    /// The components in an order where inputs come first, and whether that covers them all
+    /// (it does not when there is a cycle, which is reported).
+    fn topological_order(&mut self, specs: &[ComponentSpec], edges: &[Vec<usize>]) -> (Vec<usize>, bool) {
         let mut pending: Vec<usize> = edges.iter().map(Vec::len).collect();
         let mut ready: Vec<usize> = (0..specs.len()).filter(|&i| pending[i] == 0).collect();
         let mut order = Vec::with_capacity(specs.len());
@@ -434,14 +440,14 @@ impl Checker<'_> {
             }
         }
         if order.len() == specs.len() {
-            return Some(order);
+            return (order, true);
         }
         let cycle: Vec<&str> =
             (0..specs.len()).filter(|i| !order.contains(i)).map(|i| specs[i].id.as_str()).collect();
         let first = (0..specs.len()).find(|i| !order.contains(i)).unwrap_or(0);
         let msg = format!("the inputs form a cycle through {}", cycle.join(" -> "));
         self.error(specs[first].pos, msg).subject = Some(subject(&specs[first]));
-        None
+        (order, false)
     }
 
     fn check_media(&mut self, i: usize, specs: &mut [ComponentSpec], edges: &[Vec<usize>]) {

@@ -483,8 +483,8 @@ impl Book {
     /// Writes the rest of the book after its images and renames it into place.
     fn assemble(&mut self, settings: &Settings) -> anyhow::Result<()> {
         anyhow::ensure!(!self.finished, "the book {} was already finished", settings.final_path.display());
-        self.finished = true;
         if let Some(error) = self.broken.take() {
+            self.finished = true;
             // Dropping the file removes the partial book.
             self.file = None;
             anyhow::bail!("no book was written to {}: {error}", settings.final_path.display());
@@ -513,6 +513,7 @@ impl Book {
             };
             pages.push(PageRecord { info, content });
         }
+        self.finished = true;
         pages.sort_by_key(|p| (p.info.number, p.info.seq));
 
         let missing: Vec<String> = pages
