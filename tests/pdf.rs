@@ -5,9 +5,12 @@
 //! `INKFLOW_PDF_OUT=/some/book.pdf cargo test --test pdf sample_book` also copies a sample book
 //! there, for `.ci/check-pdf.sh`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use common::pdf_reader::{decode_g4, load, page_image, pages};
 use inkflow::engine::item::{Failure, Item, Prompt, State};
 use inkflow::engine::media::{Payload, Pixels, Raster};
 use inkflow::engine::stage::{BuildContext, Component, Kind, Sink};
@@ -116,27 +119,12 @@ async fn finish(sink: &Arc<dyn Sink>) {
     }
 }
 
-fn load(path: &Path) -> Document {
-    Document::load(path).unwrap_or_else(|e| panic!("lopdf cannot read {}: {e}", path.display()))
-}
-
-fn pages(doc: &Document) -> Vec<ObjectId> {
-    doc.get_pages().into_values().collect()
-}
-
 fn numbers(object: &Object) -> Vec<f32> {
     object.as_array().map(|a| a.iter().filter_map(|o| o.as_float().ok()).collect()).unwrap_or_default()
 }
 
 fn media_box(doc: &Document, page: ObjectId) -> Vec<f32> {
     numbers(doc.get_dictionary(page).and_then(|d| d.get(b"MediaBox")).unwrap_or(&Object::Null))
-}
-
-/// The one image of a page: its stream dictionary and raw (still encoded) data.
-fn page_image(doc: &Document, page: ObjectId) -> Option<(lopdf::Dictionary, Vec<u8>)> {
-    let images = doc.get_page_images(page).unwrap_or_default();
-    assert!(images.len() <= 1, "a page holds {} images", images.len());
-    images.first().map(|i| (i.origin_dict.clone(), i.content.to_vec()))
 }
 
 fn int(dict: &lopdf::Dictionary, key: &str) -> i64 {
@@ -148,16 +136,6 @@ fn name(dict: &lopdf::Dictionary, key: &str) -> String {
         .and_then(Object::as_name)
         .map(|n| String::from_utf8_lossy(n).into_owned())
         .unwrap_or_default()
-}
-
-/// Decodes a Group 4 stream back into rows of booleans, true = black.
-fn decode_g4(data: &[u8], width: u32, height: u32) -> Vec<Vec<bool>> {
-    let mut rows = Vec::new();
-    let decoded = fax::decoder::decode_g4(data.iter().copied(), width, Some(height), |transitions| {
-        rows.push(fax::decoder::pels(transitions, width).map(|c| c == fax::Color::Black).collect());
-    });
-    assert!(decoded.is_some(), "the Group 4 stream does not decode");
-    rows
 }
 
 fn raster_rows(raster: &Raster) -> Vec<Vec<bool>> {

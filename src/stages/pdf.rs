@@ -8,7 +8,7 @@
 //! a book. pdf-writer serializes every object, but its `Pdf` buffers the whole file to compute the
 //! xref offsets; [`ObjectFile`] writes objects one by one and keeps the offsets itself instead.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -514,7 +514,19 @@ impl Book {
             pages.push(PageRecord { info, content });
         }
         self.finished = true;
-        pages.sort_by_key(|p| (p.info.number, p.info.seq));
+        // Book order: sections in the order the prompt file first names them, then page number.
+        let mut section_rank: HashMap<&str, usize> = HashMap::new();
+        for info in &self.listed {
+            let next = section_rank.len();
+            section_rank.entry(info.section.as_str()).or_insert(next);
+        }
+        pages.sort_by_cached_key(|p| {
+            (
+                section_rank.get(p.info.section.as_str()).copied().unwrap_or(usize::MAX),
+                p.info.number,
+                p.info.seq,
+            )
+        });
 
         let missing: Vec<String> = pages
             .iter()

@@ -2,6 +2,8 @@
 //! stage that fails chosen items, and a recording sink that can be slow.
 #![allow(dead_code)]
 
+pub mod pdf_reader;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
