@@ -1,7 +1,7 @@
 //! A pipeline file turned into a checked graph: every component's kind, options and wiring,
 //! with all problems collected (not just the first) and each pinned to its line and column.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -428,14 +428,16 @@ impl Checker<'_> {
     /// (it does not when there is a cycle, which is reported).
     fn topological_order(&mut self, specs: &[ComponentSpec], edges: &[Vec<usize>]) -> (Vec<usize>, bool) {
         let mut pending: Vec<usize> = edges.iter().map(Vec::len).collect();
-        let mut ready: Vec<usize> = (0..specs.len()).filter(|&i| pending[i] == 0).collect();
+        // Among the ready components the one declared first goes first, so the order (and the
+        // order in which sinks finish, which `upload_files` relies on) follows the file.
+        let mut ready: BTreeSet<usize> = (0..specs.len()).filter(|&i| pending[i] == 0).collect();
         let mut order = Vec::with_capacity(specs.len());
-        while let Some(i) = ready.pop() {
+        while let Some(i) = ready.pop_first() {
             order.push(i);
             for &c in &specs[i].consumers {
                 pending[c] -= 1;
                 if pending[c] == 0 {
-                    ready.push(c);
+                    ready.insert(c);
                 }
             }
         }
