@@ -264,3 +264,64 @@ fn bad_plugin_options_fail_the_build_naming_the_option() {
         "{several}"
     );
 }
+
+/// Runs a pipeline (with the page-border plugin's kinds registered) through the engine.
+async fn run_pipeline(dir: &Path, stages_and_sinks: &str) -> inkflow::engine::summary::Summary {
+    let prompts: Vec<Value> = (1..=4)
+        .map(|n| json!({"section": "s", "image_number": n, "image_prompt": format!("mandala {n}"), "description": format!("p{n}")}))
+        .collect();
+    std::fs::write(dir.join("prompts.json"), json!({ "prompts": prompts }).to_string()).unwrap();
+    let file = dir.join("p.yaml");
+    let text = format!(
+        "version: 1\nsources:\n  prompts: {{ kind: prompts, path: {} }}\nstages:\n  draw: {{ kind: pattern, inputs: [prompts], size: {{ width: 120, height: 160 }} }}\n  gray: {{ kind: grayscale, inputs: [draw] }}\n{stages_and_sinks}",
+        dir.join("prompts.json").display()
+    );
+    std::fs::write(&file, text).unwrap();
+    let mut registry = inkflow::stages::builtin();
+    for kind in kinds_from_file(&library("inkflow_page_border")).unwrap() {
+        registry.register(kind);
+    }
+    let options = inkflow::engine::pipeline::LoadOptions::default();
+    let pipeline = inkflow::engine::pipeline::load(&file, &options, &registry).unwrap();
+    let batch = inkflow::engine::runtime::build(pipeline, &registry, dir, false).unwrap();
+    batch.run(inkflow::engine::runtime::RunSettings::default()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_kind_runs_in_a_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = run_pipeline(
+        dir.path(),
+        "  framed: { kind: page-border, inputs: [gray], width_px: 3, margin_px: 2 }\nsinks:\n  pages: { kind: disk, inputs: [framed], filename: \"{number}.png\" }\n",
+    )
+    .await;
+    assert_eq!((summary.succeeded, summary.failed), (4, 0), "{summary:?}");
+    let page = image::open(dir.path().join("1.png")).unwrap().into_luma8();
+    assert_eq!((page.get_pixel(2, 50).0[0], page.get_pixel(4, 50).0[0]), (0, 0), "the frame is drawn");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_plugin_fails_its_items_and_the_batch_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let misbehaving = library("inkflow_test_misbehaving");
+    let summary = run_pipeline(
+        dir.path(),
+        &format!(
+            "  broken: {{ kind: plugin, inputs: [gray], path: {}, stage: panics-in-process }}\nsinks:\n  plain: {{ kind: disk, inputs: [gray], dir: plain, filename: \"{{number}}.png\" }}\n  framed: {{ kind: disk, inputs: [broken], dir: framed, filename: \"{{number}}.png\" }}\n",
+            misbehaving.display()
+        ),
+    )
+    .await;
+    assert_eq!((summary.succeeded, summary.failed), (0, 4), "{summary:?}");
+    assert!(summary.failures.iter().all(|f| f.stage == "broken"), "{:?}", summary.failures);
+    assert!(
+        summary.failures.iter().any(|f| f.error.contains("the test plugin panicked on a 120x160 page")),
+        "{:?}",
+        summary.failures
+    );
+    // The other branch of the batch wrote every page.
+    for n in 1..=4 {
+        assert!(dir.path().join("plain").join(format!("{n}.png")).is_file());
+        assert!(!dir.path().join("framed").join(format!("{n}.png")).exists());
+    }
+}
