@@ -23,6 +23,18 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Runs the offline book on a prompts file into `out`.
+fn offline_book(prompts: &Path, out: &Path) -> Output {
+    run(&[
+        "run",
+        "pipelines/offline-book.yaml",
+        "--prompts",
+        prompts.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ])
+}
+
 /// A prompts file with `n` prompts in the original `{"prompts": [...]}` format.
 fn prompts_file(dir: &Path, n: u32) -> PathBuf {
     let sections = ["animals", "flowers", "ocean", "space"];
@@ -90,14 +102,7 @@ fn the_offline_book_is_print_ready() {
     let dir = tempfile::tempdir().unwrap();
     let prompts = prompts_file(dir.path(), 3);
     let out = dir.path().join("book");
-    let result = run(&[
-        "run",
-        "pipelines/offline-book.yaml",
-        "--prompts",
-        prompts.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let result = offline_book(&prompts, &out);
     assert!(result.status.success(), "{}", text(&result.stderr));
     assert!(text(&result.stdout).contains("succeeded"), "{}", text(&result.stdout));
 
@@ -155,14 +160,7 @@ fn the_offline_book_is_print_ready() {
     no_temp_files(&out);
 
     // A second run resumes: everything is already there.
-    let again = run(&[
-        "run",
-        "pipelines/offline-book.yaml",
-        "--prompts",
-        prompts.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let again = offline_book(&prompts, &out);
     assert!(again.status.success(), "{}", text(&again.stderr));
     let summary: Value =
         serde_json::from_slice(&std::fs::read(out.join("batch_metadata.json")).unwrap()).unwrap();
@@ -317,14 +315,7 @@ fn the_book_holds_the_disk_pages_in_section_order() {
     let dir = tempfile::tempdir().unwrap();
     let prompts = prompts_file(dir.path(), 5);
     let out = dir.path().join("book");
-    let result = run(&[
-        "run",
-        "pipelines/offline-book.yaml",
-        "--prompts",
-        prompts.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let result = offline_book(&prompts, &out);
     assert!(result.status.success(), "{}", text(&result.stderr));
 
     let doc = common::pdf_reader::load(&out.join("book.pdf"));
