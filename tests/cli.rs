@@ -346,3 +346,21 @@ fn the_book_holds_the_disk_pages_in_section_order() {
         }
     }
 }
+
+#[test]
+fn check_without_a_key_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    // No key in the environment and no .env in the working directory.
+    let result = Command::new(env!("CARGO_BIN_EXE_inkflow"))
+        .arg("check")
+        .current_dir(dir.path())
+        .env_remove("FAL_KEY")
+        .env_remove("FAL_API_KEY")
+        .env("FAL_QUEUE_BASE_URL", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert_eq!(result.status.code(), Some(1));
+    let stdout = text(&result.stdout);
+    assert!(stdout.starts_with("✗ API key present"), "{stdout}");
+    assert!(stdout.contains("FAL_KEY"), "{stdout}");
+}
