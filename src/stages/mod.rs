@@ -5,10 +5,11 @@ use std::sync::Arc;
 use crate::engine::stage::Registry;
 
 pub mod naming;
+pub mod safety;
 
 /// The registry of every built-in kind.
 pub fn builtin() -> Registry {
-    let registry = Registry::new();
-    let _ = Arc::new(());
+    let mut registry = Registry::new();
+    registry.register(Arc::new(safety::Safety::new()));
     registry
 }
