@@ -473,7 +473,9 @@ mod tests {
     fn rewrite_that_leaves_nothing_fails() {
         let stage = build(json!({ "deny": ["gore"], "on_reject": "rewrite" }));
         let (_, outcome) = run(&stage, "GORE");
-        assert!(matches!(outcome, Err(StageError::Failed { message, .. }) if message.contains("nothing left")));
+        assert!(
+            matches!(outcome, Err(StageError::Failed { message, .. }) if message.contains("nothing left"))
+        );
     }
 
     #[test]
@@ -504,7 +506,10 @@ mod tests {
         }));
         let (item, outcome) = run(&stage, "a girl, 9 Years-Old");
         assert_eq!(filtered_reason(outcome), "regex \"ages\" /\\b\\d+ years? old\\b/");
-        assert_eq!(item.facts["safety_reason"], "\"9 Years-Old\" matched regex \"ages\" /\\b\\d+ years? old\\b/");
+        assert_eq!(
+            item.facts["safety_reason"],
+            "\"9 Years-Old\" matched regex \"ages\" /\\b\\d+ years? old\\b/"
+        );
         assert_eq!(filtered_reason(run(&stage, "ZZZ").1), "regex[0] /\\bzzz\\b/");
     }
 
@@ -531,7 +536,10 @@ mod tests {
         let options = json!({ "deny_files": ["pipelines/safety/no-such-list.txt"] });
         let err = Safety::new().build(&options, &ctx()).err().expect("build should fail");
         let message = format!("{err:#}");
-        assert!(message.starts_with("deny_files[0]: cannot read pipelines/safety/no-such-list.txt"), "{message}");
+        assert!(
+            message.starts_with("deny_files[0]: cannot read pipelines/safety/no-such-list.txt"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -539,13 +547,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("words.txt");
         std::fs::write(&path, "gun\n---\n").unwrap();
-        let err = Safety::new().build(&json!({ "deny_files": [path] }), &ctx()).err().expect("build should fail");
+        let err =
+            Safety::new().build(&json!({ "deny_files": [path] }), &ctx()).err().expect("build should fail");
         assert!(format!("{err:#}").starts_with(&format!("{}:2: \"---\"", path.display())), "{err:#}");
     }
 
     #[test]
     fn a_bad_regex_is_a_check_error_at_its_option_path() {
-        let err = check_error(json!({ "regex": [{ "pattern": "ok" }, { "name": "x", "pattern": "(unclosed" }] }));
+        let err =
+            check_error(json!({ "regex": [{ "pattern": "ok" }, { "name": "x", "pattern": "(unclosed" }] }));
         assert_eq!(err.path, vec!["regex", "1", "pattern"]);
         assert!(err.message.contains("unclosed"), "{}", err.message);
         let err = check_error(json!({ "regex": [{ "pattern": "a*" }] }));
@@ -567,7 +577,10 @@ mod tests {
     fn a_rewrite_text_that_breaks_a_rule_is_a_build_error() {
         let options = json!({ "deny": ["gun"], "on_reject": "rewrite", "rewrite_text": "toy gun" });
         let err = Safety::new().build(&options, &ctx()).err().expect("build should fail");
-        assert_eq!(err.to_string(), "rewrite_text \"toy gun\" itself breaks deny term \"gun\" (from deny[0])");
+        assert_eq!(
+            err.to_string(),
+            "rewrite_text \"toy gun\" itself breaks deny term \"gun\" (from deny[0])"
+        );
     }
 
     /// The shipped lists, read from the repository as a pipeline would.
@@ -603,9 +616,9 @@ mod tests {
     fn the_children_list_catches_evasions() {
         let stage = children_stage();
         for prompt in [
-            "a nаked woman",     // Cyrillic а
-            "a N4K3D woman",     // leetspeak
-            "ｎａｋｅｄ",        // fullwidth
+            "a nаked woman",      // Cyrillic а
+            "a N4K3D woman",      // leetspeak
+            "ｎａｋｅｄ",         // fullwidth
             "a man with a g u n", // spaced letters
             "a soldier holding a h.a.n.d.g.u.n",
             "people dr1nking b33r",

@@ -13,16 +13,16 @@
 //!    `𝐧𝐮𝐝𝐞`, circled letters and accented `nüdé` all become `nude`. `ß`, `æ` and `œ` expand to
 //!    `ss`, `ae` and `oe` as full case folding does.
 //! 3. Look-alike letters from Cyrillic, Greek and the Latin small capitals map to the Latin
-//!    letter they imitate (`nսdе` with Cyrillic `е`, `ɴᴜᴅᴇ`).
+//!    letter they imitate (`nudе` with a Cyrillic `е`, small capitals `ɴᴜᴅᴇ`).
 //! 4. The text splits into words at every character that is not a letter or digit. `@` and `$`
 //!    count as letters (`a$$`); `!`, `|` and `+` count only between two letters or digits
 //!    (`k!ll`), so `gun!` still ends in `gun`.
 //! 5. Inside a word holding at least one letter (or made only of `@` and `$`, like `@$$`),
-//!    leetspeak digits and symbols become letters
-//!    (`0`→o, `3`→e, `4`→a, `5`→s, `7`→t, `8`→b, `9`→g, `@`→a, `$`→s, `+`→t). `1`, `!`, `|` and
-//!    an uppercase `I` inside a word look like both `i` and `l`: the text is matched twice, once
-//!    reading them as `i` and once as `l`, only when such a character occurs. Words without a
-//!    letter and with a digit (`1990`, `$5`) are left as they are.
+//!    leetspeak digits and symbols become letters (`0`→o, `3`→e, `4`→a, `5`→s, `7`→t, `8`→b,
+//!    `9`→g, `@`→a, `$`→s, `+`→t). `1`, `!`, `|` and an uppercase `I` inside a word look like
+//!    both `i` and `l`: when such a character occurs, the text is matched twice, once reading
+//!    them as `i` and once as `l`. Words without a letter but with a digit (`1990`, `$5`) are
+//!    left as they are, so `3 cats` stays `3 cats`.
 //!
 //! # Spaced-out letters
 //!
