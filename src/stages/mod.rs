@@ -14,6 +14,7 @@ pub mod pdf;
 pub mod plugin;
 pub mod prompts;
 pub mod r2;
+pub mod safety;
 pub mod threshold;
 pub mod thumbnail;
 pub mod upscale;
@@ -24,6 +25,7 @@ pub fn builtin() -> Registry {
     registry.register(Arc::new(prompts::Prompts::new()));
     registry.register(Arc::new(files::Files::new()));
     registry.register(Arc::new(pattern::Pattern::new()));
+    registry.register(Arc::new(safety::Safety::new()));
     registry.register(Arc::new(fal::Fal::new()));
     registry.register(Arc::new(grayscale::Grayscale::new()));
     registry.register(Arc::new(threshold::Threshold::new()));

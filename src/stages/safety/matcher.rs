@@ -1,0 +1,716 @@
+//! The prompt matcher behind the `safety` stage: deny terms, allow phrases and regex rules,
+//! matched on whole words of a normalised prompt. Pure (no I/O) and compiled once.
+//!
+//! # Normalisation
+//!
+//! Terms, allow phrases and prompts all go through the same folding, so a rule matches however
+//! the prompt spells its words:
+//!
+//! 1. Invisible characters (zero-width spaces and joiners, soft hyphens, bidi controls) and
+//!    apostrophes are dropped, so `nu\u{200B}de` and `‘nude’` read as `nude`.
+//! 2. Each character gets its Unicode compatibility decomposition (NFKD, the decomposing half of
+//!    NFKC) with combining marks removed, then lowercase: fullwidth `ｎｕｄｅ`, mathematical
+//!    `𝐧𝐮𝐝𝐞`, circled letters and accented `nüdé` all become `nude`. `ß`, `æ` and `œ` expand to
+//!    `ss`, `ae` and `oe` as full case folding does.
+//! 3. Look-alike letters from Cyrillic, Greek and the Latin small capitals map to the Latin
+//!    letter they imitate (`nudе` with a Cyrillic `е`, small capitals `ɴᴜᴅᴇ`).
+//! 4. The text splits into words at every character that is not a letter or digit. `@` and `$`
+//!    count as letters (`a$$`); `!`, `|` and `+` count only between two letters or digits
+//!    (`k!ll`), so `gun!` still ends in `gun`.
+//! 5. Inside a word holding at least one letter (or made only of `@` and `$`, like `@$$`),
+//!    leetspeak digits and symbols become letters (`0`→o, `3`→e, `4`→a, `5`→s, `7`→t, `8`→b,
+//!    `9`→g, `@`→a, `$`→s, `+`→t). `1`, `!`, `|` and an uppercase `I` inside a word look like
+//!    both `i` and `l`: when such a character occurs, the text is matched twice, once reading
+//!    them as `i` and once as `l`. Words without a letter but with a digit (`1990`, `$5`) are
+//!    left as they are, so `3 cats` stays `3 cats`.
+//!
+//! # Spaced-out letters
+//!
+//! `n u d e`, `n.u.d.e` and `n-u-d-e` are runs of one-character words. A run of two or more
+//! one-character words holding at least two letters is joined into one word (leetspeak applies,
+//! so `s 3 x` reads `sex`), and a match may start or end at any joint inside the run, because
+//! nothing tells where the spelled word begins: `draw a n u d e` joins to `anude` and still
+//! matches `nude`. Only single characters are joined, never longer words, so whole-word matching
+//! is unaffected elsewhere: `class` never becomes a place where `ass` can start. Ordinary text
+//! rarely has two one-letter words in a row, and when it does (`plan a i`), the joined run only
+//! adds places a term could match; it hides nothing.
+//!
+//! # Whole words
+//!
+//! The folded words are joined by single spaces into a canonical text, remembering for each
+//! canonical byte the original bytes it came from. One Aho-Corasick automaton holds every term
+//! and allow phrase; a match counts only when it starts and ends on a word boundary, so
+//! `Scunthorpe`, `class`, `bass` and `assassin` do not contain `cunt` or `ass`. Each term also
+//! matches its plural (`gun` → `guns`, `kiss` → `kisses`), and a multi-word term also matches
+//! its words run together (`self harm` → `selfharm`) as well as any separators between them
+//! (`self-harm`).
+//!
+//! # Allow phrases and regex rules
+//!
+//! An allow phrase is a known false positive: a deny or regex match lying wholly inside an allow
+//! match is ignored (`assassin bug` allowed while `assassin` is denied). Regex rules run on the
+//! canonical text (lowercase words separated by single spaces, case-insensitive), so they
+//! benefit from the same folding; they decide their own boundaries (`\b`).
+//!
+//! # Not handled
+//!
+//! Letters repeated for emphasis (`nuuude`), partly spaced words (`nu de`), masking with `*`,
+//! and scripts written without spaces (a Chinese or Japanese term matches only a whole run of
+//! such characters): list those spellings as terms or regex rules.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use regex::Regex;
+use unicode_normalization::char::{decompose_compatible, is_combining_mark};
+
+/// A deny term or allow phrase as written, with where it came from (`deny[3]`,
+/// `pipelines/safety/children-deny.txt:12`) for rule labels and errors.
+#[derive(Clone, Debug)]
+pub struct Term {
+    /// The term as the user wrote it.
+    pub text: String,
+    /// Where it was written.
+    pub origin: String,
+}
+
+/// A compiled regex rule with the label that names it in rejections.
+#[derive(Clone, Debug)]
+pub struct RegexRule {
+    /// How a rejection names this rule, e.g. `regex "weapons" /\bguns?\b/`.
+    pub label: String,
+    /// The compiled pattern, run on the canonical text.
+    pub regex: Regex,
+}
+
+/// Why the rules could not be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum MatcherError {
+    /// A term or phrase with nothing left to match after normalisation (e.g. `---`).
+    #[error("{origin}: {text:?} has no letters or digits left after normalisation")]
+    EmptyTerm {
+        /// The term as written.
+        text: String,
+        /// Where it was written.
+        origin: String,
+    },
+    /// The automaton would exceed the Aho-Corasick size limits.
+    #[error("the deny and allow lists are too large to compile: {0}")]
+    TooLarge(String),
+}
+
+/// A rule that fired on a prompt: which one, and where in the original text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hit {
+    /// Index of the rule; [`Matcher::label`] names it.
+    pub rule: usize,
+    /// Byte range of the offending text in the original prompt.
+    pub span: Range<usize>,
+}
+
+/// What one automaton pattern stands for: a deny rule, an allow phrase, or both.
+#[derive(Clone, Copy, Debug, Default)]
+struct Meaning {
+    deny: Option<usize>,
+    allow: bool,
+}
+
+/// Deny terms, allow phrases and regex rules compiled for fast matching of many prompts.
+#[derive(Debug)]
+pub struct Matcher {
+    automaton: Option<AhoCorasick>,
+    meanings: Vec<Meaning>,
+    regexes: Vec<Regex>,
+    /// One label per rule: deny terms first, then regex rules.
+    labels: Vec<String>,
+}
+
+impl Matcher {
+    /// Compiles the rules. Fails on a term or phrase that folds to nothing, naming its origin.
+    pub fn new(deny: &[Term], allow: &[Term], regexes: Vec<RegexRule>) -> Result<Matcher, MatcherError> {
+        let mut patterns: Vec<String> = Vec::new();
+        let mut meanings: Vec<Meaning> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut add = |pattern: String, update: &dyn Fn(&mut Meaning)| {
+            let slot = *index.entry(pattern.clone()).or_insert_with(|| {
+                patterns.push(pattern);
+                meanings.push(Meaning::default());
+                meanings.len() - 1
+            });
+            update(&mut meanings[slot]);
+        };
+        let mut labels = Vec::with_capacity(deny.len() + regexes.len());
+        for (rule, term) in deny.iter().enumerate() {
+            for pattern in term_patterns(term)? {
+                // The first rule listed keeps a pattern two rules share (e.g. `gun` and `guns`).
+                add(pattern, &|m: &mut Meaning| {
+                    m.deny.get_or_insert(rule);
+                });
+            }
+            labels.push(format!("deny term {:?} (from {})", term.text, term.origin));
+        }
+        for phrase in allow {
+            for pattern in term_patterns(phrase)? {
+                add(pattern, &|m: &mut Meaning| m.allow = true);
+            }
+        }
+        let automaton = if patterns.is_empty() {
+            None
+        } else {
+            // Standard semantics are required for overlapping search, which lets a match that
+            // fails the boundary test not hide one that passes.
+            let built = AhoCorasick::builder().match_kind(MatchKind::Standard).build(&patterns);
+            Some(built.map_err(|e| MatcherError::TooLarge(e.to_string()))?)
+        };
+        labels.extend(regexes.iter().map(|r| r.label.clone()));
+        Ok(Matcher { automaton, meanings, regexes: regexes.into_iter().map(|r| r.regex).collect(), labels })
+    }
+
+    /// How rejections name rule `rule`, e.g. `deny term "nude" (from deny[0])`.
+    pub fn label(&self, rule: usize) -> &str {
+        &self.labels[rule]
+    }
+
+    /// Every rule match in `text` not covered by an allow phrase, ordered by position then rule.
+    pub fn find_all(&self, text: &str) -> Vec<Hit> {
+        let mut hits = Vec::new();
+        let primary = canonicalize(text, Reading::AsI);
+        self.collect_hits(&primary, &mut hits);
+        if primary.ambiguous {
+            self.collect_hits(&canonicalize(text, Reading::AsL), &mut hits);
+        }
+        hits.sort_by_key(|h| (h.span.start, h.rule, h.span.end));
+        hits.dedup();
+        hits
+    }
+
+    /// The first rule match in `text`, if any.
+    pub fn first(&self, text: &str) -> Option<Hit> {
+        self.find_all(text).into_iter().next()
+    }
+
+    fn collect_hits(&self, canon: &Canonical, hits: &mut Vec<Hit>) {
+        let mut denied: Vec<(usize, Range<usize>)> = Vec::new();
+        let mut allowed: Vec<Range<usize>> = Vec::new();
+        if let Some(automaton) = &self.automaton {
+            for m in automaton.find_overlapping_iter(&canon.text) {
+                if !(canon.boundary[m.start()] && canon.boundary[m.end()]) {
+                    continue;
+                }
+                let meaning = self.meanings[m.pattern().as_usize()];
+                if meaning.allow {
+                    allowed.push(m.range());
+                }
+                if let Some(rule) = meaning.deny {
+                    denied.push((rule, m.range()));
+                }
+            }
+        }
+        let first_regex_rule = self.labels.len() - self.regexes.len();
+        for (i, regex) in self.regexes.iter().enumerate() {
+            denied.extend(
+                regex
+                    .find_iter(&canon.text)
+                    .filter(|m| !m.is_empty())
+                    .map(|m| (first_regex_rule + i, m.range())),
+            );
+        }
+        hits.extend(
+            denied
+                .into_iter()
+                .filter(|(_, r)| !allowed.iter().any(|a| a.start <= r.start && r.end <= a.end))
+                .map(|(rule, r)| Hit { rule, span: canon.original(r) }),
+        );
+    }
+}
+
+/// The canonical form of a term or phrase, or `None` when nothing is left of it.
+pub fn canonical_term(term: &str) -> Option<String> {
+    let text = canonicalize(term, Reading::AsI).text;
+    (!text.is_empty()).then_some(text)
+}
+
+/// The automaton patterns for one term: the term, its plural, and, for several words, the
+/// same run together.
+fn term_patterns(term: &Term) -> Result<Vec<String>, MatcherError> {
+    let canonical = canonical_term(&term.text)
+        .ok_or_else(|| MatcherError::EmptyTerm { text: term.text.clone(), origin: term.origin.clone() })?;
+    let mut forms = vec![canonical.clone()];
+    if canonical.contains(' ') {
+        forms.push(canonical.replace(' ', ""));
+    }
+    let plurals: Vec<String> = forms.iter().map(|f| plural(f)).collect();
+    forms.extend(plurals);
+    Ok(forms)
+}
+
+/// The regular English plural of a canonical term's last word.
+fn plural(word: &str) -> String {
+    let sibilant = ["s", "x", "z", "ch", "sh"].iter().any(|end| word.ends_with(end));
+    if sibilant { format!("{word}es") } else { format!("{word}s") }
+}
+
+/// How to read characters that look like both `i` and `l`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    AsI,
+    AsL,
+}
+
+/// A prompt folded to lowercase words separated by single spaces, with the way back to the
+/// original text and the positions where a match may start or end.
+#[derive(Debug, Default)]
+struct Canonical {
+    text: String,
+    /// For each byte of `text`, the original bytes it came from.
+    origin: Vec<Range<usize>>,
+    /// For each position `0..=text.len()`, whether a match may start or end there.
+    boundary: Vec<bool>,
+    /// Whether an `i`/`l` look-alike was read, so the other reading is worth trying.
+    ambiguous: bool,
+}
+
+impl Canonical {
+    fn push(&mut self, ch: char, origin: Range<usize>) {
+        self.text.push(ch);
+        for _ in 0..ch.len_utf8() {
+            self.origin.push(origin.clone());
+            self.boundary.push(false);
+        }
+    }
+
+    fn mark_boundary(&mut self) {
+        let end = self.text.len();
+        self.boundary[end] = true;
+    }
+
+    /// The original byte range behind a canonical range.
+    fn original(&self, range: Range<usize>) -> Range<usize> {
+        self.origin[range.start].start..self.origin[range.end - 1].end
+    }
+}
+
+/// What a folded character is for splitting words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    Letter,
+    Digit,
+    /// `@` and `$`: part of a word wherever they are.
+    Symbol,
+    /// `!`, `|`, `+`: part of a word only between two letters or digits.
+    Inner,
+    Separator,
+}
+
+/// One character after folding, with the original bytes it came from.
+#[derive(Clone, Debug)]
+struct Folded {
+    ch: char,
+    origin: Range<usize>,
+    class: Class,
+    /// The original was an uppercase `I`, which looks like `l` inside a word.
+    capital_i: bool,
+}
+
+fn canonicalize(text: &str, reading: Reading) -> Canonical {
+    let folded = fold(text);
+    let mut canon = Canonical { boundary: vec![false], ..Canonical::default() };
+    let tokens = tokens(&folded);
+    let is_single = |t: &Range<usize>| t.len() == 1;
+    let mut i = 0;
+    while i < tokens.len() {
+        let run_end = (i..tokens.len()).find(|&j| !is_single(&tokens[j])).unwrap_or(tokens.len());
+        let letters = tokens[i..run_end].iter().filter(|t| folded[t.start].class == Class::Letter).count();
+        if run_end - i >= 2 && letters >= 2 {
+            let chars: Vec<&Folded> = tokens[i..run_end].iter().map(|t| &folded[t.start]).collect();
+            emit_word(&mut canon, &chars, true, reading);
+            i = run_end;
+        } else {
+            let chars: Vec<&Folded> = folded[tokens[i].clone()].iter().collect();
+            emit_word(&mut canon, &chars, false, reading);
+            i += 1;
+        }
+    }
+    canon
+}
+
+/// Appends one word, applying leetspeak when it holds a letter or is all `@`/`$` (`@$$`). A joined run of spaced-out
+/// letters may be matched from any joint, so each joint is a boundary.
+fn emit_word(canon: &mut Canonical, chars: &[&Folded], joined_run: bool, reading: Reading) {
+    if let Some(last) = canon.origin.last().map(|r| r.end) {
+        canon.push(' ', last..last);
+    }
+    canon.mark_boundary();
+    let spelled =
+        chars.iter().any(|f| f.class == Class::Letter) || chars.iter().all(|f| f.class == Class::Symbol);
+    for (position, f) in chars.iter().enumerate() {
+        let ch = if spelled {
+            match leet(f, position > 0 && !joined_run) {
+                Leet::Plain(c) => c,
+                Leet::IOrL => {
+                    canon.ambiguous = true;
+                    if reading == Reading::AsI { 'i' } else { 'l' }
+                }
+            }
+        } else {
+            f.ch
+        };
+        canon.push(ch, f.origin.clone());
+        if joined_run {
+            canon.mark_boundary();
+        }
+    }
+    canon.mark_boundary();
+}
+
+enum Leet {
+    Plain(char),
+    IOrL,
+}
+
+fn leet(f: &Folded, inside_word: bool) -> Leet {
+    Leet::Plain(match f.ch {
+        '0' => 'o',
+        '3' => 'e',
+        '4' => 'a',
+        '5' => 's',
+        '7' | '+' => 't',
+        '8' => 'b',
+        '9' => 'g',
+        '@' => 'a',
+        '$' => 's',
+        '1' | '!' | '|' => return Leet::IOrL,
+        'i' if f.capital_i && inside_word => return Leet::IOrL,
+        c => c,
+    })
+}
+
+/// Maximal runs of word characters, as index ranges into `folded`.
+fn tokens(folded: &[Folded]) -> Vec<Range<usize>> {
+    let is_alnum = |i: usize| folded.get(i).is_some_and(|f| matches!(f.class, Class::Letter | Class::Digit));
+    let in_word = |i: usize| match folded[i].class {
+        Class::Letter | Class::Digit | Class::Symbol => true,
+        Class::Inner => i > 0 && is_alnum(i - 1) && is_alnum(i + 1),
+        Class::Separator => false,
+    };
+    let mut tokens = Vec::new();
+    let mut start = None;
+    for i in 0..folded.len() {
+        match (in_word(i), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                tokens.push(s..i);
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        tokens.push(s..folded.len());
+    }
+    tokens
+}
+
+/// Folds every character of `text`: drops invisibles, decomposes (NFKD), strips marks,
+/// lowercases and maps look-alikes.
+fn fold(text: &str) -> Vec<Folded> {
+    let mut out = Vec::with_capacity(text.len());
+    for (start, ch) in text.char_indices() {
+        if is_ignored(ch) {
+            continue;
+        }
+        let origin = start..start + ch.len_utf8();
+        let capital_i = ch == 'I';
+        decompose_compatible(ch, |decomposed| {
+            for lower in decomposed.to_lowercase() {
+                if is_combining_mark(lower) {
+                    continue;
+                }
+                for &mapped in expand(lower).iter().flatten() {
+                    out.push(Folded {
+                        ch: mapped,
+                        origin: origin.clone(),
+                        class: classify(mapped),
+                        capital_i,
+                    });
+                }
+            }
+        });
+    }
+    out
+}
+
+/// Characters that change nothing a reader sees, or only glue a word together.
+fn is_ignored(ch: char) -> bool {
+    matches!(
+        ch,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{FEFF}'
+            | '\''
+            | '\u{2018}'
+            | '\u{2019}'
+            | '\u{02BC}'
+    )
+}
+
+/// A lowercase character as at most two Latin letters: expansions of full case folding and
+/// ligatures, then look-alikes.
+fn expand(ch: char) -> [Option<char>; 2] {
+    let pair = |a, b| [Some(a), Some(b)];
+    match ch {
+        'ß' => pair('s', 's'),
+        'æ' => pair('a', 'e'),
+        'œ' => pair('o', 'e'),
+        _ => [Some(homoglyph(ch)), None],
+    }
+}
+
+/// The Latin letter a Cyrillic, Greek or small-capital look-alike imitates.
+fn homoglyph(ch: char) -> char {
+    match ch {
+        // Cyrillic (after lowercasing, so `В`/`в`, `Н`/`н`, `Т`/`т` map by their capital shape).
+        'а' => 'a',
+        'в' | 'ь' => 'b',
+        'с' => 'c',
+        'ԁ' => 'd',
+        'е' | 'ё' | 'є' => 'e',
+        'һ' | 'н' => 'h',
+        'і' | 'ї' | 'ӏ' => 'i',
+        'ј' => 'j',
+        'к' => 'k',
+        'м' => 'm',
+        'п' => 'n',
+        'о' => 'o',
+        'р' => 'p',
+        'ԛ' => 'q',
+        'г' => 'r',
+        'ѕ' => 's',
+        'т' => 't',
+        'у' | 'ү' => 'y',
+        'ԝ' | 'ш' => 'w',
+        'х' => 'x',
+        // Greek.
+        'α' => 'a',
+        'β' => 'b',
+        'ε' => 'e',
+        'η' => 'n',
+        'ι' => 'i',
+        'κ' => 'k',
+        'μ' => 'u',
+        'ν' => 'v',
+        'ο' | 'σ' => 'o',
+        'ρ' => 'p',
+        'τ' => 't',
+        'υ' => 'u',
+        'χ' => 'x',
+        'ω' => 'w',
+        'γ' => 'y',
+        'ζ' => 'z',
+        // Latin letters that have no decomposition to their base letter.
+        'ı' => 'i',
+        'ȷ' => 'j',
+        'ø' => 'o',
+        'đ' => 'd',
+        'ł' => 'l',
+        'ħ' => 'h',
+        'ŧ' => 't',
+        'ɡ' => 'g',
+        // Latin small capitals.
+        'ᴀ' => 'a',
+        'ʙ' => 'b',
+        'ᴄ' => 'c',
+        'ᴅ' => 'd',
+        'ᴇ' => 'e',
+        'ғ' => 'f',
+        'ɢ' => 'g',
+        'ʜ' => 'h',
+        'ɪ' => 'i',
+        'ᴊ' => 'j',
+        'ᴋ' => 'k',
+        'ʟ' => 'l',
+        'ᴍ' => 'm',
+        'ɴ' => 'n',
+        'ᴏ' => 'o',
+        'ᴘ' => 'p',
+        'ʀ' => 'r',
+        'ꜱ' => 's',
+        'ᴛ' => 't',
+        'ᴜ' => 'u',
+        'ᴠ' => 'v',
+        'ᴡ' => 'w',
+        'ʏ' => 'y',
+        'ᴢ' => 'z',
+        c => c,
+    }
+}
+
+fn classify(ch: char) -> Class {
+    match ch {
+        '0'..='9' => Class::Digit,
+        '@' | '$' => Class::Symbol,
+        '!' | '|' | '+' => Class::Inner,
+        c if c.is_alphanumeric() => Class::Letter,
+        _ => Class::Separator,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn term(text: &str) -> Term {
+        Term { text: text.into(), origin: "test".into() }
+    }
+
+    fn matcher(deny: &[&str], allow: &[&str]) -> Matcher {
+        let deny: Vec<Term> = deny.iter().map(|t| term(t)).collect();
+        let allow: Vec<Term> = allow.iter().map(|t| term(t)).collect();
+        Matcher::new(&deny, &allow, Vec::new()).unwrap()
+    }
+
+    /// The original text the first hit covers, if any.
+    fn first_match<'a>(m: &Matcher, text: &'a str) -> Option<&'a str> {
+        m.first(text).map(|h| &text[h.span])
+    }
+
+    #[test]
+    fn canonical_text_is_lowercase_words_separated_by_single_spaces() {
+        assert_eq!(
+            canonicalize("  A Cat,\tSLEEPING -- on a MAT!! ", Reading::AsI).text,
+            "a cat sleeping on a mat"
+        );
+        assert_eq!(canonical_term("---"), None);
+    }
+
+    #[test]
+    fn catches_case_and_plain_words() {
+        let m = matcher(&["nude"], &[]);
+        assert_eq!(first_match(&m, "a NUDE figure"), Some("NUDE"));
+        assert_eq!(first_match(&m, "Nude."), Some("Nude"));
+    }
+
+    #[test]
+    fn catches_cyrillic_and_greek_homoglyphs() {
+        let m = matcher(&["nude", "poker"], &[]);
+        // Cyrillic е (U+0435) and Greek ο (U+03BF), р (Cyrillic U+0440), к (U+043A).
+        assert_eq!(first_match(&m, "a nud\u{0435} statue"), Some("nud\u{0435}"));
+        assert_eq!(first_match(&m, "\u{0440}\u{03BF}\u{043A}er night"), Some("\u{0440}\u{03BF}\u{043A}er"));
+        assert_eq!(first_match(&m, "ɴᴜᴅᴇ"), Some("ɴᴜᴅᴇ"));
+    }
+
+    #[test]
+    fn catches_leetspeak() {
+        let m = matcher(&["nude", "sex", "kill", "ass"], &[]);
+        assert_eq!(first_match(&m, "a n00d3 model"), None, "n00d3 reads noode, not nude");
+        assert_eq!(first_match(&m, "a nud3 model"), Some("nud3"));
+        assert_eq!(first_match(&m, "$3x"), Some("$3x"));
+        assert_eq!(first_match(&m, "k1ll them"), Some("k1ll"));
+        assert_eq!(first_match(&m, "ki11 them"), Some("ki11"), "1 read as l");
+        assert_eq!(first_match(&m, "kiIl them"), Some("kiIl"), "capital I inside a word read as l");
+        assert_eq!(first_match(&m, "k!ll"), Some("k!ll"));
+        assert_eq!(first_match(&m, "kick @$$"), Some("@$$"));
+    }
+
+    #[test]
+    fn symbols_at_word_edges_do_not_hide_a_word() {
+        let m = matcher(&["gun"], &[]);
+        assert_eq!(first_match(&m, "a gun!"), Some("gun"));
+        assert_eq!(first_match(&m, "(gun)"), Some("gun"));
+    }
+
+    #[test]
+    fn catches_fullwidth_mathematical_and_accented_letters() {
+        let m = matcher(&["nude"], &[]);
+        assert_eq!(first_match(&m, "ａ ｎｕｄｅ ｍｏｄｅｌ"), Some("ｎｕｄｅ"));
+        assert_eq!(first_match(&m, "𝐍𝐔𝐃𝐄"), Some("𝐍𝐔𝐃𝐄"));
+        assert_eq!(first_match(&m, "nüdé"), Some("nüdé"));
+        assert_eq!(first_match(&m, "nu\u{200B}de"), Some("nu\u{200B}de"));
+    }
+
+    #[test]
+    fn catches_spaced_dotted_and_hyphenated_letters() {
+        let m = matcher(&["nude", "sex"], &[]);
+        assert_eq!(first_match(&m, "a n u d e woman"), Some("n u d e"));
+        assert_eq!(first_match(&m, "N.U.D.E"), Some("N.U.D.E"));
+        assert_eq!(first_match(&m, "n-u-d-e"), Some("n-u-d-e"));
+        assert_eq!(first_match(&m, "draw a n u d e"), Some("n u d e"), "run joined with the article");
+        assert_eq!(first_match(&m, "s 3 x"), Some("s 3 x"));
+    }
+
+    #[test]
+    fn innocent_words_containing_a_term_pass() {
+        let m = matcher(&["cunt", "ass", "sex"], &[]);
+        for innocent in [
+            "Scunthorpe United",
+            "a class of kids",
+            "a bass guitar",
+            "classic car",
+            "assassin",
+            "Sussex",
+            "I a m",
+        ] {
+            assert_eq!(m.first(innocent), None, "{innocent}");
+        }
+    }
+
+    #[test]
+    fn allow_phrases_cover_false_positives_only() {
+        let m = matcher(&["assassin"], &["assassin bug"]);
+        assert_eq!(m.first("an assassin bug on a leaf"), None);
+        assert_eq!(first_match(&m, "an assassin with a bug"), Some("assassin"));
+        assert_eq!(first_match(&m, "assassin bugs and an assassin"), Some("assassin"));
+        assert_eq!(m.find_all("assassin bugs and an assassin").len(), 1);
+    }
+
+    #[test]
+    fn plurals_and_multi_word_terms() {
+        let m = matcher(&["gun", "kiss", "self harm"], &[]);
+        assert_eq!(first_match(&m, "two guns"), Some("guns"));
+        assert_eq!(first_match(&m, "kisses"), Some("kisses"));
+        assert_eq!(first_match(&m, "about self-harm"), Some("self-harm"));
+        assert_eq!(first_match(&m, "selfharm"), Some("selfharm"));
+        assert_eq!(first_match(&m, "self  HARM"), Some("self  HARM"));
+        assert_eq!(m.first("gunner"), None);
+        assert_eq!(m.first("self portrait, no harm"), None);
+    }
+
+    #[test]
+    fn regex_rules_run_on_the_canonical_text() {
+        let rule =
+            RegexRule { label: "regex \"age\"".into(), regex: Regex::new(r"\b\d+ years? old\b").unwrap() };
+        let m = Matcher::new(&[term("nude")], &[], vec![rule]).unwrap();
+        let hit = m.first("She is 12   YEARS-old").unwrap();
+        assert_eq!(m.label(hit.rule), "regex \"age\"");
+        assert_eq!(&"She is 12   YEARS-old"[hit.span], "12   YEARS-old");
+        assert_eq!(m.label(0), "deny term \"nude\" (from test)");
+    }
+
+    #[test]
+    fn hits_are_ordered_and_the_first_listed_rule_wins_a_shared_pattern() {
+        let m = matcher(&["gun", "guns", "knife"], &[]);
+        let hits = m.find_all("a knife and guns");
+        let rules: Vec<usize> = hits.iter().map(|h| h.rule).collect();
+        assert_eq!(rules, vec![2, 0]);
+    }
+
+    #[test]
+    fn a_term_with_nothing_left_is_an_error_naming_its_origin() {
+        let err = Matcher::new(&[Term { text: "--".into(), origin: "words.txt:3".into() }], &[], Vec::new())
+            .unwrap_err();
+        assert_eq!(err.to_string(), "words.txt:3: \"--\" has no letters or digits left after normalisation");
+    }
+
+    #[test]
+    fn digits_alone_are_not_leetspeak() {
+        let m = matcher(&["ease", "ie"], &[]);
+        assert_eq!(m.first("3 4 5 cats in 1990"), None);
+        assert_eq!(m.first("costs $5"), None);
+    }
+}
