@@ -105,7 +105,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     print_statistics(&summary);
     Ok(if summary.interrupted && summary.stop_reason.as_deref().is_some_and(|r| r.contains("Ctrl-C")) {
         ExitCode::from(EXIT_INTERRUPTED)
-    } else if summary.failed > 0 || summary.interrupted {
+    } else if summary.failed > 0 || summary.interrupted || !summary.sink_errors.is_empty() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
@@ -194,6 +194,9 @@ fn print_statistics(s: &Summary) {
     }
     for failure in s.failures.iter().take(10) {
         println!("  failed: {} at {}: {}", failure.key, failure.stage, failure.error);
+    }
+    for error in &s.sink_errors {
+        println!("  error: {error}");
     }
     if s.failures.len() > 10 {
         println!("  ... {} more failures in batch_metadata.json", s.failures.len() - 10);

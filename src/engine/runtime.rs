@@ -185,7 +185,7 @@ impl Batch {
     }
 
     /// Runs the batch to the end (or until stopped) and returns its summary, after every
-    /// sink's `finish` has run.
+    /// sink's `finish` has run; sinks that could not finish are listed in `sink_errors`.
     pub async fn run(self, settings: RunSettings) -> anyhow::Result<Summary> {
         let Batch { pipeline, components, items, output_dir, progress } = self;
         let started = Instant::now();
@@ -287,18 +287,18 @@ impl Batch {
             }
         }
 
-        let summary = shared.summary(&pipeline, &output_dir, started, started_at);
-        let mut finish_errors = Vec::new();
+        let mut summary = shared.summary(&pipeline, &output_dir, started, started_at);
+        let mut sink_errors = Vec::new();
         for (spec, component) in pipeline.components.iter().zip(&components) {
             if let Component::Sink(sink) = component
                 && let Err(e) = sink.finish(&summary).await
             {
-                finish_errors.push(format!("sink \"{}\": {e:#}", spec.id));
+                let error = format!("sink \"{}\": {e:#}", spec.id);
+                tracing::error!("{error}");
+                sink_errors.push(error);
             }
         }
-        if !finish_errors.is_empty() {
-            anyhow::bail!("{}", finish_errors.join("\n"));
-        }
+        summary.sink_errors = sink_errors;
         Ok(summary)
     }
 }
@@ -438,6 +438,7 @@ impl Shared {
                 .collect(),
             filtered_reasons: tally.filtered.clone(),
             failures: tally.failed.clone(),
+            sink_errors: Vec::new(),
         }
     }
 }

@@ -76,4 +76,7 @@ pub struct Summary {
     pub filtered_reasons: BTreeMap<String, u64>,
     /// Every failed item.
     pub failures: Vec<FailedItem>,
+    /// Sinks that could not finish (e.g. a book with missing pages and `on_missing: fail`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sink_errors: Vec<String>,
 }

@@ -2,6 +2,7 @@
 //! stage that fails chosen items, and a recording sink that can be slow.
 #![allow(dead_code)]
 
+pub mod fal_emulator;
 pub mod pdf_reader;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,149 @@
+//! A small emulation of fal.ai's queue API for whole-batch tests: every submission gets a new
+//! request id and URLs under the app (`fal-ai/flux`), status polls answer COMPLETED (after an
+//! optional delay), results point at a PNG on the same server, drawn from the prompt so the
+//! image is realistic line art and the same prompt always gives the same bytes.
+
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path_regex};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+const APP: &str = "/fal-ai/flux";
+
+/// Where the test can see what the emulator was asked.
+#[derive(Default)]
+pub struct Ledger {
+    /// Accepted submissions per prompt.
+    pub submissions: HashMap<String, u32>,
+    /// The prompt of each request id.
+    pub prompts: HashMap<String, String>,
+    /// Image downloads started.
+    pub downloads: u32,
+}
+
+/// A running emulator.
+pub struct FalEmulator {
+    pub server: MockServer,
+    pub ledger: Arc<Mutex<Ledger>>,
+}
+
+/// How slow each step is, so a test can catch the batch in the middle of one.
+#[derive(Clone, Copy, Default)]
+pub struct Latency {
+    pub status: Duration,
+    pub download: Duration,
+}
+
+struct Submit(Arc<Mutex<Ledger>>, String);
+impl Respond for Submit {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = request.body_json().unwrap_or(Value::Null);
+        let prompt = body["prompt"].as_str().unwrap_or_default().to_owned();
+        let mut ledger = self.0.lock().unwrap();
+        *ledger.submissions.entry(prompt.clone()).or_default() += 1;
+        let id = format!("req-{}", ledger.prompts.len() + 1);
+        ledger.prompts.insert(id.clone(), prompt);
+        let url = format!("{}{APP}/requests/{id}", self.1);
+        ResponseTemplate::new(200).set_body_json(json!({
+            "request_id": id, "response_url": url, "status_url": format!("{url}/status"),
+            "cancel_url": format!("{url}/cancel"),
+        }))
+    }
+}
+
+struct Status(Duration);
+impl Respond for Status {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        ResponseTemplate::new(200).set_body_json(json!({"status": "COMPLETED"})).set_delay(self.0)
+    }
+}
+
+struct Result(Arc<Mutex<Ledger>>, String);
+impl Respond for Result {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let id = request.url.path().rsplit('/').next().unwrap_or_default().to_owned();
+        if !self.0.lock().unwrap().prompts.contains_key(&id) {
+            return ResponseTemplate::new(404).set_body_json(json!({"detail": "Request not found"}));
+        }
+        ResponseTemplate::new(200).set_body_json(json!({
+            "images": [{"url": format!("{}/files/{id}.png", self.1), "content_type": "image/png"}],
+            "seed": 42, "has_nsfw_concepts": [false], "timings": {"inference": 0.5},
+        }))
+    }
+}
+
+struct Download(Arc<Mutex<Ledger>>, Duration);
+impl Respond for Download {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let id =
+            request.url.path().rsplit('/').next().unwrap_or_default().trim_end_matches(".png").to_owned();
+        let prompt = {
+            let mut ledger = self.0.lock().unwrap();
+            ledger.downloads += 1;
+            ledger.prompts.get(&id).cloned()
+        };
+        let Some(prompt) = prompt else { return ResponseTemplate::new(404) };
+        ResponseTemplate::new(200).set_body_raw(line_art_png(&prompt), "image/png").set_delay(self.1)
+    }
+}
+
+/// What "the model" draws for a prompt: the offline generator's page, as a PNG.
+pub fn line_art_png(prompt: &str) -> Vec<u8> {
+    let raster = inkflow::imaging::pattern::draw(prompt, 1, 300, 400);
+    let inkflow::engine::media::Pixels::Rgb(rgb) = raster.pixels else { panic!("pattern draws RGB") };
+    let image = image::RgbImage::from_raw(raster.width, raster.height, rgb).unwrap();
+    let mut bytes = Vec::new();
+    image.write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
+    bytes
+}
+
+impl FalEmulator {
+    /// Starts an emulator on loopback.
+    pub async fn start(latency: Latency) -> Self {
+        let server = MockServer::start().await;
+        let ledger = Arc::new(Mutex::new(Ledger::default()));
+        let base = server.uri();
+        Mock::given(method("POST"))
+            .and(path_regex(r"^/fal-ai/flux/dev$"))
+            .respond_with(Submit(ledger.clone(), base.clone()))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path_regex(r"^/fal-ai/flux/requests/[^/]+/status$"))
+            .respond_with(Status(latency.status))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path_regex(r"^/fal-ai/flux/requests/[^/]+$"))
+            .respond_with(Result(ledger.clone(), base.clone()))
+            .mount(&server)
+            .await;
+        Mock::given(method("PUT"))
+            .and(path_regex(r"^/fal-ai/flux/requests/[^/]+/cancel$"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({"status": "CANCELLATION_REQUESTED"})),
+            )
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path_regex(r"^/files/[^/]+\.png$"))
+            .respond_with(Download(ledger.clone(), latency.download))
+            .mount(&server)
+            .await;
+        FalEmulator { server, ledger }
+    }
+
+    /// The queue host to give the fal stage.
+    pub fn base(&self) -> String {
+        self.server.uri()
+    }
+
+    /// Accepted submissions over all prompts.
+    pub fn total_submissions(&self) -> u32 {
+        self.ledger.lock().unwrap().submissions.values().sum()
+    }
+}

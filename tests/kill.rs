@@ -1,0 +1,162 @@
+//! Kill safety with paid generation: the real binary, generating through an emulated fal.ai,
+//! is SIGKILLed while requests are being polled or images downloaded, then resumed. Every
+//! prompt must be paid for exactly once, and the book must come out complete and identical to
+//! an uninterrupted run.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::fal_emulator::{FalEmulator, Latency};
+use tokio::process::Command;
+
+const ITEMS: u32 = 10;
+
+fn inkflow() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_inkflow"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("FAL_KEY", "test-key-not-a-secret")
+        .env_remove("FAL_API_KEY");
+    cmd
+}
+
+/// A pipeline generating through the emulator; returns its path.
+fn pipeline(dir: &Path, fal_base: &str, name: &str) -> PathBuf {
+    let prompts: Vec<serde_json::Value> = (1..=ITEMS)
+        .map(|i| serde_json::json!({"section": "s", "image_number": i, "image_prompt": format!("a mandala number {i}"), "description": format!("p{i}")}))
+        .collect();
+    let prompts_file = dir.join("prompts.json");
+    std::fs::write(&prompts_file, serde_json::json!({ "prompts": prompts }).to_string()).unwrap();
+    let file = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &file,
+        format!(
+            "version: 1
+sources:
+  prompts: {{ kind: prompts, path: {prompts} }}
+stages:
+  generate: {{ kind: fal, inputs: [prompts], base_url: \"{fal_base}\", concurrency: 4, image_size: square,
+              poll_interval_ms: 20, base_delay_ms: 10 }}
+  gray: {{ kind: grayscale, inputs: [generate] }}
+  print: {{ kind: upscale, inputs: [gray], width: 600, height: 800, dpi: 100 }}
+  lineart: {{ kind: threshold, inputs: [print] }}
+sinks:
+  pages: {{ kind: disk, inputs: [lineart], filename: \"{{number:02}}.png\" }}
+  book: {{ kind: pdf, inputs: [lineart], path: book.pdf, on_missing: fail }}
+",
+            prompts = prompts_file.display()
+        ),
+    )
+    .unwrap();
+    file
+}
+
+async fn run_to_end(pipeline: &Path, out: &Path) {
+    let result = inkflow().arg("run").arg(pipeline).arg("--output").arg(out).output().await.unwrap();
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+}
+
+fn pages(out: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut pages: Vec<(String, Vec<u8>)> = std::fs::read_dir(out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .collect();
+    pages.sort();
+    pages
+}
+
+/// Runs the batch, kills it once `ready` says the moment has come, resumes it, and checks
+/// that nothing was paid twice and the outputs equal an uninterrupted run's.
+async fn kill_and_resume(latency: Latency, ready: impl Fn(&FalEmulator) -> bool) {
+    let dir = tempfile::tempdir().unwrap();
+
+    let reference_fal = FalEmulator::start(Latency::default()).await;
+    let reference = dir.path().join("reference");
+    run_to_end(&pipeline(dir.path(), &reference_fal.base(), "reference"), &reference).await;
+
+    let fal = FalEmulator::start(latency).await;
+    let file = pipeline(dir.path(), &fal.base(), "killed");
+    let out = dir.path().join("killed");
+    let mut child = inkflow()
+        .arg("run")
+        .arg(&file)
+        .arg("--output")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !ready(&fal) {
+        assert!(child.try_wait().unwrap().is_none(), "the batch ended before the moment to kill it");
+        assert!(started.elapsed() < Duration::from_secs(60), "the moment to kill never came");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().await.unwrap();
+    let written_before = pages(&out).len();
+    assert!(written_before < ITEMS as usize, "the kill came too late ({written_before} pages written)");
+
+    run_to_end(&file, &out).await;
+
+    let ledger = fal.ledger.lock().unwrap();
+    assert_eq!(ledger.submissions.len(), ITEMS as usize, "every prompt was submitted");
+    for (prompt, count) in &ledger.submissions {
+        assert_eq!(*count, 1, "{prompt:?} was paid for {count} times");
+    }
+    drop(ledger);
+    assert_eq!(pages(&out), pages(&reference), "the resumed pages differ from an uninterrupted run");
+    let book = lopdf::Document::load(out.join("book.pdf")).unwrap();
+    assert_eq!(book.get_pages().len(), ITEMS as usize);
+    for entry in std::fs::read_dir(&out).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert!(!name.ends_with(".tmp") && !name.ends_with(".partial"), "left behind: {name}");
+    }
+    let status = inkflow().arg("status").arg(&out).output().await.unwrap();
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(status.contains(&format!("written      {ITEMS}")), "{status}");
+    assert!(status.contains(&format!("${:.3}", f64::from(ITEMS) * 0.025)), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_while_polling_it_resumes_without_paying_twice() {
+    let slow_polls = Latency { status: Duration::from_millis(400), ..Latency::default() };
+    kill_and_resume(slow_polls, |fal| fal.total_submissions() >= 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_while_downloading_it_resumes_without_paying_twice() {
+    let slow_downloads = Latency { download: Duration::from_millis(400), ..Latency::default() };
+    kill_and_resume(slow_downloads, |fal| fal.ledger.lock().unwrap().downloads >= 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budget_holds_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let fal = FalEmulator::start(Latency::default()).await;
+    let file = pipeline(dir.path(), &fal.base(), "budget");
+    let out = dir.path().join("out");
+    let run = || {
+        inkflow()
+            .arg("run")
+            .arg(&file)
+            .arg("--output")
+            .arg(&out)
+            .args(["--set", "stages.generate.max_cost_usd=0.1"])
+            .output()
+    };
+    let first = run().await.unwrap();
+    assert!(!first.status.success());
+    let spent_first = fal.total_submissions();
+    assert_eq!(spent_first, 4, "$0.10 buys four $0.025 images");
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(stdout.contains("max_cost_usd budget"), "{stdout}");
+
+    let second = run().await.unwrap();
+    assert!(!second.status.success());
+    assert_eq!(fal.total_submissions(), spent_first, "a restart must not spend past the budget");
+}
