@@ -13,6 +13,8 @@ use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const APP: &str = "/fal-ai/flux";
+/// A prompt containing this comes back flagged with `has_nsfw_concepts`.
+pub const FLAGGED: &str = "[flag me]";
 
 /// Where the test can see what the emulator was asked.
 #[derive(Default)]
@@ -69,9 +71,11 @@ impl Respond for Result {
         if !self.0.lock().unwrap().prompts.contains_key(&id) {
             return ResponseTemplate::new(404).set_body_json(json!({"detail": "Request not found"}));
         }
+        // fal's safety checker flags what it flags; here, prompts that ask to be flagged.
+        let flagged = self.0.lock().unwrap().prompts.get(&id).is_some_and(|p| p.contains(FLAGGED));
         ResponseTemplate::new(200).set_body_json(json!({
             "images": [{"url": format!("{}/files/{id}.png", self.1), "content_type": "image/png"}],
-            "seed": 42, "has_nsfw_concepts": [false], "timings": {"inference": 0.5},
+            "seed": 42, "has_nsfw_concepts": [flagged], "timings": {"inference": 0.5},
         }))
     }
 }

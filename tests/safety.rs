@@ -1,0 +1,76 @@
+//! Safety end to end: an unsafe prompt is never sent to fal (nothing is paid for it), and an
+//! image fal flags with `has_nsfw_concepts` never reaches disk; both are recorded as filtered.
+
+mod common;
+
+use common::fal_emulator::{FLAGGED, FalEmulator, Latency};
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsafe_prompts_are_not_paid_for_and_flagged_images_are_not_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let fal = FalEmulator::start(Latency::default()).await;
+    let prompts = json!({"prompts": [
+        {"section": "s", "image_number": 1, "image_prompt": "a happy whale", "description": "whale"},
+        {"section": "s", "image_number": 2, "image_prompt": "a n.u.d.e figure", "description": "unsafe"},
+        {"section": "s", "image_number": 3, "image_prompt": format!("a castle {FLAGGED}"), "description": "flagged"},
+    ]});
+    std::fs::write(dir.path().join("prompts.json"), prompts.to_string()).unwrap();
+    let pipeline = dir.path().join("p.yaml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "version: 1
+sources:
+  prompts: {{ kind: prompts, path: {dir}/prompts.json }}
+stages:
+  check: {{ kind: safety, inputs: [prompts], deny_files: [pipelines/safety/children-deny.txt], on_reject: drop }}
+  generate: {{ kind: fal, inputs: [check], base_url: \"{base}\", image_size: square, poll_interval_ms: 20 }}
+  gray: {{ kind: grayscale, inputs: [generate] }}
+sinks:
+  pages: {{ kind: disk, inputs: [gray], filename: \"{{description}}.png\" }}
+",
+            dir = dir.path().display(),
+            base = fal.base()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let result = tokio::process::Command::new(env!("CARGO_BIN_EXE_inkflow"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("FAL_KEY", "test-key-not-a-secret")
+        .arg("run")
+        .arg(&pipeline)
+        .arg("--output")
+        .arg(&out)
+        .output()
+        .await
+        .unwrap();
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+
+    let submitted: Vec<String> = fal.ledger.lock().unwrap().submissions.keys().cloned().collect();
+    assert_eq!(submitted.len(), 2, "the unsafe prompt must not be sent: {submitted:?}");
+    assert!(!submitted.iter().any(|p| p.contains("n.u.d.e")));
+    assert!(out.join("whale.png").is_file());
+    assert!(!out.join("flagged.png").exists(), "a flagged image reached disk");
+    assert!(!out.join("unsafe.png").exists());
+
+    let meta = |name: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(out.join("metadata").join(format!("{name}.json"))).unwrap())
+            .unwrap()
+    };
+    assert_eq!(meta("flagged")["success"], false);
+    assert!(meta("flagged").to_string().contains("NSFW"), "{}", meta("flagged"));
+    assert!(meta("unsafe").to_string().contains("deny term \\\"nude\\\""), "{}", meta("unsafe"));
+
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(out.join("batch_metadata.json")).unwrap()).unwrap();
+    assert_eq!(
+        (summary["succeeded"].as_u64(), summary["filtered"].as_u64()),
+        (Some(1), Some(2)),
+        "{summary}"
+    );
+    let reasons = summary["filtered_reasons"].as_object().unwrap();
+    assert!(reasons.keys().any(|r| r.contains("deny term \"nude\"")), "{reasons:?}");
+    assert!(reasons.keys().any(|r| r.contains("NSFW")), "{reasons:?}");
+}
