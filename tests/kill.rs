@@ -103,12 +103,11 @@ async fn kill_and_resume(latency: Latency, ready: impl Fn(&FalEmulator) -> bool)
 
     run_to_end(&file, &out).await;
 
-    let ledger = fal.ledger.lock().unwrap();
-    assert_eq!(ledger.submissions.len(), ITEMS as usize, "every prompt was submitted");
-    for (prompt, count) in &ledger.submissions {
+    let submissions = fal.ledger.lock().unwrap().submissions.clone();
+    assert_eq!(submissions.len(), ITEMS as usize, "every prompt was submitted");
+    for (prompt, count) in &submissions {
         assert_eq!(*count, 1, "{prompt:?} was paid for {count} times");
     }
-    drop(ledger);
     assert_eq!(pages(&out), pages(&reference), "the resumed pages differ from an uninterrupted run");
     let book = lopdf::Document::load(out.join("book.pdf")).unwrap();
     assert_eq!(book.get_pages().len(), ITEMS as usize);
