@@ -40,6 +40,15 @@ pub struct Latency {
     pub download: Duration,
 }
 
+/// What the emulator answers downloads with.
+#[derive(Clone)]
+pub enum Images {
+    /// Line art drawn from each prompt (deterministic; costs CPU in the test process).
+    FromPrompt,
+    /// The same file for every request (for benchmarks, so drawing costs nothing).
+    Fixed(Arc<Vec<u8>>),
+}
+
 struct Submit(Arc<Mutex<Ledger>>, String);
 impl Respond for Submit {
     fn respond(&self, request: &Request) -> ResponseTemplate {
@@ -80,7 +89,7 @@ impl Respond for Result {
     }
 }
 
-struct Download(Arc<Mutex<Ledger>>, Duration);
+struct Download(Arc<Mutex<Ledger>>, Duration, Images);
 impl Respond for Download {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let id =
@@ -91,7 +100,11 @@ impl Respond for Download {
             ledger.prompts.get(&id).cloned()
         };
         let Some(prompt) = prompt else { return ResponseTemplate::new(404) };
-        ResponseTemplate::new(200).set_body_raw(line_art_png(&prompt), "image/png").set_delay(self.1)
+        let body = match &self.2 {
+            Images::FromPrompt => line_art_png(&prompt),
+            Images::Fixed(bytes) => bytes.as_ref().clone(),
+        };
+        ResponseTemplate::new(200).set_body_raw(body, "image/png").set_delay(self.1)
     }
 }
 
@@ -106,8 +119,13 @@ pub fn line_art_png(prompt: &str) -> Vec<u8> {
 }
 
 impl FalEmulator {
-    /// Starts an emulator on loopback.
+    /// Starts an emulator on loopback that draws each prompt's image.
     pub async fn start(latency: Latency) -> Self {
+        Self::start_with(latency, Images::FromPrompt).await
+    }
+
+    /// Starts an emulator on loopback answering downloads with `images`.
+    pub async fn start_with(latency: Latency, images: Images) -> Self {
         let server = MockServer::start().await;
         let ledger = Arc::new(Mutex::new(Ledger::default()));
         let base = server.uri();
@@ -135,7 +153,7 @@ impl FalEmulator {
             .await;
         Mock::given(method("GET"))
             .and(path_regex(r"^/files/[^/]+\.png$"))
-            .respond_with(Download(ledger.clone(), latency.download))
+            .respond_with(Download(ledger.clone(), latency.download, images))
             .mount(&server)
             .await;
         FalEmulator { server, ledger }
