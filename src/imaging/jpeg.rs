@@ -54,17 +54,6 @@ fn box_block(shrink_x: u32, shrink_y: u32) -> u32 {
     [8, 4, 2].into_iter().find(|&b| f64::from(b) <= shrink).unwrap_or(1)
 }
 
-/// White bits in each value of `v & mask`, for any 8-bit value.
-const POPCOUNT: [u8; 256] = {
-    let mut table = [0u8; 256];
-    let mut i = 0;
-    while i < 256 {
-        table[i] = (i as u32).count_ones() as u8;
-        i += 1;
-    }
-    table
-};
-
 /// Averages `block` x `block` pixels of a bilevel page into one gray pixel (the share of white
 /// bits, an exact box filter), read straight from the packed rows. `block` is 2, 4 or 8, so a
 /// block never straddles a byte. Blocks cut by the right or bottom edge average the pixels
@@ -72,28 +61,34 @@ const POPCOUNT: [u8; 256] = {
 fn box_reduce_bilevel(raster: &Raster, packed: &[u8], block: u32) -> Raster {
     let (width, height) = (raster.width as usize, raster.height as usize);
     let block = block as usize;
+    let per_byte = 8 / block;
     let stride = Raster::bilevel_stride(raster.width);
     let (out_width, out_height) = (width.div_ceil(block), height.div_ceil(block));
+    // For every byte value, the white bits of each of its blocks, one block per 8-bit field
+    // (the first block in the low field): a block holds at most 64 pixels, so a field never
+    // overflows, and one add per byte sums all its blocks of a row at once.
     let mask = (1usize << block) - 1;
+    let counts: [u32; 256] = std::array::from_fn(|byte| {
+        (0..per_byte)
+            .fold(0, |fields, j| fields | ((byte >> (8 - block * (j + 1))) & mask).count_ones() << (8 * j))
+    });
     let mut gray = vec![0u8; out_width * out_height];
-    let mut whites = vec![0u16; out_width];
+    let mut sums = vec![0u32; stride];
     for (out_y, out_row) in gray.chunks_exact_mut(out_width).enumerate() {
-        whites.fill(0);
+        sums.fill(0);
         let rows = packed.chunks_exact(stride).skip(out_y * block).take(block);
         let row_count = rows.len();
         for row in rows {
-            for (out_x, white) in whites.iter_mut().enumerate() {
-                let bit = out_x * block;
-                let byte = usize::from(row[bit / 8]);
-                *white += u16::from(POPCOUNT[(byte >> (8 - block - bit % 8)) & mask]);
+            for (sum, &byte) in sums.iter_mut().zip(row) {
+                *sum += counts[usize::from(byte)];
             }
         }
-        for (out_x, (px, &white)) in out_row.iter_mut().zip(&whites).enumerate() {
+        for (out_x, px) in out_row.iter_mut().enumerate() {
+            let white = (sums[out_x / per_byte] >> (8 * (out_x % per_byte))) & 0xFF;
             // Padding bits past the width are black (0), so they add no white; divide by the
             // pixels the block really holds.
-            let columns = block.min(width - out_x * block);
-            let pixels = (columns * row_count).max(1);
-            *px = ((usize::from(white) * 255 + pixels / 2) / pixels) as u8;
+            let pixels = (block.min(width - out_x * block) * row_count).max(1);
+            *px = ((white as usize * 255 + pixels / 2) / pixels) as u8;
         }
     }
     Raster { width: out_width as u32, height: out_height as u32, dpi: raster.dpi, pixels: Pixels::Gray(gray) }
