@@ -817,17 +817,104 @@ async fn the_budget_stops_submitting_and_says_so() {
 }
 
 /// A journal that keeps entries in memory, or refuses them all.
+/// A journal that keeps what it is told in memory, and refuses the call named `refuse`.
 #[derive(Default)]
 struct Journal {
+    /// Accepted requests: item key, stage, request.
     entries: Mutex<Vec<(String, String, Value)>>,
-    broken: bool,
+    /// Every call in order: "submitting", "submitted" or "not_submitted", with the item key.
+    calls: Mutex<Vec<(&'static str, String)>>,
+    refuse: Option<&'static str>,
+}
+impl Journal {
+    fn note(&self, call: &'static str, item: &Item) -> anyhow::Result<()> {
+        anyhow::ensure!(self.refuse != Some(call), "disk full");
+        self.calls.lock().unwrap().push((call, item.key.clone()));
+        Ok(())
+    }
+
+    fn calls(&self) -> Vec<&'static str> {
+        self.calls.lock().unwrap().iter().map(|(call, _)| *call).collect()
+    }
 }
 impl SubmissionLog for Journal {
+    fn submitting(&self, item: &Item, _stage: &str, _cost: Option<f64>) -> anyhow::Result<()> {
+        self.note("submitting", item)
+    }
+
     fn submitted(&self, item: &Item, stage: &str, request: &Value) -> anyhow::Result<()> {
-        anyhow::ensure!(!self.broken, "disk full");
+        self.note("submitted", item)?;
         self.entries.lock().unwrap().push((item.key.clone(), stage.to_owned(), request.clone()));
         Ok(())
     }
+
+    fn not_submitted(&self, item: &Item, _stage: &str) -> anyhow::Result<()> {
+        self.note("not_submitted", item)
+    }
+}
+
+/// Runs one item through a journaled stage; returns its outcome and the journal.
+async fn run_journaled(fal: &Emulator, prompt: &str, journal: Journal) -> (Outcome, Arc<Journal>) {
+    let journal = Arc::new(journal);
+    let cx = RunContext { submissions: Some(journal.clone()), ..RunContext::default() };
+    let stage = build(&fal.options(json!({})));
+    let outcome = run(&stage, &[prompt], &cx).await.remove(0);
+    (outcome, journal)
+}
+
+#[tokio::test]
+async fn a_submission_is_journaled_before_it_is_sent_and_never_sent_unjournaled() {
+    let fal = Emulator::start().await;
+    let (outcome, journal) = run_journaled(&fal, "jb-1", Journal::default()).await;
+    assert_image(&outcome, 8, 6);
+    assert_eq!(journal.calls(), ["submitting", "submitted"]);
+
+    let refusing = Journal { refuse: Some("submitting"), ..Journal::default() };
+    let (outcome, _) = run_journaled(&fal, "jb-2", refusing).await;
+    let (message, _) = failure(&outcome);
+    assert!(message.contains("not submitted") && message.contains("disk full"), "{message}");
+    assert_eq!(fal.submissions("jb-2").await, 0);
+}
+
+#[tokio::test]
+async fn a_refused_submission_is_withdrawn_from_the_journal() {
+    let fal = Emulator::start().await;
+    let invalid = ResponseTemplate::new(422).set_body_json(json!({"detail": "prompt too long"}));
+    fal.on_submit("jr-1", invalid).await;
+    let (outcome, journal) = run_journaled(&fal, "jr-1", Journal::default()).await;
+    let (message, _) = failure(&outcome);
+    assert!(message.contains("HTTP 422") && !message.contains("--retry-failed"), "{message}");
+    assert_eq!(journal.calls(), ["submitting", "not_submitted"]);
+}
+
+#[tokio::test]
+async fn a_submission_without_an_answer_is_left_uncertain_and_not_repeated() {
+    let fal = Emulator::start().await;
+    let id = "ju-1";
+    Mock::given(method("POST"))
+        .and(path(format!("{APP}/dev")))
+        .and(body_partial_json(json!({"prompt": id})))
+        .respond_with_err(|_: &Request| std::io::Error::new(std::io::ErrorKind::ConnectionReset, "dropped"))
+        .with_priority(1)
+        .mount(&fal.server)
+        .await;
+    let (outcome, journal) = run_journaled(&fal, id, Journal::default()).await;
+    let (message, attempts) = failure(&outcome);
+    assert!(message.contains("may have been accepted") && message.contains("--retry-failed"), "{message}");
+    assert_eq!((attempts, fal.submissions(id).await), (1, 1), "fal may have it: sent once only");
+    assert_eq!(journal.calls(), ["submitting"], "the journal keeps it as uncertain");
+}
+
+#[tokio::test]
+async fn a_resumed_uncertain_submission_is_reported_not_repaid() {
+    let fal = Emulator::start().await;
+    let stage = build(&fal.options(json!({})));
+    let mut resumed = item(0, "ur-1");
+    resumed.record(inkflow::engine::run_context::RESUME_FACT, json!({"stage": "generate", "request": null}));
+    let outcome = run_items(&stage, vec![resumed], &RunContext::default()).await.remove(0);
+    let (message, _) = failure(&outcome);
+    assert!(message.contains("--retry-failed"), "{message}");
+    assert_eq!(fal.submissions("ur-1").await, 0);
 }
 
 #[tokio::test]
@@ -854,7 +941,7 @@ async fn accepted_requests_are_journaled_with_their_urls() {
 async fn an_unjournaled_request_is_cancelled_and_the_item_fails() {
     let fal = Emulator::start().await;
     let cx = RunContext {
-        submissions: Some(Arc::new(Journal { broken: true, ..Journal::default() })),
+        submissions: Some(Arc::new(Journal { refuse: Some("submitted"), ..Journal::default() })),
         ..RunContext::default()
     };
     let stage = build(&fal.options(json!({})));

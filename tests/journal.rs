@@ -8,11 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::{Probe, registry, write_pipeline};
-use inkflow::engine::item::{Item, Prompt};
+use inkflow::engine::item::{Failure, Item, Prompt};
 use inkflow::engine::journal::{JOURNAL_FILE, Journal, ResumePolicy};
 use inkflow::engine::pipeline::{self, LoadOptions, Pipeline};
 use inkflow::engine::run_context::{RunContext, SubmissionLog as _};
-use inkflow::engine::runtime::{self, ItemObserver as _, Preparation, RunSettings};
+use inkflow::engine::runtime::{self, ItemObserver as _, ItemOutcome, Preparation, RunSettings};
 use inkflow::engine::summary::Summary;
 use serde_json::json;
 
@@ -94,6 +94,42 @@ fn paid_requests_come_back_until_collected() {
     let mut later = Item::new(0, item.prompt.clone());
     journal.prepare(&mut later).unwrap();
     assert!(!later.facts.contains_key("resume_request"));
+}
+
+#[test]
+fn a_submission_cut_off_before_its_answer_comes_back_uncertain_until_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = load(dir.path(), &[], &Arc::default());
+    let open = |policy| Journal::open(dir.path(), &pipeline, policy).unwrap();
+    let journal = open(ResumePolicy::default());
+    let mut item = Item::new(0, Prompt { section: "t".into(), number: 1, ..Prompt::default() });
+    journal.prepare(&mut item).unwrap();
+    journal.submitting(&item, "gen", Some(0.025)).unwrap();
+    assert!((journal.spent_usd().unwrap() - 0.025).abs() < 1e-9, "it may have been charged");
+    drop(journal); // the process dies before fal's answer arrives
+
+    let journal = open(ResumePolicy::default());
+    let mut resumed = Item::new(0, item.prompt.clone());
+    assert_eq!(journal.prepare(&mut resumed).unwrap(), Preparation::Run);
+    assert_eq!(resumed.facts["resume_request"], json!({"stage": "gen", "request": null}));
+    let status = Journal::status(dir.path()).unwrap();
+    assert_eq!((status.uncertain_submissions, status.unfinished_submissions), (1, 0));
+
+    // The stage reports it; a plain resume leaves it failed, --retry-failed submits again.
+    let failure = Failure { stage: "gen".into(), error: "uncertain".into(), attempts: 1 };
+    journal.item_finished(&resumed, &ItemOutcome::Failed(failure));
+    drop(journal);
+    let mut again = Item::new(0, item.prompt.clone());
+    assert_eq!(open(ResumePolicy::default()).prepare(&mut again).unwrap(), Preparation::Skip);
+    let journal = open(ResumePolicy { retry_failed: true });
+    let mut retried = Item::new(0, item.prompt.clone());
+    assert_eq!(journal.prepare(&mut retried).unwrap(), Preparation::Run);
+    assert!(!retried.facts.contains_key("resume_request"), "the user's word to submit again");
+
+    // A submission fal surely refused is forgotten, and so is its cost.
+    journal.submitting(&retried, "gen", Some(0.025)).unwrap();
+    journal.not_submitted(&retried, "gen").unwrap();
+    assert_eq!(journal.spent_usd().unwrap(), 0.0);
 }
 
 #[test]

@@ -70,18 +70,19 @@ fn pages(out: &Path) -> Vec<(String, Vec<u8>)> {
     pages
 }
 
-/// Runs the batch, kills it once `ready` says the moment has come, resumes it, and checks
-/// that nothing was paid twice and the outputs equal an uninterrupted run's.
-async fn kill_and_resume(latency: Latency, ready: impl Fn(&FalEmulator) -> bool) {
-    let dir = tempfile::tempdir().unwrap();
-
+/// Runs the batch against `fal` and SIGKILLs it once `ready` says the moment has come.
+/// Returns the pipeline file, the output directory and an uninterrupted run's output.
+async fn run_and_kill(
+    dir: &Path,
+    fal: &FalEmulator,
+    ready: impl Fn(&FalEmulator) -> bool,
+) -> (PathBuf, PathBuf, PathBuf) {
     let reference_fal = FalEmulator::start(Latency::default()).await;
-    let reference = dir.path().join("reference");
-    run_to_end(&pipeline(dir.path(), &reference_fal.base(), "reference"), &reference).await;
+    let reference = dir.join("reference");
+    run_to_end(&pipeline(dir, &reference_fal.base(), "reference"), &reference).await;
 
-    let fal = FalEmulator::start(latency).await;
-    let file = pipeline(dir.path(), &fal.base(), "killed");
-    let out = dir.path().join("killed");
+    let file = pipeline(dir, &fal.base(), "killed");
+    let out = dir.join("killed");
     let mut child = inkflow()
         .arg("run")
         .arg(&file)
@@ -92,7 +93,7 @@ async fn kill_and_resume(latency: Latency, ready: impl Fn(&FalEmulator) -> bool)
         .spawn()
         .unwrap();
     let started = Instant::now();
-    while !ready(&fal) {
+    while !ready(fal) {
         assert!(child.try_wait().unwrap().is_none(), "the batch ended before the moment to kill it");
         assert!(started.elapsed() < Duration::from_secs(60), "the moment to kill never came");
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -100,6 +101,34 @@ async fn kill_and_resume(latency: Latency, ready: impl Fn(&FalEmulator) -> bool)
     child.kill().await.unwrap();
     let written_before = pages(&out).len();
     assert!(written_before < ITEMS as usize, "the kill came too late ({written_before} pages written)");
+    (file, out, reference)
+}
+
+/// Checks a finished batch: the pages equal an uninterrupted run's, the book is whole,
+/// nothing half-written is left and the journal counts every item written.
+async fn assert_complete(out: &Path, reference: &Path) {
+    assert_eq!(pages(out), pages(reference), "the resumed pages differ from an uninterrupted run");
+    let book = lopdf::Document::load(out.join("book.pdf")).unwrap();
+    assert_eq!(book.get_pages().len(), ITEMS as usize);
+    for entry in std::fs::read_dir(out).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert!(!name.ends_with(".tmp") && !name.ends_with(".partial"), "left behind: {name}");
+    }
+    let status = status(out).await;
+    assert!(status.contains(&format!("written      {ITEMS}")), "{status}");
+}
+
+async fn status(out: &Path) -> String {
+    let status = inkflow().arg("status").arg(out).output().await.unwrap();
+    String::from_utf8_lossy(&status.stdout).into_owned()
+}
+
+/// Kills the batch at a moment when every accepted request is journaled, resumes it, and
+/// checks that nothing was paid twice and the outputs equal an uninterrupted run's.
+async fn kill_and_resume(latency: Latency, ready: impl Fn(&FalEmulator) -> bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let fal = FalEmulator::start(latency).await;
+    let (file, out, reference) = run_and_kill(dir.path(), &fal, ready).await;
 
     run_to_end(&file, &out).await;
 
@@ -108,29 +137,69 @@ async fn kill_and_resume(latency: Latency, ready: impl Fn(&FalEmulator) -> bool)
     for (prompt, count) in &submissions {
         assert_eq!(*count, 1, "{prompt:?} was paid for {count} times");
     }
-    assert_eq!(pages(&out), pages(&reference), "the resumed pages differ from an uninterrupted run");
-    let book = lopdf::Document::load(out.join("book.pdf")).unwrap();
-    assert_eq!(book.get_pages().len(), ITEMS as usize);
-    for entry in std::fs::read_dir(&out).unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        assert!(!name.ends_with(".tmp") && !name.ends_with(".partial"), "left behind: {name}");
-    }
-    let status = inkflow().arg("status").arg(&out).output().await.unwrap();
-    let status = String::from_utf8_lossy(&status.stdout).into_owned();
-    assert!(status.contains(&format!("written      {ITEMS}")), "{status}");
+    assert_complete(&out, &reference).await;
+    let status = status(&out).await;
     assert!(status.contains(&format!("${:.3}", f64::from(ITEMS) * 0.025)), "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_while_polling_it_resumes_without_paying_twice() {
+    // Four requests in flight (the stage's concurrency), each polled at least once, so each
+    // was journaled; the slow polls hold them there.
     let slow_polls = Latency { status: Duration::from_millis(400), ..Latency::default() };
-    kill_and_resume(slow_polls, |fal| fal.total_submissions() >= 4).await;
+    kill_and_resume(slow_polls, |fal| {
+        fal.ledger.lock().unwrap().polled.len() >= 4 && fal.every_accepted_request_journaled()
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_while_downloading_it_resumes_without_paying_twice() {
-    let slow_downloads = Latency { download: Duration::from_millis(400), ..Latency::default() };
-    kill_and_resume(slow_downloads, |fal| fal.ledger.lock().unwrap().downloads >= 3).await;
+    let slow_downloads = Latency { download: Duration::from_millis(800), ..Latency::default() };
+    kill_and_resume(slow_downloads, |fal| {
+        fal.ledger.lock().unwrap().downloads >= 4 && fal.every_accepted_request_journaled()
+    })
+    .await;
+}
+
+/// Killed after fal accepted (and charged) four requests but before its answers arrived:
+/// the journal knows they were sent but not their ids. The resume must not pay for them
+/// again on its own, must say so, and `--retry-failed` must finish the book.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_while_submitting_it_reports_the_uncertain_requests_instead_of_paying_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow_answers = Latency { submit: Duration::from_millis(1500), ..Latency::default() };
+    let fal = FalEmulator::start(slow_answers).await;
+    let (file, out, reference) = run_and_kill(dir.path(), &fal, |fal| fal.total_submissions() >= 4).await;
+    let cut_off: Vec<String> = fal.ledger.lock().unwrap().submissions.keys().cloned().collect();
+    assert_eq!(cut_off.len(), 4);
+
+    let resumed = inkflow().arg("run").arg(&file).arg("--output").arg(&out).output().await.unwrap();
+    assert!(!resumed.status.success(), "four items could not be finished");
+    let stdout = String::from_utf8_lossy(&resumed.stdout);
+    assert!(stdout.contains("--retry-failed"), "the way forward is named: {stdout}");
+    let report = status(&out).await;
+    assert!(report.contains("4 request(s) sent by a run that stopped before fal answered"), "{report}");
+    assert!(report.contains("written      6") && report.contains("failed       4"), "{report}");
+    for (prompt, count) in fal.ledger.lock().unwrap().submissions.iter() {
+        assert_eq!(*count, 1, "{prompt:?} was paid for {count} times without being asked");
+    }
+
+    let retried = inkflow()
+        .arg("run")
+        .arg(&file)
+        .arg("--output")
+        .arg(&out)
+        .arg("--retry-failed")
+        .output()
+        .await
+        .unwrap();
+    assert!(retried.status.success(), "{}", String::from_utf8_lossy(&retried.stderr));
+    for (prompt, count) in fal.ledger.lock().unwrap().submissions.iter() {
+        let expected = if cut_off.contains(prompt) { 2 } else { 1 };
+        assert_eq!(*count, expected, "{prompt:?}: submitted again only when asked");
+    }
+    assert_complete(&out, &reference).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

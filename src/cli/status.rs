@@ -26,6 +26,13 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
             status.unfinished_submissions
         );
     }
+    if status.uncertain_submissions > 0 {
+        println!(
+            "  {} request(s) sent by a run that stopped before fal answered: they may have been charged; \
+             `inkflow run --retry-failed` submits them again",
+            status.uncertain_submissions
+        );
+    }
     for (key, stage, error, attempts) in &status.failures {
         println!("  failed {key} at {stage} after {attempts} attempt(s): {error}");
     }

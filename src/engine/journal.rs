@@ -51,6 +51,8 @@ pub struct Status {
     pub spent_usd: f64,
     /// Paid requests accepted but not yet collected.
     pub unfinished_submissions: u64,
+    /// Requests sent by a run that stopped before hearing whether they were accepted.
+    pub uncertain_submissions: u64,
     /// Failed items: key, stage, error, attempts.
     pub failures: Vec<(String, String, String, u32)>,
 }
@@ -115,6 +117,25 @@ impl Journal {
         Ok(())
     }
 
+    /// Writes the item's submission row for `stage`, replacing an earlier one.
+    fn record_submission(
+        &self,
+        item: &Item,
+        stage: &str,
+        request: &str,
+        cost_usd: f64,
+    ) -> anyhow::Result<()> {
+        self.lock()
+            .execute(
+                "INSERT INTO submissions (key, stage, request, cost_usd, collected, submitted_at)
+                 VALUES (?1, ?2, ?3, ?4, 0, ?5)
+                 ON CONFLICT(key, stage) DO UPDATE SET request = ?3, cost_usd = ?4, collected = 0, submitted_at = ?5",
+                params![item.key, stage, request, cost_usd, now()],
+            )
+            .with_context(|| format!("cannot write to the journal {}", self.path.display()))?;
+        Ok(())
+    }
+
     fn log_failure(&self, what: &str, result: anyhow::Result<()>) {
         if let Err(e) = result {
             tracing::error!("journal: {what}: {e:#}");
@@ -122,21 +143,28 @@ impl Journal {
     }
 }
 
+/// What the `request` column holds between `submitting` and `submitted`.
+const UNACKNOWLEDGED: &str = "null";
+
 impl SubmissionLog for Journal {
+    fn submitting(&self, item: &Item, stage: &str, cost_usd: Option<f64>) -> anyhow::Result<()> {
+        self.record_submission(item, stage, UNACKNOWLEDGED, cost_usd.unwrap_or(0.0))
+    }
+
     fn submitted(&self, item: &Item, stage: &str, request: &Value) -> anyhow::Result<()> {
         let cost = request.get("cost_usd").and_then(Value::as_f64).unwrap_or(0.0);
-        {
-            let mut conn = self.lock();
-            let tx = conn.transaction()?;
-            tx.execute(
-                "INSERT INTO submissions (key, stage, request, cost_usd, collected, submitted_at)
-                 VALUES (?1, ?2, ?3, ?4, 0, ?5)
-                 ON CONFLICT(key, stage) DO UPDATE SET request = ?3, cost_usd = ?4, collected = 0, submitted_at = ?5",
-                params![item.key, stage, request.to_string(), cost, now()],
-            )?;
-            tx.commit()?;
-        }
+        self.record_submission(item, stage, &request.to_string(), cost)?;
         self.set_state(item, "submitted", Some(stage), None, 0)
+    }
+
+    fn not_submitted(&self, item: &Item, stage: &str) -> anyhow::Result<()> {
+        self.lock()
+            .execute(
+                "DELETE FROM submissions WHERE key = ?1 AND stage = ?2 AND request = ?3",
+                params![item.key, stage, UNACKNOWLEDGED],
+            )
+            .with_context(|| format!("cannot write to the journal {}", self.path.display()))?;
+        Ok(())
     }
 }
 
@@ -154,8 +182,14 @@ impl ItemObserver for Journal {
                 conn.prepare("SELECT stage, request FROM submissions WHERE key = ?1 AND collected = 0")?;
             stmt.query_map([&item.key], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?
         };
+        let failed_before = row.as_ref().is_some_and(|(state, _)| state == "failed");
         for (stage, request) in pending {
-            // A paid request not yet collected: the stage re-polls it instead of paying again.
+            if request == UNACKNOWLEDGED && failed_before && self.policy.retry_failed {
+                // Reported as uncertain before; --retry-failed is the user's word to submit again.
+                continue;
+            }
+            // A paid request not yet collected: the stage re-polls it instead of paying again
+            // (or, if its fate is unknown, reports that instead of paying twice).
             let request: Value = serde_json::from_str(&request).unwrap_or(Value::Null);
             item.record(RESUME_FACT, serde_json::json!({ "stage": stage, "request": request }));
         }
@@ -263,9 +297,15 @@ fn read_status(conn: &Connection) -> rusqlite::Result<Status> {
         stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?.collect::<Result<_, _>>()?;
     status.spent_usd =
         conn.query_row("SELECT COALESCE(SUM(cost_usd), 0) FROM submissions", [], |r| r.get(0))?;
-    status.unfinished_submissions =
-        conn.query_row("SELECT count(*) FROM submissions WHERE collected = 0", [], |r| r.get::<_, i64>(0))?
-            as u64;
+    let unfinished = |acknowledged: bool| {
+        conn.query_row(
+            "SELECT count(*) FROM submissions WHERE collected = 0 AND (request != ?1) = ?2",
+            params![UNACKNOWLEDGED, acknowledged],
+            |r| r.get::<_, i64>(0),
+        )
+    };
+    status.unfinished_submissions = unfinished(true)? as u64;
+    status.uncertain_submissions = unfinished(false)? as u64;
     let mut stmt =
         conn.prepare("SELECT key, COALESCE(stage, ''), COALESCE(error, ''), attempts FROM items WHERE state = 'failed' ORDER BY seq")?;
     status.failures = stmt

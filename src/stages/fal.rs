@@ -39,6 +39,12 @@ use crate::engine::stage::{
 /// How long a best-effort cancel may take, so Ctrl-C stays prompt.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Why an item whose submission may or may not have reached fal is not submitted again:
+/// fal's queue API has no idempotency key and no way to look a request up by its input.
+const UNCERTAIN_SUBMISSION: &str = "The request was sent but fal's answer never arrived, so it may have been \
+     accepted and charged with no way to collect it. It is not submitted again without your word, so nothing \
+     is paid twice: `inkflow run --retry-failed` submits it again";
+
 /// The `fal` kind: generation with fal.ai's queue API.
 pub struct Fal {
     info: KindInfo,
@@ -245,7 +251,8 @@ impl FalStage {
         // A request an earlier run paid for but did not collect: poll it, never submit again.
         let resumed =
             item.facts.get(RESUME_FACT).filter(|r| r.get("stage").and_then(Value::as_str) == Some(&self.id));
-        let submission = match resumed.and_then(|r| r.get("request")) {
+        let submission = match resumed.map(|r| r.get("request").unwrap_or(&Value::Null)) {
+            Some(Value::Null) => return Err(Failure::Item(UNCERTAIN_SUBMISSION.into())),
             Some(journaled) => serde_json::from_value::<Submission>(journaled.clone()).map_err(|e| {
                 Failure::Item(format!("the journal's request for this item is unreadable: {e}"))
             })?,
@@ -348,6 +355,13 @@ impl FalStage {
             ));
         }
         self.reserve_budget(&options.model, cost, cx.spent_before_usd)?;
+        let log = cx.submission_log();
+        if let Some(Err(e)) = log.map(|log| log.submitting(item, &self.id, cost)) {
+            self.release_budget(cost);
+            return Err(Failure::Item(format!(
+                "not submitted: the journal could not record the submission beforehand ({e:#})"
+            )));
+        }
         let submitted = self
             .policy
             .run(Call::Submit, &format!("{}: submit", item.key), &cx.stop, retries, || {
@@ -357,8 +371,18 @@ impl FalStage {
         let submission = match submitted {
             Ok(submission) => submission,
             Err(gave_up) => {
+                let uncertain =
+                    matches!(&gave_up, GaveUp::Failed(error, _) if error.may_have_been_accepted());
+                let failure = self.gave_up(gave_up, &format!("submitting to {}", options.model));
+                if let (true, Failure::Item(message)) = (uncertain, &failure) {
+                    // The money may be gone: keep it counted and the submission on record.
+                    return Err(Failure::Item(format!("{message}. {UNCERTAIN_SUBMISSION}")));
+                }
                 self.release_budget(cost);
-                return Err(self.gave_up(gave_up, &format!("submitting to {}", options.model)));
+                if let Some(Err(e)) = log.map(|log| log.not_submitted(item, &self.id)) {
+                    tracing::warn!("{}: journal: {e:#}", item.key);
+                }
+                return Err(failure);
             }
         };
         tracing::info!("{}: fal accepted request {}", item.key, submission.request_id);
@@ -366,7 +390,7 @@ impl FalStage {
         if let (Some(fields), Some(cost)) = (journaled.as_object_mut(), cost) {
             fields.insert("cost_usd".into(), cost.into());
         }
-        if let Err(e) = cx.record_submission(item, &self.id, &journaled) {
+        if let Some(Err(e)) = log.map(|log| log.submitted(item, &self.id, &journaled)) {
             self.cancel_quietly(&submission.request_id, &submission.cancel_url).await;
             return Err(Failure::Item(format!(
                 "fal accepted request {} but the journal could not record it ({e:#}); cancelled it instead of \

@@ -3,7 +3,7 @@
 //! optional delay), results point at a PNG on the same server, drawn from the prompt so the
 //! image is realistic line art and the same prompt always gives the same bytes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,6 +25,9 @@ pub struct Ledger {
     pub prompts: HashMap<String, String>,
     /// Image downloads started.
     pub downloads: u32,
+    /// Request ids whose status was asked for: inkflow polls a request only once it has
+    /// journaled it.
+    pub polled: HashSet<String>,
 }
 
 /// A running emulator.
@@ -36,6 +39,8 @@ pub struct FalEmulator {
 /// How slow each step is, so a test can catch the batch in the middle of one.
 #[derive(Clone, Copy, Default)]
 pub struct Latency {
+    /// Before answering a submission (which is accepted, and charged, on arrival).
+    pub submit: Duration,
     pub status: Duration,
     pub download: Duration,
 }
@@ -49,7 +54,7 @@ pub enum Images {
     Fixed(Arc<Vec<u8>>),
 }
 
-struct Submit(Arc<Mutex<Ledger>>, String);
+struct Submit(Arc<Mutex<Ledger>>, String, Duration);
 impl Respond for Submit {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let body: Value = request.body_json().unwrap_or(Value::Null);
@@ -59,17 +64,21 @@ impl Respond for Submit {
         let id = format!("req-{}", ledger.prompts.len() + 1);
         ledger.prompts.insert(id.clone(), prompt);
         let url = format!("{}{APP}/requests/{id}", self.1);
-        ResponseTemplate::new(200).set_body_json(json!({
-            "request_id": id, "response_url": url, "status_url": format!("{url}/status"),
-            "cancel_url": format!("{url}/cancel"),
-        }))
+        ResponseTemplate::new(200)
+            .set_body_json(json!({
+                "request_id": id, "response_url": url, "status_url": format!("{url}/status"),
+                "cancel_url": format!("{url}/cancel"),
+            }))
+            .set_delay(self.2)
     }
 }
 
-struct Status(Duration);
+struct Status(Arc<Mutex<Ledger>>, Duration);
 impl Respond for Status {
-    fn respond(&self, _: &Request) -> ResponseTemplate {
-        ResponseTemplate::new(200).set_body_json(json!({"status": "COMPLETED"})).set_delay(self.0)
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let id = request.url.path().split('/').nth(4).unwrap_or_default().to_owned();
+        self.0.lock().unwrap().polled.insert(id);
+        ResponseTemplate::new(200).set_body_json(json!({"status": "COMPLETED"})).set_delay(self.1)
     }
 }
 
@@ -131,12 +140,12 @@ impl FalEmulator {
         let base = server.uri();
         Mock::given(method("POST"))
             .and(path_regex(r"^/fal-ai/flux/dev$"))
-            .respond_with(Submit(ledger.clone(), base.clone()))
+            .respond_with(Submit(ledger.clone(), base.clone(), latency.submit))
             .mount(&server)
             .await;
         Mock::given(method("GET"))
             .and(path_regex(r"^/fal-ai/flux/requests/[^/]+/status$"))
-            .respond_with(Status(latency.status))
+            .respond_with(Status(ledger.clone(), latency.status))
             .mount(&server)
             .await;
         Mock::given(method("GET"))
@@ -167,5 +176,12 @@ impl FalEmulator {
     /// Accepted submissions over all prompts.
     pub fn total_submissions(&self) -> u32 {
         self.ledger.lock().unwrap().submissions.values().sum()
+    }
+
+    /// Whether inkflow has journaled every request accepted so far (it polls a request only
+    /// after journaling it), so no submission is caught between acceptance and journal.
+    pub fn every_accepted_request_journaled(&self) -> bool {
+        let ledger = self.ledger.lock().unwrap();
+        ledger.prompts.keys().all(|id| ledger.polled.contains(id))
     }
 }

@@ -81,6 +81,12 @@ impl CallError {
         }
     }
 
+    /// Whether fal may have accepted (and will charge) a submission that ended in this error:
+    /// the request was sent but no usable answer came back.
+    pub(super) fn may_have_been_accepted(&self) -> bool {
+        matches!(self, CallError::Transport { before_sending: false, .. } | CallError::Invalid(_))
+    }
+
     /// How long the server asked to wait.
     pub(super) fn retry_after(&self) -> Option<Duration> {
         match self {
