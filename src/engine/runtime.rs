@@ -190,7 +190,7 @@ impl Batch {
         let Batch { pipeline, components, items, output_dir, progress } = self;
         let started = Instant::now();
         let started_at = SystemTime::now();
-        let all_items: Vec<Item> = items.iter().flatten().cloned().collect();
+        let all_items: Vec<&Item> = items.iter().flatten().collect();
         progress.total.store(all_items.len() as u64, Ordering::Relaxed);
         for component in &components {
             if let Component::Sink(sink) = component {

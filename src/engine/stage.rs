@@ -230,7 +230,7 @@ pub trait Sink: Send + Sync {
 
     /// Called once before the first item with every listed item (including those that will be
     /// skipped as complete), so a sink that assembles a whole batch (a book) knows its order.
-    async fn begin(&self, _items: &[Item]) -> anyhow::Result<()> {
+    async fn begin(&self, _items: &[&Item]) -> anyhow::Result<()> {
         Ok(())
     }
 

@@ -8,7 +8,7 @@
 //! a book. pdf-writer serializes every object, but its `Pdf` buffers the whole file to compute the
 //! xref offsets; [`ObjectFile`] writes objects one by one and keeps the offsets itself instead.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -288,9 +288,9 @@ struct BookSink {
 struct Book {
     /// Opened on the first image, so `validate` and a batch with no pages create no file.
     file: Option<ObjectFile>,
-    pages: Vec<PageRecord>,
-    /// Every item the batch listed, so pages never written (batch stopped, resumed items) count as missing.
-    listed: Vec<PageInfo>,
+    /// Every item the batch listed, in source order, with what it got so far: pages never
+    /// written in this run (batch stopped, resumed items) are the ones still `None` at the end.
+    pages: Vec<ListedPage>,
     /// Set when an append failed: the file's offsets can no longer be trusted.
     broken: Option<String>,
     finished: bool,
@@ -320,7 +320,13 @@ impl PageInfo {
     }
 }
 
-/// One page of the book as the sink remembers it until `finish`.
+/// A listed item and, once it arrived, its page.
+struct ListedPage {
+    info: PageInfo,
+    content: Option<PageContent>,
+}
+
+/// One page of the book, ready to be laid out.
 struct PageRecord {
     info: PageInfo,
     content: PageContent,
@@ -382,9 +388,11 @@ impl Sink for BookSink {
         self.settings.pages.has(&item.key)
     }
 
-    async fn begin(&self, items: &[Item]) -> anyhow::Result<()> {
+    async fn begin(&self, items: &[&Item]) -> anyhow::Result<()> {
         let mut book = self.lock().map_err(anyhow::Error::msg)?;
-        book.listed = items.iter().map(PageInfo::of).collect();
+        book.pages =
+            items.iter().map(|item| ListedPage { info: PageInfo::of(item), content: None }).collect();
+        book.pages.sort_by_key(|page| page.info.seq);
         Ok(())
     }
 
@@ -393,10 +401,7 @@ impl Sink for BookSink {
         let raster = match arrival(states)? {
             Arrival::Image(raster) => raster,
             Arrival::Missing(reason) => {
-                self.lock()
-                    .map_err(StageError::failed)?
-                    .pages
-                    .push(PageRecord { info, content: PageContent::Missing { reason } });
+                self.lock().map_err(StageError::failed)?.record(info, PageContent::Missing { reason });
                 return Ok(());
             }
         };
@@ -407,8 +412,7 @@ impl Sink for BookSink {
                 let reason = format!("the pdf sink could not encode the page: {e}");
                 self.lock()
                     .map_err(StageError::failed)?
-                    .pages
-                    .push(PageRecord { info, content: PageContent::Missing { reason: reason.clone() } });
+                    .record(info, PageContent::Missing { reason: reason.clone() });
                 return Err(StageError::failed(reason));
             }
         };
@@ -433,6 +437,15 @@ impl Sink for BookSink {
 }
 
 impl Book {
+    /// Remembers what an item got, at its place among the listed items (an item the batch did
+    /// not list is added in source order).
+    fn record(&mut self, info: PageInfo, content: PageContent) {
+        match self.pages.binary_search_by_key(&info.seq, |page| page.info.seq) {
+            Ok(at) if self.pages[at].info.key == info.key => self.pages[at].content = Some(content),
+            Ok(at) | Err(at) => self.pages.insert(at, ListedPage { info, content: Some(content) }),
+        }
+    }
+
     /// Appends an encoded image to the partial file and remembers its page.
     fn append_image(
         &mut self,
@@ -452,7 +465,7 @@ impl Book {
                     height: stream.height,
                     dpi: stream.dpi,
                 };
-                self.pages.push(PageRecord { info, content });
+                self.record(info, content);
                 Ok(())
             }
             Err(e) => {
@@ -489,37 +502,38 @@ impl Book {
             self.file = None;
             anyhow::bail!("no book was written to {}: {error}", settings.final_path.display());
         }
-        let mut pages = std::mem::take(&mut self.pages);
-        let written: HashSet<String> = pages.iter().map(|p| p.info.key.clone()).collect();
-        let unwritten: Vec<PageInfo> =
-            self.listed.iter().filter(|info| !written.contains(&info.key)).cloned().collect();
-        for info in unwritten {
-            // Pages an earlier run made come from the page store, one at a time.
-            let content = match settings.pages.load(&info.key) {
-                Ok(stream) => {
-                    let xobject = self
-                        .write_image(&settings.partial_path, &stream)
-                        .with_context(|| format!("writing {}", settings.partial_path.display()))?;
-                    PageContent::Image {
-                        xobject,
-                        width: stream.width,
-                        height: stream.height,
-                        dpi: stream.dpi,
+        let listed = std::mem::take(&mut self.pages);
+        // Book order: sections in the order the prompt file first names them, then page number.
+        let mut section_rank: HashMap<String, usize> = HashMap::new();
+        for page in &listed {
+            let next = section_rank.len();
+            section_rank.entry(page.info.section.clone()).or_insert(next);
+        }
+        let mut pages = Vec::with_capacity(listed.len());
+        for ListedPage { info, content } in listed {
+            let content = match content {
+                Some(content) => content,
+                // Pages an earlier run made come from the page store, one at a time.
+                None => match settings.pages.load(&info.key) {
+                    Ok(stream) => {
+                        let xobject = self
+                            .write_image(&settings.partial_path, &stream)
+                            .with_context(|| format!("writing {}", settings.partial_path.display()))?;
+                        PageContent::Image {
+                            xobject,
+                            width: stream.width,
+                            height: stream.height,
+                            dpi: stream.dpi,
+                        }
                     }
-                }
-                Err(_) => PageContent::Missing {
-                    reason: "not written in this run (the batch stopped before it)".into(),
+                    Err(_) => PageContent::Missing {
+                        reason: "not written in this run (the batch stopped before it)".into(),
+                    },
                 },
             };
             pages.push(PageRecord { info, content });
         }
         self.finished = true;
-        // Book order: sections in the order the prompt file first names them, then page number.
-        let mut section_rank: HashMap<&str, usize> = HashMap::new();
-        for info in &self.listed {
-            let next = section_rank.len();
-            section_rank.entry(info.section.as_str()).or_insert(next);
-        }
         pages.sort_by_cached_key(|p| {
             (
                 section_rank.get(p.info.section.as_str()).copied().unwrap_or(usize::MAX),

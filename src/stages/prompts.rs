@@ -1,11 +1,12 @@
 //! The `prompts` source: reads the prompt files of the original scripts (a `{"prompts": [...]}`
 //! book, a list of scenes) and JSON Lines, so existing prompt files work unchanged.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::engine::item::{Item, Prompt};
@@ -107,24 +108,36 @@ pub fn read_prompts(path: &Path) -> anyhow::Result<Vec<Prompt>> {
     if lines { parse_json_lines(path, &text) } else { parse_json(path, &text) }
 }
 
+/// Parses a JSON prompt file one entry at a time: the document is only checked and sliced
+/// (`RawValue` borrows the text), so a 10,000-prompt file never exists as a whole JSON tree.
 fn parse_json(path: &Path, text: &str) -> anyhow::Result<Vec<Prompt>> {
     let file = path.display();
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| anyhow::anyhow!("{file}:{}:{}: {}", e.line(), e.column(), without_position(&e)))?;
-    let entries = match &value {
-        Value::Array(entries) => entries,
-        Value::Object(map) => {
-            match ["prompts", "scenes"].into_iter().find_map(|k| map.get(k).map(|v| (k, v))) {
-                Some((_, Value::Array(entries))) => entries,
-                Some((key, other)) => bail!("{file}: \"{key}\" must be a list, got {}", type_name(other)),
-                None => bail!(
+    let syntax = |e: serde_json::Error| {
+        anyhow::anyhow!("{file}:{}:{}: {}", e.line(), e.column(), without_position(&e))
+    };
+    let entries: Vec<&RawValue> = match text.trim_start().as_bytes().first() {
+        Some(b'[') => serde_json::from_str(text).map_err(syntax)?,
+        Some(b'{') => {
+            let fields: HashMap<String, &RawValue> = serde_json::from_str(text).map_err(syntax)?;
+            let Some((key, list)) =
+                ["prompts", "scenes"].into_iter().find_map(|k| fields.get(k).map(|v| (k, v)))
+            else {
+                let mut keys: Vec<&str> = fields.keys().map(String::as_str).collect();
+                keys.sort_unstable();
+                bail!(
                     "{file}: expected {{\"prompts\": [...]}}, {{\"scenes\": [...]}} or a list of scenes; found an object with {}",
-                    describe_keys(map)
-                ),
-            }
+                    describe_keys(&keys)
+                );
+            };
+            serde_json::from_str(list.get()).map_err(|_| {
+                let got =
+                    serde_json::from_str::<Value>(list.get()).map_or("something else", |v| type_name(&v));
+                anyhow::anyhow!("{file}: \"{key}\" must be a list, got {got}")
+            })?
         }
-        other => {
-            bail!("{file}: expected a list of prompts or an object holding one, got {}", type_name(other))
+        _ => {
+            let value: Value = serde_json::from_str(text).map_err(syntax)?;
+            bail!("{file}: expected a list of prompts or an object holding one, got {}", type_name(&value))
         }
     };
     if entries.is_empty() {
@@ -133,8 +146,10 @@ fn parse_json(path: &Path, text: &str) -> anyhow::Result<Vec<Prompt>> {
     entries
         .iter()
         .enumerate()
-        .map(|(i, entry)| {
-            parse_entry(entry, i).map_err(|msg| anyhow::anyhow!("{file}: prompt #{}: {msg}", i + 1))
+        .map(|(i, raw)| {
+            // Already checked as JSON above, so this parse cannot fail on syntax.
+            let entry: Value = serde_json::from_str(raw.get()).map_err(syntax)?;
+            parse_entry(&entry, i).map_err(|msg| anyhow::anyhow!("{file}: prompt #{}: {msg}", i + 1))
         })
         .collect()
 }
@@ -226,11 +241,11 @@ fn type_name(value: &Value) -> &'static str {
     }
 }
 
-fn describe_keys(map: &Map<String, Value>) -> String {
-    if map.is_empty() {
+fn describe_keys(keys: &[&str]) -> String {
+    if keys.is_empty() {
         "no fields".into()
     } else {
-        let keys: Vec<String> = map.keys().map(|k| format!("\"{k}\"")).collect();
+        let keys: Vec<String> = keys.iter().map(|k| format!("\"{k}\"")).collect();
         format!("fields {}", keys.join(", "))
     }
 }
