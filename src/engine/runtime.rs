@@ -545,9 +545,14 @@ enum Step {
     PassedThrough(Envelope),
 }
 
+/// Runs a stage: up to `concurrency` items at a time, each handed on as soon as it is done.
+///
+/// Each item's future includes its hand-off to the next stage, and all of them are polled
+/// together: an item waiting for room downstream holds its own slot but never stalls the
+/// others (a fal request keeps being polled while a finished neighbour waits for the CPU).
 async fn run_stage<F>(
     node: Node,
-    input: mpsc::Receiver<Envelope>,
+    mut input: mpsc::Receiver<Envelope>,
     outputs: Vec<mpsc::Sender<Envelope>>,
     process: F,
 ) where
@@ -555,8 +560,10 @@ async fn run_stage<F>(
 {
     let shared = node.shared.clone();
     let counters = &shared.progress.components[node.index].1;
-    tokio_stream_from(input)
-        .map(|envelope| match envelope.state {
+    let id = node.id.as_str();
+    let handle = |envelope: Envelope| {
+        let (outputs, shared) = (&outputs, &shared);
+        let step = match envelope.state {
             State::Ready(payload) => {
                 counters.received.fetch_add(1, Ordering::Relaxed);
                 let fallback = envelope.item.clone();
@@ -569,33 +576,38 @@ async fn run_stage<F>(
             }
             // Failed and filtered items pass through untouched so sinks can record them.
             _ => futures::future::ready(Step::PassedThrough(envelope)).boxed(),
-        })
-        .buffer_unordered(node.concurrency)
-        .for_each(|step| {
-            let outputs = &outputs;
-            let shared = &shared;
-            let id = &node.id;
-            async move {
-                let envelope = match step {
-                    Step::PassedThrough(envelope) => envelope,
-                    Step::Processed(item, Ok(payload)) => {
-                        counters.done.fetch_add(1, Ordering::Relaxed);
-                        if let Some(observer) = &shared.observer {
-                            observer.stage_done(&item, id);
-                        }
-                        Envelope { item, state: State::Ready(payload) }
+        };
+        async move {
+            let envelope = match step.await {
+                Step::PassedThrough(envelope) => envelope,
+                Step::Processed(item, Ok(payload)) => {
+                    counters.done.fetch_add(1, Ordering::Relaxed);
+                    if let Some(observer) = &shared.observer {
+                        observer.stage_done(&item, id);
                     }
-                    Step::Processed(item, Err(error)) => {
-                        if let StageError::Failed { message, .. } = &error {
-                            tracing::warn!("stage \"{id}\": item {}: {message}", item.key);
-                        }
-                        Envelope { item, state: failure_state(id, error, shared, counters) }
+                    Envelope { item, state: State::Ready(payload) }
+                }
+                Step::Processed(item, Err(error)) => {
+                    if let StageError::Failed { message, .. } = &error {
+                        tracing::warn!("stage \"{id}\": item {}: {message}", item.key);
                     }
-                };
-                fan_out(outputs, envelope).await;
-            }
-        })
-        .await;
+                    Envelope { item, state: failure_state(id, error, shared, counters) }
+                }
+            };
+            fan_out(outputs, envelope).await;
+        }
+    };
+    let mut in_flight = futures::stream::FuturesUnordered::new();
+    let mut input_open = true;
+    while input_open || !in_flight.is_empty() {
+        tokio::select! {
+            envelope = input.recv(), if input_open && in_flight.len() < node.concurrency => match envelope {
+                Some(envelope) => in_flight.push(handle(envelope)),
+                None => input_open = false,
+            },
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+        }
+    }
 }
 
 fn tokio_stream_from(mut rx: mpsc::Receiver<Envelope>) -> impl futures::Stream<Item = Envelope> {
