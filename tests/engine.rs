@@ -47,7 +47,7 @@ sinks:
     );
     let expected = [
         "p.yaml:4:3: source \"idle\": source \"idle\" has no consumer",
-        "p.yaml:6:14: stage \"a\": unknown kind \"drw\" (known stage kinds: draw)",
+        "p.yaml:6:14: stage \"a\": unknown kind \"drw\" (known stage kinds: draw, gate)",
         "p.yaml:7:35: stage \"b\": unknown field \"sied\" (expected: fail, side)",
         "p.yaml:8:29: stage \"c\": input \"nowhere\" doesn't match any source or stage",
         "p.yaml:9:41: stage \"d\": side: invalid type: string \"big\", expected u32",
@@ -146,11 +146,33 @@ sinks:
     .await;
     assert_eq!(summary.succeeded, 60);
     // Upstream of the sink: source (concurrency 1, plus one blocked send), edge (capacity 2),
-    // stage (concurrency 2, plus one blocked send), edge (capacity 2), sink (concurrency 1).
-    let bound = (1 + 1) + 2 + (2 + 1) + 2 + 1;
+    // stage (concurrency 2, its blocked sends included), edge (capacity 2), sink (concurrency 1).
+    let bound = (1 + 1) + 2 + 2 + 2 + 1;
     let max = probe.max_in_flight.load(Ordering::SeqCst);
     assert!(max <= bound, "{max} items in flight, bound {bound}");
     assert!(max >= 4, "the sink should have been the bottleneck, saw only {max} in flight");
+}
+
+/// An item waiting for room downstream must not stall its stage's other items. Here the sink
+/// holds its first item until the stage has let item 4 through, and item 4 can only go once
+/// the sink has started: while items 2 and 3 wait for the full edge, item 4 must still run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_waiting_for_room_does_not_stall_its_neighbours() {
+    let probe = Arc::new(Probe::default());
+    let summary = run(
+        "version: 1
+sources:
+  src: { kind: count, items: 4, capacity: 4 }
+stages:
+  gate: { kind: gate, inputs: [src], gated: 4, concurrency: 4, capacity: 4 }
+sinks:
+  out: { kind: record, inputs: [gate], hold_for_gate: true, capacity: 1 }
+",
+        &[],
+        &probe,
+    )
+    .await;
+    assert_eq!(summary.succeeded, 4, "{:?}", summary.failures);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

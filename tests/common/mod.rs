@@ -13,9 +13,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use inkflow::engine::item::{Item, Prompt, State};
 use inkflow::engine::media::{Media, Payload, Pixels, Raster};
+use inkflow::engine::run_context::RunContext;
 use inkflow::engine::stage::{
-    BuildContext, Component, CpuStage, Kind, KindInfo, OptionDoc, OptionsError, OutputMedia, Registry, Role,
-    Sink, Source, StageError, parse_options,
+    BuildContext, Component, CpuStage, IoStage, Kind, KindInfo, OptionDoc, OptionsError, OutputMedia,
+    Registry, Role, Sink, Source, StageError, parse_options,
 };
 use inkflow::engine::summary::Summary;
 use serde::Deserialize;
@@ -29,6 +30,16 @@ pub struct Probe {
     pub max_in_flight: AtomicU64,
     pub seen: Mutex<Vec<(String, String)>>,
     pub sizes_seen: Mutex<Vec<usize>>,
+    /// Set when the `record` sink has begun writing its first item.
+    pub sink_started: tokio::sync::watch::Sender<bool>,
+    /// Set when the `gate` stage has let its gated item through.
+    pub gate_opened: tokio::sync::watch::Sender<bool>,
+}
+
+/// Waits until `flag` is set, or gives up after 20 s (only a broken runtime takes that long).
+async fn wait_for(flag: &tokio::sync::watch::Sender<bool>) -> bool {
+    let mut seen = flag.subscribe();
+    tokio::time::timeout(Duration::from_secs(20), seen.wait_for(|set| *set)).await.is_ok()
 }
 
 fn info(name: &str, role: Role, accepts: &[Media], output: OutputMedia, options: Vec<OptionDoc>) -> KindInfo {
@@ -128,6 +139,39 @@ impl CpuStage for Draw {
     }
 }
 
+// ---- an I/O stage passing items on; item `gated` waits until the sink has started ----
+struct GateKind(KindInfo, Arc<Probe>);
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GateOptions {
+    gated: u32,
+}
+struct Gate(u32, Arc<Probe>);
+impl Kind for GateKind {
+    fn info(&self) -> &KindInfo {
+        &self.0
+    }
+    fn check(&self, o: &Value) -> Result<(), OptionsError> {
+        parse_options::<GateOptions>(o).map(|_| ())
+    }
+    fn build(&self, o: &Value, _: &BuildContext) -> anyhow::Result<Component> {
+        let o: GateOptions = parse_options(o)?;
+        Ok(Component::Io(Arc::new(Gate(o.gated, self.1.clone()))))
+    }
+}
+#[async_trait]
+impl IoStage for Gate {
+    async fn process(&self, item: &mut Item, input: Payload, _: &RunContext) -> Result<Payload, StageError> {
+        if item.prompt.number == self.0 {
+            if !wait_for(&self.1.sink_started).await {
+                return Err(StageError::failed("the sink never started"));
+            }
+            self.1.gate_opened.send_replace(true);
+        }
+        Ok(input)
+    }
+}
+
 // ---- a sink that is slow and records what it sees ----
 struct RecordKind(KindInfo, Arc<Probe>);
 #[derive(Deserialize)]
@@ -135,8 +179,11 @@ struct RecordKind(KindInfo, Arc<Probe>);
 struct RecordOptions {
     #[serde(default)]
     delay_ms: u64,
+    /// Hold the first item until the `gate` stage has let its gated item through.
+    #[serde(default)]
+    hold_for_gate: bool,
 }
-struct Record(u64, Arc<Probe>);
+struct Record(RecordOptions, Arc<Probe>);
 impl Kind for RecordKind {
     fn info(&self) -> &KindInfo {
         &self.0
@@ -146,7 +193,7 @@ impl Kind for RecordKind {
     }
     fn build(&self, o: &Value, _: &BuildContext) -> anyhow::Result<Component> {
         let o: RecordOptions = parse_options(o)?;
-        Ok(Component::Sink(Arc::new(Record(o.delay_ms, self.1.clone()))))
+        Ok(Component::Sink(Arc::new(Record(o, self.1.clone()))))
     }
 }
 #[async_trait]
@@ -159,7 +206,13 @@ impl Sink for Record {
         let in_flight =
             self.1.emitted.load(Ordering::SeqCst).saturating_sub(self.1.written.load(Ordering::SeqCst));
         self.1.max_in_flight.fetch_max(in_flight, Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(self.0)).await;
+        if !self.1.sink_started.send_replace(true)
+            && self.0.hold_for_gate
+            && !wait_for(&self.1.gate_opened).await
+        {
+            return Err(StageError::failed("the gated item never came through: its stage stalled"));
+        }
+        tokio::time::sleep(Duration::from_millis(self.0.delay_ms)).await;
         let fate = states
             .iter()
             .map(|s| match s {
@@ -201,7 +254,20 @@ pub fn registry(probe: &Arc<Probe>) -> Registry {
         OutputMedia::Fixed(Media::Gray),
         draw_opts,
     ))));
-    let record_opts = vec![OptionDoc::new("delay_ms", "integer", "0", "slowness")];
+    r.register(Arc::new(GateKind(
+        info(
+            "gate",
+            Role::Stage,
+            &[Media::Prompt],
+            OutputMedia::SameAsInput,
+            vec![OptionDoc::required("gated", "integer", "the item number to hold")],
+        ),
+        probe.clone(),
+    )));
+    let record_opts = vec![
+        OptionDoc::new("delay_ms", "integer", "0", "slowness"),
+        OptionDoc::new("hold_for_gate", "boolean", "false", "hold the first item until the gate opens"),
+    ];
     let accepts = [Media::Gray, Media::Prompt];
     r.register(Arc::new(RecordKind(
         info("record", Role::Sink, &accepts, OutputMedia::None, record_opts),
