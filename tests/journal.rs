@@ -26,13 +26,27 @@ sinks:
 ";
 
 fn load(dir: &Path, overrides: &[&str], probe: &Arc<Probe>) -> Pipeline {
-    let file = write_pipeline(dir, PIPELINE);
+    load_text(dir, PIPELINE, overrides, probe)
+}
+
+fn load_text(dir: &Path, text: &str, overrides: &[&str], probe: &Arc<Probe>) -> Pipeline {
+    let file = write_pipeline(dir, text);
     let options = LoadOptions { overrides: overrides.iter().map(|s| s.to_string()).collect() };
     pipeline::load(&file, &options, &registry(probe)).unwrap()
 }
 
 async fn run(dir: &Path, overrides: &[&str], probe: &Arc<Probe>, policy: ResumePolicy) -> Summary {
-    let pipeline = load(dir, overrides, probe);
+    run_text(dir, PIPELINE, overrides, probe, policy).await
+}
+
+async fn run_text(
+    dir: &Path,
+    text: &str,
+    overrides: &[&str],
+    probe: &Arc<Probe>,
+    policy: ResumePolicy,
+) -> Summary {
+    let pipeline = load_text(dir, text, overrides, probe);
     let journal = Arc::new(Journal::open(dir, &pipeline, policy).unwrap());
     let batch = runtime::build(pipeline, &registry(probe), dir, false).unwrap();
     let settings = RunSettings {
@@ -59,6 +73,31 @@ async fn resume_skips_written_items_and_keeps_failures_unless_asked() {
     assert_eq!(status.states, [("failed".to_owned(), 1), ("written".to_owned(), 4)]);
     assert_eq!(status.failures[0].0, "t-00002");
     assert_eq!(status.failures[0].2, "refused 2");
+}
+
+/// An item that fails because the batch is stopping (Ctrl-C) is not journaled as failed: a
+/// plain resume takes it up again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_cut_short_by_a_stop_are_taken_up_by_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = Arc::new(Probe::default());
+    let text = "version: 1
+sources:
+  src: { kind: count, items: 3, concurrency: 1, capacity: 1 }
+stages:
+  a: { kind: gate, inputs: [src], gated: 99, stop_at: 2, concurrency: 1, capacity: 1 }
+sinks:
+  out: { kind: record, inputs: [a] }
+";
+    let stopped = run_text(dir.path(), text, &[], &probe, ResumePolicy::default()).await;
+    // Item 3 finishes in this run if it was already on its way when the stop came.
+    assert_eq!(stopped.failed, 1, "item 2 cut short");
+    let states = Journal::status(dir.path()).unwrap().states;
+    assert!(!states.iter().any(|(state, _)| state == "failed"), "{states:?}");
+
+    let resumed = run_text(dir.path(), text, &[], &probe, ResumePolicy::default()).await;
+    assert_eq!(resumed.failed, 0);
+    assert_eq!(stopped.succeeded + resumed.succeeded, 3, "every item written, item 2 included");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

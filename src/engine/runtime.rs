@@ -384,7 +384,11 @@ impl Shared {
         }
         drop(tally);
         self.progress.finished.fetch_add(1, Ordering::Relaxed);
-        if let Some(observer) = &self.observer {
+        // An item that failed while the batch was stopping was most likely cut short by the
+        // stop (not submitted, a sink not reached): the journal leaves it unfinished so the
+        // next run takes it up again instead of skipping it as failed.
+        let cut_short = matches!(outcome, ItemOutcome::Failed(_)) && self.stop.is_cancelled();
+        if let Some(observer) = self.observer.as_ref().filter(|_| !cut_short) {
             observer.item_finished(item, &outcome);
         }
     }

@@ -34,6 +34,8 @@ pub struct Probe {
     pub sink_started: tokio::sync::watch::Sender<bool>,
     /// Set when the `gate` stage has let its gated item through.
     pub gate_opened: tokio::sync::watch::Sender<bool>,
+    /// Set when the `gate` stage has stopped the batch (it does so once per probe).
+    pub stopped_batch: std::sync::atomic::AtomicBool,
 }
 
 /// Waits until `flag` is set, or gives up after 20 s (only a broken runtime takes that long).
@@ -145,8 +147,11 @@ struct GateKind(KindInfo, Arc<Probe>);
 #[serde(deny_unknown_fields)]
 struct GateOptions {
     gated: u32,
+    /// Stop the batch at this item (like Ctrl-C) and fail it, once per probe.
+    #[serde(default)]
+    stop_at: Option<u32>,
 }
-struct Gate(u32, Arc<Probe>);
+struct Gate(GateOptions, Arc<Probe>);
 impl Kind for GateKind {
     fn info(&self) -> &KindInfo {
         &self.0
@@ -156,13 +161,17 @@ impl Kind for GateKind {
     }
     fn build(&self, o: &Value, _: &BuildContext) -> anyhow::Result<Component> {
         let o: GateOptions = parse_options(o)?;
-        Ok(Component::Io(Arc::new(Gate(o.gated, self.1.clone()))))
+        Ok(Component::Io(Arc::new(Gate(o, self.1.clone()))))
     }
 }
 #[async_trait]
 impl IoStage for Gate {
-    async fn process(&self, item: &mut Item, input: Payload, _: &RunContext) -> Result<Payload, StageError> {
-        if item.prompt.number == self.0 {
+    async fn process(&self, item: &mut Item, input: Payload, cx: &RunContext) -> Result<Payload, StageError> {
+        if self.0.stop_at == Some(item.prompt.number) && !self.1.stopped_batch.swap(true, Ordering::SeqCst) {
+            cx.stop.cancel();
+            return Err(StageError::failed("cut short: the batch is stopping"));
+        }
+        if item.prompt.number == self.0.gated {
             if !wait_for(&self.1.sink_started).await {
                 return Err(StageError::failed("the sink never started"));
             }
@@ -260,7 +269,10 @@ pub fn registry(probe: &Arc<Probe>) -> Registry {
             Role::Stage,
             &[Media::Prompt],
             OutputMedia::SameAsInput,
-            vec![OptionDoc::required("gated", "integer", "the item number to hold")],
+            vec![
+                OptionDoc::required("gated", "integer", "the item number to hold"),
+                OptionDoc::new("stop_at", "integer", "none", "stop the batch at this item, once"),
+            ],
         ),
         probe.clone(),
     )));
