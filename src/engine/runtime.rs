@@ -543,10 +543,12 @@ fn failure_state(id: &str, error: StageError, shared: &Shared, counters: &Counte
 
 type Processed = Result<(Item, Result<Payload, StageError>), StageError>;
 
-/// An item after a stage: processed by it, or passed through because it had already failed.
+/// What a stage does with an item it received.
 enum Step {
-    Processed(Item, Result<Payload, StageError>),
-    PassedThrough(Envelope),
+    /// Run it: the stage's work, and the item to report if that work panics.
+    Process(Item, BoxFuture<'static, Processed>),
+    /// Hand it on untouched: it had already failed or been filtered.
+    PassThrough(Envelope),
 }
 
 /// Runs a stage: up to `concurrency` items at a time, each handed on as soon as it is done.
@@ -570,33 +572,29 @@ async fn run_stage<F>(
         let step = match envelope.state {
             State::Ready(payload) => {
                 counters.received.fetch_add(1, Ordering::Relaxed);
-                let fallback = envelope.item.clone();
-                process(envelope.item, payload)
-                    .map(move |r| {
-                        let (item, result) = r.unwrap_or_else(|e| (fallback, Err(e)));
-                        Step::Processed(item, result)
-                    })
-                    .boxed()
+                Step::Process(envelope.item.clone(), process(envelope.item, payload))
             }
             // Failed and filtered items pass through untouched so sinks can record them.
-            _ => futures::future::ready(Step::PassedThrough(envelope)).boxed(),
+            _ => Step::PassThrough(envelope),
         };
         async move {
-            let envelope = match step.await {
-                Step::PassedThrough(envelope) => envelope,
-                Step::Processed(item, Ok(payload)) => {
-                    counters.done.fetch_add(1, Ordering::Relaxed);
-                    if let Some(observer) = &shared.observer {
-                        observer.stage_done(&item, id);
+            let envelope = match step {
+                Step::PassThrough(envelope) => envelope,
+                Step::Process(fallback, work) => match work.await.unwrap_or_else(|e| (fallback, Err(e))) {
+                    (item, Ok(payload)) => {
+                        counters.done.fetch_add(1, Ordering::Relaxed);
+                        if let Some(observer) = &shared.observer {
+                            observer.stage_done(&item, id);
+                        }
+                        Envelope { item, state: State::Ready(payload) }
                     }
-                    Envelope { item, state: State::Ready(payload) }
-                }
-                Step::Processed(item, Err(error)) => {
-                    if let StageError::Failed { message, .. } = &error {
-                        tracing::warn!("stage \"{id}\": item {}: {message}", item.key);
+                    (item, Err(error)) => {
+                        if let StageError::Failed { message, .. } = &error {
+                            tracing::warn!("stage \"{id}\": item {}: {message}", item.key);
+                        }
+                        Envelope { item, state: failure_state(id, error, shared, counters) }
                     }
-                    Envelope { item, state: failure_state(id, error, shared, counters) }
-                }
+                },
             };
             fan_out(outputs, envelope).await;
         }
