@@ -506,8 +506,9 @@ impl Book {
         // Book order: sections in the order the prompt file first names them, then page number.
         let mut section_rank: HashMap<String, usize> = HashMap::new();
         for page in &listed {
-            let next = section_rank.len();
-            section_rank.entry(page.info.section.clone()).or_insert(next);
+            if !section_rank.contains_key(&page.info.section) {
+                section_rank.insert(page.info.section.clone(), section_rank.len());
+            }
         }
         let mut pages = Vec::with_capacity(listed.len());
         for ListedPage { info, content } in listed {
