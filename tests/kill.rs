@@ -22,6 +22,13 @@ fn inkflow() -> Command {
     cmd
 }
 
+/// `inkflow run PIPELINE --output OUT`, ready for more arguments.
+fn run_batch(pipeline: &Path, out: &Path) -> Command {
+    let mut cmd = inkflow();
+    cmd.arg("run").arg(pipeline).arg("--output").arg(out);
+    cmd
+}
+
 /// A pipeline generating through the emulator; returns its path.
 fn pipeline(dir: &Path, fal_base: &str, name: &str) -> PathBuf {
     let prompts: Vec<serde_json::Value> = (1..=ITEMS)
@@ -54,7 +61,7 @@ sinks:
 }
 
 async fn run_to_end(pipeline: &Path, out: &Path) {
-    let result = inkflow().arg("run").arg(pipeline).arg("--output").arg(out).output().await.unwrap();
+    let result = run_batch(pipeline, out).output().await.unwrap();
     assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
 }
 
@@ -83,15 +90,7 @@ async fn run_and_kill(
 
     let file = pipeline(dir, &fal.base(), "killed");
     let out = dir.join("killed");
-    let mut child = inkflow()
-        .arg("run")
-        .arg(&file)
-        .arg("--output")
-        .arg(&out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = run_batch(&file, &out).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let started = Instant::now();
     while !ready(fal) {
         assert!(child.try_wait().unwrap().is_none(), "the batch ended before the moment to kill it");
@@ -114,11 +113,12 @@ async fn assert_complete(out: &Path, reference: &Path) {
         let name = entry.file_name().to_string_lossy().into_owned();
         assert!(!name.ends_with(".tmp") && !name.ends_with(".partial"), "left behind: {name}");
     }
-    let status = status(out).await;
+    let status = status_report(out).await;
     assert!(status.contains(&format!("written      {ITEMS}")), "{status}");
 }
 
-async fn status(out: &Path) -> String {
+/// What `inkflow status` prints for a batch.
+async fn status_report(out: &Path) -> String {
     let status = inkflow().arg("status").arg(out).output().await.unwrap();
     String::from_utf8_lossy(&status.stdout).into_owned()
 }
@@ -138,7 +138,7 @@ async fn kill_and_resume(latency: Latency, ready: impl Fn(&FalEmulator) -> bool)
         assert_eq!(*count, 1, "{prompt:?} was paid for {count} times");
     }
     assert_complete(&out, &reference).await;
-    let status = status(&out).await;
+    let status = status_report(&out).await;
     assert!(status.contains(&format!("${:.3}", f64::from(ITEMS) * 0.025)), "{status}");
 }
 
@@ -174,26 +174,18 @@ async fn killed_while_submitting_it_reports_the_uncertain_requests_instead_of_pa
     let cut_off: Vec<String> = fal.ledger.lock().unwrap().submissions.keys().cloned().collect();
     assert_eq!(cut_off.len(), 4);
 
-    let resumed = inkflow().arg("run").arg(&file).arg("--output").arg(&out).output().await.unwrap();
+    let resumed = run_batch(&file, &out).output().await.unwrap();
     assert!(!resumed.status.success(), "four items could not be finished");
     let stdout = String::from_utf8_lossy(&resumed.stdout);
     assert!(stdout.contains("--retry-failed"), "the way forward is named: {stdout}");
-    let report = status(&out).await;
+    let report = status_report(&out).await;
     assert!(report.contains("4 request(s) sent by a run that stopped before fal answered"), "{report}");
     assert!(report.contains("written      6") && report.contains("failed       4"), "{report}");
     for (prompt, count) in fal.ledger.lock().unwrap().submissions.iter() {
         assert_eq!(*count, 1, "{prompt:?} was paid for {count} times without being asked");
     }
 
-    let retried = inkflow()
-        .arg("run")
-        .arg(&file)
-        .arg("--output")
-        .arg(&out)
-        .arg("--retry-failed")
-        .output()
-        .await
-        .unwrap();
+    let retried = run_batch(&file, &out).arg("--retry-failed").output().await.unwrap();
     assert!(retried.status.success(), "{}", String::from_utf8_lossy(&retried.stderr));
     for (prompt, count) in fal.ledger.lock().unwrap().submissions.iter() {
         let expected = if cut_off.contains(prompt) { 2 } else { 1 };
@@ -208,15 +200,7 @@ async fn the_budget_holds_across_restarts() {
     let fal = FalEmulator::start(Latency::default()).await;
     let file = pipeline(dir.path(), &fal.base(), "budget");
     let out = dir.path().join("out");
-    let run = || {
-        inkflow()
-            .arg("run")
-            .arg(&file)
-            .arg("--output")
-            .arg(&out)
-            .args(["--set", "stages.generate.max_cost_usd=0.1"])
-            .output()
-    };
+    let run = || run_batch(&file, &out).args(["--set", "stages.generate.max_cost_usd=0.1"]).output();
     let first = run().await.unwrap();
     assert!(!first.status.success());
     let spent_first = fal.total_submissions();
