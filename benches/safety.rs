@@ -71,7 +71,7 @@ fn stage() -> (Arc<dyn CpuStage>, usize) {
         pipeline_file: "bench.yaml".into(),
         dry_run: false,
     };
-    match Safety::new().build(&options, &ctx) {
+    match Safety.build(&options, &ctx) {
         Ok(Component::Cpu(stage)) => (stage, rules),
         _ => panic!("the safety stage should build"),
     }

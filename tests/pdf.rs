@@ -21,7 +21,7 @@ use lopdf::{Document, Object, ObjectId};
 use serde_json::{Value, json};
 
 fn sink(dir: &Path, options: Value) -> Arc<dyn Sink> {
-    let kind = PdfBook::new();
+    let kind = PdfBook;
     if let Err(e) = kind.check(&options) {
         panic!("options rejected: {e}");
     }

@@ -106,8 +106,8 @@ fn failure(result: Result<Payload, StageError>) -> String {
 fn the_border_plugin_frames_a_gray_page_through_kind_plugin() {
     let path = library("inkflow_page_border");
     let options = json!({ "path": path, "options": { "width_px": 3, "margin_px": 10 } });
-    Plugin::new().check(&options).expect("valid options");
-    let stage = cpu(&Plugin::new(), options, "border").expect("build");
+    Plugin.check(&options).expect("valid options");
+    let stage = cpu(&Plugin, options, "border").expect("build");
 
     let out = raster(stage.process(&mut item(1), gray_page(100, 120, 200)).expect("process"));
     assert_eq!((out.width, out.height, out.dpi), (100, 120, Some(300.0)));
@@ -184,7 +184,7 @@ fn a_newer_major_abi_is_refused_before_any_plugin_function_runs() {
             path.display()
         )
     );
-    let through_kind = build_error(&Plugin::new(), json!({ "path": path }));
+    let through_kind = build_error(&Plugin, json!({ "path": path }));
     assert!(through_kind.starts_with("stage custom: plugin"), "{through_kind}");
     assert!(through_kind.contains("ABI 2.0 is not supported"), "{through_kind}");
 }
@@ -225,23 +225,21 @@ fn a_file_that_is_not_a_library_is_refused() {
 #[test]
 fn a_panic_fails_its_item_and_disables_the_stage() {
     let path = library("inkflow_test_misbehaving");
-    let stage =
-        cpu(&Plugin::new(), json!({ "path": path, "stage": "panics-in-process" }), "boom").expect("build");
+    let stage = cpu(&Plugin, json!({ "path": path, "stage": "panics-in-process" }), "boom").expect("build");
 
     let first = failure(stage.process(&mut item(1), gray_page(8, 4, 255)));
     assert_eq!(first, "plugin stage panics-in-process: panicked: the test plugin panicked on a 8x4 page");
     let second = failure(stage.process(&mut item(2), gray_page(8, 4, 255)));
     assert!(second.contains("disabled after an earlier item (plugins-00001) panicked"), "{second}");
 
-    let create = build_error(&Plugin::new(), json!({ "path": path, "stage": "panics-in-create" }));
+    let create = build_error(&Plugin, json!({ "path": path, "stage": "panics-in-create" }));
     assert!(create.contains("refused its options: panicked: the test plugin panicked in create"), "{create}");
 }
 
 #[test]
 fn an_output_in_another_format_fails_the_item() {
     let path = library("inkflow_test_misbehaving");
-    let stage =
-        cpu(&Plugin::new(), json!({ "path": path, "stage": "changes-format" }), "odd").expect("build");
+    let stage = cpu(&Plugin, json!({ "path": path, "stage": "changes-format" }), "odd").expect("build");
     let error = failure(stage.process(&mut item(1), gray_page(2, 2, 0)));
     assert_eq!(error, "plugin stage changes-format: returned a rgb image for a gray input");
 }
@@ -250,15 +248,15 @@ fn an_output_in_another_format_fails_the_item() {
 fn bad_plugin_options_fail_the_build_naming_the_option() {
     let path = library("inkflow_page_border");
     // Accepted by the description (an integer) but refused by the plugin's own create.
-    let zero = build_error(&Plugin::new(), json!({ "path": path, "options": { "width_px": 0 } }));
+    let zero = build_error(&Plugin, json!({ "path": path, "options": { "width_px": 0 } }));
     assert!(zero.contains("refused its options: width_px must be at least 1"), "{zero}");
     // Refused by the description before the plugin is asked.
-    let typo = build_error(&Plugin::new(), json!({ "path": path, "options": { "margin": 5 } }));
+    let typo = build_error(&Plugin, json!({ "path": path, "options": { "margin": 5 } }));
     assert!(typo.starts_with("stage custom: option options.margin: unknown option `margin`"), "{typo}");
     // `check` is pure: it sees only the shape of the plugin kind's own options.
-    let shape = Plugin::new().check(&json!({ "path": path, "options": 5 })).expect_err("not a map");
+    let shape = Plugin.check(&json!({ "path": path, "options": 5 })).expect_err("not a map");
     assert_eq!(shape.path, vec!["options"]);
-    let several = build_error(&Plugin::new(), json!({ "path": library("inkflow_test_misbehaving") }));
+    let several = build_error(&Plugin, json!({ "path": library("inkflow_test_misbehaving") }));
     assert!(
         several.contains("several stages (panics-in-process, panics-in-create, changes-format)"),
         "{several}"

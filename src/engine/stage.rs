@@ -161,6 +161,41 @@ pub trait Kind: Send + Sync {
     fn build(&self, options: &Value, ctx: &BuildContext) -> anyhow::Result<Component>;
 }
 
+/// The shape of nearly every kind: a fixed description, and options that parse into one typed
+/// value which `check` validates and `build` consumes, so `validate` and `run` can never
+/// disagree about what is valid. Every `TypedKind` is a [`Kind`].
+pub trait TypedKind: Send + Sync {
+    /// The options once parsed and checked.
+    type Options;
+    /// The kind's description.
+    fn describe(&self) -> &KindInfo;
+    /// Parses and checks the options without side effects (no files, no network).
+    fn parse(&self, options: &Value) -> Result<Self::Options, OptionsError>;
+    /// Builds a runnable component from checked options; may read files and the environment.
+    fn build_from(&self, options: Self::Options, ctx: &BuildContext) -> anyhow::Result<Component>;
+}
+
+impl<K: TypedKind> Kind for K {
+    fn info(&self) -> &KindInfo {
+        self.describe()
+    }
+
+    fn check(&self, options: &Value) -> Result<(), OptionsError> {
+        self.parse(options).map(drop)
+    }
+
+    fn build(&self, options: &Value, ctx: &BuildContext) -> anyhow::Result<Component> {
+        let options = self.parse(options).map_err(|e| {
+            if e.path.is_empty() {
+                anyhow::anyhow!("{}", e.message)
+            } else {
+                anyhow::anyhow!("option {}: {}", e.path.join("."), e.message)
+            }
+        })?;
+        self.build_from(options, ctx)
+    }
+}
+
 /// Why a stage did not pass an item on.
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {

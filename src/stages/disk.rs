@@ -9,8 +9,8 @@
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -21,8 +21,8 @@ use crate::engine::cpu;
 use crate::engine::item::{Item, State};
 use crate::engine::media::{Media, Payload};
 use crate::engine::stage::{
-    BuildContext, Component, Kind, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, Sink, StageError,
-    parse_options,
+    BuildContext, Component, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, Sink, StageError,
+    TypedKind, parse_options,
 };
 use crate::engine::summary::Summary;
 use crate::imaging::png::{PngCompression, encode_png};
@@ -32,13 +32,12 @@ use crate::stages::naming::{NameTemplate, sanitize_component};
 const METADATA_DIR: &str = "metadata";
 
 /// The `disk` kind.
-pub struct Disk {
-    info: KindInfo,
-}
+pub struct Disk;
 
+/// The `disk` options, as written in the pipeline file.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Options {
+pub struct Options {
     #[serde(default = "default_dir")]
     dir: PathBuf,
     #[serde(default = "default_filename")]
@@ -63,60 +62,45 @@ impl Options {
     }
 }
 
-impl Disk {
-    /// The kind with its description.
-    pub fn new() -> Self {
-        Disk {
-            info: KindInfo {
-                name: "disk".into(),
-                role: Role::Sink,
-                summary:
-                    "Writes pages (PNG with DPI, 1-bit when bilevel), thumbnails and per-item metadata JSON"
-                        .into(),
-                options: vec![
-                    OptionDoc::new(
-                        "dir",
-                        "path",
-                        ".",
-                        "Folder for the files, relative to the batch output dir",
-                    ),
-                    OptionDoc::new(
-                        "filename",
-                        "template",
-                        "{section}_{number:03}_{description}.png",
-                        "Name of the first input's file; further inputs go to <input id>/ with the same stem",
-                    ),
-                    OptionDoc::new(
-                        "png_compression",
-                        "fast|default|best",
-                        "default",
-                        "PNG effort: fast is quickest, best is smallest",
-                    ),
-                ],
-                accepts: vec![Media::Rgb, Media::Gray, Media::Bilevel, Media::Encoded],
-                output: OutputMedia::None,
-            },
-        }
-    }
-}
+impl TypedKind for Disk {
+    type Options = (Options, NameTemplate);
 
-impl Default for Disk {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Kind for Disk {
-    fn info(&self) -> &KindInfo {
-        &self.info
+    fn describe(&self) -> &KindInfo {
+        static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
+            name: "disk".into(),
+            role: Role::Sink,
+            summary: "Writes pages (PNG with DPI, 1-bit when bilevel), thumbnails and per-item metadata JSON"
+                .into(),
+            options: vec![
+                OptionDoc::new("dir", "path", ".", "Folder for the files, relative to the batch output dir"),
+                OptionDoc::new(
+                    "filename",
+                    "template",
+                    "{section}_{number:03}_{description}.png",
+                    "Name of the first input's file; further inputs go to <input id>/ with the same stem",
+                ),
+                OptionDoc::new(
+                    "png_compression",
+                    "fast|default|best",
+                    "default",
+                    "PNG effort: fast is quickest, best is smallest",
+                ),
+            ],
+            accepts: vec![Media::Rgb, Media::Gray, Media::Bilevel, Media::Encoded],
+            output: OutputMedia::None,
+        });
+        &INFO
     }
 
-    fn check(&self, options: &Value) -> Result<(), OptionsError> {
-        Options::parse(options).map(|_| ())
+    fn parse(&self, options: &Value) -> Result<(Options, NameTemplate), OptionsError> {
+        Options::parse(options)
     }
 
-    fn build(&self, options: &Value, ctx: &BuildContext) -> anyhow::Result<Component> {
-        let (options, template) = Options::parse(options)?;
+    fn build_from(
+        &self,
+        (options, template): (Options, NameTemplate),
+        ctx: &BuildContext,
+    ) -> anyhow::Result<Component> {
         let inputs: Vec<String> = ctx.inputs.iter().map(|id| sanitize_component(id)).collect();
         if inputs.iter().skip(1).any(|id| id == METADATA_DIR) {
             anyhow::bail!(
@@ -346,6 +330,7 @@ mod tests {
     use super::*;
     use crate::engine::item::{Failure, Prompt};
     use crate::engine::media::{Encoded, EncodedFormat, Pixels, Raster};
+    use crate::engine::stage::Kind;
     use crate::imaging::jpeg::encode_thumbnail;
     use crate::stages::test_support::{build_sink, context};
 
@@ -383,7 +368,7 @@ mod tests {
     }
 
     fn sink(out: &Path) -> Arc<dyn Sink> {
-        build_sink(&Disk::new(), json!({"dir": "pages"}), &context("pages", &["lineart", "thumb"], out))
+        build_sink(&Disk, json!({"dir": "pages"}), &context("pages", &["lineart", "thumb"], out))
     }
 
     fn read_json(path: &Path) -> Value {
@@ -508,7 +493,7 @@ mod tests {
         assert!(!sink.is_complete(&item));
         // A sink with another input list does not trust these outputs.
         let one_input =
-            build_sink(&Disk::new(), json!({"dir": "pages"}), &context("pages", &["lineart"], tmp.path()));
+            build_sink(&Disk, json!({"dir": "pages"}), &context("pages", &["lineart"], tmp.path()));
         sink.write(&item, &states).await.unwrap();
         assert!(sink.is_complete(&item) && !one_input.is_complete(&item));
     }
@@ -543,7 +528,7 @@ mod tests {
     async fn hostile_descriptions_stay_inside_the_directory() {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("out");
-        let sink = build_sink(&Disk::new(), json!({}), &context("pages", &["page"], &out));
+        let sink = build_sink(&Disk, json!({}), &context("pages", &["page"], &out));
         let raster = page();
         for hostile in ["../../escape", "..", "/etc/passwd", "a/../../b", "CON", "x\0y"] {
             let item = item(hostile);
@@ -561,7 +546,7 @@ mod tests {
 
     #[test]
     fn options_are_checked() {
-        let kind = Disk::new();
+        let kind = Disk;
         assert_eq!(kind.check(&json!({"filename": "../{key}.png"})).unwrap_err().path, vec!["filename"]);
         assert_eq!(kind.check(&json!({"png_compression": "max"})).unwrap_err().path, vec!["png_compression"]);
         assert!(
@@ -572,7 +557,7 @@ mod tests {
     #[tokio::test]
     async fn encoded_first_input_keeps_its_format() {
         let tmp = tempfile::tempdir().unwrap();
-        let sink = build_sink(&Disk::new(), json!({}), &context("thumbs", &["thumb"], tmp.path()));
+        let sink = build_sink(&Disk, json!({}), &context("thumbs", &["thumb"], tmp.path()));
         let jpeg = Encoded {
             format: EncodedFormat::Jpeg,
             bytes: thumb(&page()).bytes.clone(),

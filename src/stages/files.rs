@@ -2,7 +2,7 @@
 //! own line art and benchmarks can feed fixed inputs.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
@@ -11,48 +11,21 @@ use serde_json::Value;
 use crate::engine::item::{Item, Prompt};
 use crate::engine::media::{Media, Payload, Pixels, Raster};
 use crate::engine::stage::{
-    BuildContext, Component, Kind, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, Source, StageError,
-    parse_options,
+    BuildContext, Component, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, Source, StageError,
+    TypedKind, parse_options,
 };
 
 /// The fact naming the file an item came from.
 pub const SOURCE_PATH: &str = "source_path";
 
 /// Kind `files`: one item per image file of a folder or glob pattern.
-pub struct Files {
-    info: KindInfo,
-}
+pub struct Files;
 
+/// The `files` options.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Options {
+pub struct Options {
     path: String,
-}
-
-impl Files {
-    /// The kind, ready to register.
-    pub fn new() -> Self {
-        Files {
-            info: KindInfo {
-                name: "files".into(),
-                role: Role::Source,
-                summary: "Reads existing PNG/JPEG images from a folder or glob pattern".into(),
-                options: vec![OptionDoc::required(
-                    "path",
-                    "path or glob",
-                    "A folder (every .png/.jpg/.jpeg in it, sorted) or a glob pattern such as art/**/*.png",
-                )],
-                accepts: vec![],
-                output: OutputMedia::Fixed(Media::Rgb),
-            },
-        }
-    }
-}
-
-impl Default for Files {
-    fn default() -> Self {
-        Files::new()
-    }
 }
 
 fn parse(options: &Value) -> Result<Options, OptionsError> {
@@ -66,17 +39,31 @@ fn parse(options: &Value) -> Result<Options, OptionsError> {
     Ok(options)
 }
 
-impl Kind for Files {
-    fn info(&self) -> &KindInfo {
-        &self.info
+impl TypedKind for Files {
+    type Options = Options;
+
+    fn describe(&self) -> &KindInfo {
+        static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
+            name: "files".into(),
+            role: Role::Source,
+            summary: "Reads existing PNG/JPEG images from a folder or glob pattern".into(),
+            options: vec![OptionDoc::required(
+                "path",
+                "path or glob",
+                "A folder (every .png/.jpg/.jpeg in it, sorted) or a glob pattern such as art/**/*.png",
+            )],
+            accepts: vec![],
+            output: OutputMedia::Fixed(Media::Rgb),
+        });
+        &INFO
     }
 
-    fn check(&self, options: &Value) -> Result<(), OptionsError> {
-        parse(options).map(|_| ())
+    fn parse(&self, options: &Value) -> Result<Options, OptionsError> {
+        parse(options)
     }
 
-    fn build(&self, options: &Value, _ctx: &BuildContext) -> anyhow::Result<Component> {
-        Ok(Component::Source(Arc::new(FileSource { path: parse(options)?.path, listed: Mutex::default() })))
+    fn build_from(&self, options: Options, _ctx: &BuildContext) -> anyhow::Result<Component> {
+        Ok(Component::Source(Arc::new(FileSource { path: options.path, listed: Mutex::default() })))
     }
 }
 
@@ -177,6 +164,7 @@ impl Source for FileSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::stage::Kind;
     use image::{ImageFormat, Rgb, RgbImage};
     use serde_json::json;
 
@@ -188,7 +176,7 @@ mod tests {
             pipeline_file: "p.yaml".into(),
             dry_run: false,
         };
-        match Files::new().build(&json!({ "path": path }), &ctx) {
+        match Files.build(&json!({ "path": path }), &ctx) {
             Ok(Component::Source(source)) => source,
             Ok(_) => panic!("files must build a source"),
             Err(e) => panic!("valid options were refused: {e}"),
@@ -256,8 +244,8 @@ mod tests {
         assert!(err.contains(&pattern), "{err}");
         let empty = tempfile::tempdir().expect("temp dir");
         assert!(source(&empty.path().to_string_lossy()).list().is_err());
-        let err = Files::new().check(&json!({ "path": "art/[" })).expect_err("unclosed bracket");
+        let err = Files.check(&json!({ "path": "art/[" })).expect_err("unclosed bracket");
         assert_eq!(err.path, ["path"]);
-        assert!(Files::new().check(&json!({})).is_err());
+        assert!(Files.check(&json!({})).is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! `grayscale`: RGB pages to 8-bit gray (Pillow's "L" numbers), so later stages work on a
 //! third of the bytes. Gray input passes through without a copy.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -9,53 +9,39 @@ use serde_json::Value;
 use crate::engine::item::Item;
 use crate::engine::media::{Media, Payload};
 use crate::engine::stage::{
-    BuildContext, Component, CpuStage, Kind, KindInfo, OptionsError, OutputMedia, Role, StageError,
+    BuildContext, Component, CpuStage, KindInfo, OptionsError, OutputMedia, Role, StageError, TypedKind,
     parse_options,
 };
 use crate::imaging::gray::to_gray;
 
 /// The `grayscale` kind.
-pub struct Grayscale {
-    info: KindInfo,
-}
+pub struct Grayscale;
 
+/// The `grayscale` options: none.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Options {}
+pub struct Options {}
 
-impl Grayscale {
-    /// The kind with its description.
-    pub fn new() -> Self {
-        Grayscale {
-            info: KindInfo {
-                name: "grayscale".into(),
-                role: Role::Stage,
-                summary: "Converts RGB images to 8-bit gray (ITU-R 601 luma, as Pillow's \"L\")".into(),
-                options: Vec::new(),
-                accepts: vec![Media::Rgb, Media::Gray],
-                output: OutputMedia::Fixed(Media::Gray),
-            },
-        }
-    }
-}
+impl TypedKind for Grayscale {
+    type Options = Options;
 
-impl Default for Grayscale {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Kind for Grayscale {
-    fn info(&self) -> &KindInfo {
-        &self.info
+    fn describe(&self) -> &KindInfo {
+        static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
+            name: "grayscale".into(),
+            role: Role::Stage,
+            summary: "Converts RGB images to 8-bit gray (ITU-R 601 luma, as Pillow's \"L\")".into(),
+            options: Vec::new(),
+            accepts: vec![Media::Rgb, Media::Gray],
+            output: OutputMedia::Fixed(Media::Gray),
+        });
+        &INFO
     }
 
-    fn check(&self, options: &Value) -> Result<(), OptionsError> {
-        parse_options::<Options>(options).map(|_| ())
+    fn parse(&self, options: &Value) -> Result<Options, OptionsError> {
+        parse_options(options)
     }
 
-    fn build(&self, options: &Value, _ctx: &BuildContext) -> anyhow::Result<Component> {
-        parse_options::<Options>(options)?;
+    fn build_from(&self, _options: Options, _ctx: &BuildContext) -> anyhow::Result<Component> {
         Ok(Component::Cpu(Arc::new(GrayscaleStage)))
     }
 }
@@ -82,11 +68,12 @@ mod tests {
     use super::*;
     use crate::engine::item::Prompt;
     use crate::engine::media::{Pixels, Raster};
+    use crate::engine::stage::Kind;
     use crate::stages::test_support::build_cpu;
 
     #[test]
     fn rgb_becomes_gray_and_gray_is_shared() {
-        let stage = build_cpu(&Grayscale::new(), serde_json::json!({}));
+        let stage = build_cpu(&Grayscale, serde_json::json!({}));
         let mut item = Item::new(0, Prompt::default());
         let rgb = Raster { width: 1, height: 1, dpi: None, pixels: Pixels::Rgb(vec![255, 0, 0]) };
         let Payload::Image(out) = stage.process(&mut item, Payload::Image(Arc::new(rgb))).unwrap() else {
@@ -100,6 +87,6 @@ mod tests {
         };
         assert!(Arc::ptr_eq(&same, &gray), "gray input was copied");
         assert!(stage.process(&mut item, Payload::Prompt).is_err());
-        assert!(Grayscale::new().check(&serde_json::json!({"level": 3})).is_err());
+        assert!(Grayscale.check(&serde_json::json!({"level": 3})).is_err());
     }
 }

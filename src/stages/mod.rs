@@ -22,18 +22,18 @@ pub mod upscale;
 /// The registry of every built-in kind.
 pub fn builtin() -> Registry {
     let mut registry = Registry::new();
-    registry.register(Arc::new(prompts::Prompts::new()));
-    registry.register(Arc::new(files::Files::new()));
-    registry.register(Arc::new(pattern::Pattern::new()));
-    registry.register(Arc::new(safety::Safety::new()));
+    registry.register(Arc::new(prompts::Prompts));
+    registry.register(Arc::new(files::Files));
+    registry.register(Arc::new(pattern::Pattern));
+    registry.register(Arc::new(safety::Safety));
     registry.register(Arc::new(fal::Fal::new()));
-    registry.register(Arc::new(grayscale::Grayscale::new()));
-    registry.register(Arc::new(threshold::Threshold::new()));
-    registry.register(Arc::new(upscale::Upscale::new()));
-    registry.register(Arc::new(thumbnail::Thumbnail::new()));
-    registry.register(Arc::new(plugin::Plugin::new()));
-    registry.register(Arc::new(disk::Disk::new()));
-    registry.register(Arc::new(pdf::PdfBook::new()));
+    registry.register(Arc::new(grayscale::Grayscale));
+    registry.register(Arc::new(threshold::Threshold));
+    registry.register(Arc::new(upscale::Upscale));
+    registry.register(Arc::new(thumbnail::Thumbnail));
+    registry.register(Arc::new(plugin::Plugin));
+    registry.register(Arc::new(disk::Disk));
+    registry.register(Arc::new(pdf::PdfBook));
     registry.register(Arc::new(r2::R2::new()));
     registry.register(Arc::new(r2::R2::s3()));
     registry

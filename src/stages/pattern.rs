@@ -1,7 +1,7 @@
 //! The `pattern` stage: the embedded offline generator, so a whole book can be made with no API
 //! key and no network (and tests and benchmarks have real line art to work on).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use serde::Deserialize;
@@ -10,8 +10,8 @@ use serde_json::Value;
 use crate::engine::item::Item;
 use crate::engine::media::{Media, Payload};
 use crate::engine::stage::{
-    BuildContext, Component, CpuStage, Kind, KindInfo, OptionDoc, OptionsError, OutputMedia, Role,
-    StageError, parse_options,
+    BuildContext, Component, CpuStage, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, StageError,
+    TypedKind, parse_options,
 };
 use crate::imaging::pattern::{Family, draw_family, family_for};
 
@@ -19,13 +19,12 @@ use crate::imaging::pattern::{Family, draw_family, family_for};
 const SIDE: std::ops::RangeInclusive<u32> = 64..=8192;
 
 /// Kind `pattern`: draws a deterministic coloring page for each prompt.
-pub struct Pattern {
-    info: KindInfo,
-}
+pub struct Pattern;
 
+/// The `pattern` options.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Options {
+pub struct Options {
     #[serde(default)]
     size: Size,
     #[serde(default)]
@@ -69,49 +68,6 @@ impl Style {
     }
 }
 
-impl Pattern {
-    /// The kind, ready to register.
-    pub fn new() -> Self {
-        Pattern {
-            info: KindInfo {
-                name: "pattern".into(),
-                role: Role::Stage,
-                summary:
-                    "Draws offline coloring-book line art (mandala, geometric, botanical) from each prompt"
-                        .into(),
-                options: vec![
-                    OptionDoc::new(
-                        "size",
-                        "{width, height} 64-8192",
-                        "{width: 768, height: 1024}",
-                        "Page size in pixels",
-                    ),
-                    OptionDoc::new(
-                        "seed",
-                        "integer",
-                        "0",
-                        "Varies the drawings; an item's own \"seed\" field wins",
-                    ),
-                    OptionDoc::new(
-                        "style",
-                        "auto|mandala|geometric|botanical",
-                        "auto",
-                        "The kind of drawing; auto picks from the prompt's words (flower -> botanical...) or its hash",
-                    ),
-                ],
-                accepts: vec![Media::Prompt],
-                output: OutputMedia::Fixed(Media::Rgb),
-            },
-        }
-    }
-}
-
-impl Default for Pattern {
-    fn default() -> Self {
-        Pattern::new()
-    }
-}
-
 fn parse(options: &Value) -> Result<Options, OptionsError> {
     let options: Options = parse_options(options)?;
     for (name, value) in [("width", options.size.width), ("height", options.size.height)] {
@@ -125,17 +81,46 @@ fn parse(options: &Value) -> Result<Options, OptionsError> {
     Ok(options)
 }
 
-impl Kind for Pattern {
-    fn info(&self) -> &KindInfo {
-        &self.info
+impl TypedKind for Pattern {
+    type Options = Options;
+
+    fn describe(&self) -> &KindInfo {
+        static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
+            name: "pattern".into(),
+            role: Role::Stage,
+            summary: "Draws offline coloring-book line art (mandala, geometric, botanical) from each prompt"
+                .into(),
+            options: vec![
+                OptionDoc::new(
+                    "size",
+                    "{width, height} 64-8192",
+                    "{width: 768, height: 1024}",
+                    "Page size in pixels",
+                ),
+                OptionDoc::new(
+                    "seed",
+                    "integer",
+                    "0",
+                    "Varies the drawings; an item's own \"seed\" field wins",
+                ),
+                OptionDoc::new(
+                    "style",
+                    "auto|mandala|geometric|botanical",
+                    "auto",
+                    "The kind of drawing; auto picks from the prompt's words (flower -> botanical...) or its hash",
+                ),
+            ],
+            accepts: vec![Media::Prompt],
+            output: OutputMedia::Fixed(Media::Rgb),
+        });
+        &INFO
     }
 
-    fn check(&self, options: &Value) -> Result<(), OptionsError> {
-        parse(options).map(|_| ())
+    fn parse(&self, options: &Value) -> Result<Options, OptionsError> {
+        parse(options)
     }
 
-    fn build(&self, options: &Value, _ctx: &BuildContext) -> anyhow::Result<Component> {
-        let options = parse(options)?;
+    fn build_from(&self, options: Options, _ctx: &BuildContext) -> anyhow::Result<Component> {
         Ok(Component::Cpu(Arc::new(PatternStage {
             size: options.size,
             seed: options.seed,
@@ -185,6 +170,7 @@ mod tests {
     use super::*;
     use crate::engine::item::Prompt;
     use crate::engine::media::Pixels;
+    use crate::engine::stage::Kind;
     use serde_json::json;
 
     fn stage(options: Value) -> Arc<dyn CpuStage> {
@@ -195,7 +181,7 @@ mod tests {
             pipeline_file: "p.yaml".into(),
             dry_run: false,
         };
-        match Pattern::new().build(&options, &ctx) {
+        match Pattern.build(&options, &ctx) {
             Ok(Component::Cpu(stage)) => stage,
             Ok(_) => panic!("pattern must build a CPU stage"),
             Err(e) => panic!("valid options were refused: {e}"),
@@ -248,7 +234,7 @@ mod tests {
 
     #[test]
     fn check_bounds_the_size_and_names_the_field() {
-        let kind = Pattern::new();
+        let kind = Pattern;
         assert!(kind.check(&json!({})).is_ok());
         let err = kind.check(&json!({ "size": { "width": 10, "height": 1024 } })).expect_err("too small");
         assert_eq!(err.path, ["size", "width"]);

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -28,91 +28,71 @@ use crate::engine::cpu;
 use crate::engine::item::{Item, State};
 use crate::engine::media::{Media, Payload, Pixels, Raster};
 use crate::engine::stage::{
-    BuildContext, Component, Kind, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, Sink, StageError,
-    parse_options,
+    BuildContext, Component, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, Sink, StageError,
+    TypedKind, parse_options,
 };
 use crate::engine::summary::Summary;
 
 /// The `pdf` sink kind: writes every item as one page of a single PDF book, in page order.
-pub struct PdfBook {
-    info: KindInfo,
-}
+pub struct PdfBook;
 
-impl PdfBook {
-    /// The kind with its documentation, for the registry.
-    pub fn new() -> Self {
-        PdfBook {
-            info: KindInfo {
-                name: "pdf".into(),
-                role: Role::Sink,
-                summary: "Assembles the pages into one print-ready PDF book, in page order, streamed to disk"
-                    .into(),
-                options: vec![
-                    OptionDoc::new("path", "string", "book.pdf", "the PDF file, relative to the output dir"),
-                    OptionDoc::new(
-                        "page_size",
-                        "letter|a4|{ width_pt, height_pt }",
-                        "letter",
-                        "page size; letter is 612x792 pt, a4 595.28x841.89 pt",
-                    ),
-                    OptionDoc::new(
-                        "margin",
-                        "number (pt)",
-                        "0",
-                        "0 places each image at its DPI, centred (shrunk if larger than the page); \
-                         more scales it to fit within the margins",
-                    ),
-                    OptionDoc::new(
-                        "title",
-                        "string",
-                        "none",
-                        "adds a title page and sets the document title",
-                    ),
-                    OptionDoc::new(
-                        "author",
-                        "string",
-                        "none",
-                        "the document author, also shown on the title page",
-                    ),
-                    OptionDoc::new(
-                        "page_numbers",
-                        "boolean",
-                        "false",
-                        "prints 1, 2, 3... at the bottom of each page",
-                    ),
-                    OptionDoc::new(
-                        "on_missing",
-                        "skip|placeholder|fail",
-                        "placeholder",
-                        "for a failed or filtered item: leave the page out, print a page saying which prompt \
-                         failed and why (so later pages keep their numbers), or write no book and fail",
-                    ),
-                    OptionDoc::new("creator", "string", "inkflow", "the document's Creator entry"),
-                ],
-                accepts: Media::IMAGES.to_vec(),
-                output: OutputMedia::None,
-            },
-        }
-    }
-}
+impl TypedKind for PdfBook {
+    type Options = Options;
 
-impl Default for PdfBook {
-    fn default() -> Self {
-        PdfBook::new()
-    }
-}
-
-impl Kind for PdfBook {
-    fn info(&self) -> &KindInfo {
-        &self.info
+    fn describe(&self) -> &KindInfo {
+        static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
+            name: "pdf".into(),
+            role: Role::Sink,
+            summary: "Assembles the pages into one print-ready PDF book, in page order, streamed to disk"
+                .into(),
+            options: vec![
+                OptionDoc::new("path", "string", "book.pdf", "the PDF file, relative to the output dir"),
+                OptionDoc::new(
+                    "page_size",
+                    "letter|a4|{ width_pt, height_pt }",
+                    "letter",
+                    "page size; letter is 612x792 pt, a4 595.28x841.89 pt",
+                ),
+                OptionDoc::new(
+                    "margin",
+                    "number (pt)",
+                    "0",
+                    "0 places each image at its DPI, centred (shrunk if larger than the page); \
+                     more scales it to fit within the margins",
+                ),
+                OptionDoc::new("title", "string", "none", "adds a title page and sets the document title"),
+                OptionDoc::new(
+                    "author",
+                    "string",
+                    "none",
+                    "the document author, also shown on the title page",
+                ),
+                OptionDoc::new(
+                    "page_numbers",
+                    "boolean",
+                    "false",
+                    "prints 1, 2, 3... at the bottom of each page",
+                ),
+                OptionDoc::new(
+                    "on_missing",
+                    "skip|placeholder|fail",
+                    "placeholder",
+                    "for a failed or filtered item: leave the page out, print a page saying which prompt \
+                     failed and why (so later pages keep their numbers), or write no book and fail",
+                ),
+                OptionDoc::new("creator", "string", "inkflow", "the document's Creator entry"),
+            ],
+            accepts: Media::IMAGES.to_vec(),
+            output: OutputMedia::None,
+        });
+        &INFO
     }
 
-    fn check(&self, options: &Value) -> Result<(), OptionsError> {
-        Options::parse(options).map(|_| ())
+    fn parse(&self, options: &Value) -> Result<Options, OptionsError> {
+        Options::parse(options)
     }
 
-    fn build(&self, options: &Value, ctx: &BuildContext) -> anyhow::Result<Component> {
-        let options = Options::parse(options)?;
+    fn build_from(&self, options: Options, ctx: &BuildContext) -> anyhow::Result<Component> {
         let final_path = ctx.output_dir.join(&options.path);
         let mut partial = final_path.clone().into_os_string();
         partial.push(".partial");
@@ -136,9 +116,10 @@ impl Kind for PdfBook {
     }
 }
 
+/// The `pdf` options, as written in the pipeline file.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Options {
+pub struct Options {
     #[serde(default = "default_path")]
     path: String,
     #[serde(default)]

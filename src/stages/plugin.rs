@@ -8,7 +8,7 @@
 use std::ffi::c_void;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use anyhow::{Context, bail};
 use inkflow_plugin::{
@@ -22,19 +22,18 @@ use crate::engine::item::Item;
 use crate::engine::media::{Media, Payload, Pixels, Raster};
 use crate::engine::stage::{
     BuildContext, Component, CpuStage, Kind, KindInfo, OptionDoc, OptionsError, OutputMedia, Role,
-    StageError, parse_options,
+    StageError, TypedKind, parse_options,
 };
 
 /// `kind: plugin`: a stage from the library at `path`, for a one-off plugin without a
 /// `plugins:` directory. Its plugin options are checked when the pipeline is built, since
 /// `check` may not open files.
-pub struct Plugin {
-    info: KindInfo,
-}
+pub struct Plugin;
 
+/// The `plugin` options: which library and stage, and the stage's own options.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PluginOptions {
+pub struct PluginOptions {
     path: PathBuf,
     #[serde(default)]
     stage: Option<String>,
@@ -46,52 +45,34 @@ fn empty_map() -> Value {
     Value::Object(Map::new())
 }
 
-impl Plugin {
-    /// The kind, ready to register.
-    pub fn new() -> Self {
-        Plugin {
-            info: KindInfo {
-                name: "plugin".into(),
-                role: Role::Stage,
-                summary: "Runs a stage from a dynamic library built with the inkflow-plugin SDK".into(),
-                options: vec![
-                    OptionDoc::required(
-                        "path",
-                        "string",
-                        "The library file, e.g. target/release/libmy_stage.so",
-                    ),
-                    OptionDoc::new("stage", "string", "its only stage", "Which stage of the library to run"),
-                    OptionDoc::new("options", "map", "{}", "The plugin stage's own options"),
-                ],
-                accepts: Media::IMAGES.to_vec(),
-                output: OutputMedia::SameAsInput,
-            },
-        }
-    }
-}
+impl TypedKind for Plugin {
+    type Options = PluginOptions;
 
-impl Default for Plugin {
-    fn default() -> Self {
-        Plugin::new()
-    }
-}
-
-impl Kind for Plugin {
-    fn info(&self) -> &KindInfo {
-        &self.info
+    fn describe(&self) -> &KindInfo {
+        static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
+            name: "plugin".into(),
+            role: Role::Stage,
+            summary: "Runs a stage from a dynamic library built with the inkflow-plugin SDK".into(),
+            options: vec![
+                OptionDoc::required("path", "string", "The library file, e.g. target/release/libmy_stage.so"),
+                OptionDoc::new("stage", "string", "its only stage", "Which stage of the library to run"),
+                OptionDoc::new("options", "map", "{}", "The plugin stage's own options"),
+            ],
+            accepts: Media::IMAGES.to_vec(),
+            output: OutputMedia::SameAsInput,
+        });
+        &INFO
     }
 
-    fn check(&self, options: &Value) -> Result<(), OptionsError> {
+    fn parse(&self, options: &Value) -> Result<PluginOptions, OptionsError> {
         let parsed: PluginOptions = parse_options(options)?;
         if !parsed.options.is_object() {
             return Err(OptionsError::at("options", "expected a map of the plugin stage's options"));
         }
-        Ok(())
+        Ok(parsed)
     }
 
-    fn build(&self, options: &Value, ctx: &BuildContext) -> anyhow::Result<Component> {
-        let parsed: PluginOptions =
-            parse_options(options).with_context(|| format!("stage {}: bad options", ctx.id))?;
+    fn build_from(&self, parsed: PluginOptions, ctx: &BuildContext) -> anyhow::Result<Component> {
         let stages = load(&parsed.path).with_context(|| format!("stage {}", ctx.id))?;
         let stage = pick_stage(&parsed.path, stages, parsed.stage.as_deref())
             .with_context(|| format!("stage {}", ctx.id))?;

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock};
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
@@ -12,70 +13,55 @@ use serde_json::{Map, Value};
 use crate::engine::item::{Item, Prompt};
 use crate::engine::media::{Media, Payload};
 use crate::engine::stage::{
-    BuildContext, Component, Kind, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, Source, StageError,
-    parse_options,
+    BuildContext, Component, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, Source, StageError,
+    TypedKind, parse_options,
 };
 
 /// Kind `prompts`: one item per prompt of a JSON or JSON Lines file.
-pub struct Prompts {
-    info: KindInfo,
-}
+pub struct Prompts;
 
+/// The `prompts` options.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Options {
+pub struct Options {
     path: PathBuf,
     #[serde(default)]
     limit: Option<usize>,
 }
 
-impl Prompts {
-    /// The kind, ready to register.
-    pub fn new() -> Self {
-        Prompts {
-            info: KindInfo {
-                name: "prompts".into(),
-                role: Role::Source,
-                summary:
-                    "Reads prompts from a JSON book ({\"prompts\": [...]}), a list of scenes, or JSON Lines"
-                        .into(),
-                options: vec![
-                    OptionDoc::required(
-                        "path",
-                        "path",
-                        "The prompt file (.json or .jsonl), relative to the working directory",
-                    ),
-                    OptionDoc::new("limit", "integer", "all", "Take only the first N prompts"),
-                ],
-                accepts: vec![],
-                output: OutputMedia::Fixed(Media::Prompt),
-            },
-        }
-    }
-}
+impl TypedKind for Prompts {
+    type Options = Options;
 
-impl Default for Prompts {
-    fn default() -> Self {
-        Prompts::new()
-    }
-}
-
-impl Kind for Prompts {
-    fn info(&self) -> &KindInfo {
-        &self.info
+    fn describe(&self) -> &KindInfo {
+        static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
+            name: "prompts".into(),
+            role: Role::Source,
+            summary: "Reads prompts from a JSON book ({\"prompts\": [...]}), a list of scenes, or JSON Lines"
+                .into(),
+            options: vec![
+                OptionDoc::required(
+                    "path",
+                    "path",
+                    "The prompt file (.json or .jsonl), relative to the working directory",
+                ),
+                OptionDoc::new("limit", "integer", "all", "Take only the first N prompts"),
+            ],
+            accepts: vec![],
+            output: OutputMedia::Fixed(Media::Prompt),
+        });
+        &INFO
     }
 
-    fn check(&self, options: &Value) -> Result<(), OptionsError> {
+    fn parse(&self, options: &Value) -> Result<Options, OptionsError> {
         let options: Options = parse_options(options)?;
         if options.path.as_os_str().is_empty() {
             return Err(OptionsError::at("path", "the prompt file path is empty"));
         }
-        Ok(())
+        Ok(options)
     }
 
-    fn build(&self, options: &Value, _ctx: &BuildContext) -> anyhow::Result<Component> {
-        let options: Options = parse_options(options)?;
-        Ok(Component::Source(std::sync::Arc::new(PromptFile { path: options.path, limit: options.limit })))
+    fn build_from(&self, options: Options, _ctx: &BuildContext) -> anyhow::Result<Component> {
+        Ok(Component::Source(Arc::new(PromptFile { path: options.path, limit: options.limit })))
     }
 }
 
@@ -273,6 +259,7 @@ fn items(prompts: Vec<Prompt>) -> Vec<Item> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::stage::Kind;
     use std::io::Write;
 
     fn file(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
@@ -283,7 +270,7 @@ mod tests {
     }
 
     fn list(path: &Path, limit: Option<usize>) -> anyhow::Result<Vec<Item>> {
-        let kind = Prompts::new();
+        let kind = Prompts;
         let mut options = serde_json::json!({ "path": path });
         if let Some(limit) = limit {
             options["limit"] = limit.into();

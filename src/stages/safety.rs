@@ -8,7 +8,7 @@
 pub mod matcher;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use anyhow::Context;
 use regex::RegexBuilder;
@@ -18,89 +18,13 @@ use serde_json::Value;
 use crate::engine::item::Item;
 use crate::engine::media::{Media, Payload};
 use crate::engine::stage::{
-    BuildContext, Component, CpuStage, Kind, KindInfo, OptionDoc, OptionsError, OutputMedia, Role,
-    StageError, parse_options,
+    BuildContext, Component, CpuStage, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, StageError,
+    TypedKind, parse_options,
 };
 use matcher::{Matcher, RegexRule, Term};
 
 /// The `safety` kind: rejects, or rewrites, prompts that break the configured rules.
-pub struct Safety {
-    info: KindInfo,
-}
-
-impl Safety {
-    /// The kind with its documentation.
-    pub fn new() -> Self {
-        let options = vec![
-            OptionDoc::new(
-                "deny",
-                "list of strings",
-                "[]",
-                "terms denied as whole words, after normalisation",
-            ),
-            OptionDoc::new(
-                "deny_files",
-                "list of paths",
-                "[]",
-                "files of deny terms, one per line, `#` starts a comment (e.g. pipelines/safety/children-deny.txt)",
-            ),
-            OptionDoc::new(
-                "allow",
-                "list of strings",
-                "[]",
-                "known false positives: a match wholly inside an allowed phrase is ignored (e.g. \"assassin bug\")",
-            ),
-            OptionDoc::new(
-                "allow_files",
-                "list of paths",
-                "[]",
-                "files of allowed phrases, same format as deny_files",
-            ),
-            OptionDoc::new(
-                "regex",
-                "list of {name?, pattern}",
-                "[]",
-                "regular expressions run on the normalised prompt (lowercase words, single spaces)",
-            ),
-            OptionDoc::new(
-                "max_prompt_chars",
-                "integer >= 1",
-                "none",
-                "longest prompt accepted, in characters",
-            ),
-            OptionDoc::new(
-                "on_reject",
-                "drop|fail|rewrite",
-                "drop",
-                "drop: record the item as filtered and skip it; fail: record it as failed; \
-                 rewrite: replace offending text with rewrite_text (and cut an over-long prompt) and go on",
-            ),
-            OptionDoc::new(
-                "rewrite_text",
-                "string",
-                "\"\"",
-                "with on_reject: rewrite, the text that replaces each offending span (empty removes it)",
-            ),
-        ];
-        Safety {
-            info: KindInfo {
-                name: "safety".into(),
-                role: Role::Stage,
-                summary: "rejects or rewrites prompts matching deny lists, regex rules or a length limit"
-                    .into(),
-                options,
-                accepts: vec![Media::Prompt],
-                output: OutputMedia::Fixed(Media::Prompt),
-            },
-        }
-    }
-}
-
-impl Default for Safety {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+pub struct Safety;
 
 /// What to do with a prompt that breaks a rule. `drop` is the default: the item costs nothing,
 /// shows up as filtered in the summary (counted by rule), and the batch goes on.
@@ -140,7 +64,7 @@ struct RegexOption {
 }
 
 /// Options checked without touching files: inline terms and regexes compiled.
-struct Checked {
+pub struct Checked {
     options: Options,
     deny: Vec<Term>,
     allow: Vec<Term>,
@@ -224,17 +148,80 @@ fn file_terms(path: &Path, field: &str, index: usize) -> anyhow::Result<Vec<Term
         .collect())
 }
 
-impl Kind for Safety {
-    fn info(&self) -> &KindInfo {
-        &self.info
+impl TypedKind for Safety {
+    type Options = Checked;
+
+    fn describe(&self) -> &KindInfo {
+        static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
+            name: "safety".into(),
+            role: Role::Stage,
+            summary: "rejects or rewrites prompts matching deny lists, regex rules or a length limit".into(),
+            options: vec![
+                OptionDoc::new(
+                    "deny",
+                    "list of strings",
+                    "[]",
+                    "terms denied as whole words, after normalisation",
+                ),
+                OptionDoc::new(
+                    "deny_files",
+                    "list of paths",
+                    "[]",
+                    "files of deny terms, one per line, `#` starts a comment (e.g. pipelines/safety/children-deny.txt)",
+                ),
+                OptionDoc::new(
+                    "allow",
+                    "list of strings",
+                    "[]",
+                    "known false positives: a match wholly inside an allowed phrase is ignored (e.g. \"assassin bug\")",
+                ),
+                OptionDoc::new(
+                    "allow_files",
+                    "list of paths",
+                    "[]",
+                    "files of allowed phrases, same format as deny_files",
+                ),
+                OptionDoc::new(
+                    "regex",
+                    "list of {name?, pattern}",
+                    "[]",
+                    "regular expressions run on the normalised prompt (lowercase words, single spaces)",
+                ),
+                OptionDoc::new(
+                    "max_prompt_chars",
+                    "integer >= 1",
+                    "none",
+                    "longest prompt accepted, in characters",
+                ),
+                OptionDoc::new(
+                    "on_reject",
+                    "drop|fail|rewrite",
+                    "drop",
+                    "drop: record the item as filtered and skip it; fail: record it as failed; \
+             rewrite: replace offending text with rewrite_text (and cut an over-long prompt) and go on",
+                ),
+                OptionDoc::new(
+                    "rewrite_text",
+                    "string",
+                    "\"\"",
+                    "with on_reject: rewrite, the text that replaces each offending span (empty removes it)",
+                ),
+            ],
+            accepts: vec![Media::Prompt],
+            output: OutputMedia::Fixed(Media::Prompt),
+        });
+        &INFO
     }
 
-    fn check(&self, options: &Value) -> Result<(), OptionsError> {
-        check_options(options).map(|_| ())
+    fn parse(&self, options: &Value) -> Result<Checked, OptionsError> {
+        check_options(options)
     }
 
-    fn build(&self, options: &Value, _ctx: &BuildContext) -> anyhow::Result<Component> {
-        let Checked { options, mut deny, mut allow, regexes } = check_options(options)?;
+    fn build_from(
+        &self,
+        Checked { options, mut deny, mut allow, regexes }: Checked,
+        _ctx: &BuildContext,
+    ) -> anyhow::Result<Component> {
         for (i, path) in options.deny_files.iter().enumerate() {
             deny.extend(file_terms(path, "deny_files", i)?);
         }
@@ -376,6 +363,7 @@ mod tests {
 
     use super::*;
     use crate::engine::item::Prompt;
+    use crate::engine::stage::Kind;
 
     fn ctx() -> BuildContext {
         BuildContext {
@@ -388,7 +376,7 @@ mod tests {
     }
 
     fn build(options: Value) -> Arc<dyn CpuStage> {
-        match Safety::new().build(&options, &ctx()) {
+        match Safety.build(&options, &ctx()) {
             Ok(Component::Cpu(stage)) => stage,
             Ok(_) => panic!("safety must build a CPU stage"),
             Err(e) => panic!("build failed: {e:#}"),
@@ -414,7 +402,7 @@ mod tests {
     }
 
     fn check_error(options: Value) -> OptionsError {
-        Safety::new().check(&options).expect_err("check should reject these options")
+        Safety.check(&options).expect_err("check should reject these options")
     }
 
     #[test]
@@ -534,7 +522,7 @@ mod tests {
     #[test]
     fn a_missing_deny_file_is_a_build_error_naming_it() {
         let options = json!({ "deny_files": ["pipelines/safety/no-such-list.txt"] });
-        let err = Safety::new().build(&options, &ctx()).err().expect("build should fail");
+        let err = Safety.build(&options, &ctx()).err().expect("build should fail");
         let message = format!("{err:#}");
         assert!(
             message.starts_with("deny_files[0]: cannot read pipelines/safety/no-such-list.txt"),
@@ -547,8 +535,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("words.txt");
         std::fs::write(&path, "gun\n---\n").unwrap();
-        let err =
-            Safety::new().build(&json!({ "deny_files": [path] }), &ctx()).err().expect("build should fail");
+        let err = Safety.build(&json!({ "deny_files": [path] }), &ctx()).err().expect("build should fail");
         assert!(format!("{err:#}").starts_with(&format!("{}:2: \"---\"", path.display())), "{err:#}");
     }
 
@@ -576,7 +563,7 @@ mod tests {
     #[test]
     fn a_rewrite_text_that_breaks_a_rule_is_a_build_error() {
         let options = json!({ "deny": ["gun"], "on_reject": "rewrite", "rewrite_text": "toy gun" });
-        let err = Safety::new().build(&options, &ctx()).err().expect("build should fail");
+        let err = Safety.build(&options, &ctx()).err().expect("build should fail");
         assert_eq!(
             err.to_string(),
             "rewrite_text \"toy gun\" itself breaks deny term \"gun\" (from deny[0])"

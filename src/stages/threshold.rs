@@ -1,7 +1,7 @@
 //! `threshold`: gray to true black and white, stored one bit per pixel. Run it after
 //! `upscale` so the page keeps smooth edges and no gray pixel survives.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -9,19 +9,18 @@ use serde_json::Value;
 use crate::engine::item::Item;
 use crate::engine::media::{Media, Payload};
 use crate::engine::stage::{
-    BuildContext, Component, CpuStage, Kind, KindInfo, OptionDoc, OptionsError, OutputMedia, Role,
-    StageError, parse_options,
+    BuildContext, Component, CpuStage, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, StageError,
+    TypedKind, parse_options,
 };
 use crate::imaging::threshold::threshold;
 
 /// The `threshold` kind.
-pub struct Threshold {
-    info: KindInfo,
-}
+pub struct Threshold;
 
+/// The `threshold` options.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Options {
+pub struct Options {
     #[serde(default = "default_level")]
     level: u8,
 }
@@ -30,45 +29,31 @@ fn default_level() -> u8 {
     128
 }
 
-impl Threshold {
-    /// The kind with its description.
-    pub fn new() -> Self {
-        Threshold {
-            info: KindInfo {
-                name: "threshold".into(),
-                role: Role::Stage,
-                summary: "Turns gray or RGB images into 1-bit black and white (below `level` is black)"
-                    .into(),
-                options: vec![OptionDoc::new(
-                    "level",
-                    "integer 0-255",
-                    "128",
-                    "Pixels darker than this become black, the rest white",
-                )],
-                accepts: vec![Media::Gray, Media::Rgb],
-                output: OutputMedia::Fixed(Media::Bilevel),
-            },
-        }
-    }
-}
+impl TypedKind for Threshold {
+    type Options = Options;
 
-impl Default for Threshold {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Kind for Threshold {
-    fn info(&self) -> &KindInfo {
-        &self.info
+    fn describe(&self) -> &KindInfo {
+        static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
+            name: "threshold".into(),
+            role: Role::Stage,
+            summary: "Turns gray or RGB images into 1-bit black and white (below `level` is black)".into(),
+            options: vec![OptionDoc::new(
+                "level",
+                "integer 0-255",
+                "128",
+                "Pixels darker than this become black, the rest white",
+            )],
+            accepts: vec![Media::Gray, Media::Rgb],
+            output: OutputMedia::Fixed(Media::Bilevel),
+        });
+        &INFO
     }
 
-    fn check(&self, options: &Value) -> Result<(), OptionsError> {
-        parse_options::<Options>(options).map(|_| ())
+    fn parse(&self, options: &Value) -> Result<Options, OptionsError> {
+        parse_options(options)
     }
 
-    fn build(&self, options: &Value, _ctx: &BuildContext) -> anyhow::Result<Component> {
-        let options: Options = parse_options(options)?;
+    fn build_from(&self, options: Options, _ctx: &BuildContext) -> anyhow::Result<Component> {
         Ok(Component::Cpu(Arc::new(ThresholdStage { level: options.level })))
     }
 }
@@ -96,12 +81,13 @@ mod tests {
     use super::*;
     use crate::engine::item::Prompt;
     use crate::engine::media::{Pixels, Raster};
+    use crate::engine::stage::Kind;
     use crate::imaging::gray::to_gray;
     use crate::stages::test_support::build_cpu;
 
     #[test]
     fn output_is_strictly_black_and_white_at_the_level() {
-        let stage = build_cpu(&Threshold::new(), serde_json::json!({"level": 100}));
+        let stage = build_cpu(&Threshold, serde_json::json!({"level": 100}));
         let mut item = Item::new(0, Prompt::default());
         let gray: Vec<u8> = (0..=255).collect();
         let raster = Raster { width: 16, height: 16, dpi: Some(300.0), pixels: Pixels::Gray(gray) };
@@ -119,7 +105,7 @@ mod tests {
 
     #[test]
     fn bad_levels_are_refused_by_check() {
-        let kind = Threshold::new();
+        let kind = Threshold;
         assert!(kind.check(&serde_json::json!({})).is_ok());
         let err = kind.check(&serde_json::json!({"level": 256})).unwrap_err();
         assert_eq!(err.path, vec!["level"]);

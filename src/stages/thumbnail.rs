@@ -1,6 +1,6 @@
 //! `thumbnail`: a small JPEG preview of each page, for galleries and listings.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -8,19 +8,18 @@ use serde_json::Value;
 use crate::engine::item::Item;
 use crate::engine::media::{Media, Payload};
 use crate::engine::stage::{
-    BuildContext, Component, CpuStage, Kind, KindInfo, OptionDoc, OptionsError, OutputMedia, Role,
-    StageError, parse_options,
+    BuildContext, Component, CpuStage, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, StageError,
+    TypedKind, parse_options,
 };
 use crate::imaging::jpeg::encode_thumbnail;
 
 /// The `thumbnail` kind.
-pub struct Thumbnail {
-    info: KindInfo,
-}
+pub struct Thumbnail;
 
+/// The `thumbnail` options.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Options {
+pub struct Options {
     #[serde(default = "default_width")]
     width: u32,
     #[serde(default = "default_height")]
@@ -42,8 +41,26 @@ fn default_quality() -> u8 {
     85
 }
 
-impl Options {
-    fn parse(options: &Value) -> Result<Self, OptionsError> {
+impl TypedKind for Thumbnail {
+    type Options = Options;
+
+    fn describe(&self) -> &KindInfo {
+        static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
+            name: "thumbnail".into(),
+            role: Role::Stage,
+            summary: "Makes a JPEG preview that fits within width x height".into(),
+            options: vec![
+                OptionDoc::new("width", "integer pixels", "400", "Largest thumbnail width"),
+                OptionDoc::new("height", "integer pixels", "518", "Largest thumbnail height"),
+                OptionDoc::new("quality", "integer 1-100", "85", "JPEG quality"),
+            ],
+            accepts: vec![Media::Gray, Media::Rgb, Media::Bilevel],
+            output: OutputMedia::Fixed(Media::Encoded),
+        });
+        &INFO
+    }
+
+    fn parse(&self, options: &Value) -> Result<Options, OptionsError> {
         let parsed: Options = parse_options(options)?;
         for (name, side) in [("width", parsed.width), ("height", parsed.height)] {
             if side == 0 || side > 10_000 {
@@ -58,45 +75,8 @@ impl Options {
         }
         Ok(parsed)
     }
-}
 
-impl Thumbnail {
-    /// The kind with its description.
-    pub fn new() -> Self {
-        Thumbnail {
-            info: KindInfo {
-                name: "thumbnail".into(),
-                role: Role::Stage,
-                summary: "Makes a JPEG preview that fits within width x height".into(),
-                options: vec![
-                    OptionDoc::new("width", "integer pixels", "400", "Largest thumbnail width"),
-                    OptionDoc::new("height", "integer pixels", "518", "Largest thumbnail height"),
-                    OptionDoc::new("quality", "integer 1-100", "85", "JPEG quality"),
-                ],
-                accepts: vec![Media::Gray, Media::Rgb, Media::Bilevel],
-                output: OutputMedia::Fixed(Media::Encoded),
-            },
-        }
-    }
-}
-
-impl Default for Thumbnail {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Kind for Thumbnail {
-    fn info(&self) -> &KindInfo {
-        &self.info
-    }
-
-    fn check(&self, options: &Value) -> Result<(), OptionsError> {
-        Options::parse(options).map(|_| ())
-    }
-
-    fn build(&self, options: &Value, _ctx: &BuildContext) -> anyhow::Result<Component> {
-        let o = Options::parse(options)?;
+    fn build_from(&self, o: Options, _ctx: &BuildContext) -> anyhow::Result<Component> {
         Ok(Component::Cpu(Arc::new(ThumbnailStage { width: o.width, height: o.height, quality: o.quality })))
     }
 }
@@ -123,11 +103,12 @@ mod tests {
     use super::*;
     use crate::engine::item::Prompt;
     use crate::engine::media::{EncodedFormat, Pixels, Raster};
+    use crate::engine::stage::Kind;
     use crate::stages::test_support::build_cpu;
 
     #[test]
     fn a_page_becomes_a_jpeg_within_400x518() {
-        let stage = build_cpu(&Thumbnail::new(), serde_json::json!({}));
+        let stage = build_cpu(&Thumbnail, serde_json::json!({}));
         let mut item = Item::new(0, Prompt::default());
         let stride = Raster::bilevel_stride(2550);
         let page = Raster {
@@ -147,7 +128,7 @@ mod tests {
 
     #[test]
     fn options_are_checked() {
-        let kind = Thumbnail::new();
+        let kind = Thumbnail;
         assert_eq!(kind.check(&serde_json::json!({"quality": 0})).unwrap_err().path, vec!["quality"]);
         assert_eq!(kind.check(&serde_json::json!({"width": 0})).unwrap_err().path, vec!["width"]);
         assert!(kind.check(&serde_json::json!({"width": 200, "height": 200, "quality": 70})).is_ok());

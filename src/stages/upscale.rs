@@ -3,7 +3,7 @@
 //! original service stretched 3:4 images onto letter pages, a 3% distortion). The name holds
 //! when it shrinks too.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -11,23 +11,21 @@ use serde_json::Value;
 use crate::engine::item::Item;
 use crate::engine::media::{Media, Payload};
 use crate::engine::stage::{
-    BuildContext, Component, CpuStage, Kind, KindInfo, OptionDoc, OptionsError, OutputMedia, Role,
-    StageError, parse_options,
+    BuildContext, Component, CpuStage, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, StageError,
+    TypedKind, parse_options,
 };
 use crate::imaging::resize::{Fit, resize};
 
 /// The `upscale` kind.
-pub struct Upscale {
-    info: KindInfo,
-}
+pub struct Upscale;
 
 /// Largest side accepted, so a typo cannot ask for a gigabyte page (20000 px is 66 inches at 300 DPI).
 const MAX_SIDE: u32 = 20_000;
 
-// US Letter at 300 DPI: the coloring-book page the original service printed.
+/// The `upscale` options; the defaults are US Letter at 300 DPI, the page the original service printed.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Options {
+pub struct Options {
     #[serde(default = "default_width")]
     width: u32,
     #[serde(default = "default_height")]
@@ -71,66 +69,42 @@ impl Options {
     }
 }
 
-impl Upscale {
-    /// The kind with its description.
-    pub fn new() -> Self {
-        Upscale {
-            info: KindInfo {
-                name: "upscale".into(),
-                role: Role::Stage,
-                summary:
-                    "Resizes images to the print size with Lanczos3 (fit, pad or crop) and sets their DPI"
-                        .into(),
-                options: vec![
-                    OptionDoc::new(
-                        "width",
-                        "integer pixels",
-                        "2550",
-                        "Page width (2550 = 8.5 in at 300 DPI)",
-                    ),
-                    OptionDoc::new(
-                        "height",
-                        "integer pixels",
-                        "3300",
-                        "Page height (3300 = 11 in at 300 DPI)",
-                    ),
-                    OptionDoc::new(
-                        "fit",
-                        "contain|cover|stretch",
-                        "contain",
-                        "contain: fit inside with white margins; cover: fill and crop the centre; stretch: distort",
-                    ),
-                    OptionDoc::new(
-                        "dpi",
-                        "number",
-                        "300",
-                        "Print resolution written to the page (PNG pHYs, PDF size)",
-                    ),
-                ],
-                accepts: vec![Media::Gray, Media::Rgb],
-                output: OutputMedia::SameAsInput,
-            },
-        }
-    }
-}
+impl TypedKind for Upscale {
+    type Options = Options;
 
-impl Default for Upscale {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Kind for Upscale {
-    fn info(&self) -> &KindInfo {
-        &self.info
+    fn describe(&self) -> &KindInfo {
+        static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
+            name: "upscale".into(),
+            role: Role::Stage,
+            summary: "Resizes images to the print size with Lanczos3 (fit, pad or crop) and sets their DPI"
+                .into(),
+            options: vec![
+                OptionDoc::new("width", "integer pixels", "2550", "Page width (2550 = 8.5 in at 300 DPI)"),
+                OptionDoc::new("height", "integer pixels", "3300", "Page height (3300 = 11 in at 300 DPI)"),
+                OptionDoc::new(
+                    "fit",
+                    "contain|cover|stretch",
+                    "contain",
+                    "contain: fit inside with white margins; cover: fill and crop the centre; stretch: distort",
+                ),
+                OptionDoc::new(
+                    "dpi",
+                    "number",
+                    "300",
+                    "Print resolution written to the page (PNG pHYs, PDF size)",
+                ),
+            ],
+            accepts: vec![Media::Gray, Media::Rgb],
+            output: OutputMedia::SameAsInput,
+        });
+        &INFO
     }
 
-    fn check(&self, options: &Value) -> Result<(), OptionsError> {
-        Options::parse(options).map(|_| ())
+    fn parse(&self, options: &Value) -> Result<Options, OptionsError> {
+        Options::parse(options)
     }
 
-    fn build(&self, options: &Value, _ctx: &BuildContext) -> anyhow::Result<Component> {
-        let o = Options::parse(options)?;
+    fn build_from(&self, o: Options, _ctx: &BuildContext) -> anyhow::Result<Component> {
         Ok(Component::Cpu(Arc::new(UpscaleStage {
             width: o.width,
             height: o.height,
@@ -168,11 +142,12 @@ mod tests {
     use super::*;
     use crate::engine::item::Prompt;
     use crate::engine::media::{Pixels, Raster};
+    use crate::engine::stage::Kind;
     use crate::stages::test_support::build_cpu;
 
     #[test]
     fn defaults_make_a_letter_page_at_300_dpi() {
-        let stage = build_cpu(&Upscale::new(), serde_json::json!({}));
+        let stage = build_cpu(&Upscale, serde_json::json!({}));
         let mut item = Item::new(0, Prompt::default());
         let raster =
             Raster { width: 768, height: 1024, dpi: None, pixels: Pixels::Gray(vec![0; 768 * 1024]) };
@@ -188,7 +163,7 @@ mod tests {
 
     #[test]
     fn options_are_checked() {
-        let kind = Upscale::new();
+        let kind = Upscale;
         assert!(
             kind.check(&serde_json::json!({"width": 100, "height": 50, "fit": "cover", "dpi": 150})).is_ok()
         );
