@@ -229,6 +229,7 @@ impl Batch {
             .collect();
         let mut items_by_source = items.into_iter();
         let mut tasks = tokio::task::JoinSet::new();
+        let depths = depths(&pipeline);
         for (index, (spec, component)) in pipeline.components.iter().zip(components.iter()).enumerate() {
             let outputs = std::mem::take(&mut senders[index]);
             let inputs: Vec<mpsc::Receiver<Envelope>> =
@@ -238,7 +239,10 @@ impl Batch {
             match component {
                 Component::Source(source) => {
                     let items = items_by_source.next().unwrap_or_default();
-                    tasks.spawn(run_source(node, source.clone(), items, sinks.clone(), outputs));
+                    tasks.spawn(cpu::at_depth(
+                        depths[index],
+                        run_source(node, source.clone(), items, sinks.clone(), outputs),
+                    ));
                 }
                 Component::Cpu(stage) => {
                     let stage = stage.clone();
@@ -254,7 +258,10 @@ impl Batch {
                         }
                         .boxed()
                     };
-                    tasks.spawn(run_stage(node, one_input(inputs), outputs, process));
+                    tasks.spawn(cpu::at_depth(
+                        depths[index],
+                        run_stage(node, one_input(inputs), outputs, process),
+                    ));
                 }
                 Component::Io(stage) => {
                     let stage = stage.clone();
@@ -269,10 +276,13 @@ impl Batch {
                         }
                         .boxed()
                     };
-                    tasks.spawn(run_stage(node, one_input(inputs), outputs, process));
+                    tasks.spawn(cpu::at_depth(
+                        depths[index],
+                        run_stage(node, one_input(inputs), outputs, process),
+                    ));
                 }
                 Component::Sink(sink) => {
-                    tasks.spawn(run_sink(node, sink.clone(), inputs));
+                    tasks.spawn(cpu::at_depth(depths[index], run_sink(node, sink.clone(), inputs)));
                 }
             }
         }
@@ -301,6 +311,17 @@ impl Batch {
         summary.sink_errors = sink_errors;
         Ok(summary)
     }
+}
+
+/// Each component's distance from the sources (the longest path), for the CPU pool's order.
+fn depths(pipeline: &Pipeline) -> Vec<u32> {
+    let mut depths: Vec<u32> = Vec::with_capacity(pipeline.components.len());
+    // Components come inputs first, so every input's depth is known when it is read.
+    for spec in &pipeline.components {
+        let depth = spec.inputs.iter().map(|&i| depths[i] + 1).max().unwrap_or(0);
+        depths.push(depth);
+    }
+    depths
 }
 
 fn one_input(mut inputs: Vec<mpsc::Receiver<Envelope>>) -> mpsc::Receiver<Envelope> {
