@@ -1,9 +1,11 @@
 //! The bridge from async tasks to the rayon pool, so pixel work never blocks a tokio worker.
 //!
-//! Jobs wait in one queue that hands the pool the job of the deepest stage first (oldest
-//! first among equals): finishing an item frees its buffers, starting one allocates them. With
-//! plain FIFO order a 1 ms threshold job could wait behind every queued decode and upscale
-//! while the 8.4 MB pages it would shrink piled up in front of it.
+//! Jobs wait in one queue that hands the pool the job of the highest rank first (oldest first
+//! among equals). In a pipeline that only computes, the runtime ranks a component by its depth
+//! in the graph, so items finish before new ones start: finishing an item frees its buffers,
+//! starting one allocates them.
+//! With plain FIFO order a 1 ms threshold job could wait behind every queued decode and
+//! upscale while the 8.4 MB pages it would shrink piled up in front of it.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -14,19 +16,19 @@ use std::sync::Mutex;
 use tokio::sync::oneshot;
 
 tokio::task_local! {
-    /// How many stages lie between the running component and its sources.
-    static DEPTH: u32;
+    /// The running component's rank: its CPU jobs run before those of lower ranks.
+    static RANK: u32;
 }
 
-/// Runs `task` as the work of a component `depth` stages below its sources, so the CPU jobs
-/// it starts with [`run`] take their turn by that depth.
-pub async fn at_depth<F: Future>(depth: u32, task: F) -> F::Output {
-    DEPTH.scope(depth, task).await
+/// Runs `task` as the work of a component of this rank, so the CPU jobs it starts with
+/// [`run`] take their turn by it.
+pub async fn ranked<F: Future>(rank: u32, task: F) -> F::Output {
+    RANK.scope(rank, task).await
 }
 
 /// A job waiting for a pool thread.
 struct Job {
-    depth: u32,
+    rank: u32,
     /// Arrival order, so equals run first come, first served.
     seq: u64,
     work: Box<dyn FnOnce() + Send>,
@@ -47,9 +49,9 @@ impl PartialOrd for Job {
 }
 
 impl Ord for Job {
-    /// The greatest job runs next: the deepest, then the oldest.
+    /// The greatest job runs next: the highest rank, then the oldest.
     fn cmp(&self, other: &Self) -> Ordering {
-        self.depth.cmp(&other.depth).then(other.seq.cmp(&self.seq))
+        self.rank.cmp(&other.rank).then(other.seq.cmp(&self.seq))
     }
 }
 
@@ -65,8 +67,8 @@ impl JobQueue {
         JobQueue { jobs: BinaryHeap::new(), arrivals: 0 }
     }
 
-    fn push(&mut self, depth: u32, work: Box<dyn FnOnce() + Send>) {
-        self.jobs.push(Job { depth, seq: self.arrivals, work });
+    fn push(&mut self, rank: u32, work: Box<dyn FnOnce() + Send>) {
+        self.jobs.push(Job { rank, seq: self.arrivals, work });
         self.arrivals += 1;
     }
 
@@ -84,9 +86,9 @@ fn waiting() -> std::sync::MutexGuard<'static, JobQueue> {
     WAITING.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The depth set by the enclosing [`at_depth`], 0 outside any.
-fn current_depth() -> u32 {
-    DEPTH.try_with(|d| *d).unwrap_or(0)
+/// The rank set by the enclosing [`ranked`], 0 outside any.
+fn current_rank() -> u32 {
+    RANK.try_with(|r| *r).unwrap_or(0)
 }
 
 /// Runs `work` on the current rayon pool and waits for it without blocking the async runtime.
@@ -102,7 +104,7 @@ where
         // The receiver is gone only when the batch was torn down; nothing is waiting then.
         let _ = tx.send(outcome);
     };
-    waiting().push(current_depth(), Box::new(job));
+    waiting().push(current_rank(), Box::new(job));
     rayon::spawn(|| {
         let next = waiting().pop();
         if let Some(job) = next {
@@ -127,15 +129,14 @@ pub fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 mod tests {
     use super::*;
 
-    /// Jobs of a deeper stage overtake waiting jobs of shallower ones; equals keep their order.
+    /// Jobs of a higher rank overtake waiting jobs of lower ones; equals keep their order.
     #[test]
-    fn the_deepest_waiting_job_runs_first() {
+    fn the_highest_ranked_waiting_job_runs_first() {
         let ran = std::sync::Arc::new(Mutex::new(Vec::new()));
         let mut queue = JobQueue::default();
-        for (depth, name) in [(0, "decode a"), (3, "threshold"), (0, "decode b"), (5, "write"), (3, "thumb")]
-        {
+        for (rank, name) in [(0, "decode a"), (3, "threshold"), (0, "decode b"), (5, "write"), (3, "thumb")] {
             let ran = ran.clone();
-            queue.push(depth, Box::new(move || ran.lock().unwrap().push(name)));
+            queue.push(rank, Box::new(move || ran.lock().unwrap().push(name)));
         }
         while let Some(job) = queue.pop() {
             (job.work)();
@@ -144,8 +145,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn jobs_take_the_depth_of_the_component_that_starts_them() {
-        assert_eq!(current_depth(), 0);
-        assert_eq!(at_depth(4, async { current_depth() }).await, 4);
+    async fn jobs_take_the_rank_of_the_component_that_starts_them() {
+        assert_eq!(current_rank(), 0);
+        assert_eq!(ranked(4, async { current_rank() }).await, 4);
     }
 }
