@@ -1,5 +1,6 @@
-//! The contract between the engine and stage kinds. A stage kind implements [`Kind`] in one
-//! file under `src/stages/` and is listed in the [`Registry`]; the engine never names a kind.
+//! The contract between the engine and stage kinds. A stage kind implements [`Kind`] (usually
+//! through [`TypedKind`]) in one file under `src/stages/` and is listed in the [`Registry`];
+//! the engine never names a kind.
 
 use std::path::PathBuf;
 use std::sync::Arc;
