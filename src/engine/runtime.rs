@@ -320,14 +320,18 @@ impl Batch {
 /// finishing items first would starve the stages that free the I/O stage's request slots
 /// (measured: 98% of the ideal end-to-end throughput first come, first served; 75-85% deepest first).
 fn cpu_ranks(pipeline: &Pipeline, components: &[Component]) -> Vec<u32> {
-    if components.iter().any(|c| matches!(c, Component::Io(_))) {
-        return vec![0; components.len()];
+    let has_io = components.iter().any(|c| matches!(c, Component::Io(_)));
+    ranks_from_inputs(pipeline.components.iter().map(|c| c.inputs.as_slice()), has_io)
+}
+
+/// [`cpu_ranks`] from each component's inputs, given inputs first.
+fn ranks_from_inputs<'a>(inputs: impl Iterator<Item = &'a [usize]>, has_io: bool) -> Vec<u32> {
+    let mut depths: Vec<u32> = Vec::new();
+    for inputs in inputs {
+        depths.push(inputs.iter().map(|&i| depths[i] + 1).max().unwrap_or(0));
     }
-    let mut depths: Vec<u32> = Vec::with_capacity(pipeline.components.len());
-    // Components come inputs first, so every input's depth is known when it is read.
-    for spec in &pipeline.components {
-        let depth = spec.inputs.iter().map(|&i| depths[i] + 1).max().unwrap_or(0);
-        depths.push(depth);
+    if has_io {
+        depths.fill(0);
     }
     depths
 }
@@ -724,4 +728,22 @@ async fn run_sink(node: Node, sink: Arc<dyn Sink>, inputs: Vec<mpsc::Receiver<En
             }
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// source -> gray -> print -> lineart -> {thumb, disk}, thumb -> disk.
+    const BOOK: [&[usize]; 6] = [&[], &[0], &[1], &[2], &[3], &[3, 4]];
+
+    #[test]
+    fn a_compute_only_pipeline_ranks_by_the_longest_path_from_a_source() {
+        assert_eq!(ranks_from_inputs(BOOK.into_iter(), false), [0, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn a_pipeline_with_an_io_stage_ranks_all_alike() {
+        assert_eq!(ranks_from_inputs(BOOK.into_iter(), true), [0; 6]);
+    }
 }
