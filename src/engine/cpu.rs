@@ -3,9 +3,8 @@
 //! Jobs wait in one queue that hands the pool the job of the highest rank first (oldest first
 //! among equals). In a pipeline that only computes, the runtime ranks a component by its depth
 //! in the graph, so items finish before new ones start: finishing an item frees its buffers,
-//! starting one allocates them.
-//! With plain FIFO order a 1 ms threshold job could wait behind every queued decode and
-//! upscale while the 8.4 MB pages it would shrink piled up in front of it.
+//! starting one allocates them. With plain FIFO order a 1 ms threshold job could wait behind
+//! every queued decode and upscale while the 8.4 MB pages it would shrink piled up in front of it.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -91,7 +90,8 @@ fn current_rank() -> u32 {
     RANK.try_with(|r| *r).unwrap_or(0)
 }
 
-/// Runs `work` on the current rayon pool and waits for it without blocking the async runtime.
+/// Runs `work` on rayon's global pool (`--threads` sizes it) and waits for it without
+/// blocking the async runtime.
 /// A panic in `work` comes back as an error message instead of tearing the batch down.
 pub async fn run<T, F>(work: F) -> Result<T, String>
 where
