@@ -55,7 +55,6 @@ impl Ord for Job {
 }
 
 /// Jobs not yet started, the greatest first.
-#[derive(Default)]
 struct JobQueue {
     jobs: BinaryHeap<Job>,
     arrivals: u64,
@@ -133,7 +132,7 @@ mod tests {
     #[test]
     fn the_highest_ranked_waiting_job_runs_first() {
         let ran = std::sync::Arc::new(Mutex::new(Vec::new()));
-        let mut queue = JobQueue::default();
+        let mut queue = JobQueue::new();
         for (rank, name) in [(0, "decode a"), (3, "threshold"), (0, "decode b"), (5, "write"), (3, "thumb")] {
             let ran = ran.clone();
             queue.push(rank, Box::new(move || ran.lock().unwrap().push(name)));

@@ -236,13 +236,10 @@ impl Batch {
                 receivers[index].iter_mut().filter_map(Option::take).collect();
             let node =
                 Node { index, id: spec.id.clone(), concurrency: spec.concurrency, shared: shared.clone() };
-            match component {
+            let task: BoxFuture<'static, ()> = match component {
                 Component::Source(source) => {
                     let items = items_by_source.next().unwrap_or_default();
-                    tasks.spawn(cpu::ranked(
-                        ranks[index],
-                        run_source(node, source.clone(), items, sinks.clone(), outputs),
-                    ));
+                    run_source(node, source.clone(), items, sinks.clone(), outputs).boxed()
                 }
                 Component::Cpu(stage) => {
                     let stage = stage.clone();
@@ -258,10 +255,7 @@ impl Batch {
                         }
                         .boxed()
                     };
-                    tasks.spawn(cpu::ranked(
-                        ranks[index],
-                        run_stage(node, one_input(inputs), outputs, process),
-                    ));
+                    run_stage(node, one_input(inputs), outputs, process).boxed()
                 }
                 Component::Io(stage) => {
                     let stage = stage.clone();
@@ -276,15 +270,11 @@ impl Batch {
                         }
                         .boxed()
                     };
-                    tasks.spawn(cpu::ranked(
-                        ranks[index],
-                        run_stage(node, one_input(inputs), outputs, process),
-                    ));
+                    run_stage(node, one_input(inputs), outputs, process).boxed()
                 }
-                Component::Sink(sink) => {
-                    tasks.spawn(cpu::ranked(ranks[index], run_sink(node, sink.clone(), inputs)));
-                }
-            }
+                Component::Sink(sink) => run_sink(node, sink.clone(), inputs).boxed(),
+            };
+            tasks.spawn(cpu::ranked(ranks[index], task));
         }
         while let Some(joined) = tasks.join_next().await {
             joined.context("a pipeline task crashed")?;

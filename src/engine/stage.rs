@@ -133,6 +133,16 @@ impl OptionsError {
         let path = path.split('.').filter(|s| !s.is_empty()).map(str::to_owned).collect();
         OptionsError { path, message: message.into() }
     }
+
+    /// `option a.b: message`, or the message alone when it is about the whole component: how a
+    /// build step reports options that `check` did not see (without a file position).
+    pub fn qualified(&self) -> String {
+        if self.path.is_empty() {
+            self.message.clone()
+        } else {
+            format!("option {}: {}", self.path.join("."), self.message)
+        }
+    }
 }
 
 /// Deserializes a kind's typed options, keeping the path of the field that failed.
@@ -186,13 +196,7 @@ impl<K: TypedKind> Kind for K {
     }
 
     fn build(&self, options: &Value, ctx: &BuildContext) -> anyhow::Result<Component> {
-        let options = self.parse(options).map_err(|e| {
-            if e.path.is_empty() {
-                anyhow::anyhow!("{}", e.message)
-            } else {
-                anyhow::anyhow!("option {}: {}", e.path.join("."), e.message)
-            }
-        })?;
+        let options = self.parse(options).map_err(|e| anyhow::anyhow!(e.qualified()))?;
         self.build_from(options, ctx)
     }
 }

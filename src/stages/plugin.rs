@@ -461,10 +461,7 @@ fn raster_pixels(output: &ImageBuffer, expected: Format) -> Result<Pixels, Strin
 
 /// A build error for options refused by the description check, naming the option.
 fn options_error(ctx: &BuildContext, error: OptionsError) -> anyhow::Error {
-    match error.path.is_empty() {
-        true => anyhow::anyhow!("stage {}: {error}", ctx.id),
-        false => anyhow::anyhow!("stage {}: option {}: {error}", ctx.id, error.path.join(".")),
-    }
+    anyhow::anyhow!("stage {}: {}", ctx.id, error.qualified())
 }
 
 /// Chooses the stage to run from a library: the named one, or the only one.
