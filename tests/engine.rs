@@ -1,5 +1,6 @@
 //! The engine on its own, with small test kinds: config errors and their positions, the
-//! runtime's backpressure bound, failures confined to their item, fan-out and joins.
+//! runtime's backpressure bound, failures confined to their item, fan-out and joins, and
+//! fused chains of CPU stages.
 
 mod common;
 
@@ -47,8 +48,8 @@ sinks:
     );
     let expected = [
         "p.yaml:4:3: source \"idle\": source \"idle\" has no consumer",
-        "p.yaml:6:14: stage \"a\": unknown kind \"drw\" (known stage kinds: draw, gate)",
-        "p.yaml:7:35: stage \"b\": unknown field \"sied\" (expected: fail, side)",
+        "p.yaml:6:14: stage \"a\": unknown kind \"drw\" (known stage kinds: draw, gate, retouch)",
+        "p.yaml:7:35: stage \"b\": unknown field \"sied\" (expected: fail, side, track)",
         "p.yaml:8:29: stage \"c\": input \"nowhere\" doesn't match any source or stage",
         "p.yaml:9:41: stage \"d\": side: invalid type: string \"big\", expected u32",
     ];
@@ -203,4 +204,72 @@ sinks:
     assert_eq!(pointers.len(), 4);
     let distinct: std::collections::HashSet<_> = pointers.iter().collect();
     assert_eq!(distinct.len(), 2);
+}
+
+/// `draw -> retouch -> retouch` is one fused chain: each failure or panic still names its
+/// stage, and every stage's counts are what they would be unfused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fused_chain_reports_each_stage_as_its_own() {
+    let probe = Arc::new(Probe::default());
+    let summary = run(
+        "version: 1
+sources:
+  src: { kind: count, items: 6 }
+stages:
+  a: { kind: draw, inputs: [src], fail: [2] }
+  b: { kind: retouch, inputs: [a], fail: [3] }
+  c: { kind: retouch, inputs: [b], panic: [4] }
+sinks:
+  out: { kind: record, inputs: [c] }
+",
+        &[],
+        &probe,
+    )
+    .await;
+    assert_eq!((summary.succeeded, summary.failed), (3, 3));
+    let mut failures: Vec<(&str, &str, &str)> =
+        summary.failures.iter().map(|f| (f.key.as_str(), f.stage.as_str(), f.error.as_str())).collect();
+    failures.sort();
+    assert_eq!(
+        failures,
+        [
+            ("t-00002", "a", "refused 2"),
+            ("t-00003", "b", "cannot retouch 3"),
+            ("t-00004", "c", "panicked: retouch broke on 4"),
+        ]
+    );
+    let counts: Vec<(&str, u64, u64)> =
+        summary.components.iter().map(|c| (c.id.as_str(), c.done, c.failed)).collect();
+    assert_eq!(counts, [("src", 6, 0), ("a", 5, 1), ("b", 4, 1), ("c", 3, 1), ("out", 6, 0)]);
+    let seen = probe.seen.lock().unwrap();
+    assert!(
+        seen.iter().any(|(k, fate)| k == "t-00003" && fate == "failed at b: cannot retouch 3"),
+        "{seen:?}"
+    );
+}
+
+/// Fused, a stage's output lives only until the next stage of its chain is done with it: with
+/// a slow second stage, no more of the first stage's images exist at once than the chain has
+/// items in progress (2), where a channel between them would have filled up (capacity 4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fused_chain_holds_no_image_between_its_stages() {
+    let probe = Arc::new(Probe::default());
+    let summary = run(
+        "version: 1
+defaults: { capacity: 4, concurrency: 2 }
+sources:
+  src: { kind: count, items: 24 }
+stages:
+  a: { kind: draw, inputs: [src], track: true }
+  b: { kind: retouch, inputs: [a], work_ms: 5 }
+sinks:
+  out: { kind: record, inputs: [b] }
+",
+        &[],
+        &probe,
+    )
+    .await;
+    assert_eq!(summary.succeeded, 24);
+    let alive = probe.max_drawn_alive.load(Ordering::SeqCst);
+    assert!((1..=2).contains(&alive), "{alive} of a's images alive at once");
 }

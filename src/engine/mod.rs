@@ -3,6 +3,7 @@
 pub mod atomic_file;
 pub mod cpu;
 pub mod diagnostic;
+pub mod fusion;
 pub mod item;
 pub mod journal;
 pub mod media;

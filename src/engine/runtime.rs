@@ -3,9 +3,10 @@
 //! A full channel blocks its producer, so the number of items between a source and a slow
 //! sink is bounded by the channel capacities and stage concurrencies along the path, never
 //! by the batch size. CPU stages run on the rayon pool; I/O stages run as futures on tokio.
+//! CPU stages linked one to one are fused into one task and one job per item ([`fusion`]).
 
 use std::collections::{BTreeMap, HashMap};
-use std::panic::AssertUnwindSafe;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,11 +20,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::cpu;
+use super::fusion;
 use super::item::{Envelope, Failure, Item, State};
 use super::media::Payload;
 use super::pipeline::Pipeline;
 use super::run_context::RunContext;
-use super::stage::{BuildContext, Component, Registry, Sink, StageError};
+use super::stage::{BuildContext, Component, CpuStage, Registry, Sink, StageError};
 use super::summary::{ComponentCounts, FailedItem, Summary};
 
 /// Live counts of one component, read by the progress display.
@@ -209,13 +211,24 @@ impl Batch {
         });
         let run_context = settings.context.clone();
 
-        // One channel per edge, sized by the consumer's capacity.
+        let inputs: Vec<&[usize]> = pipeline.components.iter().map(|c| c.inputs.as_slice()).collect();
+        let is_cpu: Vec<bool> = components.iter().map(|c| matches!(c, Component::Cpu(_))).collect();
+        let units = fusion::units(&inputs, &is_cpu);
+        let mut fused = vec![false; inputs.len()];
+        for unit in &units {
+            for &member in &unit[1..] {
+                fused[member] = true;
+            }
+        }
+
+        // One channel per edge, sized by the consumer's capacity; the links inside a fused
+        // chain have none.
         let n = pipeline.components.len();
         let mut senders: Vec<Vec<mpsc::Sender<Envelope>>> = (0..n).map(|_| Vec::new()).collect();
         let mut receivers: Vec<Vec<Option<mpsc::Receiver<Envelope>>>> = Vec::with_capacity(n);
-        for spec in &pipeline.components {
+        for (spec, fused) in pipeline.components.iter().zip(fused) {
             let mut slots = Vec::new();
-            for &input in &spec.inputs {
+            for &input in spec.inputs.iter().filter(|_| !fused) {
                 let (tx, rx) = mpsc::channel(spec.capacity);
                 senders[input].push(tx);
                 slots.push(Some(rx));
@@ -230,32 +243,36 @@ impl Batch {
         let mut items_by_source = items.into_iter();
         let mut tasks = tokio::task::JoinSet::new();
         let ranks = cpu_ranks(&pipeline, &components);
-        for (index, (spec, component)) in pipeline.components.iter().zip(components.iter()).enumerate() {
-            let outputs = std::mem::take(&mut senders[index]);
+        for unit in &units {
+            let (index, tail) = (unit[0], unit[unit.len() - 1]);
+            let spec = &pipeline.components[index];
+            let outputs = std::mem::take(&mut senders[tail]);
             let inputs: Vec<mpsc::Receiver<Envelope>> =
                 receivers[index].iter_mut().filter_map(Option::take).collect();
-            let node =
-                Node { index, id: spec.id.clone(), concurrency: spec.concurrency, shared: shared.clone() };
-            let task: BoxFuture<'static, ()> = match component {
+            // A fused chain takes no more items at once than its strictest member allows.
+            let concurrency = unit.iter().map(|&m| pipeline.components[m].concurrency).min().unwrap_or(1);
+            let node = Node { index, id: spec.id.clone(), concurrency, shared: shared.clone() };
+            let members: Vec<Member> =
+                unit.iter().map(|&m| Member { index: m, id: pipeline.components[m].id.clone() }).collect();
+            let task: BoxFuture<'static, ()> = match &components[index] {
                 Component::Source(source) => {
                     let items = items_by_source.next().unwrap_or_default();
                     run_source(node, source.clone(), items, sinks.clone(), outputs).boxed()
                 }
-                Component::Cpu(stage) => {
-                    let stage = stage.clone();
-                    let process = move |mut item: Item, payload| {
-                        let stage = stage.clone();
-                        async move {
-                            let outcome = cpu::run(move || {
-                                let result = stage.process(&mut item, payload);
-                                (item, result)
-                            })
-                            .await;
-                            outcome.map_err(StageError::failed)
-                        }
-                        .boxed()
+                Component::Cpu(_) => {
+                    let chain: Arc<[Arc<dyn CpuStage>]> = unit
+                        .iter()
+                        .filter_map(|&m| {
+                            if let Component::Cpu(s) = &components[m] { Some(s.clone()) } else { None }
+                        })
+                        .collect();
+                    let process = move |item: Item, payload| {
+                        let chain = chain.clone();
+                        cpu::run(move || run_chain(&chain, item, payload))
+                            .map(|r| r.map_err(StageError::failed))
+                            .boxed()
                     };
-                    run_stage(node, one_input(inputs), outputs, process).boxed()
+                    run_stage(node, members, one_input(inputs), outputs, process).boxed()
                 }
                 Component::Io(stage) => {
                     let stage = stage.clone();
@@ -266,11 +283,13 @@ impl Batch {
                         async move {
                             let result =
                                 AssertUnwindSafe(stage.process(&mut item, payload, &cx)).catch_unwind().await;
-                            result.map(|r| (item, r)).map_err(|p| StageError::failed(cpu::panic_message(p)))
+                            result
+                                .map(|result| Processed { item, result, reached: 0 })
+                                .map_err(|p| StageError::failed(cpu::panic_message(p)))
                         }
                         .boxed()
                     };
-                    run_stage(node, one_input(inputs), outputs, process).boxed()
+                    run_stage(node, members, one_input(inputs), outputs, process).boxed()
                 }
                 Component::Sink(sink) => run_sink(node, sink.clone(), inputs).boxed(),
             };
@@ -545,6 +564,46 @@ async fn run_source(
     }
 }
 
+/// Counts an item's run through `members` (the head counted it as received when it came in)
+/// and gives its state: every member before `reached` passed it on, and `reached` gave `result`.
+fn account(
+    members: &[Member],
+    item: &Item,
+    result: Result<Payload, StageError>,
+    reached: usize,
+    shared: &Shared,
+) -> State {
+    let passed_on = |member: &Member| {
+        shared.counters(member.index).done.fetch_add(1, Ordering::Relaxed);
+        if let Some(observer) = &shared.observer {
+            observer.stage_done(item, &member.id);
+        }
+    };
+    let came_in = |member: &Member| shared.counters(member.index).received.fetch_add(1, Ordering::Relaxed);
+    for (position, member) in members[..reached].iter().enumerate() {
+        if position > 0 {
+            came_in(member);
+        }
+        passed_on(member);
+    }
+    let last = &members[reached];
+    if reached > 0 {
+        came_in(last);
+    }
+    match result {
+        Ok(payload) => {
+            passed_on(last);
+            State::Ready(payload)
+        }
+        Err(error) => {
+            if let StageError::Failed { message, .. } = &error {
+                tracing::warn!("stage \"{}\": item {}: {message}", last.id, item.key);
+            }
+            failure_state(&last.id, error, shared, shared.counters(last.index))
+        }
+    }
+}
+
 /// The state an item gets when a component returns an error, counting it.
 fn failure_state(id: &str, error: StageError, shared: &Shared, counters: &Counters) -> State {
     match error {
@@ -564,61 +623,83 @@ fn failure_state(id: &str, error: StageError, shared: &Shared, counters: &Counte
     }
 }
 
-type Processed = Result<(Item, Result<Payload, StageError>), StageError>;
+/// What an item's run through a stage, or a fused chain of them, came to.
+struct Processed {
+    item: Item,
+    /// The last stage's output, or the error of the stage that stopped the item.
+    result: Result<Payload, StageError>,
+    /// Which member of the chain gave `result`.
+    reached: usize,
+}
+
+/// A stage of the pipeline inside a task (the only one, unless CPU stages were fused).
+struct Member {
+    index: usize,
+    id: String,
+}
+
+/// Runs an item through a fused chain of CPU stages on the current pool thread. Each stage's
+/// input is dropped when it returns, so at most one intermediate image per item is alive. A
+/// panic is caught per stage, so the failure names the stage that panicked.
+fn run_chain(chain: &[Arc<dyn CpuStage>], item: Item, payload: Payload) -> Processed {
+    let mut processed = Processed { item, result: Ok(payload), reached: 0 };
+    for (reached, stage) in chain.iter().enumerate() {
+        let Ok(payload) = processed.result else { break };
+        let item = &mut processed.item;
+        processed.result = catch_unwind(AssertUnwindSafe(|| stage.process(item, payload)))
+            .unwrap_or_else(|panic| Err(StageError::failed(cpu::panic_message(panic))));
+        processed.reached = reached;
+    }
+    processed
+}
 
 /// What a stage does with an item it received.
 enum Step {
-    /// Run it: the stage's work, and the item to report if that work panics.
-    Process(Item, BoxFuture<'static, Processed>),
+    /// Run it: the stage's work, and the item to report if that work is lost (a panic).
+    Process(Item, BoxFuture<'static, Result<Processed, StageError>>),
     /// Hand it on untouched: it had already failed or been filtered.
     PassThrough(Envelope),
 }
 
-/// Runs a stage: up to `concurrency` items at a time, each handed on as soon as it is done.
+/// Runs a stage, or a fused chain of `members`: up to `concurrency` items at a time, each
+/// handed on as soon as it is done. Every member's counts and journal entries are kept as if
+/// it ran on its own.
 ///
 /// Each item's future includes its hand-off to the next stage, and all of them are polled
 /// together: an item waiting for room downstream holds its own slot but never stalls the
 /// others (a fal request keeps being polled while a finished neighbour waits for the CPU).
 async fn run_stage<F>(
     node: Node,
+    members: Vec<Member>,
     mut input: mpsc::Receiver<Envelope>,
     outputs: Vec<mpsc::Sender<Envelope>>,
     process: F,
 ) where
-    F: Fn(Item, Payload) -> BoxFuture<'static, Processed>,
+    F: Fn(Item, Payload) -> BoxFuture<'static, Result<Processed, StageError>>,
 {
     let shared = node.shared.clone();
-    let counters = &shared.progress.components[node.index].1;
-    let id = node.id.as_str();
     let handle = |envelope: Envelope| {
-        let (outputs, shared) = (&outputs, &shared);
+        let (outputs, shared, members) = (&outputs, &shared, &members);
         let step = match envelope.state {
             State::Ready(payload) => {
-                counters.received.fetch_add(1, Ordering::Relaxed);
+                shared.counters(node.index).received.fetch_add(1, Ordering::Relaxed);
                 Step::Process(envelope.item.clone(), process(envelope.item, payload))
             }
             // Failed and filtered items pass through untouched so sinks can record them.
             _ => Step::PassThrough(envelope),
         };
         async move {
-            let envelope = match step {
-                Step::PassThrough(envelope) => envelope,
-                Step::Process(fallback, work) => match work.await.unwrap_or_else(|e| (fallback, Err(e))) {
-                    (item, Ok(payload)) => {
-                        counters.done.fetch_add(1, Ordering::Relaxed);
-                        if let Some(observer) = &shared.observer {
-                            observer.stage_done(&item, id);
-                        }
-                        Envelope { item, state: State::Ready(payload) }
+            let envelope =
+                match step {
+                    Step::PassThrough(envelope) => envelope,
+                    Step::Process(fallback, work) => {
+                        let Processed { item, result, reached } = work.await.unwrap_or_else(|error| {
+                            Processed { item: fallback, result: Err(error), reached: 0 }
+                        });
+                        let state = account(members, &item, result, reached, shared);
+                        Envelope { item, state }
                     }
-                    (item, Err(error)) => {
-                        if let StageError::Failed { message, .. } = &error {
-                            tracing::warn!("stage \"{id}\": item {}: {message}", item.key);
-                        }
-                        Envelope { item, state: failure_state(id, error, shared, counters) }
-                    }
-                },
-            };
+                };
             fan_out(outputs, envelope).await;
         }
     };

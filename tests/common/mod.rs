@@ -36,6 +36,10 @@ pub struct Probe {
     pub gate_opened: tokio::sync::watch::Sender<bool>,
     /// Set when the `gate` stage has stopped the batch (it does so once per probe).
     pub stopped_batch: std::sync::atomic::AtomicBool,
+    /// Every image a `draw` stage with `track: true` made, to count those still alive.
+    pub drawn: Mutex<Vec<std::sync::Weak<Raster>>>,
+    /// The most tracked images alive at once, counted each time one is made.
+    pub max_drawn_alive: AtomicU64,
 }
 
 /// Waits until `flag` is set, or gives up after 20 s (only a broken runtime takes that long).
@@ -96,7 +100,7 @@ impl Source for CountSource {
 }
 
 // ---- a stage drawing a small gray image, failing item numbers listed in `fail` ----
-struct DrawKind(KindInfo);
+struct DrawKind(KindInfo, Arc<Probe>);
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DrawOptions {
@@ -104,11 +108,14 @@ struct DrawOptions {
     fail: Vec<u32>,
     #[serde(default = "default_side")]
     side: u32,
+    /// Keep count of this stage's images still alive.
+    #[serde(default)]
+    track: bool,
 }
 fn default_side() -> u32 {
     8
 }
-struct Draw(DrawOptions);
+struct Draw(DrawOptions, Arc<Probe>);
 impl Kind for DrawKind {
     fn info(&self) -> &KindInfo {
         &self.0
@@ -121,7 +128,7 @@ impl Kind for DrawKind {
         Ok(())
     }
     fn build(&self, o: &Value, _: &BuildContext) -> anyhow::Result<Component> {
-        Ok(Component::Cpu(Arc::new(Draw(parse_options(o)?))))
+        Ok(Component::Cpu(Arc::new(Draw(parse_options(o)?, self.1.clone()))))
     }
 }
 impl CpuStage for Draw {
@@ -131,13 +138,57 @@ impl CpuStage for Draw {
         }
         let side = self.0.side;
         item.record("drawn", true);
-        let raster = Raster {
+        let raster = Arc::new(Raster {
             width: side,
             height: side,
             dpi: None,
             pixels: Pixels::Gray(vec![0; (side * side) as usize]),
-        };
-        Ok(Payload::Image(Arc::new(raster)))
+        });
+        if self.0.track {
+            let mut drawn = self.1.drawn.lock().unwrap();
+            drawn.retain(|image| image.strong_count() > 0);
+            drawn.push(Arc::downgrade(&raster));
+            self.1.max_drawn_alive.fetch_max(drawn.len() as u64, Ordering::SeqCst);
+        }
+        Ok(Payload::Image(raster))
+    }
+}
+
+// ---- a stage taking a gray image to another: slow, failing or panicking on chosen items ----
+struct RetouchKind(KindInfo);
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetouchOptions {
+    #[serde(default)]
+    fail: Vec<u32>,
+    #[serde(default)]
+    panic: Vec<u32>,
+    /// CPU time each item takes (the pool thread sleeps).
+    #[serde(default)]
+    work_ms: u64,
+}
+struct Retouch(RetouchOptions);
+impl Kind for RetouchKind {
+    fn info(&self) -> &KindInfo {
+        &self.0
+    }
+    fn check(&self, o: &Value) -> Result<(), OptionsError> {
+        parse_options::<RetouchOptions>(o).map(|_| ())
+    }
+    fn build(&self, o: &Value, _: &BuildContext) -> anyhow::Result<Component> {
+        Ok(Component::Cpu(Arc::new(Retouch(parse_options(o)?))))
+    }
+}
+impl CpuStage for Retouch {
+    fn process(&self, item: &mut Item, input: Payload) -> Result<Payload, StageError> {
+        let number = item.prompt.number;
+        assert!(!self.0.panic.contains(&number), "retouch broke on {number}");
+        if self.0.fail.contains(&number) {
+            return Err(StageError::failed(format!("cannot retouch {number}")));
+        }
+        std::thread::sleep(Duration::from_millis(self.0.work_ms));
+        let Payload::Image(image) = input else { return Err(StageError::failed("not an image")) };
+        Ok(Payload::Image(Arc::new(Raster::clone(&image))))
     }
 }
 
@@ -255,13 +306,23 @@ pub fn registry(probe: &Arc<Probe>) -> Registry {
     let draw_opts = vec![
         OptionDoc::new("fail", "list", "[]", "numbers to fail"),
         OptionDoc::new("side", "integer", "8", "size"),
+        OptionDoc::new("track", "boolean", "false", "count its images alive"),
     ];
-    r.register(Arc::new(DrawKind(info(
-        "draw",
+    r.register(Arc::new(DrawKind(
+        info("draw", Role::Stage, &[Media::Prompt], OutputMedia::Fixed(Media::Gray), draw_opts),
+        probe.clone(),
+    )));
+    let retouch_opts = vec![
+        OptionDoc::new("fail", "list", "[]", "numbers to fail"),
+        OptionDoc::new("panic", "list", "[]", "numbers to panic on"),
+        OptionDoc::new("work_ms", "integer", "0", "time per item"),
+    ];
+    r.register(Arc::new(RetouchKind(info(
+        "retouch",
         Role::Stage,
-        &[Media::Prompt],
+        &[Media::Gray],
         OutputMedia::Fixed(Media::Gray),
-        draw_opts,
+        retouch_opts,
     ))));
     r.register(Arc::new(GateKind(
         info(
