@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use anyhow::Context as _;
-use futures::future::BoxFuture;
+use futures::future::{self, BoxFuture};
 use futures::{FutureExt as _, StreamExt as _, stream};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -212,8 +212,15 @@ impl Batch {
         let run_context = settings.context.clone();
 
         let inputs: Vec<&[usize]> = pipeline.components.iter().map(|c| c.inputs.as_slice()).collect();
-        let is_cpu: Vec<bool> = components.iter().map(|c| matches!(c, Component::Cpu(_))).collect();
-        let units = fusion::units(&inputs, &is_cpu);
+        let work: Vec<fusion::Work> = components
+            .iter()
+            .map(|c| match c {
+                Component::Source(_) => fusion::Work::Load,
+                Component::Cpu(_) => fusion::Work::Compute,
+                Component::Io(_) | Component::Sink(_) => fusion::Work::Other,
+            })
+            .collect();
+        let units = fusion::units(&inputs, &work);
         let mut fused = vec![false; inputs.len()];
         for unit in &units {
             for &member in &unit[1..] {
@@ -249,30 +256,35 @@ impl Batch {
             let outputs = std::mem::take(&mut senders[tail]);
             let inputs: Vec<mpsc::Receiver<Envelope>> =
                 receivers[index].iter_mut().filter_map(Option::take).collect();
-            // A fused chain takes no more items at once than its strictest member allows.
-            let concurrency = unit.iter().map(|&m| pipeline.components[m].concurrency).min().unwrap_or(1);
+            // A fused chain takes no more items at once than its strictest stage allows. A source
+            // heading it does not count: its concurrency (1 unless set) bounds loads running
+            // beside each other, and in a chain each load runs in the job of its own item.
+            let concurrency = unit
+                .iter()
+                .filter(|&&m| unit.len() == 1 || !matches!(components[m], Component::Source(_)))
+                .map(|&m| pipeline.components[m].concurrency)
+                .min()
+                .unwrap_or(1);
             let node = Node { index, id: spec.id.clone(), concurrency, shared: shared.clone() };
             let members: Vec<Member> =
                 unit.iter().map(|&m| Member { index: m, id: pipeline.components[m].id.clone() }).collect();
             let task: BoxFuture<'static, ()> = match &components[index] {
-                Component::Source(source) => {
+                Component::Source(source) if unit.len() == 1 => {
                     let items = items_by_source.next().unwrap_or_default();
-                    run_source(node, source.clone(), items, sinks.clone(), outputs).boxed()
+                    run_source(node, source.clone(), true, items, sinks.clone(), outputs).boxed()
+                }
+                Component::Source(source) => {
+                    // The source lists and hands on unloaded items; the chain's jobs load them.
+                    let items = items_by_source.next().unwrap_or_default();
+                    let (tx, rx) = mpsc::channel(pipeline.components[unit[1]].capacity);
+                    let listing =
+                        run_source(node.clone(), source.clone(), false, items, sinks.clone(), vec![tx]);
+                    let chain = run_fused(node, members, rx, outputs, fused_chain(unit, &components));
+                    futures::future::join(listing, chain).map(|_| ()).boxed()
                 }
                 Component::Cpu(_) => {
-                    let chain: Arc<[Arc<dyn CpuStage>]> = unit
-                        .iter()
-                        .filter_map(|&m| {
-                            if let Component::Cpu(s) = &components[m] { Some(s.clone()) } else { None }
-                        })
-                        .collect();
-                    let process = move |item: Item, payload| {
-                        let chain = chain.clone();
-                        cpu::run(move || run_chain(&chain, item, payload))
-                            .map(|r| r.map_err(StageError::failed))
-                            .boxed()
-                    };
-                    run_stage(node, members, one_input(inputs), outputs, process).boxed()
+                    run_fused(node, members, one_input(inputs), outputs, fused_chain(unit, &components))
+                        .boxed()
                 }
                 Component::Io(stage) => {
                     let stage = stage.clone();
@@ -320,6 +332,42 @@ impl Batch {
         summary.sink_errors = sink_errors;
         Ok(summary)
     }
+}
+
+/// The CPU work of a fused unit, in order: a source's load, then each stage's process.
+fn fused_chain(unit: &[usize], components: &[Component]) -> Arc<[Arc<dyn CpuStage>]> {
+    unit.iter()
+        .filter_map(|&member| match &components[member] {
+            Component::Source(source) => Some(Arc::new(SourceLoad(source.clone())) as Arc<dyn CpuStage>),
+            Component::Cpu(stage) => Some(stage.clone()),
+            Component::Io(_) | Component::Sink(_) => None,
+        })
+        .collect()
+}
+
+/// A source's load as the first step of a fused chain: the decoded input is made on the pool
+/// thread that goes on to process it.
+struct SourceLoad(Arc<dyn super::stage::Source>);
+
+impl CpuStage for SourceLoad {
+    fn process(&self, item: &mut Item, _unloaded: Payload) -> Result<Payload, StageError> {
+        self.0.load(item)
+    }
+}
+
+/// Runs a fused unit's chain, one CPU job per item.
+async fn run_fused(
+    node: Node,
+    members: Vec<Member>,
+    input: mpsc::Receiver<Envelope>,
+    outputs: Vec<mpsc::Sender<Envelope>>,
+    chain: Arc<[Arc<dyn CpuStage>]>,
+) {
+    let process = move |item: Item, payload| {
+        let chain = chain.clone();
+        cpu::run(move || run_chain(&chain, item, payload)).map(|r| r.map_err(StageError::failed)).boxed()
+    };
+    run_stage(node, members, input, outputs, process).await;
 }
 
 /// Each component's rank on the CPU pool. In a pipeline that only computes, its depth in the
@@ -490,6 +538,7 @@ impl Shared {
 }
 
 /// What a task knows about its component.
+#[derive(Clone)]
 struct Node {
     index: usize,
     id: String,
@@ -508,20 +557,24 @@ async fn fan_out(outputs: &[mpsc::Sender<Envelope>], envelope: Envelope) {
     }
 }
 
+/// Lists a source's items in order, skipping those already complete. With `load`, loads each
+/// one on the CPU pool (up to `concurrency` at once) and hands it on; without, hands it on
+/// unloaded to the fused chain that loads it and counts it.
 async fn run_source(
     node: Node,
     source: Arc<dyn super::stage::Source>,
+    load: bool,
     items: Vec<Item>,
     sinks: Vec<Arc<dyn Sink>>,
     outputs: Vec<mpsc::Sender<Envelope>>,
 ) {
     let shared = node.shared.clone();
     let counters = shared.counters(node.index);
-    let mut items = items.into_iter();
+    let mut waiting = ItemsNotStarted::new(items);
     let mut loading = futures::stream::FuturesOrdered::new();
     loop {
         while loading.len() < node.concurrency && !shared.stop.is_cancelled() {
-            let Some(mut item) = items.next() else { break };
+            let Some(mut item) = waiting.next() else { break };
             let prepared = match &shared.observer {
                 Some(observer) => observer.prepare(&mut item),
                 None => Ok(Preparation::SkipIfComplete),
@@ -541,21 +594,27 @@ async fn run_source(
                 shared.progress.skipped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
+            if !load {
+                loading.push_back(future::Either::Left(future::ready((item, Ok(Payload::Prompt)))));
+                continue;
+            }
             counters.received.fetch_add(1, Ordering::Relaxed);
             let source = source.clone();
             let fallback = item.clone();
-            loading.push_back(
+            loading.push_back(future::Either::Right(
                 cpu::run(move || {
                     let payload = source.load(&mut item);
                     (item, payload)
                 })
                 .map(move |r| r.unwrap_or_else(|panic| (fallback, Err(StageError::failed(panic))))),
-            );
+            ));
         }
         let Some((item, loaded)) = loading.next().await else { break };
         let state = match loaded {
             Ok(payload) => {
-                counters.done.fetch_add(1, Ordering::Relaxed);
+                if load {
+                    counters.done.fetch_add(1, Ordering::Relaxed);
+                }
                 State::Ready(payload)
             }
             Err(error) => failure_state(&node.id, error, &shared, counters),
@@ -601,6 +660,29 @@ fn account(
             }
             failure_state(&last.id, error, shared, shared.counters(last.index))
         }
+    }
+}
+
+/// A source's listed items not yet started, in order. The list gives back its memory as it
+/// empties, so a long batch does not keep its whole listing (~0.2 KB per item) to the end.
+struct ItemsNotStarted(Vec<Item>);
+
+impl ItemsNotStarted {
+    fn new(mut items: Vec<Item>) -> Self {
+        items.reverse();
+        ItemsNotStarted(items)
+    }
+}
+
+impl Iterator for ItemsNotStarted {
+    type Item = Item;
+
+    fn next(&mut self) -> Option<Item> {
+        let item = self.0.pop();
+        if self.0.len() < self.0.capacity() / 2 {
+            self.0.shrink_to_fit();
+        }
+        item
     }
 }
 
@@ -811,6 +893,17 @@ mod tests {
     #[test]
     fn a_compute_only_pipeline_ranks_by_the_longest_path_from_a_source() {
         assert_eq!(ranks_from_inputs(BOOK.into_iter(), false), [0, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn items_not_started_come_in_order_and_give_back_their_memory() {
+        let items: Vec<Item> =
+            (0..1000).map(|n| Item::new(n, super::super::item::Prompt::default())).collect();
+        let mut waiting = ItemsNotStarted::new(items);
+        let taken: Vec<u64> = waiting.by_ref().take(900).map(|item| item.seq).collect();
+        assert_eq!(taken, (0..900).collect::<Vec<_>>());
+        assert!(waiting.0.capacity() < 200, "capacity {} for 100 items", waiting.0.capacity());
+        assert_eq!(waiting.map(|item| item.seq).collect::<Vec<_>>(), (900..1000).collect::<Vec<_>>());
     }
 
     #[test]
