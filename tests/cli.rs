@@ -364,3 +364,37 @@ fn check_without_a_key_says_what_to_do() {
     assert!(stdout.starts_with("✗ API key present"), "{stdout}");
     assert!(stdout.contains("FAL_KEY"), "{stdout}");
 }
+
+/// `postprocess.yaml` on a folder with a broken file: the good page is written, and the broken
+/// one fails alone, named with its file and the source that read it (which loads inside the
+/// fused gray -> upscale -> threshold job).
+#[test]
+fn postprocess_names_a_broken_input_and_writes_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("art");
+    std::fs::create_dir(&inputs).unwrap();
+    std::fs::copy("benches/fixtures/page_000.png", inputs.join("a_good.png")).unwrap();
+    std::fs::write(inputs.join("b_broken.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    let out = dir.path().join("out");
+    let output = run(&[
+        "run",
+        "pipelines/postprocess.yaml",
+        "--set",
+        &format!("sources.images.path={}", inputs.display()),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let page = image::open(out.join("001_a_good.png")).unwrap();
+    assert_eq!((page.width(), page.height()), (2550, 3300));
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(out.join("batch_metadata.json")).unwrap()).unwrap();
+    assert_eq!((summary["succeeded"].as_u64(), summary["failed"].as_u64()), (Some(1), Some(1)), "{summary}");
+    let failure = &summary["failures"][0];
+    assert_eq!(failure["stage"], "images", "{failure}");
+    let error = failure["error"].as_str().unwrap();
+    assert!(error.contains("cannot decode") && error.contains("b_broken.png"), "{error}");
+    let counts = summary["components"].as_array().unwrap();
+    let images = counts.iter().find(|c| c["id"] == "images").unwrap();
+    assert_eq!((images["done"].as_u64(), images["failed"].as_u64()), (Some(1), Some(1)), "{images}");
+}

@@ -3,7 +3,8 @@
 //! A full channel blocks its producer, so the number of items between a source and a slow
 //! sink is bounded by the channel capacities and stage concurrencies along the path, never
 //! by the batch size. CPU stages run on the rayon pool; I/O stages run as futures on tokio.
-//! CPU stages linked one to one are fused into one task and one job per item ([`fusion`]).
+//! CPU work linked one to one (a source's load, CPU stages) is fused into one task and one
+//! job per item ([`fusion`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -266,8 +267,13 @@ impl Batch {
                 .min()
                 .unwrap_or(1);
             let node = Node { index, id: spec.id.clone(), concurrency, shared: shared.clone() };
-            let members: Vec<Member> =
-                unit.iter().map(|&m| Member { index: m, id: pipeline.components[m].id.clone() }).collect();
+            let members: Vec<Member> = unit
+                .iter()
+                .map(|&m| {
+                    let spec = &pipeline.components[m];
+                    Member { index: m, id: spec.id.clone(), noun: spec.role.noun() }
+                })
+                .collect();
             let task: BoxFuture<'static, ()> = match &components[index] {
                 Component::Source(source) if unit.len() == 1 => {
                     let items = items_by_source.next().unwrap_or_default();
@@ -280,7 +286,7 @@ impl Batch {
                     let listing =
                         run_source(node.clone(), source.clone(), false, items, sinks.clone(), vec![tx]);
                     let chain = run_fused(node, members, rx, outputs, fused_chain(unit, &components));
-                    futures::future::join(listing, chain).map(|_| ()).boxed()
+                    future::join(listing, chain).map(|_| ()).boxed()
                 }
                 Component::Cpu(_) => {
                     run_fused(node, members, one_input(inputs), outputs, fused_chain(unit, &components))
@@ -656,7 +662,7 @@ fn account(
         }
         Err(error) => {
             if let StageError::Failed { message, .. } = &error {
-                tracing::warn!("stage \"{}\": item {}: {message}", last.id, item.key);
+                tracing::warn!("{} \"{}\": item {}: {message}", last.noun, last.id, item.key);
             }
             failure_state(&last.id, error, shared, shared.counters(last.index))
         }
@@ -664,7 +670,7 @@ fn account(
 }
 
 /// A source's listed items not yet started, in order. The list gives back its memory as it
-/// empties, so a long batch does not keep its whole listing (~0.2 KB per item) to the end.
+/// empties, so a long batch does not keep its whole listing (~0.3 KB per item) to the end.
 struct ItemsNotStarted(Vec<Item>);
 
 impl ItemsNotStarted {
@@ -714,10 +720,12 @@ struct Processed {
     reached: usize,
 }
 
-/// A stage of the pipeline inside a task (the only one, unless CPU stages were fused).
+/// A component inside a task (the only one, unless it heads or joins a fused chain).
 struct Member {
     index: usize,
     id: String,
+    /// "source" or "stage", for messages.
+    noun: &'static str,
 }
 
 /// Runs an item through a fused chain of CPU stages on the current pool thread. Each stage's
