@@ -32,24 +32,12 @@ use super::summary::{ComponentCounts, FailedItem, Summary};
 /// Live counts of one component, read by the progress display.
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// Items that entered it.
-    pub received: AtomicU64,
     /// Items it passed on or wrote.
     pub done: AtomicU64,
     /// Items it failed.
     pub failed: AtomicU64,
     /// Items it filtered out.
     pub filtered: AtomicU64,
-}
-
-impl Counters {
-    /// Items inside the component right now.
-    pub fn in_flight(&self) -> u64 {
-        let left = self.done.load(Ordering::Relaxed)
-            + self.failed.load(Ordering::Relaxed)
-            + self.filtered.load(Ordering::Relaxed);
-        self.received.load(Ordering::Relaxed).saturating_sub(left)
-    }
 }
 
 /// Live counts of a running batch, shared with the progress display and tests.
@@ -604,7 +592,6 @@ async fn run_source(
                 loading.push_back(future::Either::Left(future::ready((item, Ok(Payload::Prompt)))));
                 continue;
             }
-            counters.received.fetch_add(1, Ordering::Relaxed);
             let source = source.clone();
             let fallback = item.clone();
             loading.push_back(future::Either::Right(
@@ -629,8 +616,8 @@ async fn run_source(
     }
 }
 
-/// Counts an item's run through `members` (the head counted it as received when it came in)
-/// and gives its state: every member before `reached` passed it on, and `reached` gave `result`.
+/// Counts an item's run through `members` and gives its state: every member before `reached`
+/// passed it on, and `reached` gave `result`.
 fn account(
     members: &[Member],
     item: &Item,
@@ -644,17 +631,8 @@ fn account(
             observer.stage_done(item, &member.id);
         }
     };
-    let came_in = |member: &Member| shared.counters(member.index).received.fetch_add(1, Ordering::Relaxed);
-    for (position, member) in members[..reached].iter().enumerate() {
-        if position > 0 {
-            came_in(member);
-        }
-        passed_on(member);
-    }
+    members[..reached].iter().for_each(passed_on);
     let last = &members[reached];
-    if reached > 0 {
-        came_in(last);
-    }
     match result {
         Ok(payload) => {
             passed_on(last);
@@ -771,10 +749,7 @@ async fn run_stage<F>(
     let handle = |envelope: Envelope| {
         let (outputs, shared, members) = (&outputs, &shared, &members);
         let step = match envelope.state {
-            State::Ready(payload) => {
-                shared.counters(node.index).received.fetch_add(1, Ordering::Relaxed);
-                Step::Process(envelope.item.clone(), process(envelope.item, payload))
-            }
+            State::Ready(payload) => Step::Process(envelope.item.clone(), process(envelope.item, payload)),
             // Failed and filtered items pass through untouched so sinks can record them.
             _ => Step::PassThrough(envelope),
         };
@@ -840,7 +815,6 @@ async fn run_sink(node: Node, sink: Arc<dyn Sink>, inputs: Vec<mpsc::Receiver<En
     });
     joined
         .map(|parts: Vec<Envelope>| {
-            counters.received.fetch_add(1, Ordering::Relaxed);
             let sink = sink.clone();
             async move {
                 let mut item = parts[0].item.clone();
