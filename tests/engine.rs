@@ -146,8 +146,10 @@ sinks:
     )
     .await;
     assert_eq!(summary.succeeded, 60);
-    // Upstream of the sink: source (concurrency 1, plus one blocked send), edge (capacity 2),
-    // stage (concurrency 2, its blocked sends included), edge (capacity 2), sink (concurrency 1).
+    // Counted: items the source's listing made and the sink has not written yet (an engine that
+    // made every item up front would count all 60). Upstream of the sink: source (concurrency 1,
+    // plus one blocked send), edge (capacity 2), stage (concurrency 2, its blocked sends
+    // included), edge (capacity 2), sink (concurrency 1).
     let bound = (1 + 1) + 2 + 2 + 2 + 1;
     let max = probe.max_in_flight.load(Ordering::SeqCst);
     assert!(max <= bound, "{max} items in flight, bound {bound}");

@@ -365,7 +365,7 @@ async fn both_pipelines_generate_through_the_queue() {
             (json!(steps), json!(guidance))
         );
         assert_eq!(body["output_format"], "png");
-        let estimate = stage.estimate_cost_usd(&[item(0, "a"), item(1, "b")]).unwrap();
+        let estimate = stage.estimate_cost_usd(&mut [item(0, "a"), item(1, "b")].into_iter()).unwrap();
         assert!((estimate - 2.0 * cost).abs() < 1e-9, "{file}: {estimate}");
     }
     // Image downloads never carry the key.

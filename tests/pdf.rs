@@ -290,7 +290,7 @@ async fn a_failed_item_gets_a_placeholder_page_saying_which_prompt_and_why() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let book = sink(dir.path(), json!({ "creator": "my press" }));
     let listed = [item(0, 1, "owl"), item(1, 2, "badger"), item(2, 3, "hedgehog"), item(3, 4, "otter")];
-    if let Err(e) = book.begin(&listed.iter().collect::<Vec<_>>()).await {
+    if let Err(e) = book.begin(&mut listed.iter().cloned()).await {
         panic!("begin: {e}");
     }
     write(&book, &listed[2], ready(bilevel(64, 64, 300.0, pattern(2)))).await;

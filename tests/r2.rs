@@ -181,7 +181,7 @@ async fn uploads_page_thumbnail_and_metadata_that_read_back_identical() {
     let sink =
         build(R2::new(), SECRET, &server.options(json!({ "prefix": "/book-1/" })), out.path()).unwrap();
     let states = page_states(1);
-    sink.begin(&[&item(7, "happy cat")]).await.unwrap();
+    sink.begin(&mut std::iter::once(item(7, "happy cat"))).await.unwrap();
     sink.write(&item(7, "happy cat"), &states).await.unwrap();
 
     // The page: a 1-bit PNG with the same pixels and 300 DPI.
@@ -256,7 +256,7 @@ async fn wrong_credentials_stop_the_batch_without_showing_the_secret() {
     let wrong = "wrong-secret-do-not-print-42";
     let sink = build(R2::new(), wrong, &server.options(json!({})), out.path()).unwrap();
 
-    let begin = sink.begin(&[&item(1, "owl")]).await.unwrap_err().to_string();
+    let begin = sink.begin(&mut std::iter::once(item(1, "owl"))).await.unwrap_err().to_string();
     assert!(begin.contains("publish") && begin.contains("R2_SECRET_ACCESS_KEY"), "{begin}");
     assert!(!begin.contains(wrong), "{begin}");
 
@@ -278,7 +278,7 @@ async fn a_missing_bucket_is_named_before_anything_is_generated() {
     let server = Server::start(false).await;
     let out = tempfile::tempdir().unwrap();
     let sink = build(R2::new(), SECRET, &server.options(json!({})), out.path()).unwrap();
-    let err = sink.begin(&[&item(1, "owl")]).await.unwrap_err().to_string();
+    let err = sink.begin(&mut std::iter::once(item(1, "owl"))).await.unwrap_err().to_string();
     assert!(err.contains("publish") && err.contains("bucket \"books\" does not exist"), "{err}");
 }
 

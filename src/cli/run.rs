@@ -135,13 +135,13 @@ async fn watch_ctrl_c(stop: CancellationToken) {
 
 fn print_plan(batch: &runtime::Batch, output_dir: &std::path::Path) {
     let pipeline = batch.pipeline();
-    let items: Vec<_> = batch.items().collect();
-    println!("plan for {} ({} items)", pipeline.file.display(), items.len());
-    for item in items.iter().take(5) {
+    let count = batch.item_count();
+    println!("plan for {} ({count} items)", pipeline.file.display());
+    for item in batch.items().take(5) {
         println!("  {:<18} {}", item.key, item.prompt.description);
     }
-    if items.len() > 5 {
-        println!("  ... and {} more", items.len() - 5);
+    if count > 5 {
+        println!("  ... and {} more", count - 5);
     }
     println!("components:");
     let mut cost = None;
@@ -158,8 +158,7 @@ fn print_plan(batch: &runtime::Batch, output_dir: &std::path::Path) {
             spec.concurrency
         );
         if let Component::Io(stage) = component
-            && let Some(usd) =
-                stage.estimate_cost_usd(&items.iter().map(|i| (*i).clone()).collect::<Vec<_>>())
+            && let Some(usd) = stage.estimate_cost_usd(&mut batch.items())
         {
             cost = Some(cost.unwrap_or(0.0) + usd);
         }

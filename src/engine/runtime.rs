@@ -26,7 +26,7 @@ use super::item::{Envelope, Failure, Item, State};
 use super::media::Payload;
 use super::pipeline::Pipeline;
 use super::run_context::RunContext;
-use super::stage::{BuildContext, Component, CpuStage, Registry, Sink, StageError};
+use super::stage::{BuildContext, Component, CpuStage, Listing, Registry, Sink, StageError};
 use super::summary::{ComponentCounts, FailedItem, Summary};
 
 /// Live counts of one component, read by the progress display.
@@ -107,7 +107,7 @@ pub struct RunSettings {
 pub struct Batch {
     pipeline: Pipeline,
     components: Vec<Component>,
-    items: Vec<Vec<Item>>,
+    items: Vec<Listed>,
     output_dir: PathBuf,
     progress: Arc<Progress>,
 }
@@ -136,15 +136,13 @@ pub fn build(
         components.push(component);
     }
     let mut items = Vec::new();
-    let mut seq = 0u64;
+    let mut first_seq = 0u64;
     for (spec, component) in pipeline.components.iter().zip(&components) {
         if let Component::Source(source) = component {
-            let mut listed = source.list().with_context(|| format!("source \"{}\"", spec.id))?;
-            for item in &mut listed {
-                item.seq = seq;
-                seq += 1;
-            }
-            items.push(listed);
+            let listing = source.list().with_context(|| format!("source \"{}\"", spec.id))?;
+            let len = listing.len() as u64;
+            items.push(Listed { first_seq, listing });
+            first_seq += len;
         }
     }
     let progress = Arc::new(Progress {
@@ -160,9 +158,14 @@ impl Batch {
         self.progress.clone()
     }
 
-    /// Every listed item, over all sources.
-    pub fn items(&self) -> impl Iterator<Item = &Item> {
-        self.items.iter().flatten()
+    /// Every listed item, over all sources, each made as the iterator reaches it.
+    pub fn items(&self) -> impl Iterator<Item = Item> + Send + '_ {
+        self.items.iter().flat_map(Listed::iter)
+    }
+
+    /// How many items the sources listed.
+    pub fn item_count(&self) -> usize {
+        self.items.iter().map(|listed| listed.listing.len()).sum()
     }
 
     /// The checked pipeline.
@@ -178,17 +181,15 @@ impl Batch {
     /// Runs the batch to the end (or until stopped) and returns its summary, after every
     /// sink's `finish` has run; sinks that could not finish are listed in `sink_errors`.
     pub async fn run(self, settings: RunSettings) -> anyhow::Result<Summary> {
+        self.progress.total.store(self.item_count() as u64, Ordering::Relaxed);
         let Batch { pipeline, components, items, output_dir, progress } = self;
         let started = Instant::now();
         let started_at = SystemTime::now();
-        let all_items: Vec<&Item> = items.iter().flatten().collect();
-        progress.total.store(all_items.len() as u64, Ordering::Relaxed);
         for component in &components {
             if let Component::Sink(sink) = component {
-                sink.begin(&all_items).await?;
+                sink.begin(&mut items.iter().flat_map(Listed::iter)).await?;
             }
         }
-        drop(all_items);
 
         let shared = Arc::new(Shared {
             stop: settings.context.stop.clone(),
@@ -558,13 +559,13 @@ async fn run_source(
     node: Node,
     source: Arc<dyn super::stage::Source>,
     load: bool,
-    items: Vec<Item>,
+    items: Listed,
     sinks: Vec<Arc<dyn Sink>>,
     outputs: Vec<mpsc::Sender<Envelope>>,
 ) {
     let shared = node.shared.clone();
     let counters = shared.counters(node.index);
-    let mut waiting = ItemsNotStarted::new(items);
+    let mut waiting = items.iter();
     let mut loading = futures::stream::FuturesOrdered::new();
     loop {
         while loading.len() < node.concurrency && !shared.stop.is_cancelled() {
@@ -647,26 +648,27 @@ fn account(
     }
 }
 
-/// A source's listed items not yet started, in order. The list gives back its memory as it
-/// empties, so a long batch does not keep its whole listing (~0.3 KB per item) to the end.
-struct ItemsNotStarted(Vec<Item>);
+/// One source's listing and the number, over the whole batch, of its first item.
+struct Listed {
+    first_seq: u64,
+    listing: Box<dyn Listing>,
+}
 
-impl ItemsNotStarted {
-    fn new(mut items: Vec<Item>) -> Self {
-        items.reverse();
-        ItemsNotStarted(items)
+/// Nothing to list: what a source without a listing would run on.
+impl Default for Listed {
+    fn default() -> Self {
+        Listed { first_seq: 0, listing: Box::new(Vec::<Item>::new()) }
     }
 }
 
-impl Iterator for ItemsNotStarted {
-    type Item = Item;
-
-    fn next(&mut self) -> Option<Item> {
-        let item = self.0.pop();
-        if self.0.len() < self.0.capacity() / 2 {
-            self.0.shrink_to_fit();
-        }
-        item
+impl Listed {
+    /// The items in order, each made as the iterator reaches it, so a batch keeps only the
+    /// items it is working on.
+    fn iter(&self) -> impl Iterator<Item = Item> + Send + '_ {
+        self.listing.iter().zip(self.first_seq..).map(|(mut item, seq)| {
+            item.seq = seq;
+            item
+        })
     }
 }
 
@@ -875,17 +877,6 @@ mod tests {
     #[test]
     fn a_compute_only_pipeline_ranks_by_the_longest_path_from_a_source() {
         assert_eq!(ranks_from_inputs(BOOK.into_iter(), false), [0, 1, 2, 3, 4, 5]);
-    }
-
-    #[test]
-    fn items_not_started_come_in_order_and_give_back_their_memory() {
-        let items: Vec<Item> =
-            (0..1000).map(|n| Item::new(n, super::super::item::Prompt::default())).collect();
-        let mut waiting = ItemsNotStarted::new(items);
-        let taken: Vec<u64> = waiting.by_ref().take(900).map(|item| item.seq).collect();
-        assert_eq!(taken, (0..900).collect::<Vec<_>>());
-        assert!(waiting.0.capacity() < 200, "capacity {} for 100 items", waiting.0.capacity());
-        assert_eq!(waiting.map(|item| item.seq).collect::<Vec<_>>(), (900..1000).collect::<Vec<_>>());
     }
 
     #[test]

@@ -233,9 +233,40 @@ impl StageError {
 /// A source lists its items up front (cheap: prompts or file paths) and loads each payload on demand.
 pub trait Source: Send + Sync {
     /// Lists the items; errors name the file and line.
-    fn list(&self) -> anyhow::Result<Vec<Item>>;
+    fn list(&self) -> anyhow::Result<Box<dyn Listing>>;
     /// Produces an item's payload. Runs on the CPU pool (decoding a file is CPU work).
     fn load(&self, item: &mut Item) -> Result<Payload, StageError>;
+}
+
+/// A source's items in order, each made when the batch reaches it: a folder of 10,000 images
+/// stays 10,000 paths rather than 10,000 items, so memory does not grow with the batch.
+pub trait Listing: Send + Sync {
+    /// How many items there are.
+    fn len(&self) -> usize;
+    /// True when there are none.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The item at `index` (from 0). The engine numbers it (`seq`) over all sources.
+    fn item(&self, index: usize) -> Item;
+}
+
+impl dyn Listing {
+    /// The items in order, each made as the iterator reaches it.
+    pub fn iter(&self) -> impl Iterator<Item = Item> + Send + '_ {
+        (0..self.len()).map(|index| self.item(index))
+    }
+}
+
+/// Items already made (prompts carry their text anyway): each is handed out as a copy.
+impl Listing for Vec<Item> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+
+    fn item(&self, index: usize) -> Item {
+        self[index].clone()
+    }
 }
 
 /// A stage whose work is CPU-bound (pixels): the engine runs it on the rayon pool.
@@ -251,7 +282,7 @@ pub trait IoStage: Send + Sync {
     async fn process(&self, item: &mut Item, input: Payload, cx: &RunContext) -> Result<Payload, StageError>;
 
     /// Estimated cost in US dollars of running `items` through this stage, for `--dry-run`.
-    fn estimate_cost_usd(&self, _items: &[Item]) -> Option<f64> {
+    fn estimate_cost_usd(&self, _items: &mut dyn Iterator<Item = Item>) -> Option<f64> {
         None
     }
 
@@ -270,7 +301,7 @@ pub trait Sink: Send + Sync {
 
     /// Called once before the first item with every listed item (including those that will be
     /// skipped as complete), so a sink that assembles a whole batch (a book) knows its order.
-    async fn begin(&self, _items: &[&Item]) -> anyhow::Result<()> {
+    async fn begin(&self, _items: &mut (dyn Iterator<Item = Item> + Send)) -> anyhow::Result<()> {
         Ok(())
     }
 

@@ -555,10 +555,10 @@ impl IoStage for FalStage {
         }
     }
 
-    fn estimate_cost_usd(&self, items: &[Item]) -> Option<f64> {
+    fn estimate_cost_usd(&self, items: &mut dyn Iterator<Item = Item>) -> Option<f64> {
         let mut total = 0.0;
         for item in items {
-            let options = self.options_for(item).unwrap_or_else(|_| self.options.clone());
+            let options = self.options_for(&item).unwrap_or_else(|_| self.options.clone());
             total += self.prices.request_cost(&options.model, options.dimensions(), options.images())?;
         }
         Some(round_cents(total))

@@ -369,10 +369,9 @@ impl Sink for BookSink {
         self.settings.pages.has(&item.key)
     }
 
-    async fn begin(&self, items: &[&Item]) -> anyhow::Result<()> {
+    async fn begin(&self, items: &mut (dyn Iterator<Item = Item> + Send)) -> anyhow::Result<()> {
         let mut book = self.lock().map_err(anyhow::Error::msg)?;
-        book.pages =
-            items.iter().map(|item| ListedPage { info: PageInfo::of(item), content: None }).collect();
+        book.pages = items.map(|item| ListedPage { info: PageInfo::of(&item), content: None }).collect();
         book.pages.sort_by_key(|page| page.info.seq);
         Ok(())
     }

@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 use crate::engine::item::{Item, Prompt};
 use crate::engine::media::{Media, Payload};
 use crate::engine::stage::{
-    BuildContext, Component, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, Source, StageError,
-    TypedKind, parse_options,
+    BuildContext, Component, KindInfo, Listing, OptionDoc, OptionsError, OutputMedia, Role, Source,
+    StageError, TypedKind, parse_options,
 };
 
 /// Kind `prompts`: one item per prompt of a JSON or JSON Lines file.
@@ -72,12 +72,12 @@ struct PromptFile {
 }
 
 impl Source for PromptFile {
-    fn list(&self) -> anyhow::Result<Vec<Item>> {
+    fn list(&self) -> anyhow::Result<Box<dyn Listing>> {
         let mut prompts = read_prompts(&self.path)?;
         if let Some(limit) = self.limit {
             prompts.truncate(limit);
         }
-        Ok(items(prompts))
+        Ok(Box::new(items(prompts)))
     }
 
     fn load(&self, _item: &mut Item) -> Result<Payload, StageError> {
@@ -284,7 +284,7 @@ mod tests {
             dry_run: false,
         };
         match kind.build(&options, &ctx)? {
-            Component::Source(source) => source.list(),
+            Component::Source(source) => Ok(source.list()?.iter().collect()),
             _ => panic!("prompts must build a source"),
         }
     }

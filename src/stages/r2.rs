@@ -859,7 +859,7 @@ impl Sink for R2Sink {
     /// Lists one page of the prefix before anything is generated, so a missing bucket, refused
     /// credentials or an unreachable endpoint stop the batch before money is spent. (A HEAD
     /// cannot tell a missing bucket from a missing key: its 404 has no body.)
-    async fn begin(&self, _items: &[&Item]) -> anyhow::Result<()> {
+    async fn begin(&self, _items: &mut (dyn Iterator<Item = Item> + Send)) -> anyhow::Result<()> {
         let prefix = if self.prefix.is_empty() { None } else { Some(Path::from(self.prefix.as_str())) };
         match self.store.list(prefix.as_ref()).next().await {
             None | Some(Ok(_)) => Ok(()),

@@ -15,8 +15,8 @@ use inkflow::engine::item::{Item, Prompt, State};
 use inkflow::engine::media::{Media, Payload, Pixels, Raster};
 use inkflow::engine::run_context::RunContext;
 use inkflow::engine::stage::{
-    BuildContext, Component, CpuStage, IoStage, Kind, KindInfo, OptionDoc, OptionsError, OutputMedia,
-    Registry, Role, Sink, Source, StageError, parse_options,
+    BuildContext, Component, CpuStage, IoStage, Kind, KindInfo, Listing, OptionDoc, OptionsError,
+    OutputMedia, Registry, Role, Sink, Source, StageError, parse_options,
 };
 use inkflow::engine::summary::Summary;
 use serde::Deserialize;
@@ -25,7 +25,8 @@ use serde_json::Value;
 /// Counters the test kinds share with the test.
 #[derive(Default)]
 pub struct Probe {
-    pub emitted: AtomicU64,
+    /// Items the `count` source's listing made (the engine makes each when it reaches it).
+    pub made: AtomicU64,
     pub written: AtomicU64,
     pub max_in_flight: AtomicU64,
     pub seen: Mutex<Vec<(String, String)>>,
@@ -80,22 +81,25 @@ impl Kind for CountKind {
     }
 }
 impl Source for CountSource {
-    fn list(&self) -> anyhow::Result<Vec<Item>> {
-        Ok((1..=self.0)
-            .map(|n| {
-                let prompt = Prompt {
-                    section: "t".into(),
-                    number: n,
-                    image_prompt: format!("p{n}"),
-                    ..Prompt::default()
-                };
-                Item::new(0, prompt)
-            })
-            .collect())
+    fn list(&self) -> anyhow::Result<Box<dyn Listing>> {
+        Ok(Box::new(CountListing(self.0, self.1.clone())))
     }
     fn load(&self, _: &mut Item) -> Result<Payload, StageError> {
-        self.1.emitted.fetch_add(1, Ordering::SeqCst);
         Ok(Payload::Prompt)
+    }
+}
+/// Makes prompt N+1 when asked for item N, counting it in `made`.
+struct CountListing(u32, Arc<Probe>);
+impl Listing for CountListing {
+    fn len(&self) -> usize {
+        self.0 as usize
+    }
+    fn item(&self, index: usize) -> Item {
+        self.1.made.fetch_add(1, Ordering::SeqCst);
+        let number = index as u32 + 1;
+        let prompt =
+            Prompt { section: "t".into(), number, image_prompt: format!("p{number}"), ..Prompt::default() };
+        Item::new(0, prompt)
     }
 }
 
@@ -264,7 +268,7 @@ impl Sink for Record {
 
     async fn write(&self, item: &Item, states: &[State]) -> Result<(), StageError> {
         let in_flight =
-            self.1.emitted.load(Ordering::SeqCst).saturating_sub(self.1.written.load(Ordering::SeqCst));
+            self.1.made.load(Ordering::SeqCst).saturating_sub(self.1.written.load(Ordering::SeqCst));
         self.1.max_in_flight.fetch_max(in_flight, Ordering::SeqCst);
         if !self.1.sink_started.send_replace(true)
             && self.0.hold_for_gate
