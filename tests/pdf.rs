@@ -108,7 +108,7 @@ fn failed(error: &str) -> Vec<State> {
 }
 
 async fn write(sink: &Arc<dyn Sink>, item: &Item, states: Vec<State>) {
-    if let Err(e) = sink.write(item, &states).await {
+    if let Err(e) = sink.write(item, states).await {
         panic!("write {}: {e}", item.key);
     }
 }

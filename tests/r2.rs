@@ -182,7 +182,7 @@ async fn uploads_page_thumbnail_and_metadata_that_read_back_identical() {
         build(R2::new(), SECRET, &server.options(json!({ "prefix": "/book-1/" })), out.path()).unwrap();
     let states = page_states(1);
     sink.begin(&mut std::iter::once(item(7, "happy cat"))).await.unwrap();
-    sink.write(&item(7, "happy cat"), &states).await.unwrap();
+    sink.write(&item(7, "happy cat"), states.clone()).await.unwrap();
 
     // The page: a 1-bit PNG with the same pixels and 300 DPI.
     let png_bytes = std::fs::read(server.object_file("book-1/animals_007_happy_cat.png")).unwrap();
@@ -233,19 +233,19 @@ async fn identical_objects_are_not_uploaded_again_and_changed_ones_are() {
     let out = tempfile::tempdir().unwrap();
     let options = server.options(json!({}));
     let first_run = build(R2::s3(), SECRET, &options, out.path()).unwrap();
-    first_run.write(&item(1, "owl"), &page_states(5)).await.unwrap();
+    first_run.write(&item(1, "owl"), page_states(5)).await.unwrap();
     assert_eq!(server.object_puts(), 3, "page, thumbnail and metadata");
 
     // A new run (a new sink) with the same content sends no PUT at all.
     let second_run = build(R2::s3(), SECRET, &options, out.path()).unwrap();
-    second_run.write(&item(1, "owl"), &page_states(5)).await.unwrap();
+    second_run.write(&item(1, "owl"), page_states(5)).await.unwrap();
     assert_eq!(server.object_puts(), 3);
 
     // A changed page is uploaded again with its metadata (which lists the page's hash); the
     // unchanged thumbnail is not.
     let mut changed = page_states(5);
     changed[0] = page_states(6).remove(0);
-    second_run.write(&item(1, "owl"), &changed).await.unwrap();
+    second_run.write(&item(1, "owl"), changed).await.unwrap();
     assert_eq!(server.object_puts(), 5, "page and metadata uploaded again, thumbnail not");
 }
 
@@ -260,7 +260,7 @@ async fn wrong_credentials_stop_the_batch_without_showing_the_secret() {
     assert!(begin.contains("publish") && begin.contains("R2_SECRET_ACCESS_KEY"), "{begin}");
     assert!(!begin.contains(wrong), "{begin}");
 
-    match sink.write(&item(1, "owl"), &page_states(1)).await {
+    match sink.write(&item(1, "owl"), page_states(1)).await {
         Err(StageError::Fatal(message)) => {
             assert!(
                 message.contains("\"publish\"") && message.contains("refused the credentials"),
@@ -287,11 +287,11 @@ async fn server_down_mid_batch_fails_the_items_it_could_not_store() {
     let server = Server::start(true).await;
     let out = tempfile::tempdir().unwrap();
     let sink = build(R2::new(), SECRET, &server.options(json!({ "retries": 1 })), out.path()).unwrap();
-    sink.write(&item(1, "owl"), &page_states(1)).await.unwrap();
+    sink.write(&item(1, "owl"), page_states(1)).await.unwrap();
     server.stop().await;
 
     for number in [2, 3] {
-        match sink.write(&item(number, "fox"), &page_states(2)).await {
+        match sink.write(&item(number, "fox"), page_states(2)).await {
             Err(StageError::Failed { message, .. }) => {
                 assert!(message.contains("publish") && message.contains("fox"), "{message}")
             }
@@ -357,7 +357,7 @@ async fn failed_inputs_are_recorded_in_metadata_and_nothing_is_uploaded_for_them
     let sink = build(R2::new(), SECRET, &server.options(json!({})), out.path()).unwrap();
     let mut states = page_states(1);
     states[1] = State::Failed(Failure { stage: "thumb".into(), error: "too small".into(), attempts: 1 });
-    sink.write(&item(4, "bee"), &states).await.unwrap();
+    sink.write(&item(4, "bee"), states).await.unwrap();
     assert!(server.object_file("animals_004_bee.png").exists());
     assert!(!server.object_file("thumb/animals_004_bee.jpg").exists());
     let metadata: Value =
@@ -368,7 +368,7 @@ async fn failed_inputs_are_recorded_in_metadata_and_nothing_is_uploaded_for_them
     // An item no stage produced anything for leaves no object at all.
     let failed = State::Failed(Failure { stage: "draw".into(), error: "boom".into(), attempts: 2 });
     let before = server.object_puts();
-    sink.write(&item(5, "ant"), &[failed.clone(), failed]).await.unwrap();
+    sink.write(&item(5, "ant"), vec![failed.clone(), failed]).await.unwrap();
     assert_eq!(server.object_puts(), before);
 }
 

@@ -827,15 +827,6 @@ async fn run_sink(node: Node, sink: Arc<dyn Sink>, inputs: Vec<mpsc::Receiver<En
                     item.retries = item.retries.max(part.item.retries);
                 }
                 let states: Vec<State> = parts.into_iter().map(|p| p.state).collect();
-                let result = AssertUnwindSafe(sink.write(&item, &states)).catch_unwind().await;
-                (item, states, result.unwrap_or_else(|p| Err(StageError::failed(cpu::panic_message(p)))))
-            }
-        })
-        .buffer_unordered(node.concurrency)
-        .for_each(|(item, states, result)| {
-            let shared = &shared;
-            let id = &node.id;
-            async move {
                 let upstream = states.iter().find_map(|s| match s {
                     State::Failed(f) => Some(ItemOutcome::Failed(f.clone())),
                     State::Filtered { stage, reason } => {
@@ -843,6 +834,15 @@ async fn run_sink(node: Node, sink: Arc<dyn Sink>, inputs: Vec<mpsc::Receiver<En
                     }
                     State::Ready(_) => None,
                 });
+                let result = AssertUnwindSafe(sink.write(&item, states)).catch_unwind().await;
+                (item, upstream, result.unwrap_or_else(|p| Err(StageError::failed(cpu::panic_message(p)))))
+            }
+        })
+        .buffer_unordered(node.concurrency)
+        .for_each(|(item, upstream, result)| {
+            let shared = &shared;
+            let id = &node.id;
+            async move {
                 let outcome = match (result, upstream) {
                     (Err(error), _) => {
                         tracing::warn!("sink \"{id}\": item {}: {error}", item.key);

@@ -305,8 +305,10 @@ pub trait Sink: Send + Sync {
         Ok(())
     }
 
-    /// Writes one item. CPU work (encoding) belongs on the pool: see [`super::cpu::run`].
-    async fn write(&self, item: &Item, states: &[State]) -> Result<(), StageError>;
+    /// Writes one item. The sink owns its states, so it can drop each image once encoded.
+    /// CPU work (encoding) belongs on the pool ([`super::cpu::run`]), waiting for a disk or
+    /// network on tokio.
+    async fn write(&self, item: &Item, states: Vec<State>) -> Result<(), StageError>;
 
     /// Called once after the last item with the batch summary (also after Ctrl-C).
     async fn finish(&self, summary: &Summary) -> anyhow::Result<()>;

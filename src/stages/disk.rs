@@ -273,43 +273,58 @@ impl Sink for DiskSink {
             })
     }
 
-    async fn write(&self, item: &Item, states: &[State]) -> Result<(), StageError> {
+    async fn write(&self, item: &Item, states: Vec<State>) -> Result<(), StageError> {
         if states.len() != self.inputs.len() {
             return Err(
                 self.fail(item, format!("expected {} inputs, got {}", self.inputs.len(), states.len()))
             );
         }
         let names = self.names(item).map_err(|e| self.fail(item, e))?;
-        let fate = fate(states);
-        let payloads: Vec<Payload> = states
-            .iter()
-            .filter_map(|s| if let State::Ready(p) = s { Some(p.clone()) } else { None })
-            .collect();
-        let (dir, inputs, compression, mut item_copy) =
-            (self.dir.clone(), self.inputs.clone(), self.compression, item.clone());
+        let fate = fate(&states);
+        let payloads: Vec<Payload> =
+            states.into_iter().filter_map(|s| if let State::Ready(p) = s { Some(p) } else { None }).collect();
         // A failed or filtered item writes only its metadata.
         let written = if matches!(fate, Fate::Written) { payloads } else { Vec::new() };
-        let job = move || -> Result<(), String> {
+        let resolution = match written.first() {
+            Some(Payload::Image(raster)) => Some(format!("{}x{}", raster.width, raster.height)),
+            _ => None,
+        };
+        // Encoding is CPU work for the pool; the page is freed as soon as it is encoded.
+        let (inputs, stem, compression) = (self.inputs.clone(), names.stem.clone(), self.compression);
+        let encode_all = move || -> Result<Vec<(String, Vec<u8>)>, String> {
+            written
+                .iter()
+                .enumerate()
+                .map(|(index, payload)| {
+                    let (bytes, extension) = encode(payload, compression)?;
+                    Ok((output_path(&inputs, index, &stem, extension), bytes.into_owned()))
+                })
+                .collect()
+        };
+        let files = cpu::run(encode_all).await.and_then(|r| r).map_err(|e| self.fail(item, e))?;
+        // Writing is I/O: it waits for the disk on tokio's blocking threads, not on the pool.
+        let (dir, inputs, mut item_copy) = (self.dir.clone(), self.inputs.clone(), item.clone());
+        let write_all = move || -> Result<(), String> {
             let mut outputs = Map::new();
-            let mut first = None;
-            for (index, payload) in written.iter().enumerate() {
-                let (bytes, extension) = encode(payload, compression)?;
-                let relative = output_path(&inputs, index, &names.stem, extension);
-                write_atomic(&dir.join(&relative), &bytes).map_err(|e| format!("writing {relative}: {e}"))?;
-                first.get_or_insert_with(|| relative.clone());
-                outputs.insert(inputs[index].clone(), relative.into());
+            for ((relative, bytes), input) in files.iter().zip(inputs) {
+                write_atomic(&dir.join(relative), bytes).map_err(|e| format!("writing {relative}: {e}"))?;
+                outputs.insert(input, relative.as_str().into());
             }
-            if !item_copy.facts.contains_key("resolution")
-                && let Some(Payload::Image(raster)) = written.first()
+            if let Some(resolution) = resolution
+                && !item_copy.facts.contains_key("resolution")
             {
-                item_copy.record("resolution", format!("{}x{}", raster.width, raster.height));
+                item_copy.record("resolution", resolution);
             }
-            let meta = metadata(&item_copy, first.as_deref(), outputs, &fate);
+            let first = files.first().map(|(relative, _)| relative.as_str());
+            let meta = metadata(&item_copy, first, outputs, &fate);
             let text = serde_json::to_vec_pretty(&meta).map_err(|e| e.to_string())?;
             write_atomic(&dir.join(&names.metadata), &text)
                 .map_err(|e| format!("writing {}: {e}", names.metadata))
         };
-        cpu::run(job).await.and_then(|r| r).map_err(|e| self.fail(item, e))
+        tokio::task::spawn_blocking(write_all)
+            .await
+            .map_err(|e| self.fail(item, format!("the disk writer task failed: {e}")))?
+            .map_err(|e| self.fail(item, e))
     }
 
     async fn finish(&self, summary: &Summary) -> anyhow::Result<()> {
@@ -402,7 +417,7 @@ mod tests {
         assert!(!sink.is_complete(&item));
         let states =
             [State::Ready(Payload::Image(page.clone())), State::Ready(Payload::Encoded(thumb(&page)))];
-        sink.write(&item, &states).await.unwrap();
+        sink.write(&item, states.to_vec()).await.unwrap();
 
         let dir = tmp.path().join("pages");
         assert_eq!(
@@ -459,7 +474,7 @@ mod tests {
         let item = item("sad dog");
         let failure = Failure { stage: "draw".into(), error: "model timed out".into(), attempts: 3 };
         let states = [State::Failed(failure.clone()), State::Failed(failure)];
-        sink.write(&item, &states).await.unwrap();
+        sink.write(&item, states.to_vec()).await.unwrap();
         let dir = tmp.path().join("pages");
         assert_eq!(files(&dir), ["metadata/animals_007_sad_dog.json"]);
         let meta = read_json(&dir.join("metadata/animals_007_sad_dog.json"));
@@ -470,7 +485,7 @@ mod tests {
         assert!(!sink.is_complete(&item));
 
         let filtered = State::Filtered { stage: "safety".into(), reason: "nsfw".into() };
-        sink.write(&item, &[filtered.clone(), filtered]).await.unwrap();
+        sink.write(&item, vec![filtered.clone(), filtered]).await.unwrap();
         let meta = read_json(&dir.join("metadata/animals_007_sad_dog.json"));
         assert_eq!((meta["success"].clone(), meta["filtered_reason"].clone()), (json!(false), json!("nsfw")));
     }
@@ -483,18 +498,18 @@ mod tests {
         let page = page();
         let states =
             [State::Ready(Payload::Image(page.clone())), State::Ready(Payload::Encoded(thumb(&page)))];
-        sink.write(&item, &states).await.unwrap();
+        sink.write(&item, states.to_vec()).await.unwrap();
         assert!(sink.is_complete(&item));
         std::fs::remove_file(tmp.path().join("pages/thumb/animals_007_cat.jpg")).unwrap();
         assert!(!sink.is_complete(&item), "a missing thumbnail must make the item incomplete");
         // An interrupted write leaves the outputs but no metadata: not complete either.
-        sink.write(&item, &states).await.unwrap();
+        sink.write(&item, states.to_vec()).await.unwrap();
         std::fs::remove_file(tmp.path().join("pages/metadata/animals_007_cat.json")).unwrap();
         assert!(!sink.is_complete(&item));
         // A sink with another input list does not trust these outputs.
         let one_input =
             build_sink(&Disk, json!({"dir": "pages"}), &context("pages", &["lineart"], tmp.path()));
-        sink.write(&item, &states).await.unwrap();
+        sink.write(&item, states.to_vec()).await.unwrap();
         assert!(sink.is_complete(&item) && !one_input.is_complete(&item));
     }
 
@@ -508,7 +523,7 @@ mod tests {
             item.prompt.number = n;
             let states =
                 [State::Ready(Payload::Image(page.clone())), State::Ready(Payload::Encoded(thumb(&page)))];
-            sink.write(&item, &states).await.unwrap();
+            sink.write(&item, states.to_vec()).await.unwrap();
         }
         let summary =
             Summary { pipeline: "book.yaml".into(), total_items: 5, succeeded: 5, ..Summary::default() };
@@ -532,7 +547,7 @@ mod tests {
         let raster = page();
         for hostile in ["../../escape", "..", "/etc/passwd", "a/../../b", "CON", "x\0y"] {
             let item = item(hostile);
-            sink.write(&item, &[State::Ready(Payload::Image(raster.clone()))]).await.unwrap();
+            sink.write(&item, vec![State::Ready(Payload::Image(raster.clone()))]).await.unwrap();
             assert!(sink.is_complete(&item), "{hostile:?}");
         }
         let outside: Vec<_> =
@@ -564,7 +579,7 @@ mod tests {
             width: 40,
             height: 24,
         };
-        sink.write(&item("cat"), &[State::Ready(Payload::Encoded(Arc::new(jpeg)))]).await.unwrap();
+        sink.write(&item("cat"), vec![State::Ready(Payload::Encoded(Arc::new(jpeg)))]).await.unwrap();
         assert!(tmp.path().join("animals_007_cat.jpg").is_file());
     }
 }

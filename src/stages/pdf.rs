@@ -376,9 +376,9 @@ impl Sink for BookSink {
         Ok(())
     }
 
-    async fn write(&self, item: &Item, states: &[State]) -> Result<(), StageError> {
+    async fn write(&self, item: &Item, states: Vec<State>) -> Result<(), StageError> {
         let info = PageInfo::of(item);
-        let raster = match arrival(states)? {
+        let raster = match arrival(&states)? {
             Arrival::Image(raster) => raster,
             Arrival::Missing(reason) => {
                 self.lock().map_err(StageError::failed)?.record(info, PageContent::Missing { reason });

@@ -870,9 +870,9 @@ impl Sink for R2Sink {
         }
     }
 
-    async fn write(&self, item: &Item, states: &[State]) -> Result<(), StageError> {
+    async fn write(&self, item: &Item, states: Vec<State>) -> Result<(), StageError> {
         // Metadata comes last, so its presence means the item's images are all stored.
-        for object in self.prepare(item, states).await? {
+        for object in self.prepare(item, &states).await? {
             self.upload(&object).await.map_err(|e| self.explain(&e, &format!("upload {}", object.key)))?;
         }
         Ok(())

@@ -266,7 +266,7 @@ impl Sink for Record {
         self.1.seen.lock().unwrap().iter().any(|(key, fate)| key == &item.key && !fate.contains("failed"))
     }
 
-    async fn write(&self, item: &Item, states: &[State]) -> Result<(), StageError> {
+    async fn write(&self, item: &Item, states: Vec<State>) -> Result<(), StageError> {
         let in_flight =
             self.1.made.load(Ordering::SeqCst).saturating_sub(self.1.written.load(Ordering::SeqCst));
         self.1.max_in_flight.fetch_max(in_flight, Ordering::SeqCst);
@@ -287,7 +287,7 @@ impl Sink for Record {
             .collect::<Vec<_>>()
             .join(" + ");
         self.1.seen.lock().unwrap().push((item.key.clone(), fate));
-        for state in states {
+        for state in &states {
             if let State::Ready(Payload::Image(raster)) = state {
                 self.1.sizes_seen.lock().unwrap().push(Arc::as_ptr(raster) as usize);
             }
