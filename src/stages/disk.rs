@@ -289,22 +289,18 @@ impl Sink for DiskSink {
             Some(Payload::Image(raster)) => Some(format!("{}x{}", raster.width, raster.height)),
             _ => None,
         };
-        // Encoding is CPU work for the pool; the page is freed as soon as it is encoded.
-        let (inputs, stem, compression) = (self.inputs.clone(), names.stem.clone(), self.compression);
-        let encode_all = move || -> Result<Vec<(String, Vec<u8>)>, String> {
-            written
-                .iter()
-                .enumerate()
-                .map(|(index, payload)| {
-                    let (bytes, extension) = encode(payload, compression)?;
-                    Ok((output_path(&inputs, index, &stem, extension), bytes.into_owned()))
-                })
-                .collect()
-        };
-        let files = cpu::run(encode_all).await.and_then(|r| r).map_err(|e| self.fail(item, e))?;
-        // Writing is I/O: it waits for the disk on tokio's blocking threads, not on the pool.
-        let (dir, inputs, mut item_copy) = (self.dir.clone(), self.inputs.clone(), item.clone());
-        let write_all = move || -> Result<(), String> {
+        let (dir, inputs, compression, mut item_copy) =
+            (self.dir.clone(), self.inputs.clone(), self.compression, item.clone());
+        // One pool job encodes, then writes. Each image is freed as soon as it is encoded, before
+        // any file is written. The writes stay on the pool: they only reach the page cache (no
+        // fsync), and moving them to tokio's blocking threads cost 1-2 MB of peak RSS (more
+        // threads, more malloc arenas) for no gain in speed (BENCHMARKS.md).
+        let job = move || -> Result<(), String> {
+            let mut files = Vec::with_capacity(written.len());
+            for (index, payload) in written.into_iter().enumerate() {
+                let (bytes, extension) = encode(&payload, compression)?;
+                files.push((output_path(&inputs, index, &names.stem, extension), bytes.into_owned()));
+            }
             let mut outputs = Map::new();
             for ((relative, bytes), input) in files.iter().zip(inputs) {
                 write_atomic(&dir.join(relative), bytes).map_err(|e| format!("writing {relative}: {e}"))?;
@@ -321,10 +317,7 @@ impl Sink for DiskSink {
             write_atomic(&dir.join(&names.metadata), &text)
                 .map_err(|e| format!("writing {}: {e}", names.metadata))
         };
-        tokio::task::spawn_blocking(write_all)
-            .await
-            .map_err(|e| self.fail(item, format!("the disk writer task failed: {e}")))?
-            .map_err(|e| self.fail(item, e))
+        cpu::run(job).await.and_then(|r| r).map_err(|e| self.fail(item, e))
     }
 
     async fn finish(&self, summary: &Summary) -> anyhow::Result<()> {
