@@ -230,7 +230,8 @@ impl StageError {
     }
 }
 
-/// A source lists its items up front (cheap: prompts or file paths) and loads each payload on demand.
+/// A source lists its items up front (cheap: prompts or file paths) as a [`Listing`] that makes
+/// each item when the batch reaches it, and loads each payload on demand.
 pub trait Source: Send + Sync {
     /// Lists the items; errors name the file and line.
     fn list(&self) -> anyhow::Result<Box<dyn Listing>>;
@@ -243,7 +244,7 @@ pub trait Source: Send + Sync {
 pub trait Listing: Send + Sync {
     /// How many items there are.
     fn len(&self) -> usize;
-    /// True when there are none.
+    /// True when there are none (the pair clippy expects of a `len`).
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -306,8 +307,8 @@ pub trait Sink: Send + Sync {
     }
 
     /// Writes one item. The sink owns its states, so it can drop each image once encoded.
-    /// CPU work (encoding) belongs on the pool ([`super::cpu::run`]), waiting for a disk or
-    /// network on tokio.
+    /// CPU work (encoding) belongs on the pool ([`super::cpu::run`]), waiting on a network on
+    /// tokio.
     async fn write(&self, item: &Item, states: Vec<State>) -> Result<(), StageError>;
 
     /// Called once after the last item with the batch summary (also after Ctrl-C).
