@@ -6,7 +6,7 @@
 //! record per page. `finish` then writes the page objects in page order, the page tree, the document
 //! info and the cross-reference table, and renames the file into place, so `path` never holds half
 //! a book. pdf-writer serializes every object, but its `Pdf` buffers the whole file to compute the
-//! xref offsets; [`ObjectFile`] writes objects one by one and keeps the offsets itself instead.
+//! xref offsets; `ObjectFile` writes objects one by one and keeps the offsets itself instead.
 
 use std::collections::HashMap;
 use std::fs::{self, File};

@@ -11,7 +11,7 @@ use reqwest::header::HeaderValue;
 /// name the original script used).
 const KEY_VARIABLES: [&str; 2] = ["FAL_KEY", "FAL_API_KEY"];
 
-/// The fal.ai API key. Only [`ApiKey::authorization`] reveals it, as a sensitive header value.
+/// The fal.ai API key. Only `ApiKey::authorization` reveals it, as a sensitive header value.
 #[derive(Clone)]
 pub struct ApiKey(String);
 
