@@ -182,14 +182,14 @@ impl Batch {
     /// sink's `finish` has run; sinks that could not finish are listed in `sink_errors`.
     pub async fn run(self, settings: RunSettings) -> anyhow::Result<Summary> {
         self.progress.total.store(self.item_count() as u64, Ordering::Relaxed);
-        let Batch { pipeline, components, items, output_dir, progress } = self;
         let started = Instant::now();
         let started_at = SystemTime::now();
-        for component in &components {
+        for component in &self.components {
             if let Component::Sink(sink) = component {
-                sink.begin(&mut items.iter().flat_map(Listed::iter)).await?;
+                sink.begin(&mut self.items()).await?;
             }
         }
+        let Batch { pipeline, components, items, output_dir, progress } = self;
 
         let shared = Arc::new(Shared {
             stop: settings.context.stop.clone(),
