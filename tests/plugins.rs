@@ -1,5 +1,5 @@
 //! Stage plugins loaded from real dynamic libraries: the example `page-border` plugin and the
-//! deliberately broken ones under `stages/test-plugins/`, built by the test itself so a bare
+//! deliberately broken ones under `stages/tests/`, built by the test itself so a bare
 //! `cargo test` works on a fresh clone.
 
 use std::path::{Path, PathBuf};
@@ -180,7 +180,7 @@ fn a_newer_major_abi_is_refused_before_any_plugin_function_runs() {
     assert_eq!(
         error,
         format!(
-            "plugin {}: ABI 2.0 is not supported by this inkflow (1.x); rebuild it against inkflow-plugin 1.x",
+            "plugin {}: ABI 2.0 is not supported by this inkflow (1.x); rebuild it against inkflow-sdk 1.x",
             path.display()
         )
     );
@@ -193,7 +193,7 @@ fn a_newer_major_abi_is_refused_before_any_plugin_function_runs() {
 fn a_newer_minor_abi_is_refused() {
     let error = format!("{:#}", kinds_from_file(&library("inkflow_test_abi_minor")).err().expect("refused"));
     assert!(error.contains("ABI 1.1 is newer than this inkflow supports (1.0)"), "{error}");
-    assert!(error.contains("rebuild it against inkflow-plugin 1.0"), "{error}");
+    assert!(error.contains("rebuild it against inkflow-sdk 1.0"), "{error}");
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! Stages from dynamic libraries built with the `inkflow-plugin` SDK, so users add a stage (a
+//! Stages from dynamic libraries built with the `inkflow-sdk` SDK, so users add a stage (a
 //! border, a watermark) without forking inkflow. `kind: plugin` names a library by path;
 //! [`kinds_from_dir`] turns every stage of every library in a `plugins:` directory into a kind
 //! of its own. Only C data crosses the boundary (see the SDK for the contract); the version is
@@ -11,7 +11,7 @@ use std::ptr::NonNull;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use anyhow::{Context, bail};
-use inkflow_plugin::{
+use inkflow_sdk::{
     ABI_MAJOR, ABI_MINOR, CreateFn, DESCRIPTOR_SYMBOL, DescriptorFn, DestroyFn, ErrorMessage, Format,
     ImageBuffer, ImageView, MAGIC, PluginDescriptor, ProcessFn, STATUS_ERROR, STATUS_OK, StageVTable,
 };
@@ -52,7 +52,7 @@ impl TypedKind for Plugin {
         static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
             name: "plugin".into(),
             role: Role::Stage,
-            summary: "Runs a stage from a dynamic library built with the inkflow-plugin SDK".into(),
+            summary: "Runs a stage from a dynamic library built with the inkflow-sdk SDK".into(),
             options: vec![
                 OptionDoc::required("path", "string", "The library file, e.g. target/release/libmy_stage.so"),
                 OptionDoc::new("stage", "string", "its only stage", "Which stage of the library to run"),
@@ -496,7 +496,7 @@ fn load(path: &Path) -> anyhow::Result<Vec<Arc<LoadedStage>>> {
     let entry = unsafe { library.get::<DescriptorFn>(DESCRIPTOR_SYMBOL) }.map_err(|_| {
         anyhow::anyhow!(
             "plugin {shown}: not an inkflow plugin: it does not export `{DESCRIPTOR_SYMBOL}` \
-             (plugins define it with inkflow_plugin::export_plugin!)"
+             (plugins define it with inkflow_sdk::export_plugin!)"
         )
     })?;
     // SAFETY: the descriptor function of an SDK plugin only returns a pointer to a static.
@@ -517,13 +517,13 @@ fn load(path: &Path) -> anyhow::Result<Vec<Arc<LoadedStage>>> {
     if major != ABI_MAJOR {
         bail!(
             "plugin {shown}: ABI {major}.{minor} is not supported by this inkflow ({ABI_MAJOR}.x); \
-             rebuild it against inkflow-plugin {ABI_MAJOR}.x"
+             rebuild it against inkflow-sdk {ABI_MAJOR}.x"
         );
     }
     if minor > ABI_MINOR {
         bail!(
             "plugin {shown}: ABI {major}.{minor} is newer than this inkflow supports ({ABI_MAJOR}.{ABI_MINOR}); \
-             update inkflow or rebuild it against inkflow-plugin {ABI_MAJOR}.{ABI_MINOR}"
+             update inkflow or rebuild it against inkflow-sdk {ABI_MAJOR}.{ABI_MINOR}"
         );
     }
     if (size as usize) < size_of::<PluginDescriptor>() {

@@ -3,7 +3,7 @@
 
 use std::ffi::c_void;
 
-use inkflow_plugin::{ErrorMessage, ImageBuffer, ImageView, PluginDescriptor, StageVTable, StrRef};
+use inkflow_sdk::{ErrorMessage, ImageBuffer, ImageView, PluginDescriptor, StageVTable, StrRef};
 
 unsafe extern "C" fn create(_: *const u8, _: usize, _: *mut ErrorMessage) -> *mut c_void {
     std::process::abort()

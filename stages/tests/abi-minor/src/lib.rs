@@ -4,11 +4,11 @@
 #[path = "../../tripwire.rs"]
 mod tripwire;
 
-static DESCRIPTOR: inkflow_plugin::PluginDescriptor =
-    tripwire::descriptor(inkflow_plugin::ABI_MAJOR, inkflow_plugin::ABI_MINOR + 1);
+static DESCRIPTOR: inkflow_sdk::PluginDescriptor =
+    tripwire::descriptor(inkflow_sdk::ABI_MAJOR, inkflow_sdk::ABI_MINOR + 1);
 
 /// The entry point, reporting a newer minor version.
 #[unsafe(no_mangle)]
-pub extern "C" fn inkflow_plugin_descriptor() -> *const inkflow_plugin::PluginDescriptor {
+pub extern "C" fn inkflow_plugin_descriptor() -> *const inkflow_sdk::PluginDescriptor {
     &DESCRIPTOR
 }

@@ -426,7 +426,7 @@ pub trait PluginStage: Sized + Send + 'static {
 /// Exports the plugin's descriptor function for the listed [`PluginStage`] types.
 ///
 /// ```
-/// use inkflow_plugin::{Image, ImageRef, PluginStage};
+/// use inkflow_sdk::{Image, ImageRef, PluginStage};
 ///
 /// struct Copy;
 ///
@@ -441,9 +441,9 @@ pub trait PluginStage: Sized + Send + 'static {
 ///     }
 /// }
 ///
-/// inkflow_plugin::export_plugin!(Copy);
+/// inkflow_sdk::export_plugin!(Copy);
 /// # let descriptor = unsafe { &*inkflow_plugin_descriptor() };
-/// # assert_eq!((descriptor.magic, descriptor.stage_count), (inkflow_plugin::MAGIC, 1));
+/// # assert_eq!((descriptor.magic, descriptor.stage_count), (inkflow_sdk::MAGIC, 1));
 /// ```
 #[macro_export]
 macro_rules! export_plugin {

@@ -3,10 +3,10 @@
 #[path = "../../tripwire.rs"]
 mod tripwire;
 
-static DESCRIPTOR: inkflow_plugin::PluginDescriptor = tripwire::descriptor(inkflow_plugin::ABI_MAJOR + 1, 0);
+static DESCRIPTOR: inkflow_sdk::PluginDescriptor = tripwire::descriptor(inkflow_sdk::ABI_MAJOR + 1, 0);
 
 /// The entry point, reporting the wrong major version.
 #[unsafe(no_mangle)]
-pub extern "C" fn inkflow_plugin_descriptor() -> *const inkflow_plugin::PluginDescriptor {
+pub extern "C" fn inkflow_plugin_descriptor() -> *const inkflow_sdk::PluginDescriptor {
     &DESCRIPTOR
 }

@@ -2,7 +2,7 @@
 //! bilevel page, `margin_px` in from the edges and `width_px` thick. Small on purpose: it is the
 //! template to copy when writing a stage outside the inkflow tree.
 
-use inkflow_plugin::{Image, ImageRef, PluginStage, export_plugin};
+use inkflow_sdk::{Image, ImageRef, PluginStage, export_plugin};
 use serde::Deserialize;
 
 /// The stage: its options, checked once when the pipeline is built.

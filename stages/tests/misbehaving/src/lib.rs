@@ -1,6 +1,6 @@
 //! Stages that break the rules on purpose, for inkflow's plugin host tests.
 
-use inkflow_plugin::{Format, Image, ImageRef, PluginStage, export_plugin};
+use inkflow_sdk::{Format, Image, ImageRef, PluginStage, export_plugin};
 
 /// Panics on every image: the item must fail with the message and the stage stay disabled.
 struct PanicsInProcess;
