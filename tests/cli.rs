@@ -398,3 +398,56 @@ fn postprocess_names_a_broken_input_and_writes_the_rest() {
     let images = counts.iter().find(|c| c["id"] == "images").unwrap();
     assert_eq!((images["done"].as_u64(), images["failed"].as_u64()), (Some(1), Some(1)), "{images}");
 }
+
+/// A PNG header declaring `width`x`height` RGB pixels with a token of image data: what a
+/// decompression bomb looks like before its pixels are inflated.
+fn bomb_png(width: u32, height: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    // The header and a token IDAT chunk: the run must refuse the file before inflating it.
+    let mut writer = encoder.write_header().unwrap();
+    writer.write_chunk(png::chunk::IDAT, &[0x78, 0x9c, 0x63, 0x00, 0x00]).unwrap();
+    drop(writer);
+    out
+}
+
+#[test]
+fn postprocess_refuses_a_bomb_alone_and_puts_transparency_on_white() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("art");
+    std::fs::create_dir(&inputs).unwrap();
+    std::fs::write(inputs.join("a_bomb.png"), bomb_png(16000, 16000)).unwrap();
+    // Black line art on a transparent background: a 200x200 black square in a 600x800 page.
+    let mut art = image::RgbaImage::new(600, 800);
+    for (x, y, pixel) in art.enumerate_pixels_mut() {
+        if (200..400).contains(&x) && (300..500).contains(&y) {
+            *pixel = image::Rgba([0, 0, 0, 255]);
+        }
+    }
+    art.save(inputs.join("b_transparent.png")).unwrap();
+    let out = dir.path().join("out");
+    let output = run(&[
+        "run",
+        "pipelines/postprocess.yaml",
+        "--set",
+        &format!("sources.images.path={}", inputs.display()),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(out.join("batch_metadata.json")).unwrap()).unwrap();
+    assert_eq!((summary["succeeded"].as_u64(), summary["failed"].as_u64()), (Some(1), Some(1)), "{summary}");
+    let error = summary["failures"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("a_bomb.png") && error.contains("declares 16000x16000 pixels, over the limit"),
+        "{error}"
+    );
+
+    let page = image::open(out.join("002_b_transparent.png")).unwrap().into_luma8();
+    let black =
+        page.pixels().filter(|p| p.0[0] == 0).count() as f64 / f64::from(page.width() * page.height());
+    // The square covers 1/12 of the art; a transparent background read as black would be 11/12 more.
+    assert!((0.05..0.12).contains(&black), "{:.1}% of the page is black", black * 100.0);
+}

@@ -1,6 +1,7 @@
 //! Pixel operations shared by the stages and the benchmarks, free of any engine types but
 //! [`crate::engine::media`].
 
+pub mod decode;
 pub mod gray;
 pub mod jpeg;
 pub mod pattern;

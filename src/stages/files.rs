@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::engine::item::{Item, Prompt};
-use crate::engine::media::{Media, Payload, Pixels, Raster};
+use crate::engine::media::{Media, Payload};
 use crate::engine::stage::{
     BuildContext, Component, KindInfo, Listing, OptionDoc, OptionsError, OutputMedia, Role, Source,
     StageError, TypedKind, parse_options,
@@ -145,25 +145,18 @@ impl Source for FileSource {
             .ok_or_else(|| StageError::failed(format!("item {} is not one this source listed", item.key)))?;
         item.record(SOURCE_PATH, path.to_string_lossy().into_owned());
         let shown = path.display();
-        let image = image::ImageReader::open(&path)
-            .and_then(|reader| reader.with_guessed_format())
-            .map_err(|e| StageError::failed(format!("cannot open {shown}: {e}")))?
-            .decode()
-            .map_err(|e| StageError::failed(format!("cannot decode {shown}: {e}")))?
-            .into_rgb8();
-        let (width, height) = image.dimensions();
-        Ok(Payload::Image(Arc::new(Raster {
-            width,
-            height,
-            dpi: None,
-            pixels: Pixels::Rgb(image.into_raw()),
-        })))
+        let file = std::fs::File::open(&path)
+            .map_err(|e| StageError::failed(format!("cannot open {shown}: {e}")))?;
+        let raster = crate::imaging::decode::decode_rgb(std::io::BufReader::new(file))
+            .map_err(|e| StageError::failed(format!("cannot decode {shown}: {e}")))?;
+        Ok(Payload::Image(Arc::new(raster)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::media::{Pixels, Raster};
     use crate::engine::stage::Kind;
     use image::{ImageFormat, Rgb, RgbImage};
     use serde_json::json;

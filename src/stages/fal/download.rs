@@ -7,10 +7,8 @@ use futures::StreamExt;
 use reqwest::Response;
 
 use super::client::CallError;
-use crate::engine::media::{Pixels, Raster};
-
-/// The largest width or height decoded: well above any model output, far below a bomb.
-const MAX_DECODED_SIDE: u32 = 16384;
+use crate::engine::media::Raster;
+use crate::imaging::decode;
 
 /// Reads a body of at most `max_bytes`, refusing a larger `Content-Length` up front and
 /// stopping as soon as the streamed bytes pass the cap (for bodies without a length).
@@ -56,25 +54,20 @@ pub(super) async fn fetch(client: &reqwest::Client, url: &str, max_bytes: u64) -
     read_capped(response, max_bytes, &format!("the image at {url}")).await
 }
 
-/// Decodes a PNG or JPEG into RGB pixels; anything else (an HTML error page, a truncated
-/// file) is an error naming the URL.
+/// Decodes a PNG or JPEG into RGB pixels (see [`decode::decode_rgb`]: bombs refused from the
+/// header, transparency on white); anything else (an HTML error page, a truncated file) is an
+/// error naming the URL.
 pub(super) fn decode_rgb(bytes: &[u8], url: &str) -> Result<Raster, String> {
-    let not_an_image =
-        |e: &dyn std::fmt::Display| format!("the file at {url} is not a PNG or JPEG image: {e}");
-    let mut reader =
-        image::ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| not_an_image(&e))?;
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_DECODED_SIDE);
-    limits.max_image_height = Some(MAX_DECODED_SIDE);
-    reader.limits(limits);
-    let rgb = reader.decode().map_err(|e| not_an_image(&e))?.into_rgb8();
-    let (width, height) = rgb.dimensions();
-    Ok(Raster { width, height, dpi: None, pixels: Pixels::Rgb(rgb.into_raw()) })
+    decode::decode_rgb(Cursor::new(bytes)).map_err(|e| match e {
+        decode::DecodeError::NotAnImage(_) => format!("the file at {url} is {e}"),
+        decode::DecodeError::TooLarge { .. } => format!("the file at {url} {e}"),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::media::Pixels;
 
     #[test]
     fn decodes_png_and_refuses_html() {
