@@ -7,4 +7,5 @@
 
 pub mod engine;
 pub mod imaging;
+pub mod report;
 pub mod stages;

@@ -5,6 +5,7 @@ mod check;
 mod graph;
 mod logging;
 mod progress;
+mod report;
 mod run;
 mod stages;
 mod status;
@@ -40,6 +41,8 @@ enum Command {
     Stages(stages::StagesArgs),
     /// Show a batch's state from its journal: counts, money spent, failures.
     Status(status::StatusArgs),
+    /// Write the batch's review page (OUTPUT/report.html) again from its journal and files.
+    Report(report::ReportArgs),
     /// Show or trim the cache of generated originals.
     Cache(cache::CacheArgs),
     /// Check the fal.ai setup: key present and accepted, endpoint reachable.
@@ -65,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Graph(args) => graph::run(&args),
         Command::Stages(args) => stages::run(&args),
         Command::Status(args) => status::run(&args),
+        Command::Report(args) => report::run(&args),
         Command::Cache(args) => cache::run(&args),
         Command::Check(args) => check::run(&args),
     };

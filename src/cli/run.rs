@@ -11,7 +11,6 @@ use inkflow::engine::journal::{Journal, ResumePolicy};
 use inkflow::engine::raw_cache::RawCache;
 use inkflow::engine::run_context::RunContext;
 use inkflow::engine::runtime::{self, RunSettings};
-use inkflow::engine::stage::Component;
 use inkflow::engine::summary::Summary;
 use inkflow::engine::yaml;
 use tokio_util::sync::CancellationToken;
@@ -92,6 +91,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         raw_cache: Some(Arc::new(RawCache::in_output(&output_dir))),
         spent_before_usd: journal.spent_usd()?,
     };
+    let costs = super::report::costs(&batch);
     let tokio =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
     let summary = tokio.block_on(async move {
@@ -103,6 +103,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         summary
     })?;
     print_statistics(&summary);
+    super::report::write_after_run(&output_dir, &summary, costs);
     Ok(if summary.interrupted && summary.stop_reason.as_deref().is_some_and(|r| r.contains("Ctrl-C")) {
         ExitCode::from(EXIT_INTERRUPTED)
     } else if summary.failed > 0 || summary.interrupted || !summary.sink_errors.is_empty() {
@@ -144,8 +145,7 @@ fn print_plan(batch: &runtime::Batch, output_dir: &std::path::Path) {
         println!("  ... and {} more", count - 5);
     }
     println!("components:");
-    let mut cost = None;
-    for (spec, component) in pipeline.components.iter().zip(batch.components()) {
+    for spec in &pipeline.components {
         let inputs: Vec<&str> = spec.inputs.iter().map(|&i| pipeline.components[i].id.as_str()).collect();
         let media = spec.output.map(|m| format!(" -> {m}")).unwrap_or_default();
         println!(
@@ -157,14 +157,9 @@ fn print_plan(batch: &runtime::Batch, output_dir: &std::path::Path) {
             spec.capacity,
             spec.concurrency
         );
-        if let Component::Io(stage) = component
-            && let Some(usd) = stage.estimate_cost_usd(&mut batch.items())
-        {
-            cost = Some(cost.unwrap_or(0.0) + usd);
-        }
     }
     println!("output: {}", output_dir.display());
-    match cost {
+    match super::report::costs(batch).0 {
         Some(usd) => println!("estimated cost: ${usd:.3}"),
         None => println!("estimated cost: $0 (no paid stage)"),
     }

@@ -58,7 +58,38 @@ pub struct Status {
     pub failures: Vec<(String, String, String, u32)>,
 }
 
+/// One item as the journal last recorded it, for the batch report.
+#[derive(Clone, Debug)]
+pub struct ItemRecord {
+    /// The item key.
+    pub key: String,
+    /// Its place in the book.
+    pub seq: u64,
+    /// Its description from the prompt file.
+    pub description: String,
+    /// pending, submitted, processing, written, failed or filtered.
+    pub state: String,
+    /// The stage that failed or filtered it, or the last one it passed.
+    pub stage: Option<String>,
+    /// The failure message or filter reason.
+    pub error: Option<String>,
+    /// Attempts the failing stage made.
+    pub attempts: u32,
+    /// Money its paid requests cost, in US dollars.
+    pub cost_usd: f64,
+}
+
 impl Journal {
+    /// Every item of an existing journal in book order, without changing it.
+    pub fn items(output_dir: &Path) -> anyhow::Result<Vec<ItemRecord>> {
+        let path = output_dir.join(JOURNAL_FILE);
+        if !path.exists() {
+            anyhow::bail!("{} has no journal ({JOURNAL_FILE}); was a batch run there?", output_dir.display());
+        }
+        let conn = open_checked(&path, false)?;
+        read_items(&conn).with_context(|| format!("cannot read the journal {}", path.display()))
+    }
+
     /// Opens (or creates) the journal of an output directory for a run of `pipeline`.
     pub fn open(output_dir: &Path, pipeline: &Pipeline, policy: ResumePolicy) -> anyhow::Result<Self> {
         let path = output_dir.join(JOURNAL_FILE);
@@ -314,6 +345,27 @@ fn read_status(conn: &Connection) -> rusqlite::Result<Status> {
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<Result<_, _>>()?;
     Ok(status)
+}
+
+fn read_items(conn: &Connection) -> rusqlite::Result<Vec<ItemRecord>> {
+    let mut stmt = conn.prepare(
+        "SELECT i.key, i.seq, i.description, i.state, i.stage, i.error, i.attempts,
+                COALESCE((SELECT SUM(s.cost_usd) FROM submissions s WHERE s.key = i.key), 0)
+         FROM items i ORDER BY i.seq, i.key",
+    )?;
+    stmt.query_map([], |r| {
+        Ok(ItemRecord {
+            key: r.get(0)?,
+            seq: r.get::<_, i64>(1)? as u64,
+            description: r.get(2)?,
+            state: r.get(3)?,
+            stage: r.get(4)?,
+            error: r.get(5)?,
+            attempts: r.get(6)?,
+            cost_usd: r.get(7)?,
+        })
+    })?
+    .collect()
 }
 
 /// A hash of everything that shapes the outputs: kinds, options and wiring of every component.

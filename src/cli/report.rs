@@ -1,0 +1,90 @@
+//! `inkflow report OUTPUT_DIR`: writes the batch's `report.html` again from what is on disk;
+//! `inkflow run` writes it at the end of every run through [`write_after_run`].
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use inkflow::engine::runtime::Batch;
+use inkflow::engine::stage::Component;
+use inkflow::engine::summary::Summary;
+use inkflow::report::{RunFacts, write_report};
+use serde_json::Value;
+
+use super::PipelineArgs;
+
+/// Arguments of `inkflow report`.
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    /// The batch's output directory (holding journal.sqlite).
+    output_dir: PathBuf,
+    /// The batch's pipeline file, to show its cost estimate and budget.
+    #[arg(long, value_name = "FILE")]
+    pipeline: Option<PathBuf>,
+    /// Override a value of the pipeline, as for `run`: --set stages.x.y=1 (repeatable).
+    #[arg(long = "set", value_name = "PATH=VALUE", requires = "pipeline")]
+    overrides: Vec<String>,
+}
+
+/// Writes `OUTPUT_DIR/report.html`.
+pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    let mut facts = RunFacts { summary: last_summary(&args.output_dir), ..RunFacts::default() };
+    if let Some(file) = &args.pipeline {
+        let (pipeline, registry) =
+            super::load(&PipelineArgs { pipeline: file.clone(), overrides: args.overrides.clone() })?;
+        let batch = inkflow::engine::runtime::build(pipeline, &registry, &args.output_dir, true)?;
+        let (estimate, budget) = costs(&batch);
+        (facts.estimate_usd, facts.budget_usd) = (Some(estimate.unwrap_or(0.0)), budget);
+    }
+    let path = write_report(&args.output_dir, facts)?;
+    println!("wrote {}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The batch's cost estimate and budget, summed over its paid stages.
+pub fn costs(batch: &Batch) -> (Option<f64>, Option<f64>) {
+    let (mut estimate, mut budget) = (None, None);
+    for (spec, component) in batch.pipeline().components.iter().zip(batch.components()) {
+        if let Component::Io(stage) = component
+            && let Some(usd) = stage.estimate_cost_usd(&mut batch.items())
+        {
+            estimate = Some(estimate.unwrap_or(0.0) + usd);
+        }
+        if let Some(usd) = spec.options.get("max_cost_usd").and_then(Value::as_f64) {
+            budget = Some(budget.unwrap_or(0.0) + usd);
+        }
+    }
+    (estimate, budget)
+}
+
+/// Writes the report at the end of a run (finished, failed or stopped); a report that cannot
+/// be written is a warning, not a failed batch.
+pub fn write_after_run(
+    output_dir: &Path,
+    summary: &Summary,
+    (estimate_usd, budget_usd): (Option<f64>, Option<f64>),
+) {
+    let facts = RunFacts {
+        summary: serde_json::to_value(summary).ok(),
+        estimate_usd: Some(estimate_usd.unwrap_or(0.0)),
+        budget_usd,
+    };
+    match write_report(output_dir, facts) {
+        Ok(path) => println!("  {:<24} {}", "report", path.display()),
+        Err(e) => {
+            tracing::warn!("report: {e:#}");
+            eprintln!("warning: {e:#}");
+        }
+    }
+}
+
+/// The summary the last run's sinks wrote (`batch_metadata.json`), in the output folder or a
+/// sink folder under it.
+fn last_summary(output_dir: &Path) -> Option<Value> {
+    let read = |path: PathBuf| serde_json::from_slice::<Value>(&std::fs::read(path).ok()?).ok();
+    read(output_dir.join("batch_metadata.json")).or_else(|| {
+        let mut dirs: Vec<PathBuf> =
+            std::fs::read_dir(output_dir).ok()?.flatten().map(|e| e.path()).collect();
+        dirs.sort();
+        dirs.into_iter().find_map(|dir| read(dir.join("batch_metadata.json")))
+    })
+}
