@@ -1,0 +1,389 @@
+//! The running sink and the book it assembles: pages recorded as they arrive, written in page order at the end.
+
+use super::*;
+use std::collections::HashMap;
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use anyhow::Context;
+use async_trait::async_trait;
+use pdf_writer::writers::{Catalog, DocumentInfo};
+use pdf_writer::{Chunk, Content, Finish, Name, Ref, TextStr};
+
+use crate::engine::cpu;
+use crate::engine::item::{Item, State};
+use crate::engine::media::{Payload, Raster};
+use crate::engine::stage::{Sink, StageError};
+use crate::engine::summary::Summary;
+
+/// The running sink. Writes may run concurrently: the encoding runs on the CPU pool outside the
+/// lock, only the append to the file holds it.
+pub(super) struct BookSink {
+    pub(super) settings: Arc<Settings>,
+    pub(super) book: Arc<Mutex<Book>>,
+}
+
+/// What the sink remembers between writes: no pixels, only a record per page.
+#[derive(Default)]
+pub(super) struct Book {
+    /// Opened on the first image, so `validate` and a batch with no pages create no file.
+    pub(super) file: Option<ObjectFile>,
+    /// Every item the batch listed, in source order, with what it got so far: pages never
+    /// written in this run (batch stopped, resumed items) are the ones still `None` at the end.
+    pub(super) pages: Vec<ListedPage>,
+    /// Set when an append failed: the file's offsets can no longer be trusted.
+    pub(super) broken: Option<String>,
+    pub(super) finished: bool,
+}
+
+/// Who a page belongs to, for ordering and for the placeholder text.
+#[derive(Clone, Debug)]
+pub(super) struct PageInfo {
+    pub(super) key: String,
+    pub(super) seq: u64,
+    pub(super) section: String,
+    pub(super) number: u32,
+    pub(super) description: String,
+    pub(super) prompt: String,
+}
+
+impl PageInfo {
+    pub(super) fn of(item: &Item) -> Self {
+        PageInfo {
+            key: item.key.clone(),
+            seq: item.seq,
+            section: item.prompt.section.clone(),
+            number: item.prompt.number,
+            description: item.prompt.description.clone(),
+            prompt: item.prompt.image_prompt.clone(),
+        }
+    }
+}
+
+/// A listed item and, once it arrived, its page.
+pub(super) struct ListedPage {
+    pub(super) info: PageInfo,
+    pub(super) content: Option<PageContent>,
+}
+
+/// One page of the book, ready to be laid out.
+pub(super) struct PageRecord {
+    pub(super) info: PageInfo,
+    pub(super) content: PageContent,
+}
+
+pub(super) enum PageContent {
+    /// The image is already in the file as object `xobject`.
+    Image { xobject: Ref, width: u32, height: u32, dpi: Option<f32> },
+    /// No image, and why.
+    Missing { reason: String },
+}
+
+/// What the sink got for an item.
+pub(super) enum Arrival {
+    Image(Arc<Raster>),
+    Missing(String),
+}
+
+pub(super) fn arrival(states: &[State]) -> Result<Arrival, StageError> {
+    for state in states {
+        match state {
+            State::Failed(f) => {
+                return Ok(Arrival::Missing(format!(
+                    "stage `{}` failed after {} attempt(s): {}",
+                    f.stage, f.attempts, f.error
+                )));
+            }
+            State::Filtered { stage, reason } => {
+                return Ok(Arrival::Missing(format!("stage `{stage}` filtered it out: {reason}")));
+            }
+            State::Ready(_) => {}
+        }
+    }
+    let mut media = Vec::new();
+    for state in states {
+        if let State::Ready(payload) = state {
+            match payload {
+                Payload::Image(raster) => return Ok(Arrival::Image(raster.clone())),
+                other => media.push(other.media().to_string()),
+            }
+        }
+    }
+    Err(StageError::failed(format!("the pdf sink takes images, but got {}", media.join(", "))))
+}
+
+impl BookSink {
+    pub(super) fn lock(&self) -> Result<MutexGuard<'_, Book>, String> {
+        lock_book(&self.book)
+    }
+}
+
+pub(super) fn lock_book(book: &Mutex<Book>) -> Result<MutexGuard<'_, Book>, String> {
+    book.lock().map_err(|_| "the pdf sink's state was poisoned by an earlier panic".to_owned())
+}
+
+#[async_trait]
+impl Sink for BookSink {
+    fn is_complete(&self, item: &Item) -> bool {
+        self.settings.pages.has(&item.key)
+    }
+
+    async fn begin(&self, items: &mut (dyn Iterator<Item = Item> + Send)) -> anyhow::Result<()> {
+        let mut book = self.lock().map_err(anyhow::Error::msg)?;
+        book.pages = items.map(|item| ListedPage { info: PageInfo::of(&item), content: None }).collect();
+        book.pages.sort_by_key(|page| page.info.seq);
+        Ok(())
+    }
+
+    async fn write(&self, item: &Item, states: Vec<State>) -> Result<(), StageError> {
+        let info = PageInfo::of(item);
+        let raster = match arrival(&states)? {
+            Arrival::Image(raster) => raster,
+            Arrival::Missing(reason) => {
+                self.lock().map_err(StageError::failed)?.record(info, PageContent::Missing { reason });
+                return Ok(());
+            }
+        };
+        let encoded = cpu::run(move || ImageStream::encode(&raster)).await.and_then(|r| r);
+        let stream = match encoded {
+            Ok(stream) => stream,
+            Err(e) => {
+                let reason = format!("the pdf sink could not encode the page: {e}");
+                self.lock()
+                    .map_err(StageError::failed)?
+                    .record(info, PageContent::Missing { reason: reason.clone() });
+                return Err(StageError::failed(reason));
+            }
+        };
+        let book = self.book.clone();
+        let settings = self.settings.clone();
+        tokio::task::spawn_blocking(move || {
+            settings.pages.save(&info.key, &stream)?;
+            lock_book(&book)?.append_image(&settings, info, stream)
+        })
+        .await
+        .map_err(|e| StageError::failed(format!("the pdf writer task failed: {e}")))?
+        .map_err(StageError::failed)
+    }
+
+    async fn finish(&self, _summary: &Summary) -> anyhow::Result<()> {
+        let book = self.book.clone();
+        let settings = self.settings.clone();
+        tokio::task::spawn_blocking(move || lock_book(&book).map_err(anyhow::Error::msg)?.assemble(&settings))
+            .await
+            .context("the pdf writer task failed")?
+    }
+}
+
+impl Book {
+    /// Remembers what an item got, at its place among the listed items (an item the batch did
+    /// not list is added in source order).
+    pub(super) fn record(&mut self, info: PageInfo, content: PageContent) {
+        match self.pages.binary_search_by_key(&info.seq, |page| page.info.seq) {
+            Ok(at) if self.pages[at].info.key == info.key => self.pages[at].content = Some(content),
+            Ok(at) | Err(at) => self.pages.insert(at, ListedPage { info, content: Some(content) }),
+        }
+    }
+
+    /// Appends an encoded image to the partial file and remembers its page.
+    pub(super) fn append_image(
+        &mut self,
+        settings: &Settings,
+        info: PageInfo,
+        stream: ImageStream,
+    ) -> Result<(), String> {
+        if let Some(error) = &self.broken {
+            return Err(error.clone());
+        }
+        let written = self.write_image(&settings.partial_path, &stream);
+        match written {
+            Ok(xobject) => {
+                let content = PageContent::Image {
+                    xobject,
+                    width: stream.width,
+                    height: stream.height,
+                    dpi: stream.dpi,
+                };
+                self.record(info, content);
+                Ok(())
+            }
+            Err(e) => {
+                let error = format!("writing {}: {e}", settings.partial_path.display());
+                self.broken = Some(error.clone());
+                Err(error)
+            }
+        }
+    }
+
+    pub(super) fn write_image(&mut self, partial_path: &Path, stream: &ImageStream) -> io::Result<Ref> {
+        if self.finished {
+            return Err(io::Error::other("the book is already finished"));
+        }
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => self.file.insert(ObjectFile::create(partial_path)?),
+        };
+        let id = file.alloc();
+        let mut chunk = Chunk::new();
+        stream.write(&mut chunk, id)?;
+        file.write(&chunk)?;
+        // On disk before the next page arrives, so a crash loses at most the page in hand.
+        file.flush()?;
+        Ok(id)
+    }
+
+    /// Writes the rest of the book after its images and renames it into place.
+    pub(super) fn assemble(&mut self, settings: &Settings) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.finished, "the book {} was already finished", settings.final_path.display());
+        if let Some(error) = self.broken.take() {
+            self.finished = true;
+            // Dropping the file removes the partial book.
+            self.file = None;
+            anyhow::bail!("no book was written to {}: {error}", settings.final_path.display());
+        }
+        let listed = std::mem::take(&mut self.pages);
+        // Book order: sections in the order the prompt file first names them, then page number.
+        let mut section_rank: HashMap<String, usize> = HashMap::new();
+        for page in &listed {
+            if !section_rank.contains_key(&page.info.section) {
+                section_rank.insert(page.info.section.clone(), section_rank.len());
+            }
+        }
+        let mut pages = Vec::with_capacity(listed.len());
+        for ListedPage { info, content } in listed {
+            let content = match content {
+                Some(content) => content,
+                // Pages an earlier run made come from the page store, one at a time.
+                None => match settings.pages.load(&info.key) {
+                    Ok(stream) => {
+                        let xobject = self
+                            .write_image(&settings.partial_path, &stream)
+                            .with_context(|| format!("writing {}", settings.partial_path.display()))?;
+                        PageContent::Image {
+                            xobject,
+                            width: stream.width,
+                            height: stream.height,
+                            dpi: stream.dpi,
+                        }
+                    }
+                    Err(_) => PageContent::Missing {
+                        reason: "not written in this run (the batch stopped before it)".into(),
+                    },
+                },
+            };
+            pages.push(PageRecord { info, content });
+        }
+        self.finished = true;
+        pages.sort_by_cached_key(|p| {
+            (
+                section_rank.get(p.info.section.as_str()).copied().unwrap_or(usize::MAX),
+                p.info.number,
+                p.info.seq,
+            )
+        });
+
+        let missing: Vec<String> = pages
+            .iter()
+            .filter_map(|p| match &p.content {
+                PageContent::Missing { reason } => Some(format!("{} ({reason})", p.info.key)),
+                PageContent::Image { .. } => None,
+            })
+            .collect();
+        match settings.on_missing {
+            OnMissing::Fail if !missing.is_empty() => {
+                self.file = None;
+                anyhow::bail!(
+                    "no book was written to {}: {} page(s) missing (on_missing: fail): {}",
+                    settings.final_path.display(),
+                    missing.len(),
+                    missing.join("; ")
+                );
+            }
+            OnMissing::Skip => pages.retain(|p| matches!(p.content, PageContent::Image { .. })),
+            OnMissing::Fail | OnMissing::Placeholder => {}
+        }
+
+        let mut file = match self.file.take() {
+            Some(file) => file,
+            None => ObjectFile::create(&settings.partial_path)
+                .with_context(|| format!("creating {}", settings.partial_path.display()))?,
+        };
+        let (catalog, info) = write_document(&mut file, &pages, settings)
+            .with_context(|| format!("writing {}", settings.partial_path.display()))?;
+        file.commit(catalog, info, &settings.final_path).with_context(|| {
+            format!("completing {} as {}", settings.partial_path.display(), settings.final_path.display())
+        })?;
+        tracing::info!("pdf: wrote {} page(s) to {}", pages.len(), settings.final_path.display());
+        Ok(())
+    }
+}
+
+/// Writes everything but the images: the pages in order, the page tree, the catalog and the info
+/// dictionary. Returns the catalog and info references for the trailer.
+pub(super) fn write_document(
+    file: &mut ObjectFile,
+    pages: &[PageRecord],
+    settings: &Settings,
+) -> io::Result<(Ref, Ref)> {
+    let tree = file.alloc();
+    let font = file.alloc();
+    let mut helvetica = Chunk::new();
+    helvetica.type1_font(font).base_font(Name(b"Helvetica")).encoding_predefined(Name(b"WinAnsiEncoding"));
+    file.write(&helvetica)?;
+
+    let mut kids = Vec::with_capacity(pages.len() + 1);
+    if let Some(title) = &settings.title {
+        let content = title_page(title, settings.author.as_deref(), settings.page);
+        kids.push(write_page(file, tree, font, None, &content, settings.page)?);
+    }
+    for (index, page) in pages.iter().enumerate() {
+        let mut content = Content::new();
+        let xobject = match &page.content {
+            PageContent::Image { xobject, width, height, dpi } => {
+                let [x, y, w, h] = place_image(settings.page, settings.margin, *width, *height, *dpi);
+                content.save_state();
+                content.transform([w, 0.0, 0.0, h, x, y]);
+                content.x_object(Name(IMAGE_NAME));
+                content.restore_state();
+                Some(*xobject)
+            }
+            PageContent::Missing { reason } => {
+                placeholder_text(&mut content, &page.info, reason, settings);
+                None
+            }
+        };
+        if settings.page_numbers {
+            let label = (index + 1).to_string();
+            let y = settings.margin.max(36.0) / 2.0 - 0.35 * PAGE_NUMBER_SIZE;
+            let x = (settings.page.width - text_width(&label, PAGE_NUMBER_SIZE)) / 2.0;
+            show(&mut content, &label, PAGE_NUMBER_SIZE, x, y);
+        }
+        kids.push(write_page(file, tree, font, xobject, &content.finish().into_vec(), settings.page)?);
+    }
+
+    let mut chunk = Chunk::new();
+    let count = i32::try_from(kids.len()).map_err(|_| io::Error::other("too many pages for one PDF"))?;
+    chunk.pages(tree).kids(kids).count(count);
+    file.write(&chunk)?;
+
+    let catalog = file.alloc();
+    let mut chunk = Chunk::new();
+    chunk.indirect(catalog).start::<Catalog>().pages(tree);
+    file.write(&chunk)?;
+
+    let info = file.alloc();
+    let mut chunk = Chunk::new();
+    let mut dict = chunk.indirect(info).start::<DocumentInfo>();
+    if let Some(title) = &settings.title {
+        dict.title(TextStr(title));
+    }
+    if let Some(author) = &settings.author {
+        dict.author(TextStr(author));
+    }
+    dict.creator(TextStr(&settings.creator));
+    dict.producer(TextStr(concat!("inkflow ", env!("CARGO_PKG_VERSION"))));
+    dict.finish();
+    file.write(&chunk)?;
+    Ok((catalog, info))
+}
