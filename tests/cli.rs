@@ -365,6 +365,18 @@ fn check_without_a_key_says_what_to_do() {
     assert!(stdout.contains("FAL_KEY"), "{stdout}");
 }
 
+/// Runs `pipelines/postprocess.yaml` over the images in `inputs`, writing into `out`.
+fn run_postprocess(inputs: &std::path::Path, out: &std::path::Path) -> Output {
+    run(&[
+        "run",
+        "pipelines/postprocess.yaml",
+        "--set",
+        &format!("sources.images.path={}", inputs.display()),
+        "--output",
+        out.to_str().unwrap(),
+    ])
+}
+
 /// `postprocess.yaml` on a folder with a broken file: the good page is written, and the broken
 /// one fails alone, named with its file and the source that read it (which loads inside the
 /// fused gray -> upscale -> threshold job).
@@ -376,14 +388,7 @@ fn postprocess_names_a_broken_input_and_writes_the_rest() {
     std::fs::copy("benches/fixtures/page_000.png", inputs.join("a_good.png")).unwrap();
     std::fs::write(inputs.join("b_broken.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
     let out = dir.path().join("out");
-    let output = run(&[
-        "run",
-        "pipelines/postprocess.yaml",
-        "--set",
-        &format!("sources.images.path={}", inputs.display()),
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let output = run_postprocess(&inputs, &out);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
     let page = image::open(out.join("001_a_good.png")).unwrap();
     assert_eq!((page.width(), page.height()), (2550, 3300));
@@ -427,14 +432,7 @@ fn postprocess_refuses_a_bomb_alone_and_puts_transparency_on_white() {
     }
     art.save(inputs.join("b_transparent.png")).unwrap();
     let out = dir.path().join("out");
-    let output = run(&[
-        "run",
-        "pipelines/postprocess.yaml",
-        "--set",
-        &format!("sources.images.path={}", inputs.display()),
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let output = run_postprocess(&inputs, &out);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
     let summary: Value =
         serde_json::from_slice(&std::fs::read(out.join("batch_metadata.json")).unwrap()).unwrap();
