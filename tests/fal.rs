@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use inkflow::engine::item::{Item, Prompt};
 use inkflow::engine::media::{Payload, Pixels};
-use inkflow::engine::run_context::{RunContext, SubmissionLog};
+use inkflow::engine::run_context::{RunContext, Settlement, SubmissionLog};
 use inkflow::engine::stage::{BuildContext, Component, IoStage, Kind, StageError};
 use inkflow::stages::fal::{Environment, Fal, check_setup};
 use serde_json::{Value, json};
@@ -365,8 +365,11 @@ async fn both_pipelines_generate_through_the_queue() {
             (json!(steps), json!(guidance))
         );
         assert_eq!(body["output_format"], "png");
-        let estimate = stage.estimate_cost_usd(&mut [item(0, "a"), item(1, "b")].into_iter()).unwrap();
-        assert!((estimate - 2.0 * cost).abs() < 1e-9, "{file}: {estimate}");
+        let estimate = stage.estimate_cost(&mut [item(0, "a"), item(1, "b")].into_iter()).unwrap();
+        assert!(
+            (estimate.usd - 2.0 * cost).abs() < 1e-9 && estimate.unpriced.is_empty(),
+            "{file}: {estimate:?}"
+        );
     }
     // Image downloads never carry the key.
     for request in fal.requests().await.iter().filter(|r| r.url.path().starts_with("/files/")) {
@@ -396,7 +399,8 @@ async fn requests_wait_through_in_queue_and_in_progress() {
 #[tokio::test]
 async fn item_fields_override_pipeline_inputs() {
     let fal = Emulator::start().await;
-    let stage = build(&fal.options(json!({"seed": 1, "num_images": 2})));
+    let allowed = json!(["seed", "image_size", "num_images"]);
+    let stage = build(&fal.options(json!({"seed": 1, "num_images": 2, "allow_overrides": allowed})));
     let mut custom = item(0, "custom-1");
     custom.prompt.extra = json!({"seed": 42, "image_size": "square", "num_images": 1, "mood": "calm"})
         .as_object()
@@ -424,17 +428,83 @@ async fn item_fields_override_pipeline_inputs() {
 }
 
 #[tokio::test]
-async fn several_images_keep_the_first_and_count_them() {
+async fn a_prompt_cannot_override_what_the_pipeline_does_not_allow() {
+    let fal = Emulator::start().await;
+    let stage = build(&fal.options(json!({})));
+    let mut pricier = item(0, "pricier-1");
+    pricier.prompt.extra = json!({"num_images": 4}).as_object().cloned().unwrap();
+    let mut unsafe_ = item(1, "unsafe-1");
+    unsafe_.prompt.extra = json!({"enable_safety_checker": false}).as_object().cloned().unwrap();
+    let outcomes = run_items(&stage, vec![pricier, unsafe_], &RunContext::default()).await;
+    for (outcome, field) in outcomes.iter().zip(["num_images", "enable_safety_checker"]) {
+        let (message, _) = failure(outcome);
+        assert!(message.contains(field) && message.contains("allow_overrides"), "{message}");
+        assert_eq!(fal.submissions(&outcome.0.prompt.image_prompt).await, 0);
+    }
+    // The estimate names them too instead of pricing them at the pipeline's values.
+    let mut pricier = item(0, "pricier-1");
+    pricier.prompt.extra = json!({"model": "fal-ai/unknown"}).as_object().cloned().unwrap();
+    let estimate = stage.estimate_cost(&mut [pricier, item(1, "plain")].into_iter()).unwrap();
+    assert_eq!(estimate.unpriced.len(), 1, "{estimate:?}");
+    assert!(estimate.unpriced[0].contains("test-00001") && estimate.unpriced[0].contains("allow_overrides"));
+}
+
+#[tokio::test]
+async fn an_unpriced_model_is_named_by_the_estimate() {
+    let fal = Emulator::start().await;
+    let allowed = json!(["model"]);
+    let stage = build(&fal.options(json!({"allow_overrides": allowed})));
+    let mut other = item(0, "other-1");
+    other.prompt.extra = json!({"model": "fal-ai/unknown"}).as_object().cloned().unwrap();
+    let estimate = stage.estimate_cost(&mut [other, item(1, "plain")].into_iter()).unwrap();
+    assert!((estimate.usd - 0.025).abs() < 1e-9, "{estimate:?}");
+    assert_eq!(estimate.unpriced.len(), 1);
+    assert!(estimate.unpriced[0].contains("no price for model \"fal-ai/unknown\""), "{estimate:?}");
+}
+
+#[tokio::test]
+async fn several_images_are_all_downloaded_and_the_first_unflagged_is_the_page() {
     let fal = Emulator::start().await;
     let id = "pair-1";
     let mut result = result_for(&fal.base(), id);
-    result["images"] = json!([{"url": format!("{}/files/{id}.png", fal.base())}, {"url": format!("{}/files/{id}-b.png", fal.base())}]);
+    result["images"] = json!([{"url": format!("{}/files/{id}-a.png", fal.base())},
+        {"url": format!("{}/files/{id}.png", fal.base())}, {"url": format!("{}/files/{id}-c.png", fal.base())}]);
+    result["has_nsfw_concepts"] = json!([true, false, false]);
     fal.on("GET", &format!("{APP}/requests/{id}"), ResponseTemplate::new(200).set_body_json(result)).await;
-    let outcome = run_with_neighbours(&fal, json!({"num_images": 2}), id).await;
+    let outcome = run_with_neighbours(&fal, json!({"num_images": 3}), id).await;
     assert_image(&outcome, 8, 6);
-    assert_eq!(outcome.0.facts["images_returned"], 2);
-    assert_eq!(outcome.0.facts["cost_usd"], 0.05);
-    assert_eq!((fal.downloads(id).await, fal.downloads("pair-1-b").await), (1, 0));
+    assert_eq!(outcome.0.facts["images_returned"], 3);
+    assert_eq!(outcome.0.facts["cost_usd"], 0.075);
+    let pages: Vec<bool> =
+        outcome.0.facts["images"].as_array().unwrap().iter().map(|i| i["page"] == true).collect();
+    assert_eq!(pages, [false, true, false]);
+    let downloads =
+        (fal.downloads("pair-1-a").await, fal.downloads(id).await, fal.downloads("pair-1-c").await);
+    assert_eq!(downloads, (0, 1, 1), "the flagged image is never fetched");
+}
+
+#[tokio::test]
+async fn sync_mode_images_come_inline_and_are_capped() {
+    use base64::Engine as _;
+    let fal = Emulator::start().await;
+    let id = "inline-1";
+    let inline =
+        format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png(8, 6)));
+    let mut result = result_for(&fal.base(), id);
+    result["images"] = json!([{"url": inline}]);
+    fal.on("GET", &format!("{APP}/requests/{id}"), ResponseTemplate::new(200).set_body_json(result.clone()))
+        .await;
+    let outcome = run_with_neighbours(&fal, json!({"extra": {"sync_mode": true}}), id).await;
+    assert_image(&outcome, 8, 6);
+    assert_eq!(fal.downloads(id).await, 0);
+
+    let capped = "inline-2";
+    fal.on("GET", &format!("{APP}/requests/{capped}"), ResponseTemplate::new(200).set_body_json(result))
+        .await;
+    let stage = build(&fal.options(json!({"max_image_bytes": 20})));
+    let outcome = run(&stage, &[capped], &RunContext::default()).await.remove(0);
+    let (message, _) = failure(&outcome);
+    assert!(message.contains("over the limit of 20"), "{message}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -563,29 +633,55 @@ async fn a_refused_key_is_fatal_and_never_printed() {
 }
 
 #[tokio::test]
-async fn result_error_after_completed_fails_the_item_with_fals_message() {
+async fn an_application_error_after_completed_is_retried_then_settled_with_fals_message() {
     let fal = Emulator::start().await;
     let id = "broken-1";
-    let error = ResponseTemplate::new(500).set_body_json(json!({"detail": "CUDA out of memory"}));
+    let error = ResponseTemplate::new(500)
+        .insert_header("x-fal-request-id", id)
+        .set_body_json(json!({"detail": "CUDA out of memory"}));
     fal.on("GET", &format!("{APP}/requests/{id}"), error).await;
-    let outcome = run_with_neighbours(&fal, json!({}), id).await;
+    let journal = Arc::new(Journal::default());
+    let cx = RunContext { submissions: Some(journal.clone()), ..RunContext::default() };
+    let stage = build(&fal.options(json!({})));
+    let outcome = run(&stage, &[id], &cx).await.remove(0);
     let (message, _) = failure(&outcome);
-    assert!(
-        message.contains("fetching the result of request broken-1: HTTP 500: CUDA out of memory"),
-        "{message}"
+    assert!(message.contains("fal failed request broken-1: HTTP 500: CUDA out of memory"), "{message}");
+    assert!(message.contains("(fal request broken-1)") && message.contains("--retry-failed"), "{message}");
+    assert_eq!((fal.fetches(id).await, fal.submissions(id).await, fal.downloads(id).await), (3, 1, 0));
+    assert_eq!(
+        journal.settlements(),
+        [("test-00001".to_owned(), Settlement::Failed, 0.0)],
+        "5xx is not charged"
     );
-    assert_eq!((fal.fetches(id).await, fal.submissions(id).await, fal.downloads(id).await), (1, 1, 0));
 }
 
 #[tokio::test]
-async fn missing_image_fails_without_retry() {
+async fn a_proxy_error_on_the_result_leaves_the_request_open_for_a_resume() {
+    let fal = Emulator::start().await;
+    let id = "outage-1";
+    let page = ResponseTemplate::new(502).set_body_raw("<html>Bad Gateway</html>", "text/html");
+    fal.on("GET", &format!("{APP}/requests/{id}"), page).await;
+    let journal = Arc::new(Journal::default());
+    let cx = RunContext { submissions: Some(journal.clone()), ..RunContext::default() };
+    let outcome = run(&build(&fal.options(json!({}))), &[id], &cx).await.remove(0);
+    let (message, attempts) = failure(&outcome);
+    assert!(message.contains("HTTP 502") && message.contains("after 3 attempts"), "{message}");
+    assert_eq!((attempts, fal.fetches(id).await), (3, 3));
+    assert!(journal.settlements().is_empty(), "paid for and not known dead: a resume fetches it again");
+}
+
+#[tokio::test]
+async fn a_missing_image_is_retried_then_settled_as_failed() {
     let fal = Emulator::start().await;
     let id = "gone-1";
     fal.on("GET", &format!("/files/{id}.png"), ResponseTemplate::new(404)).await;
-    let outcome = run_with_neighbours(&fal, json!({}), id).await;
+    let journal = Arc::new(Journal::default());
+    let cx = RunContext { submissions: Some(journal.clone()), ..RunContext::default() };
+    let outcome = run(&build(&fal.options(json!({}))), &[id], &cx).await.remove(0);
     let (message, _) = failure(&outcome);
     assert!(message.contains("HTTP 404") && message.contains("/files/gone-1.png"), "{message}");
-    assert_eq!((fal.downloads(id).await, fal.submissions(id).await), (1, 1));
+    assert_eq!((fal.downloads(id).await, fal.submissions(id).await), (3, 1));
+    assert_eq!(journal.settlements(), [("test-00001".to_owned(), Settlement::Failed, 0.025)]);
 }
 
 #[tokio::test]
@@ -824,6 +920,8 @@ struct Journal {
     entries: Mutex<Vec<(String, String, Value)>>,
     /// Every call in order: "submitting", "submitted" or "not_submitted", with the item key.
     calls: Mutex<Vec<(&'static str, String)>>,
+    /// Requests settled without a result: item key, how, cost.
+    settled: Mutex<Vec<(String, Settlement, f64)>>,
     refuse: Option<&'static str>,
 }
 impl Journal {
@@ -836,20 +934,31 @@ impl Journal {
     fn calls(&self) -> Vec<&'static str> {
         self.calls.lock().unwrap().iter().map(|(call, _)| *call).collect()
     }
+
+    fn settlements(&self) -> Vec<(String, Settlement, f64)> {
+        self.settled.lock().unwrap().clone()
+    }
 }
 impl SubmissionLog for Journal {
     fn submitting(&self, item: &Item, _stage: &str, _cost: Option<f64>) -> anyhow::Result<()> {
         self.note("submitting", item)
     }
 
-    fn submitted(&self, item: &Item, stage: &str, request: &Value) -> anyhow::Result<()> {
+    fn submitted(&self, item: &Item, stage: &str, request: &Value, cost: Option<f64>) -> anyhow::Result<()> {
         self.note("submitted", item)?;
-        self.entries.lock().unwrap().push((item.key.clone(), stage.to_owned(), request.clone()));
+        let mut request = request.clone();
+        request["cost_usd"] = json!(cost);
+        self.entries.lock().unwrap().push((item.key.clone(), stage.to_owned(), request));
         Ok(())
     }
 
     fn not_submitted(&self, item: &Item, _stage: &str) -> anyhow::Result<()> {
         self.note("not_submitted", item)
+    }
+
+    fn settled(&self, key: &str, _stage: &str, settlement: Settlement, cost: f64) -> anyhow::Result<()> {
+        self.settled.lock().unwrap().push((key.to_owned(), settlement, cost));
+        Ok(())
     }
 }
 

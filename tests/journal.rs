@@ -11,7 +11,7 @@ use common::{Probe, registry, write_pipeline};
 use inkflow::engine::item::{Failure, Item, Prompt};
 use inkflow::engine::journal::{JOURNAL_FILE, Journal, ResumePolicy};
 use inkflow::engine::pipeline::{self, LoadOptions, Pipeline};
-use inkflow::engine::run_context::{RunContext, SubmissionLog as _};
+use inkflow::engine::run_context::{RunContext, Settlement, SubmissionLog as _};
 use inkflow::engine::runtime::{self, ItemObserver as _, ItemOutcome, Preparation, RunSettings};
 use inkflow::engine::summary::Summary;
 use serde_json::json;
@@ -117,8 +117,8 @@ fn paid_requests_come_back_until_collected() {
     let journal = Journal::open(dir.path(), &pipeline, ResumePolicy::default()).unwrap();
     let mut item = Item::new(0, Prompt { section: "t".into(), number: 1, ..Prompt::default() });
     assert_eq!(journal.prepare(&mut item).unwrap(), Preparation::SkipIfComplete);
-    let request = json!({"request_id": "r-1", "status_url": "http://x/s", "cost_usd": 0.025});
-    journal.submitted(&item, "gen", &request).unwrap();
+    let request = json!({"request_id": "r-1", "status_url": "http://x/s"});
+    journal.submitted(&item, "gen", &request, Some(0.025)).unwrap();
     assert!((journal.spent_usd().unwrap() - 0.025).abs() < 1e-9);
 
     // A new process opening the same journal sees the request and re-polls it.
@@ -165,10 +165,68 @@ fn a_submission_cut_off_before_its_answer_comes_back_uncertain_until_retried() {
     assert_eq!(journal.prepare(&mut retried).unwrap(), Preparation::Run);
     assert!(!retried.facts.contains_key("resume_request"), "the user's word to submit again");
 
-    // A submission fal surely refused is forgotten, and so is its cost.
+    // A submission fal surely refused is forgotten, and so is its cost; the uncertain one
+    // before it stays counted, but is no longer waited for.
     journal.submitting(&retried, "gen", Some(0.025)).unwrap();
     journal.not_submitted(&retried, "gen").unwrap();
-    assert_eq!(journal.spent_usd().unwrap(), 0.0);
+    assert!((journal.spent_usd().unwrap() - 0.025).abs() < 1e-9);
+    let status = Journal::status(dir.path()).unwrap();
+    assert_eq!((status.uncertain_submissions, status.unfinished_submissions), (0, 0));
+}
+
+#[test]
+fn a_settled_request_is_not_polled_again_and_keeps_its_cost() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = load(dir.path(), &[], &Arc::default());
+    let open = |policy| Journal::open(dir.path(), &pipeline, policy).unwrap();
+    let journal = open(ResumePolicy::default());
+    let mut item = Item::new(0, Prompt { section: "t".into(), number: 1, ..Prompt::default() });
+    journal.prepare(&mut item).unwrap();
+    journal.submitting(&item, "gen", Some(0.025)).unwrap();
+    journal.submitted(&item, "gen", &json!({"request_id": "r-1"}), Some(0.025)).unwrap();
+    journal.settled(&item.key, "gen", Settlement::Failed, 0.025).unwrap();
+    let failure = Failure { stage: "gen".into(), error: "HTTP 422".into(), attempts: 1 };
+    journal.item_finished(&item, &ItemOutcome::Failed(failure));
+    drop(journal);
+
+    let status = Journal::status(dir.path()).unwrap();
+    assert_eq!(status.settled_submissions, [("failed".to_owned(), 1)]);
+    assert_eq!(status.unfinished_submissions, 0);
+    let journal = open(ResumePolicy { retry_failed: true });
+    let mut retried = Item::new(0, item.prompt.clone());
+    assert_eq!(journal.prepare(&mut retried).unwrap(), Preparation::Run);
+    assert!(!retried.facts.contains_key("resume_request"), "a settled request is never polled again");
+    // A second request for the same item adds to what the first cost.
+    journal.submitting(&retried, "gen", Some(0.025)).unwrap();
+    journal.submitted(&retried, "gen", &json!({"request_id": "r-2"}), Some(0.025)).unwrap();
+    assert!((journal.spent_usd().unwrap() - 0.05).abs() < 1e-9);
+    journal.settled(&retried.key, "gen", Settlement::Cancelled, 0.0).unwrap();
+    assert!((journal.spent_usd().unwrap() - 0.025).abs() < 1e-9, "a cancelled request costs nothing");
+}
+
+#[test]
+fn a_schema_1_journal_is_upgraded_with_its_submissions() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = load(dir.path(), &[], &Arc::default());
+    let old = rusqlite::Connection::open(dir.path().join(JOURNAL_FILE)).unwrap();
+    old.execute_batch(
+        "PRAGMA application_id = 1229867846; PRAGMA user_version = 1;
+         CREATE TABLE items (key TEXT PRIMARY KEY, seq INTEGER NOT NULL, description TEXT NOT NULL,
+            state TEXT NOT NULL, stage TEXT, error TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+            fingerprint TEXT NOT NULL, updated_at TEXT NOT NULL);
+         CREATE TABLE submissions (key TEXT NOT NULL, stage TEXT NOT NULL, request TEXT NOT NULL,
+            cost_usd REAL NOT NULL, collected INTEGER NOT NULL, submitted_at TEXT NOT NULL,
+            PRIMARY KEY (key, stage));
+         INSERT INTO items VALUES ('t-00001', 0, 'd', 'submitted', 'gen', NULL, 0, 'x', 'now');
+         INSERT INTO submissions VALUES ('t-00001', 'gen', '{\"request_id\":\"r-1\"}', 0.025, 0, 'now');",
+    )
+    .unwrap();
+    drop(old);
+    let journal = Journal::open(dir.path(), &pipeline, ResumePolicy::default()).unwrap();
+    let mut item = Item::new(0, Prompt { section: "t".into(), number: 1, ..Prompt::default() });
+    assert_eq!(journal.prepare(&mut item).unwrap(), Preparation::Run);
+    assert_eq!(item.facts["resume_request"], json!({"stage": "gen", "request": {"request_id": "r-1"}}));
+    assert!((journal.spent_usd().unwrap() - 0.025).abs() < 1e-9);
 }
 
 #[test]

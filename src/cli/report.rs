@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use inkflow::engine::runtime::Batch;
-use inkflow::engine::stage::Component;
+use inkflow::engine::stage::{Component, CostEstimate};
 use inkflow::engine::summary::Summary;
 use inkflow::report::{RunFacts, write_report};
 use serde_json::Value;
@@ -33,7 +33,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
             super::load(&PipelineArgs { pipeline: file.clone(), overrides: args.overrides.clone() })?;
         let batch = inkflow::engine::runtime::build(pipeline, &registry, &args.output_dir, true)?;
         let (estimate, budget) = costs(&batch);
-        (facts.estimate_usd, facts.budget_usd) = (Some(estimate.unwrap_or(0.0)), budget);
+        (facts.estimate_usd, facts.budget_usd) = (Some(estimate.map_or(0.0, |e| e.usd)), budget);
     }
     let path = write_report(&args.output_dir, facts)?;
     println!("wrote {}", path.display());
@@ -41,13 +41,17 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The batch's cost estimate and budget, summed over its paid stages.
-pub fn costs(batch: &Batch) -> (Option<f64>, Option<f64>) {
-    let (mut estimate, mut budget) = (None, None);
+pub fn costs(batch: &Batch) -> (Option<CostEstimate>, Option<f64>) {
+    let (mut estimate, mut budget) = (None::<CostEstimate>, None);
     for (spec, component) in batch.pipeline().components.iter().zip(batch.components()) {
         if let Component::Io(stage) = component
-            && let Some(usd) = stage.estimate_cost_usd(&mut batch.items())
+            && let Some(stage_estimate) = stage.estimate_cost(&mut batch.items())
         {
-            estimate = Some(estimate.unwrap_or(0.0) + usd);
+            let total = estimate.get_or_insert_default();
+            total.usd += stage_estimate.usd;
+            total
+                .unpriced
+                .extend(stage_estimate.unpriced.into_iter().map(|why| format!("stage {:?}: {why}", spec.id)));
         }
         if let Some(usd) = spec.options.get("max_cost_usd").and_then(Value::as_f64) {
             budget = Some(budget.unwrap_or(0.0) + usd);
@@ -61,11 +65,11 @@ pub fn costs(batch: &Batch) -> (Option<f64>, Option<f64>) {
 pub fn write_after_run(
     output_dir: &Path,
     summary: &Summary,
-    (estimate_usd, budget_usd): (Option<f64>, Option<f64>),
+    (estimate, budget_usd): (Option<CostEstimate>, Option<f64>),
 ) {
     let facts = RunFacts {
         summary: serde_json::to_value(summary).ok(),
-        estimate_usd: Some(estimate_usd.unwrap_or(0.0)),
+        estimate_usd: Some(estimate.map_or(0.0, |e| e.usd)),
         budget_usd,
     };
     match write_report(output_dir, facts) {

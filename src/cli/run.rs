@@ -11,6 +11,7 @@ use inkflow::engine::journal::{Journal, ResumePolicy};
 use inkflow::engine::raw_cache::RawCache;
 use inkflow::engine::run_context::RunContext;
 use inkflow::engine::runtime::{self, RunSettings};
+use inkflow::engine::stage::CostEstimate;
 use inkflow::engine::summary::Summary;
 use inkflow::engine::yaml;
 use tokio_util::sync::CancellationToken;
@@ -75,9 +76,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     super::logging::init(if args.dry_run { None } else { Some(&output_dir) }, &bar)?;
 
     let batch = runtime::build(checked, &registry, &output_dir, args.dry_run)?;
+    let costs = super::report::costs(&batch);
+    let unpriced = costs.0.as_ref().map(|e| e.unpriced.as_slice()).unwrap_or_default();
     if args.dry_run {
-        print_plan(&batch, &output_dir);
-        return Ok(ExitCode::SUCCESS);
+        print_plan(&batch, &output_dir, costs.0.as_ref());
+        return Ok(if unpriced.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+    }
+    if let (Some(budget), false) = (costs.1, unpriced.is_empty()) {
+        anyhow::bail!(
+            "max_cost_usd (${budget}) cannot be enforced: {} item(s) cannot be priced, first: {}; nothing was run",
+            unpriced.len(),
+            unpriced[0]
+        );
     }
 
     let journal = Arc::new(Journal::open(
@@ -91,7 +101,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         raw_cache: Some(Arc::new(RawCache::in_output(&output_dir))),
         spent_before_usd: journal.spent_usd()?,
     };
-    let costs = super::report::costs(&batch);
     let tokio =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
     let summary = tokio.block_on(async move {
@@ -134,7 +143,7 @@ async fn watch_ctrl_c(stop: CancellationToken) {
     }
 }
 
-fn print_plan(batch: &runtime::Batch, output_dir: &std::path::Path) {
+fn print_plan(batch: &runtime::Batch, output_dir: &std::path::Path, estimate: Option<&CostEstimate>) {
     let pipeline = batch.pipeline();
     let count = batch.item_count();
     println!("plan for {} ({count} items)", pipeline.file.display());
@@ -159,8 +168,18 @@ fn print_plan(batch: &runtime::Batch, output_dir: &std::path::Path) {
         );
     }
     println!("output: {}", output_dir.display());
-    match super::report::costs(batch).0 {
-        Some(usd) => println!("estimated cost: ${usd:.3}"),
+    match estimate {
+        Some(estimate) if estimate.unpriced.is_empty() => println!("estimated cost: ${:.3}", estimate.usd),
+        Some(estimate) => {
+            println!(
+                "estimated cost: at least ${:.3}, and unknown for {} item(s):",
+                estimate.usd,
+                estimate.unpriced.len()
+            );
+            for why in estimate.unpriced.iter().take(10) {
+                println!("  error: {why}");
+            }
+        }
         None => println!("estimated cost: $0 (no paid stage)"),
     }
 }

@@ -33,6 +33,16 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
             status.uncertain_submissions
         );
     }
+    for (outcome, count) in &status.settled_submissions {
+        let what = match outcome.as_str() {
+            "failed" => {
+                "failed at fal for good (not polled again; `inkflow run --retry-failed` submits anew)"
+            }
+            "filtered" => "filtered by fal's safety checker (collected, never written)",
+            _ => "cancelled before a runner took them (not charged)",
+        };
+        println!("  {count} request(s) {what}");
+    }
     for (key, stage, error, attempts) in &status.failures {
         println!("  failed {key} at {stage} after {attempts} attempt(s): {error}");
     }

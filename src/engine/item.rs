@@ -40,13 +40,15 @@ pub struct Item {
     pub retries: u32,
     /// Time spent generating this item, when a generator stage ran.
     pub generation_time: Option<Duration>,
+    /// Money paid stages spent on this item in this run, in US dollars.
+    pub cost_usd: f64,
 }
 
 impl Item {
     /// A fresh item for the prompt at position `seq`.
     pub fn new(seq: u64, prompt: Prompt) -> Self {
         let key = item_key(seq, &prompt);
-        Item { key, seq, prompt, facts: Map::new(), retries: 0, generation_time: None }
+        Item { key, seq, prompt, facts: Map::new(), retries: 0, generation_time: None, cost_usd: 0.0 }
     }
 
     /// Records a fact about this item for the metadata file.

@@ -18,15 +18,17 @@ use sha2::{Digest, Sha256};
 
 use super::item::Item;
 use super::pipeline::Pipeline;
-use super::run_context::{RESUME_FACT, SubmissionLog};
+use super::run_context::{RESUME_FACT, Settlement, SubmissionLog};
 use super::runtime::{ItemObserver, ItemOutcome, Preparation};
 
 /// The journal's file name inside the output directory.
 pub const JOURNAL_FILE: &str = "journal.sqlite";
 /// Marks a SQLite file as an inkflow journal ("INKF").
 const APPLICATION_ID: i32 = 0x494E_4B46;
-/// The schema this build writes; an older build refuses a newer journal.
-const SCHEMA_VERSION: i32 = 1;
+/// The schema this build writes; an older build refuses a newer journal. Version 2 keeps
+/// every submission of an item (a re-submission no longer replaces the money of the first)
+/// and how each one ended.
+const SCHEMA_VERSION: i32 = 2;
 
 /// How a resumed run treats earlier outcomes.
 #[derive(Clone, Copy, Debug, Default)]
@@ -54,6 +56,8 @@ pub struct Status {
     pub unfinished_submissions: u64,
     /// Requests sent by a run that stopped before hearing whether they were accepted.
     pub uncertain_submissions: u64,
+    /// Accepted requests settled without a result: (failed | filtered | cancelled, count).
+    pub settled_submissions: Vec<(String, u64)>,
     /// Failed items: key, stage, error, attempts.
     pub failures: Vec<(String, String, String, u32)>,
 }
@@ -149,23 +153,12 @@ impl Journal {
         Ok(())
     }
 
-    /// Writes the item's submission row for `stage`, replacing an earlier one.
-    fn record_submission(
-        &self,
-        item: &Item,
-        stage: &str,
-        request: &str,
-        cost_usd: f64,
-    ) -> anyhow::Result<()> {
+    /// Runs one statement on the journal.
+    fn execute(&self, sql: &str, params: impl rusqlite::Params) -> anyhow::Result<()> {
         self.lock()
-            .execute(
-                "INSERT INTO submissions (key, stage, request, cost_usd, collected, submitted_at)
-                 VALUES (?1, ?2, ?3, ?4, 0, ?5)
-                 ON CONFLICT(key, stage) DO UPDATE SET request = ?3, cost_usd = ?4, collected = 0, submitted_at = ?5",
-                params![item.key, stage, request, cost_usd, now()],
-            )
-            .with_context(|| format!("cannot write to the journal {}", self.path.display()))?;
-        Ok(())
+            .execute(sql, params)
+            .map(drop)
+            .with_context(|| format!("cannot write to the journal {}", self.path.display()))
     }
 
     fn log_failure(&self, what: &str, result: anyhow::Result<()>) {
@@ -178,25 +171,62 @@ impl Journal {
 /// What the `request` column holds between `submitting` and `submitted`.
 const UNACKNOWLEDGED: &str = "null";
 
+/// The open submission of an item for a stage: the newest row not yet collected or settled.
+const OPEN_ROW: &str =
+    "id = (SELECT max(id) FROM submissions WHERE key = ?1 AND stage = ?2 AND collected = 0)";
+
 impl SubmissionLog for Journal {
     fn submitting(&self, item: &Item, stage: &str, cost_usd: Option<f64>) -> anyhow::Result<()> {
-        self.record_submission(item, stage, UNACKNOWLEDGED, cost_usd.unwrap_or(0.0))
+        // An older open row here is an uncertain one that `--retry-failed` chose to submit
+        // again: it stays counted as money possibly spent, but is no longer waited for.
+        self.execute(
+            "UPDATE submissions SET collected = 1, outcome = 'abandoned' WHERE key = ?1 AND stage = ?2 AND collected = 0",
+            params![item.key, stage],
+        )?;
+        self.execute(
+            "INSERT INTO submissions (key, stage, request, cost_usd, collected, submitted_at) VALUES (?1, ?2, ?3, ?4, 0, ?5)",
+            params![item.key, stage, UNACKNOWLEDGED, cost_usd.unwrap_or(0.0), now()],
+        )
     }
 
-    fn submitted(&self, item: &Item, stage: &str, request: &Value) -> anyhow::Result<()> {
-        let cost = request.get("cost_usd").and_then(Value::as_f64).unwrap_or(0.0);
-        self.record_submission(item, stage, &request.to_string(), cost)?;
+    fn submitted(
+        &self,
+        item: &Item,
+        stage: &str,
+        request: &Value,
+        cost_usd: Option<f64>,
+    ) -> anyhow::Result<()> {
+        let (request, cost) = (request.to_string(), cost_usd.unwrap_or(0.0));
+        let updated = self
+            .lock()
+            .execute(
+                &format!(
+                    "UPDATE submissions SET request = ?3, cost_usd = ?4 WHERE {OPEN_ROW} AND request = ?5"
+                ),
+                params![item.key, stage, request, cost, UNACKNOWLEDGED],
+            )
+            .with_context(|| format!("cannot write to the journal {}", self.path.display()))?;
+        if updated == 0 {
+            self.execute(
+                "INSERT INTO submissions (key, stage, request, cost_usd, collected, submitted_at) VALUES (?1, ?2, ?3, ?4, 0, ?5)",
+                params![item.key, stage, request, cost, now()],
+            )?;
+        }
         self.set_state(item, "submitted", Some(stage), None, 0)
     }
 
     fn not_submitted(&self, item: &Item, stage: &str) -> anyhow::Result<()> {
-        self.lock()
-            .execute(
-                "DELETE FROM submissions WHERE key = ?1 AND stage = ?2 AND request = ?3",
-                params![item.key, stage, UNACKNOWLEDGED],
-            )
-            .with_context(|| format!("cannot write to the journal {}", self.path.display()))?;
-        Ok(())
+        self.execute(
+            &format!("DELETE FROM submissions WHERE {OPEN_ROW} AND request = ?3"),
+            params![item.key, stage, UNACKNOWLEDGED],
+        )
+    }
+
+    fn settled(&self, key: &str, stage: &str, settlement: Settlement, cost_usd: f64) -> anyhow::Result<()> {
+        self.execute(
+            &format!("UPDATE submissions SET collected = 1, outcome = ?3, cost_usd = ?4 WHERE {OPEN_ROW}"),
+            params![key, stage, settlement.as_str(), cost_usd],
+        )
     }
 }
 
@@ -210,11 +240,14 @@ impl ItemObserver for Journal {
             .optional()?;
         let pending: Vec<(String, String)> = {
             let conn = self.lock();
-            let mut stmt =
-                conn.prepare("SELECT stage, request FROM submissions WHERE key = ?1 AND collected = 0")?;
+            let mut stmt = conn.prepare(
+                "SELECT stage, request FROM submissions WHERE key = ?1 AND collected = 0 ORDER BY id",
+            )?;
             stmt.query_map([&item.key], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?
         };
         let failed_before = row.as_ref().is_some_and(|(state, _)| state == "failed");
+        // A request paid for and not collected is collected on any resume: it costs nothing more.
+        let paid_uncollected = pending.iter().any(|(_, request)| request != UNACKNOWLEDGED);
         for (stage, request) in pending {
             if request == UNACKNOWLEDGED && failed_before && self.policy.retry_failed {
                 // Reported as uncertain before; --retry-failed is the user's word to submit again.
@@ -227,7 +260,11 @@ impl ItemObserver for Journal {
         }
         Ok(match row.as_ref().map(|(s, f)| (s.as_str(), f == &self.fingerprint)) {
             Some(("written", true)) => Preparation::SkipIfComplete,
-            Some(("failed", _)) if !self.policy.retry_failed => Preparation::Skip,
+            // A failed or filtered item stays so unless the user asks for another try, which
+            // may be paid for again.
+            Some(("failed" | "filtered", _)) if !self.policy.retry_failed && !paid_uncollected => {
+                Preparation::Skip
+            }
             None => {
                 self.set_state(item, "pending", None, None, 0)?;
                 Preparation::SkipIfComplete
@@ -238,13 +275,10 @@ impl ItemObserver for Journal {
 
     fn stage_done(&self, item: &Item, stage: &str) {
         let result = self.set_state(item, "processing", Some(stage), None, 0).and_then(|()| {
-            self.lock()
-                .execute(
-                    "UPDATE submissions SET collected = 1 WHERE key = ?1 AND stage = ?2",
-                    params![item.key, stage],
-                )
-                .map(drop)
-                .map_err(Into::into)
+            self.execute(
+                "UPDATE submissions SET collected = 1, outcome = 'collected' WHERE key = ?1 AND stage = ?2 AND collected = 0",
+                params![item.key, stage],
+            )
         });
         self.log_failure("stage done", result);
     }
@@ -313,14 +347,37 @@ fn open_checked(path: &Path, create: bool) -> anyhow::Result<Connection> {
                 key TEXT PRIMARY KEY, seq INTEGER NOT NULL, description TEXT NOT NULL,
                 state TEXT NOT NULL, stage TEXT, error TEXT, attempts INTEGER NOT NULL DEFAULT 0,
                 fingerprint TEXT NOT NULL, updated_at TEXT NOT NULL);
-             CREATE TABLE submissions (
-                key TEXT NOT NULL, stage TEXT NOT NULL, request TEXT NOT NULL, cost_usd REAL NOT NULL,
-                collected INTEGER NOT NULL, submitted_at TEXT NOT NULL, PRIMARY KEY (key, stage));
+             {SUBMISSIONS_TABLE};
              COMMIT;"
         ))
         .with_context(|| format!("cannot create the journal {}", path.display()))?;
+    } else if create && version < SCHEMA_VERSION {
+        upgrade_from_v1(&conn)
+            .map_err(|e| refuse(format!("upgrading it from schema {version} failed: {e}")))?;
     }
     Ok(conn)
+}
+
+/// Every paid submission, one row each: `collected` is 0 while a resumed batch must still poll
+/// it (or report it as uncertain when `request` is still `null`), `outcome` says how it ended.
+const SUBMISSIONS_TABLE: &str = "CREATE TABLE submissions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, stage TEXT NOT NULL,
+    request TEXT NOT NULL, cost_usd REAL NOT NULL, collected INTEGER NOT NULL, outcome TEXT,
+    submitted_at TEXT NOT NULL);
+    CREATE INDEX submissions_by_item ON submissions (key, stage)";
+
+/// Schema 1 kept one submission per item and stage; its rows move over as they are.
+fn upgrade_from_v1(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(&format!(
+        "BEGIN;
+         ALTER TABLE submissions RENAME TO submissions_v1;
+         {SUBMISSIONS_TABLE};
+         INSERT INTO submissions (key, stage, request, cost_usd, collected, submitted_at)
+            SELECT key, stage, request, cost_usd, collected, submitted_at FROM submissions_v1;
+         DROP TABLE submissions_v1;
+         PRAGMA user_version = {SCHEMA_VERSION};
+         COMMIT;"
+    ))
 }
 
 fn read_status(conn: &Connection) -> rusqlite::Result<Status> {
@@ -339,6 +396,12 @@ fn read_status(conn: &Connection) -> rusqlite::Result<Status> {
     };
     status.unfinished_submissions = unfinished(true)? as u64;
     status.uncertain_submissions = unfinished(false)? as u64;
+    let mut stmt = conn.prepare(
+        "SELECT outcome, count(*) FROM submissions WHERE outcome IN ('failed', 'filtered', 'cancelled')
+         GROUP BY outcome ORDER BY outcome",
+    )?;
+    status.settled_submissions =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?.collect::<Result<_, _>>()?;
     let mut stmt =
         conn.prepare("SELECT key, COALESCE(stage, ''), COALESCE(error, ''), attempts FROM items WHERE state = 'failed' ORDER BY seq")?;
     status.failures = stmt

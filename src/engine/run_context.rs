@@ -20,17 +20,51 @@ pub const RESUME_FACT: &str = "resume_request";
 ///
 /// A submission is recorded twice: once before it is sent (`submitting`) and once when it is
 /// accepted (`submitted`). A crash between the two leaves a submission whose fate is unknown;
-/// a resumed batch reports it instead of paying a second time without being asked.
+/// a resumed batch reports it instead of paying a second time without being asked. An
+/// accepted submission stays open (a resume polls it) until the stage passes the item on, or
+/// until it is `settled` without a result.
 pub trait SubmissionLog: Send + Sync {
     /// Records that work for `item` is about to be sent, costing `cost_usd` if accepted.
     /// Returns only once it is durable.
     fn submitting(&self, item: &Item, stage: &str, cost_usd: Option<f64>) -> anyhow::Result<()>;
-    /// Records that the remote service accepted work for `item`; `request` holds what is
-    /// needed to collect it later (request id and URLs). Returns only once it is durable.
-    fn submitted(&self, item: &Item, stage: &str, request: &Value) -> anyhow::Result<()>;
+    /// Records that the remote service accepted work for `item`, costing `cost_usd`; `request`
+    /// holds what is needed to collect it later (request id and URLs). Returns only once it
+    /// is durable.
+    fn submitted(
+        &self,
+        item: &Item,
+        stage: &str,
+        request: &Value,
+        cost_usd: Option<f64>,
+    ) -> anyhow::Result<()>;
     /// Records that the service surely did not accept the work announced by `submitting`
     /// (it answered with an error, or was never reached), so nothing was charged.
     fn not_submitted(&self, item: &Item, stage: &str) -> anyhow::Result<()>;
+    /// Records that the open submission of item `key` ended without a result to go on with,
+    /// so a resumed batch does not poll it again; `cost_usd` is what it cost in the end.
+    fn settled(&self, key: &str, stage: &str, settlement: Settlement, cost_usd: f64) -> anyhow::Result<()>;
+}
+
+/// How an accepted submission ended without a result to pass on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settlement {
+    /// The service answered for good that the work failed (a refused prompt, a model error).
+    Failed,
+    /// The service's own safety check withheld the result.
+    Filtered,
+    /// It was cancelled before any work was done.
+    Cancelled,
+}
+
+impl Settlement {
+    /// The word the journal stores and `inkflow status` shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Settlement::Failed => "failed",
+            Settlement::Filtered => "filtered",
+            Settlement::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// Handed to I/O stages: lets long waits (polling, retries) end promptly on Ctrl-C and lets

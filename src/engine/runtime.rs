@@ -16,7 +16,6 @@ use std::time::{Instant, SystemTime};
 use anyhow::Context as _;
 use futures::future::{self, BoxFuture};
 use futures::{FutureExt as _, StreamExt as _, stream};
-use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -403,11 +402,22 @@ struct Shared {
     sink_count: usize,
 }
 
+/// One item as the sinks that have seen it so far report it.
+struct ItemTally {
+    /// The worst outcome reported.
+    outcome: ItemOutcome,
+    /// How many sinks reported it.
+    sinks_seen: usize,
+    retries: u32,
+    cost_usd: f64,
+    description: String,
+}
+
 /// What happened to each item, gathered from the sinks.
 #[derive(Default)]
 struct Tally {
-    /// Per item key: its outcome so far, the sinks that reported it, and the item.
-    items: HashMap<String, (ItemOutcome, usize, u32, f64, String)>,
+    /// Per item key: what the sinks have reported so far.
+    items: HashMap<String, ItemTally>,
     succeeded: u64,
     failed: Vec<FailedItem>,
     filtered: BTreeMap<String, u64>,
@@ -433,26 +443,28 @@ impl Shared {
     /// Records one sink's view of an item; when every sink has seen it, the item is final.
     fn record(&self, item: &Item, outcome: ItemOutcome) {
         let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
-        let cost = item.facts.get("cost_usd").and_then(Value::as_f64).unwrap_or(0.0);
-        let entry = tally.items.entry(item.key.clone()).or_insert((
-            ItemOutcome::Written,
-            0,
-            item.retries,
-            cost,
-            item.prompt.description.clone(),
-        ));
-        if entry.0 == ItemOutcome::Written {
-            entry.0 = outcome;
+        let entry = tally.items.entry(item.key.clone()).or_insert_with(|| ItemTally {
+            outcome: ItemOutcome::Written,
+            sinks_seen: 0,
+            retries: item.retries,
+            cost_usd: item.cost_usd,
+            description: item.prompt.description.clone(),
+        });
+        if entry.outcome == ItemOutcome::Written {
+            entry.outcome = outcome;
         }
-        entry.1 += 1;
-        entry.2 = entry.2.max(item.retries);
-        entry.3 = entry.3.max(cost);
-        if entry.1 < self.sink_count {
+        entry.sinks_seen += 1;
+        entry.retries = entry.retries.max(item.retries);
+        entry.cost_usd = entry.cost_usd.max(item.cost_usd);
+        if entry.sinks_seen < self.sink_count {
             return;
         }
-        let Some((outcome, _, retries, cost, description)) = tally.items.remove(&item.key) else { return };
+        let Some(ItemTally { outcome, retries, cost_usd, description, .. }) = tally.items.remove(&item.key)
+        else {
+            return;
+        };
         tally.retries += u64::from(retries);
-        tally.cost_usd += cost;
+        tally.cost_usd += cost_usd;
         match &outcome {
             ItemOutcome::Written => tally.succeeded += 1,
             ItemOutcome::Failed(f) => tally.failed.push(FailedItem {

@@ -276,14 +276,25 @@ pub trait CpuStage: Send + Sync {
     fn process(&self, item: &mut Item, input: Payload) -> Result<Payload, StageError>;
 }
 
+/// A paid stage's estimate for a batch.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CostEstimate {
+    /// US dollars for the items it could price.
+    pub usd: f64,
+    /// The items it could not price, each with why: the estimate is then a lower bound and a
+    /// budget cannot be enforced.
+    pub unpriced: Vec<String>,
+}
+
 /// A stage whose work is I/O-bound (network): the engine runs it as futures on tokio.
 #[async_trait]
 pub trait IoStage: Send + Sync {
     /// Transforms one item's payload; may record facts on the item.
     async fn process(&self, item: &mut Item, input: Payload, cx: &RunContext) -> Result<Payload, StageError>;
 
-    /// Estimated cost in US dollars of running `items` through this stage, for `--dry-run`.
-    fn estimate_cost_usd(&self, _items: &mut dyn Iterator<Item = Item>) -> Option<f64> {
+    /// What running `items` through this stage would cost, for `--dry-run` and the budget;
+    /// `None` for a stage that costs nothing.
+    fn estimate_cost(&self, _items: &mut dyn Iterator<Item = Item>) -> Option<CostEstimate> {
         None
     }
 

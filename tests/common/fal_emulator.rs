@@ -1,20 +1,39 @@
-//! A small emulation of fal.ai's queue API for whole-batch tests: every submission gets a new
-//! request id and URLs under the app (`fal-ai/flux`), status polls answer COMPLETED (after an
-//! optional delay), results point at a PNG on the same server, drawn from the prompt so the
-//! image is realistic line art and the same prompt always gives the same bytes.
+//! An emulation of fal.ai's queue API for whole-batch tests, failure modes included. Every
+//! accepted submission gets a new request id and URLs under the app (`fal-ai/flux`); status
+//! polls answer COMPLETED (after an optional delay); results point at PNGs on the same server,
+//! drawn from the prompt so the image is realistic line art and the same prompt always gives
+//! the same bytes. `num_images` gives that many images, `sync_mode` gives `data:` URIs.
+//!
+//! A prompt asks for trouble by containing one of the markers below. Each trouble strikes the
+//! first accepted request of its prompt only (the ingress refusal: the first POST), so a
+//! resubmission behaves, as it would on the real service once a problem has passed.
+//! The real service's behaviour is described in `../shared/fal.md` beside the checkout.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine as _;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const APP: &str = "/fal-ai/flux";
-/// A prompt containing this comes back flagged with `has_nsfw_concepts`.
+/// fal's safety checker flags the image of a prompt containing this.
 pub const FLAGGED: &str = "[flag me]";
+/// fal accepts (and charges) the submission, but a proxy answers 504 with no request id.
+pub const ACCEPTED_THEN_504: &str = "[accepted then 504]";
+/// The first POST meets a proxy's HTML 502 page: fal never saw it.
+pub const INGRESS_502: &str = "[ingress 502]";
+/// The request completes; its result is fal's 422 with `detail[].type` content_policy_violation.
+pub const POLICY_422: &str = "[policy 422]";
+/// The first fetch of the result answers 500.
+pub const RESULT_500_ONCE: &str = "[result 500 once]";
+/// The first download of the image answers 404, as a CDN lagging behind COMPLETED does.
+pub const CDN_404_ONCE: &str = "[cdn 404 once]";
+/// The request stays IN_QUEUE for ever.
+pub const NEVER_COMPLETES: &str = "[never completes]";
 
 /// Where the test can see what the emulator was asked.
 #[derive(Default)]
@@ -23,11 +42,49 @@ pub struct Ledger {
     pub submissions: HashMap<String, u32>,
     /// The prompt of each request id.
     pub prompts: HashMap<String, String>,
+    /// The input of each request id, as submitted.
+    pub bodies: HashMap<String, Value>,
+    /// The `x-fal-request-timeout` header of each request id, when sent.
+    pub start_timeouts: HashMap<String, String>,
+    /// Request ids that are the first accepted request of their prompt (trouble strikes those).
+    pub first_of_prompt: HashSet<String>,
+    /// Submissions refused at the ingress per prompt (never accepted, never charged).
+    pub refused: HashMap<String, u32>,
     /// Image downloads started.
     pub downloads: u32,
     /// Request ids whose status was asked for: inkflow polls a request only once it has
     /// journaled it.
     pub polled: HashSet<String>,
+    /// Status polls, result fetches, image downloads and cancels per request id.
+    pub polls: HashMap<String, u32>,
+    pub result_fetches: HashMap<String, u32>,
+    pub image_fetches: HashMap<String, u32>,
+    pub cancels: HashMap<String, u32>,
+}
+
+impl Ledger {
+    /// Accepted submissions of the prompt containing `text`.
+    pub fn accepted(&self, text: &str) -> u32 {
+        self.submissions.iter().filter(|(p, _)| p.contains(text)).map(|(_, n)| n).sum()
+    }
+
+    /// Request ids of the prompt containing `text`, in the order fal accepted them.
+    pub fn requests_of(&self, text: &str) -> Vec<String> {
+        let mut ids: Vec<&String> =
+            self.prompts.iter().filter(|(_, p)| p.contains(text)).map(|(id, _)| id).collect();
+        ids.sort_by_key(|id| id.trim_start_matches("req-").parse::<u32>().unwrap_or(0));
+        ids.into_iter().cloned().collect()
+    }
+
+    /// Calls of one kind (`polls`, `result_fetches`...) over every request of a prompt.
+    pub fn calls(&self, calls: &HashMap<String, u32>, text: &str) -> u32 {
+        self.requests_of(text).iter().map(|id| calls.get(id).copied().unwrap_or(0)).sum()
+    }
+
+    /// Whether request `id` is the first of its prompt and the prompt asks for `trouble`.
+    fn troubled(&self, id: &str, trouble: &str) -> bool {
+        self.first_of_prompt.contains(id) && self.prompts.get(id).is_some_and(|p| p.contains(trouble))
+    }
 }
 
 /// A running emulator.
@@ -54,15 +111,42 @@ pub enum Images {
     Fixed(Arc<Vec<u8>>),
 }
 
+/// An HTML error page from a proxy: no request id, not fal's JSON.
+fn proxy_page(status: u16) -> ResponseTemplate {
+    ResponseTemplate::new(status)
+        .set_body_raw(format!("<html><body><h1>{status} Bad Gateway</h1>nginx</body></html>"), "text/html")
+}
+
+/// The id in `/fal-ai/flux/requests/{id}[/...]`.
+fn request_id_in(request: &Request) -> String {
+    request.url.path().split('/').nth(4).unwrap_or_default().trim_end_matches(".png").to_owned()
+}
+
 struct Submit(Arc<Mutex<Ledger>>, String, Duration);
 impl Respond for Submit {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let body: Value = request.body_json().unwrap_or(Value::Null);
         let prompt = body["prompt"].as_str().unwrap_or_default().to_owned();
         let mut ledger = self.0.lock().unwrap();
-        *ledger.submissions.entry(prompt.clone()).or_default() += 1;
+        if prompt.contains(INGRESS_502) && !ledger.refused.contains_key(&prompt) {
+            *ledger.refused.entry(prompt).or_default() += 1;
+            return proxy_page(502);
+        }
+        let count = ledger.submissions.entry(prompt.clone()).or_default();
+        *count += 1;
+        let first = *count == 1;
         let id = format!("req-{}", ledger.prompts.len() + 1);
-        ledger.prompts.insert(id.clone(), prompt);
+        ledger.prompts.insert(id.clone(), prompt.clone());
+        ledger.bodies.insert(id.clone(), body);
+        if first {
+            ledger.first_of_prompt.insert(id.clone());
+        }
+        if let Some(timeout) = request.headers.get("x-fal-request-timeout").and_then(|v| v.to_str().ok()) {
+            ledger.start_timeouts.insert(id.clone(), timeout.to_owned());
+        }
+        if first && prompt.contains(ACCEPTED_THEN_504) {
+            return proxy_page(504).set_delay(self.2);
+        }
         let url = format!("{}{APP}/requests/{id}", self.1);
         ResponseTemplate::new(200)
             .set_body_json(json!({
@@ -76,8 +160,14 @@ impl Respond for Submit {
 struct Status(Arc<Mutex<Ledger>>, Duration);
 impl Respond for Status {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        let id = request.url.path().split('/').nth(4).unwrap_or_default().to_owned();
-        self.0.lock().unwrap().polled.insert(id);
+        let id = request_id_in(request);
+        let mut ledger = self.0.lock().unwrap();
+        ledger.polled.insert(id.clone());
+        *ledger.polls.entry(id.clone()).or_default() += 1;
+        if ledger.prompts.get(&id).is_some_and(|p| p.contains(NEVER_COMPLETES)) {
+            return ResponseTemplate::new(202)
+                .set_body_json(json!({"status": "IN_QUEUE", "queue_position": 7}));
+        }
         ResponseTemplate::new(200).set_body_json(json!({"status": "COMPLETED"})).set_delay(self.1)
     }
 }
@@ -86,34 +176,94 @@ struct Result(Arc<Mutex<Ledger>>, String);
 impl Respond for Result {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let id = request.url.path().rsplit('/').next().unwrap_or_default().to_owned();
-        if !self.0.lock().unwrap().prompts.contains_key(&id) {
+        let mut ledger = self.0.lock().unwrap();
+        let fetches = {
+            let n = ledger.result_fetches.entry(id.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        let (Some(prompt), Some(body)) = (ledger.prompts.get(&id), ledger.bodies.get(&id)) else {
             return ResponseTemplate::new(404).set_body_json(json!({"detail": "Request not found"}));
+        };
+        if ledger.troubled(&id, POLICY_422) {
+            return ResponseTemplate::new(422).insert_header("x-fal-request-id", id.as_str()).set_body_json(json!({
+                "detail": [{"loc": ["body", "prompt"], "msg": "The prompt was flagged by the content checker",
+                            "type": "content_policy_violation"}]
+            }));
+        }
+        if ledger.troubled(&id, RESULT_500_ONCE) && fetches == 1 {
+            return ResponseTemplate::new(500)
+                .insert_header("x-fal-request-id", id.as_str())
+                .set_body_json(json!({"detail": "Internal Server Error"}));
         }
         // fal's safety checker flags what it flags; here, prompts that ask to be flagged.
-        let flagged = self.0.lock().unwrap().prompts.get(&id).is_some_and(|p| p.contains(FLAGGED));
+        let flagged = prompt.contains(FLAGGED);
+        let count = body["num_images"].as_u64().unwrap_or(1).clamp(1, 4) as usize;
+        let sync = body["sync_mode"].as_bool().unwrap_or(false);
+        let images: Vec<Value> = (0..count)
+            .map(|n| {
+                let url = if sync {
+                    let png = line_art_png(&image_prompt(prompt, n));
+                    format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png))
+                } else {
+                    format!("{}/files/{id}-{n}.png", self.1)
+                };
+                json!({"url": url, "content_type": "image/png"})
+            })
+            .collect();
         ResponseTemplate::new(200).set_body_json(json!({
-            "images": [{"url": format!("{}/files/{id}.png", self.1), "content_type": "image/png"}],
-            "seed": 42, "has_nsfw_concepts": [flagged], "timings": {"inference": 0.5},
+            "images": images, "seed": 42, "has_nsfw_concepts": vec![flagged; count],
+            "timings": {"inference": 0.5},
         }))
     }
+}
+
+/// What image `n` of a request draws: the prompt itself for the first, so one-image results
+/// stay the same as they always were.
+fn image_prompt(prompt: &str, n: usize) -> String {
+    if n == 0 { prompt.to_owned() } else { format!("{prompt} (image {n})") }
 }
 
 struct Download(Arc<Mutex<Ledger>>, Duration, Images);
 impl Respond for Download {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        let id =
-            request.url.path().rsplit('/').next().unwrap_or_default().trim_end_matches(".png").to_owned();
+        let file = request.url.path().rsplit('/').next().unwrap_or_default().trim_end_matches(".png");
+        let (id, n) = file.rsplit_once('-').unwrap_or((file, "0"));
+        let n: usize = n.parse().unwrap_or(0);
         let prompt = {
             let mut ledger = self.0.lock().unwrap();
             ledger.downloads += 1;
-            ledger.prompts.get(&id).cloned()
+            let fetches = {
+                let count = ledger.image_fetches.entry(id.to_owned()).or_default();
+                *count += 1;
+                *count
+            };
+            if ledger.troubled(id, CDN_404_ONCE) && fetches == 1 {
+                return ResponseTemplate::new(404).set_body_raw("Not Found", "text/plain");
+            }
+            ledger.prompts.get(id).cloned()
         };
         let Some(prompt) = prompt else { return ResponseTemplate::new(404) };
         let body = match &self.2 {
-            Images::FromPrompt => line_art_png(&prompt),
+            Images::FromPrompt => line_art_png(&image_prompt(&prompt, n)),
             Images::Fixed(bytes) => bytes.as_ref().clone(),
         };
         ResponseTemplate::new(200).set_body_raw(body, "image/png").set_delay(self.1)
+    }
+}
+
+struct Cancel(Arc<Mutex<Ledger>>);
+impl Respond for Cancel {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let id = request_id_in(request);
+        let mut ledger = self.0.lock().unwrap();
+        *ledger.cancels.entry(id.clone()).or_default() += 1;
+        let queued = ledger.prompts.get(&id).is_some_and(|p| p.contains(NEVER_COMPLETES));
+        if queued {
+            ResponseTemplate::new(202).set_body_json(json!({"status": "CANCELLATION_REQUESTED"}))
+        } else {
+            ResponseTemplate::new(400).set_body_json(json!({"status": "ALREADY_COMPLETED"}))
+        }
     }
 }
 
@@ -155,9 +305,7 @@ impl FalEmulator {
             .await;
         Mock::given(method("PUT"))
             .and(path_regex(r"^/fal-ai/flux/requests/[^/]+/cancel$"))
-            .respond_with(
-                ResponseTemplate::new(200).set_body_json(json!({"status": "CANCELLATION_REQUESTED"})),
-            )
+            .respond_with(Cancel(ledger.clone()))
             .mount(&server)
             .await;
         Mock::given(method("GET"))

@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use super::client::{CallError, QueueClient};
+use super::client::QueueClient;
+use super::error::CallError;
 use super::key::Environment;
 use super::options::Options;
 use super::{FalStage, resolve_base_url};

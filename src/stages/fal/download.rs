@@ -3,39 +3,9 @@
 
 use std::io::Cursor;
 
-use futures::StreamExt;
-use reqwest::Response;
-
-use super::client::CallError;
+use super::error::{CallError, read_capped};
 use crate::engine::media::Raster;
 use crate::imaging::decode;
-
-/// Reads a body of at most `max_bytes`, refusing a larger `Content-Length` up front and
-/// stopping as soon as the streamed bytes pass the cap (for bodies without a length).
-pub(super) async fn read_capped(
-    response: Response,
-    max_bytes: u64,
-    what: &str,
-) -> Result<Vec<u8>, CallError> {
-    let too_large =
-        |size: &str| CallError::Invalid(format!("{what} is {size} bytes, over the limit of {max_bytes}"));
-    if let Some(length) = response.content_length()
-        && length > max_bytes
-    {
-        return Err(too_large(&length.to_string()));
-    }
-    let capacity = response.content_length().unwrap_or(64 * 1024).min(max_bytes);
-    let mut body = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
-    let mut stream = response.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| CallError::from_reqwest(&e))?;
-        if (body.len() + chunk.len()) as u64 > max_bytes {
-            return Err(too_large(&format!("more than {max_bytes}")));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
 
 /// `GET url` without credentials, returning at most `max_bytes` of body.
 pub(super) async fn fetch(client: &reqwest::Client, url: &str, max_bytes: u64) -> Result<Vec<u8>, CallError> {

@@ -105,6 +105,12 @@ pub(super) struct Options {
     pub max_cost_usd: Option<f64>,
     #[serde(default)]
     pub prices: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub start_timeout: Option<String>,
+    #[serde(default = "default_deadline")]
+    pub deadline: String,
+    #[serde(default = "default_allow_overrides")]
+    pub allow_overrides: Vec<String>,
 }
 
 fn default_model() -> String {
@@ -118,6 +124,14 @@ fn default_base_delay_ms() -> u64 {
 }
 fn default_request_timeout() -> String {
     "60s".to_owned()
+}
+fn default_deadline() -> String {
+    "10m".to_owned()
+}
+/// A prompt may pick its own seed; anything that changes the bill or the safety check needs
+/// the pipeline's word.
+fn default_allow_overrides() -> Vec<String> {
+    vec!["seed".to_owned()]
 }
 fn default_poll_interval_ms() -> u64 {
     1000
@@ -142,6 +156,16 @@ impl Options {
             return Err(OptionsError::at(field, *message));
         }
         parsed.request_timeout()?;
+        parsed.start_timeout()?;
+        parsed.deadline()?;
+        if let Some(name) =
+            parsed.allow_overrides.iter().find(|name| !ITEM_OVERRIDES.contains(&name.as_str()))
+        {
+            return Err(OptionsError::at(
+                "allow_overrides",
+                format!("{name:?} cannot be set per prompt (these can: {})", ITEM_OVERRIDES.join(", ")),
+            ));
+        }
         if let Some(url) = &parsed.base_url {
             check_base_url(url).map_err(|m| OptionsError::at("base_url", m))?;
         }
@@ -160,13 +184,24 @@ impl Options {
     }
 
     /// The options with an item's overrides (fields of its prompt named in [`ITEM_OVERRIDES`])
-    /// applied to `raw`, the options as written in the pipeline.
-    pub(super) fn for_item(raw: &Value, prompt_fields: &Map<String, Value>) -> Result<Options, String> {
+    /// applied to `raw`, the options as written in the pipeline. A prompt file may override
+    /// only what `allow_overrides` lists, so it cannot raise the bill or turn the safety
+    /// checker off behind the pipeline's back.
+    pub(super) fn for_item(
+        &self,
+        raw: &Value,
+        prompt_fields: &Map<String, Value>,
+    ) -> Result<Options, String> {
         let mut merged = raw.as_object().cloned().unwrap_or_default();
         for name in ITEM_OVERRIDES {
-            if let Some(value) = prompt_fields.get(name) {
-                merged.insert(name.to_owned(), value.clone());
+            let Some(value) = prompt_fields.get(name) else { continue };
+            if !self.allow_overrides.iter().any(|allowed| allowed == name) {
+                return Err(format!(
+                    "prompt field {name:?} would override the pipeline's {name}, which this stage does not allow: \
+                     add {name:?} to the stage's allow_overrides to let prompts set it"
+                ));
             }
+            merged.insert(name.to_owned(), value.clone());
         }
         let parsed: Options = parse_options(&Value::Object(merged))
             .map_err(|e| format!("prompt field {:?}: {}", e.path.join("."), e.message))?;
@@ -230,14 +265,17 @@ impl Options {
 
     /// How long one HTTP request may take.
     pub(super) fn request_timeout(&self) -> Result<Duration, OptionsError> {
-        match humantime::parse_duration(&self.request_timeout) {
-            Ok(d) if !d.is_zero() => Ok(d),
-            Ok(_) => Err(OptionsError::at("request_timeout", "must be longer than zero")),
-            Err(e) => Err(OptionsError::at(
-                "request_timeout",
-                format!("{:?} is not a duration like 60s or 2m: {e}", self.request_timeout),
-            )),
-        }
+        parse_duration("request_timeout", &self.request_timeout)
+    }
+
+    /// How long fal may keep the request waiting for a runner before giving up on it.
+    pub(super) fn start_timeout(&self) -> Result<Option<Duration>, OptionsError> {
+        self.start_timeout.as_deref().map(|text| parse_duration("start_timeout", text)).transpose()
+    }
+
+    /// How long one item may wait for its result, from submission (or resume) to the image.
+    pub(super) fn deadline(&self) -> Result<Duration, OptionsError> {
+        parse_duration("deadline", &self.deadline)
     }
 
     /// The pixels of one requested image, assuming fal's default size when none is given.
@@ -274,6 +312,15 @@ impl Options {
     }
 }
 
+/// A positive duration such as `60s` or `10m`, or an error naming the option.
+fn parse_duration(field: &str, text: &str) -> Result<Duration, OptionsError> {
+    match humantime::parse_duration(text) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err(OptionsError::at(field, "must be longer than zero")),
+        Err(e) => Err(OptionsError::at(field, format!("{text:?} is not a duration like 60s or 2m: {e}"))),
+    }
+}
+
 /// A base URL must be http(s) with a host and no query, since request paths are appended to it.
 pub(super) fn check_base_url(url: &str) -> Result<reqwest::Url, String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
@@ -303,6 +350,7 @@ mod tests {
         assert_eq!(o.model, "fal-ai/flux/dev");
         assert_eq!((o.max_attempts, o.max_image_bytes), (5, 10 * 1024 * 1024));
         assert_eq!(o.request_timeout().unwrap(), Duration::from_secs(60));
+        assert_eq!((o.start_timeout().unwrap(), o.deadline().unwrap()), (None, Duration::from_secs(600)));
         assert_eq!(o.dimensions(), (1024, 768));
     }
 
@@ -329,19 +377,34 @@ mod tests {
 
     #[test]
     fn items_override_model_inputs_only() {
-        let raw = json!({"seed": 1, "image_size": "portrait_4_3", "max_attempts": 2});
+        let raw = json!({"seed": 1, "image_size": "portrait_4_3", "max_attempts": 2,
+                         "allow_overrides": ["seed", "image_size"]});
+        let pipeline = Options::parse(&raw).unwrap();
         let fields: Map<String, Value> =
             json!({"seed": 42, "image_size": {"width": 640, "height": 480}, "max_attempts": 9, "mood": "calm"})
                 .as_object()
                 .cloned()
                 .unwrap();
-        let o = Options::for_item(&raw, &fields).unwrap();
+        let o = pipeline.for_item(&raw, &fields).unwrap();
         assert_eq!(o.seed, Some(42));
         assert_eq!(o.dimensions(), (640, 480));
         assert_eq!(o.max_attempts, 2);
         let bad = json!({"seed": "forty"}).as_object().cloned().unwrap();
-        let message = Options::for_item(&raw, &bad).unwrap_err();
+        let message = pipeline.for_item(&raw, &bad).unwrap_err();
         assert!(message.starts_with("prompt field \"seed\""), "{message}");
+    }
+
+    #[test]
+    fn a_prompt_overrides_only_what_the_pipeline_allows() {
+        let defaults = Options::parse(&json!({})).unwrap();
+        for field in ["model", "num_images", "enable_safety_checker", "image_size"] {
+            let fields = json!({ field: json!(null) }).as_object().cloned().unwrap();
+            let message = defaults.for_item(&json!({}), &fields).unwrap_err();
+            assert!(message.contains(field) && message.contains("allow_overrides"), "{message}");
+        }
+        let seed = json!({"seed": 3}).as_object().cloned().unwrap();
+        assert_eq!(defaults.for_item(&json!({}), &seed).unwrap().seed, Some(3));
+        assert_eq!(error_at(json!({"allow_overrides": ["max_cost_usd"]})).0, "allow_overrides");
     }
 
     #[test]

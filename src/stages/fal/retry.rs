@@ -1,12 +1,13 @@
 //! Retrying one HTTP call with exponential backoff and jitter, honouring `Retry-After`, and
-//! waking up at once when the batch is stopped.
+//! waking up at once when the batch is stopped; and the rules for what may be retried, which
+//! depend on what a repeat can cost.
 
 use std::future::Future;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::client::CallError;
+use super::error::{CallError, HttpError};
 
 /// The longest wait between attempts, whatever the backoff or `Retry-After` says, so one
 /// item cannot stall for hours.
@@ -22,13 +23,69 @@ pub(super) struct RetryPolicy {
 }
 
 /// Which call is being retried: a submission may be retried only when fal surely did not
-/// accept it, since a second accepted submission is paid twice.
+/// accept it, since a second accepted submission is paid twice; every other call is free.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Call {
     /// `POST` of a new request: not interrupted by a stop (its answer must be recorded).
     Submit,
-    /// Status polls, result fetches and downloads: safe to repeat and to abandon.
-    Repeatable,
+    /// Status polls and result fetches: safe to repeat and to abandon.
+    Queue,
+    /// Image downloads from fal's CDN, which can answer 404 for a moment after `COMPLETED`.
+    Download,
+}
+
+/// Whether repeating `call` after `error` may help and cannot cost money.
+///
+/// A submission is repeated only when fal surely did not accept it: a 429, a connection that
+/// never opened, or a proxy's own 502/503 page (no request id, not fal's JSON). Free calls are
+/// repeated on 408, 429, 500, 502, 503, 504 (but not fal's user timeout) and lost connections,
+/// downloads on 404 too. `X-Fal-Retryable`, where fal sends it, decides instead.
+pub(super) fn retryable(error: &CallError, call: Call) -> bool {
+    match error {
+        CallError::Http(HttpError { retryable_hint: Some(hint), .. }) => *hint,
+        CallError::Http(e) => match call {
+            Call::Submit => e.status == 429 || is_ingress_refusal(e),
+            Call::Queue => is_transient(e),
+            Call::Download => is_transient(e) || e.status == 404,
+        },
+        CallError::Transport { before_sending, .. } => call != Call::Submit || *before_sending,
+        CallError::Invalid(_) | CallError::MissingKey => false,
+    }
+}
+
+/// Whether a submission that ended in `error` may have been accepted (and charged) by fal:
+/// the body went out and no answer says otherwise. Such a submission is never repeated
+/// without the user's word.
+pub(super) fn may_have_been_accepted(error: &CallError) -> bool {
+    match error {
+        CallError::Http(e) => {
+            e.status >= 500 && e.request_id.is_none() && !e.user_timeout && !is_ingress_refusal(e)
+        }
+        CallError::Transport { before_sending, .. } => !before_sending,
+        CallError::Invalid(_) => true,
+        CallError::MissingKey => false,
+    }
+}
+
+/// Whether fal has answered for good about a request it ran, so polling it again can only
+/// give the same answer: a 4xx (not 408/429) or an error the application itself sent.
+pub(super) fn is_definitive(error: &CallError) -> bool {
+    match error {
+        CallError::Http(e) => (e.status < 500 && !matches!(e.status, 408 | 429)) || e.answered_by_fal(),
+        CallError::Invalid(_) => true,
+        CallError::Transport { .. } | CallError::MissingKey => false,
+    }
+}
+
+/// A status worth another try for a call that costs nothing.
+fn is_transient(e: &HttpError) -> bool {
+    matches!(e.status, 408 | 429 | 500 | 502 | 503) || (e.status == 504 && !e.user_timeout)
+}
+
+/// A 502/503 from something in front of fal (an HTML page, no request id): the request never
+/// reached fal's queue.
+fn is_ingress_refusal(e: &HttpError) -> bool {
+    matches!(e.status, 502 | 503) && !e.answered_by_fal()
 }
 
 /// Why a retried call gave up.
@@ -66,7 +123,7 @@ impl RetryPolicy {
         loop {
             let outcome = match kind {
                 Call::Submit => call().await,
-                Call::Repeatable => tokio::select! {
+                Call::Queue | Call::Download => tokio::select! {
                     biased;
                     () = stop.cancelled() => return Err(GaveUp::Stopped),
                     outcome = call() => outcome,
@@ -76,7 +133,7 @@ impl RetryPolicy {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
             };
-            if attempt >= self.max_attempts || !error.retryable(kind) {
+            if attempt >= self.max_attempts || !retryable(&error, kind) {
                 return Err(GaveUp::Failed(error, attempt));
             }
             let delay = error.retry_after().unwrap_or_else(|| self.backoff(attempt)).min(MAX_DELAY);
@@ -107,8 +164,57 @@ mod tests {
         RetryPolicy { max_attempts: 3, base_delay: Duration::from_millis(1) }
     }
 
+    fn http(status: u16) -> HttpError {
+        HttpError { status, detail: "no".into(), ..HttpError::default() }
+    }
+
     fn unavailable() -> CallError {
-        CallError::Http { status: 503, detail: "busy".into(), retry_after: None, user_timeout: false }
+        CallError::Http(http(503))
+    }
+
+    #[test]
+    fn submissions_are_retried_only_when_surely_not_accepted() {
+        let proxy_page = CallError::Http(http(502));
+        let fal_502 = CallError::Http(HttpError { fal_json: true, ..http(502) });
+        let gateway_timeout = CallError::Http(http(504));
+        assert!(retryable(&CallError::Http(http(429)), Call::Submit));
+        assert!(retryable(&proxy_page, Call::Submit) && !may_have_been_accepted(&proxy_page));
+        for unknown in [&fal_502, &gateway_timeout, &CallError::Http(http(500))] {
+            assert!(!retryable(unknown, Call::Submit) && may_have_been_accepted(unknown), "{unknown}");
+        }
+        let lost = CallError::Transport { detail: "reset".into(), before_sending: false };
+        let refused = CallError::Transport { detail: "refused".into(), before_sending: true };
+        assert!(!retryable(&lost, Call::Submit) && may_have_been_accepted(&lost));
+        assert!(retryable(&refused, Call::Submit) && !may_have_been_accepted(&refused));
+        let invalid = CallError::Http(http(422));
+        assert!(!retryable(&invalid, Call::Submit) && !may_have_been_accepted(&invalid));
+    }
+
+    #[test]
+    fn free_calls_are_retried_on_every_transient_error() {
+        for status in [408, 429, 500, 502, 503, 504] {
+            assert!(retryable(&CallError::Http(http(status)), Call::Queue), "{status}");
+        }
+        for status in [400, 401, 403, 404, 422] {
+            assert!(!retryable(&CallError::Http(http(status)), Call::Queue), "{status}");
+        }
+        assert!(retryable(&CallError::Http(http(404)), Call::Download));
+        let user_timeout = CallError::Http(HttpError { user_timeout: true, ..http(504) });
+        assert!(!retryable(&user_timeout, Call::Queue));
+        let told_not_to = CallError::Http(HttpError { retryable_hint: Some(false), ..http(503) });
+        let told_to = CallError::Http(HttpError { retryable_hint: Some(true), ..http(400) });
+        assert!(!retryable(&told_not_to, Call::Queue) && retryable(&told_to, Call::Queue));
+    }
+
+    #[test]
+    fn only_the_applications_own_answers_are_definitive() {
+        let policy = CallError::Http(HttpError { fal_json: true, ..http(422) });
+        let app_error = CallError::Http(HttpError { request_id: Some("r".into()), ..http(500) });
+        assert!(is_definitive(&policy) && is_definitive(&app_error));
+        for passing in [CallError::Http(http(502)), CallError::Http(http(429))] {
+            assert!(!is_definitive(&passing), "{passing}");
+        }
+        assert!(!is_definitive(&CallError::Transport { detail: "reset".into(), before_sending: false }));
     }
 
     #[test]
@@ -127,7 +233,7 @@ mod tests {
         let calls = AtomicU32::new(0);
         let mut retries = 0;
         let outcome: Result<(), _> = policy()
-            .run(Call::Repeatable, "poll", &CancellationToken::new(), &mut retries, || async {
+            .run(Call::Queue, "poll", &CancellationToken::new(), &mut retries, || async {
                 calls.fetch_add(1, Ordering::SeqCst);
                 Err(unavailable())
             })
@@ -141,15 +247,10 @@ mod tests {
         let mut retries = 0;
         let outcome: Result<(), _> = policy()
             .run(Call::Submit, "submit", &CancellationToken::new(), &mut retries, || async {
-                Err(CallError::Http {
-                    status: 422,
-                    detail: "bad".into(),
-                    retry_after: None,
-                    user_timeout: false,
-                })
+                Err(CallError::Http(http(422)))
             })
             .await;
-        assert!(matches!(outcome, Err(GaveUp::Failed(CallError::Http { status: 422, .. }, 1))));
+        assert!(matches!(outcome, Err(GaveUp::Failed(CallError::Http(HttpError { status: 422, .. }), 1))));
         assert_eq!(retries, 0);
     }
 
@@ -159,7 +260,7 @@ mod tests {
         let slow = RetryPolicy { max_attempts: 3, base_delay: Duration::from_secs(3600) };
         let mut retries = 0;
         // The call fails and stops the batch as it does; the hour-long backoff must not run.
-        let run = slow.run(Call::Repeatable, "poll", &stop, &mut retries, || {
+        let run = slow.run(Call::Queue, "poll", &stop, &mut retries, || {
             let stop = stop.clone();
             async move {
                 stop.cancel();

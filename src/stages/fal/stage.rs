@@ -1,0 +1,676 @@
+//! A built `fal` stage: one item's way from prompt to image through fal's queue, and what is
+//! recorded at each step so that money spent is never lost and never spent twice.
+//!
+//! - A submission is journaled before it is sent and again when fal accepts it.
+//! - An accepted request stays open in the journal (a resumed batch polls it) until its image
+//!   is passed on, or until it is settled without one: fal answered for good that it failed,
+//!   its result was filtered, or it was cancelled.
+//! - Free calls (polls, result fetches, downloads) are retried; a submission only when fal
+//!   surely did not accept it (see [`super::retry`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use super::client::{CancelAnswer, QueueClient, QueueState, Submission};
+use super::download;
+use super::error::CallError;
+use super::images::{ResultImage, decode_data_uri, result_images};
+use super::key::Environment;
+use super::options::{self, Options};
+use super::pricing::{Prices, round_cents};
+use super::resolve_base_url;
+use super::retry::{self, Call, GaveUp, RetryPolicy, sleep_unless_stopped};
+use crate::engine::cpu;
+use crate::engine::item::Item;
+use crate::engine::media::{Payload, Raster};
+use crate::engine::raw_cache::{CachedOriginal, RawCache};
+use crate::engine::run_context::{RESUME_FACT, RunContext, Settlement, SubmissionLog};
+use crate::engine::stage::{CostEstimate, IoStage, StageError};
+
+/// How long a best-effort cancel may take, so Ctrl-C stays prompt.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why an item whose submission may or may not have reached fal is not submitted again:
+/// fal's queue API has no idempotency key and no way to look a request up by its input.
+const UNCERTAIN_SUBMISSION: &str = "The request was sent but fal's answer never arrived, so it may have been \
+     accepted and charged with no way to collect it. It is not submitted again without your word, so nothing \
+     is paid twice: `inkflow run --retry-failed` submits it again";
+
+/// What a resumed batch does with a request fal settled for good.
+const SETTLED_FOR_GOOD: &str = "it is not polled again; `inkflow run --retry-failed` submits a new request";
+
+/// Why an item did not get its image.
+enum Failure {
+    /// This item failed; the batch goes on.
+    Item(String),
+    /// Nothing else can succeed (refused key, budget reached).
+    Fatal(String),
+    /// fal flagged the image.
+    Filtered(String),
+}
+
+/// A request fal holds for us, for cancelling on Ctrl-C.
+struct Pending {
+    /// The item it is for.
+    key: String,
+    cancel_url: String,
+    /// Last seen waiting in the queue (or not polled yet): cancelling it costs nothing.
+    queued: bool,
+    /// What it costs if a runner has started it.
+    cost_usd: f64,
+    /// Where to record a cancel.
+    log: Option<Arc<dyn SubmissionLog>>,
+}
+
+/// One accepted request being followed to its image.
+struct Followed<'a> {
+    key: &'a str,
+    submission: &'a Submission,
+    /// What fal charges for it once it runs.
+    cost_usd: f64,
+    log: Option<&'a Arc<dyn SubmissionLog>>,
+}
+
+impl Followed<'_> {
+    /// The request as the cancel on Ctrl-C needs it.
+    fn pending(&self, queued: bool) -> Pending {
+        Pending {
+            key: self.key.to_owned(),
+            cancel_url: self.submission.cancel_url.clone(),
+            queued,
+            cost_usd: self.cost_usd,
+            log: self.log.cloned(),
+        }
+    }
+}
+
+/// A built `fal` stage.
+pub(super) struct FalStage {
+    id: String,
+    /// The options as written, to apply per-item overrides on.
+    raw_options: Value,
+    pub(super) options: Options,
+    client: QueueClient,
+    policy: RetryPolicy,
+    prices: Prices,
+    spent_usd: Mutex<f64>,
+    pending: Mutex<HashMap<String, Pending>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl FalStage {
+    pub(super) fn new(
+        id: &str,
+        raw_options: &Value,
+        env: &Environment,
+        dry_run: bool,
+    ) -> anyhow::Result<Self> {
+        let options = Options::parse(raw_options)
+            .map_err(|e| anyhow!("stage {id:?}: option {:?}: {}", e.path.join("."), e.message))?;
+        let key = env.api_key().map(|(key, _)| key);
+        if key.is_none() && !dry_run {
+            return Err(anyhow!("stage {id:?}: {}", CallError::MissingKey));
+        }
+        let base = resolve_base_url(&options, env).map_err(|e| anyhow!("stage {id:?}: {e}"))?;
+        let timeout = options.request_timeout().map_err(|e| anyhow!("stage {id:?}: {}", e.message))?;
+        let client = QueueClient::new(base, key, timeout).map_err(|e| anyhow!("stage {id:?}: {e}"))?;
+        Ok(FalStage {
+            id: id.to_owned(),
+            raw_options: raw_options.clone(),
+            policy: RetryPolicy {
+                max_attempts: options.max_attempts,
+                base_delay: Duration::from_millis(options.base_delay_ms),
+            },
+            prices: Prices::new(&options.prices),
+            options,
+            client,
+            spent_usd: Mutex::new(0.0),
+            pending: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The pipeline's options with this item's overrides applied.
+    fn options_for(&self, item: &Item) -> Result<Options, String> {
+        let overridden = options::ITEM_OVERRIDES.iter().any(|name| item.prompt.extra.contains_key(*name));
+        if overridden {
+            self.options.for_item(&self.raw_options, &item.prompt.extra)
+        } else {
+            Ok(self.options.clone())
+        }
+    }
+
+    fn redact(&self, message: &str) -> String {
+        match self.client.key() {
+            Some(key) => key.redact(message),
+            None => message.to_owned(),
+        }
+    }
+
+    async fn generate(&self, item: &mut Item, cx: &RunContext, retries: &mut u32) -> Result<Raster, Failure> {
+        let options = self.options_for(item).map_err(Failure::Item)?;
+        let cost = self.prices.request_cost(&options.model, options.dimensions(), options.images());
+        item.record("model", options.model.clone());
+        let body = options.request_body(&item.prompt.image_prompt);
+        let cache_key = RawCache::key(&options.model, &body);
+        if let Some(cached) = cx.raw_cache.as_ref().and_then(|cache| cache.get(&cache_key)) {
+            return self.serve_cached(item, cached).await;
+        }
+        // A request an earlier run paid for but did not collect: poll it, never submit again.
+        let resumed =
+            item.facts.get(RESUME_FACT).filter(|r| r.get("stage").and_then(Value::as_str) == Some(&self.id));
+        let submission = match resumed.map(|r| r.get("request").unwrap_or(&Value::Null)) {
+            Some(Value::Null) => return Err(Failure::Item(UNCERTAIN_SUBMISSION.into())),
+            Some(journaled) => serde_json::from_value::<Submission>(journaled.clone()).map_err(|e| {
+                Failure::Item(format!("the journal's request for this item is unreadable: {e}"))
+            })?,
+            None => self.submit(item, &options, &body, cost, cx, retries).await?,
+        };
+        item.record("request_id", submission.request_id.clone());
+        // fal charges a request once it runs, whatever its outcome (a 422 too).
+        let cost_usd = cost.unwrap_or(0.0);
+        item.cost_usd = cost_usd;
+        item.record("cost_usd", cost_usd);
+        let key = item.key.clone();
+        let followed =
+            Followed { key: &key, submission: &submission, cost_usd, log: cx.submissions.as_ref() };
+        let deadline = self.options.deadline().unwrap_or(Duration::from_secs(600));
+        let images = match tokio::time::timeout(deadline, self.collect(&followed, item, cx, retries)).await {
+            Ok(images) => images,
+            Err(_) => Err(self.past_deadline(&followed, deadline).await),
+        };
+        lock(&self.pending).remove(&submission.request_id);
+        let (page, fetched) = images?;
+        let raster = cpu::run(move || download::decode_rgb(&page.bytes, &page.source))
+            .await
+            .map_err(Failure::Item)?
+            .map_err(|e| self.settle_failed(&followed, &e))?;
+        if let Some(cache) = &cx.raw_cache {
+            self.cache_images(cache, &cache_key, item, &fetched);
+        }
+        item.record("width", raster.width);
+        item.record("height", raster.height);
+        item.record("resolution", format!("{}x{}", raster.width, raster.height));
+        Ok(raster)
+    }
+
+    /// An original generated before with the same model and input: no request, no cost.
+    async fn serve_cached(&self, item: &mut Item, cached: CachedOriginal) -> Result<Raster, Failure> {
+        if let Some(facts) = cached.meta.as_object() {
+            for (name, value) in facts {
+                item.record(name, value.clone());
+            }
+        }
+        item.record("cost_usd", 0.0);
+        item.record("cached", true);
+        let label = format!("the cached original of {}", item.key);
+        let raster = cpu::run(move || download::decode_rgb(&cached.bytes, &label))
+            .await
+            .map_err(Failure::Item)?
+            .map_err(Failure::Item)?;
+        item.record("resolution", format!("{}x{}", raster.width, raster.height));
+        Ok(raster)
+    }
+
+    /// Keeps every image paid for in the raw cache: the page under the request's key, the
+    /// others beside it under `KEY-INDEX`.
+    fn cache_images(&self, cache: &RawCache, cache_key: &str, item: &Item, fetched: &[FetchedImage]) {
+        let meta = cached_facts(item);
+        for image in fetched {
+            let key =
+                if image.is_page { cache_key.to_owned() } else { format!("{cache_key}-{}", image.index) };
+            if let Err(e) = cache.put(&key, &image.bytes, &meta) {
+                tracing::warn!("{}: could not cache image {}: {e:#}", item.key, image.index);
+            }
+        }
+    }
+
+    /// Queues the item's request and journals it; fails the item rather than go on with a
+    /// paid request the journal does not know.
+    async fn submit(
+        &self,
+        item: &Item,
+        options: &Options,
+        body: &Value,
+        cost: Option<f64>,
+        cx: &RunContext,
+        retries: &mut u32,
+    ) -> Result<Submission, Failure> {
+        if item.prompt.image_prompt.trim().is_empty() {
+            return Err(Failure::Item("the prompt is empty: nothing to generate".into()));
+        }
+        if cx.stop.is_cancelled() {
+            return Err(Failure::Item(
+                "cancelled: the batch was stopped before this item was submitted".into(),
+            ));
+        }
+        self.reserve_budget(&options.model, cost, cx.spent_before_usd)?;
+        let log = cx.submission_log();
+        if let Some(Err(e)) = log.map(|log| log.submitting(item, &self.id, cost)) {
+            self.release_budget(cost);
+            return Err(Failure::Item(format!(
+                "not submitted: the journal could not record the submission beforehand ({e:#})"
+            )));
+        }
+        let start_timeout = options.start_timeout().ok().flatten();
+        let submitted = self
+            .policy
+            .run(Call::Submit, &format!("{}: submit", item.key), &cx.stop, retries, || {
+                self.client.submit(&options.model, body, start_timeout)
+            })
+            .await;
+        let submission = match submitted {
+            Ok(submission) => submission,
+            Err(gave_up) => {
+                let uncertain =
+                    matches!(&gave_up, GaveUp::Failed(error, _) if retry::may_have_been_accepted(error));
+                let failure = self.gave_up(gave_up, &format!("submitting to {}", options.model));
+                if let (true, Failure::Item(message)) = (uncertain, &failure) {
+                    // The money may be gone: keep it counted and the submission on record.
+                    return Err(Failure::Item(format!(
+                        "{message}: fal may have accepted the request. {UNCERTAIN_SUBMISSION}"
+                    )));
+                }
+                self.release_budget(cost);
+                if let Some(Err(e)) = log.map(|log| log.not_submitted(item, &self.id)) {
+                    tracing::warn!("{}: journal: {e:#}", item.key);
+                }
+                return Err(failure);
+            }
+        };
+        tracing::info!("{}: fal accepted request {}", item.key, submission.request_id);
+        let journaled = serde_json::to_value(&submission).unwrap_or(Value::Null);
+        if let Some(Err(e)) = log.map(|log| log.submitted(item, &self.id, &journaled, cost)) {
+            let never_polled = Pending {
+                key: item.key.clone(),
+                cancel_url: submission.cancel_url.clone(),
+                queued: true,
+                cost_usd: cost.unwrap_or(0.0),
+                log: None,
+            };
+            let cancelled = self.cancel(&submission.request_id, never_polled).await;
+            return Err(Failure::Item(format!(
+                "fal accepted request {} but the journal could not record it ({e:#}); {cancelled}, instead of \
+                 going on with a paid request a resumed batch would not know",
+                submission.request_id
+            )));
+        }
+        Ok(submission)
+    }
+
+    /// Polls until fal has finished, fetches the result and downloads its images: the page
+    /// (the first image fal did not flag) and every other image paid for.
+    async fn collect(
+        &self,
+        followed: &Followed<'_>,
+        item: &mut Item,
+        cx: &RunContext,
+        retries: &mut u32,
+    ) -> Result<(FetchedImage, Vec<FetchedImage>), Failure> {
+        let result = self.wait_for_result(followed, cx, retries).await?;
+        let images = result_images(&result).map_err(|e| self.settle_failed(followed, &e))?;
+        item.record("seed", result.get("seed").cloned().unwrap_or(Value::Null));
+        item.record("timings", result.get("timings").cloned().unwrap_or(Value::Null));
+        item.record("images_returned", images.len());
+        item.record("has_nsfw_concepts", images.iter().any(|image| image.flagged));
+        let Some(page_index) = images.iter().position(|image| !image.flagged) else {
+            self.settle(followed, Settlement::Filtered, followed.cost_usd);
+            return Err(Failure::Filtered("fal flagged NSFW concepts".into()));
+        };
+        let mut fetched = Vec::with_capacity(images.len());
+        for image in images.iter().filter(|image| !image.flagged) {
+            let bytes = self.fetch_image(followed, image, &item.key, cx, retries).await?;
+            fetched.push(FetchedImage {
+                index: image.index,
+                is_page: image.index == page_index,
+                source: image.source(),
+                bytes: Arc::new(bytes),
+            });
+        }
+        item.record("images", images_fact(&images, page_index));
+        let page = fetched.iter().find(|image| image.is_page).cloned();
+        let page = page.ok_or_else(|| Failure::Item("the page image was not fetched".into()))?;
+        Ok((page, fetched))
+    }
+
+    /// Polls the request until fal reports it finished, then fetches its result.
+    async fn wait_for_result(
+        &self,
+        followed: &Followed<'_>,
+        cx: &RunContext,
+        retries: &mut u32,
+    ) -> Result<Value, Failure> {
+        let submission = followed.submission;
+        let id = &submission.request_id;
+        self.track(followed, true);
+        let poll_interval = Duration::from_millis(self.options.poll_interval_ms);
+        loop {
+            let polled = self
+                .policy
+                .run(Call::Queue, &format!("request {id}: status"), &cx.stop, retries, || {
+                    self.client.status(&submission.status_url)
+                })
+                .await;
+            match polled {
+                Ok(QueueState::Queued(position)) => {
+                    tracing::debug!("request {id}: in queue at position {position:?}");
+                    self.track(followed, true);
+                }
+                Ok(QueueState::InProgress) => self.track(followed, false),
+                Ok(QueueState::Finished(status)) => {
+                    if status != "COMPLETED" {
+                        tracing::warn!(
+                            "request {id}: fal reports status {status}; fetching its result for details"
+                        );
+                    }
+                    break;
+                }
+                Err(GaveUp::Stopped) => return Err(self.stopped(followed).await),
+                Err(gave_up) => {
+                    return Err(self.gave_up(gave_up, &format!("polling the status of request {id}")));
+                }
+            }
+            if sleep_unless_stopped(&cx.stop, poll_interval).await.is_err() {
+                return Err(self.stopped(followed).await);
+            }
+        }
+        let fetched = self
+            .policy
+            .run(Call::Queue, &format!("request {id}: result"), &cx.stop, retries, || {
+                self.client.result(&submission.response_url)
+            })
+            .await;
+        match fetched {
+            Ok(result) => Ok(result),
+            Err(GaveUp::Failed(error, _)) if !error.is_auth() && retry::is_definitive(&error) => {
+                // fal ran the request and answered for good: a 5xx of its own is not charged.
+                let charged = !matches!(&error, CallError::Http(e) if e.status >= 500);
+                let cost = if charged { followed.cost_usd } else { 0.0 };
+                self.settle(followed, Settlement::Failed, cost);
+                Err(Failure::Item(format!("fal failed request {id}: {error}; {SETTLED_FOR_GOOD}")))
+            }
+            Err(gave_up) => Err(self.gave_up(gave_up, &format!("fetching the result of request {id}"))),
+        }
+    }
+
+    /// The bytes of one image of a result: decoded from its `data:` URI, or downloaded
+    /// (without the key) with retries, since the CDN can lag a moment behind `COMPLETED`.
+    async fn fetch_image(
+        &self,
+        followed: &Followed<'_>,
+        image: &ResultImage,
+        key: &str,
+        cx: &RunContext,
+        retries: &mut u32,
+    ) -> Result<Vec<u8>, Failure> {
+        let max_bytes = self.options.max_image_bytes;
+        if image.url.starts_with("data:") {
+            return decode_data_uri(&image.url, max_bytes)
+                .map_err(|e| self.settle_failed(followed, &e.to_string()));
+        }
+        let downloaded = self
+            .policy
+            .run(Call::Download, &format!("{key}: download"), &cx.stop, retries, || {
+                download::fetch(self.client.downloads(), &image.url, max_bytes)
+            })
+            .await;
+        match downloaded {
+            Ok(bytes) => Ok(bytes),
+            Err(GaveUp::Failed(error, attempts)) if retry::is_definitive(&error) => {
+                let why = format!("downloading {}: {error} (after {attempts} attempts)", image.url);
+                Err(self.settle_failed(followed, &why))
+            }
+            Err(gave_up) => Err(self.gave_up(
+                gave_up,
+                &format!("downloading {} (a resumed batch downloads it again)", image.url),
+            )),
+        }
+    }
+
+    fn track(&self, followed: &Followed<'_>, queued: bool) {
+        lock(&self.pending).insert(followed.submission.request_id.clone(), followed.pending(queued));
+    }
+
+    /// Records that the request ended without a result, so no resumed batch polls it again.
+    fn settle(&self, followed: &Followed<'_>, settlement: Settlement, cost_usd: f64) {
+        record_settlement(followed.log.map(Arc::as_ref), followed.key, &self.id, settlement, cost_usd);
+    }
+
+    /// Settles the request as failed for good, with `why` in the item's message.
+    fn settle_failed(&self, followed: &Followed<'_>, why: &str) -> Failure {
+        self.settle(followed, Settlement::Failed, followed.cost_usd);
+        let id = &followed.submission.request_id;
+        Failure::Item(format!("request {id}: {why}; {SETTLED_FOR_GOOD}"))
+    }
+
+    /// The batch was stopped while fal held the request: a queued one is cancelled (it costs
+    /// nothing yet); a running one is left to finish, since the journal lets a resumed batch
+    /// collect what is being paid for.
+    async fn stopped(&self, followed: &Followed<'_>) -> Failure {
+        let id = &followed.submission.request_id;
+        let queued = lock(&self.pending).remove(id).filter(|p| p.queued);
+        match queued {
+            Some(queued) => Failure::Item(format!(
+                "stopped: the batch was stopped while request {id} was queued at fal: {}",
+                self.cancel(id, queued).await
+            )),
+            None => Failure::Item(format!(
+                "stopped: the batch was stopped while fal was generating request {id}, which is paid for: a \
+                 resumed batch collects it"
+            )),
+        }
+    }
+
+    /// The item's deadline passed with fal still holding its request: cancel it.
+    async fn past_deadline(&self, followed: &Followed<'_>, deadline: Duration) -> Failure {
+        let id = &followed.submission.request_id;
+        let pending = lock(&self.pending).remove(id).unwrap_or_else(|| followed.pending(false));
+        Failure::Item(format!(
+            "no result within the deadline of {} (the stage's `deadline` option): {}",
+            humantime::format_duration(deadline),
+            self.cancel(id, pending).await
+        ))
+    }
+
+    /// Asks fal to drop request `id` and records what happened; returns it in words. A
+    /// cancelled request costs nothing if it was still queued; one fal already runs or has
+    /// finished stays open, for a resumed batch to collect.
+    async fn cancel(&self, id: &str, pending: Pending) -> String {
+        let key = &pending.key;
+        match tokio::time::timeout(CANCEL_TIMEOUT, self.client.cancel(&pending.cancel_url)).await {
+            Ok(Ok(CancelAnswer::Cancelled)) => {
+                tracing::info!("{key}: cancelled fal request {id}");
+                let cost = if pending.queued { 0.0 } else { pending.cost_usd };
+                record_settlement(pending.log.as_deref(), key, &self.id, Settlement::Cancelled, cost);
+                if pending.queued {
+                    format!("cancelled request {id} at fal before it started, so it is not charged")
+                } else {
+                    format!("cancelled request {id} at fal; it had started, so it may be charged")
+                }
+            }
+            Ok(Ok(CancelAnswer::TooLate)) => format!(
+                "fal has already finished request {id}, so it is paid for: a resumed batch collects it"
+            ),
+            Ok(Err(e)) => {
+                let e = self.redact(&e.to_string());
+                tracing::warn!("{key}: could not cancel fal request {id}: {e}");
+                format!("the cancel of request {id} failed ({e}): a resumed batch polls it again")
+            }
+            Err(_) => format!(
+                "the cancel of request {id} got no answer in {CANCEL_TIMEOUT:?}: a resumed batch polls it again"
+            ),
+        }
+    }
+
+    fn gave_up(&self, gave_up: GaveUp, doing: &str) -> Failure {
+        match gave_up {
+            GaveUp::Stopped => Failure::Item(format!("stopped: the batch was stopped while {doing}")),
+            GaveUp::Failed(CallError::MissingKey, _) => {
+                Failure::Fatal(format!("stage {:?}: {}", self.id, CallError::MissingKey))
+            }
+            GaveUp::Failed(error, _) if error.is_auth() => Failure::Fatal(format!(
+                "stage {:?}: fal.ai refused the API key ({error}) while {doing}: check FAL_KEY; stopping the batch",
+                self.id
+            )),
+            GaveUp::Failed(error, 1) => Failure::Item(format!("{doing}: {error}")),
+            GaveUp::Failed(error, attempts) => {
+                Failure::Item(format!("{doing}: {error} (after {attempts} attempts)"))
+            }
+        }
+    }
+
+    /// Counts this request against `max_cost_usd`, or refuses to submit it.
+    /// `spent_before` is what earlier runs of the batch spent (from the journal).
+    fn reserve_budget(&self, model: &str, cost: Option<f64>, spent_before: f64) -> Result<(), Failure> {
+        let Some(budget) = self.options.max_cost_usd else { return Ok(()) };
+        let Some(cost) = cost else {
+            return Err(Failure::Item(format!(
+                "no price for model {model:?}, so max_cost_usd cannot be enforced: add it under `prices`"
+            )));
+        };
+        let mut spent = lock(&self.spent_usd);
+        let total = round_cents(spent_before + *spent);
+        if total + cost > budget + 1e-9 {
+            return Err(Failure::Fatal(format!(
+                "stage {:?}: max_cost_usd budget of ${budget} reached after ${total}: not submitting more",
+                self.id
+            )));
+        }
+        *spent = round_cents(*spent + cost);
+        Ok(())
+    }
+
+    fn release_budget(&self, cost: Option<f64>) {
+        if let (Some(_), Some(cost)) = (self.options.max_cost_usd, cost) {
+            let mut spent = lock(&self.spent_usd);
+            *spent = round_cents((*spent - cost).max(0.0));
+        }
+    }
+}
+
+/// Writes a settlement to the journal; a journal that cannot take it is logged, since the
+/// worst outcome is a resumed batch polling the request once more.
+fn record_settlement(
+    log: Option<&dyn SubmissionLog>,
+    key: &str,
+    stage: &str,
+    settlement: Settlement,
+    cost_usd: f64,
+) {
+    if let Some(Err(e)) = log.map(|log| log.settled(key, stage, settlement, cost_usd)) {
+        tracing::warn!("{key}: journal: could not record the request as {}: {e:#}", settlement.as_str());
+    }
+}
+
+/// One image of a result, fetched.
+#[derive(Clone)]
+struct FetchedImage {
+    index: usize,
+    /// The image that becomes the page.
+    is_page: bool,
+    /// Where it came from, for messages.
+    source: String,
+    bytes: Arc<Vec<u8>>,
+}
+
+#[async_trait]
+impl IoStage for FalStage {
+    async fn process(
+        &self,
+        item: &mut Item,
+        _input: Payload,
+        cx: &RunContext,
+    ) -> Result<Payload, StageError> {
+        let started = Instant::now();
+        let mut retries = 0;
+        let outcome = self.generate(item, cx, &mut retries).await;
+        item.retries += retries;
+        let attempts = retries + 1;
+        item.record("attempts", attempts);
+        match outcome {
+            Ok(raster) => {
+                item.generation_time = Some(started.elapsed());
+                Ok(Payload::Image(Arc::new(raster)))
+            }
+            Err(Failure::Item(message)) => {
+                Err(StageError::Failed { message: self.redact(&message), attempts })
+            }
+            Err(Failure::Fatal(message)) => Err(StageError::Fatal(self.redact(&message))),
+            Err(Failure::Filtered(reason)) => Err(StageError::Filtered { reason }),
+        }
+    }
+
+    fn estimate_cost(&self, items: &mut dyn Iterator<Item = Item>) -> Option<CostEstimate> {
+        let mut estimate = CostEstimate::default();
+        for item in items {
+            match self.options_for(&item) {
+                Ok(options) => {
+                    match self.prices.request_cost(&options.model, options.dimensions(), options.images()) {
+                        Some(cost) => estimate.usd += cost,
+                        None => estimate.unpriced.push(format!(
+                            "{}: no price for model {:?}: add it under the stage's `prices`",
+                            item.key, options.model
+                        )),
+                    }
+                }
+                Err(e) => estimate.unpriced.push(format!("{}: {e}", item.key)),
+            }
+        }
+        estimate.usd = round_cents(estimate.usd);
+        Some(estimate)
+    }
+
+    async fn cancel_pending(&self) {
+        let queued: Vec<(String, Pending)> = {
+            let mut pending = lock(&self.pending);
+            let ids: Vec<String> =
+                pending.iter().filter(|(_, p)| p.queued).map(|(id, _)| id.clone()).collect();
+            ids.into_iter().filter_map(|id| pending.remove(&id).map(|p| (id, p))).collect()
+        };
+        futures::future::join_all(queued.into_iter().map(|(id, p)| async move { self.cancel(&id, p).await }))
+            .await;
+    }
+}
+
+/// The item's images for its metadata: where each came from, whether fal flagged it, which
+/// became the page. Flagged images are listed but never fetched.
+fn images_fact(images: &[ResultImage], page_index: usize) -> Value {
+    images
+        .iter()
+        .map(|image| {
+            json!({
+                "index": image.index,
+                "source": image.source(),
+                "width": image.width,
+                "height": image.height,
+                "flagged": image.flagged,
+                "page": image.index == page_index,
+            })
+        })
+        .collect()
+}
+
+/// What fal said about an original, kept beside it in the raw cache.
+fn cached_facts(item: &Item) -> Value {
+    let keep = [
+        "model",
+        "request_id",
+        "seed",
+        "has_nsfw_concepts",
+        "timings",
+        "images_returned",
+        "images",
+        "width",
+        "height",
+    ];
+    let facts: serde_json::Map<String, Value> =
+        keep.iter().filter_map(|k| item.facts.get(*k).map(|v| ((*k).to_owned(), v.clone()))).collect();
+    Value::Object(facts)
+}

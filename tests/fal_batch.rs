@@ -1,0 +1,237 @@
+//! Whole batches through the `inkflow` binary against the fal emulator's failure modes: for
+//! each, what fal accepted (and charged), the item's state and message, and what a plain
+//! resume and `--retry-failed` then do.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::fal_emulator::{
+    ACCEPTED_THEN_504, CDN_404_ONCE, FLAGGED, FalEmulator, INGRESS_502, Latency, NEVER_COMPLETES, POLICY_422,
+    RESULT_500_ONCE,
+};
+use inkflow::engine::journal::{Journal, Status};
+use tokio::process::Command;
+
+/// A prompt that never has trouble, run beside the one that does.
+const CALM: &str = "a calm lake with reeds";
+
+/// A pipeline generating `prompts` through the emulator at `base`, with `more` fal options.
+fn pipeline(dir: &Path, base: &str, prompts: &[&str], more: &str) -> PathBuf {
+    let prompts: Vec<serde_json::Value> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| serde_json::json!({"section": "s", "image_number": i + 1, "image_prompt": p, "description": format!("p{}", i + 1)}))
+        .collect();
+    let prompts_file = dir.join("prompts.json");
+    std::fs::write(&prompts_file, serde_json::json!({ "prompts": prompts }).to_string()).unwrap();
+    let file = dir.join("pipeline.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "version: 1
+sources:
+  prompts: {{ kind: prompts, path: {prompts} }}
+stages:
+  generate: {{ kind: fal, inputs: [prompts], base_url: \"{base}\", image_size: square, poll_interval_ms: 20,
+              base_delay_ms: 10, max_attempts: 3, deadline: 3s{more} }}
+  gray: {{ kind: grayscale, inputs: [generate] }}
+  lineart: {{ kind: threshold, inputs: [gray] }}
+sinks:
+  pages: {{ kind: disk, inputs: [lineart], filename: \"{{number:02}}.png\" }}
+",
+            prompts = prompts_file.display()
+        ),
+    )
+    .unwrap();
+    file
+}
+
+/// What the batch looks like after one run.
+#[derive(Debug)]
+struct Seen {
+    succeeded: bool,
+    /// Accepted submissions of the troubled prompt, and fal calls over all its requests.
+    accepted: u32,
+    polls: u32,
+    result_fetches: u32,
+    image_fetches: u32,
+    cancels: u32,
+    /// The troubled item's journal state and message.
+    state: String,
+    error: String,
+    status: Status,
+}
+
+/// One batch with `CALM` as page 1 and `trouble` as page 2, run three times: once, resumed,
+/// and with `--retry-failed`.
+struct Scenario {
+    fal: FalEmulator,
+    _dir: tempfile::TempDir,
+    pipeline: PathBuf,
+    out: PathBuf,
+    trouble: String,
+}
+
+impl Scenario {
+    async fn new(trouble: &str, more: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let fal = FalEmulator::start(Latency::default()).await;
+        let trouble = format!("a fox in the snow {trouble}");
+        let pipeline = pipeline(dir.path(), &fal.base(), &[CALM, &trouble], more);
+        let out = dir.path().join("out");
+        Scenario { fal, _dir: dir, pipeline, out, trouble }
+    }
+
+    async fn run(&self, args: &[&str]) -> Seen {
+        let output = Command::new(env!("CARGO_BIN_EXE_inkflow"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("FAL_KEY", "test-key-not-a-secret")
+            .env_remove("FAL_API_KEY")
+            .arg("run")
+            .arg(&self.pipeline)
+            .arg("--output")
+            .arg(&self.out)
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        let items = Journal::items(&self.out).unwrap();
+        let calm = items.iter().find(|i| i.description == "p1").unwrap();
+        assert_eq!(calm.state, "written", "the neighbour is never disturbed: {calm:?}");
+        let troubled = items.iter().find(|i| i.description == "p2").unwrap();
+        let ledger = self.fal.ledger.lock().unwrap();
+        assert_eq!(ledger.accepted(CALM), 1, "the neighbour is paid for once");
+        Seen {
+            succeeded: output.status.success(),
+            accepted: ledger.accepted(&self.trouble),
+            polls: ledger.calls(&ledger.polls, &self.trouble),
+            result_fetches: ledger.calls(&ledger.result_fetches, &self.trouble),
+            image_fetches: ledger.calls(&ledger.image_fetches, &self.trouble),
+            cancels: ledger.calls(&ledger.cancels, &self.trouble),
+            state: troubled.state.clone(),
+            error: troubled.error.clone().unwrap_or_default(),
+            status: Journal::status(&self.out).unwrap(),
+        }
+    }
+
+    /// The first run, a plain resume and a run with `--retry-failed`.
+    async fn three_runs(&self) -> [Seen; 3] {
+        [self.run(&[]).await, self.run(&[]).await, self.run(&["--retry-failed"]).await]
+    }
+}
+
+fn spent(seen: &Seen) -> f64 {
+    (seen.status.spent_usd * 1000.0).round() / 1000.0
+}
+
+#[tokio::test]
+async fn a_504_to_an_accepted_submit_is_possibly_charged_and_never_repaid_unasked() {
+    let scenario = Scenario::new(ACCEPTED_THEN_504, "").await;
+    let [first, resumed, retried] = scenario.three_runs().await;
+    assert_eq!((first.accepted, first.state.as_str(), first.succeeded), (1, "failed", false));
+    assert!(first.error.contains("HTTP 504") && first.error.contains("may have accepted"), "{}", first.error);
+    assert!(first.error.contains("--retry-failed"), "{}", first.error);
+    assert_eq!(first.status.uncertain_submissions, 1);
+    assert_eq!(spent(&first), 0.05, "the possibly charged request counts as spent");
+    assert_eq!(
+        (resumed.accepted, resumed.state.as_str(), resumed.status.uncertain_submissions),
+        (1, "failed", 1)
+    );
+    assert_eq!((retried.accepted, retried.state.as_str(), retried.succeeded), (2, "written", true));
+    assert_eq!((retried.status.uncertain_submissions, spent(&retried)), (0, 0.075));
+}
+
+#[tokio::test]
+async fn a_proxys_502_page_to_a_submit_is_retried_at_once() {
+    let scenario = Scenario::new(INGRESS_502, "").await;
+    let [first, resumed, _] = scenario.three_runs().await;
+    assert_eq!(scenario.fal.ledger.lock().unwrap().refused.values().sum::<u32>(), 1);
+    assert_eq!((first.accepted, first.state.as_str(), first.succeeded), (1, "written", true));
+    assert_eq!((resumed.accepted, resumed.polls), (1, first.polls), "nothing left to do");
+}
+
+#[tokio::test]
+async fn a_422_after_completed_fails_for_good_with_fals_words_and_costs_its_price() {
+    let scenario = Scenario::new(POLICY_422, "").await;
+    let [first, resumed, retried] = scenario.three_runs().await;
+    assert_eq!((first.accepted, first.state.as_str(), first.succeeded), (1, "failed", false));
+    let request = scenario.fal.ledger.lock().unwrap().requests_of(&scenario.trouble)[0].clone();
+    for words in
+        ["HTTP 422", "content_policy_violation", "flagged by the content checker", &request, "--retry-failed"]
+    {
+        assert!(first.error.contains(words), "{words:?} missing from {}", first.error);
+    }
+    assert_eq!(first.status.settled_submissions, [("failed".to_owned(), 1)]);
+    assert_eq!((first.status.unfinished_submissions, spent(&first)), (0, 0.05), "fal may charge a 422");
+    // A plain resume leaves the dead request alone: no poll, no fetch, no new submission.
+    assert_eq!(
+        (resumed.accepted, resumed.polls, resumed.result_fetches, resumed.state.as_str()),
+        (1, first.polls, first.result_fetches, "failed")
+    );
+    assert_eq!((retried.accepted, retried.state.as_str(), spent(&retried)), (2, "written", 0.075));
+}
+
+#[tokio::test]
+async fn one_500_on_the_result_and_one_404_on_the_cdn_are_retried_for_free() {
+    for (trouble, fetches) in [(RESULT_500_ONCE, (2, 1)), (CDN_404_ONCE, (1, 2))] {
+        let scenario = Scenario::new(trouble, "").await;
+        let first = scenario.run(&[]).await;
+        assert_eq!(
+            (first.accepted, first.state.as_str(), first.succeeded),
+            (1, "written", true),
+            "{trouble}"
+        );
+        assert_eq!((first.result_fetches, first.image_fetches), fetches, "{trouble}");
+        assert_eq!(spent(&first), 0.05, "{trouble}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_that_never_completes_is_cancelled_at_the_deadline() {
+    let scenario = Scenario::new(NEVER_COMPLETES, ", start_timeout: 90s").await;
+    let [first, resumed, retried] = scenario.three_runs().await;
+    assert_eq!((first.accepted, first.cancels, first.state.as_str()), (1, 1, "failed"));
+    assert!(first.error.contains("deadline of 3s") && first.error.contains("not charged"), "{}", first.error);
+    assert_eq!(first.status.settled_submissions, [("cancelled".to_owned(), 1)]);
+    assert_eq!(spent(&first), 0.025, "a request cancelled in the queue costs nothing");
+    assert_eq!((resumed.accepted, resumed.polls, resumed.cancels), (1, first.polls, 1), "not polled again");
+    assert_eq!((retried.accepted, retried.cancels, retried.state.as_str()), (2, 2, "failed"));
+    let ledger = scenario.fal.ledger.lock().unwrap();
+    let start_timeouts: Vec<&String> = ledger.start_timeouts.values().collect();
+    assert!(start_timeouts.len() >= 3 && start_timeouts.iter().all(|t| *t == "90"), "{start_timeouts:?}");
+}
+
+#[tokio::test]
+async fn a_flagged_result_is_collected_as_filtered_and_never_polled_again() {
+    let scenario = Scenario::new(FLAGGED, "").await;
+    let first = scenario.run(&[]).await;
+    let resumed = scenario.run(&[]).await;
+    assert_eq!((first.accepted, first.image_fetches, first.state.as_str()), (1, 0, "filtered"));
+    assert_eq!(first.status.settled_submissions, [("filtered".to_owned(), 1)]);
+    assert_eq!(first.status.unfinished_submissions, 0);
+    assert_eq!(
+        (resumed.accepted, resumed.polls, resumed.result_fetches, resumed.state.as_str()),
+        (1, first.polls, first.result_fetches, "filtered")
+    );
+    assert_eq!(spent(&resumed), 0.05, "the flagged image is paid once, counted once");
+}
+
+#[tokio::test]
+async fn every_image_of_a_request_is_downloaded_cached_and_listed() {
+    let scenario = Scenario::new("", ", num_images: 3").await;
+    let first = scenario.run(&[]).await;
+    assert_eq!((first.accepted, first.image_fetches, first.state.as_str()), (1, 3, "written"));
+    assert_eq!(spent(&first), 0.15, "three images per request, two requests");
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(scenario.out.join("metadata/02.json")).unwrap()).unwrap();
+    let images = metadata["images"].as_array().expect("the images are listed");
+    assert_eq!(images.len(), 3);
+    assert_eq!(images.iter().filter(|i| i["page"] == true).count(), 1);
+    let cached = std::fs::read_dir(scenario.out.join("cache/raw"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "bin"))
+        .count();
+    assert_eq!(cached, 6, "every paid image is kept");
+}
