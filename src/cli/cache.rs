@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
+use inkflow::engine::output_lock::OutputLock;
 use inkflow::engine::raw_cache::RawCache;
 
 /// Arguments of `inkflow cache`.
@@ -39,6 +40,8 @@ pub fn run(args: &CacheArgs) -> anyhow::Result<ExitCode> {
             println!("{} originals, {:.1} MiB", stats.entries, stats.bytes as f64 / (1024.0 * 1024.0));
         }
         Action::Prune { output_dir, older_than } => {
+            // Pruning under a running batch would take originals it is about to read.
+            let _lock = if output_dir.is_dir() { Some(OutputLock::acquire(output_dir)?) } else { None };
             let removed = RawCache::in_output(output_dir).prune(older_than.unwrap_or(Duration::ZERO))?;
             println!(
                 "removed {} originals, {:.1} MiB",

@@ -15,8 +15,7 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 
 use super::progress::Display;
 
-/// The log file's name inside the output directory.
-pub const LOG_FILE: &str = "inkflow.log";
+use inkflow::engine::output_path::LOG_FILE;
 
 /// Writes console log lines with the progress bar suspended.
 #[derive(Clone)]

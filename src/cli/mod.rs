@@ -16,11 +16,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use inkflow::engine::diagnostic::ConfigErrors;
+use inkflow::engine::output_lock::LockError;
 use inkflow::engine::pipeline::{self, LoadOptions, Pipeline};
 use inkflow::engine::stage::Registry;
 
 /// Exit code for a pipeline file with errors.
 const EXIT_CONFIG: u8 = 2;
+/// Exit code when another run holds the output folder (EX_TEMPFAIL: try again later).
+const EXIT_IN_USE: u8 = 75;
 
 #[derive(Parser)]
 #[command(name = "inkflow", version, about = "Runs YAML-declared image-generation pipelines")]
@@ -80,6 +83,9 @@ pub fn main() -> ExitCode {
                 let n = config.0.len();
                 eprintln!("{n} error{} in the pipeline file", if n == 1 { "" } else { "s" });
                 ExitCode::from(EXIT_CONFIG)
+            } else if let Some(busy @ LockError::Busy { .. }) = e.downcast_ref::<LockError>() {
+                eprintln!("error: {busy}");
+                ExitCode::from(EXIT_IN_USE)
             } else {
                 eprintln!("error: {e:#}");
                 ExitCode::FAILURE

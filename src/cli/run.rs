@@ -8,6 +8,7 @@ use inkflow::engine::pipeline::{self, LoadOptions};
 use std::sync::Arc;
 
 use inkflow::engine::journal::{Journal, ResumePolicy};
+use inkflow::engine::output_lock::OutputLock;
 use inkflow::engine::raw_cache::RawCache;
 use inkflow::engine::run_context::RunContext;
 use inkflow::engine::runtime::{self, RunSettings};
@@ -72,6 +73,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         std::fs::create_dir_all(&output_dir)
             .with_context(|| format!("cannot create the output directory {}", output_dir.display()))?;
     }
+    // Taken before the log, the journal or any sink touches the folder, and held to the end.
+    let _lock = if args.dry_run { None } else { Some(OutputLock::acquire(&output_dir)?) };
     let bar = super::progress::Display::new();
     super::logging::init(if args.dry_run { None } else { Some(&output_dir) }, &bar)?;
 

@@ -7,6 +7,8 @@ pub mod fusion;
 pub mod item;
 pub mod journal;
 pub mod media;
+pub mod output_lock;
+pub mod output_path;
 pub mod pipeline;
 pub mod raw_cache;
 pub mod run_context;

@@ -37,7 +37,7 @@ pub struct CacheStats {
 impl RawCache {
     /// The cache of an output directory (`OUTPUT/cache/raw`).
     pub fn in_output(output_dir: &Path) -> Self {
-        RawCache { dir: output_dir.join("cache").join("raw") }
+        RawCache { dir: output_dir.join(super::output_path::CACHE_DIR).join("raw") }
     }
 
     /// The key of a request: the SHA-256 of the model and its input with sorted keys.

@@ -20,7 +20,7 @@ pub use gather::{Card, Report, gather};
 pub use html::render;
 
 /// The report's file name inside the output folder.
-pub const REPORT_FILE: &str = "report.html";
+pub use crate::engine::output_path::REPORT_FILE;
 
 /// What only the run knows, shown in the report's header when given.
 #[derive(Clone, Debug, Default)]

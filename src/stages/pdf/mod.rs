@@ -96,7 +96,9 @@ impl TypedKind for PdfBook {
         partial.push(".partial");
         let store_name = format!("pdf-pages-{}", crate::stages::naming::sanitize_component(&options.path));
         let settings = Settings {
-            pages: PageStore { dir: ctx.output_dir.join("cache").join(store_name) },
+            pages: PageStore {
+                dir: ctx.output_dir.join(crate::engine::output_path::CACHE_DIR).join(store_name),
+            },
             final_path,
             partial_path: PathBuf::from(partial),
             page: options.page_size,

@@ -1,0 +1,136 @@
+//! One batch, one owner (issue 16): the real binary on one output folder at a time, paths that
+//! stay inside it, no page lost to a name clash, failures that stay listed, resume by content.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+fn inkflow() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_inkflow"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd
+}
+
+fn run(args: &[&str]) -> Output {
+    inkflow().args(args).output().expect("inkflow runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().expect("test paths are UTF-8")
+}
+
+/// Writes `{"prompts": [...]}` with one prompt per (section, number, description).
+fn prompts(path: &Path, entries: &[(&str, u32, &str)]) -> PathBuf {
+    let prompts: Vec<Value> = entries
+        .iter()
+        .map(|(section, number, description)| {
+            json!({ "section": section, "image_number": number, "description": description,
+                    "image_prompt": format!("a mandala with petals for {description}") })
+        })
+        .collect();
+    std::fs::write(path, json!({ "prompts": prompts }).to_string()).unwrap();
+    path.to_owned()
+}
+
+/// A small offline pipeline: pattern pages, thumbnails, disk and a book.
+fn small_pipeline(dir: &Path, prompts: &Path, filename: &str) -> PathBuf {
+    let file = dir.join("small.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "version: 1
+sources:
+  prompts: {{ kind: prompts, path: {prompts} }}
+stages:
+  draw: {{ kind: pattern, inputs: [prompts], size: {{ width: 64, height: 80 }} }}
+  gray: {{ kind: grayscale, inputs: [draw] }}
+  lineart: {{ kind: threshold, inputs: [gray] }}
+  thumb: {{ kind: thumbnail, inputs: [lineart], width: 16, height: 20 }}
+sinks:
+  pages: {{ kind: disk, inputs: [lineart, thumb], filename: \"{filename}\" }}
+  book: {{ kind: pdf, inputs: [lineart], path: book.pdf }}
+",
+            prompts = prompts.display()
+        ),
+    )
+    .unwrap();
+    file
+}
+
+fn run_small(pipeline: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["run", s(pipeline), "--output", s(out)];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+fn files_named(dir: &Path, needle: &str) -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains(needle))
+        .collect();
+    found.sort();
+    found
+}
+
+#[cfg(unix)]
+#[test]
+fn a_second_run_on_a_busy_folder_exits_at_once_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let first = prompts(&tmp.path().join("first.json"), &[("a", 1, "first one"), ("a", 2, "first two")]);
+    let pipeline = small_pipeline(tmp.path(), &first, "{section}_{number:03}_{description}.png");
+    assert!(run_small(&pipeline, &out, &[]).status.success());
+
+    // The holder lists its prompts from a FIFO nobody writes yet, so it holds the folder for as
+    // long as the test needs, deterministically.
+    let fifo = tmp.path().join("prompts.fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let mut holder = inkflow()
+        .args(["run", s(&pipeline), "--output", s(&out), "--prompts", s(&fifo)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = out.join("inkflow.lock");
+    let started = Instant::now();
+    while !std::fs::read_to_string(&lock).unwrap_or_default().contains(&format!("pid {}", holder.id())) {
+        assert!(holder.try_wait().unwrap().is_none(), "the holder ended early");
+        assert!(started.elapsed() < Duration::from_secs(60), "the holder never took the lock");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let journal_before = std::fs::read(out.join("journal.sqlite")).unwrap();
+    let log_before = std::fs::read(out.join("inkflow.log")).unwrap();
+
+    let other =
+        prompts(&tmp.path().join("other.json"), &[("a", 1, "intruder one"), ("a", 9, "intruder nine")]);
+    let second = run_small(&pipeline, &out, &["--prompts", s(&other)]);
+    assert_eq!(second.status.code(), Some(75), "{}", text(&second.stderr));
+    let stderr = text(&second.stderr);
+    let expected =
+        format!("{} is in use by another inkflow run (pid {}, started ", out.display(), holder.id());
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert_eq!(std::fs::read(out.join("journal.sqlite")).unwrap(), journal_before);
+    assert_eq!(std::fs::read(out.join("inkflow.log")).unwrap(), log_before);
+    assert!(files_named(&out, "intruder").is_empty());
+
+    // Readers still read while the folder is held.
+    let status = run(&["status", s(&out)]);
+    assert!(status.status.success() && text(&status.stdout).contains("written"), "{}", text(&status.stderr));
+    assert!(run(&["cache", "stats", s(&out)]).status.success());
+
+    // Let the holder go on; once it ends, the folder is free again.
+    let again = prompts(&tmp.path().join("again.json"), &[("a", 1, "first one"), ("a", 2, "first two")]);
+    std::fs::write(&fifo, std::fs::read(&again).unwrap()).unwrap();
+    assert!(holder.wait().unwrap().success());
+    let third = run_small(&pipeline, &out, &[]);
+    assert!(third.status.success(), "{}", text(&third.stderr));
+    assert_eq!(files_named(&out, ".png").len(), 2);
+}
