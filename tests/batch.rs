@@ -134,3 +134,99 @@ fn a_second_run_on_a_busy_folder_exits_at_once_and_writes_nothing() {
     assert!(third.status.success(), "{}", text(&third.stderr));
     assert_eq!(files_named(&out, ".png").len(), 2);
 }
+
+/// `inkflow validate` on a pipeline whose sinks section is `sinks`, with `--set` overrides.
+fn validate_sinks(dir: &Path, sinks: &str, overrides: &[&str]) -> Output {
+    let file = dir.join("paths.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "version: 1
+sources:
+  prompts: {{ kind: prompts, path: pipelines/prompts/sample_image_prompts.json }}
+stages:
+  draw: {{ kind: pattern, inputs: [prompts] }}
+  cache: {{ kind: thumbnail, inputs: [draw] }}
+sinks:
+  thumbs: {{ kind: disk, inputs: [cache], dir: thumbs }}
+{sinks}"
+        ),
+    )
+    .unwrap();
+    let mut args = vec!["validate", s(&file)];
+    for o in overrides {
+        args.extend(["--set", o]);
+    }
+    run(&args)
+}
+
+#[test]
+fn every_written_path_stays_inside_the_output_folder_and_off_inkflows_own_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("paths.yaml");
+    let shown = file.display().to_string();
+    // (sinks, the refused text, which the error points at, and words of the message)
+    let refused = [
+        ("  book: { kind: pdf, inputs: [draw], path: ../escape.pdf }\n", "../escape.pdf", "'..'"),
+        ("  book: { kind: pdf, inputs: [draw], path: /tmp/escape.pdf }\n", "/tmp/escape.pdf", "relative"),
+        ("  pages: { kind: disk, inputs: [draw], dir: /elsewhere }\n", "/elsewhere", "relative"),
+        ("  pages: { kind: disk, inputs: [draw], dir: \"a/../../b\" }\n", "\"a/../../b\"", "'..'"),
+        (
+            "  book: { kind: pdf, inputs: [draw], path: journal.sqlite }\n",
+            "journal.sqlite",
+            "own journal.sqlite",
+        ),
+        ("  book: { kind: pdf, inputs: [draw], path: cache/book.pdf }\n", "cache/book.pdf", "own cache"),
+        ("  book: { kind: pdf, inputs: [draw], path: inkflow.lock }\n", "inkflow.lock", "own inkflow.lock"),
+        ("  book: { kind: pdf, inputs: [draw], path: report.html }\n", "report.html", "own report.html"),
+        ("  pages: { kind: disk, inputs: [draw], filename: \"cache/{key}.png\" }\n", "\"cache/", "own cache"),
+        ("  pages: { kind: disk, inputs: [draw, cache] }\n", "inputs", "own cache"),
+        (
+            "  pages: { kind: disk, inputs: [draw] }\n  book: { kind: pdf, inputs: [draw], path: batch_metadata.json }\n",
+            "batch_metadata.json",
+            "sink \"pages\"",
+        ),
+        (
+            "  pages: { kind: disk, inputs: [draw] }\n  book: { kind: pdf, inputs: [draw], path: metadata/book.pdf }\n",
+            "metadata/book.pdf",
+            "sink \"pages\"",
+        ),
+        (
+            "  one: { kind: pdf, inputs: [draw] }\n  two: { kind: pdf, inputs: [draw], path: ./book.pdf }\n",
+            "./book.pdf",
+            "sink \"one\"",
+        ),
+        (
+            "  a: { kind: disk, inputs: [draw], dir: pages }\n  b: { kind: disk, inputs: [draw], dir: pages/ }\n",
+            "pages/",
+            "batch_metadata.json",
+        ),
+    ];
+    for (sinks, needle, words) in refused {
+        let (line, column) = sinks
+            .lines()
+            .enumerate()
+            .find_map(|(i, l)| l.find(needle).map(|c| (i + 9, c + 1)))
+            .expect("the needle is in the sinks");
+        let out = validate_sinks(tmp.path(), sinks, &[]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "accepted:\n{sinks}{stderr}");
+        let at = format!("{shown}:{line}:{column}: sink");
+        assert!(
+            stderr.lines().any(|l| l.starts_with(&at) && l.contains(words)),
+            "{at} {words}\n{sinks}{stderr}"
+        );
+    }
+    let fine = "  pages: { kind: disk, inputs: [draw, cache], dir: ./pages }\n  book: { kind: pdf, inputs: [draw], path: books/cache.pdf }\n  own: { kind: disk, inputs: [draw] }\n";
+    let out = validate_sinks(tmp.path(), fine, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // A --set value goes through the same rule.
+    let book = "  book: { kind: pdf, inputs: [draw] }\n";
+    for value in ["journal.sqlite", "../x.pdf", "/tmp/x.pdf", "inkflow.log"] {
+        let out = validate_sinks(tmp.path(), book, &[&format!("sinks.book.path={value}")]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--set path={value} accepted: {stderr}");
+        assert!(stderr.contains("sink \"book\": path:"), "{stderr}");
+    }
+}

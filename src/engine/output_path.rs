@@ -31,7 +31,7 @@ fn own_file(first: &str) -> Option<&'static str> {
 
 /// A path inside the output folder that a component may write: relative, without `..`, and not
 /// one of inkflow's own files. `.` segments are dropped, so `./pages` and `pages` are one path.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct OutputPath(PathBuf);
 
 impl OutputPath {
@@ -90,6 +90,28 @@ impl OutputPath {
             |p: &Path| p.components().map(|c| c.as_os_str().to_string_lossy().to_lowercase()).collect();
         let (outer, inner): (Vec<String>, Vec<String>) = (lower(&self.0), lower(&other.0));
         inner.starts_with(&outer)
+    }
+}
+
+/// A place in the output folder a component writes (a file, or a folder it owns whole), and
+/// the option that put it there, for the message when another component writes there too.
+#[derive(Clone, Debug)]
+pub struct Claim {
+    /// The option's dotted path within the component (`path`, `dir`, `inputs`).
+    pub option: String,
+    /// The place.
+    pub path: OutputPath,
+}
+
+impl Claim {
+    /// `path`, claimed by `option`.
+    pub fn new(option: &str, path: OutputPath) -> Self {
+        Claim { option: option.to_owned(), path }
+    }
+
+    /// True when the two places are one, or one holds the other.
+    pub fn overlaps(&self, other: &Claim) -> bool {
+        self.path.contains(&other.path) || other.path.contains(&self.path)
     }
 }
 

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::diagnostic::{ConfigErrors, Diagnostic, Pos};
 use super::media::Media;
+use super::output_path::Claim;
 use super::stage::{Registry, Role};
 use super::yaml::{self, Key, Node, Yaml};
 
@@ -128,6 +129,8 @@ struct Checker<'a> {
 struct Draft {
     spec: ComponentSpec,
     input_names: Vec<(String, Pos)>,
+    /// What it writes in the output folder, each with the position of the option that says so.
+    claims: Vec<(Claim, Pos)>,
 }
 
 impl Checker<'_> {
@@ -210,6 +213,7 @@ impl Checker<'_> {
                 None => {}
             }
         }
+        self.check_claims(&drafts);
         pipeline.components = self.wire(drafts);
         pipeline
     }
@@ -337,6 +341,22 @@ impl Checker<'_> {
             };
             about(self.error(pos, message));
         }
+        let inputs: Vec<String> = input_names.iter().map(|(name, _)| name.clone()).collect();
+        let claims = match kind.writes(&options, &inputs) {
+            Ok(claims) => claims
+                .into_iter()
+                .map(|claim| {
+                    let pos = node.position_of(std::slice::from_ref(&claim.option));
+                    (claim, if pos == node.pos { key.pos } else { pos })
+                })
+                .collect(),
+            Err(e) => {
+                let pos = node.position_of(&e.path);
+                let pos = if pos == node.pos { key.pos } else { pos };
+                about(self.error(pos, format!("{}: {}", e.path.join("."), e.message)));
+                Vec::new()
+            }
+        };
         let info = kind.info();
         Some(Draft {
             spec: ComponentSpec {
@@ -352,7 +372,32 @@ impl Checker<'_> {
                 pos: key.pos,
             },
             input_names,
+            claims,
         })
+    }
+
+    /// Refuses two components writing one place of the output folder (two books on one path, a
+    /// book over a disk sink's `batch_metadata.json` or inside its `metadata/`): the later one is
+    /// named, at its option.
+    fn check_claims(&mut self, drafts: &[Draft]) {
+        for (later, draft) in drafts.iter().enumerate() {
+            for (claim, pos) in &draft.claims {
+                let earlier = drafts[..later].iter().find_map(|other| {
+                    other.claims.iter().find(|(c, _)| c.overlaps(claim)).map(|(c, _)| (other, c))
+                });
+                if let Some((other, theirs)) = earlier {
+                    let msg = format!(
+                        "{}: {} is written by {} too ({}: {}); give each its own place",
+                        claim.option,
+                        claim.path,
+                        subject(&other.spec),
+                        theirs.option,
+                        theirs.path
+                    );
+                    self.error(*pos, msg).subject = Some(subject(&draft.spec));
+                }
+            }
+        }
     }
 
     /// Resolves input ids, rejects cycles and components nobody reads, and checks media

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::item::{Item, State};
 use super::media::{Media, Payload};
+use super::output_path::Claim;
 use super::run_context::RunContext;
 use super::summary::Summary;
 
@@ -170,6 +171,12 @@ pub trait Kind: Send + Sync {
     fn check(&self, options: &Value) -> Result<(), OptionsError>;
     /// Builds a runnable component; may read files and the environment.
     fn build(&self, options: &Value, ctx: &BuildContext) -> anyhow::Result<Component>;
+    /// The places in the output folder it writes, given its options and input ids, so `check`
+    /// can refuse two components writing one place; a place that breaks the output-path rule is
+    /// an error at its option. Pure, like `check`; nothing by default.
+    fn writes(&self, _options: &Value, _inputs: &[String]) -> Result<Vec<Claim>, OptionsError> {
+        Ok(Vec::new())
+    }
 }
 
 /// The shape of nearly every kind: a fixed description, and options that parse into one typed
@@ -184,6 +191,10 @@ pub trait TypedKind: Send + Sync {
     fn parse(&self, options: &Value) -> Result<Self::Options, OptionsError>;
     /// Builds a runnable component from checked options; may read files and the environment.
     fn build_from(&self, options: Self::Options, ctx: &BuildContext) -> anyhow::Result<Component>;
+    /// [`Kind::writes`] from checked options.
+    fn writes_from(&self, _options: &Self::Options, _inputs: &[String]) -> Result<Vec<Claim>, OptionsError> {
+        Ok(Vec::new())
+    }
 }
 
 impl<K: TypedKind> Kind for K {
@@ -198,6 +209,11 @@ impl<K: TypedKind> Kind for K {
     fn build(&self, options: &Value, ctx: &BuildContext) -> anyhow::Result<Component> {
         let options = self.parse(options).map_err(|e| anyhow::anyhow!(e.qualified()))?;
         self.build_from(options, ctx)
+    }
+
+    fn writes(&self, options: &Value, inputs: &[String]) -> Result<Vec<Claim>, OptionsError> {
+        // Options that do not parse were reported by `check`.
+        self.parse(options).map_or(Ok(Vec::new()), |options| self.writes_from(&options, inputs))
     }
 }
 

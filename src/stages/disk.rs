@@ -20,6 +20,7 @@ use serde_json::{Map, Value, json};
 use crate::engine::cpu;
 use crate::engine::item::{Item, State};
 use crate::engine::media::{Media, Payload};
+use crate::engine::output_path::{Claim, OutputPath};
 use crate::engine::stage::{
     BuildContext, Component, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, Sink, StageError,
     TypedKind, parse_options,
@@ -30,6 +31,8 @@ use crate::stages::naming::{NameTemplate, sanitize_component};
 
 /// The folder, under the sink's directory, that holds one metadata JSON per item.
 const METADATA_DIR: &str = "metadata";
+/// The batch summary, under the sink's directory.
+const SUMMARY_FILE: &str = "batch_metadata.json";
 
 /// The `disk` kind.
 pub struct Disk;
@@ -39,15 +42,15 @@ pub struct Disk;
 #[serde(deny_unknown_fields)]
 pub struct Options {
     #[serde(default = "default_dir")]
-    dir: PathBuf,
+    dir: OutputPath,
     #[serde(default = "default_filename")]
     filename: String,
     #[serde(default)]
     png_compression: PngCompression,
 }
 
-fn default_dir() -> PathBuf {
-    PathBuf::from(".")
+fn default_dir() -> OutputPath {
+    OutputPath::default()
 }
 
 fn default_filename() -> String {
@@ -101,21 +104,45 @@ impl TypedKind for Disk {
         (options, template): (Options, NameTemplate),
         ctx: &BuildContext,
     ) -> anyhow::Result<Component> {
-        let inputs: Vec<String> = ctx.inputs.iter().map(|id| sanitize_component(id)).collect();
-        if inputs.iter().skip(1).any(|id| id == METADATA_DIR) {
-            anyhow::bail!(
-                "sink \"{}\": an input named \"{METADATA_DIR}\" would mix its files with the metadata",
-                ctx.id
-            );
-        }
         Ok(Component::Sink(Arc::new(DiskSink {
             id: ctx.id.clone(),
-            dir: ctx.output_dir.join(options.dir),
+            dir: options.dir.under(&ctx.output_dir),
             template,
-            inputs,
+            inputs: input_folders(&ctx.inputs),
             compression: options.png_compression,
         })))
     }
+
+    /// The summary, the metadata folder and each further input's folder; a template's fixed
+    /// leading folder is checked by the output-path rule too.
+    fn writes_from(
+        &self,
+        (options, template): &(Options, NameTemplate),
+        inputs: &[String],
+    ) -> Result<Vec<Claim>, OptionsError> {
+        let dir = &options.dir;
+        let at = |option: &str, below: &str| {
+            dir.join(below).map(|path| Claim::new(option, path)).map_err(|e| OptionsError::at(option, e))
+        };
+        if let Some(folder) = template.leading_folder() {
+            at("filename", folder)?;
+        }
+        let mut claims = vec![at("dir", SUMMARY_FILE)?, at("dir", METADATA_DIR)?];
+        for folder in input_folders(inputs).iter().skip(1) {
+            if folder == METADATA_DIR {
+                let msg = format!("an input named \"{METADATA_DIR}\" would mix its files with the metadata");
+                return Err(OptionsError::at("inputs", msg));
+            }
+            claims.push(at("inputs", folder)?);
+        }
+        Ok(claims)
+    }
+}
+
+/// The folder of each input's files: its id, made safe as a folder name (the first input's
+/// files sit in the sink's directory itself).
+fn input_folders(inputs: &[String]) -> Vec<String> {
+    inputs.iter().map(|id| sanitize_component(id)).collect()
 }
 
 /// A built `disk` sink.
@@ -322,7 +349,7 @@ impl Sink for DiskSink {
 
     async fn finish(&self, summary: &Summary) -> anyhow::Result<()> {
         let text = serde_json::to_vec_pretty(summary)?;
-        let path = self.dir.join("batch_metadata.json");
+        let path = self.dir.join(SUMMARY_FILE);
         let shown = path.display().to_string();
         cpu::run(move || write_atomic(&path, &text))
             .await

@@ -70,6 +70,14 @@ impl NameTemplate {
         Ok(NameTemplate { parts })
     }
 
+    /// The folder the template always names first (`pages` in `pages/{key}.png`), if any.
+    pub fn leading_folder(&self) -> Option<&str> {
+        match self.parts.first() {
+            Some(Part::Literal(text)) => text.split_once(['/', '\\']).map(|(folder, _)| folder),
+            _ => None,
+        }
+    }
+
     /// The relative path for an item, with `/` separators. Fails when the template names a
     /// field the item does not have.
     pub fn render(&self, item: &Item) -> Result<String, String> {

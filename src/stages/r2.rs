@@ -38,6 +38,7 @@ use tokio::io::AsyncReadExt;
 use crate::engine::cpu;
 use crate::engine::item::{Item, State};
 use crate::engine::media::{Media, Payload, Pixels, Raster};
+use crate::engine::output_path::OutputPath;
 use crate::engine::stage::{
     BuildContext, Component, Kind, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, Sink, StageError,
     parse_options,
@@ -285,7 +286,7 @@ impl Options {
             if file.trim().is_empty() {
                 return Err(OptionsError::at(&format!("upload_files.{i}"), "is empty"));
             }
-            check_relative(file).map_err(|e| OptionsError::at(&format!("upload_files.{i}"), e))?;
+            OutputPath::new(file).map_err(|e| OptionsError::at(&format!("upload_files.{i}"), e))?;
         }
         for (field, value) in
             [("content_type", &options.content_type), ("cache_control", &options.cache_control)]

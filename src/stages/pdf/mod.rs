@@ -15,6 +15,7 @@ use serde::de::Error as _;
 use serde_json::Value;
 
 use crate::engine::media::Media;
+use crate::engine::output_path::Claim;
 use crate::engine::stage::{
     BuildContext, Component, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, TypedKind,
 };
@@ -91,10 +92,11 @@ impl TypedKind for PdfBook {
     }
 
     fn build_from(&self, options: Options, ctx: &BuildContext) -> anyhow::Result<Component> {
-        let final_path = ctx.output_dir.join(&options.path);
+        let final_path = options.path.under(&ctx.output_dir);
         let mut partial = final_path.clone().into_os_string();
         partial.push(".partial");
-        let store_name = format!("pdf-pages-{}", crate::stages::naming::sanitize_component(&options.path));
+        let store_name =
+            format!("pdf-pages-{}", crate::stages::naming::sanitize_component(&options.path.to_string()));
         let settings = Settings {
             pages: PageStore {
                 dir: ctx.output_dir.join(crate::engine::output_path::CACHE_DIR).join(store_name),
@@ -113,6 +115,11 @@ impl TypedKind for PdfBook {
             settings: Arc::new(settings),
             book: Arc::new(Mutex::new(Book::default())),
         })))
+    }
+
+    /// The book itself.
+    fn writes_from(&self, options: &Options, _inputs: &[String]) -> Result<Vec<Claim>, OptionsError> {
+        Ok(vec![Claim::new("path", options.path.clone())])
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+use crate::engine::output_path::OutputPath;
 use crate::engine::stage::{OptionsError, parse_options};
 
 /// The `pdf` options, as written in the pipeline file.
@@ -13,7 +14,7 @@ use crate::engine::stage::{OptionsError, parse_options};
 #[serde(deny_unknown_fields)]
 pub struct Options {
     #[serde(default = "default_path")]
-    pub(super) path: String,
+    pub(super) path: OutputPath,
     #[serde(default)]
     pub(super) page_size: PageSize,
     #[serde(default)]
@@ -30,8 +31,8 @@ pub struct Options {
     pub(super) creator: String,
 }
 
-pub(super) fn default_path() -> String {
-    "book.pdf".into()
+pub(super) fn default_path() -> OutputPath {
+    OutputPath::new("book.pdf").expect("book.pdf is a valid output path")
 }
 
 pub(super) fn default_creator() -> String {
@@ -46,9 +47,6 @@ pub(super) const MIN_PRINTABLE_PT: f32 = 72.0;
 impl Options {
     pub(super) fn parse(options: &Value) -> Result<Self, OptionsError> {
         let options: Options = parse_options(options)?;
-        if options.path.trim().is_empty() {
-            return Err(OptionsError::at("path", "the PDF path is empty"));
-        }
         let PageSize { width, height } = options.page_size;
         for (side, value) in [("width_pt", width), ("height_pt", height)] {
             if !(MIN_PRINTABLE_PT..=MAX_PAGE_PT).contains(&value) {
