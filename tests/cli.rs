@@ -307,6 +307,7 @@ fn ctrl_c_finishes_in_flight_items_and_writes_the_summary() {
     assert_eq!(summary["failed"].as_u64(), Some(0), "in-flight items finish cleanly: {summary}");
     // Every item that was started either finished or was never started: none is half-written.
     assert_eq!(pages(&out).len() as u64, succeeded);
+    assert!(!out.join("book.pdf").exists(), "an interrupted batch leaves no book of placeholder pages");
     no_temp_files(&out);
 }
 

@@ -149,6 +149,22 @@ impl Emulator {
             .mount(&server)
             .await;
         Mock::given(method("GET"))
+            .and(path("/v1/models/pricing"))
+            .and(authorized())
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "prices": [{"endpoint_id": "fal-ai/flux/dev", "unit_price": 0.025, "unit": "image", "currency": "USD"}],
+                "next_cursor": null, "has_more": false,
+            })))
+            .mount(&server)
+            .await;
+        // fal's platform API refuses a call without a valid key; its queue may not.
+        Mock::given(method("GET"))
+            .and(path("/v1/models/pricing"))
+            .respond_with(ResponseTemplate::new(401).set_body_json(json!({"detail": "Invalid API key"})))
+            .with_priority(10)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
             .and(path_regex(r"^/files/"))
             .respond_with(ResponseTemplate::new(200).set_body_raw(png(8, 6), "image/png"))
             .mount(&server)
@@ -905,10 +921,7 @@ async fn the_budget_stops_submitting_and_says_so() {
     assert_image(&outcomes[0], 8, 6);
     assert_image(&outcomes[1], 8, 6);
     let Err(StageError::Fatal(message)) = &outcomes[2].1 else { panic!("{:?}", outcomes[2].1) };
-    assert_eq!(
-        message,
-        "stage \"generate\": max_cost_usd budget of $0.05 reached after $0.05: not submitting more"
-    );
+    assert_eq!(message, "max_cost_usd budget of $0.05 reached after $0.05: not submitting more");
     assert_eq!(fal.submissions("b-3").await, 0);
 }
 
@@ -1161,7 +1174,11 @@ fn the_key_is_needed_unless_dry_run() {
 #[tokio::test]
 async fn check_reports_key_endpoint_and_a_test_image() {
     let fal = Emulator::start().await;
-    let env = Environment::fixed([("FAL_KEY", KEY), ("FAL_QUEUE_BASE_URL", &fal.base())]);
+    let env = Environment::fixed([
+        ("FAL_KEY", KEY),
+        ("FAL_QUEUE_BASE_URL", &fal.base()),
+        ("FAL_PLATFORM_BASE_URL", &fal.base()),
+    ]);
     let lines = check_setup(&json!({}), &env, true).await;
     let oks: Vec<(bool, &str)> = lines.iter().map(|l| (l.ok, l.what.as_str())).collect();
     assert_eq!(
@@ -1178,6 +1195,7 @@ async fn check_reports_key_endpoint_and_a_test_image() {
         "{}",
         lines[3].detail
     );
+    assert!(lines[2].detail.contains("$0.025 per image for fal-ai/flux/dev"), "{}", lines[2].detail);
     let probe = fal
         .requests()
         .await
@@ -1205,7 +1223,7 @@ async fn check_tells_a_refused_key_from_an_unreachable_host() {
         .with_priority(1)
         .mount(&fal.server)
         .await;
-    let env = Environment::fixed([("FAL_KEY", KEY)]);
+    let env = Environment::fixed([("FAL_KEY", KEY), ("FAL_PLATFORM_BASE_URL", &fal.base())]);
     let lines = check_setup(&json!({"base_url": fal.base()}), &env, true).await;
     let oks: Vec<(bool, &str)> = lines.iter().map(|l| (l.ok, l.what.as_str())).collect();
     assert_eq!(
@@ -1213,6 +1231,17 @@ async fn check_tells_a_refused_key_from_an_unreachable_host() {
         [(true, "API key present"), (true, "queue endpoint reachable"), (false, "API key accepted")]
     );
     assert_eq!(fal.requests().await.iter().filter(|r| r.method.as_str() == "POST").count(), 0);
+
+    // A wrong key that the queue answers like any other is still found out.
+    let fal = Emulator::start().await;
+    let wrong = Environment::fixed([("FAL_KEY", "wrong"), ("FAL_PLATFORM_BASE_URL", &fal.base())]);
+    let lines = check_setup(&json!({"base_url": fal.base()}), &wrong, false).await;
+    assert_eq!((lines[2].ok, lines[2].what.as_str()), (false, "API key accepted"));
+    assert!(
+        lines[2].detail.contains("refused the key") && lines[2].detail.contains("HTTP 401"),
+        "{}",
+        lines[2].detail
+    );
 
     let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
     let lines = check_setup(&json!({"base_url": format!("http://{closed}")}), &env, false).await;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use common::fal_emulator::{
     ACCEPTED_THEN_504, CDN_404_ONCE, FLAGGED, FalEmulator, INGRESS_502, Latency, NEVER_COMPLETES, POLICY_422,
-    RESULT_500_ONCE,
+    REFUSED_KEY, RESULT_500_ONCE,
 };
 use inkflow::engine::journal::{Journal, Status};
 use tokio::process::Command;
@@ -39,6 +39,7 @@ stages:
   lineart: {{ kind: threshold, inputs: [gray] }}
 sinks:
   pages: {{ kind: disk, inputs: [lineart], filename: \"{{number:02}}.png\" }}
+  book: {{ kind: pdf, inputs: [lineart], path: book.pdf }}
 ",
             prompts = prompts_file.display()
         ),
@@ -84,18 +85,7 @@ impl Scenario {
     }
 
     async fn run(&self, args: &[&str]) -> Seen {
-        let output = Command::new(env!("CARGO_BIN_EXE_inkflow"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("FAL_KEY", "test-key-not-a-secret")
-            .env_remove("FAL_API_KEY")
-            .arg("run")
-            .arg(&self.pipeline)
-            .arg("--output")
-            .arg(&self.out)
-            .args(args)
-            .output()
-            .await
-            .unwrap();
+        let output = inkflow("test-key-not-a-secret", &self.pipeline, &self.out, args).await;
         let items = Journal::items(&self.out).unwrap();
         let calm = items.iter().find(|i| i.description == "p1").unwrap();
         assert_eq!(calm.state, "written", "the neighbour is never disturbed: {calm:?}");
@@ -119,6 +109,22 @@ impl Scenario {
     async fn three_runs(&self) -> [Seen; 3] {
         [self.run(&[]).await, self.run(&[]).await, self.run(&["--retry-failed"]).await]
     }
+}
+
+/// `inkflow run PIPELINE --output OUT ARGS` with `key` as FAL_KEY.
+async fn inkflow(key: &str, pipeline: &Path, out: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_inkflow"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("FAL_KEY", key)
+        .env_remove("FAL_API_KEY")
+        .arg("run")
+        .arg(pipeline)
+        .arg("--output")
+        .arg(out)
+        .args(args)
+        .output()
+        .await
+        .unwrap()
 }
 
 fn spent(seen: &Seen) -> f64 {
@@ -234,4 +240,31 @@ async fn every_image_of_a_request_is_downloaded_cached_and_listed() {
         .filter(|e| e.path().extension().is_some_and(|x| x == "bin"))
         .count();
     assert_eq!(cached, 6, "every paid image is kept");
+}
+
+#[tokio::test]
+async fn a_refused_key_stops_the_batch_with_one_message_and_no_book() {
+    let dir = tempfile::tempdir().unwrap();
+    let fal = FalEmulator::start(Latency::default()).await;
+    let prompts: Vec<String> = (1..=8).map(|i| format!("a kite number {i}")).collect();
+    let prompts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    let file = pipeline(dir.path(), &fal.base(), &prompts, "");
+    let out = dir.path().join("out");
+    let output = inkflow(REFUSED_KEY, &file, &out, &[]).await;
+    assert!(!output.status.success());
+    let printed =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    // The live log line and the summary's `stopped` row, not one line per item.
+    assert_eq!(printed.matches("refused the API key").count(), 2, "{printed}");
+    assert!(
+        printed.contains("failed                   0") && printed.contains("not started              8"),
+        "{printed}"
+    );
+    assert!(!printed.contains(REFUSED_KEY), "the key is never printed:\n{printed}");
+    assert_eq!(fal.total_submissions(), 0);
+    assert!(!out.join("book.pdf").exists(), "no book made of placeholder pages");
+    let status = Journal::status(&out).unwrap();
+    let stopped = status.stopped.unwrap_or_default();
+    assert!(stopped.contains("refused the API key"), "{stopped}");
+    assert!(status.failures.is_empty(), "the items are not failed, only not done: {:?}", status.failures);
 }

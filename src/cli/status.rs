@@ -16,6 +16,9 @@ pub struct StatusArgs {
 pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let status = Journal::status(&args.output_dir)?;
     println!("batch {}", args.output_dir.display());
+    if let Some(reason) = &status.stopped {
+        println!("  the last run stopped early: {reason}");
+    }
     for (state, count) in &status.states {
         println!("  {state:<12} {count}");
     }

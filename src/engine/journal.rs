@@ -20,6 +20,7 @@ use super::item::Item;
 use super::pipeline::Pipeline;
 use super::run_context::{RESUME_FACT, Settlement, SubmissionLog};
 use super::runtime::{ItemObserver, ItemOutcome, Preparation};
+use super::summary::Summary;
 
 /// The journal's file name inside the output directory.
 pub const JOURNAL_FILE: &str = "journal.sqlite";
@@ -60,6 +61,9 @@ pub struct Status {
     pub settled_submissions: Vec<(String, u64)>,
     /// Failed items: key, stage, error, attempts.
     pub failures: Vec<(String, String, String, u32)>,
+    /// Why the last run stopped before the end of the batch (a refused key, the budget,
+    /// Ctrl-C), if it did.
+    pub stopped: Option<String>,
 }
 
 /// One item as the journal last recorded it, for the batch report.
@@ -295,6 +299,18 @@ impl ItemObserver for Journal {
         };
         self.log_failure("item finished", result);
     }
+
+    fn batch_finished(&self, summary: &Summary) {
+        let result = match summary.stop_reason.as_deref().filter(|_| summary.interrupted) {
+            Some(reason) => self.execute(
+                "INSERT INTO batch (name, value) VALUES ('stop_reason', ?1)
+                 ON CONFLICT(name) DO UPDATE SET value = ?1",
+                [reason],
+            ),
+            None => self.execute("DELETE FROM batch WHERE name = 'stop_reason'", []),
+        };
+        self.log_failure("batch finished", result);
+    }
 }
 
 /// Opens a journal file and makes sure it is ours: a foreign or corrupt file is refused with
@@ -348,10 +364,12 @@ fn open_checked(path: &Path, create: bool) -> anyhow::Result<Connection> {
                 state TEXT NOT NULL, stage TEXT, error TEXT, attempts INTEGER NOT NULL DEFAULT 0,
                 fingerprint TEXT NOT NULL, updated_at TEXT NOT NULL);
              {SUBMISSIONS_TABLE};
+             {BATCH_TABLE};
              COMMIT;"
         ))
         .with_context(|| format!("cannot create the journal {}", path.display()))?;
-    } else if create && version < SCHEMA_VERSION {
+    }
+    if create && tables > 0 && version < SCHEMA_VERSION {
         upgrade_from_v1(&conn)
             .map_err(|e| refuse(format!("upgrading it from schema {version} failed: {e}")))?;
     }
@@ -366,6 +384,9 @@ const SUBMISSIONS_TABLE: &str = "CREATE TABLE submissions (
     submitted_at TEXT NOT NULL);
     CREATE INDEX submissions_by_item ON submissions (key, stage)";
 
+/// Facts about the batch as a whole, such as why its last run stopped early.
+const BATCH_TABLE: &str = "CREATE TABLE batch (name TEXT PRIMARY KEY, value TEXT NOT NULL)";
+
 /// Schema 1 kept one submission per item and stage; its rows move over as they are.
 fn upgrade_from_v1(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(&format!(
@@ -375,6 +396,7 @@ fn upgrade_from_v1(conn: &Connection) -> rusqlite::Result<()> {
          INSERT INTO submissions (key, stage, request, cost_usd, collected, submitted_at)
             SELECT key, stage, request, cost_usd, collected, submitted_at FROM submissions_v1;
          DROP TABLE submissions_v1;
+         {BATCH_TABLE};
          PRAGMA user_version = {SCHEMA_VERSION};
          COMMIT;"
     ))
@@ -402,6 +424,11 @@ fn read_status(conn: &Connection) -> rusqlite::Result<Status> {
     )?;
     status.settled_submissions =
         stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?.collect::<Result<_, _>>()?;
+    // A schema 1 journal (read, not upgraded) has no batch table: nothing recorded a stop.
+    status.stopped = conn
+        .query_row("SELECT value FROM batch WHERE name = 'stop_reason'", [], |r| r.get(0))
+        .optional()
+        .unwrap_or(None);
     let mut stmt =
         conn.prepare("SELECT key, COALESCE(stage, ''), COALESCE(error, ''), attempts FROM items WHERE state = 'failed' ORDER BY seq")?;
     status.failures = stmt

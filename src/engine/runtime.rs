@@ -63,6 +63,8 @@ pub trait ItemObserver: Send + Sync {
     fn stage_done(&self, _item: &Item, _stage: &str) {}
     /// Called when every sink has handled an item; `failure` says why it did not succeed.
     fn item_finished(&self, _item: &Item, _outcome: &ItemOutcome) {}
+    /// Called once at the end of a run with its summary (why it stopped early, if it did).
+    fn batch_finished(&self, _summary: &Summary) {}
 }
 
 /// What [`ItemObserver::prepare`] decided for an item.
@@ -324,6 +326,9 @@ impl Batch {
             }
         }
         summary.sink_errors = sink_errors;
+        if let Some(observer) = &shared.observer {
+            observer.batch_finished(&summary);
+        }
         Ok(summary)
     }
 }
@@ -465,7 +470,13 @@ impl Shared {
         };
         tally.retries += u64::from(retries);
         tally.cost_usd += cost_usd;
+        // An item that failed while the batch was stopping was most likely cut short by the
+        // stop (not submitted, a sink not reached): it counts as not started, and the journal
+        // leaves it unfinished so the next run takes it up again instead of skipping it as
+        // failed.
+        let cut_short = matches!(outcome, ItemOutcome::Failed(_)) && self.stop.is_cancelled();
         match &outcome {
+            _ if cut_short => {}
             ItemOutcome::Written => tally.succeeded += 1,
             ItemOutcome::Failed(f) => tally.failed.push(FailedItem {
                 key: item.key.clone(),
@@ -481,10 +492,6 @@ impl Shared {
         }
         drop(tally);
         self.progress.finished.fetch_add(1, Ordering::Relaxed);
-        // An item that failed while the batch was stopping was most likely cut short by the
-        // stop (not submitted, a sink not reached): the journal leaves it unfinished so the
-        // next run takes it up again instead of skipping it as failed.
-        let cut_short = matches!(outcome, ItemOutcome::Failed(_)) && self.stop.is_cancelled();
         if let Some(observer) = self.observer.as_ref().filter(|_| !cut_short) {
             observer.item_finished(item, &outcome);
         }

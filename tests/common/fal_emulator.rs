@@ -35,6 +35,9 @@ pub const CDN_404_ONCE: &str = "[cdn 404 once]";
 /// The request stays IN_QUEUE for ever.
 pub const NEVER_COMPLETES: &str = "[never completes]";
 
+/// The API key fal refuses (401 to every call made with it).
+pub const REFUSED_KEY: &str = "refused-key";
+
 /// Where the test can see what the emulator was asked.
 #[derive(Default)]
 pub struct Ledger {
@@ -127,6 +130,10 @@ impl Respond for Submit {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let body: Value = request.body_json().unwrap_or(Value::Null);
         let prompt = body["prompt"].as_str().unwrap_or_default().to_owned();
+        let key = request.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if key == format!("Key {REFUSED_KEY}") {
+            return ResponseTemplate::new(401).set_body_json(json!({"detail": "No user found for Key"}));
+        }
         let mut ledger = self.0.lock().unwrap();
         if prompt.contains(INGRESS_502) && !ledger.refused.contains_key(&prompt) {
             *ledger.refused.entry(prompt).or_default() += 1;

@@ -8,12 +8,15 @@ use serde_json::{Value, json};
 use super::client::QueueClient;
 use super::error::CallError;
 use super::key::Environment;
-use super::options::Options;
+use super::options::{Options, check_base_url};
 use super::{FalStage, resolve_base_url};
 use crate::engine::item::{Item, Prompt};
 use crate::engine::media::Payload;
 use crate::engine::run_context::RunContext;
 use crate::engine::stage::IoStage;
+
+/// fal's platform API, where an authenticated call costs nothing.
+const DEFAULT_PLATFORM_URL: &str = "https://api.fal.ai";
 
 /// The prompt of the `--generate` test image.
 const TEST_PROMPT: &str = "a simple black and white line drawing of a cat, coloring book page";
@@ -36,9 +39,9 @@ impl CheckLine {
 }
 
 /// Checks the fal setup for a `fal` stage with `options` (use `{}` without a pipeline): key
-/// present, queue host reachable, key accepted (an authenticated status query for a request
-/// id that cannot exist: 401/403 means refused, any other answer means accepted, and nothing
-/// is queued or paid), and with `generate` one 512x512 FLUX schnell image in one step
+/// present, queue host reachable (a status query for a request id that cannot exist), key
+/// accepted (the model's price from fal's platform API, which needs a valid key; nothing is
+/// queued or paid), and with `generate` one 512x512 FLUX schnell image in one step
 /// (about $0.003). Stops at the first failed check; each line says what to do.
 pub async fn check_setup(options: &Value, env: &Environment, generate: bool) -> Vec<CheckLine> {
     let mut lines = Vec::new();
@@ -88,21 +91,38 @@ pub async fn check_setup(options: &Value, env: &Environment, generate: bool) -> 
                 "queue endpoint reachable",
                 format!("{base} answered HTTP {status}"),
             ));
-            let (ok, detail) = match status {
-                401 | 403 => (false, format!("fal refused the key (HTTP {status}): check FAL_KEY")),
-                500.. => (false, format!("fal answered HTTP {status}; try again later")),
-                _ => (true, format!("authenticated query answered HTTP {status}")),
-            };
-            lines.push(CheckLine::new(ok, "API key accepted", detail));
-            if !ok {
-                return lines;
-            }
         }
+    }
+    let accepted = prove_key(&client, env, &parsed.model).await;
+    let refused = !accepted.ok;
+    lines.push(accepted);
+    if refused {
+        return lines;
     }
     if generate {
         lines.push(generate_one(options, env).await);
     }
     lines
+}
+
+/// Proves the key with a call fal refuses without a valid one and that costs nothing: the
+/// platform API's price of the model (which the queue's own answers cannot prove, since an
+/// unknown request can be answered before the key is looked at).
+async fn prove_key(client: &QueueClient, env: &Environment, model: &str) -> CheckLine {
+    const WHAT: &str = "API key accepted";
+    let platform = env.var("FAL_PLATFORM_BASE_URL").unwrap_or_else(|| DEFAULT_PLATFORM_URL.to_owned());
+    let platform = match check_base_url(&platform) {
+        Ok(url) => url,
+        Err(e) => return CheckLine::new(false, WHAT, format!("FAL_PLATFORM_BASE_URL: {e}")),
+    };
+    let redact = |text: String| client.key().map_or(text.clone(), |key| key.redact(&text));
+    match client.price(&platform, model).await {
+        Ok(price) => CheckLine::new(true, WHAT, format!("fal's platform API accepted it and lists {price}")),
+        Err(e) if e.is_auth() => {
+            CheckLine::new(false, WHAT, redact(format!("fal refused the key ({e}): check FAL_KEY")))
+        }
+        Err(e) => CheckLine::new(false, WHAT, redact(format!("could not prove the key at {platform}: {e}"))),
+    }
 }
 
 /// Generates one small image through the real stage code path.

@@ -151,9 +151,8 @@ impl QueueClient {
         }
     }
 
-    /// An authenticated `GET` of the status of a request id that cannot exist, under the
-    /// model's app: fal refuses a bad key with 401/403 and answers anything else (404) for a
-    /// good one, without queueing any work. Returns the HTTP status.
+    /// A `GET` of the status of a request id that cannot exist, under the model's app: proves
+    /// the queue host answers, without queueing any work. Returns the HTTP status.
     pub(super) async fn probe(&self, model: &str) -> Result<u16, CallError> {
         let app: Vec<&str> = model.split('/').take(2).collect();
         let url = format!(
@@ -165,6 +164,24 @@ impl QueueClient {
         let response =
             self.authorized(self.api.get(url))?.send().await.map_err(|e| CallError::from_reqwest(&e))?;
         Ok(response.status().as_u16())
+    }
+
+    /// `GET {platform}/v1/models/pricing?endpoint_id=MODEL`: fal's price for a model, which
+    /// needs a valid key and costs nothing. Returns it in words, e.g. `$0.025 per image`.
+    pub(super) async fn price(&self, platform: &Url, model: &str) -> Result<String, CallError> {
+        let url = format!("{}/v1/models/pricing", platform.as_str().trim_end_matches('/'));
+        let url = Url::parse_with_params(&url, [("endpoint_id", model)])
+            .map_err(|e| CallError::Invalid(format!("bad pricing URL {url}: {e}")))?;
+        let answer = self.json(self.authorized(self.api.get(url))?).await?;
+        let price = answer.get("prices").and_then(Value::as_array).and_then(|p| p.first());
+        Ok(match price {
+            Some(p) => format!(
+                "${} per {} for {model}",
+                p.get("unit_price").and_then(Value::as_f64).unwrap_or(f64::NAN),
+                p.get("unit").and_then(Value::as_str).unwrap_or("unit")
+            ),
+            None => format!("no price for {model}"),
+        })
     }
 
     fn authorized(&self, request: RequestBuilder) -> Result<RequestBuilder, CallError> {

@@ -75,20 +75,29 @@ impl Environment {
         value.filter(|v| !v.trim().is_empty())
     }
 
-    /// The API key and the name of where it was found (for `inkflow check`), or `None`.
+    /// The API key and the name of where it was found (for `inkflow check`), or `None`:
+    /// `FAL_KEY` (or `FAL_API_KEY`), else `FAL_KEY_ID` and `FAL_KEY_SECRET` joined as
+    /// `id:secret` the way fal's own clients do; the environment first, then `.env`.
     pub fn api_key(&self) -> Option<(ApiKey, String)> {
-        for name in KEY_VARIABLES {
-            if let Some(value) = self.var(name) {
-                return Some((ApiKey(value.trim().to_owned()), format!("environment variable {name}")));
-            }
-        }
-        // A missing or unreadable .env simply means no key from there.
-        let dotenv = self.dotenv.as_ref()?;
-        let vars = parse_dotenv(&std::fs::read_to_string(dotenv).ok()?);
-        KEY_VARIABLES.iter().find_map(|name| {
-            vars.get(*name).map(|v| (ApiKey(v.clone()), format!("{name} in {}", dotenv.display())))
+        let from_env = key_from(|name| self.var(name))
+            .map(|(key, names)| (key, format!("environment variable {names}")));
+        from_env.or_else(|| {
+            // A missing or unreadable .env simply means no key from there.
+            let dotenv = self.dotenv.as_ref()?;
+            let vars = parse_dotenv(&std::fs::read_to_string(dotenv).ok()?);
+            key_from(|name| vars.get(name).cloned())
+                .map(|(key, names)| (key, format!("{names} in {}", dotenv.display())))
         })
     }
+}
+
+/// The key from the variables `var` reads, with the names it came from.
+fn key_from(var: impl Fn(&str) -> Option<String>) -> Option<(ApiKey, String)> {
+    if let Some((name, value)) = KEY_VARIABLES.iter().find_map(|name| var(name).map(|v| (*name, v))) {
+        return Some((ApiKey(value.trim().to_owned()), name.to_owned()));
+    }
+    let (id, secret) = (var("FAL_KEY_ID")?, var("FAL_KEY_SECRET")?);
+    Some((ApiKey(format!("{}:{}", id.trim(), secret.trim())), "FAL_KEY_ID and FAL_KEY_SECRET".to_owned()))
 }
 
 /// Reads `KEY=VALUE` lines the way shells and python-dotenv do for the simple cases: blank
@@ -142,6 +151,17 @@ mod tests {
         assert!(source.starts_with("FAL_API_KEY in") && source.ends_with(".env"), "{source}");
         let overridden = Environment { fixed: Some([("FAL_KEY".into(), "env".into())].into()), ..env };
         assert_eq!(overridden.api_key().unwrap().0.redact("env"), "***");
+    }
+
+    #[test]
+    fn an_id_and_a_secret_make_one_key_as_in_fals_clients() {
+        let env = Environment::fixed([("FAL_KEY_ID", "abc"), ("FAL_KEY_SECRET", "s3cret")]);
+        let (key, source) = env.api_key().unwrap();
+        assert_eq!(key.redact("Key abc:s3cret"), "Key ***");
+        assert_eq!(source, "environment variable FAL_KEY_ID and FAL_KEY_SECRET");
+        assert!(Environment::fixed([("FAL_KEY_ID", "abc")]).api_key().is_none(), "half a key is no key");
+        let both = Environment::fixed([("FAL_KEY", "whole"), ("FAL_KEY_ID", "abc"), ("FAL_KEY_SECRET", "s")]);
+        assert_eq!(both.api_key().unwrap().0.redact("whole"), "***");
     }
 
     #[test]

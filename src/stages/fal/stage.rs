@@ -512,12 +512,9 @@ impl FalStage {
     fn gave_up(&self, gave_up: GaveUp, doing: &str) -> Failure {
         match gave_up {
             GaveUp::Stopped => Failure::Item(format!("stopped: the batch was stopped while {doing}")),
-            GaveUp::Failed(CallError::MissingKey, _) => {
-                Failure::Fatal(format!("stage {:?}: {}", self.id, CallError::MissingKey))
-            }
+            GaveUp::Failed(CallError::MissingKey, _) => Failure::Fatal(CallError::MissingKey.to_string()),
             GaveUp::Failed(error, _) if error.is_auth() => Failure::Fatal(format!(
-                "stage {:?}: fal.ai refused the API key ({error}) while {doing}: check FAL_KEY; stopping the batch",
-                self.id
+                "fal.ai refused the API key ({error}) while {doing}: check FAL_KEY; stopping the batch"
             )),
             GaveUp::Failed(error, 1) => Failure::Item(format!("{doing}: {error}")),
             GaveUp::Failed(error, attempts) => {
@@ -539,8 +536,7 @@ impl FalStage {
         let total = round_cents(spent_before + *spent);
         if total + cost > budget + 1e-9 {
             return Err(Failure::Fatal(format!(
-                "stage {:?}: max_cost_usd budget of ${budget} reached after ${total}: not submitting more",
-                self.id
+                "max_cost_usd budget of ${budget} reached after ${total}: not submitting more"
             )));
         }
         *spent = round_cents(*spent + cost);

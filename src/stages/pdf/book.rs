@@ -167,7 +167,15 @@ impl Sink for BookSink {
         .map_err(StageError::failed)
     }
 
-    async fn finish(&self, _summary: &Summary) -> anyhow::Result<()> {
+    async fn finish(&self, summary: &Summary) -> anyhow::Result<()> {
+        if summary.interrupted {
+            // A book of placeholders for pages that never started helps no one; the page cache
+            // keeps every page done, and the run that completes the batch assembles the book.
+            tracing::warn!(
+                "the batch stopped early: the book is assembled by the run that completes the batch"
+            );
+            return Ok(());
+        }
         let book = self.book.clone();
         let settings = self.settings.clone();
         tokio::task::spawn_blocking(move || lock_book(&book).map_err(anyhow::Error::msg)?.assemble(&settings))
