@@ -297,7 +297,9 @@ async fn run_items(stage: &Arc<dyn IoStage>, items: Vec<Item>, cx: &RunContext) 
 fn assert_image(outcome: &Outcome, width: u32, height: u32) {
     let (item, result) = outcome;
     match result {
-        Ok(Payload::Image(raster)) => {
+        Ok(Payload::Undecoded(file)) => {
+            assert_eq!((file.width, file.height), (width, height), "{}: the header", item.key);
+            let raster = file.decode().unwrap();
             assert_eq!((raster.width, raster.height), (width, height), "{}", item.key);
             assert!(matches!(raster.pixels, Pixels::Rgb(_)));
         }

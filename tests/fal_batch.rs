@@ -18,6 +18,11 @@ const CALM: &str = "a calm lake with reeds";
 
 /// A pipeline generating `prompts` through the emulator at `base`, with `more` fal options.
 fn pipeline(dir: &Path, base: &str, prompts: &[&str], more: &str) -> PathBuf {
+    pipeline_with_sinks(dir, base, prompts, more, "")
+}
+
+/// [`pipeline`] with more sinks.
+fn pipeline_with_sinks(dir: &Path, base: &str, prompts: &[&str], more: &str, sinks: &str) -> PathBuf {
     let prompts: Vec<serde_json::Value> = prompts
         .iter()
         .enumerate()
@@ -40,7 +45,7 @@ stages:
 sinks:
   pages: {{ kind: disk, inputs: [lineart], filename: \"{{number:02}}.png\" }}
   book: {{ kind: pdf, inputs: [lineart], path: book.pdf }}
-",
+{sinks}",
             prompts = prompts_file.display()
         ),
     )
@@ -267,4 +272,22 @@ async fn a_refused_key_stops_the_batch_with_one_message_and_no_book() {
     let stopped = status.stopped.unwrap_or_default();
     assert!(stopped.contains("refused the API key"), "{stopped}");
     assert!(status.failures.is_empty(), "the items are not failed, only not done: {:?}", status.failures);
+}
+
+#[tokio::test]
+async fn a_sink_reading_fals_images_directly_gets_them_decoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let fal = FalEmulator::start(Latency::default()).await;
+    let originals =
+        "  originals: { kind: disk, inputs: [generate], dir: originals, filename: \"{number:02}.png\" }\n";
+    let file = pipeline_with_sinks(dir.path(), &fal.base(), &[CALM], "", originals);
+    let out = dir.path().join("out");
+    let output = inkflow("test-key-not-a-secret", &file, &out, &[]).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    let original = image::open(out.join("originals/01.png")).unwrap();
+    assert_eq!(
+        (original.width(), original.height()),
+        (300, 400),
+        "the emulator's image, decoded and written"
+    );
 }

@@ -126,6 +126,35 @@ pub struct Encoded {
 
 /// The data one item carries along an edge. Images sit behind an `Arc`, so fan-out to two
 /// consumers shares the pixels instead of copying them.
+/// An RGB image as it arrived (PNG or JPEG bytes), decoded only inside the CPU job that
+/// first needs its pixels: an item waiting between an I/O stage and the CPU holds its file
+/// (hundreds of KB), not its pixels (megabytes), however many requests are in flight.
+pub struct Undecoded {
+    /// The file.
+    pub bytes: Arc<Vec<u8>>,
+    /// Where it came from, for error messages.
+    pub label: String,
+    /// Its size as its header declares it.
+    pub width: u32,
+    pub height: u32,
+    /// How to decode it: chosen by the stage that fetched it, which knows the format and the
+    /// limits.
+    pub decode: fn(&[u8], &str) -> Result<Raster, String>,
+}
+
+impl fmt::Debug for Undecoded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Undecoded({}x{}, {} bytes from {})", self.width, self.height, self.bytes.len(), self.label)
+    }
+}
+
+impl Undecoded {
+    /// The pixels; CPU work, for a pool thread.
+    pub fn decode(&self) -> Result<Raster, String> {
+        (self.decode)(&self.bytes, &self.label)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub enum Payload {
     /// No data yet: the item is a prompt.
@@ -134,6 +163,8 @@ pub enum Payload {
     Image(Arc<Raster>),
     /// An encoded file.
     Encoded(Arc<Encoded>),
+    /// An RGB image not decoded yet: the engine decodes it before a CPU stage or a sink.
+    Undecoded(Arc<Undecoded>),
 }
 
 impl Payload {
@@ -143,6 +174,15 @@ impl Payload {
             Payload::Prompt => Media::Prompt,
             Payload::Image(r) => r.media(),
             Payload::Encoded(_) => Media::Encoded,
+            Payload::Undecoded(_) => Media::Rgb,
+        }
+    }
+
+    /// This payload with an undecoded image decoded (CPU work); any other payload as it is.
+    pub fn decoded(self) -> Result<Payload, String> {
+        match self {
+            Payload::Undecoded(file) => file.decode().map(|raster| Payload::Image(Arc::new(raster))),
+            other => Ok(other),
         }
     }
 }

@@ -727,11 +727,38 @@ struct Member {
     noun: &'static str,
 }
 
+/// A sink's input states with any undecoded image decoded on the CPU pool (a sink writing
+/// an I/O stage's output directly); an image that cannot be decoded fails the item there.
+async fn decoded_states(states: Vec<State>) -> Vec<State> {
+    if !states.iter().any(|s| matches!(s, State::Ready(Payload::Undecoded(_)))) {
+        return states;
+    }
+    let count = states.len();
+    let decoded = cpu::run(move || {
+        states
+            .into_iter()
+            .map(|state| match state {
+                State::Ready(payload) => match payload.decoded() {
+                    Ok(payload) => State::Ready(payload),
+                    Err(error) => State::Failed(Failure { stage: "decode".into(), error, attempts: 1 }),
+                },
+                other => other,
+            })
+            .collect()
+    })
+    .await;
+    decoded.unwrap_or_else(|panic| {
+        vec![State::Failed(Failure { stage: "decode".into(), error: panic, attempts: 1 }); count]
+    })
+}
+
 /// Runs an item through a fused chain of CPU stages on the current pool thread. Each stage's
 /// input is dropped when it returns, so at most one intermediate image per item is alive. A
 /// panic is caught per stage, so the failure names the stage that panicked.
 fn run_chain(chain: &[Arc<dyn CpuStage>], item: Item, payload: Payload) -> Processed {
-    let mut processed = Processed { item, result: Ok(payload), reached: 0 };
+    // An image that waited undecoded becomes pixels here, inside the job that needs them.
+    let payload = payload.decoded().map_err(StageError::failed);
+    let mut processed = Processed { item, result: payload, reached: 0 };
     for (reached, stage) in chain.iter().enumerate() {
         let Ok(payload) = processed.result else { break };
         let item = &mut processed.item;
@@ -845,7 +872,7 @@ async fn run_sink(node: Node, sink: Arc<dyn Sink>, inputs: Vec<mpsc::Receiver<En
                     }
                     item.retries = item.retries.max(part.item.retries);
                 }
-                let states: Vec<State> = parts.into_iter().map(|p| p.state).collect();
+                let states = decoded_states(parts.into_iter().map(|p| p.state).collect()).await;
                 let upstream = states.iter().find_map(|s| match s {
                     State::Failed(f) => Some(ItemOutcome::Failed(f.clone())),
                     State::Filtered { stage, reason } => {

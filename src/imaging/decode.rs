@@ -36,20 +36,36 @@ pub enum DecodeError {
 /// Decodes a PNG or JPEG into RGB pixels, refusing an oversized header before decoding and
 /// compositing any alpha over white.
 pub fn decode_rgb(source: impl BufRead + Seek) -> Result<Raster, DecodeError> {
-    let not_an_image = |e: image::ImageError| DecodeError::NotAnImage(e.to_string());
+    let decoder = checked_decoder(source)?;
+    let (width, height) = decoder.dimensions();
+    let image = DynamicImage::from_decoder(decoder).map_err(not_an_image)?;
+    Ok(Raster { width, height, dpi: None, pixels: Pixels::Rgb(on_white(image)) })
+}
+
+/// The size an image declares, checked against the limits, without decoding any pixel: what
+/// an I/O stage learns of a file it hands on undecoded.
+pub fn dimensions(source: impl BufRead + Seek) -> Result<(u32, u32), DecodeError> {
+    checked_decoder(source).map(|decoder| decoder.dimensions())
+}
+
+/// A decoder that has read the header only (no pixel buffer exists yet), once the size it
+/// declares is within [`MAX_PIXELS`].
+fn checked_decoder<'a>(source: impl BufRead + Seek + 'a) -> Result<impl ImageDecoder + 'a, DecodeError> {
     let mut reader =
         ImageReader::new(source).with_guessed_format().map_err(|e| DecodeError::NotAnImage(e.to_string()))?;
     let mut limits = Limits::default();
     limits.max_alloc = Some(MAX_ALLOC);
     reader.limits(limits);
-    // The decoder has read the header only; no pixel buffer exists yet.
     let decoder = reader.into_decoder().map_err(not_an_image)?;
     let (width, height) = decoder.dimensions();
     if u64::from(width) * u64::from(height) > MAX_PIXELS {
         return Err(DecodeError::TooLarge { width, height });
     }
-    let image = DynamicImage::from_decoder(decoder).map_err(not_an_image)?;
-    Ok(Raster { width, height, dpi: None, pixels: Pixels::Rgb(on_white(image)) })
+    Ok(decoder)
+}
+
+fn not_an_image(e: image::ImageError) -> DecodeError {
+    DecodeError::NotAnImage(e.to_string())
 }
 
 /// The image's RGB pixels with any transparency composited over white paper. Palette PNGs

@@ -283,6 +283,7 @@ fn encode(payload: &Payload, compression: PngCompression) -> Result<(Cow<'_, [u8
         // Already encoded upstream (a thumbnail): written as is.
         Payload::Encoded(file) => Ok((Cow::Borrowed(&file.bytes), file.format.extension())),
         Payload::Prompt => Err("a prompt has no image to write".into()),
+        Payload::Undecoded(_) => Err("an undecoded image (the engine decodes them before sinks)".into()),
     }
 }
 

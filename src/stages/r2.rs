@@ -724,9 +724,9 @@ impl R2Sink {
                         file.format.mime(),
                     ),
                 )),
-                State::Ready(Payload::Prompt) => {
+                State::Ready(Payload::Prompt | Payload::Undecoded(_)) => {
                     return Err(StageError::failed(format!(
-                        "sink {sink:?}: input {input:?} gave a prompt without an image"
+                        "sink {sink:?}: input {input:?} gave no pixels to upload"
                     )));
                 }
                 State::Failed(failure) => not_uploaded.push(json!({

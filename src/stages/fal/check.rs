@@ -145,8 +145,9 @@ async fn generate_one(options: &Value, env: &Environment) -> CheckLine {
         Prompt { image_prompt: TEST_PROMPT.into(), description: "check".into(), ..Prompt::default() };
     let mut item = Item::new(0, prompt);
     let started = Instant::now();
-    match stage.process(&mut item, Payload::Prompt, &RunContext::default()).await {
-        Ok(Payload::Image(raster)) => {
+    let generated = stage.process(&mut item, Payload::Prompt, &RunContext::default()).await;
+    match generated.map(Payload::decoded) {
+        Ok(Ok(Payload::Image(raster))) => {
             let cost = item.facts.get("cost_usd").map_or_else(|| "unknown cost".into(), |c| format!("${c}"));
             let request = item.facts.get("request_id").and_then(Value::as_str).unwrap_or("?");
             CheckLine::new(
@@ -160,7 +161,8 @@ async fn generate_one(options: &Value, env: &Environment) -> CheckLine {
                 ),
             )
         }
-        Ok(other) => CheckLine::new(false, WHAT, format!("unexpected {} payload", other.media())),
+        Ok(Ok(other)) => CheckLine::new(false, WHAT, format!("unexpected {} payload", other.media())),
+        Ok(Err(e)) => CheckLine::new(false, WHAT, e),
         Err(e) => CheckLine::new(false, WHAT, e.to_string()),
     }
 }

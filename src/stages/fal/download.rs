@@ -26,12 +26,21 @@ pub(super) async fn fetch(client: &reqwest::Client, url: &str, max_bytes: u64) -
 
 /// Decodes a PNG or JPEG into RGB pixels (see [`decode::decode_rgb`]: bombs refused from the
 /// header, transparency on white); anything else (an HTML error page, a truncated file) is an
-/// error naming the URL.
-pub(super) fn decode_rgb(bytes: &[u8], url: &str) -> Result<Raster, String> {
-    decode::decode_rgb(Cursor::new(bytes)).map_err(|e| match e {
-        decode::DecodeError::NotAnImage(_) => format!("the file at {url} is {e}"),
-        decode::DecodeError::TooLarge { .. } => format!("the file at {url} {e}"),
-    })
+/// error naming where it came from.
+pub(super) fn decode_rgb(bytes: &[u8], source: &str) -> Result<Raster, String> {
+    decode::decode_rgb(Cursor::new(bytes)).map_err(|e| describe(&e, source))
+}
+
+/// The size a PNG or JPEG declares, within the limits, without decoding it.
+pub(super) fn dimensions(bytes: &[u8], source: &str) -> Result<(u32, u32), String> {
+    decode::dimensions(Cursor::new(bytes)).map_err(|e| describe(&e, source))
+}
+
+fn describe(error: &decode::DecodeError, source: &str) -> String {
+    match error {
+        decode::DecodeError::NotAnImage(_) => format!("the file at {source} is {error}"),
+        decode::DecodeError::TooLarge { .. } => format!("the file at {source} {error}"),
+    }
 }
 
 #[cfg(test)]

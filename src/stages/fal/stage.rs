@@ -25,9 +25,8 @@ use super::options::{self, Options};
 use super::pricing::{Prices, round_cents};
 use super::resolve_base_url;
 use super::retry::{self, Call, GaveUp, RetryPolicy, sleep_unless_stopped};
-use crate::engine::cpu;
 use crate::engine::item::Item;
-use crate::engine::media::{Payload, Raster};
+use crate::engine::media::{Payload, Undecoded};
 use crate::engine::raw_cache::{CachedOriginal, RawCache};
 use crate::engine::run_context::{RESUME_FACT, RunContext, Settlement, SubmissionLog};
 use crate::engine::stage::{CostEstimate, IoStage, StageError};
@@ -154,14 +153,19 @@ impl FalStage {
         }
     }
 
-    async fn generate(&self, item: &mut Item, cx: &RunContext, retries: &mut u32) -> Result<Raster, Failure> {
+    async fn generate(
+        &self,
+        item: &mut Item,
+        cx: &RunContext,
+        retries: &mut u32,
+    ) -> Result<Undecoded, Failure> {
         let options = self.options_for(item).map_err(Failure::Item)?;
         let cost = self.prices.request_cost(&options.model, options.dimensions(), options.images());
         item.record("model", options.model.clone());
         let body = options.request_body(&item.prompt.image_prompt);
         let cache_key = RawCache::key(&options.model, &body);
         if let Some(cached) = cx.raw_cache.as_ref().and_then(|cache| cache.get(&cache_key)) {
-            return self.serve_cached(item, cached).await;
+            return self.serve_cached(item, cached);
         }
         // A request an earlier run paid for but did not collect: poll it, never submit again.
         let resumed =
@@ -188,21 +192,21 @@ impl FalStage {
         };
         lock(&self.pending).remove(&submission.request_id);
         let (page, fetched) = images?;
-        let raster = cpu::run(move || download::decode_rgb(&page.bytes, &page.source))
-            .await
-            .map_err(Failure::Item)?
-            .map_err(|e| self.settle_failed(&followed, &e))?;
+        // Only the header is read here: the pixels are decoded in the CPU job that needs
+        // them, so a finished request waiting for the CPU holds its file, not its pixels.
+        let (width, height) =
+            download::dimensions(&page.bytes, &page.source).map_err(|e| self.settle_failed(&followed, &e))?;
         if let Some(cache) = &cx.raw_cache {
             self.cache_images(cache, &cache_key, item, &fetched);
         }
-        item.record("width", raster.width);
-        item.record("height", raster.height);
-        item.record("resolution", format!("{}x{}", raster.width, raster.height));
-        Ok(raster)
+        item.record("width", width);
+        item.record("height", height);
+        item.record("resolution", format!("{width}x{height}"));
+        Ok(Undecoded { bytes: page.bytes, label: page.source, width, height, decode: download::decode_rgb })
     }
 
     /// An original generated before with the same model and input: no request, no cost.
-    async fn serve_cached(&self, item: &mut Item, cached: CachedOriginal) -> Result<Raster, Failure> {
+    fn serve_cached(&self, item: &mut Item, cached: CachedOriginal) -> Result<Undecoded, Failure> {
         if let Some(facts) = cached.meta.as_object() {
             for (name, value) in facts {
                 item.record(name, value.clone());
@@ -211,12 +215,9 @@ impl FalStage {
         item.record("cost_usd", 0.0);
         item.record("cached", true);
         let label = format!("the cached original of {}", item.key);
-        let raster = cpu::run(move || download::decode_rgb(&cached.bytes, &label))
-            .await
-            .map_err(Failure::Item)?
-            .map_err(Failure::Item)?;
-        item.record("resolution", format!("{}x{}", raster.width, raster.height));
-        Ok(raster)
+        let (width, height) = download::dimensions(&cached.bytes, &label).map_err(Failure::Item)?;
+        item.record("resolution", format!("{width}x{height}"));
+        Ok(Undecoded { bytes: Arc::new(cached.bytes), label, width, height, decode: download::decode_rgb })
     }
 
     /// Keeps every image paid for in the raw cache: the page under the request's key, the
@@ -591,9 +592,9 @@ impl IoStage for FalStage {
         let attempts = retries + 1;
         item.record("attempts", attempts);
         match outcome {
-            Ok(raster) => {
+            Ok(image) => {
                 item.generation_time = Some(started.elapsed());
-                Ok(Payload::Image(Arc::new(raster)))
+                Ok(Payload::Undecoded(Arc::new(image)))
             }
             Err(Failure::Item(message)) => {
                 Err(StageError::Failed { message: self.redact(&message), attempts })
