@@ -1124,14 +1124,52 @@ async fn stopping_while_queued_cancels_the_request() {
     let queued = ForeverQueued { base: fal.base(), seen: Default::default(), stop: Some(stop.clone()) };
     fal.on("GET", &format!("{APP}/requests/{id}/status"), queued).await;
     let stage = build(&fal.options(json!({"poll_interval_ms": 60_000})));
-    let cx = RunContext { stop, ..RunContext::default() };
+    let journal = Arc::new(Journal::default());
+    let cx = RunContext { stop, submissions: Some(journal.clone()), ..RunContext::default() };
     let outcomes = tokio::time::timeout(Duration::from_secs(10), run(&stage, &[id], &cx)).await.unwrap();
     let (message, _) = failure(&outcomes[0]);
-    assert!(message.contains("cancelled") && message.contains("queued"), "{message}");
+    assert!(message.contains("cancelled request") && message.contains("queued"), "{message}");
     assert_eq!((fal.submissions(id).await, fal.cancels(id).await), (1, 1));
+    assert_eq!(journal.settlements(), [("test-00001".to_owned(), Settlement::Cancelled, 0.0)], "recorded");
     // Nothing is left for cancel_pending to do.
     stage.cancel_pending().await;
     assert_eq!(fal.cancels(id).await, 1);
+}
+
+#[tokio::test]
+async fn a_cancel_that_comes_too_late_leaves_the_request_for_a_resume() {
+    let fal = Emulator::start().await;
+    let stop = CancellationToken::new();
+    let id = "late-cancel-1";
+    let queued = ForeverQueued { base: fal.base(), seen: Default::default(), stop: Some(stop.clone()) };
+    fal.on("GET", &format!("{APP}/requests/{id}/status"), queued).await;
+    let done = ResponseTemplate::new(400).set_body_json(json!({"status": "ALREADY_COMPLETED"}));
+    fal.on("PUT", &format!("{APP}/requests/{id}/cancel"), done).await;
+    let journal = Arc::new(Journal::default());
+    let cx = RunContext { stop, submissions: Some(journal.clone()), ..RunContext::default() };
+    let stage = build(&fal.options(json!({"poll_interval_ms": 60_000})));
+    let outcome = run(&stage, &[id], &cx).await.remove(0);
+    let (message, _) = failure(&outcome);
+    assert!(
+        message.contains("already finished") && message.contains("a resumed batch collects it"),
+        "{message}"
+    );
+    assert!(journal.settlements().is_empty(), "it is paid for: it stays open to be collected");
+
+    let id = "cancel-fails-1";
+    let stop = CancellationToken::new();
+    let queued = ForeverQueued { base: fal.base(), seen: Default::default(), stop: Some(stop.clone()) };
+    fal.on("GET", &format!("{APP}/requests/{id}/status"), queued).await;
+    let broken = ResponseTemplate::new(500).set_body_json(json!({"detail": "cancel unavailable"}));
+    fal.on("PUT", &format!("{APP}/requests/{id}/cancel"), broken).await;
+    let cx = RunContext { stop, submissions: Some(journal.clone()), ..RunContext::default() };
+    let outcome = run(&stage, &[id], &cx).await.remove(0);
+    let (message, _) = failure(&outcome);
+    assert!(
+        message.contains("cancel of request cancel-fails-1 failed") && message.contains("polls it again"),
+        "{message}"
+    );
+    assert!(journal.settlements().is_empty());
 }
 
 #[tokio::test]
