@@ -230,3 +230,93 @@ fn every_written_path_stays_inside_the_output_folder_and_off_inkflows_own_files(
         assert!(stderr.contains("sink \"book\": path:"), "{stderr}");
     }
 }
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .unwrap()
+}
+
+#[test]
+fn a_rerun_writes_what_a_full_disk_left_missing_and_keeps_failing_while_it_cannot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let list = prompts(&tmp.path().join("p.json"), &[("a", 1, "one"), ("a", 2, "two"), ("a", 3, "three")]);
+    let pipeline = small_pipeline(tmp.path(), &list, "{section}_{number:03}_{description}.png");
+    // A directory where page two's thumbnail goes: its write fails as on a full disk, after
+    // its page was written.
+    let blocker = out.join("thumb/a_002_two.jpg");
+    std::fs::create_dir_all(&blocker).unwrap();
+    let first = run_small(&pipeline, &out, &[]);
+    assert_eq!(first.status.code(), Some(1), "{}", text(&first.stdout));
+    assert!(out.join("a_002_two.png").is_file() && !out.join("metadata/a_002_two.json").exists());
+
+    // Still failing: listed, and the exit code says so.
+    let second = run_small(&pipeline, &out, &[]);
+    assert_eq!(second.status.code(), Some(1), "{}", text(&second.stdout));
+    let summary = read_json(&out.join("batch_metadata.json"));
+    assert_eq!((summary["failed"].clone(), summary["skipped"].clone()), (json!(1), json!(2)), "{summary:#}");
+    assert_eq!(summary["failures"][0]["key"], "a-00002");
+
+    std::fs::remove_dir(&blocker).unwrap();
+    let third = run_small(&pipeline, &out, &[]);
+    assert!(third.status.success(), "{}", text(&third.stdout));
+    for name in ["one", "two", "three"] {
+        let n = ["one", "two", "three"].iter().position(|x| *x == name).unwrap() + 1;
+        let stem = format!("a_{n:03}_{name}");
+        assert!(out.join(format!("thumb/{stem}.jpg")).is_file(), "{stem}");
+        assert_eq!(read_json(&out.join(format!("metadata/{stem}.json")))["success"], true, "{stem}");
+    }
+    let summary = read_json(&out.join("batch_metadata.json"));
+    assert_eq!(
+        (summary["failed"].clone(), summary["succeeded"].clone()),
+        (json!(0), json!(1)),
+        "{summary:#}"
+    );
+}
+
+/// A files pipeline over `images`: gray, black and white, pages on disk.
+fn files_pipeline(dir: &Path, images: &Path, filename: &str) -> PathBuf {
+    let file = dir.join("files.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "version: 1
+sources:
+  images: {{ kind: files, path: \"{images}\" }}
+stages:
+  gray: {{ kind: grayscale, inputs: [images] }}
+  lineart: {{ kind: threshold, inputs: [gray] }}
+sinks:
+  pages: {{ kind: disk, inputs: [lineart], filename: \"{filename}\" }}
+",
+            images = images.display()
+        ),
+    )
+    .unwrap();
+    file
+}
+
+fn png(path: &Path, shade: u8) {
+    image::RgbImage::from_pixel(8, 6, image::Rgb([shade, shade, shade])).save(path).unwrap();
+}
+
+#[test]
+fn failures_of_earlier_runs_stay_in_the_summary_and_the_exit_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, out) = (tmp.path().join("art"), tmp.path().join("out"));
+    std::fs::create_dir(&images).unwrap();
+    png(&images.join("b.png"), 255);
+    std::fs::write(images.join("c_broken.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    let pipeline = files_pipeline(tmp.path(), &images, "{description}.png");
+    let first = run(&["run", s(&pipeline), "--output", s(&out)]);
+    assert_eq!(first.status.code(), Some(1), "{}", text(&first.stdout));
+
+    let second = run(&["run", s(&pipeline), "--output", s(&out)]);
+    let stdout = text(&second.stdout);
+    assert_eq!(second.status.code(), Some(1), "an earlier failure is still a failure:\n{stdout}");
+    assert!(stdout.contains("c_broken"), "{stdout}");
+    let summary = read_json(&out.join("batch_metadata.json"));
+    assert_eq!(summary["failed"], 1, "{summary:#}");
+    assert!(summary["failures"][0]["error"].as_str().unwrap().contains("c_broken.png"), "{summary:#}");
+    assert_eq!(summary["skipped"], 1, "{summary:#}");
+}

@@ -63,8 +63,10 @@ async fn resume_skips_written_items_and_keeps_failures_unless_asked() {
     let first = run(dir.path(), &[], &probe, ResumePolicy::default()).await;
     assert_eq!((first.succeeded, first.failed, first.skipped), (4, 1, 0));
 
+    // The failed item is not run again, but the summary still lists it: it is the batch's.
     let second = run(dir.path(), &[], &probe, ResumePolicy::default()).await;
-    assert_eq!((second.succeeded, second.failed, second.skipped), (0, 0, 5));
+    assert_eq!((second.succeeded, second.failed, second.skipped), (0, 1, 4));
+    assert_eq!(second.failures[0].key, "t-00002");
 
     let retried = run(dir.path(), &[], &probe, ResumePolicy { retry_failed: true }).await;
     assert_eq!((retried.succeeded, retried.failed, retried.skipped), (0, 1, 4));
@@ -108,7 +110,7 @@ async fn a_changed_pipeline_reruns_written_items() {
     run(dir.path(), &[], &probe, ResumePolicy::default()).await;
     let changed = run(dir.path(), &["stages.a.side=9"], &probe, ResumePolicy::default()).await;
     // The four written items are stale now; the failed one stays failed.
-    assert_eq!((changed.succeeded, changed.skipped), (4, 1));
+    assert_eq!((changed.succeeded, changed.failed, changed.skipped), (4, 1, 0));
 }
 
 #[test]
@@ -157,10 +159,11 @@ fn a_submission_cut_off_before_its_answer_comes_back_uncertain_until_retried() {
 
     // The stage reports it; a plain resume leaves it failed, --retry-failed submits again.
     let failure = Failure { stage: "gen".into(), error: "uncertain".into(), attempts: 1 };
-    journal.item_finished(&resumed, &ItemOutcome::Failed(failure));
+    journal.item_finished(&resumed, &ItemOutcome::Failed(failure.clone()));
     drop(journal);
     let mut again = Item::new(0, item.prompt.clone());
-    assert_eq!(open(ResumePolicy::default()).prepare(&mut again).unwrap(), Preparation::Skip);
+    let kept = Preparation::Keep(ItemOutcome::Failed(failure));
+    assert_eq!(open(ResumePolicy::default()).prepare(&mut again).unwrap(), kept);
     let journal = open(ResumePolicy { retry_failed: true });
     let mut retried = Item::new(0, item.prompt.clone());
     assert_eq!(journal.prepare(&mut retried).unwrap(), Preparation::Run);

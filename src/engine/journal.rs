@@ -16,10 +16,11 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::item::Item;
+use super::item::{Failure, Item};
 use super::pipeline::Pipeline;
 use super::run_context::{RESUME_FACT, Settlement, SubmissionLog};
 use super::runtime::{ItemObserver, ItemOutcome, Preparation};
+use super::stage::Role;
 use super::summary::Summary;
 
 /// The journal's file name inside the output directory.
@@ -44,6 +45,8 @@ pub struct Journal {
     path: PathBuf,
     fingerprint: String,
     policy: ResumePolicy,
+    /// The pipeline's sinks: an item a sink failed has outputs missing, so it runs again.
+    sinks: Vec<String>,
 }
 
 /// Counts and failures of a batch, for `inkflow status`.
@@ -102,7 +105,9 @@ impl Journal {
     pub fn open(output_dir: &Path, pipeline: &Pipeline, policy: ResumePolicy) -> anyhow::Result<Self> {
         let path = output_dir.join(JOURNAL_FILE);
         let conn = open_checked(&path, true)?;
-        Ok(Journal { conn: Mutex::new(conn), path, fingerprint: fingerprint(pipeline), policy })
+        let sinks =
+            pipeline.components.iter().filter(|c| c.role == Role::Sink).map(|c| c.id.clone()).collect();
+        Ok(Journal { conn: Mutex::new(conn), path, fingerprint: fingerprint(pipeline), policy, sinks })
     }
 
     /// Reads the status of an existing journal without changing it.
@@ -234,13 +239,32 @@ impl SubmissionLog for Journal {
     }
 }
 
+/// What the journal last recorded of one item, as `prepare` reads it.
+struct ItemRow {
+    state: String,
+    fingerprint: String,
+    stage: Option<String>,
+    error: Option<String>,
+    attempts: u32,
+}
+
 impl ItemObserver for Journal {
     fn prepare(&self, item: &mut Item) -> anyhow::Result<Preparation> {
-        let row: Option<(String, String)> = self
+        let row = self
             .lock()
-            .query_row("SELECT state, fingerprint FROM items WHERE key = ?1", [&item.key], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT state, fingerprint, stage, error, attempts FROM items WHERE key = ?1",
+                [&item.key],
+                |r| {
+                    Ok(ItemRow {
+                        state: r.get(0)?,
+                        fingerprint: r.get(1)?,
+                        stage: r.get(2)?,
+                        error: r.get(3)?,
+                        attempts: r.get(4)?,
+                    })
+                },
+            )
             .optional()?;
         let pending: Vec<(String, String)> = {
             let conn = self.lock();
@@ -249,7 +273,7 @@ impl ItemObserver for Journal {
             )?;
             stmt.query_map([&item.key], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?
         };
-        let failed_before = row.as_ref().is_some_and(|(state, _)| state == "failed");
+        let failed_before = row.as_ref().is_some_and(|row| row.state == "failed");
         // A request paid for and not collected is collected on any resume: it costs nothing more.
         let paid_uncollected = pending.iter().any(|(_, request)| request != UNACKNOWLEDGED);
         for (stage, request) in pending {
@@ -262,18 +286,21 @@ impl ItemObserver for Journal {
             let request: Value = serde_json::from_str(&request).unwrap_or(Value::Null);
             item.record(RESUME_FACT, serde_json::json!({ "stage": stage, "request": request }));
         }
-        Ok(match row.as_ref().map(|(s, f)| (s.as_str(), f == &self.fingerprint)) {
-            Some(("written", true)) => Preparation::SkipIfComplete,
+        let Some(ItemRow { state, fingerprint, stage, error, attempts }) = row else {
+            self.set_state(item, "pending", None, None, 0)?;
+            return Ok(Preparation::SkipIfComplete);
+        };
+        let stage = stage.unwrap_or_default();
+        // A sink's failure (a full disk) left outputs missing, which cost nothing to write again.
+        let kept = !self.policy.retry_failed && !paid_uncollected && !self.sinks.contains(&stage);
+        let error = error.unwrap_or_default();
+        Ok(match state.as_str() {
+            "written" if fingerprint == self.fingerprint => Preparation::SkipIfComplete,
             // A failed or filtered item stays so unless the user asks for another try, which
-            // may be paid for again.
-            Some(("failed" | "filtered", _)) if !self.policy.retry_failed && !paid_uncollected => {
-                Preparation::Skip
-            }
-            None => {
-                self.set_state(item, "pending", None, None, 0)?;
-                Preparation::SkipIfComplete
-            }
-            Some(_) => Preparation::Run,
+            // may be paid for again; the run still lists it.
+            "failed" if kept => Preparation::Keep(ItemOutcome::Failed(Failure { stage, error, attempts })),
+            "filtered" if kept => Preparation::Keep(ItemOutcome::Filtered { stage, reason: error }),
+            _ => Preparation::Run,
         })
     }
 

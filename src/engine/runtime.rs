@@ -68,14 +68,15 @@ pub trait ItemObserver: Send + Sync {
 }
 
 /// What [`ItemObserver::prepare`] decided for an item.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Preparation {
     /// Run it, even if its outputs exist (they are stale: the pipeline changed).
     Run,
     /// Skip it if every sink already has its outputs, else run it.
     SkipIfComplete,
-    /// Leave it as it is (e.g. it failed before and failures are not retried).
-    Skip,
+    /// Leave it as an earlier run ended it (failed or filtered, not retried): not run, but
+    /// counted and listed in this run's summary, which describes the whole batch.
+    Keep(ItemOutcome),
 }
 
 /// How an item ended.
@@ -429,6 +430,28 @@ struct Tally {
     filtered_count: u64,
     retries: u64,
     cost_usd: f64,
+    /// Items an earlier run failed or filtered, left so by this one (counted above too).
+    kept: u64,
+}
+
+impl Tally {
+    /// Counts an item's final outcome.
+    fn count(&mut self, key: &str, description: String, outcome: &ItemOutcome) {
+        match outcome {
+            ItemOutcome::Written => self.succeeded += 1,
+            ItemOutcome::Failed(f) => self.failed.push(FailedItem {
+                key: key.to_owned(),
+                description,
+                stage: f.stage.clone(),
+                error: f.error.clone(),
+                attempts: f.attempts,
+            }),
+            ItemOutcome::Filtered { reason, .. } => {
+                self.filtered_count += 1;
+                *self.filtered.entry(reason.clone()).or_default() += 1;
+            }
+        }
+    }
 }
 
 impl Shared {
@@ -475,26 +498,23 @@ impl Shared {
         // leaves it unfinished so the next run takes it up again instead of skipping it as
         // failed.
         let cut_short = matches!(outcome, ItemOutcome::Failed(_)) && self.stop.is_cancelled();
-        match &outcome {
-            _ if cut_short => {}
-            ItemOutcome::Written => tally.succeeded += 1,
-            ItemOutcome::Failed(f) => tally.failed.push(FailedItem {
-                key: item.key.clone(),
-                description,
-                stage: f.stage.clone(),
-                error: f.error.clone(),
-                attempts: f.attempts,
-            }),
-            ItemOutcome::Filtered { reason, .. } => {
-                tally.filtered_count += 1;
-                *tally.filtered.entry(reason.clone()).or_default() += 1;
-            }
+        if !cut_short {
+            tally.count(&item.key, description, &outcome);
         }
         drop(tally);
         self.progress.finished.fetch_add(1, Ordering::Relaxed);
         if let Some(observer) = self.observer.as_ref().filter(|_| !cut_short) {
             observer.item_finished(item, &outcome);
         }
+    }
+
+    /// Counts an item an earlier run failed or filtered, which this run leaves so.
+    fn keep(&self, item: &Item, outcome: ItemOutcome) {
+        let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
+        tally.count(&item.key, item.prompt.description.clone(), &outcome);
+        tally.kept += 1;
+        drop(tally);
+        self.progress.finished.fetch_add(1, Ordering::Relaxed);
     }
 
     fn summary(
@@ -523,7 +543,7 @@ impl Shared {
             not_started: total.saturating_sub(skipped + finished),
             retries: tally.retries,
             elapsed_seconds: elapsed,
-            items_per_second: if elapsed > 0.0 { finished as f64 / elapsed } else { 0.0 },
+            items_per_second: if elapsed > 0.0 { (finished - tally.kept) as f64 / elapsed } else { 0.0 },
             cost_usd: tally.cost_usd,
             interrupted,
             stop_reason: stop_reason
@@ -594,7 +614,10 @@ async fn run_source(
                 None => Ok(Preparation::SkipIfComplete),
             };
             let skip = match prepared {
-                Ok(Preparation::Skip) => true,
+                Ok(Preparation::Keep(outcome)) => {
+                    shared.keep(&item, outcome);
+                    continue;
+                }
                 Ok(Preparation::Run) => false,
                 Ok(Preparation::SkipIfComplete) => {
                     !sinks.is_empty() && sinks.iter().all(|s| s.is_complete(&item))
