@@ -7,5 +7,6 @@
 
 pub mod engine;
 pub mod imaging;
+pub mod print;
 pub mod report;
 pub mod stages;

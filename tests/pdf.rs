@@ -462,3 +462,80 @@ async fn two_hundred_pages_stream_to_disk_as_they_arrive() {
         );
     }
 }
+
+/// The fonts a page's resources name, each with its descendant CID font and font file, as
+/// `pdffonts` reads them.
+fn embedded_fonts(doc: &Document, page: ObjectId) -> Vec<(String, bool)> {
+    let deref = |o: &Object| match o {
+        Object::Reference(id) => doc.get_object(*id).ok().cloned().unwrap_or(Object::Null),
+        other => other.clone(),
+    };
+    let page = doc.get_dictionary(page).unwrap_or_else(|e| panic!("{e}"));
+    let resources = deref(page.get(b"Resources").unwrap_or(&Object::Null));
+    let fonts = resources.as_dict().ok().and_then(|r| r.get(b"Font").ok()).map(deref);
+    let mut found = Vec::new();
+    for (_, font) in fonts.as_ref().and_then(|f| f.as_dict().ok()).into_iter().flat_map(|f| f.iter()) {
+        let font = deref(font);
+        let font = font.as_dict().unwrap_or_else(|e| panic!("{e}"));
+        let name =
+            font.get(b"BaseFont").and_then(|n| n.as_name()).map(|n| String::from_utf8_lossy(n).into_owned());
+        let descendant =
+            font.get(b"DescendantFonts").ok().and_then(|d| d.as_array().ok()).and_then(|d| d.first());
+        let descriptor = descendant
+            .map(deref)
+            .and_then(|d| d.as_dict().ok().and_then(|d| d.get(b"FontDescriptor").ok()).map(deref));
+        let file =
+            descriptor.and_then(|d| d.as_dict().ok().map(|d| d.has(b"FontFile2") || d.has(b"FontFile3")));
+        found.push((name.unwrap_or_default(), file.unwrap_or(false)));
+    }
+    found
+}
+
+#[tokio::test]
+async fn text_is_set_in_an_embedded_subset_font_in_any_script_it_covers() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // The bundled font named as a file, as a pipeline names its own.
+    let title = "Лесные друзья – Δάσος";
+    let book = sink(
+        dir.path(),
+        json!({ "title": title, "author": "Zoë", "page_numbers": true, "font": "fonts/LiberationSans-Regular.ttf" }),
+    );
+    write(&book, &item(0, 1, "fox"), ready(bilevel(64, 64, 300.0, pattern(1)))).await;
+    finish(&book).await;
+
+    let doc = load(&dir.path().join("book.pdf"));
+    let pages = pages(&doc);
+    for page in &pages {
+        let fonts = embedded_fonts(&doc, *page);
+        assert_eq!(fonts.len(), 1, "{fonts:?}");
+        let (name, embedded) = &fonts[0];
+        // A subset's name carries a six-capital tag: what `pdffonts` reports as sub=yes.
+        let (tag, family) = name.split_once('+').unwrap_or_default();
+        assert!(tag.len() == 6 && tag.chars().all(|c| c.is_ascii_uppercase()), "{name}");
+        assert_eq!(family, "LiberationSans");
+        assert!(embedded, "{name} has no font file");
+    }
+    // Copied back out through the ToUnicode map, so the Cyrillic and Greek really were set.
+    let text = text(&doc, 1);
+    assert!(text.contains("Лесные") && text.contains("Δάσος") && text.contains("Zoë"), "{text:?}");
+    // A subset of the few glyphs used, not the 400 KB font.
+    let size = std::fs::metadata(dir.path().join("book.pdf")).map(|m| m.len()).unwrap_or(0);
+    assert!(size < 60_000, "{size} bytes");
+}
+
+#[test]
+fn a_font_that_cannot_be_read_fails_the_build_naming_it() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let ctx = BuildContext {
+        id: "book".into(),
+        inputs: vec!["lineart".into()],
+        output_dir: dir.path().to_owned(),
+        pipeline_file: PathBuf::from("test.yaml"),
+        dry_run: false,
+    };
+    let error = match PdfBook.build(&json!({ "font": "fonts/no-such-font.ttf" }), &ctx) {
+        Ok(_) => panic!("a missing font was accepted"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(error.contains("font") && error.contains("fonts/no-such-font.ttf"), "{error}");
+}

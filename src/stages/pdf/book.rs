@@ -11,6 +11,8 @@ use async_trait::async_trait;
 use pdf_writer::writers::{Catalog, DocumentInfo};
 use pdf_writer::{Chunk, Content, Finish, Name, Ref, TextStr};
 
+use crate::print::font::FontUse;
+
 use crate::engine::cpu;
 use crate::engine::item::{Item, State};
 use crate::engine::media::{Payload, Raster};
@@ -336,13 +338,11 @@ pub(super) fn write_document(
 ) -> io::Result<(Ref, Ref)> {
     let tree = file.alloc();
     let font = file.alloc();
-    let mut helvetica = Chunk::new();
-    helvetica.type1_font(font).base_font(Name(b"Helvetica")).encoding_predefined(Name(b"WinAnsiEncoding"));
-    file.write(&helvetica)?;
+    let mut fonts = FontUse::new(settings.font.clone());
 
     let mut kids = Vec::with_capacity(pages.len() + 1);
     if let Some(title) = &settings.title {
-        let content = title_page(title, settings.author.as_deref(), settings.page);
+        let content = title_page(&mut fonts, title, settings.author.as_deref(), settings.page);
         kids.push(write_page(file, tree, font, None, &content, settings.page)?);
     }
     for (index, page) in pages.iter().enumerate() {
@@ -357,17 +357,28 @@ pub(super) fn write_document(
                 Some(*xobject)
             }
             PageContent::Missing { reason } => {
-                placeholder_text(&mut content, &page.info, reason, settings);
+                placeholder_text(&mut fonts, &mut content, &page.info, reason, settings);
                 None
             }
         };
         if settings.page_numbers {
             let label = (index + 1).to_string();
             let y = settings.margin.max(36.0) / 2.0 - 0.35 * PAGE_NUMBER_SIZE;
-            let x = (settings.page.width - text_width(&label, PAGE_NUMBER_SIZE)) / 2.0;
-            show(&mut content, &label, PAGE_NUMBER_SIZE, x, y);
+            let x = (settings.page.width - fonts.font().width(&label, PAGE_NUMBER_SIZE)) / 2.0;
+            fonts.show(&mut content, &label, PAGE_NUMBER_SIZE, x, y);
         }
         kids.push(write_page(file, tree, font, xobject, &content.finish().into_vec(), settings.page)?);
+    }
+
+    for chunk in fonts.write(font, || file.alloc()).map_err(io::Error::other)? {
+        file.write(&chunk)?;
+    }
+    if !fonts.missing().is_empty() {
+        tracing::warn!(
+            "pdf: {} has no glyph for {:?}: they print as empty boxes (name another `font`)",
+            fonts.font().origin(),
+            fonts.missing().iter().collect::<String>()
+        );
     }
 
     let mut chunk = Chunk::new();

@@ -19,6 +19,7 @@ use crate::engine::output_path::Claim;
 use crate::engine::stage::{
     BuildContext, Component, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, TypedKind,
 };
+use crate::print::font::Font;
 
 mod book;
 mod image;
@@ -80,6 +81,12 @@ impl TypedKind for PdfBook {
                      failed and why (so later pages keep their numbers), or write no book and fail",
                 ),
                 OptionDoc::new("creator", "string", "inkflow", "the document's Creator entry"),
+                OptionDoc::new(
+                    "font",
+                    "path",
+                    "built-in Liberation Sans",
+                    "a .ttf or .otf file for every text of the book, embedded as a subset",
+                ),
             ],
             accepts: Media::IMAGES.to_vec(),
             output: OutputMedia::None,
@@ -92,6 +99,10 @@ impl TypedKind for PdfBook {
     }
 
     fn build_from(&self, options: Options, ctx: &BuildContext) -> anyhow::Result<Component> {
+        let font = match &options.font {
+            Some(path) => Font::load(path).map_err(|e| anyhow::anyhow!("font: {e}"))?,
+            None => Font::builtin(),
+        };
         let final_path = options.path.under(&ctx.output_dir);
         let mut partial = final_path.clone().into_os_string();
         partial.push(".partial");
@@ -110,6 +121,7 @@ impl TypedKind for PdfBook {
             creator: options.creator,
             page_numbers: options.page_numbers,
             on_missing: options.on_missing,
+            font,
         };
         Ok(Component::Sink(Arc::new(BookSink {
             settings: Arc::new(settings),
@@ -145,21 +157,6 @@ mod tests {
         let [x, y, w, h] = place_image(LETTER, 36.0, 100, 100, Some(300.0));
         assert_eq!((x, w, h), (36.0, 540.0, 540.0));
         assert_eq!(y, (792.0 - 540.0) / 2.0);
-    }
-
-    #[test]
-    fn wrap_keeps_every_line_within_the_width() {
-        let text =
-            "a cheerful fox with a very long tail in a forest of supercalifragilisticexpialidocious trees";
-        let lines = wrap(text, 12.0, 100.0);
-        assert!(lines.len() > 3);
-        assert!(lines.iter().all(|l| text_width(l, 12.0) <= 100.0), "{lines:?}");
-        assert_eq!(lines.join("").replace(' ', ""), text.replace(' ', ""));
-    }
-
-    #[test]
-    fn win_ansi_maps_curly_quotes_and_replaces_the_rest() {
-        assert_eq!(win_ansi("it\u{2019}s caf\u{e9} \u{1f600}"), b"it\x92s caf\xe9 ?");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::engine::output_path::OutputPath;
 use crate::engine::stage::{OptionsError, parse_options};
+use crate::print::font::Font;
 
 /// The `pdf` options, as written in the pipeline file.
 #[derive(Deserialize)]
@@ -29,6 +30,8 @@ pub struct Options {
     pub(super) on_missing: OnMissing,
     #[serde(default = "default_creator")]
     pub(super) creator: String,
+    #[serde(default)]
+    pub(super) font: Option<PathBuf>,
 }
 
 pub(super) fn default_path() -> OutputPath {
@@ -145,4 +148,5 @@ pub(super) struct Settings {
     pub(super) creator: String,
     pub(super) page_numbers: bool,
     pub(super) on_missing: OnMissing,
+    pub(super) font: Font,
 }
