@@ -220,9 +220,19 @@ fn dry_run_plans_without_writing() {
 #[test]
 fn stages_and_graph_describe_the_pipeline() {
     let list = text(&run(&["stages"]).stdout);
-    for kind in
-        ["prompts", "files", "pattern", "grayscale", "threshold", "upscale", "thumbnail", "disk", "pdf"]
-    {
+    for kind in [
+        "prompts",
+        "files",
+        "pattern",
+        "grayscale",
+        "threshold",
+        "lineart-check",
+        "lineart-cleanup",
+        "upscale",
+        "thumbnail",
+        "disk",
+        "pdf",
+    ] {
         assert!(list.contains(kind), "{kind} missing from:\n{list}");
     }
     let upscale = text(&run(&["stages", "upscale"]).stdout);

@@ -6,6 +6,7 @@ pub mod gray;
 pub mod jpeg;
 pub mod pattern;
 pub mod png;
+pub mod quality;
 pub mod resize;
 pub mod threshold;
 

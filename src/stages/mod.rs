@@ -8,6 +8,8 @@ pub mod disk;
 pub mod fal;
 pub mod files;
 pub mod grayscale;
+pub mod lineart_check;
+pub mod lineart_cleanup;
 pub mod naming;
 pub mod pattern;
 pub mod pdf;
@@ -29,6 +31,8 @@ pub fn builtin() -> Registry {
     registry.register(Arc::new(fal::Fal::new()));
     registry.register(Arc::new(grayscale::Grayscale));
     registry.register(Arc::new(threshold::Threshold));
+    registry.register(Arc::new(lineart_check::LineartCheck));
+    registry.register(Arc::new(lineart_cleanup::LineartCleanup));
     registry.register(Arc::new(upscale::Upscale));
     registry.register(Arc::new(thumbnail::Thumbnail));
     registry.register(Arc::new(plugin::Plugin));

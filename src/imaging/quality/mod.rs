@@ -1,0 +1,118 @@
+//! Measurements of a line-art page, for the `lineart-check` and `lineart-cleanup` stages: ink
+//! coverage and solid blobs, specks, enclosed regions against the length of line drawn,
+//! stroke thickness, and (from the gray page before the threshold) shading, photo-like tone
+//! and faint lines the threshold loses.
+//!
+//! The 1-bit measurements work on packed 64-bit words ([`bits::InkMap`]) and on run-length
+//! rows ([`components`]), never pixel by pixel, so a 2550x3300 page is measured in a few
+//! milliseconds.
+
+pub mod bits;
+pub mod cleanup;
+pub mod components;
+#[cfg(test)]
+pub(crate) mod fixtures;
+pub mod tones;
+
+use bits::InkMap;
+use components::{Colour, Components, Runs};
+use tones::{Blocks, ToneLimits, ToneMeasures};
+
+/// The sizes the 1-bit measurements use, in pixels at print size.
+#[derive(Clone, Copy, Debug)]
+pub struct InkLimits {
+    /// An ink component of at most this many pixels is a speck.
+    pub speck_px: u64,
+    /// Ink at least this thick (in every direction) is solid black, not a line (measured on
+    /// 8x8 blocks: a multiple of 8).
+    pub solid_px: usize,
+    /// Strokes thinner than this are thin lines.
+    pub min_line_px: usize,
+    /// A white region smaller than this is not an area to colour (a pin-hole or a notch).
+    pub min_region_px: u64,
+}
+
+/// What the 1-bit page measures.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InkMeasures {
+    /// Share of the page that is ink.
+    pub coverage: f64,
+    /// The largest solid black region, as a share of the page.
+    pub largest_solid: f64,
+    /// Ink components of at most `speck_px` pixels.
+    pub specks: u64,
+    /// White regions enclosed by ink (not reaching the page edge) of at least `min_region_px`:
+    /// the areas a bucket fill colours one at a time.
+    pub regions: u64,
+    /// Length of the line work but specks, in pixels: half the length of its outlines.
+    pub line_px: f64,
+    /// Share of the crossings of the line work but specks (see [`InkMap::crossings`]) thinner than
+    /// `min_line_px`: over one half, the median stroke is thinner.
+    pub thin: f64,
+}
+
+impl InkMeasures {
+    /// Enclosed regions per 1000 px of line: low when outlines leave gaps, so that the insides
+    /// of shapes run into each other and into the background.
+    pub fn regions_per_kpx(&self) -> f64 {
+        if self.line_px <= 0.0 { 0.0 } else { self.regions as f64 * 1000.0 / self.line_px }
+    }
+}
+
+/// The radius of the round probe that fits in a stroke `px` thick (at least 1).
+fn radius_for(px: usize) -> usize {
+    (px / 2).max(1)
+}
+
+/// Measures a 1-bit page.
+pub fn measure_ink(ink: &InkMap, limits: InkLimits) -> InkMeasures {
+    let page = (ink.width() * ink.height()).max(1) as f64;
+    let inked = ink.count();
+    let runs = Runs::of(ink, Colour::Ink);
+    let pieces = Components::label(&runs, Colour::Ink, ink.width());
+    let speck = |c: usize| pieces.area[c] <= limits.speck_px;
+    let specks = (0..pieces.len()).filter(|&c| speck(c)).count() as u64;
+    let mut lines = ink.clone();
+    components::paint(&mut lines, &runs, &pieces, false, speck);
+
+    // Solid areas on the 8x8 block map: the full blocks that a probe `solid_px` wide covers.
+    let solid = ink.full_blocks().open(radius_for(limits.solid_px.div_ceil(8)));
+    let solid = Components::label(&Runs::of(&solid, Colour::Ink), Colour::Ink, solid.width());
+    let largest_solid = 64 * solid.area.iter().copied().max().unwrap_or(0);
+
+    let (short, crossings) = lines.crossings(limits.min_line_px);
+    InkMeasures {
+        coverage: inked as f64 / page,
+        largest_solid: largest_solid as f64 / page,
+        specks,
+        regions: enclosed_regions(ink, limits.min_region_px),
+        // Pixel edges overcount a curve's length by 4/pi on average; a stroke has two sides.
+        line_px: lines.boundary_edges() as f64 * std::f64::consts::PI / 8.0,
+        thin: if crossings == 0 { 0.0 } else { short as f64 / crossings as f64 },
+    }
+}
+
+/// White regions off the page edge of at least `min_px` pixels.
+fn enclosed_regions(ink: &InkMap, min_px: u64) -> u64 {
+    let paper = Components::label(&Runs::of(ink, Colour::Paper), Colour::Paper, ink.width());
+    (0..paper.len()).filter(|&c| !paper.on_border[c] && paper.area[c] >= min_px).count() as u64
+}
+
+/// Everything a page measures: from its gray pixels (before the threshold) and the ink the
+/// threshold at `tone.level` gives.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Measures {
+    /// From the 1-bit page.
+    pub ink: InkMeasures,
+    /// From the gray page.
+    pub tone: ToneMeasures,
+}
+
+/// Measures a gray page `width` x `height` and the page the threshold makes of it.
+pub fn measure_gray(gray: &[u8], width: u32, height: u32, tone: ToneLimits, ink: InkLimits) -> Measures {
+    let map = InkMap::from_gray(width, height, gray, tone.level);
+    Measures {
+        ink: measure_ink(&map, ink),
+        tone: tones::measure(&Blocks::of(gray, width as usize, height as usize), tone),
+    }
+}

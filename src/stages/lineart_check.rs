@@ -1,0 +1,549 @@
+//! `lineart-check`: judges every page before it is printed. It reads the gray print page (after
+//! `upscale`, before `threshold`), thresholds it itself at the same `level` to measure the
+//! black-and-white page the book will get, and keeps the gray pixels for what only they show
+//! (shading, photo-like tone, faint lines the threshold drops). The page passes on unchanged;
+//! the item's metadata gets `quality: {verdict, problems, metrics}`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::engine::item::Item;
+use crate::engine::media::{Media, Payload, Pixels};
+use crate::engine::stage::{
+    BuildContext, Component, CpuStage, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, StageError,
+    TypedKind, parse_options,
+};
+use crate::imaging::quality::tones::ToneLimits;
+use crate::imaging::quality::{InkLimits, Measures, measure_gray};
+
+/// The `lineart-check` kind.
+pub struct LineartCheck;
+
+/// A defect the check can find; the names are stable (metadata, `severity`, the pdf sink).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Problem {
+    /// Almost no ink.
+    Empty,
+    /// Too much ink, or one solid black region too large.
+    HeavyInk,
+    /// Mid-gray shading that the threshold turns into blobs or noise.
+    GrayShading,
+    /// Many tiny isolated specks.
+    Speckles,
+    /// Few enclosed regions for the line drawn: a bucket fill would leak.
+    OpenOutlines,
+    /// The median stroke is thinner than prints reliably.
+    ThinLines,
+    /// Much of the line work is too light for the threshold and vanishes.
+    InkLost,
+    /// Photo-like: continuous tone rather than strokes.
+    NotLineArt,
+}
+
+impl Problem {
+    /// Every code, in the order they are reported.
+    pub const ALL: [Problem; 8] = [
+        Problem::Empty,
+        Problem::HeavyInk,
+        Problem::GrayShading,
+        Problem::Speckles,
+        Problem::OpenOutlines,
+        Problem::ThinLines,
+        Problem::InkLost,
+        Problem::NotLineArt,
+    ];
+
+    /// The code as written in metadata and options.
+    pub fn code(self) -> &'static str {
+        match self {
+            Problem::Empty => "empty",
+            Problem::HeavyInk => "heavy_ink",
+            Problem::GrayShading => "gray_shading",
+            Problem::Speckles => "speckles",
+            Problem::OpenOutlines => "open_outlines",
+            Problem::ThinLines => "thin_lines",
+            Problem::InkLost => "ink_lost",
+            Problem::NotLineArt => "not_line_art",
+        }
+    }
+
+    /// What a code does to the verdict unless `severity` says otherwise: a page that cannot
+    /// be coloured is rejected; defects the cleanup can mend or a reader may accept warn.
+    fn default_severity(self) -> Severity {
+        match self {
+            Problem::Speckles | Problem::OpenOutlines | Problem::ThinLines => Severity::Warn,
+            _ => Severity::Reject,
+        }
+    }
+}
+
+/// What a problem does to the verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The page is rejected.
+    Reject,
+    /// The page passes with a warning.
+    Warn,
+    /// Measured and ignored.
+    Ignore,
+}
+
+/// The outcome for a page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// No problem.
+    Pass,
+    /// Only problems that warn.
+    Warn,
+    /// At least one problem that rejects.
+    Reject,
+}
+
+impl Verdict {
+    /// The verdict as written in metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Warn => "warn",
+            Verdict::Reject => "reject",
+        }
+    }
+
+    /// The verdict a `lineart-check` recorded on an item, if one ran.
+    pub fn of(item: &Item) -> Option<Verdict> {
+        match item.facts.get("quality")?.get("verdict")?.as_str()? {
+            "pass" => Some(Verdict::Pass),
+            "warn" => Some(Verdict::Warn),
+            "reject" => Some(Verdict::Reject),
+            _ => None,
+        }
+    }
+}
+
+/// Every default, once: the options' serde defaults and their documentation read it.
+const D: Options = Options {
+    level: 128,
+    min_coverage: 0.003,
+    max_coverage: 0.35,
+    max_solid: 0.05,
+    solid_px: 40,
+    mid_gray: [40, 200],
+    max_shading: 0.05,
+    speck_px: 30,
+    max_specks: 100,
+    min_region_px: 400,
+    min_regions_per_kpx: 1.0,
+    min_line_px: 3,
+    max_thin: 0.5,
+    contrast: 24,
+    max_ink_lost: 0.5,
+    min_lost: 0.05,
+    max_tone: 0.45,
+    severity: BTreeMap::new(),
+};
+
+/// The `lineart-check` options: every limit, and what each problem does.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Options {
+    level: u8,
+    min_coverage: f64,
+    max_coverage: f64,
+    max_solid: f64,
+    solid_px: usize,
+    mid_gray: [u8; 2],
+    max_shading: f64,
+    speck_px: u64,
+    max_specks: u64,
+    min_region_px: u64,
+    min_regions_per_kpx: f64,
+    min_line_px: usize,
+    max_thin: f64,
+    contrast: u8,
+    max_ink_lost: f64,
+    min_lost: f64,
+    max_tone: f64,
+    severity: BTreeMap<Problem, Severity>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        D
+    }
+}
+
+fn share(name: &str, doc: &str, default: f64) -> OptionDoc {
+    OptionDoc::new(name, "number 0-1", &default.to_string(), doc)
+}
+
+fn pixels(name: &str, doc: &str, default: impl ToString) -> OptionDoc {
+    OptionDoc::new(name, "integer pixels", &default.to_string(), doc)
+}
+
+fn parse(options: &Value) -> Result<Options, OptionsError> {
+    let o: Options = parse_options(options)?;
+    let shares = [
+        ("min_coverage", o.min_coverage),
+        ("max_coverage", o.max_coverage),
+        ("max_solid", o.max_solid),
+        ("max_shading", o.max_shading),
+        ("max_thin", o.max_thin),
+        ("max_ink_lost", o.max_ink_lost),
+        ("min_lost", o.min_lost),
+        ("max_tone", o.max_tone),
+    ];
+    for (name, value) in shares {
+        if !(0.0..=1.0).contains(&value) {
+            return Err(OptionsError::at(
+                name,
+                format!("{name} is a share of the page from 0 to 1, got {value}"),
+            ));
+        }
+    }
+    if o.mid_gray[0] > o.mid_gray[1] {
+        return Err(OptionsError::at(
+            "mid_gray",
+            format!("mid_gray is [darkest, lightest], got [{}, {}]", o.mid_gray[0], o.mid_gray[1]),
+        ));
+    }
+    for (name, value) in [("solid_px", o.solid_px), ("min_line_px", o.min_line_px)] {
+        if !(1..=64).contains(&value) {
+            return Err(OptionsError::at(name, format!("{name} must be from 1 to 64 pixels, got {value}")));
+        }
+    }
+    if !o.min_regions_per_kpx.is_finite() || o.min_regions_per_kpx < 0.0 {
+        return Err(OptionsError::at("min_regions_per_kpx", "min_regions_per_kpx must be 0 or more"));
+    }
+    Ok(o)
+}
+
+impl TypedKind for LineartCheck {
+    type Options = Options;
+
+    fn describe(&self) -> &KindInfo {
+        static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
+            name: "lineart-check".into(),
+            role: Role::Stage,
+            summary:
+                "Judges each gray print page (before `threshold`): pass, warn or reject, with problem codes \
+                      and metrics in the metadata"
+                    .into(),
+            options: vec![
+                OptionDoc::new(
+                    "level",
+                    "integer 0-255",
+                    &D.level.to_string(),
+                    "The threshold stage's level: the check measures the page that threshold will make",
+                ),
+                share("min_coverage", "empty: less of the page is ink", D.min_coverage),
+                share("max_coverage", "heavy_ink: more of the page is ink", D.max_coverage),
+                share("max_solid", "heavy_ink: one solid black region covers more of the page", D.max_solid),
+                pixels(
+                    "solid_px",
+                    "Ink this thick in every direction is a solid region, not a line",
+                    D.solid_px,
+                ),
+                OptionDoc::new(
+                    "mid_gray",
+                    "[darkest, lightest]",
+                    &format!("[{}, {}]", D.mid_gray[0], D.mid_gray[1]),
+                    "Gray values counted as mid-gray (shading, tone)",
+                ),
+                share(
+                    "max_shading",
+                    "gray_shading: more of the page is in mid-gray areas at least 24 px across",
+                    D.max_shading,
+                ),
+                pixels("speck_px", "An ink component of at most this many pixels is a speck", D.speck_px),
+                OptionDoc::new(
+                    "max_specks",
+                    "integer",
+                    &D.max_specks.to_string(),
+                    "speckles: more specks on the page",
+                ),
+                pixels(
+                    "min_region_px",
+                    "A white area smaller than this is not a region to colour",
+                    D.min_region_px,
+                ),
+                OptionDoc::new(
+                    "min_regions_per_kpx",
+                    "number",
+                    &D.min_regions_per_kpx.to_string(),
+                    "open_outlines: fewer enclosed regions per 1000 px of line drawn",
+                ),
+                pixels("min_line_px", "thin_lines: the median stroke is thinner than this", D.min_line_px),
+                share("max_thin", "thin_lines: more of the line work (by length) is thinner", D.max_thin),
+                OptionDoc::new(
+                    "contrast",
+                    "integer 0-255",
+                    &D.contrast.to_string(),
+                    "How much darker than the paper around it gray must be to count as line work",
+                ),
+                share(
+                    "max_ink_lost",
+                    "ink_lost: more of the line work is too light for the threshold...",
+                    D.max_ink_lost,
+                ),
+                share(
+                    "min_lost",
+                    "...and that light line work covers at least this much of the page",
+                    D.min_lost,
+                ),
+                share("max_tone", "not_line_art: more of the page is continuous mid-gray tone", D.max_tone),
+                OptionDoc::new(
+                    "severity",
+                    "{code: reject|warn|ignore}",
+                    "speckles, open_outlines, thin_lines warn; the others reject",
+                    "What each problem does to the verdict",
+                ),
+            ],
+            accepts: vec![Media::Gray],
+            output: OutputMedia::Fixed(Media::Gray),
+        });
+        &INFO
+    }
+
+    fn parse(&self, options: &Value) -> Result<Options, OptionsError> {
+        parse(options)
+    }
+
+    fn build_from(&self, options: Options, _ctx: &BuildContext) -> anyhow::Result<Component> {
+        Ok(Component::Cpu(Arc::new(CheckStage { o: options })))
+    }
+}
+
+struct CheckStage {
+    o: Options,
+}
+
+impl CheckStage {
+    /// The problems a page's measures show, in code order.
+    fn problems(&self, m: &Measures) -> Vec<Problem> {
+        let o = &self.o;
+        let (ink, tone) = (&m.ink, &m.tone);
+        let empty = ink.coverage < o.min_coverage;
+        let found = |p: Problem| match p {
+            Problem::Empty => empty,
+            Problem::HeavyInk => ink.coverage > o.max_coverage || ink.largest_solid > o.max_solid,
+            Problem::GrayShading => tone.shading > o.max_shading,
+            Problem::Speckles => ink.specks > o.max_specks,
+            // Outlines and strokes are only judged where something is drawn.
+            Problem::OpenOutlines => !empty && ink.regions_per_kpx() < o.min_regions_per_kpx,
+            Problem::ThinLines => !empty && ink.thin > o.max_thin,
+            Problem::InkLost => tone.ink_lost > o.max_ink_lost && tone.faint >= o.min_lost,
+            Problem::NotLineArt => tone.tone > o.max_tone,
+        };
+        Problem::ALL.into_iter().filter(|&p| found(p)).collect()
+    }
+
+    fn severity(&self, problem: Problem) -> Severity {
+        self.o.severity.get(&problem).copied().unwrap_or_else(|| problem.default_severity())
+    }
+
+    /// The `quality` metadata for a page's measures.
+    fn judge(&self, m: &Measures) -> Value {
+        let problems: Vec<Problem> =
+            self.problems(m).into_iter().filter(|&p| self.severity(p) != Severity::Ignore).collect();
+        let verdict = problems
+            .iter()
+            .map(|&p| if self.severity(p) == Severity::Reject { Verdict::Reject } else { Verdict::Warn })
+            .max()
+            .unwrap_or(Verdict::Pass);
+        let round = |v: f64| (v * 10_000.0).round() / 10_000.0;
+        json!({
+            "verdict": verdict.name(),
+            "problems": problems.iter().map(|p| p.code()).collect::<Vec<_>>(),
+            "metrics": {
+                "coverage": round(m.ink.coverage),
+                "largest_solid": round(m.ink.largest_solid),
+                "specks": m.ink.specks,
+                "regions": m.ink.regions,
+                "line_px": m.ink.line_px.round(),
+                "regions_per_kpx": round(m.ink.regions_per_kpx()),
+                "thin": round(m.ink.thin),
+                "shading": round(m.tone.shading),
+                "tone": round(m.tone.tone),
+                "paper": round(m.tone.paper),
+                "ink_lost": round(m.tone.ink_lost),
+                "faint": round(m.tone.faint),
+            },
+        })
+    }
+}
+
+impl CpuStage for CheckStage {
+    fn process(&self, item: &mut Item, input: Payload) -> Result<Payload, StageError> {
+        let Payload::Image(raster) = &input else {
+            return Err(StageError::failed(format!(
+                "lineart-check takes a gray image, got {}",
+                input.media()
+            )));
+        };
+        let Pixels::Gray(gray) = &raster.pixels else {
+            return Err(StageError::failed(format!(
+                "lineart-check takes a gray image (put it before threshold), got {}",
+                raster.media()
+            )));
+        };
+        let o = &self.o;
+        let tone = ToneLimits {
+            level: o.level,
+            mid_low: o.mid_gray[0],
+            mid_high: o.mid_gray[1],
+            contrast: o.contrast,
+        };
+        let ink = InkLimits {
+            speck_px: o.speck_px,
+            solid_px: o.solid_px,
+            min_line_px: o.min_line_px,
+            min_region_px: o.min_region_px,
+        };
+        let measures = measure_gray(gray, raster.width, raster.height, tone, ink);
+        item.record("quality", self.judge(&measures));
+        Ok(input)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::item::Prompt;
+    use crate::engine::media::Raster;
+    use crate::engine::stage::Kind;
+    use crate::imaging::quality::fixtures::{H, Pen, SOFT, Sheet, W, faces_page};
+    use crate::stages::test_support::build_cpu;
+
+    /// Runs the check with `options` on a gray page; the item's `quality` entry.
+    fn check(options: Value, gray: Vec<u8>) -> Value {
+        let stage = build_cpu(&LineartCheck, options);
+        let mut item = Item::new(0, Prompt::default());
+        let page = Arc::new(Raster {
+            width: W as u32,
+            height: H as u32,
+            dpi: Some(300.0),
+            pixels: Pixels::Gray(gray),
+        });
+        let Payload::Image(out) = stage.process(&mut item, Payload::Image(page.clone())).unwrap() else {
+            panic!("not an image")
+        };
+        assert!(Arc::ptr_eq(&out, &page), "the page passes on unchanged, not copied");
+        assert_eq!(Verdict::of(&item).map(Verdict::name), item.facts["quality"]["verdict"].as_str());
+        item.facts["quality"].clone()
+    }
+
+    fn verdict_and_problems(quality: &Value) -> (String, Vec<String>) {
+        let problems = quality["problems"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_owned());
+        (quality["verdict"].as_str().unwrap().to_owned(), problems.collect())
+    }
+
+    fn judged(gray: Vec<u8>) -> (String, Vec<String>) {
+        let quality = check(json!({}), gray);
+        verdict_and_problems(&quality)
+    }
+
+    #[test]
+    fn clean_pages_pass_with_soft_lines_and_eye_dots() {
+        for pen in [
+            SOFT,
+            Pen { width: 6.0, soft: 5.0, ink: 70.0, ..SOFT },
+            Pen { width: 16.0, soft: 2.0, ink: 0.0, ..SOFT },
+        ] {
+            let quality = check(json!({}), faces_page(pen, 1).gray());
+            assert_eq!(verdict_and_problems(&quality), ("pass".into(), vec![]), "{quality}");
+            let metrics = &quality["metrics"];
+            assert!(metrics["regions"].as_u64().unwrap() >= 36, "{metrics}");
+            assert_eq!(metrics["specks"], 0, "eye dots are not specks: {metrics}");
+        }
+    }
+
+    #[test]
+    fn each_defect_gets_its_code() {
+        let clean = || faces_page(SOFT, 2);
+        let mut cases: Vec<(&str, &str, Sheet)> = Vec::new();
+        let mut blank = Sheet::new(3);
+        blank.specks(3);
+        cases.push(("empty", "reject", blank));
+        let mut blob = clean();
+        blob.disc(640.0, 820.0, 260.0, 20.0);
+        cases.push(("heavy_ink", "reject", blob));
+        let mut shaded = clean();
+        shaded.fill(60, 60, 1215, 500, 120.0);
+        cases.push(("gray_shading", "reject", shaded));
+        let mut speckled = clean();
+        speckled.specks(600);
+        cases.push(("speckles", "warn", speckled));
+        cases.push(("open_outlines", "warn", faces_page(Pen { gaps: 40.0, ..SOFT }, 2)));
+        cases.push(("thin_lines", "warn", faces_page(Pen { width: 2.0, soft: 1.0, ink: 0.0, gaps: 0.0 }, 2)));
+        cases.push(("ink_lost", "reject", faces_page(Pen { ink: 195.0, ..SOFT }, 2)));
+        let mut photo = Sheet::new(4);
+        for (i, p) in photo.px.iter_mut().enumerate() {
+            let (x, y) = ((i % W) as f32, (i / W) as f32);
+            *p = 125.0 + 60.0 * (x / 97.0).sin() * (y / 131.0).cos() + 20.0 * ((x + y) / 23.0).sin();
+        }
+        cases.push(("not_line_art", "reject", photo));
+        for (code, verdict, sheet) in cases {
+            let quality = check(json!({}), sheet.gray());
+            let (got, problems) = verdict_and_problems(&quality);
+            assert!(problems.iter().any(|p| p == code), "{code}: {quality}");
+            assert_eq!(got, verdict, "{code}: {quality}");
+        }
+    }
+
+    #[test]
+    fn light_lines_are_lost_ink_not_an_empty_page_only() {
+        let (verdict, problems) = judged(faces_page(Pen { ink: 195.0, ..SOFT }, 5).gray());
+        assert_eq!((verdict.as_str(), problems), ("reject", vec!["empty".to_owned(), "ink_lost".to_owned()]));
+        let mut blank = Sheet::new(6);
+        blank.specks(40);
+        let (_, problems) = judged(blank.gray());
+        assert_eq!(problems, ["empty"], "specks on a blank page are not lost line work");
+    }
+
+    #[test]
+    fn severity_moves_a_code_between_reject_warn_and_ignore() {
+        let mut speckled = faces_page(SOFT, 7);
+        speckled.specks(600);
+        let gray = speckled.gray();
+        let rejecting = check(json!({"severity": {"speckles": "reject"}}), gray.clone());
+        assert_eq!(verdict_and_problems(&rejecting), ("reject".into(), vec!["speckles".into()]));
+        let ignoring = check(json!({"severity": {"speckles": "ignore"}}), gray.clone());
+        assert_eq!(verdict_and_problems(&ignoring), ("pass".into(), vec![]));
+        assert!(ignoring["metrics"]["specks"].as_u64().unwrap() >= 500, "still measured");
+        let lenient = check(json!({"max_specks": 2000}), gray);
+        assert_eq!(verdict_and_problems(&lenient).0, "pass");
+    }
+
+    #[test]
+    fn options_are_checked_with_their_path() {
+        let kind = LineartCheck;
+        assert!(kind.check(&json!({})).is_ok());
+        assert_eq!(kind.check(&json!({"max_coverage": 35})).unwrap_err().path, ["max_coverage"]);
+        assert_eq!(kind.check(&json!({"mid_gray": [200, 40]})).unwrap_err().path, ["mid_gray"]);
+        assert_eq!(kind.check(&json!({"severity": {"blurry": "warn"}})).unwrap_err().path, ["severity"]);
+        assert_eq!(kind.check(&json!({"severity": {"empty": "maybe"}})).unwrap_err().path, ["severity"]);
+        assert_eq!(kind.check(&json!({"min_line_px": 0})).unwrap_err().path, ["min_line_px"]);
+        assert!(kind.check(&json!({"levle": 3})).is_err());
+        // Every documented option is a real field (a wrong value is refused at its path, not
+        // as an unknown field).
+        for doc in &kind.info().options {
+            let err = kind.check(&json!({ doc.name.clone(): "not a value" })).unwrap_err();
+            assert_eq!(err.path.first(), Some(&doc.name), "{}: {err}", doc.name);
+        }
+    }
+
+    #[test]
+    fn bilevel_input_is_refused_with_a_hint() {
+        let stage = build_cpu(&LineartCheck, json!({}));
+        let mut item = Item::new(0, Prompt::default());
+        let page = Raster { width: 8, height: 1, dpi: None, pixels: Pixels::Bilevel(vec![0]) };
+        let err = stage.process(&mut item, Payload::Image(Arc::new(page))).unwrap_err();
+        assert!(err.to_string().contains("before threshold"), "{err}");
+    }
+}
