@@ -320,3 +320,36 @@ fn failures_of_earlier_runs_stay_in_the_summary_and_the_exit_code() {
     assert!(summary["failures"][0]["error"].as_str().unwrap().contains("c_broken.png"), "{summary:#}");
     assert_eq!(summary["skipped"], 1, "{summary:#}");
 }
+
+#[test]
+fn a_file_added_to_a_folder_changes_nothing_for_the_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, out) = (tmp.path().join("art"), tmp.path().join("out"));
+    std::fs::create_dir_all(images.join("sub")).unwrap();
+    std::fs::write(images.join("b_broken.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    png(&images.join("c.png"), 255);
+    let pattern = images.join("**/*.png");
+    let pipeline = files_pipeline(tmp.path(), &pattern, "{description}.png");
+    let first = run(&["run", s(&pipeline), "--output", s(&out)]);
+    assert_eq!(first.status.code(), Some(1), "{}", text(&first.stdout));
+
+    // a.png sorts first: keyed by position it would take the broken file's failed key and
+    // never be processed.
+    png(&images.join("a.png"), 0);
+    png(&images.join("sub/d.png"), 255);
+    let second = run(&["run", s(&pipeline), "--output", s(&out)]);
+    assert_eq!(second.status.code(), Some(1), "{}", text(&second.stdout));
+    let summary = read_json(&out.join("batch_metadata.json"));
+    assert_eq!(
+        (summary["succeeded"].clone(), summary["skipped"].clone(), summary["failed"].clone()),
+        (json!(2), json!(1), json!(1)),
+        "{summary:#}"
+    );
+    assert_eq!(summary["failures"][0]["key"], "b_broken.png");
+    let page = image::open(out.join("a.png")).unwrap().into_luma8();
+    assert!(page.pixels().all(|p| p.0[0] == 0), "a.png's own page, black");
+    assert!(out.join("sub_d.png").is_file() && out.join("c.png").is_file());
+    assert_eq!(read_json(&out.join("metadata/sub_d.json"))["key"], "sub/d.png");
+    let pages = files_named(&out, ".png");
+    assert_eq!(pages, ["a.png", "c.png", "sub_d.png"], "no stale outputs beside new ones");
+}

@@ -401,7 +401,7 @@ fn postprocess_names_a_broken_input_and_writes_the_rest() {
     let out = dir.path().join("out");
     let output = run_postprocess(&inputs, &out);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
-    let page = image::open(out.join("001_a_good.png")).unwrap();
+    let page = image::open(out.join("a_good.png")).unwrap();
     assert_eq!((page.width(), page.height()), (2550, 3300));
     let summary: Value =
         serde_json::from_slice(&std::fs::read(out.join("batch_metadata.json")).unwrap()).unwrap();
@@ -454,7 +454,7 @@ fn postprocess_refuses_a_bomb_alone_and_puts_transparency_on_white() {
         "{error}"
     );
 
-    let page = image::open(out.join("002_b_transparent.png")).unwrap().into_luma8();
+    let page = image::open(out.join("b_transparent.png")).unwrap().into_luma8();
     let black =
         page.pixels().filter(|p| p.0[0] == 0).count() as f64 / f64::from(page.width() * page.height());
     // The square covers 1/12 of the art; a transparent background read as black would be 11/12 more.

@@ -27,8 +27,9 @@ pub struct Prompt {
 /// about it (model, seed, timings...), which sinks write into the metadata JSON.
 #[derive(Clone, Debug)]
 pub struct Item {
-    /// Stable key of the item within its batch (unique, filename-safe), used to join
-    /// the inputs of a sink and to resume.
+    /// Stable key of the item within its batch (unique), used to join the inputs of a sink
+    /// and to resume. Not a file name: it may hold `/` (a `files` item's relative path), so
+    /// sinks sanitize it or name files by its hash.
     pub key: String,
     /// Position in the source, from 0.
     pub seq: u64,
@@ -49,6 +50,11 @@ impl Item {
     pub fn new(seq: u64, prompt: Prompt) -> Self {
         let key = item_key(seq, &prompt);
         Item { key, seq, prompt, facts: Map::new(), retries: 0, generation_time: None, cost_usd: 0.0 }
+    }
+
+    /// A fresh item with a key its source chose (the `files` source keys by relative path).
+    pub fn with_key(key: String, seq: u64, prompt: Prompt) -> Self {
+        Item { key, ..Item::new(seq, prompt) }
     }
 
     /// Records a fact about this item for the metadata file.

@@ -72,11 +72,20 @@ struct FileSource {
     path: String,
     /// The files found by `list`, in item order (item number N is entry N-1). Kept here rather
     /// than as a fact on every item: a fact map costs ~0.6 KB per listed item.
-    listed: Mutex<Arc<[PathBuf]>>,
+    listed: Mutex<Arc<[Listed]>>,
+}
+
+/// One file found: where it is, and its path relative to the folder (or to the glob's fixed
+/// leading folders), which is its item's key.
+struct Listed {
+    path: PathBuf,
+    relative: String,
 }
 
 /// The files a `files` source found; item N-1 is made from entry N when the batch reaches it.
-struct FileListing(Arc<[PathBuf]>);
+/// Each item is keyed by its file's relative path, so adding or removing a file changes
+/// nothing for the others (a key by position would hand one file's journal entry to another).
+struct FileListing(Arc<[Listed]>);
 
 impl Listing for FileListing {
     fn len(&self) -> usize {
@@ -84,9 +93,10 @@ impl Listing for FileListing {
     }
 
     fn item(&self, index: usize) -> Item {
-        let description =
-            self.0[index].file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        Item::new(index as u64, Prompt { number: index as u32 + 1, description, ..Prompt::default() })
+        let relative = &self.0[index].relative;
+        let description = relative.rsplit_once('.').map_or(relative.as_str(), |(stem, _)| stem).to_owned();
+        let prompt = Prompt { number: index as u32 + 1, description, ..Prompt::default() };
+        Item::with_key(relative.clone(), index as u64, prompt)
     }
 }
 
@@ -97,10 +107,28 @@ fn is_image(path: &Path) -> bool {
 }
 
 impl FileSource {
-    /// Every image of the folder, or every file the glob matches, sorted.
+    /// Every image of the folder, or every file the glob matches, sorted, each with its path
+    /// relative to the folder or to the glob's leading folders without wildcards.
+    fn list_files(&self) -> anyhow::Result<Vec<Listed>> {
+        let folder = Path::new(&self.path);
+        let base = if folder.is_dir() { folder.to_owned() } else { glob_base(&self.path) };
+        let mut listed: Vec<Listed> = self
+            .paths()?
+            .into_iter()
+            .map(|path| {
+                let relative = path.strip_prefix(&base).unwrap_or(&path);
+                let relative = relative.to_string_lossy().replace('\\', "/");
+                Listed { path, relative }
+            })
+            .collect();
+        listed.sort_by(|a, b| a.relative.cmp(&b.relative));
+        Ok(listed)
+    }
+
+    /// Every image of the folder, or every file the glob matches.
     fn paths(&self) -> anyhow::Result<Vec<PathBuf>> {
         let folder = Path::new(&self.path);
-        let mut paths = if folder.is_dir() {
+        let paths = if folder.is_dir() {
             let entries =
                 std::fs::read_dir(folder).with_context(|| format!("cannot list folder {}", self.path))?;
             let mut paths = Vec::new();
@@ -126,22 +154,37 @@ impl FileSource {
         if paths.is_empty() {
             bail!("no PNG or JPEG images match {:?}", self.path);
         }
-        paths.sort();
         Ok(paths)
     }
 }
 
+/// The leading folders of a glob pattern before its first wildcard: `art` for `art/**/*.png`.
+fn glob_base(pattern: &str) -> PathBuf {
+    let mut base = PathBuf::new();
+    let segments: Vec<&str> = pattern.split(['/', '\\']).collect();
+    for (i, segment) in segments.iter().enumerate() {
+        if i + 1 == segments.len() || segment.contains(['*', '?', '[']) {
+            break;
+        }
+        base.push(if segment.is_empty() && i == 0 { "/" } else { segment });
+    }
+    base
+}
+
 impl Source for FileSource {
     fn list(&self) -> anyhow::Result<Box<dyn Listing>> {
-        let paths: Arc<[PathBuf]> = self.paths()?.into();
-        *self.listed.lock().unwrap_or_else(|e| e.into_inner()) = paths.clone();
-        Ok(Box::new(FileListing(paths)))
+        let listed: Arc<[Listed]> = self.list_files()?.into();
+        *self.listed.lock().unwrap_or_else(|e| e.into_inner()) = listed.clone();
+        Ok(Box::new(FileListing(listed)))
     }
 
     fn load(&self, item: &mut Item) -> Result<Payload, StageError> {
         let path = (item.prompt.number as usize)
             .checked_sub(1)
-            .and_then(|i| self.listed.lock().unwrap_or_else(|e| e.into_inner()).get(i).cloned())
+            .and_then(|i| {
+                let listed = self.listed.lock().unwrap_or_else(|e| e.into_inner());
+                listed.get(i).filter(|entry| entry.relative == item.key).map(|entry| entry.path.clone())
+            })
             .ok_or_else(|| StageError::failed(format!("item {} is not one this source listed", item.key)))?;
         item.record(SOURCE_PATH, path.to_string_lossy().into_owned());
         let shown = path.display();
@@ -206,6 +249,8 @@ mod tests {
         let names: Vec<&str> = items.iter().map(|i| i.prompt.description.as_str()).collect();
         assert_eq!(names, ["a_cover", "b_page", "c_broken"]);
         assert_eq!(items.iter().map(|i| i.prompt.number).collect::<Vec<_>>(), [1, 2, 3]);
+        let keys: Vec<&str> = items.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, ["a_cover.JPG", "b_page.png", "c_broken.png"], "keyed by relative path");
 
         let jpeg = rgb(source.load(&mut items[0]).expect("decodes the jpeg"));
         assert_eq!((jpeg.width, jpeg.height), (8, 6));
@@ -227,6 +272,13 @@ mod tests {
         let items: Vec<Item> = source(&pattern.to_string_lossy()).list().expect("lists").iter().collect();
         let names: Vec<&str> = items.iter().map(|i| i.prompt.description.as_str()).collect();
         assert_eq!(names, ["b_page", "c_broken"]);
+    }
+
+    #[test]
+    fn a_globs_leading_folders_are_the_base_of_its_keys() {
+        assert_eq!(glob_base("art/**/*.png"), Path::new("art"));
+        assert_eq!(glob_base("/data/art/p*/x.png"), Path::new("/data/art"));
+        assert_eq!(glob_base("*.png"), Path::new(""));
     }
 
     #[test]

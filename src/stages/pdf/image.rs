@@ -10,15 +10,23 @@ use pdf_writer::{Chunk, Filter, Finish, Ref};
 use crate::engine::atomic_file::write_atomically;
 use crate::engine::media::{Pixels, Raster};
 
-/// Encoded pages kept beside the book (`OUTPUT/cache/pdf-pages-NAME/KEY.page`), so a resumed
+/// Encoded pages kept beside the book (`OUTPUT/cache/pdf-pages-HASH/HASH.page`), so a resumed
 /// run rebuilds the whole book from pages earlier runs made, without their pixels in memory.
+/// Files are named by short hashes of the book's path and the item key: a key can be long or
+/// hold `/`, a hash is always one short file name.
 pub(super) struct PageStore {
     pub(super) dir: PathBuf,
 }
 
+/// 16 hex digits of SHA-256: one short file name, unique among a batch's items.
+pub(super) fn short_hash(text: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(&sha2::Sha256::digest(text.as_bytes())[..8])
+}
+
 impl PageStore {
     pub(super) fn path(&self, key: &str) -> PathBuf {
-        self.dir.join(format!("{key}.page"))
+        self.dir.join(format!("{}.page", short_hash(key)))
     }
 
     pub(super) fn has(&self, key: &str) -> bool {

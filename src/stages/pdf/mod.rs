@@ -106,8 +106,7 @@ impl TypedKind for PdfBook {
         let final_path = options.path.under(&ctx.output_dir);
         let mut partial = final_path.clone().into_os_string();
         partial.push(".partial");
-        let store_name =
-            format!("pdf-pages-{}", crate::stages::naming::sanitize_component(&options.path.to_string()));
+        let store_name = format!("pdf-pages-{}", short_hash(&options.path.to_string()));
         let settings = Settings {
             pages: PageStore {
                 dir: ctx.output_dir.join(crate::engine::output_path::CACHE_DIR).join(store_name),
