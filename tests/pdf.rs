@@ -217,10 +217,11 @@ async fn pages_are_in_page_order_whatever_the_arrival_order_and_keep_their_pixel
 #[tokio::test]
 async fn page_sizes_follow_the_option_and_images_sit_at_their_dpi() {
     let cases = [
-        (json!({}), [612.0, 792.0]),
-        (json!({ "page_size": "letter" }), [612.0, 792.0]),
-        (json!({ "page_size": "a4" }), [595.28, 841.89]),
-        (json!({ "page_size": { "width_pt": 400, "height_pt": 500.5 } }), [400.0, 500.5]),
+        (json!({ "margin": 0 }), [612.0, 792.0]),
+        (json!({ "trim": "letter", "margin": 0 }), [612.0, 792.0]),
+        (json!({ "trim": "a4", "margin": 0 }), [595.28, 841.89]),
+        (json!({ "trim": "6x9", "margin": "0 in" }), [432.0, 648.0]),
+        (json!({ "trim": "150 x 200 mm", "margin": 0 }), [425.2, 566.93]),
     ];
     for (options, [width, height]) in cases {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -361,7 +362,7 @@ async fn a_book_never_finished_leaves_nothing_at_the_final_path() {
 #[tokio::test]
 async fn gray_and_rgb_pages_are_lossless_flate_images() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let book = sink(dir.path(), json!({}));
+    let book = sink(dir.path(), json!({ "margin": 0 }));
     let (w, h) = (67u32, 45u32);
     let gray: Vec<u8> = (0..w * h).map(|i| (i * 7 % 256) as u8).collect();
     let rgb: Vec<u8> = (0..w * h * 3).map(|i| (i * 13 % 251) as u8).collect();
@@ -408,7 +409,13 @@ async fn sample_book_of_line_art_is_small() {
     assert_eq!(pages.len(), 5);
     assert_g4_page(&doc, pages[1], &page);
     assert_eq!(media_box(&doc, pages[1]), [0.0, 0.0, 612.0, 792.0]);
-    assert_eq!(image_matrix(&doc, pages[1]), [612.0, 0.0, 0.0, 792.0, 0.0, 0.0]);
+    // KDP's margins by default: page 2 is a left-hand page, so the 0.375 in gutter is on its
+    // right and 0.25 in elsewhere, less 18 pt at the bottom for the page number. The width binds:
+    // 567 pt for 2550 px is 324 DPI, over KDP's 300.
+    let (h, band) = (567.0 * 3300.0 / 2550.0, 774.0 - 36.0);
+    let expected = [567.0, 0.0, 0.0, h, 18.0, 36.0 + (band - h) / 2.0];
+    let m = image_matrix(&doc, pages[1]);
+    assert!(m.iter().zip(expected).all(|(a, b)| (a - b).abs() < 0.01) && m.len() == 6, "{m:?}");
 
     let (_, data) = page_image(&doc, pages[1]).unwrap_or_else(|| panic!("no image"));
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(u64::MAX);
@@ -538,4 +545,60 @@ fn a_font_that_cannot_be_read_fails_the_build_naming_it() {
         Err(e) => format!("{e:#}"),
     };
     assert!(error.contains("font") && error.contains("fonts/no-such-font.ttf"), "{error}");
+}
+
+fn boxes(doc: &Document, page: ObjectId) -> [Vec<f32>; 3] {
+    let dict = doc.get_dictionary(page).unwrap_or_else(|e| panic!("{e}"));
+    let get = |key: &[u8]| numbers(dict.get(key).unwrap_or(&Object::Null));
+    [get(b"MediaBox"), get(b"TrimBox"), get(b"BleedBox")]
+}
+
+#[tokio::test]
+async fn a_print_layout_has_front_matter_blank_backs_padding_and_page_boxes() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let options = json!({
+        "trim": "8.5x8.5", "bleed": true, "sides": "single", "pad": true, "page_numbers": true,
+        "title": "Sea Life", "subtitle": "A coloring book", "author": "Ada Inkwell",
+        "copyright": "Copyright 2026 Ada Inkwell\nAll rights reserved.", "belongs_to": "This book belongs to",
+    });
+    let book = sink(dir.path(), options);
+    for number in 1..=4 {
+        write(
+            &book,
+            &item(u64::from(number), number, "fish"),
+            ready(bilevel(64, 64, 300.0, pattern(number))),
+        )
+        .await;
+    }
+    finish(&book).await;
+
+    let doc = load(&dir.path().join("book.pdf"));
+    let pages = pages(&doc);
+    // 3 front pages and 4 art pages, each with a blank back: 14, padded to KDP's 24.
+    assert_eq!(pages.len(), 24);
+    let texts: Vec<String> = (1..=24).map(|n| text(&doc, n)).collect();
+    assert!(
+        texts[0].contains("Sea Life")
+            && texts[0].contains("A coloring book")
+            && texts[0].contains("Ada Inkwell")
+    );
+    assert!(texts[2].contains("All rights reserved."), "{:?}", texts[2]);
+    assert!(texts[4].contains("This book belongs to"), "{:?}", texts[4]);
+    for (index, page) in pages.iter().enumerate() {
+        let has_image = page_image(&doc, *page).is_some();
+        let art = (6..14).contains(&index) && index % 2 == 0;
+        assert_eq!(has_image, art, "page {}", index + 1);
+        if index % 2 == 1 || index >= 14 {
+            assert!(texts[index].trim().is_empty(), "page {} is a blank back: {:?}", index + 1, texts[index]);
+        }
+        // Bleed: 0.125 in on the outside edge (right on right-hand pages), top and bottom.
+        let trim_x = if index % 2 == 0 { 0.0 } else { 9.0 };
+        let [media, trim, bleed] = boxes(&doc, *page);
+        assert_eq!(media, [0.0, 0.0, 621.0, 630.0], "page {}", index + 1);
+        assert_eq!(trim, [trim_x, 9.0, trim_x + 612.0, 621.0], "page {}", index + 1);
+        assert_eq!(bleed, media, "page {}", index + 1);
+    }
+    // Art pages are numbered 1..4, under the art.
+    assert_eq!(texts[6].trim(), "1");
+    assert_eq!(texts[12].trim(), "4");
 }

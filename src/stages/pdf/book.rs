@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use anyhow::Context;
 use async_trait::async_trait;
 use pdf_writer::writers::{Catalog, DocumentInfo};
-use pdf_writer::{Chunk, Content, Finish, Name, Ref, TextStr};
+use pdf_writer::{Chunk, Content, Finish, Ref, TextStr};
 
 use crate::print::font::FontUse;
 
@@ -339,35 +339,46 @@ pub(super) fn write_document(
     let tree = file.alloc();
     let font = file.alloc();
     let mut fonts = FontUse::new(settings.font.clone());
+    let front = FrontText {
+        title: settings.title.as_deref(),
+        subtitle: settings.subtitle.as_deref(),
+        author: settings.author.as_deref(),
+        copyright: settings.copyright.as_deref(),
+        belongs_to: settings.belongs_to.as_deref(),
+    };
+    let layout = settings.layout;
+    let slots = layout.plan(&front.pages(), pages.len());
 
-    let mut kids = Vec::with_capacity(pages.len() + 1);
-    if let Some(title) = &settings.title {
-        let content = title_page(&mut fonts, title, settings.author.as_deref(), settings.page);
-        kids.push(write_page(file, tree, font, None, &content, settings.page)?);
-    }
-    for (index, page) in pages.iter().enumerate() {
-        let mut content = Content::new();
-        let xobject = match &page.content {
-            PageContent::Image { xobject, width, height, dpi } => {
-                let [x, y, w, h] = place_image(settings.page, settings.margin, *width, *height, *dpi);
-                content.save_state();
-                content.transform([w, 0.0, 0.0, h, x, y]);
-                content.x_object(Name(IMAGE_NAME));
-                content.restore_state();
-                Some(*xobject)
+    let mut kids = Vec::with_capacity(slots.len());
+    for (index, slot) in slots.iter().enumerate() {
+        let frame = layout.frame(index, slots.len());
+        let mut refs = PageRefs { tree, font: Some(font), image: None };
+        let content = match *slot {
+            Slot::Blank => {
+                refs.font = None;
+                Vec::new()
             }
-            PageContent::Missing { reason } => {
-                placeholder_text(&mut fonts, &mut content, &page.info, reason, settings);
-                None
+            Slot::Front(page) => front.content(page, &mut fonts, frame.safe),
+            Slot::Art(at) => {
+                let page = &pages[at];
+                let mut content = Content::new();
+                match &page.content {
+                    PageContent::Image { xobject, width, height, dpi } => {
+                        let fill = layout.art == ArtArea::Bleed;
+                        draw_image(&mut content, place_image(frame.art, *width, *height, *dpi, fill));
+                        refs.image = Some(*xobject);
+                    }
+                    PageContent::Missing { reason } => {
+                        placeholder_text(&mut fonts, &mut content, &page.info, reason, frame.art);
+                    }
+                }
+                if layout.page_numbers {
+                    page_number(&mut fonts, &mut content, at + 1, frame.safe);
+                }
+                content.finish().into_vec()
             }
         };
-        if settings.page_numbers {
-            let label = (index + 1).to_string();
-            let y = settings.margin.max(36.0) / 2.0 - 0.35 * PAGE_NUMBER_SIZE;
-            let x = (settings.page.width - fonts.font().width(&label, PAGE_NUMBER_SIZE)) / 2.0;
-            fonts.show(&mut content, &label, PAGE_NUMBER_SIZE, x, y);
-        }
-        kids.push(write_page(file, tree, font, xobject, &content.finish().into_vec(), settings.page)?);
+        kids.push(write_page(file, refs, &content, &frame)?);
     }
 
     for chunk in fonts.write(font, || file.alloc()).map_err(io::Error::other)? {

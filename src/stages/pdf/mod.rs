@@ -23,12 +23,14 @@ use crate::print::font::Font;
 
 mod book;
 mod image;
+mod layout;
 mod object_file;
 mod options;
 mod page;
 
 use book::*;
 use image::*;
+use layout::*;
 use object_file::*;
 use options::*;
 use page::*;
@@ -48,19 +50,46 @@ impl TypedKind for PdfBook {
             options: vec![
                 OptionDoc::new("path", "string", "book.pdf", "the PDF file, relative to the output dir"),
                 OptionDoc::new(
-                    "page_size",
-                    "letter|a4|{ width_pt, height_pt }",
-                    "letter",
-                    "page size; letter is 612x792 pt, a4 595.28x841.89 pt",
+                    "trim",
+                    "8.5x11|8.5x8.5|8x10|6x9|a4|\"W x H in|mm\"",
+                    "8.5x11",
+                    "the trimmed page size (letter is 8.5x11)",
+                ),
+                OptionDoc::new(
+                    "bleed",
+                    "boolean",
+                    "false",
+                    "adds 0.125 in on the outside edge, top and bottom, for art printed to the edge",
                 ),
                 OptionDoc::new(
                     "margin",
-                    "number (pt)",
-                    "0",
-                    "0 places each image at its DPI, centred (shrunk if larger than the page); \
-                     more scales it to fit within the margins",
+                    "auto|length|{ outside, gutter }",
+                    "auto",
+                    "auto is KDP's: 0.25 in outside (0.375 in with bleed), the gutter by page count \
+                     (0.375 in to 150 pages ... 0.875 in past 700); a length is \"0.5 in\", \"12 mm\" \
+                     or points",
+                ),
+                OptionDoc::new(
+                    "art",
+                    "safe|bleed",
+                    "safe",
+                    "art fitted inside the margins (at its DPI when it fits, shrunk when not, never \
+                     stretched), or covering the page to the bleed edge (needs bleed: true)",
+                ),
+                OptionDoc::new(
+                    "sides",
+                    "single|double",
+                    "double",
+                    "single puts a blank back behind every page, as markers bleed through the paper",
+                ),
+                OptionDoc::new(
+                    "pad",
+                    "boolean",
+                    "false",
+                    "adds blank pages at the end up to an even count and at least 24 (KDP's minimum)",
                 ),
                 OptionDoc::new("title", "string", "none", "adds a title page and sets the document title"),
+                OptionDoc::new("subtitle", "string", "none", "printed under the title"),
                 OptionDoc::new(
                     "author",
                     "string",
@@ -68,10 +97,22 @@ impl TypedKind for PdfBook {
                     "the document author, also shown on the title page",
                 ),
                 OptionDoc::new(
+                    "copyright",
+                    "string",
+                    "none",
+                    "adds a copyright page with this text (lines kept) after the title page",
+                ),
+                OptionDoc::new(
+                    "belongs_to",
+                    "string",
+                    "none",
+                    "adds a page with this text (e.g. \"This book belongs to\") and a line to write on",
+                ),
+                OptionDoc::new(
                     "page_numbers",
                     "boolean",
                     "false",
-                    "prints 1, 2, 3... at the bottom of each page",
+                    "prints 1, 2, 3... under the art pages, inside the bottom margin",
                 ),
                 OptionDoc::new(
                     "on_missing",
@@ -113,12 +154,13 @@ impl TypedKind for PdfBook {
             },
             final_path,
             partial_path: PathBuf::from(partial),
-            page: options.page_size,
-            margin: options.margin,
+            layout: options.layout(),
             title: options.title,
+            subtitle: options.subtitle,
             author: options.author,
+            copyright: options.copyright,
+            belongs_to: options.belongs_to,
             creator: options.creator,
-            page_numbers: options.page_numbers,
             on_missing: options.on_missing,
             font,
         };
@@ -139,38 +181,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_300_dpi_letter_image_fills_a_letter_page_exactly() {
-        assert_eq!(place_image(LETTER, 0.0, 2550, 3300, Some(300.0)), [0.0, 0.0, 612.0, 792.0]);
-    }
-
-    #[test]
-    fn an_image_too_large_for_the_page_is_shrunk_and_centred() {
-        let [x, y, w, h] = place_image(A4, 0.0, 2550, 3300, Some(300.0));
-        assert!((w - 595.28).abs() < 0.01, "width {w}");
-        assert!((h - 595.28 * 3300.0 / 2550.0).abs() < 0.01, "height {h}");
-        assert!(x.abs() < 0.01 && (y - (841.89 - h) / 2.0).abs() < 0.01);
-    }
-
-    #[test]
-    fn margins_fit_the_image_inside_them() {
-        let [x, y, w, h] = place_image(LETTER, 36.0, 100, 100, Some(300.0));
-        assert_eq!((x, w, h), (36.0, 540.0, 540.0));
-        assert_eq!(y, (792.0 - 540.0) / 2.0);
-    }
-
-    #[test]
     fn option_errors_point_at_the_field() {
-        let err =
-            Options::parse(&serde_json::json!({ "page_size": "legal" })).err().map(|e| (e.path, e.message));
+        let err = Options::parse(&serde_json::json!({ "trim": "legal" })).err().map(|e| (e.path, e.message));
         let (path, message) = err.unwrap_or_default();
-        assert_eq!(path, ["page_size"]);
+        assert_eq!(path, ["trim"]);
         assert!(message.contains("legal") && message.contains("a4"), "{message}");
 
-        let err = Options::parse(&serde_json::json!({ "page_size": { "width_pt": 10, "height_pt": 700 } }));
-        assert_eq!(err.err().map(|e| e.path), Some(vec!["page_size".to_owned(), "width_pt".to_owned()]));
+        for margin in [serde_json::json!(300), serde_json::json!("4 in"), serde_json::json!("2 cubits")] {
+            let err = Options::parse(&serde_json::json!({ "margin": margin }));
+            assert_eq!(err.err().map(|e| e.path), Some(vec!["margin".to_owned()]), "{margin}");
+        }
+        let err = Options::parse(&serde_json::json!({ "margin": { "outside": "0.5 in", "gutter": "x" } }));
+        assert_eq!(err.err().map(|e| e.path.first().cloned()), Some(Some("margin".to_owned())));
 
-        let err = Options::parse(&serde_json::json!({ "margin": 300 }));
-        assert_eq!(err.err().map(|e| e.path), Some(vec!["margin".to_owned()]));
+        let err = Options::parse(&serde_json::json!({ "art": "bleed" }));
+        assert_eq!(err.err().map(|e| e.path), Some(vec!["art".to_owned()]));
+        assert!(Options::parse(&serde_json::json!({ "art": "bleed", "bleed": true })).is_ok());
+
+        let err = Options::parse(&serde_json::json!({ "sides": "triple" }));
+        assert_eq!(err.err().map(|e| e.path), Some(vec!["sides".to_owned()]));
 
         let err = Options::parse(&serde_json::json!({ "on_missing": "ignore" }));
         assert_eq!(err.err().map(|e| e.path), Some(vec!["on_missing".to_owned()]));

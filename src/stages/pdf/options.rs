@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::engine::output_path::OutputPath;
 use crate::engine::stage::{OptionsError, parse_options};
 use crate::print::font::Font;
+use crate::print::{Length, MIN_PAGES, Trim};
 
 /// The `pdf` options, as written in the pipeline file.
 #[derive(Deserialize)]
@@ -16,14 +17,28 @@ use crate::print::font::Font;
 pub struct Options {
     #[serde(default = "default_path")]
     pub(super) path: OutputPath,
+    #[serde(default = "default_trim")]
+    pub(super) trim: Trim,
     #[serde(default)]
-    pub(super) page_size: PageSize,
+    pub(super) bleed: bool,
     #[serde(default)]
-    pub(super) margin: f32,
+    pub(super) margin: Margins,
+    #[serde(default)]
+    pub(super) art: ArtArea,
+    #[serde(default)]
+    pub(super) sides: Sides,
+    #[serde(default)]
+    pub(super) pad: bool,
     #[serde(default)]
     pub(super) title: Option<String>,
     #[serde(default)]
+    pub(super) subtitle: Option<String>,
+    #[serde(default)]
     pub(super) author: Option<String>,
+    #[serde(default)]
+    pub(super) copyright: Option<String>,
+    #[serde(default)]
+    pub(super) belongs_to: Option<String>,
     #[serde(default)]
     pub(super) page_numbers: bool,
     #[serde(default)]
@@ -42,84 +57,97 @@ pub(super) fn default_creator() -> String {
     "inkflow".into()
 }
 
-/// PDF viewers and printers reject pages over 200 inches (PDF 1.7, annex C).
-pub(super) const MAX_PAGE_PT: f32 = 14_400.0;
+pub(super) fn default_trim() -> Trim {
+    Trim::LETTER
+}
+
 /// The smallest printable area left inside the margins: one inch.
 pub(super) const MIN_PRINTABLE_PT: f32 = 72.0;
 
 impl Options {
     pub(super) fn parse(options: &Value) -> Result<Self, OptionsError> {
         let options: Options = parse_options(options)?;
-        let PageSize { width, height } = options.page_size;
-        for (side, value) in [("width_pt", width), ("height_pt", height)] {
-            if !(MIN_PRINTABLE_PT..=MAX_PAGE_PT).contains(&value) {
-                return Err(OptionsError::at(
-                    &format!("page_size.{side}"),
-                    format!("{value} pt is outside {MIN_PRINTABLE_PT}..={MAX_PAGE_PT} pt (1 to 200 inches)"),
-                ));
-            }
+        if options.art == ArtArea::Bleed && !options.bleed {
+            return Err(OptionsError::at("art", "art: bleed fills the bleed, so it needs bleed: true"));
         }
-        if !options.margin.is_finite() || options.margin < 0.0 {
+        if options.subtitle.is_some() && options.title.is_none() {
+            return Err(OptionsError::at("subtitle", "a subtitle goes on the title page: give a title too"));
+        }
+        let layout = options.layout();
+        let safe = layout.frame(0, MIN_PAGES).safe;
+        if safe.width().min(safe.height()) < MIN_PRINTABLE_PT {
             return Err(OptionsError::at(
                 "margin",
-                format!("{} is not a margin in points (0 or more)", options.margin),
-            ));
-        }
-        if width.min(height) - 2.0 * options.margin < MIN_PRINTABLE_PT {
-            return Err(OptionsError::at(
-                "margin",
-                format!(
-                    "a {} pt margin leaves less than one inch of a {width}x{height} pt page",
-                    options.margin
-                ),
+                format!("these margins leave less than one inch of a {} page", options.trim),
             ));
         }
         Ok(options)
     }
-}
 
-/// A page size in points (1/72 inch).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(super) struct PageSize {
-    pub(super) width: f32,
-    pub(super) height: f32,
-}
-
-/// US letter, 8.5x11 in: the default, as the generated pages are 2550x3300 px at 300 DPI.
-pub(super) const LETTER: PageSize = PageSize { width: 612.0, height: 792.0 };
-/// ISO A4, 210x297 mm.
-pub(super) const A4: PageSize = PageSize { width: 595.28, height: 841.89 };
-
-impl Default for PageSize {
-    fn default() -> Self {
-        LETTER
-    }
-}
-
-/// The `page_size: { width_pt, height_pt }` form; the unit is in the names because every other
-/// size in a pipeline is in pixels.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct CustomPageSize {
-    pub(super) width_pt: f32,
-    pub(super) height_pt: f32,
-}
-
-impl<'de> Deserialize<'de> for PageSize {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        const EXPECTED: &str = "expected letter, a4 or { width_pt, height_pt }";
-        match Value::deserialize(deserializer)? {
-            Value::String(name) => match name.as_str() {
-                "letter" => Ok(LETTER),
-                "a4" => Ok(A4),
-                other => Err(D::Error::custom(format!("unknown page size `{other}`: {EXPECTED}"))),
-            },
-            custom @ Value::Object(_) => serde_json::from_value::<CustomPageSize>(custom)
-                .map(|c| PageSize { width: c.width_pt, height: c.height_pt })
-                .map_err(D::Error::custom),
-            other => Err(D::Error::custom(format!("{other} is not a page size: {EXPECTED}"))),
+    pub(super) fn layout(&self) -> Layout {
+        Layout {
+            trim: self.trim,
+            bleed: self.bleed,
+            margin: self.margin,
+            art: self.art,
+            sides: self.sides,
+            pad: self.pad,
+            page_numbers: self.page_numbers,
         }
     }
+}
+
+/// The margins: KDP's by page count, or given (one length for every edge, or the outside edges
+/// and the gutter apart).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) enum Margins {
+    #[default]
+    Auto,
+    Fixed {
+        outside: f32,
+        gutter: f32,
+    },
+}
+
+impl<'de> Deserialize<'de> for Margins {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Sides {
+            outside: Length,
+            gutter: Length,
+        }
+        const EXPECTED: &str =
+            "expected auto, a length (\"0.5 in\", \"12 mm\", points) or { outside, gutter }";
+        match Value::deserialize(deserializer)? {
+            Value::String(auto) if auto == "auto" => Ok(Margins::Auto),
+            sides @ Value::Object(_) => serde_json::from_value::<Sides>(sides)
+                .map(|s| Margins::Fixed { outside: s.outside.0, gutter: s.gutter.0 })
+                .map_err(|e| D::Error::custom(format!("{e}: {EXPECTED}"))),
+            other => serde_json::from_value::<Length>(other)
+                .map(|l| Margins::Fixed { outside: l.0, gutter: l.0 })
+                .map_err(|e| D::Error::custom(format!("{e}: {EXPECTED}"))),
+        }
+    }
+}
+
+/// Where art may go: inside the margins, or (with bleed) over the whole page to the bleed edge.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ArtArea {
+    #[default]
+    Safe,
+    Bleed,
+}
+
+/// Printed on one side of each leaf (a blank back behind every page, as markers bleed through)
+/// or on both.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Sides {
+    Single,
+    #[default]
+    Double,
 }
 
 /// What the book does about an item that has no image (failed, filtered or never written).
@@ -141,12 +169,13 @@ pub(super) struct Settings {
     pub(super) pages: PageStore,
     pub(super) final_path: PathBuf,
     pub(super) partial_path: PathBuf,
-    pub(super) page: PageSize,
-    pub(super) margin: f32,
+    pub(super) layout: Layout,
     pub(super) title: Option<String>,
+    pub(super) subtitle: Option<String>,
     pub(super) author: Option<String>,
+    pub(super) copyright: Option<String>,
+    pub(super) belongs_to: Option<String>,
     pub(super) creator: String,
-    pub(super) page_numbers: bool,
     pub(super) on_missing: OnMissing,
     pub(super) font: Font,
 }

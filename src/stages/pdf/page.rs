@@ -1,9 +1,10 @@
-//! One page's content stream: image placement, title and placeholder text, the text helpers.
+//! One page of the book: its page object with the print boxes, and the content of its kinds
+//! (art, front matter, placeholder text, the page number).
 
 use super::*;
 use std::io;
 
-use pdf_writer::{Chunk, Content, Finish, Name, Rect, Ref};
+use pdf_writer::{Chunk, Content, Finish, Name, Ref};
 
 use crate::print::font::{FONT_NAME, FontUse};
 
@@ -11,13 +12,21 @@ use crate::print::font::{FONT_NAME, FontUse};
 pub(super) const IMAGE_NAME: &[u8] = b"Im";
 pub(super) const PAGE_NUMBER_SIZE: f32 = 9.0;
 
+/// What a page object refers to besides its content.
+#[derive(Clone, Copy)]
+pub(super) struct PageRefs {
+    pub(super) tree: Ref,
+    pub(super) font: Option<Ref>,
+    pub(super) image: Option<Ref>,
+}
+
+/// Writes the content stream and the page, with MediaBox, TrimBox and BleedBox (the bleed box is
+/// the whole page: it is the trim box when the book has no bleed).
 pub(super) fn write_page(
     file: &mut ObjectFile,
-    tree: Ref,
-    font: Ref,
-    image: Option<Ref>,
+    refs: PageRefs,
     content: &[u8],
-    size: PageSize,
+    frame: &Frame,
 ) -> io::Result<Ref> {
     let content_id = file.alloc();
     let mut chunk = Chunk::new();
@@ -27,62 +36,111 @@ pub(super) fn write_page(
     let page_id = file.alloc();
     let mut chunk = Chunk::new();
     let mut page = chunk.page(page_id);
-    page.parent(tree).media_box(Rect::new(0.0, 0.0, size.width, size.height)).contents(content_id);
+    page.parent(refs.tree)
+        .media_box(frame.media.rect())
+        .trim_box(frame.trim.rect())
+        .bleed_box(frame.media.rect())
+        .contents(content_id);
     let mut resources = page.resources();
-    if let Some(image) = image {
+    if let Some(image) = refs.image {
         resources.x_objects().pair(Name(IMAGE_NAME), image);
     }
-    resources.fonts().pair(Name(FONT_NAME), font);
+    if let Some(font) = refs.font {
+        resources.fonts().pair(Name(FONT_NAME), font);
+    }
     resources.finish();
     page.finish();
     file.write(&chunk)?;
     Ok(page_id)
 }
 
-/// Where an image goes on the page: `[x, y, width, height]` in points. With no margin an image
-/// with a DPI keeps its printed size (2550x3300 px at 300 DPI fills a letter page exactly), shrunk
-/// only if it would be cut off; otherwise it is scaled to fit inside the margins. Always centred.
-pub(super) fn place_image(
-    page: PageSize,
-    margin: f32,
-    width: u32,
-    height: u32,
-    dpi: Option<f32>,
-) -> [f32; 4] {
-    let (width, height) = (width as f32, height as f32);
-    let natural = dpi.filter(|d| d.is_finite() && *d > 0.0).map(|d| (width * 72.0 / d, height * 72.0 / d));
-    let (box_w, box_h) = (page.width - 2.0 * margin, page.height - 2.0 * margin);
-    let (w, h) = match natural {
-        // A hundredth of a point of slack absorbs float rounding of an exact fit.
-        Some((w, h)) if margin == 0.0 && w <= page.width + 0.01 && h <= page.height + 0.01 => (w, h),
-        _ => {
-            let scale = (box_w / width).min(box_h / height);
-            (width * scale, height * scale)
-        }
-    };
-    [(page.width - w) / 2.0, (page.height - h) / 2.0, w, h]
+/// Draws the page's image at `[x, y, width, height]`.
+pub(super) fn draw_image(content: &mut Content, [x, y, w, h]: [f32; 4]) {
+    content.save_state();
+    content.transform([w, 0.0, 0.0, h, x, y]);
+    content.x_object(Name(IMAGE_NAME));
+    content.restore_state();
 }
 
-pub(super) fn title_page(fonts: &mut FontUse, title: &str, author: Option<&str>, page: PageSize) -> Vec<u8> {
-    const TITLE_SIZE: f32 = 32.0;
-    const AUTHOR_SIZE: f32 = 16.0;
-    let mut content = Content::new();
-    let max_width = page.width - 2.0 * 72.0;
-    let mut y = page.height * 0.62;
-    for line in fonts.font().wrap(title, TITLE_SIZE, max_width) {
-        let x = (page.width - fonts.font().width(&line, TITLE_SIZE)) / 2.0;
-        fonts.show(&mut content, &line, TITLE_SIZE, x, y);
-        y -= TITLE_SIZE * 1.25;
+/// Lines centred in `area`'s width, from the baseline `y` down; returns the y below them.
+fn centred(fonts: &mut FontUse, content: &mut Content, text: &str, size: f32, area: Area, mut y: f32) -> f32 {
+    for line in fonts.font().wrap(text, size, area.width()) {
+        let x = area.x0 + (area.width() - fonts.font().width(&line, size)) / 2.0;
+        fonts.show(content, &line, size, x, y);
+        y -= size * 1.25;
     }
-    if let Some(author) = author {
-        y -= AUTHOR_SIZE;
-        for line in fonts.font().wrap(author, AUTHOR_SIZE, max_width) {
-            let x = (page.width - fonts.font().width(&line, AUTHOR_SIZE)) / 2.0;
-            fonts.show(&mut content, &line, AUTHOR_SIZE, x, y);
-            y -= AUTHOR_SIZE * 1.25;
+    y
+}
+
+/// The front matter pages' text, all inside the safe area.
+pub(super) struct FrontText<'a> {
+    pub(super) title: Option<&'a str>,
+    pub(super) subtitle: Option<&'a str>,
+    pub(super) author: Option<&'a str>,
+    pub(super) copyright: Option<&'a str>,
+    pub(super) belongs_to: Option<&'a str>,
+}
+
+impl FrontText<'_> {
+    /// The front matter pages this text makes, in print order.
+    pub(super) fn pages(&self) -> Vec<Front> {
+        [
+            (self.title.is_some(), Front::Title),
+            (self.copyright.is_some(), Front::Copyright),
+            (self.belongs_to.is_some(), Front::BelongsTo),
+        ]
+        .into_iter()
+        .filter_map(|(present, page)| present.then_some(page))
+        .collect()
+    }
+
+    pub(super) fn content(&self, page: Front, fonts: &mut FontUse, safe: Area) -> Vec<u8> {
+        let mut content = Content::new();
+        match page {
+            Front::Title => {
+                let mut y = safe.y0 + safe.height() * 0.62;
+                y = centred(fonts, &mut content, self.title.unwrap_or_default(), 32.0, safe, y);
+                if let Some(subtitle) = self.subtitle {
+                    y = centred(fonts, &mut content, subtitle, 20.0, safe, y - 4.0);
+                }
+                if let Some(author) = self.author {
+                    centred(fonts, &mut content, author, 16.0, safe, y - 16.0);
+                }
+            }
+            Front::Copyright => {
+                // At the foot of the page, as books print it.
+                const SIZE: f32 = 10.0;
+                let text = self.copyright.unwrap_or_default();
+                let lines: Vec<String> = text
+                    .lines()
+                    .flat_map(|paragraph| fonts.font().wrap(paragraph, SIZE, safe.width()))
+                    .collect();
+                let mut y = safe.y0 + SIZE * 1.4 * lines.len() as f32;
+                for line in lines {
+                    fonts.show(&mut content, &line, SIZE, safe.x0, y);
+                    y -= SIZE * 1.4;
+                }
+            }
+            Front::BelongsTo => {
+                let y = safe.y0 + safe.height() * 0.6;
+                let y = centred(fonts, &mut content, self.belongs_to.unwrap_or_default(), 28.0, safe, y);
+                // The line to write the name on.
+                let inset = safe.width() * 0.15;
+                content.set_line_width(1.0);
+                content.move_to(safe.x0 + inset, y - 48.0);
+                content.line_to(safe.x1 - inset, y - 48.0);
+                content.stroke();
+            }
         }
+        content.finish().into_vec()
     }
-    content.finish().into_vec()
+}
+
+/// The page number, centred at the bottom of the safe area (in the band the art leaves free).
+pub(super) fn page_number(fonts: &mut FontUse, content: &mut Content, number: usize, safe: Area) {
+    let label = number.to_string();
+    let x = safe.x0 + (safe.width() - fonts.font().width(&label, PAGE_NUMBER_SIZE)) / 2.0;
+    fonts.show(content, &label, PAGE_NUMBER_SIZE, x, safe.y0 + 0.3 * PAGE_NUMBER_SIZE);
 }
 
 /// The text of a placeholder page: which prompt is missing and why, cut off at the page's end.
@@ -91,16 +149,12 @@ pub(super) fn placeholder_text(
     content: &mut Content,
     info: &PageInfo,
     reason: &str,
-    settings: &Settings,
+    area: Area,
 ) {
     const HEADING_SIZE: f32 = 24.0;
     const BODY_SIZE: f32 = 12.0;
-    let page = settings.page;
-    let left = settings.margin.max(54.0);
-    let max_width = page.width - 2.0 * left;
-    let bottom = settings.margin.max(54.0);
-    let mut y = page.height - left - HEADING_SIZE;
-    fonts.show(content, "This page is missing", HEADING_SIZE, left, y);
+    let mut y = area.y1 - HEADING_SIZE;
+    fonts.show(content, "This page is missing", HEADING_SIZE, area.x0, y);
     y -= HEADING_SIZE;
 
     let heading = match (info.section.as_str(), info.description.as_str()) {
@@ -115,11 +169,11 @@ pub(super) fn placeholder_text(
         format!("Why: {reason}"),
     ];
     for paragraph in &paragraphs {
-        for line in fonts.font().wrap(paragraph, BODY_SIZE, max_width) {
-            if y < bottom {
+        for line in fonts.font().wrap(paragraph, BODY_SIZE, area.width()) {
+            if y < area.y0 {
                 return;
             }
-            fonts.show(content, &line, BODY_SIZE, left, y);
+            fonts.show(content, &line, BODY_SIZE, area.x0, y);
             y -= BODY_SIZE * 1.3;
         }
         y -= BODY_SIZE * 0.7;
