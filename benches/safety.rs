@@ -70,6 +70,7 @@ fn stage() -> (Arc<dyn CpuStage>, usize) {
         output_dir: "output".into(),
         pipeline_file: "bench.yaml".into(),
         dry_run: false,
+        room_below: 4,
     };
     match Safety.build(&options, &ctx) {
         Ok(Component::Cpu(stage)) => (stage, rules),

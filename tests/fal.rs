@@ -253,6 +253,7 @@ fn build_context(dry_run: bool) -> BuildContext {
         output_dir: "output".into(),
         pipeline_file: "pipelines/test.yaml".into(),
         dry_run,
+        room_below: 4,
     }
 }
 
@@ -300,6 +301,11 @@ fn assert_image(outcome: &Outcome, width: u32, height: u32) {
         Ok(Payload::Undecoded(file)) => {
             assert_eq!((file.width, file.height), (width, height), "{}: the header", item.key);
             let raster = file.decode().unwrap();
+            assert_eq!((raster.width, raster.height), (width, height), "{}", item.key);
+            assert!(matches!(raster.pixels, Pixels::Rgb(_)));
+        }
+        // Decoded already, by a test that must not hold its images' room below.
+        Ok(Payload::Image(raster)) => {
             assert_eq!((raster.width, raster.height), (width, height), "{}", item.key);
             assert!(matches!(raster.pixels, Pixels::Rgb(_)));
         }
@@ -898,7 +904,8 @@ async fn concurrency_two_keeps_at_most_two_requests_in_flight() {
         let (stage, cx) = (stage.clone(), cx.clone());
         async move {
             let mut item = item(i as u64, &format!("c-{i}"));
-            let outcome = stage.process(&mut item, Payload::Prompt, &cx).await;
+            // Decoded at once, as the stage below would: a held image keeps its room below.
+            let outcome = stage.process(&mut item, Payload::Prompt, &cx).await.map(|p| p.decoded().unwrap());
             (item, outcome)
         }
     }))
@@ -1134,6 +1141,36 @@ async fn stopping_while_queued_cancels_the_request() {
     // Nothing is left for cancel_pending to do.
     stage.cancel_pending().await;
     assert_eq!(fal.cancels(id).await, 1);
+}
+
+#[tokio::test]
+async fn a_finished_request_is_downloaded_only_when_the_stages_below_have_room() {
+    let fal = Emulator::start().await;
+    let options = fal.options(json!({}));
+    let ctx = BuildContext { room_below: 1, ..build_context(false) };
+    let Component::Io(stage) = kind().build(&options, &ctx).unwrap() else { panic!("fal is an I/O stage") };
+    let (held, _) = run(&stage, &["room-a"], &RunContext::default()).await.remove(0);
+    let held_payload = stage.process(&mut item(5, "room-a2"), Payload::Prompt, &RunContext::default()).await;
+    assert!(matches!(held_payload, Ok(Payload::Undecoded(_))), "{held:?}");
+    // The one place below is taken by room-a2's image: room-b is polled and fetched, not downloaded.
+    let waiting = {
+        let stage = stage.clone();
+        tokio::spawn(async move {
+            let mut item = item(1, "room-b");
+            let outcome = stage.process(&mut item, Payload::Prompt, &RunContext::default()).await;
+            (item, outcome)
+        })
+    };
+    let started = Instant::now();
+    while fal.fetches("room-b").await == 0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "room-b was never fetched");
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(fal.downloads("room-b").await, 0, "no room below: nothing downloaded yet");
+    drop(held_payload);
+    let outcome = tokio::time::timeout(Duration::from_secs(10), waiting).await.unwrap().unwrap();
+    assert_image(&outcome, 8, 6);
+    assert_eq!(fal.downloads("room-b").await, 1);
 }
 
 #[tokio::test]

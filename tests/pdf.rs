@@ -31,6 +31,7 @@ fn sink(dir: &Path, options: Value) -> Arc<dyn Sink> {
         output_dir: dir.to_owned(),
         pipeline_file: PathBuf::from("test.yaml"),
         dry_run: false,
+        room_below: 4,
     };
     match kind.build(&options, &ctx) {
         Ok(Component::Sink(sink)) => sink,
@@ -539,6 +540,7 @@ fn a_font_that_cannot_be_read_fails_the_build_naming_it() {
         output_dir: dir.path().to_owned(),
         pipeline_file: PathBuf::from("test.yaml"),
         dry_run: false,
+        room_below: 4,
     };
     let error = match PdfBook.build(&json!({ "font": "fonts/no-such-font.ttf" }), &ctx) {
         Ok(_) => panic!("a missing font was accepted"),

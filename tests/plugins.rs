@@ -61,6 +61,7 @@ fn ctx(id: &str) -> BuildContext {
         output_dir: std::env::temp_dir(),
         pipeline_file: "pipelines/plugins.yaml".into(),
         dry_run: false,
+        room_below: 4,
     }
 }
 

@@ -119,6 +119,7 @@ fn build(kind: R2, secret: &str, options: &Value, output_dir: &Path) -> anyhow::
         output_dir: output_dir.to_path_buf(),
         pipeline_file: "pipeline.yaml".into(),
         dry_run: false,
+        room_below: 4,
     };
     match kind.build(options, &ctx)? {
         Component::Sink(sink) => Ok(sink),
@@ -380,6 +381,7 @@ fn credentials_are_required_except_in_a_dry_run() {
         output_dir: "out".into(),
         pipeline_file: "pipeline.yaml".into(),
         dry_run,
+        room_below: 4,
     };
     let options = json!({ "endpoint": "https://acc.r2.cloudflarestorage.com", "bucket": BUCKET });
     let kind = R2::new().with_env([]);

@@ -140,6 +140,9 @@ pub struct Undecoded {
     /// How to decode it: chosen by the stage that fetched it, which knows the format and the
     /// limits.
     pub decode: fn(&[u8], &str) -> Result<Raster, String>,
+    /// The place it takes in its producer's window of fetched images, given back when it is
+    /// decoded or dropped: so a producer fetches no further ahead than the stages below take.
+    pub room: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl fmt::Debug for Undecoded {

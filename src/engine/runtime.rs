@@ -123,7 +123,7 @@ pub fn build(
     dry_run: bool,
 ) -> anyhow::Result<Batch> {
     let mut components = Vec::with_capacity(pipeline.components.len());
-    for spec in &pipeline.components {
+    for (index, spec) in pipeline.components.iter().enumerate() {
         let kind = registry.get(&spec.kind).with_context(|| format!("unknown kind \"{}\"", spec.kind))?;
         let ctx = BuildContext {
             id: spec.id.clone(),
@@ -131,6 +131,7 @@ pub fn build(
             output_dir: output_dir.to_owned(),
             pipeline_file: pipeline.file.clone(),
             dry_run,
+            room_below: room_below(&pipeline, index),
         };
         let component = kind
             .build(&spec.options, &ctx)
@@ -773,6 +774,13 @@ async fn decoded_states(states: Vec<State>) -> Vec<State> {
     decoded.unwrap_or_else(|panic| {
         vec![State::Failed(Failure { stage: "decode".into(), error: panic, attempts: 1 }); count]
     })
+}
+
+/// How many items the consumers of component `index` hold at most: each one's input queue and
+/// the items it works on.
+fn room_below(pipeline: &Pipeline, index: usize) -> usize {
+    let consumers = pipeline.components.iter().filter(|c| c.inputs.contains(&index));
+    consumers.map(|c| c.capacity + c.concurrency).sum::<usize>().max(1)
 }
 
 /// Runs an item through a fused chain of CPU stages on the current pool thread. Each stage's

@@ -115,6 +115,10 @@ pub struct BuildContext {
     pub pipeline_file: PathBuf,
     /// True for `--dry-run` and `validate`: build must not touch the network.
     pub dry_run: bool,
+    /// How many items the components reading this one can hold at once (their queues plus
+    /// the items they work on): an I/O stage need not fetch further ahead than this, since
+    /// anything more would only wait in memory.
+    pub room_below: usize,
 }
 
 /// An option value a kind rejected, with the path inside its options (e.g. `["size", "width"]`)

@@ -148,7 +148,7 @@ impl Kind for Fal {
     }
 
     fn build(&self, options: &Value, ctx: &BuildContext) -> anyhow::Result<Component> {
-        let stage = FalStage::new(&ctx.id, options, &self.env, ctx.dry_run)?;
+        let stage = FalStage::new(&ctx.id, options, &self.env, ctx)?;
         Ok(Component::Io(Arc::new(stage)))
     }
 }

@@ -211,6 +211,7 @@ mod tests {
             output_dir: "out".into(),
             pipeline_file: "p.yaml".into(),
             dry_run: false,
+            room_below: 4,
         };
         match Files.build(&json!({ "path": path }), &ctx) {
             Ok(Component::Source(source)) => source,

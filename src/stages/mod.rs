@@ -60,6 +60,7 @@ pub(crate) mod test_support {
             output_dir: output_dir.to_owned(),
             pipeline_file: "test.yaml".into(),
             dry_run: false,
+            room_below: 4,
         }
     }
 

@@ -180,6 +180,7 @@ mod tests {
             output_dir: "out".into(),
             pipeline_file: "p.yaml".into(),
             dry_run: false,
+            room_below: 4,
         };
         match Pattern.build(&options, &ctx) {
             Ok(Component::Cpu(stage)) => stage,

@@ -282,6 +282,7 @@ mod tests {
             output_dir: PathBuf::from("out"),
             pipeline_file: PathBuf::from("p.yaml"),
             dry_run: false,
+            room_below: 4,
         };
         match kind.build(&options, &ctx)? {
             Component::Source(source) => Ok(source.list()?.iter().collect()),

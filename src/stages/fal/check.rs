@@ -13,7 +13,7 @@ use super::{FalStage, resolve_base_url};
 use crate::engine::item::{Item, Prompt};
 use crate::engine::media::Payload;
 use crate::engine::run_context::RunContext;
-use crate::engine::stage::IoStage;
+use crate::engine::stage::{BuildContext, IoStage};
 
 /// fal's platform API, where an authenticated call costs nothing.
 const DEFAULT_PLATFORM_URL: &str = "https://api.fal.ai";
@@ -137,7 +137,15 @@ async fn generate_one(options: &Value, env: &Environment) -> CheckLine {
     ] {
         small.insert(name.into(), value);
     }
-    let stage = match FalStage::new("check", &Value::Object(small), env, false) {
+    let ctx = BuildContext {
+        id: "check".into(),
+        inputs: Vec::new(),
+        output_dir: ".".into(),
+        pipeline_file: "check".into(),
+        dry_run: false,
+        room_below: 1,
+    };
+    let stage = match FalStage::new("check", &Value::Object(small), env, &ctx) {
         Ok(stage) => stage,
         Err(e) => return CheckLine::new(false, WHAT, format!("{e:#}")),
     };

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 use async_trait::async_trait;
 use serde_json::{Value, json};
+use tokio::sync::Semaphore;
 
 use super::client::{CancelAnswer, QueueClient, QueueState, Submission};
 use super::download;
@@ -29,7 +30,7 @@ use crate::engine::item::Item;
 use crate::engine::media::{Payload, Undecoded};
 use crate::engine::raw_cache::{CachedOriginal, RawCache};
 use crate::engine::run_context::{RESUME_FACT, RunContext, Settlement, SubmissionLog};
-use crate::engine::stage::{CostEstimate, IoStage, StageError};
+use crate::engine::stage::{BuildContext, CostEstimate, IoStage, StageError};
 
 /// How long a best-effort cancel may take, so Ctrl-C stays prompt.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -99,6 +100,9 @@ pub(super) struct FalStage {
     prices: Prices,
     spent_usd: Mutex<f64>,
     pending: Mutex<HashMap<String, Pending>>,
+    /// Fetched images not yet decoded below, at most as many as the stages below can take: a
+    /// finished request waits for room here, with nothing downloaded, since fal keeps results.
+    room: Arc<Semaphore>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -110,8 +114,9 @@ impl FalStage {
         id: &str,
         raw_options: &Value,
         env: &Environment,
-        dry_run: bool,
+        ctx: &BuildContext,
     ) -> anyhow::Result<Self> {
+        let dry_run = ctx.dry_run;
         let options = Options::parse(raw_options)
             .map_err(|e| anyhow!("stage {id:?}: option {:?}: {}", e.path.join("."), e.message))?;
         let key = env.api_key().map(|(key, _)| key);
@@ -133,6 +138,7 @@ impl FalStage {
             client,
             spent_usd: Mutex::new(0.0),
             pending: Mutex::new(HashMap::new()),
+            room: Arc::new(Semaphore::new(ctx.room_below.max(1))),
         })
     }
 
@@ -186,12 +192,22 @@ impl FalStage {
         let followed =
             Followed { key: &key, submission: &submission, cost_usd, log: cx.submissions.as_ref() };
         let deadline = self.options.deadline().unwrap_or(Duration::from_secs(600));
-        let images = match tokio::time::timeout(deadline, self.collect(&followed, item, cx, retries)).await {
-            Ok(images) => images,
+        let waited = tokio::time::timeout(deadline, self.wait_for_result(&followed, cx, retries)).await;
+        let result = match waited {
+            Ok(result) => result,
             Err(_) => Err(self.past_deadline(&followed, deadline).await),
         };
         lock(&self.pending).remove(&submission.request_id);
-        let (page, fetched) = images?;
+        let result = result?;
+        let room = tokio::select! {
+            biased;
+            () = cx.stop.cancelled() => return Err(Failure::Item(format!(
+                "stopped: the batch was stopped before request {} was downloaded; it is paid for: a resumed batch \
+                 collects it", submission.request_id
+            ))),
+            room = self.room.clone().acquire_owned() => room.ok(),
+        };
+        let (page, fetched) = self.collect(&followed, &result, item, cx, retries).await?;
         // Only the header is read here: the pixels are decoded in the CPU job that needs
         // them, so a finished request waiting for the CPU holds its file, not its pixels.
         let (width, height) =
@@ -202,7 +218,14 @@ impl FalStage {
         item.record("width", width);
         item.record("height", height);
         item.record("resolution", format!("{width}x{height}"));
-        Ok(Undecoded { bytes: page.bytes, label: page.source, width, height, decode: download::decode_rgb })
+        Ok(Undecoded {
+            bytes: page.bytes,
+            label: page.source,
+            width,
+            height,
+            decode: download::decode_rgb,
+            room,
+        })
     }
 
     /// An original generated before with the same model and input: no request, no cost.
@@ -217,7 +240,8 @@ impl FalStage {
         let label = format!("the cached original of {}", item.key);
         let (width, height) = download::dimensions(&cached.bytes, &label).map_err(Failure::Item)?;
         item.record("resolution", format!("{width}x{height}"));
-        Ok(Undecoded { bytes: Arc::new(cached.bytes), label, width, height, decode: download::decode_rgb })
+        let bytes = Arc::new(cached.bytes);
+        Ok(Undecoded { bytes, label, width, height, decode: download::decode_rgb, room: None })
     }
 
     /// Keeps every image paid for in the raw cache: the page under the request's key, the
@@ -306,17 +330,17 @@ impl FalStage {
         Ok(submission)
     }
 
-    /// Polls until fal has finished, fetches the result and downloads its images: the page
-    /// (the first image fal did not flag) and every other image paid for.
+    /// Takes the images of a finished request: the page (the first image fal did not flag)
+    /// and every other image paid for.
     async fn collect(
         &self,
         followed: &Followed<'_>,
+        result: &Value,
         item: &mut Item,
         cx: &RunContext,
         retries: &mut u32,
     ) -> Result<(FetchedImage, Vec<FetchedImage>), Failure> {
-        let result = self.wait_for_result(followed, cx, retries).await?;
-        let images = result_images(&result).map_err(|e| self.settle_failed(followed, &e))?;
+        let images = result_images(result).map_err(|e| self.settle_failed(followed, &e))?;
         item.record("seed", result.get("seed").cloned().unwrap_or(Value::Null));
         item.record("timings", result.get("timings").cloned().unwrap_or(Value::Null));
         item.record("images_returned", images.len());

@@ -14,6 +14,7 @@ fn ctx() -> BuildContext {
         output_dir: PathBuf::from("output"),
         pipeline_file: PathBuf::from("pipeline.yaml"),
         dry_run: false,
+        room_below: 4,
     }
 }
 
