@@ -564,7 +564,7 @@ async fn a_print_layout_has_front_matter_blank_backs_padding_and_page_boxes() {
         "copyright": "Copyright 2026 Ada Inkwell\nAll rights reserved.", "belongs_to": "This book belongs to",
     });
     let book = sink(dir.path(), options);
-    for number in 1..=4 {
+    for number in 1..=5 {
         write(
             &book,
             &item(u64::from(number), number, "fish"),
@@ -576,7 +576,8 @@ async fn a_print_layout_has_front_matter_blank_backs_padding_and_page_boxes() {
 
     let doc = load(&dir.path().join("book.pdf"));
     let pages = pages(&doc);
-    // 3 front pages and 4 art pages, each with a blank back: 14, padded to KDP's 24.
+    // 3 front pages and 5 art pages, each with a blank back: 16, padded to KDP's 24 (9 blank
+    // pages at the end: KDP allows 10).
     assert_eq!(pages.len(), 24);
     let texts: Vec<String> = (1..=24).map(|n| text(&doc, n)).collect();
     assert!(
@@ -588,9 +589,9 @@ async fn a_print_layout_has_front_matter_blank_backs_padding_and_page_boxes() {
     assert!(texts[4].contains("This book belongs to"), "{:?}", texts[4]);
     for (index, page) in pages.iter().enumerate() {
         let has_image = page_image(&doc, *page).is_some();
-        let art = (6..14).contains(&index) && index % 2 == 0;
+        let art = (6..16).contains(&index) && index % 2 == 0;
         assert_eq!(has_image, art, "page {}", index + 1);
-        if index % 2 == 1 || index >= 14 {
+        if index % 2 == 1 || index >= 16 {
             assert!(texts[index].trim().is_empty(), "page {} is a blank back: {:?}", index + 1, texts[index]);
         }
         // Bleed: 0.125 in on the outside edge (right on right-hand pages), top and bottom.
@@ -600,7 +601,20 @@ async fn a_print_layout_has_front_matter_blank_backs_padding_and_page_boxes() {
         assert_eq!(trim, [trim_x, 9.0, trim_x + 612.0, 621.0], "page {}", index + 1);
         assert_eq!(bleed, media, "page {}", index + 1);
     }
-    // Art pages are numbered 1..4, under the art.
+    // Art pages are numbered 1..5, under the art.
     assert_eq!(texts[6].trim(), "1");
     assert_eq!(texts[12].trim(), "4");
+    // The sink's own preflight passes it, and says so for the run's summary.
+    let note = book.note().unwrap_or_default();
+    assert!(note.contains("KDP preflight") && note.contains("all 10 rules pass"), "{note}");
+}
+
+#[tokio::test]
+async fn the_preflight_verdict_names_what_fails() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let book = sink(dir.path(), json!({ "margin": 0 }));
+    write(&book, &item(0, 1, "edge to edge"), ready(bilevel(2550, 3300, 300.0, |x, _| x < 4))).await;
+    finish(&book).await;
+    let note = book.note().unwrap_or_default();
+    assert!(note.contains("2 of 10 rules fail (page count, ink inside the margins)"), "{note}");
 }

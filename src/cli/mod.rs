@@ -4,6 +4,7 @@ mod cache;
 mod check;
 mod graph;
 mod logging;
+mod preflight;
 mod progress;
 mod report;
 mod run;
@@ -50,6 +51,8 @@ enum Command {
     Cache(cache::CacheArgs),
     /// Check the fal.ai setup: key present and accepted, endpoint reachable.
     Check(check::CheckArgs),
+    /// Check a PDF book (and its cover) against Amazon KDP's print rules.
+    Preflight(preflight::PreflightArgs),
 }
 
 /// Arguments every command that reads a pipeline takes.
@@ -74,6 +77,7 @@ pub fn main() -> ExitCode {
         Command::Report(args) => report::run(&args),
         Command::Cache(args) => cache::run(&args),
         Command::Check(args) => check::run(&args),
+        Command::Preflight(args) => preflight::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -214,6 +214,9 @@ fn print_statistics(s: &Summary) {
     for error in &s.sink_errors {
         println!("  error: {error}");
     }
+    for note in &s.sink_notes {
+        println!("  {note}");
+    }
     if s.failures.len() > 10 {
         println!("  ... {} more failures in batch_metadata.json", s.failures.len() - 10);
     }

@@ -317,17 +317,23 @@ impl Batch {
         }
 
         let mut summary = shared.summary(&pipeline, &output_dir, started, started_at);
-        let mut sink_errors = Vec::new();
+        let (mut sink_errors, mut sink_notes) = (Vec::new(), Vec::new());
         for (spec, component) in pipeline.components.iter().zip(&components) {
-            if let Component::Sink(sink) = component
-                && let Err(e) = sink.finish(&summary).await
-            {
-                let error = format!("sink \"{}\": {e:#}", spec.id);
-                tracing::error!("{error}");
-                sink_errors.push(error);
+            if let Component::Sink(sink) = component {
+                match sink.finish(&summary).await {
+                    Ok(()) => {
+                        sink_notes.extend(sink.note().map(|note| format!("sink \"{}\": {note}", spec.id)))
+                    }
+                    Err(e) => {
+                        let error = format!("sink \"{}\": {e:#}", spec.id);
+                        tracing::error!("{error}");
+                        sink_errors.push(error);
+                    }
+                }
             }
         }
         summary.sink_errors = sink_errors;
+        summary.sink_notes = sink_notes;
         if let Some(observer) = &shared.observer {
             observer.batch_finished(&summary);
         }
@@ -568,6 +574,7 @@ impl Shared {
             filtered_reasons: tally.filtered.clone(),
             failures: tally.failed.clone(),
             sink_errors: Vec::new(),
+            sink_notes: Vec::new(),
         }
     }
 }

@@ -344,6 +344,11 @@ pub trait Sink: Send + Sync {
 
     /// Called once after the last item with the batch summary (also after Ctrl-C).
     async fn finish(&self, summary: &Summary) -> anyhow::Result<()>;
+
+    /// A line for the run's summary once `finish` succeeded, such as a book's preflight verdict.
+    fn note(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A built component, ready to run.

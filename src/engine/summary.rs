@@ -79,4 +79,7 @@ pub struct Summary {
     /// Sinks that could not finish (e.g. a book with missing pages and `on_missing: fail`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sink_errors: Vec<String>,
+    /// What sinks report after finishing (e.g. a book's print preflight verdict).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sink_notes: Vec<String>,
 }

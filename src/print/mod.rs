@@ -3,6 +3,7 @@
 //! the `pdf` and `cover` sinks and `inkflow preflight`, so the three can never disagree.
 
 pub mod font;
+pub mod preflight;
 
 use std::fmt;
 

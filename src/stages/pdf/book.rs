@@ -12,6 +12,7 @@ use pdf_writer::writers::{Catalog, DocumentInfo};
 use pdf_writer::{Chunk, Content, Finish, Ref, TextStr};
 
 use crate::print::font::FontUse;
+use crate::print::preflight::{Target, check_interior};
 
 use crate::engine::cpu;
 use crate::engine::item::{Item, State};
@@ -37,6 +38,8 @@ pub(super) struct Book {
     /// Set when an append failed: the file's offsets can no longer be trusted.
     pub(super) broken: Option<String>,
     pub(super) finished: bool,
+    /// The finished book's preflight verdict, for the run's summary.
+    pub(super) verdict: Option<String>,
 }
 
 /// Who a page belongs to, for ordering and for the placeholder text.
@@ -167,6 +170,10 @@ impl Sink for BookSink {
         .await
         .map_err(|e| StageError::failed(format!("the pdf writer task failed: {e}")))?
         .map_err(StageError::failed)
+    }
+
+    fn note(&self) -> Option<String> {
+        self.lock().ok()?.verdict.clone()
     }
 
     async fn finish(&self, summary: &Summary) -> anyhow::Result<()> {
@@ -325,6 +332,18 @@ impl Book {
             format!("completing {} as {}", settings.partial_path.display(), settings.final_path.display())
         })?;
         tracing::info!("pdf: wrote {} page(s) to {}", pages.len(), settings.final_path.display());
+        let target = Target {
+            trim: Some(settings.layout.trim),
+            bleed: Some(settings.layout.bleed),
+            ..Target::default()
+        };
+        self.verdict = Some(match check_interior(&settings.final_path, target) {
+            Ok(report) => {
+                tracing::info!("pdf: {report}");
+                report.verdict()
+            }
+            Err(e) => format!("KDP preflight could not read the book: {e}"),
+        });
         Ok(())
     }
 }
