@@ -618,3 +618,60 @@ async fn the_preflight_verdict_names_what_fails() {
     let note = book.note().unwrap_or_default();
     assert!(note.contains("2 of 10 rules fail (page count, ink inside the margins)"), "{note}");
 }
+
+#[tokio::test]
+async fn the_cover_is_sized_from_the_finished_interior_and_shows_the_chosen_page() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let interior = sink(dir.path(), json!({ "path": "interior.pdf", "sides": "single", "pad": true }));
+    let options = json!({ "interior": "interior.pdf", "paper": "cream", "art_page": 2, "title": "Owls" });
+    let kind = inkflow::stages::cover::Cover;
+    let ctx = BuildContext {
+        id: "cover".into(),
+        inputs: vec!["lineart".into()],
+        output_dir: dir.path().to_owned(),
+        pipeline_file: PathBuf::from("test.yaml"),
+        dry_run: false,
+    };
+    let cover = match kind.build(&options, &ctx) {
+        Ok(Component::Sink(sink)) => sink,
+        _ => panic!("cover did not build as a sink"),
+    };
+    // Listed out of book order: page 2 is the one with seq 0.
+    let listed = [item(0, 2, "owl"), item(1, 1, "fox"), item(2, 3, "bat")];
+    for sink in [&interior, &cover] {
+        if let Err(e) = sink.begin(&mut listed.iter().cloned()).await {
+            panic!("begin: {e}");
+        }
+    }
+    assert!(
+        !cover.is_complete(&listed[0]) && cover.is_complete(&listed[1]),
+        "only page 2 matters to the cover"
+    );
+    for (n, listed) in listed.iter().enumerate() {
+        let page = bilevel(600, 600, 300.0, pattern(n as u32));
+        write(&interior, listed, ready(page.clone())).await;
+        write(&cover, listed, ready(page)).await;
+    }
+    assert!(cover.is_complete(&listed[0]), "the art page is kept for a resumed run");
+    finish(&interior).await;
+    finish(&cover).await;
+
+    let doc = load(&dir.path().join("cover.pdf"));
+    let page = pages(&doc)[0];
+    // 3 pages, single-sided, padded: 24 pages on cream, a 0.06 in spine.
+    let width = 0.125 + 8.5 + 24.0 * 0.0025 + 8.5 + 0.125;
+    let [media, trim, _] = boxes(&doc, page);
+    assert!((media[2] - width * 72.0).abs() < 0.01 && (media[3] - 810.0).abs() < 0.01, "{media:?}");
+    assert!((trim[0] - 9.0).abs() < 0.01 && (trim[3] - 801.0).abs() < 0.01, "{trim:?}");
+    let (_, data) = page_image(&doc, page).unwrap_or_else(|| panic!("no art"));
+    let decoded = decode_g4(&data, 600, 600);
+    let owl = pattern(0);
+    let same = decoded
+        .iter()
+        .enumerate()
+        .all(|(y, row)| row.iter().enumerate().all(|(x, &b)| b == owl(x as u32, y as u32)));
+    assert!(same, "the front art is page 2 (seq 0)");
+    assert!(text(&doc, 1).contains("Owls"));
+    let note = cover.note().unwrap_or_default();
+    assert!(note.contains("cover for 24 pages") && note.contains("all 9 rules pass"), "{note}");
+}

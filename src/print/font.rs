@@ -177,6 +177,25 @@ impl FontUse {
         content.end_text();
     }
 
+    /// `text` wrapped to `width` with each line centred on it, from the baseline `y` down;
+    /// returns the baseline after the last line.
+    pub fn centred(
+        &mut self,
+        content: &mut Content,
+        text: &str,
+        size: f32,
+        x0: f32,
+        width: f32,
+        mut y: f32,
+    ) -> f32 {
+        for line in self.font.wrap(text, size, width) {
+            let x = x0 + (width - self.font.width(&line, size)) / 2.0;
+            self.show(content, &line, size, x, y);
+            y -= size * 1.25;
+        }
+        y
+    }
+
     /// The font's objects, one per chunk: the Type 0 font at `font_ref` and what it points to,
     /// numbered with `alloc`.
     pub fn write(&self, font_ref: Ref, mut alloc: impl FnMut() -> Ref) -> Result<Vec<Chunk>, String> {

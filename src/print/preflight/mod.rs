@@ -315,8 +315,8 @@ impl<'a> Walker<'a> {
         let mut ctm = start;
         let mut stack = Vec::new();
         let mut path: Vec<(f32, f32)> = Vec::new();
-        let (mut tm, mut line, mut font_size, mut leading, mut two_byte) =
-            (IDENTITY, IDENTITY, 0.0, 0.0, false);
+        let (mut tm, mut line, mut font_size, mut leading) = (IDENTITY, IDENTITY, 0.0, 0.0);
+        let mut metrics = Metrics::default();
         for op in &content.operations {
             let args: Vec<f32> = op.operands.iter().map(number).collect();
             match (op.operator.as_str(), args.as_slice()) {
@@ -337,7 +337,7 @@ impl<'a> Walker<'a> {
                 ("Tf", [.., size]) => {
                     font_size = *size;
                     let name = op.operands.first().and_then(|n| n.as_name().ok()).unwrap_or_default();
-                    two_byte = self.check_font(resources, name);
+                    metrics = self.check_font(resources, name);
                 }
                 ("TL", &[l]) => leading = l,
                 ("Td", &[x, y]) => {
@@ -359,21 +359,23 @@ impl<'a> Walker<'a> {
                         line = multiply([1.0, 0.0, 0.0, 1.0, 0.0, -leading], line);
                         tm = line;
                     }
-                    let bytes: usize = op
-                        .operands
-                        .iter()
-                        .map(|o| match o {
-                            Object::String(s, _) => s.len(),
+                    let mut em = 0.0;
+                    for operand in &op.operands {
+                        match operand {
+                            Object::String(text, _) => em += metrics.width(text),
                             Object::Array(items) => {
-                                items.iter().filter_map(|i| i.as_str().ok()).map(<[u8]>::len).sum()
+                                em += items
+                                    .iter()
+                                    .filter_map(|i| i.as_str().ok())
+                                    .map(|t| metrics.width(t))
+                                    .sum::<f32>();
                             }
-                            _ => 0,
-                        })
-                        .sum();
-                    let glyphs = if two_byte { bytes / 2 } else { bytes } as f32;
-                    let extent =
-                        Box2 { x0: 0.0, y0: -0.25 * font_size, x1: 0.6 * font_size * glyphs, y1: font_size };
-                    if glyphs > 0.0 {
+                            _ => {}
+                        }
+                    }
+                    if em > 0.0 {
+                        let extent =
+                            Box2 { x0: 0.0, y0: -0.25 * font_size, x1: em * font_size, y1: font_size };
                         let area = transformed(multiply(tm, ctm), extent);
                         self.ink.push(Ink { area, kind: InkKind::Text });
                     }
@@ -390,26 +392,27 @@ impl<'a> Walker<'a> {
         }
     }
 
-    /// Notes a font without an embedded program; returns whether its codes are two bytes.
-    fn check_font(&mut self, resources: Option<&'a Dictionary>, name: &[u8]) -> bool {
+    /// Notes a font without an embedded program; returns its advance widths.
+    fn check_font(&mut self, resources: Option<&'a Dictionary>, name: &[u8]) -> Metrics {
         let doc = self.doc;
         let Some(font) = resource(doc, resources, b"Font", name).and_then(|f| f.as_dict().ok()) else {
-            return false;
+            return Metrics::default();
         };
         let subtype = font.get(b"Subtype").and_then(Object::as_name).unwrap_or_default();
         let base = String::from_utf8_lossy(font.get(b"BaseFont").and_then(Object::as_name).unwrap_or(name))
             .into_owned();
-        let descriptor = if subtype == b"Type0" {
-            font.get(b"DescendantFonts")
-                .ok()
-                .map(|d| resolve(doc, d))
-                .and_then(|d| d.as_array().ok())
-                .and_then(|d| d.first())
-                .map(|d| resolve(doc, d))
-                .and_then(|d| d.as_dict().ok())
-                .and_then(|d| descriptor_of(doc, d))
-        } else {
-            descriptor_of(doc, font)
+        let descendant = font
+            .get(b"DescendantFonts")
+            .ok()
+            .map(|d| resolve(doc, d))
+            .and_then(|d| d.as_array().ok())
+            .and_then(|d| d.first())
+            .map(|d| resolve(doc, d))
+            .and_then(|d| d.as_dict().ok());
+        let two_byte = subtype == b"Type0";
+        let descriptor = match descendant {
+            Some(cid_font) if two_byte => descriptor_of(doc, cid_font),
+            _ => descriptor_of(doc, font),
         };
         // Type 3 fonts are drawn by their own content: nothing to embed.
         let embedded = subtype == b"Type3"
@@ -419,7 +422,57 @@ impl<'a> Walker<'a> {
         if !embedded && !self.unembedded.contains(&base) {
             self.unembedded.push(base);
         }
-        subtype == b"Type0"
+        let numbers = |o: &Object| -> Vec<f32> {
+            resolve(doc, o)
+                .as_array()
+                .map(|a| a.iter().map(|v| resolve(doc, v).as_float().unwrap_or(0.0)).collect())
+                .unwrap_or_default()
+        };
+        let mut widths = BTreeMap::new();
+        let mut default = None;
+        match descendant {
+            Some(cid_font) if two_byte => {
+                default = Some(
+                    cid_font.get(b"DW").ok().and_then(|w| resolve(doc, w).as_float().ok()).unwrap_or(1000.0)
+                        / 1000.0,
+                );
+                // W: `c [w1 w2 ...]` or `c_first c_last w` (ISO 32000-1, 9.7.4.3).
+                let w = cid_font.get(b"W").ok().map(|w| resolve(doc, w)).and_then(|w| w.as_array().ok());
+                let mut items = w.into_iter().flatten().map(|o| resolve(doc, o)).peekable();
+                while let Some(first) = items.next() {
+                    let Ok(first) = first.as_i64() else { break };
+                    match items.next() {
+                        Some(Object::Array(list)) => {
+                            for (i, v) in list.iter().enumerate() {
+                                widths.insert(
+                                    first as u32 + i as u32,
+                                    resolve(doc, v).as_float().unwrap_or(0.0) / 1000.0,
+                                );
+                            }
+                        }
+                        Some(last) => {
+                            let (Ok(last), Some(width)) =
+                                (last.as_i64(), items.next().and_then(|w| w.as_float().ok()))
+                            else {
+                                break;
+                            };
+                            for code in first..=last.min(first + 65_535) {
+                                widths.insert(code as u32, width / 1000.0);
+                            }
+                        }
+                        None => break,
+                    }
+                }
+            }
+            _ => {
+                let first =
+                    font.get(b"FirstChar").ok().and_then(|f| resolve(doc, f).as_i64().ok()).unwrap_or(0);
+                for (i, w) in font.get(b"Widths").map(numbers).unwrap_or_default().into_iter().enumerate() {
+                    widths.insert(first as u32 + i as u32, w / 1000.0);
+                }
+            }
+        }
+        Metrics { two_byte, widths, default }
     }
 
     fn x_object(&mut self, resources: Option<&'a Dictionary>, name: &[u8], ctm: Matrix, depth: u32) {
@@ -458,6 +511,28 @@ impl<'a> Walker<'a> {
             }
             _ => {}
         }
+    }
+}
+
+/// A font's advance widths in em, by character code, as its dictionary gives them.
+#[derive(Default)]
+struct Metrics {
+    two_byte: bool,
+    widths: BTreeMap<u32, f32>,
+    /// For codes `widths` lacks; `None` means an estimate of 0.6 em (a standard font with no
+    /// `Widths`, or a missing font).
+    default: Option<f32>,
+}
+
+impl Metrics {
+    /// The advance of a shown string, in em.
+    fn width(&self, text: &[u8]) -> f32 {
+        let codes: Vec<u32> = if self.two_byte {
+            text.chunks(2).map(|c| c.iter().fold(0, |code, &b| code << 8 | u32::from(b))).collect()
+        } else {
+            text.iter().map(|&b| u32::from(b)).collect()
+        };
+        codes.iter().map(|c| self.widths.get(c).copied().or(self.default).unwrap_or(0.6)).sum()
     }
 }
 

@@ -42,10 +42,26 @@ pub(super) struct Book {
     pub(super) verdict: Option<String>,
 }
 
+/// Sorts pages into book order: sections in the order the items (in source order) first name
+/// them, then page number, then source order. The cover picks its art page by the same order.
+pub(crate) fn book_order<T>(pages: &mut [T], info: impl Fn(&T) -> &PageInfo) {
+    let mut by_seq: Vec<&PageInfo> = pages.iter().map(&info).collect();
+    by_seq.sort_by_key(|p| p.seq);
+    let mut section_rank: HashMap<String, usize> = HashMap::new();
+    for page in by_seq {
+        let next = section_rank.len();
+        section_rank.entry(page.section.clone()).or_insert(next);
+    }
+    pages.sort_by_cached_key(|p| {
+        let p = info(p);
+        (section_rank.get(p.section.as_str()).copied().unwrap_or(usize::MAX), p.number, p.seq)
+    });
+}
+
 /// Who a page belongs to, for ordering and for the placeholder text.
 #[derive(Clone, Debug)]
-pub(super) struct PageInfo {
-    pub(super) key: String,
+pub(crate) struct PageInfo {
+    pub(crate) key: String,
     pub(super) seq: u64,
     pub(super) section: String,
     pub(super) number: u32,
@@ -54,7 +70,7 @@ pub(super) struct PageInfo {
 }
 
 impl PageInfo {
-    pub(super) fn of(item: &Item) -> Self {
+    pub(crate) fn of(item: &Item) -> Self {
         PageInfo {
             key: item.key.clone(),
             seq: item.seq,
@@ -86,12 +102,12 @@ pub(super) enum PageContent {
 }
 
 /// What the sink got for an item.
-pub(super) enum Arrival {
+pub(crate) enum Arrival {
     Image(Arc<Raster>),
     Missing(String),
 }
 
-pub(super) fn arrival(states: &[State]) -> Result<Arrival, StageError> {
+pub(crate) fn arrival(states: &[State]) -> Result<Arrival, StageError> {
     for state in states {
         match state {
             State::Failed(f) => {
@@ -260,13 +276,6 @@ impl Book {
             anyhow::bail!("no book was written to {}: {error}", settings.final_path.display());
         }
         let listed = std::mem::take(&mut self.pages);
-        // Book order: sections in the order the prompt file first names them, then page number.
-        let mut section_rank: HashMap<String, usize> = HashMap::new();
-        for page in &listed {
-            if !section_rank.contains_key(&page.info.section) {
-                section_rank.insert(page.info.section.clone(), section_rank.len());
-            }
-        }
         let mut pages = Vec::with_capacity(listed.len());
         for ListedPage { info, content } in listed {
             let content = match content {
@@ -292,13 +301,7 @@ impl Book {
             pages.push(PageRecord { info, content });
         }
         self.finished = true;
-        pages.sort_by_cached_key(|p| {
-            (
-                section_rank.get(p.info.section.as_str()).copied().unwrap_or(usize::MAX),
-                p.info.number,
-                p.info.seq,
-            )
-        });
+        book_order(&mut pages, |p| &p.info);
 
         let missing: Vec<String> = pages
             .iter()

@@ -14,27 +14,27 @@ use crate::engine::media::{Pixels, Raster};
 /// run rebuilds the whole book from pages earlier runs made, without their pixels in memory.
 /// Files are named by short hashes of the book's path and the item key: a key can be long or
 /// hold `/`, a hash is always one short file name.
-pub(super) struct PageStore {
-    pub(super) dir: PathBuf,
+pub(crate) struct PageStore {
+    pub(crate) dir: PathBuf,
 }
 
 /// 16 hex digits of SHA-256: one short file name, unique among a batch's items.
-pub(super) fn short_hash(text: &str) -> String {
+pub(crate) fn short_hash(text: &str) -> String {
     use sha2::Digest as _;
     hex::encode(&sha2::Sha256::digest(text.as_bytes())[..8])
 }
 
 impl PageStore {
-    pub(super) fn path(&self, key: &str) -> PathBuf {
+    pub(crate) fn path(&self, key: &str) -> PathBuf {
         self.dir.join(format!("{}.page", short_hash(key)))
     }
 
-    pub(super) fn has(&self, key: &str) -> bool {
+    pub(crate) fn has(&self, key: &str) -> bool {
         self.path(key).is_file()
     }
 
     /// One header line (`width height dpi coding`), then the encoded data; written whole or not at all.
-    pub(super) fn save(&self, key: &str, stream: &ImageStream) -> Result<(), String> {
+    pub(crate) fn save(&self, key: &str, stream: &ImageStream) -> Result<(), String> {
         let mut bytes = format!(
             "{} {} {} {}\n",
             stream.width,
@@ -49,7 +49,7 @@ impl PageStore {
             .and_then(|()| write_atomically(&self.path(key), &bytes).map_err(|e| format!("{e:#}")))
     }
 
-    pub(super) fn load(&self, key: &str) -> io::Result<ImageStream> {
+    pub(crate) fn load(&self, key: &str) -> io::Result<ImageStream> {
         let bytes = fs::read(self.path(key))?;
         let bad = || io::Error::other(format!("{} is damaged", self.path(key).display()));
         let newline = bytes.iter().position(|&b| b == b'\n').ok_or_else(bad)?;
@@ -68,15 +68,15 @@ impl PageStore {
 }
 
 /// An image encoded for the PDF, ready to be written as an image XObject.
-pub(super) struct ImageStream {
-    pub(super) width: u32,
-    pub(super) height: u32,
-    pub(super) dpi: Option<f32>,
-    pub(super) coding: Coding,
-    pub(super) data: Vec<u8>,
+pub(crate) struct ImageStream {
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+    pub(crate) dpi: Option<f32>,
+    pub(crate) coding: Coding,
+    pub(crate) data: Vec<u8>,
 }
 
-pub(super) enum Coding {
+pub(crate) enum Coding {
     /// 1-bit, CCITT Group 4: about a third of Flate's size for line art.
     Group4,
     /// 8-bit gray, Flate.
@@ -86,7 +86,7 @@ pub(super) enum Coding {
 }
 
 impl Coding {
-    pub(super) fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Coding::Group4 => "g4",
             Coding::FlateGray => "gray",
@@ -94,14 +94,14 @@ impl Coding {
         }
     }
 
-    pub(super) fn from_code(code: &str) -> Option<Self> {
+    pub(crate) fn from_code(code: &str) -> Option<Self> {
         [Coding::Group4, Coding::FlateGray, Coding::FlateRgb].into_iter().find(|c| c.code() == code)
     }
 }
 
 impl ImageStream {
     /// Encodes a raster; CPU work for the rayon pool.
-    pub(super) fn encode(raster: &Raster) -> Result<Self, String> {
+    pub(crate) fn encode(raster: &Raster) -> Result<Self, String> {
         let (width, height) = (raster.width, raster.height);
         if width == 0 || height == 0 {
             return Err(format!("the image is empty ({width}x{height})"));
@@ -115,7 +115,7 @@ impl ImageStream {
         Ok(ImageStream { width, height, dpi: raster.dpi, coding, data })
     }
 
-    pub(super) fn write(&self, chunk: &mut Chunk, id: Ref) -> io::Result<()> {
+    pub(crate) fn write(&self, chunk: &mut Chunk, id: Ref) -> io::Result<()> {
         let too_large =
             || io::Error::other(format!("a {}x{} image is too large for PDF", self.width, self.height));
         let width = i32::try_from(self.width).map_err(|_| too_large())?;
@@ -148,7 +148,7 @@ impl ImageStream {
 }
 
 /// CCITT Group 4 (T.6) of packed 1-bit rows, most significant bit first, 1 = white.
-pub(super) fn encode_group4(width: u32, height: u32, packed: &[u8]) -> Result<Vec<u8>, String> {
+pub(crate) fn encode_group4(width: u32, height: u32, packed: &[u8]) -> Result<Vec<u8>, String> {
     let stride = Raster::bilevel_stride(width);
     let needed = stride * height as usize;
     if packed.len() < needed {
@@ -167,7 +167,7 @@ pub(super) fn encode_group4(width: u32, height: u32, packed: &[u8]) -> Result<Ve
     Ok(writer.finish())
 }
 
-pub(super) fn deflate(samples: &[u8], expected: usize) -> Result<Vec<u8>, String> {
+pub(crate) fn deflate(samples: &[u8], expected: usize) -> Result<Vec<u8>, String> {
     match samples.get(..expected) {
         Some(samples) => Ok(miniz_oxide::deflate::compress_to_vec_zlib(samples, 6)),
         None => Err(format!("the image needs {expected} bytes of samples, it has {}", samples.len())),

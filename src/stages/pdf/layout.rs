@@ -125,7 +125,7 @@ impl Layout {
 /// stretched. `fill` covers the area (cropping what overflows, for art to the bleed edge);
 /// otherwise an image with a DPI keeps its printed size when it fits and is shrunk when it does
 /// not, and one without is fitted.
-pub(super) fn place_image(area: Area, width: u32, height: u32, dpi: Option<f32>, fill: bool) -> [f32; 4] {
+pub(crate) fn place_image(area: Area, width: u32, height: u32, dpi: Option<f32>, fill: bool) -> [f32; 4] {
     let (width, height) = (width as f32, height as f32);
     let (w, h) = if fill {
         let scale = (area.width() / width).max(area.height() / height);

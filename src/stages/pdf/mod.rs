@@ -35,6 +35,11 @@ use object_file::*;
 use options::*;
 use page::*;
 
+/// What the `cover` sink shares with the book: page order, encoded images, placement.
+pub(crate) use book::{Arrival, PageInfo, arrival, book_order};
+pub(crate) use image::{ImageStream, PageStore};
+pub(crate) use layout::{Area, place_image};
+
 /// The `pdf` sink kind: writes every item as one page of a single PDF book, in page order.
 pub struct PdfBook;
 

@@ -63,13 +63,8 @@ pub(super) fn draw_image(content: &mut Content, [x, y, w, h]: [f32; 4]) {
 }
 
 /// Lines centred in `area`'s width, from the baseline `y` down; returns the y below them.
-fn centred(fonts: &mut FontUse, content: &mut Content, text: &str, size: f32, area: Area, mut y: f32) -> f32 {
-    for line in fonts.font().wrap(text, size, area.width()) {
-        let x = area.x0 + (area.width() - fonts.font().width(&line, size)) / 2.0;
-        fonts.show(content, &line, size, x, y);
-        y -= size * 1.25;
-    }
-    y
+fn centred(fonts: &mut FontUse, content: &mut Content, text: &str, size: f32, area: Area, y: f32) -> f32 {
+    fonts.centred(content, text, size, area.x0, area.width(), y)
 }
 
 /// The front matter pages' text, all inside the safe area.
