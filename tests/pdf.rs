@@ -20,20 +20,24 @@ use lopdf::content::Content;
 use lopdf::{Document, Object, ObjectId};
 use serde_json::{Value, json};
 
-fn sink(dir: &Path, options: Value) -> Arc<dyn Sink> {
-    let kind = PdfBook;
-    if let Err(e) = kind.check(&options) {
-        panic!("options rejected: {e}");
-    }
-    let ctx = BuildContext {
-        id: "book".into(),
+/// How a sink `id` of the test pipeline is built, writing into `dir`.
+fn context(dir: &Path, id: &str) -> BuildContext {
+    BuildContext {
+        id: id.into(),
         inputs: vec!["lineart".into()],
         output_dir: dir.to_owned(),
         pipeline_file: PathBuf::from("test.yaml"),
         dry_run: false,
         room_below: 4,
-    };
-    match kind.build(&options, &ctx) {
+    }
+}
+
+fn sink(dir: &Path, options: Value) -> Arc<dyn Sink> {
+    let kind = PdfBook;
+    if let Err(e) = kind.check(&options) {
+        panic!("options rejected: {e}");
+    }
+    match kind.build(&options, &context(dir, "book")) {
         Ok(Component::Sink(sink)) => sink,
         Ok(_) => panic!("pdf built something other than a sink"),
         Err(e) => panic!("build failed: {e:#}"),
@@ -534,18 +538,11 @@ async fn text_is_set_in_an_embedded_subset_font_in_any_script_it_covers() {
 #[test]
 fn a_font_that_cannot_be_read_fails_the_build_naming_it() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let ctx = BuildContext {
-        id: "book".into(),
-        inputs: vec!["lineart".into()],
-        output_dir: dir.path().to_owned(),
-        pipeline_file: PathBuf::from("test.yaml"),
-        dry_run: false,
-        room_below: 4,
-    };
-    let error = match PdfBook.build(&json!({ "font": "fonts/no-such-font.ttf" }), &ctx) {
-        Ok(_) => panic!("a missing font was accepted"),
-        Err(e) => format!("{e:#}"),
-    };
+    let error =
+        match PdfBook.build(&json!({ "font": "fonts/no-such-font.ttf" }), &context(dir.path(), "book")) {
+            Ok(_) => panic!("a missing font was accepted"),
+            Err(e) => format!("{e:#}"),
+        };
     assert!(error.contains("font") && error.contains("fonts/no-such-font.ttf"), "{error}");
 }
 
@@ -624,15 +621,7 @@ async fn the_cover_is_sized_from_the_finished_interior_and_shows_the_chosen_page
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let interior = sink(dir.path(), json!({ "path": "interior.pdf", "sides": "single", "pad": true }));
     let options = json!({ "interior": "interior.pdf", "paper": "cream", "art_page": 2, "title": "Owls" });
-    let kind = inkflow::stages::cover::Cover;
-    let ctx = BuildContext {
-        id: "cover".into(),
-        inputs: vec!["lineart".into()],
-        output_dir: dir.path().to_owned(),
-        pipeline_file: PathBuf::from("test.yaml"),
-        dry_run: false,
-    };
-    let cover = match kind.build(&options, &ctx) {
+    let cover = match inkflow::stages::cover::Cover.build(&options, &context(dir.path(), "cover")) {
         Ok(Component::Sink(sink)) => sink,
         _ => panic!("cover did not build as a sink"),
     };
