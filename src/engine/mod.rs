@@ -7,6 +7,7 @@ pub mod fusion;
 pub mod item;
 pub mod journal;
 pub mod media;
+pub mod options;
 pub mod output_lock;
 pub mod output_path;
 pub mod pipeline;

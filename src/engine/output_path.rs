@@ -6,7 +6,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Deserializer};
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::journal::JOURNAL_FILE;
 
@@ -121,6 +122,22 @@ impl fmt::Display for OutputPath {
             None => f.write_str("."),
             Some(_) => write!(f, "{}", self.0.display()),
         }
+    }
+}
+
+impl Serialize for OutputPath {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl JsonSchema for OutputPath {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "OutputPath".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "x-inkflow-type": "path inside the output folder"})
     }
 }
 

@@ -8,7 +8,7 @@ use super::ImagingError;
 use crate::engine::media::{Pixels, Raster};
 
 /// How hard the PNG encoder works: a trade of file size for CPU time.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PngCompression {
     /// Fastest encode (fdeflate), files ~20% larger than `default`.

@@ -5,13 +5,13 @@ use std::cell::RefCell;
 
 use fast_image_resize::images::{CroppedImageMut, Image, ImageRef};
 use fast_image_resize::{PixelType, ResizeOptions, Resizer};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::ImagingError;
 use crate::engine::media::{Pixels, Raster};
 
 /// How an image meets a target box of another aspect ratio.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Fit {
     /// Scale to fit inside the box and pad the rest with white, centred: nothing cut, nothing bent.

@@ -14,16 +14,17 @@ use std::sync::{Arc, LazyLock};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::engine::cpu;
 use crate::engine::item::{Item, State};
 use crate::engine::media::{Media, Payload};
+use crate::engine::options::{documented, parse_declared};
 use crate::engine::output_path::{Claim, OutputPath};
 use crate::engine::stage::{
-    BuildContext, Component, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, Sink, StageError,
-    TypedKind, parse_options,
+    BuildContext, Component, KindInfo, OptionsError, OutputMedia, Role, Sink, StageError, TypedKind,
 };
 use crate::engine::summary::Summary;
 use crate::imaging::png::{PngCompression, encode_png};
@@ -38,13 +39,17 @@ const SUMMARY_FILE: &str = "batch_metadata.json";
 pub struct Disk;
 
 /// The `disk` options, as written in the pipeline file.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
+    /// Folder for the files, relative to the batch output dir.
     #[serde(default = "default_dir")]
     dir: OutputPath,
+    /// Name of the first input's file; further inputs go to <input id>/ with the same stem.
     #[serde(default = "default_filename")]
+    #[schemars(extend("x-inkflow-type" = "template"))]
     filename: String,
+    /// PNG effort: fast is quickest, best is smallest.
     #[serde(default)]
     png_compression: PngCompression,
 }
@@ -59,7 +64,7 @@ fn default_filename() -> String {
 
 impl Options {
     fn parse(options: &Value) -> Result<(Self, NameTemplate), OptionsError> {
-        let parsed: Options = parse_options(options)?;
+        let parsed: Options = parse_declared(options)?;
         let template = NameTemplate::parse(&parsed.filename).map_err(|e| OptionsError::at("filename", e))?;
         Ok((parsed, template))
     }
@@ -74,21 +79,7 @@ impl TypedKind for Disk {
             role: Role::Sink,
             summary: "Writes pages (PNG with DPI, 1-bit when bilevel), thumbnails and per-item metadata JSON"
                 .into(),
-            options: vec![
-                OptionDoc::new("dir", "path", ".", "Folder for the files, relative to the batch output dir"),
-                OptionDoc::new(
-                    "filename",
-                    "template",
-                    "{section}_{number:03}_{description}.png",
-                    "Name of the first input's file; further inputs go to <input id>/ with the same stem",
-                ),
-                OptionDoc::new(
-                    "png_compression",
-                    "fast|default|best",
-                    "default",
-                    "PNG effort: fast is quickest, best is smallest",
-                ),
-            ],
+            options: documented::<Options>(),
             accepts: vec![Media::Rgb, Media::Gray, Media::Bilevel, Media::Encoded],
             output: OutputMedia::None,
         });

@@ -5,14 +5,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use anyhow::{Context, bail};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::engine::item::{Item, Prompt};
 use crate::engine::media::{Media, Payload};
+use crate::engine::options::{documented, parse_declared};
 use crate::engine::stage::{
-    BuildContext, Component, KindInfo, Listing, OptionDoc, OptionsError, OutputMedia, Role, Source,
-    StageError, TypedKind, parse_options,
+    BuildContext, Component, KindInfo, Listing, OptionsError, OutputMedia, Role, Source, StageError,
+    TypedKind,
 };
 
 /// The fact naming the file an item came from.
@@ -22,14 +24,16 @@ pub const SOURCE_PATH: &str = "source_path";
 pub struct Files;
 
 /// The `files` options.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
+    /// A folder (every .png/.jpg/.jpeg in it, sorted) or a glob pattern such as art/**/*.png.
+    #[schemars(extend("x-inkflow-type" = "path or glob"))]
     path: String,
 }
 
 fn parse(options: &Value) -> Result<Options, OptionsError> {
-    let options: Options = parse_options(options)?;
+    let options: Options = parse_declared(options)?;
     if options.path.trim().is_empty() {
         return Err(OptionsError::at("path", "the path is empty"));
     }
@@ -47,11 +51,7 @@ impl TypedKind for Files {
             name: "files".into(),
             role: Role::Source,
             summary: "Reads existing PNG/JPEG images from a folder or glob pattern".into(),
-            options: vec![OptionDoc::required(
-                "path",
-                "path or glob",
-                "A folder (every .png/.jpg/.jpeg in it, sorted) or a glob pattern such as art/**/*.png",
-            )],
+            options: documented::<Options>(),
             accepts: vec![],
             output: OutputMedia::Fixed(Media::Rgb),
         });

@@ -3,14 +3,15 @@
 
 use std::sync::{Arc, LazyLock};
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::engine::item::Item;
 use crate::engine::media::{Media, Payload};
+use crate::engine::options::{documented, parse_declared};
 use crate::engine::stage::{
     BuildContext, Component, CpuStage, KindInfo, OptionsError, OutputMedia, Role, StageError, TypedKind,
-    parse_options,
 };
 use crate::imaging::gray::to_gray;
 
@@ -18,7 +19,7 @@ use crate::imaging::gray::to_gray;
 pub struct Grayscale;
 
 /// The `grayscale` options: none.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Options {}
 
@@ -30,7 +31,7 @@ impl TypedKind for Grayscale {
             name: "grayscale".into(),
             role: Role::Stage,
             summary: "Converts RGB images to 8-bit gray (ITU-R 601 luma, as Pillow's \"L\")".into(),
-            options: Vec::new(),
+            options: documented::<Options>(),
             accepts: vec![Media::Rgb, Media::Gray],
             output: OutputMedia::Fixed(Media::Gray),
         });
@@ -38,7 +39,7 @@ impl TypedKind for Grayscale {
     }
 
     fn parse(&self, options: &Value) -> Result<Options, OptionsError> {
-        parse_options(options)
+        parse_declared(options)
     }
 
     fn build_from(&self, _options: Options, _ctx: &BuildContext) -> anyhow::Result<Component> {

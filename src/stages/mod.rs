@@ -46,6 +46,47 @@ pub fn builtin() -> Registry {
 }
 
 #[cfg(test)]
+mod tests {
+    use crate::engine::options::with_default;
+
+    /// The README's table of kinds: the lines between its heading and the next section.
+    fn readme_table() -> String {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("## Stage kinds").expect("the README has a table of kinds");
+        let end = readme[start + 1..].find("\n## ").map_or(readme.len(), |e| start + 1 + e);
+        readme[start..end].to_owned()
+    }
+
+    #[test]
+    fn every_kind_is_in_the_readme_and_every_documented_default_parses() {
+        let table = readme_table();
+        for kind in super::builtin().all() {
+            let info = kind.info();
+            assert!(
+                table.contains(&format!("`{}`", info.name)),
+                "kind {:?} is missing from the README",
+                info.name
+            );
+            for option in &info.options {
+                assert!(!option.doc.is_empty(), "{}.{} has no doc comment", info.name, option.name);
+                let Some(options) = with_default(option) else { continue };
+                if let Err(e) = kind.check(&options) {
+                    assert_ne!(
+                        e.path.first(),
+                        Some(&option.name),
+                        "{}.{}: the documented default {:?} does not parse: {}",
+                        info.name,
+                        option.name,
+                        option.default,
+                        e.message
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
 pub(crate) mod test_support {
     use std::path::Path;
     use std::sync::Arc;

@@ -4,14 +4,15 @@
 use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::engine::item::Item;
 use crate::engine::media::{Media, Payload};
+use crate::engine::options::{documented, parse_declared};
 use crate::engine::stage::{
-    BuildContext, Component, CpuStage, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, StageError,
-    TypedKind, parse_options,
+    BuildContext, Component, CpuStage, KindInfo, OptionsError, OutputMedia, Role, StageError, TypedKind,
 };
 use crate::imaging::pattern::{Family, draw_family, family_for};
 
@@ -22,18 +23,21 @@ const SIDE: std::ops::RangeInclusive<u32> = 64..=8192;
 pub struct Pattern;
 
 /// The `pattern` options.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
+    /// Page size in pixels, each side from 64 to 8192.
     #[serde(default)]
     size: Size,
+    /// Varies the drawings; an item's own "seed" field wins.
     #[serde(default)]
     seed: u64,
+    /// The kind of drawing; auto picks from the prompt's words (flower -> botanical...) or its hash.
     #[serde(default)]
     style: Style,
 }
 
-#[derive(Deserialize, Clone, Copy)]
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Copy)]
 #[serde(deny_unknown_fields)]
 struct Size {
     width: u32,
@@ -46,7 +50,7 @@ impl Default for Size {
     }
 }
 
-#[derive(Deserialize, Clone, Copy, Default)]
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, Default)]
 #[serde(rename_all = "lowercase")]
 enum Style {
     /// From the prompt's words, else its hash.
@@ -69,7 +73,7 @@ impl Style {
 }
 
 fn parse(options: &Value) -> Result<Options, OptionsError> {
-    let options: Options = parse_options(options)?;
+    let options: Options = parse_declared(options)?;
     for (name, value) in [("width", options.size.width), ("height", options.size.height)] {
         if !SIDE.contains(&value) {
             return Err(OptionsError::at(
@@ -90,26 +94,7 @@ impl TypedKind for Pattern {
             role: Role::Stage,
             summary: "Draws offline coloring-book line art (mandala, geometric, botanical) from each prompt"
                 .into(),
-            options: vec![
-                OptionDoc::new(
-                    "size",
-                    "{width, height} 64-8192",
-                    "{width: 768, height: 1024}",
-                    "Page size in pixels",
-                ),
-                OptionDoc::new(
-                    "seed",
-                    "integer",
-                    "0",
-                    "Varies the drawings; an item's own \"seed\" field wins",
-                ),
-                OptionDoc::new(
-                    "style",
-                    "auto|mandala|geometric|botanical",
-                    "auto",
-                    "The kind of drawing; auto picks from the prompt's words (flower -> botanical...) or its hash",
-                ),
-            ],
+            options: documented::<Options>(),
             accepts: vec![Media::Prompt],
             output: OutputMedia::Fixed(Media::Rgb),
         });

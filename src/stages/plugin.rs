@@ -15,14 +15,16 @@ use inkflow_sdk::{
     ABI_MAJOR, ABI_MINOR, CreateFn, DESCRIPTOR_SYMBOL, DescriptorFn, DestroyFn, ErrorMessage, Format,
     ImageBuffer, ImageView, MAGIC, PluginDescriptor, ProcessFn, STATUS_ERROR, STATUS_OK, StageVTable,
 };
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::engine::item::Item;
 use crate::engine::media::{Media, Payload, Pixels, Raster};
+use crate::engine::options::{documented, parse_declared};
 use crate::engine::stage::{
     BuildContext, Component, CpuStage, Kind, KindInfo, OptionDoc, OptionsError, OutputMedia, Role,
-    StageError, TypedKind, parse_options,
+    StageError, TypedKind,
 };
 
 /// `kind: plugin`: a stage from the library at `path`, for a one-off plugin without a
@@ -31,13 +33,18 @@ use crate::engine::stage::{
 pub struct Plugin;
 
 /// The `plugin` options: which library and stage, and the stage's own options.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PluginOptions {
+    /// The library file, e.g. target/release/libmy_stage.so.
+    #[schemars(extend("x-inkflow-type" = "path"))]
     path: PathBuf,
+    /// Which stage of the library to run (its only stage when not given).
     #[serde(default)]
     stage: Option<String>,
+    /// The plugin stage's own options.
     #[serde(default = "empty_map")]
+    #[schemars(extend("x-inkflow-type" = "map"))]
     options: Value,
 }
 
@@ -53,11 +60,7 @@ impl TypedKind for Plugin {
             name: "plugin".into(),
             role: Role::Stage,
             summary: "Runs a stage from a dynamic library built with the inkflow-sdk SDK".into(),
-            options: vec![
-                OptionDoc::required("path", "string", "The library file, e.g. target/release/libmy_stage.so"),
-                OptionDoc::new("stage", "string", "its only stage", "Which stage of the library to run"),
-                OptionDoc::new("options", "map", "{}", "The plugin stage's own options"),
-            ],
+            options: documented::<PluginOptions>(),
             accepts: Media::IMAGES.to_vec(),
             output: OutputMedia::SameAsInput,
         });
@@ -65,7 +68,7 @@ impl TypedKind for Plugin {
     }
 
     fn parse(&self, options: &Value) -> Result<PluginOptions, OptionsError> {
-        let parsed: PluginOptions = parse_options(options)?;
+        let parsed: PluginOptions = parse_declared(options)?;
         if !parsed.options.is_object() {
             return Err(OptionsError::at("options", "expected a map of the plugin stage's options"));
         }

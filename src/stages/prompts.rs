@@ -6,25 +6,30 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 
 use anyhow::{Context, bail};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::engine::item::{Item, Prompt};
 use crate::engine::media::{Media, Payload};
+use crate::engine::options::{documented, parse_declared};
 use crate::engine::stage::{
-    BuildContext, Component, KindInfo, Listing, OptionDoc, OptionsError, OutputMedia, Role, Source,
-    StageError, TypedKind, parse_options,
+    BuildContext, Component, KindInfo, Listing, OptionsError, OutputMedia, Role, Source, StageError,
+    TypedKind,
 };
 
 /// Kind `prompts`: one item per prompt of a JSON or JSON Lines file.
 pub struct Prompts;
 
 /// The `prompts` options.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
+    /// The prompt file (.json or .jsonl), relative to the working directory.
+    #[schemars(extend("x-inkflow-type" = "path"))]
     path: PathBuf,
+    /// Take only the first N prompts (all when not given).
     #[serde(default)]
     limit: Option<usize>,
 }
@@ -38,14 +43,7 @@ impl TypedKind for Prompts {
             role: Role::Source,
             summary: "Reads prompts from a JSON book ({\"prompts\": [...]}), a list of scenes, or JSON Lines"
                 .into(),
-            options: vec![
-                OptionDoc::required(
-                    "path",
-                    "path",
-                    "The prompt file (.json or .jsonl), relative to the working directory",
-                ),
-                OptionDoc::new("limit", "integer", "all", "Take only the first N prompts"),
-            ],
+            options: documented::<Options>(),
             accepts: vec![],
             output: OutputMedia::Fixed(Media::Prompt),
         });
@@ -53,7 +51,7 @@ impl TypedKind for Prompts {
     }
 
     fn parse(&self, options: &Value) -> Result<Options, OptionsError> {
-        let options: Options = parse_options(options)?;
+        let options: Options = parse_declared(options)?;
         if options.path.as_os_str().is_empty() {
             return Err(OptionsError::at("path", "the prompt file path is empty"));
         }

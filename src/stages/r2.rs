@@ -30,6 +30,7 @@ use object_store::{
     Attribute, Attributes, BackoffConfig, ClientOptions, GetOptions, ObjectStore, PutMultipartOptions,
     PutOptions, PutPayload, RetryConfig,
 };
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -38,10 +39,10 @@ use tokio::io::AsyncReadExt;
 use crate::engine::cpu;
 use crate::engine::item::{Item, State};
 use crate::engine::media::{Media, Payload, Pixels, Raster};
+use crate::engine::options::{documented, parse_declared};
 use crate::engine::output_path::OutputPath;
 use crate::engine::stage::{
-    BuildContext, Component, Kind, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, Sink, StageError,
-    parse_options,
+    BuildContext, Component, Kind, KindInfo, OptionsError, OutputMedia, Role, Sink, StageError,
 };
 use crate::engine::summary::Summary;
 use crate::stages::naming::NameTemplate;
@@ -53,9 +54,6 @@ const CREDENTIAL_PAIRS: [(&str, &str); 2] =
 
 /// The user metadata field holding the content hash that makes resume possible.
 const HASH_FIELD: &str = "sha256";
-
-/// S3 and R2 refuse parts under 5 MiB (but the last) and over 5 GiB.
-const PART_MIB_RANGE: std::ops::RangeInclusive<u64> = 5..=5120;
 
 /// Parts of one object uploaded at once: enough to fill a link, bounded so memory stays at a
 /// few parts.
@@ -93,56 +91,11 @@ impl R2 {
     }
 
     fn named(name: &str, default_region: &'static str) -> Self {
-        let options = vec![
-            OptionDoc::required(
-                "endpoint",
-                "url",
-                "https://ACCOUNT.r2.cloudflarestorage.com or any S3-compatible URL (http only for localhost)",
-            ),
-            OptionDoc::required("bucket", "string", "the bucket to upload to"),
-            OptionDoc::new(
-                "key",
-                "template",
-                "{section}_{number:03}_{description}.png",
-                "object key of the first input; other inputs go to <input id>/<stem>.<ext>, metadata to \
-                 metadata/<stem>.json; the extension follows the object's format",
-            ),
-            OptionDoc::new("prefix", "string", "\"\"", "folder prepended to every key (e.g. books/2025)"),
-            OptionDoc::new("region", "string", default_region, "signing region (R2 uses auto)"),
-            OptionDoc::new(
-                "content_type",
-                "string",
-                "from the format",
-                "Content-Type of every image object, when the format's own type is not wanted",
-            ),
-            OptionDoc::new("cache_control", "string", "none", "Cache-Control header of every object"),
-            OptionDoc::new("upload_metadata", "bool", "true", "upload metadata/<stem>.json per item"),
-            OptionDoc::new(
-                "multipart_threshold_mib",
-                "integer >= 1",
-                "16",
-                "objects this large (MiB) or larger go multipart",
-            ),
-            OptionDoc::new(
-                "part_size_mib",
-                "integer 5-5120",
-                "8",
-                "multipart part size; every part but the last has exactly this size, as R2 requires",
-            ),
-            OptionDoc::new(
-                "retries",
-                "integer 0-20",
-                "5",
-                "retries of a request on 5xx and connection errors",
-            ),
-            OptionDoc::new(
-                "upload_files",
-                "list of paths",
-                "[]",
-                "files of the output directory uploaded at the end of the batch (e.g. [book.pdf]); \
-                 list this sink after the sink that writes them",
-            ),
-        ];
+        let mut options = documented::<Options>();
+        // The one default that differs between the two names of this kind.
+        if let Some(region) = options.iter_mut().find(|o| o.name == "region") {
+            region.default = Some(default_region.to_owned());
+        }
         let info = KindInfo {
             name: name.into(),
             role: Role::Sink,
@@ -230,26 +183,49 @@ fn default_retries() -> u32 {
     5
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Options {
+    /// https://ACCOUNT.r2.cloudflarestorage.com or any S3-compatible URL (http only for localhost).
+    #[schemars(extend("x-inkflow-type" = "URL"))]
     endpoint: String,
+    /// The bucket to upload to.
     bucket: String,
+    /// Object key of the first input; other inputs go to <input id>/<stem>.<ext>, metadata to
+    /// metadata/<stem>.json; the extension follows the object's format.
     #[serde(default = "default_key")]
+    #[schemars(extend("x-inkflow-type" = "template"))]
     key: String,
+    /// Folder prepended to every key (e.g. books/2025).
     #[serde(default)]
     prefix: String,
+    /// Signing region (R2 uses auto).
+    #[serde(default)]
     region: Option<String>,
+    /// Content-Type of every image object, when the format's own type is not wanted.
+    #[serde(default)]
     content_type: Option<String>,
+    /// Cache-Control header of every object.
+    #[serde(default)]
     cache_control: Option<String>,
+    /// Upload metadata/<stem>.json per item.
     #[serde(default = "default_true")]
     upload_metadata: bool,
+    /// Objects this large (MiB) or larger go multipart.
     #[serde(default = "default_threshold_mib")]
+    #[schemars(range(min = 1))]
     multipart_threshold_mib: u64,
+    /// Multipart part size; every part but the last has exactly this size, as R2 requires (S3
+    /// and R2 refuse parts under 5 MiB or over 5 GiB).
     #[serde(default = "default_part_mib")]
+    #[schemars(range(min = 5, max = 5120))]
     part_size_mib: u64,
+    /// Retries of a request on 5xx and connection errors.
     #[serde(default = "default_retries")]
+    #[schemars(range(max = 20))]
     retries: u32,
+    /// Files of the output directory uploaded at the end of the batch (e.g. [book.pdf]); list
+    /// this sink after the sink that writes them.
     #[serde(default)]
     upload_files: Vec<String>,
 }
@@ -264,24 +240,12 @@ struct Checked {
 
 impl Options {
     fn parse(value: &Value) -> Result<Checked, OptionsError> {
-        let options: Options = parse_options(value)?;
+        let options: Options = parse_declared(value)?;
         let allow_http = check_endpoint(&options.endpoint).map_err(|e| OptionsError::at("endpoint", e))?;
         check_bucket(&options.bucket).map_err(|e| OptionsError::at("bucket", e))?;
         let names = NameTemplate::parse(&options.key).map_err(|e| OptionsError::at("key", e))?;
         let prefix = options.prefix.trim_matches('/').to_owned();
         check_relative(&prefix).map_err(|e| OptionsError::at("prefix", e))?;
-        if options.multipart_threshold_mib == 0 {
-            return Err(OptionsError::at("multipart_threshold_mib", "must be at least 1"));
-        }
-        if !PART_MIB_RANGE.contains(&options.part_size_mib) {
-            return Err(OptionsError::at(
-                "part_size_mib",
-                "must be 5 to 5120: S3 and R2 refuse smaller or larger parts",
-            ));
-        }
-        if options.retries > 20 {
-            return Err(OptionsError::at("retries", "must be 0 to 20"));
-        }
         for (i, file) in options.upload_files.iter().enumerate() {
             if file.trim().is_empty() {
                 return Err(OptionsError::at(&format!("upload_files.{i}"), "is empty"));

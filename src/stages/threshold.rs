@@ -3,14 +3,15 @@
 
 use std::sync::{Arc, LazyLock};
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::engine::item::Item;
 use crate::engine::media::{Media, Payload};
+use crate::engine::options::{documented, parse_declared};
 use crate::engine::stage::{
-    BuildContext, Component, CpuStage, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, StageError,
-    TypedKind, parse_options,
+    BuildContext, Component, CpuStage, KindInfo, OptionsError, OutputMedia, Role, StageError, TypedKind,
 };
 use crate::imaging::threshold::threshold;
 
@@ -18,9 +19,10 @@ use crate::imaging::threshold::threshold;
 pub struct Threshold;
 
 /// The `threshold` options.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
+    /// Pixels darker than this become black, the rest white.
     #[serde(default = "default_level")]
     level: u8,
 }
@@ -37,12 +39,7 @@ impl TypedKind for Threshold {
             name: "threshold".into(),
             role: Role::Stage,
             summary: "Turns gray or RGB images into 1-bit black and white (below `level` is black)".into(),
-            options: vec![OptionDoc::new(
-                "level",
-                "integer 0-255",
-                "128",
-                "Pixels darker than this become black, the rest white",
-            )],
+            options: documented::<Options>(),
             accepts: vec![Media::Gray, Media::Rgb],
             output: OutputMedia::Fixed(Media::Bilevel),
         });
@@ -50,7 +47,7 @@ impl TypedKind for Threshold {
     }
 
     fn parse(&self, options: &Value) -> Result<Options, OptionsError> {
-        parse_options(options)
+        parse_declared(options)
     }
 
     fn build_from(&self, options: Options, _ctx: &BuildContext) -> anyhow::Result<Component> {

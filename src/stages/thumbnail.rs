@@ -2,14 +2,15 @@
 
 use std::sync::{Arc, LazyLock};
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::engine::item::Item;
 use crate::engine::media::{Media, Payload};
+use crate::engine::options::{documented, parse_declared};
 use crate::engine::stage::{
-    BuildContext, Component, CpuStage, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, StageError,
-    TypedKind, parse_options,
+    BuildContext, Component, CpuStage, KindInfo, OptionsError, OutputMedia, Role, StageError, TypedKind,
 };
 use crate::imaging::jpeg::encode_thumbnail;
 
@@ -17,14 +18,20 @@ use crate::imaging::jpeg::encode_thumbnail;
 pub struct Thumbnail;
 
 /// The `thumbnail` options.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
+    /// Largest thumbnail width, in pixels.
     #[serde(default = "default_width")]
+    #[schemars(range(min = 1, max = 10000))]
     width: u32,
+    /// Largest thumbnail height, in pixels.
     #[serde(default = "default_height")]
+    #[schemars(range(min = 1, max = 10000))]
     height: u32,
+    /// JPEG quality.
     #[serde(default = "default_quality")]
+    #[schemars(range(min = 1, max = 100))]
     quality: u8,
 }
 
@@ -49,11 +56,7 @@ impl TypedKind for Thumbnail {
             name: "thumbnail".into(),
             role: Role::Stage,
             summary: "Makes a JPEG preview that fits within width x height".into(),
-            options: vec![
-                OptionDoc::new("width", "integer pixels", "400", "Largest thumbnail width"),
-                OptionDoc::new("height", "integer pixels", "518", "Largest thumbnail height"),
-                OptionDoc::new("quality", "integer 1-100", "85", "JPEG quality"),
-            ],
+            options: documented::<Options>(),
             accepts: vec![Media::Gray, Media::Rgb, Media::Bilevel],
             output: OutputMedia::Fixed(Media::Encoded),
         });
@@ -61,19 +64,7 @@ impl TypedKind for Thumbnail {
     }
 
     fn parse(&self, options: &Value) -> Result<Options, OptionsError> {
-        let parsed: Options = parse_options(options)?;
-        for (name, side) in [("width", parsed.width), ("height", parsed.height)] {
-            if side == 0 || side > 10_000 {
-                return Err(OptionsError::at(name, format!("{name} must be 1 to 10000 pixels, got {side}")));
-            }
-        }
-        if !(1..=100).contains(&parsed.quality) {
-            return Err(OptionsError::at(
-                "quality",
-                format!("quality must be 1 to 100, got {}", parsed.quality),
-            ));
-        }
-        Ok(parsed)
+        parse_declared(options)
     }
 
     fn build_from(&self, o: Options, _ctx: &BuildContext) -> anyhow::Result<Component> {

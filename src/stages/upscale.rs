@@ -5,34 +5,39 @@
 
 use std::sync::{Arc, LazyLock};
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::engine::item::Item;
 use crate::engine::media::{Media, Payload};
+use crate::engine::options::{documented, parse_declared};
 use crate::engine::stage::{
-    BuildContext, Component, CpuStage, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, StageError,
-    TypedKind, parse_options,
+    BuildContext, Component, CpuStage, KindInfo, OptionsError, OutputMedia, Role, StageError, TypedKind,
 };
 use crate::imaging::resize::{Fit, resize};
 
 /// The `upscale` kind.
 pub struct Upscale;
 
-/// Largest side accepted, so a typo cannot ask for a gigabyte page (20000 px is 66 inches at 300 DPI).
-const MAX_SIDE: u32 = 20_000;
-
 /// The `upscale` options; the defaults are US Letter at 300 DPI, the page the original service printed.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
+    /// Page width in pixels (2550 = 8.5 in at 300 DPI).
     #[serde(default = "default_width")]
+    #[schemars(range(min = 1, max = 20000))]
     width: u32,
+    /// Page height in pixels (3300 = 11 in at 300 DPI).
     #[serde(default = "default_height")]
+    #[schemars(range(min = 1, max = 20000))]
     height: u32,
+    /// contain: fit inside with white margins; cover: fill and crop the centre; stretch: distort.
     #[serde(default)]
     fit: Fit,
+    /// Print resolution written to the page (PNG pHYs, PDF size), above 0.
     #[serde(default = "default_dpi")]
+    #[schemars(range(max = 10000))]
     dpi: f32,
 }
 
@@ -50,15 +55,7 @@ fn default_dpi() -> f32 {
 
 impl Options {
     fn parse(options: &Value) -> Result<Self, OptionsError> {
-        let parsed: Options = parse_options(options)?;
-        for (name, side) in [("width", parsed.width), ("height", parsed.height)] {
-            if side == 0 || side > MAX_SIDE {
-                return Err(OptionsError::at(
-                    name,
-                    format!("{name} must be 1 to {MAX_SIDE} pixels, got {side}"),
-                ));
-            }
-        }
+        let parsed: Options = parse_declared(options)?;
         if !(parsed.dpi.is_finite() && parsed.dpi > 0.0 && parsed.dpi <= 10_000.0) {
             return Err(OptionsError::at(
                 "dpi",
@@ -78,22 +75,7 @@ impl TypedKind for Upscale {
             role: Role::Stage,
             summary: "Resizes images to the print size with Lanczos3 (fit, pad or crop) and sets their DPI"
                 .into(),
-            options: vec![
-                OptionDoc::new("width", "integer pixels", "2550", "Page width (2550 = 8.5 in at 300 DPI)"),
-                OptionDoc::new("height", "integer pixels", "3300", "Page height (3300 = 11 in at 300 DPI)"),
-                OptionDoc::new(
-                    "fit",
-                    "contain|cover|stretch",
-                    "contain",
-                    "contain: fit inside with white margins; cover: fill and crop the centre; stretch: distort",
-                ),
-                OptionDoc::new(
-                    "dpi",
-                    "number",
-                    "300",
-                    "Print resolution written to the page (PNG pHYs, PDF size)",
-                ),
-            ],
+            options: documented::<Options>(),
             accepts: vec![Media::Gray, Media::Rgb],
             output: OutputMedia::SameAsInput,
         });

@@ -4,11 +4,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::pricing::Prices;
-use crate::engine::stage::{OptionsError, parse_options};
+use crate::engine::options::parse_declared;
+use crate::engine::stage::OptionsError;
 
 /// The default model: FLUX.1 [dev], the model of both original scripts.
 pub(super) const DEFAULT_MODEL: &str = "fal-ai/flux/dev";
@@ -43,7 +45,7 @@ pub(super) const ITEM_OVERRIDES: [&str; 8] = [
 ];
 
 /// An image size: a named preset or explicit pixels.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(untagged)]
 pub(super) enum ImageSize {
     /// One of [`PRESETS`].
@@ -67,48 +69,85 @@ impl ImageSize {
     }
 }
 
-/// Everything the pipeline file may set on a `fal` stage.
-#[derive(Clone, Debug, Deserialize)]
+/// Everything the pipeline file may set on a `fal` stage. Unset model inputs are left to the
+/// model's own defaults.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Options {
+    /// fal model id; a prompt field `model` overrides it if `allow_overrides` lists it.
     #[serde(default = "default_model")]
     pub model: String,
+    /// Size of the generated image: square_hd, square, portrait_4_3, portrait_16_9,
+    /// landscape_4_3, landscape_16_9 or {width, height} (the model's default: landscape_4_3).
     #[serde(default)]
     pub image_size: Option<ImageSize>,
+    /// Denoising steps.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub num_inference_steps: Option<u32>,
+    /// How closely to follow the prompt.
     #[serde(default)]
+    #[schemars(range(min = 0))]
     pub guidance_scale: Option<f64>,
+    /// Seed for reproducible images (random when not set); a prompt field `seed` overrides it.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// Images per request; all are paid, downloaded and cached, the first unflagged one
+    /// becomes the page.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub num_images: Option<u32>,
+    /// fal's NSFW check; flagged images are filtered.
     #[serde(default)]
     pub enable_safety_checker: Option<bool>,
+    /// Format fal encodes the image in: png or jpeg.
     #[serde(default)]
     pub output_format: Option<String>,
+    /// More inputs passed to the model as they are (e.g. sync_mode, loras).
     #[serde(default)]
     pub extra: Map<String, Value>,
+    /// The queue host (default: $FAL_QUEUE_BASE_URL, else https://queue.fal.run).
     #[serde(default)]
+    #[schemars(extend("x-inkflow-type" = "URL"))]
     pub base_url: Option<String>,
+    /// Attempts per free call (408, 429, 500, 502-504, lost connections; 404 on images) and
+    /// per submission fal surely did not accept.
     #[serde(default = "default_max_attempts")]
+    #[schemars(range(min = 1))]
     pub max_attempts: u32,
+    /// First retry delay; doubles per retry, with jitter.
     #[serde(default = "default_base_delay_ms")]
+    #[schemars(range(max = 600_000))]
     pub base_delay_ms: u64,
+    /// Limit for each HTTP call, body included.
     #[serde(default = "default_request_timeout")]
+    #[schemars(extend("x-inkflow-type" = "duration"))]
     pub request_timeout: String,
+    /// Time between status polls.
     #[serde(default = "default_poll_interval_ms")]
+    #[schemars(range(min = 1))]
     pub poll_interval_ms: u64,
+    /// Largest image accepted, in bytes (downloads and inline data: URIs).
     #[serde(default = "default_max_image_bytes")]
+    #[schemars(range(min = 1))]
     pub max_image_bytes: u64,
+    /// Stop submitting once this many dollars would be exceeded (no limit when not set).
     #[serde(default)]
     pub max_cost_usd: Option<f64>,
+    /// Prices in $ per megapixel, by model, on top of the built-in ones (flux/dev 0.025,
+    /// flux/schnell 0.003), for the estimate and the budget.
     #[serde(default)]
     pub prices: BTreeMap<String, f64>,
+    /// fal gives up (uncharged) on a request no runner started by then (x-fal-request-timeout).
     #[serde(default)]
+    #[schemars(extend("x-inkflow-type" = "duration"))]
     pub start_timeout: Option<String>,
+    /// Longest wait for one item's result; then the request is cancelled and the item fails.
     #[serde(default = "default_deadline")]
+    #[schemars(extend("x-inkflow-type" = "duration"))]
     pub deadline: String,
+    /// Which model inputs (model, image_size, num_images, enable_safety_checker...) a prompt
+    /// file may set per item.
     #[serde(default = "default_allow_overrides")]
     pub allow_overrides: Vec<String>,
 }
@@ -143,17 +182,10 @@ fn default_max_image_bytes() -> u64 {
 impl Options {
     /// Parses and checks the options without any I/O, pointing at the offending field.
     pub(super) fn parse(options: &Value) -> Result<Options, OptionsError> {
-        let parsed: Options = parse_options(options)?;
+        let parsed: Options = parse_declared(options)?;
         parsed.check_inputs()?;
-        let checks: [(bool, &str, &str); 5] = [
-            (parsed.max_attempts >= 1, "max_attempts", "must be at least 1 (1 means no retries)"),
-            (parsed.poll_interval_ms >= 1, "poll_interval_ms", "must be at least 1"),
-            (parsed.max_image_bytes >= 1, "max_image_bytes", "must be at least 1"),
-            (parsed.base_delay_ms <= 600_000, "base_delay_ms", "must be at most 600000 (10 minutes)"),
-            (parsed.prices.values().all(|p| p.is_finite() && *p >= 0.0), "prices", "prices must be >= 0"),
-        ];
-        if let Some((_, field, message)) = checks.iter().find(|(ok, _, _)| !ok) {
-            return Err(OptionsError::at(field, *message));
+        if !parsed.prices.values().all(|p| p.is_finite() && *p >= 0.0) {
+            return Err(OptionsError::at("prices", "prices must be >= 0"));
         }
         parsed.request_timeout()?;
         parsed.start_timeout()?;
@@ -203,7 +235,7 @@ impl Options {
             }
             merged.insert(name.to_owned(), value.clone());
         }
-        let parsed: Options = parse_options(&Value::Object(merged))
+        let parsed: Options = parse_declared(&Value::Object(merged))
             .map_err(|e| format!("prompt field {:?}: {}", e.path.join("."), e.message))?;
         parsed.check_inputs().map_err(|e| format!("prompt field {:?}: {}", e.path.join("."), e.message))?;
         Ok(parsed)
@@ -238,12 +270,6 @@ impl Options {
                 return Err(OptionsError::at("image_size", "width and height must be between 1 and 16384"));
             }
             _ => {}
-        }
-        if self.num_images == Some(0) {
-            return Err(OptionsError::at("num_images", "must be at least 1"));
-        }
-        if self.num_inference_steps == Some(0) {
-            return Err(OptionsError::at("num_inference_steps", "must be at least 1"));
         }
         if self.guidance_scale.is_some_and(|g| !g.is_finite() || g < 0.0) {
             return Err(OptionsError::at("guidance_scale", "must be a number >= 0"));

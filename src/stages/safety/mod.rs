@@ -17,13 +17,13 @@ use std::sync::{Arc, LazyLock};
 
 use anyhow::Context;
 use regex::RegexBuilder;
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::engine::media::Media;
-use crate::engine::stage::{
-    BuildContext, Component, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, TypedKind, parse_options,
-};
+use crate::engine::options::{documented, parse_declared};
+use crate::engine::stage::{BuildContext, Component, KindInfo, OptionsError, OutputMedia, Role, TypedKind};
 use matcher::{Matcher, RegexRule, Term};
 use stage::SafetyStage;
 
@@ -32,7 +32,7 @@ pub struct Safety;
 
 /// What to do with a prompt that breaks a rule. `drop` is the default: the item costs nothing,
 /// shows up as filtered in the summary (counted by rule), and the batch goes on.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 enum OnReject {
     #[default]
@@ -41,26 +41,38 @@ enum OnReject {
     Rewrite,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Options {
+    /// Terms denied as whole words, after normalisation.
     #[serde(default)]
     deny: Vec<String>,
+    /// Files of deny terms, one per line, `#` starts a comment (e.g. pipelines/safety/children-deny.txt).
     #[serde(default)]
     deny_files: Vec<PathBuf>,
+    /// Known false positives: a match wholly inside an allowed phrase is ignored (e.g. "assassin bug").
     #[serde(default)]
     allow: Vec<String>,
+    /// Files of allowed phrases, same format as deny_files.
     #[serde(default)]
     allow_files: Vec<PathBuf>,
+    /// Regular expressions run on the normalised prompt (lowercase words, single spaces).
     #[serde(default)]
     regex: Vec<RegexOption>,
+    /// Longest prompt accepted, in characters.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
     max_prompt_chars: Option<usize>,
+    /// drop: record the item as filtered and skip it; fail: record it as failed; rewrite:
+    /// replace offending text with rewrite_text (and cut an over-long prompt) and go on.
     #[serde(default)]
     on_reject: OnReject,
+    /// With on_reject: rewrite, the text that replaces each offending span (empty removes it).
+    #[serde(default)]
     rewrite_text: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RegexOption {
     name: Option<String>,
@@ -76,7 +88,7 @@ pub struct Checked {
 }
 
 fn check_options(value: &Value) -> Result<Checked, OptionsError> {
-    let options: Options = parse_options(value)?;
+    let options: Options = parse_declared(value)?;
     if options.deny.is_empty()
         && options.deny_files.is_empty()
         && options.regex.is_empty()
@@ -86,9 +98,6 @@ fn check_options(value: &Value) -> Result<Checked, OptionsError> {
             "",
             "no rules: give at least one of deny, deny_files, regex or max_prompt_chars",
         ));
-    }
-    if options.max_prompt_chars == Some(0) {
-        return Err(OptionsError::at("max_prompt_chars", "must be at least 1"));
     }
     if options.rewrite_text.is_some() && options.on_reject != OnReject::Rewrite {
         return Err(OptionsError::at("rewrite_text", "is used only with on_reject: rewrite"));
@@ -160,57 +169,7 @@ impl TypedKind for Safety {
             name: "safety".into(),
             role: Role::Stage,
             summary: "rejects or rewrites prompts matching deny lists, regex rules or a length limit".into(),
-            options: vec![
-                OptionDoc::new(
-                    "deny",
-                    "list of strings",
-                    "[]",
-                    "terms denied as whole words, after normalisation",
-                ),
-                OptionDoc::new(
-                    "deny_files",
-                    "list of paths",
-                    "[]",
-                    "files of deny terms, one per line, `#` starts a comment (e.g. pipelines/safety/children-deny.txt)",
-                ),
-                OptionDoc::new(
-                    "allow",
-                    "list of strings",
-                    "[]",
-                    "known false positives: a match wholly inside an allowed phrase is ignored (e.g. \"assassin bug\")",
-                ),
-                OptionDoc::new(
-                    "allow_files",
-                    "list of paths",
-                    "[]",
-                    "files of allowed phrases, same format as deny_files",
-                ),
-                OptionDoc::new(
-                    "regex",
-                    "list of {name?, pattern}",
-                    "[]",
-                    "regular expressions run on the normalised prompt (lowercase words, single spaces)",
-                ),
-                OptionDoc::new(
-                    "max_prompt_chars",
-                    "integer >= 1",
-                    "none",
-                    "longest prompt accepted, in characters",
-                ),
-                OptionDoc::new(
-                    "on_reject",
-                    "drop|fail|rewrite",
-                    "drop",
-                    "drop: record the item as filtered and skip it; fail: record it as failed; \
-             rewrite: replace offending text with rewrite_text (and cut an over-long prompt) and go on",
-                ),
-                OptionDoc::new(
-                    "rewrite_text",
-                    "string",
-                    "\"\"",
-                    "with on_reject: rewrite, the text that replaces each offending span (empty removes it)",
-                ),
-            ],
+            options: documented::<Options>(),
             accepts: vec![Media::Prompt],
             output: OutputMedia::Fixed(Media::Prompt),
         });
