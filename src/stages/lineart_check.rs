@@ -7,14 +7,15 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::engine::item::Item;
 use crate::engine::media::{Media, Payload, Pixels};
+use crate::engine::options::{documented, parse_declared};
 use crate::engine::stage::{
-    BuildContext, Component, CpuStage, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, StageError,
-    TypedKind, parse_options,
+    BuildContext, Component, CpuStage, KindInfo, OptionsError, OutputMedia, Role, StageError, TypedKind,
 };
 use crate::imaging::quality::tones::ToneLimits;
 use crate::imaging::quality::{InkLimits, Measures, measure_gray};
@@ -23,7 +24,7 @@ use crate::imaging::quality::{InkLimits, Measures, measure_gray};
 pub struct LineartCheck;
 
 /// A defect the check can find; the names are stable (metadata, `severity`, the pdf sink).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Problem {
     /// Almost no ink.
@@ -82,7 +83,7 @@ impl Problem {
 }
 
 /// What a problem does to the verdict.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// The page is rejected.
@@ -149,26 +150,56 @@ const D: Options = Options {
 };
 
 /// The `lineart-check` options: every limit, and what each problem does.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Options {
+    /// The threshold stage's level: the check measures the page that threshold will make.
     level: u8,
+    /// empty: less of the page is ink.
+    #[schemars(range(min = 0, max = 1))]
     min_coverage: f64,
+    /// heavy_ink: more of the page is ink.
+    #[schemars(range(min = 0, max = 1))]
     max_coverage: f64,
+    /// heavy_ink: one solid black region covers more of the page.
+    #[schemars(range(min = 0, max = 1))]
     max_solid: f64,
+    /// Ink this thick in every direction (pixels) is a solid region, not a line.
+    #[schemars(range(min = 1, max = 64))]
     solid_px: usize,
+    /// Gray values counted as mid-gray (shading, tone): [darkest, lightest].
     mid_gray: [u8; 2],
+    /// gray_shading: more of the page is in mid-gray areas at least 24 px across.
+    #[schemars(range(min = 0, max = 1))]
     max_shading: f64,
+    /// An ink component of at most this many pixels is a speck.
     speck_px: u64,
+    /// speckles: more specks on the page.
     max_specks: u64,
+    /// A white area smaller than this many pixels is not a region to colour.
     min_region_px: u64,
+    /// open_outlines: fewer enclosed regions per 1000 px of line drawn.
+    #[schemars(range(min = 0))]
     min_regions_per_kpx: f64,
+    /// thin_lines: the median stroke is thinner than this many pixels.
+    #[schemars(range(min = 1, max = 64))]
     min_line_px: usize,
+    /// thin_lines: more of the line work (by length) is thinner.
+    #[schemars(range(min = 0, max = 1))]
     max_thin: f64,
+    /// How much darker than the paper around it gray must be to count as line work.
     contrast: u8,
+    /// ink_lost: more of the line work is too light for the threshold...
+    #[schemars(range(min = 0, max = 1))]
     max_ink_lost: f64,
+    /// ...and that light line work covers at least this much of the page.
+    #[schemars(range(min = 0, max = 1))]
     min_lost: f64,
+    /// not_line_art: more of the page is continuous mid-gray tone.
+    #[schemars(range(min = 0, max = 1))]
     max_tone: f64,
+    /// What each problem does to the verdict, {code: reject|warn|ignore}; unlisted codes keep
+    /// theirs: speckles, open_outlines and thin_lines warn, the others reject.
     severity: BTreeMap<Problem, Severity>,
 }
 
@@ -178,47 +209,13 @@ impl Default for Options {
     }
 }
 
-fn share(name: &str, doc: &str, default: f64) -> OptionDoc {
-    OptionDoc::new(name, "number 0-1", &default.to_string(), doc)
-}
-
-fn pixels(name: &str, doc: &str, default: impl ToString) -> OptionDoc {
-    OptionDoc::new(name, "integer pixels", &default.to_string(), doc)
-}
-
 fn parse(options: &Value) -> Result<Options, OptionsError> {
-    let o: Options = parse_options(options)?;
-    let shares = [
-        ("min_coverage", o.min_coverage),
-        ("max_coverage", o.max_coverage),
-        ("max_solid", o.max_solid),
-        ("max_shading", o.max_shading),
-        ("max_thin", o.max_thin),
-        ("max_ink_lost", o.max_ink_lost),
-        ("min_lost", o.min_lost),
-        ("max_tone", o.max_tone),
-    ];
-    for (name, value) in shares {
-        if !(0.0..=1.0).contains(&value) {
-            return Err(OptionsError::at(
-                name,
-                format!("{name} is a share of the page from 0 to 1, got {value}"),
-            ));
-        }
-    }
+    let o: Options = parse_declared(options)?;
     if o.mid_gray[0] > o.mid_gray[1] {
         return Err(OptionsError::at(
             "mid_gray",
             format!("mid_gray is [darkest, lightest], got [{}, {}]", o.mid_gray[0], o.mid_gray[1]),
         ));
-    }
-    for (name, value) in [("solid_px", o.solid_px), ("min_line_px", o.min_line_px)] {
-        if !(1..=64).contains(&value) {
-            return Err(OptionsError::at(name, format!("{name} must be from 1 to 64 pixels, got {value}")));
-        }
-    }
-    if !o.min_regions_per_kpx.is_finite() || o.min_regions_per_kpx < 0.0 {
-        return Err(OptionsError::at("min_regions_per_kpx", "min_regions_per_kpx must be 0 or more"));
     }
     Ok(o)
 }
@@ -234,76 +231,7 @@ impl TypedKind for LineartCheck {
                 "Judges each gray print page (before `threshold`): pass, warn or reject, with problem codes \
                       and metrics in the metadata"
                     .into(),
-            options: vec![
-                OptionDoc::new(
-                    "level",
-                    "integer 0-255",
-                    &D.level.to_string(),
-                    "The threshold stage's level: the check measures the page that threshold will make",
-                ),
-                share("min_coverage", "empty: less of the page is ink", D.min_coverage),
-                share("max_coverage", "heavy_ink: more of the page is ink", D.max_coverage),
-                share("max_solid", "heavy_ink: one solid black region covers more of the page", D.max_solid),
-                pixels(
-                    "solid_px",
-                    "Ink this thick in every direction is a solid region, not a line",
-                    D.solid_px,
-                ),
-                OptionDoc::new(
-                    "mid_gray",
-                    "[darkest, lightest]",
-                    &format!("[{}, {}]", D.mid_gray[0], D.mid_gray[1]),
-                    "Gray values counted as mid-gray (shading, tone)",
-                ),
-                share(
-                    "max_shading",
-                    "gray_shading: more of the page is in mid-gray areas at least 24 px across",
-                    D.max_shading,
-                ),
-                pixels("speck_px", "An ink component of at most this many pixels is a speck", D.speck_px),
-                OptionDoc::new(
-                    "max_specks",
-                    "integer",
-                    &D.max_specks.to_string(),
-                    "speckles: more specks on the page",
-                ),
-                pixels(
-                    "min_region_px",
-                    "A white area smaller than this is not a region to colour",
-                    D.min_region_px,
-                ),
-                OptionDoc::new(
-                    "min_regions_per_kpx",
-                    "number",
-                    &D.min_regions_per_kpx.to_string(),
-                    "open_outlines: fewer enclosed regions per 1000 px of line drawn",
-                ),
-                pixels("min_line_px", "thin_lines: the median stroke is thinner than this", D.min_line_px),
-                share("max_thin", "thin_lines: more of the line work (by length) is thinner", D.max_thin),
-                OptionDoc::new(
-                    "contrast",
-                    "integer 0-255",
-                    &D.contrast.to_string(),
-                    "How much darker than the paper around it gray must be to count as line work",
-                ),
-                share(
-                    "max_ink_lost",
-                    "ink_lost: more of the line work is too light for the threshold...",
-                    D.max_ink_lost,
-                ),
-                share(
-                    "min_lost",
-                    "...and that light line work covers at least this much of the page",
-                    D.min_lost,
-                ),
-                share("max_tone", "not_line_art: more of the page is continuous mid-gray tone", D.max_tone),
-                OptionDoc::new(
-                    "severity",
-                    "{code: reject|warn|ignore}",
-                    "speckles, open_outlines, thin_lines warn; the others reject",
-                    "What each problem does to the verdict",
-                ),
-            ],
+            options: documented::<Options>(),
             accepts: vec![Media::Gray],
             output: OutputMedia::Fixed(Media::Gray),
         });

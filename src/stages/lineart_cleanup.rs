@@ -5,14 +5,15 @@
 
 use std::sync::{Arc, LazyLock};
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::engine::item::Item;
 use crate::engine::media::{Media, Payload, Pixels, Raster};
+use crate::engine::options::{documented, parse_declared};
 use crate::engine::stage::{
-    BuildContext, Component, CpuStage, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, StageError,
-    TypedKind, parse_options,
+    BuildContext, Component, CpuStage, KindInfo, OptionsError, OutputMedia, Role, StageError, TypedKind,
 };
 use crate::imaging::quality::bits::InkMap;
 use crate::imaging::quality::cleanup::{CleanupSteps, clean};
@@ -24,12 +25,19 @@ pub struct LineartCleanup;
 const D: Options = Options { speck_px: 16, pinhole_px: 12, gap_px: 0, min_region_px: 400 };
 
 /// The `lineart-cleanup` options.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Options {
+    /// Remove ink components of at most this many pixels (a 4 px dot; an eye dot is 50+); 0
+    /// keeps all.
     speck_px: u64,
+    /// Fill enclosed white holes of at most this many pixels; 0 fills none.
     pinhole_px: u64,
+    /// Close gaps in outlines up to this many pixels wide (also fills notches that narrow); 0
+    /// is off. At most 32: wider would merge separate lines.
+    #[schemars(range(max = 32))]
     gap_px: usize,
+    /// The smallest white area counted when reporting the regions gap closing closed.
     min_region_px: u64,
 }
 
@@ -39,18 +47,8 @@ impl Default for Options {
     }
 }
 
-/// The widest gap closing bridges: beyond this it would merge separate lines.
-const MAX_GAP_PX: usize = 32;
-
 fn parse(options: &Value) -> Result<Options, OptionsError> {
-    let o: Options = parse_options(options)?;
-    if o.gap_px > MAX_GAP_PX {
-        return Err(OptionsError::at(
-            "gap_px",
-            format!("gap_px must be from 0 to {MAX_GAP_PX} pixels, got {}", o.gap_px),
-        ));
-    }
-    Ok(o)
+    parse_declared(options)
 }
 
 impl TypedKind for LineartCleanup {
@@ -63,32 +61,7 @@ impl TypedKind for LineartCleanup {
             role: Role::Stage,
             summary: "Removes specks, fills pin-holes and optionally closes gaps on 1-bit pages, leaving the lines alone"
                 .into(),
-            options: vec![
-                OptionDoc::new(
-                    "speck_px",
-                    "integer pixels",
-                    &D.speck_px.to_string(),
-                    "Remove ink components of at most this many pixels (a 4 px dot; an eye dot is 50+); 0 keeps all",
-                ),
-                OptionDoc::new(
-                    "pinhole_px",
-                    "integer pixels",
-                    &D.pinhole_px.to_string(),
-                    "Fill enclosed white holes of at most this many pixels; 0 fills none",
-                ),
-                OptionDoc::new(
-                    "gap_px",
-                    &format!("integer pixels 0-{MAX_GAP_PX}"),
-                    &D.gap_px.to_string(),
-                    "Close gaps in outlines up to this wide (also fills notches that narrow); 0 is off",
-                ),
-                OptionDoc::new(
-                    "min_region_px",
-                    "integer pixels",
-                    &D.min_region_px.to_string(),
-                    "The smallest white area counted when reporting the regions gap closing closed",
-                ),
-            ],
+            options: documented::<Options>(),
             accepts: vec![Media::Bilevel],
             output: OutputMedia::Fixed(Media::Bilevel),
         }
