@@ -232,6 +232,7 @@ fn stages_and_graph_describe_the_pipeline() {
         "thumbnail",
         "disk",
         "pdf",
+        "cover",
     ] {
         assert!(list.contains(kind), "{kind} missing from:\n{list}");
     }
@@ -459,4 +460,37 @@ fn postprocess_refuses_a_bomb_alone_and_puts_transparency_on_white() {
         page.pixels().filter(|p| p.0[0] == 0).count() as f64 / f64::from(page.width() * page.height());
     // The square covers 1/12 of the art; a transparent background read as black would be 11/12 more.
     assert!((0.05..0.12).contains(&black), "{:.1}% of the page is black", black * 100.0);
+}
+
+/// The KDP book end to end: interior and cover written, the summary's verdicts, and
+/// `inkflow preflight` passing them (exit 0) and failing them against the wrong trim (exit 1).
+#[test]
+fn the_kdp_book_passes_preflight_and_a_wrong_trim_fails_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("kdp");
+    let output = run(&["run", "pipelines/kdp-book.yaml", "--output", out.to_str().unwrap()]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    assert!(
+        stdout.contains("sink \"interior\": KDP preflight") && stdout.contains("all 10 rules pass"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("sink \"cover\": KDP preflight") && stdout.contains("all 9 rules pass"),
+        "{stdout}"
+    );
+    let doc = lopdf::Document::load(out.join("interior.pdf")).expect("interior.pdf");
+    assert_eq!(doc.get_pages().len(), 68, "title, copyright and 32 pages, each with a blank back");
+
+    let (interior, cover) = (out.join("interior.pdf"), out.join("cover.pdf"));
+    let checked = run(&["preflight", interior.to_str().unwrap(), "--cover", cover.to_str().unwrap()]);
+    let report = text(&checked.stdout);
+    assert_eq!(checked.status.code(), Some(0), "{report}{}", text(&checked.stderr));
+    assert_eq!(report.matches('✓').count(), 19, "{report}");
+    assert!(!report.contains('✗'), "{report}");
+
+    let wrong = run(&["preflight", interior.to_str().unwrap(), "--trim", "6x9", "--paper", "cream"]);
+    let report = text(&wrong.stdout);
+    assert_eq!(wrong.status.code(), Some(1), "{report}");
+    assert!(report.contains("✗ page boxes") && report.contains("(pages 1-68)"), "{report}");
 }
