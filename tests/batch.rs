@@ -7,6 +7,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+mod common;
+
+use common::fal_emulator::{FalEmulator, Latency};
+
 fn inkflow() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_inkflow"));
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
@@ -352,4 +356,79 @@ fn a_file_added_to_a_folder_changes_nothing_for_the_others() {
     assert_eq!(read_json(&out.join("metadata/sub_d.json"))["key"], "sub/d.png");
     let pages = files_named(&out, ".png");
     assert_eq!(pages, ["a.png", "c.png", "sub_d.png"], "no stale outputs beside new ones");
+}
+
+/// A pipeline generating through the emulated fal at `base`; its prompts file is `prompts`.
+fn fal_pipeline(dir: &Path, base: &str, prompts: &Path) -> PathBuf {
+    let file = dir.join("fal.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "version: 1
+sources:
+  prompts: {{ kind: prompts, path: {prompts} }}
+stages:
+  generate: {{ kind: fal, inputs: [prompts], base_url: \"{base}\", concurrency: 2, image_size: square,
+              poll_interval_ms: 20, base_delay_ms: 10 }}
+  gray: {{ kind: grayscale, inputs: [generate] }}
+  lineart: {{ kind: threshold, inputs: [gray] }}
+sinks:
+  pages: {{ kind: disk, inputs: [lineart], filename: \"{{number:02}}.png\" }}
+",
+            prompts = prompts.display()
+        ),
+    )
+    .unwrap();
+    file
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_prompt_runs_again_alone_and_the_dry_run_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let fal = FalEmulator::start(Latency::default()).await;
+    let list = tmp.path().join("p.json");
+    let entries = [("s", 1, "one"), ("s", 2, "two"), ("s", 3, "three")];
+    prompts(&list, &entries);
+    let pipeline = fal_pipeline(tmp.path(), &fal.base(), &list);
+    let run_fal = |extra: &[&str]| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_inkflow"));
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("FAL_KEY", "test-key-not-a-secret")
+            .env_remove("FAL_API_KEY")
+            .args(["run", s(&pipeline), "--output", s(&out)])
+            .args(extra);
+        cmd.output()
+    };
+    let first = run_fal(&[]).await.unwrap();
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let page_two = std::fs::read(out.join("02.png")).unwrap();
+
+    // Nothing changed: nothing to run, nothing to pay for.
+    let plan = text(&run_fal(&["--dry-run"]).await.unwrap().stdout);
+    assert!(plan.contains("to run: 0 of 3 items") && plan.contains("to pay for: 0 item(s)"), "{plan}");
+
+    // Prompt two is edited in place: only it runs again, and is paid for.
+    let mut edited: Value = read_json(&list);
+    edited["prompts"][1]["image_prompt"] = json!("a lighthouse on a cliff, line art");
+    std::fs::write(&list, edited.to_string()).unwrap();
+    let plan = text(&run_fal(&["--dry-run"]).await.unwrap().stdout);
+    assert!(plan.contains("to run: 1 of 3 items") && plan.contains("to pay for: 1 item(s)"), "{plan}");
+    assert!(plan.contains("estimated cost: $0.025"), "{plan}");
+
+    let second = run_fal(&[]).await.unwrap();
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    let summary = read_json(&out.join("batch_metadata.json"));
+    assert_eq!(
+        (summary["succeeded"].clone(), summary["skipped"].clone()),
+        (json!(1), json!(2)),
+        "{summary:#}"
+    );
+    let ledger = fal.ledger.lock().unwrap();
+    assert_eq!(ledger.accepted("lighthouse"), 1, "the edited prompt was generated");
+    assert_eq!(ledger.submissions.values().sum::<u32>(), 4, "three first, then the edited one alone");
+    drop(ledger);
+    assert_ne!(std::fs::read(out.join("02.png")).unwrap(), page_two, "page two is the new prompt's");
+    let meta = read_json(&out.join("metadata/02.json"));
+    assert_eq!(meta["image_prompt"], "a lighthouse on a cliff, line art");
 }

@@ -42,10 +42,18 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
 
 /// The batch's cost estimate and budget, summed over its paid stages.
 pub fn costs(batch: &Batch) -> (Option<CostEstimate>, Option<f64>) {
+    costs_of(batch, &|| Box::new(batch.items()))
+}
+
+/// [`costs`] for some of the batch's items (those a dry run says will run).
+pub fn costs_of<'a>(
+    batch: &Batch,
+    items: &dyn Fn() -> Box<dyn Iterator<Item = inkflow::engine::item::Item> + 'a>,
+) -> (Option<CostEstimate>, Option<f64>) {
     let (mut estimate, mut budget) = (None::<CostEstimate>, None);
     for (spec, component) in batch.pipeline().components.iter().zip(batch.components()) {
         if let Component::Io(stage) = component
-            && let Some(stage_estimate) = stage.estimate_cost(&mut batch.items())
+            && let Some(stage_estimate) = stage.estimate_cost(&mut items())
         {
             let total = estimate.get_or_insert_default();
             total.usd += stage_estimate.usd;

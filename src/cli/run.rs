@@ -11,7 +11,7 @@ use inkflow::engine::journal::{Journal, ResumePolicy};
 use inkflow::engine::output_lock::OutputLock;
 use inkflow::engine::raw_cache::RawCache;
 use inkflow::engine::run_context::RunContext;
-use inkflow::engine::runtime::{self, RunSettings};
+use inkflow::engine::runtime::{self, ItemObserver, RunSettings};
 use inkflow::engine::stage::CostEstimate;
 use inkflow::engine::summary::Summary;
 use inkflow::engine::yaml;
@@ -82,7 +82,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let costs = super::report::costs(&batch);
     let unpriced = costs.0.as_ref().map(|e| e.unpriced.as_slice()).unwrap_or_default();
     if args.dry_run {
-        print_plan(&batch, &output_dir, costs.0.as_ref());
+        let policy = ResumePolicy { retry_failed: args.retry_failed };
+        let journal = Journal::open_existing(&output_dir, batch.pipeline(), policy)?;
+        let to_run = batch.items_to_run(journal.as_ref().map(|j| j as &dyn ItemObserver))?;
+        let estimate = super::report::costs_of(&batch, &|| Box::new(to_run.iter().cloned())).0;
+        print_plan(&batch, &output_dir, to_run.len(), estimate.as_ref());
+        let unpriced = estimate.as_ref().map(|e| e.unpriced.as_slice()).unwrap_or_default();
         return Ok(if unpriced.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
     }
     if let (Some(budget), false) = (costs.1, unpriced.is_empty()) {
@@ -146,7 +151,12 @@ async fn watch_ctrl_c(stop: CancellationToken) {
     }
 }
 
-fn print_plan(batch: &runtime::Batch, output_dir: &std::path::Path, estimate: Option<&CostEstimate>) {
+fn print_plan(
+    batch: &runtime::Batch,
+    output_dir: &std::path::Path,
+    to_run: usize,
+    estimate: Option<&CostEstimate>,
+) {
     let pipeline = batch.pipeline();
     let count = batch.item_count();
     println!("plan for {} ({count} items)", pipeline.file.display());
@@ -171,6 +181,12 @@ fn print_plan(batch: &runtime::Batch, output_dir: &std::path::Path, estimate: Op
         );
     }
     println!("output: {}", output_dir.display());
+    let earlier = count - to_run;
+    println!("to run: {to_run} of {count} items ({earlier} done or left as an earlier run ended them)");
+    match estimate {
+        Some(_) => println!("to pay for: {to_run} item(s) reach a paid stage"),
+        None => println!("to pay for: 0 items (no paid stage)"),
+    }
     match estimate {
         Some(estimate) if estimate.unpriced.is_empty() => println!("estimated cost: ${:.3}", estimate.usd),
         Some(estimate) => {

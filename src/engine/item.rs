@@ -7,6 +7,10 @@ use serde_json::{Map, Value};
 
 use super::media::Payload;
 
+/// The fact where a source puts what it knows of an item's content beyond its prompt (a file's
+/// size and modification time): part of the item's fingerprint, so an edited input runs again.
+pub const REVISION_FACT: &str = "source_revision";
+
 /// What a source knows about an item: the fields of the original prompt files.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Prompt {

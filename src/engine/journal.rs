@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::item::{Failure, Item};
+use super::item::{Failure, Item, REVISION_FACT};
 use super::pipeline::Pipeline;
 use super::run_context::{RESUME_FACT, Settlement, SubmissionLog};
 use super::runtime::{ItemObserver, ItemOutcome, Preparation};
@@ -47,6 +47,8 @@ pub struct Journal {
     policy: ResumePolicy,
     /// The pipeline's sinks: an item a sink failed has outputs missing, so it runs again.
     sinks: Vec<String>,
+    /// Opened for `--dry-run`: `prepare` answers without recording new items.
+    read_only: bool,
 }
 
 /// Counts and failures of a batch, for `inkflow status`.
@@ -105,9 +107,52 @@ impl Journal {
     pub fn open(output_dir: &Path, pipeline: &Pipeline, policy: ResumePolicy) -> anyhow::Result<Self> {
         let path = output_dir.join(JOURNAL_FILE);
         let conn = open_checked(&path, true)?;
+        Ok(Journal::with(conn, path, pipeline, policy, false))
+    }
+
+    /// The journal of an output directory as it is, for a dry run: `None` when there is none;
+    /// `prepare` then changes nothing.
+    pub fn open_existing(
+        output_dir: &Path,
+        pipeline: &Pipeline,
+        policy: ResumePolicy,
+    ) -> anyhow::Result<Option<Self>> {
+        let path = output_dir.join(JOURNAL_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = open_checked(&path, false)?;
+        Ok(Some(Journal::with(conn, path, pipeline, policy, true)))
+    }
+
+    fn with(
+        conn: Connection,
+        path: PathBuf,
+        pipeline: &Pipeline,
+        policy: ResumePolicy,
+        read_only: bool,
+    ) -> Self {
         let sinks =
             pipeline.components.iter().filter(|c| c.role == Role::Sink).map(|c| c.id.clone()).collect();
-        Ok(Journal { conn: Mutex::new(conn), path, fingerprint: fingerprint(pipeline), policy, sinks })
+        Journal { conn: Mutex::new(conn), path, fingerprint: fingerprint(pipeline), policy, sinks, read_only }
+    }
+
+    /// What shapes an item's outputs: the pipeline, and the item's own prompt and source
+    /// revision, so editing one prompt runs that item again and no other.
+    fn item_fingerprint(&self, item: &Item) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(self.fingerprint.as_bytes());
+        hasher.update(b"\n");
+        // Not its number: a `files` item's is its position, which a new file shifts (a prompt's
+        // is in its key), and a name made from it is checked by the sinks' `is_complete`.
+        let prompt = &item.prompt;
+        let content = (&prompt.section, &prompt.image_prompt, &prompt.description, &prompt.extra);
+        hasher.update(serde_json::to_string(&content).unwrap_or_default().as_bytes());
+        if let Some(revision) = item.facts.get(REVISION_FACT) {
+            hasher.update(b"\n");
+            hasher.update(revision.to_string().as_bytes());
+        }
+        hex::encode(&hasher.finalize()[..8])
     }
 
     /// Reads the status of an existing journal without changing it.
@@ -154,7 +199,7 @@ impl Journal {
                     stage,
                     error,
                     attempts,
-                    self.fingerprint,
+                    self.item_fingerprint(item),
                     now()
                 ],
             )
@@ -287,7 +332,9 @@ impl ItemObserver for Journal {
             item.record(RESUME_FACT, serde_json::json!({ "stage": stage, "request": request }));
         }
         let Some(ItemRow { state, fingerprint, stage, error, attempts }) = row else {
-            self.set_state(item, "pending", None, None, 0)?;
+            if !self.read_only {
+                self.set_state(item, "pending", None, None, 0)?;
+            }
             return Ok(Preparation::SkipIfComplete);
         };
         let stage = stage.unwrap_or_default();
@@ -295,7 +342,7 @@ impl ItemObserver for Journal {
         let kept = !self.policy.retry_failed && !paid_uncollected && !self.sinks.contains(&stage);
         let error = error.unwrap_or_default();
         Ok(match state.as_str() {
-            "written" if fingerprint == self.fingerprint => Preparation::SkipIfComplete,
+            "written" if fingerprint == self.item_fingerprint(item) => Preparation::SkipIfComplete,
             // A failed or filtered item stays so unless the user asks for another try, which
             // may be paid for again; the run still lists it.
             "failed" if kept => Preparation::Keep(ItemOutcome::Failed(Failure { stage, error, attempts })),
@@ -485,7 +532,7 @@ fn read_items(conn: &Connection) -> rusqlite::Result<Vec<ItemRecord>> {
     .collect()
 }
 
-/// A hash of everything that shapes the outputs: kinds, options and wiring of every component.
+/// A hash of what shapes every item's outputs: kinds, options and wiring of every component.
 fn fingerprint(pipeline: &Pipeline) -> String {
     let mut hasher = Sha256::new();
     for c in &pipeline.components {

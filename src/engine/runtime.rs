@@ -171,6 +171,23 @@ impl Batch {
         self.items.iter().map(|listed| listed.listing.len()).sum()
     }
 
+    /// The items a run would take up now, as the journal (`observer`, opened read-only) and
+    /// the sinks' outputs say, in order: what `--dry-run` counts and prices.
+    pub fn items_to_run(&self, observer: Option<&dyn ItemObserver>) -> anyhow::Result<Vec<Item>> {
+        let sinks: Vec<Arc<dyn Sink>> = self
+            .components
+            .iter()
+            .filter_map(|c| if let Component::Sink(s) = c { Some(s.clone()) } else { None })
+            .collect();
+        let mut to_run = Vec::new();
+        for mut item in self.items() {
+            if let Decision::Run = decide(observer, &sinks, &mut item)? {
+                to_run.push(item);
+            }
+        }
+        Ok(to_run)
+    }
+
     /// The checked pipeline.
     pub fn pipeline(&self) -> &Pipeline {
         &self.pipeline
@@ -617,27 +634,20 @@ async fn run_source(
     loop {
         while loading.len() < node.concurrency && !shared.stop.is_cancelled() {
             let Some(mut item) = waiting.next() else { break };
-            let prepared = match &shared.observer {
-                Some(observer) => observer.prepare(&mut item),
-                None => Ok(Preparation::SkipIfComplete),
-            };
-            let skip = match prepared {
-                Ok(Preparation::Keep(outcome)) => {
+            match decide(shared.observer.as_deref(), &sinks, &mut item) {
+                Ok(Decision::Run) => {}
+                Ok(Decision::Keep(outcome)) => {
                     shared.keep(&item, outcome);
                     continue;
                 }
-                Ok(Preparation::Run) => false,
-                Ok(Preparation::SkipIfComplete) => {
-                    !sinks.is_empty() && sinks.iter().all(|s| s.is_complete(&item))
+                Ok(Decision::Done) => {
+                    shared.progress.skipped.fetch_add(1, Ordering::Relaxed);
+                    continue;
                 }
                 Err(e) => {
                     shared.stop_batch(format!("journal: {e:#}"));
                     break;
                 }
-            };
-            if skip {
-                shared.progress.skipped.fetch_add(1, Ordering::Relaxed);
-                continue;
             }
             if !load {
                 loading.push_back(future::Either::Left(future::ready((item, Ok(Payload::Prompt)))));
@@ -665,6 +675,37 @@ async fn run_source(
         };
         fan_out(&outputs, Envelope { item, state }).await;
     }
+}
+
+/// What a run does with a listed item.
+enum Decision {
+    /// Runs it.
+    Run,
+    /// Skips it: every sink has its outputs.
+    Done,
+    /// Leaves it as an earlier run ended it.
+    Keep(ItemOutcome),
+}
+
+/// Whether an item runs, from the journal's word and the sinks' outputs: the one rule a run
+/// and a dry run's count share.
+fn decide(
+    observer: Option<&dyn ItemObserver>,
+    sinks: &[Arc<dyn Sink>],
+    item: &mut Item,
+) -> anyhow::Result<Decision> {
+    let prepared = match observer {
+        Some(observer) => observer.prepare(item)?,
+        None => Preparation::SkipIfComplete,
+    };
+    Ok(match prepared {
+        Preparation::Keep(outcome) => Decision::Keep(outcome),
+        Preparation::Run => Decision::Run,
+        Preparation::SkipIfComplete if !sinks.is_empty() && sinks.iter().all(|s| s.is_complete(item)) => {
+            Decision::Done
+        }
+        Preparation::SkipIfComplete => Decision::Run,
+    })
 }
 
 /// Counts an item's run through `members` and gives its state: every member before `reached`

@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::engine::item::{Item, Prompt};
+use crate::engine::item::{Item, Prompt, REVISION_FACT};
 use crate::engine::media::{Media, Payload};
 use crate::engine::options::{documented, parse_declared};
 use crate::engine::stage::{
@@ -80,6 +80,8 @@ struct FileSource {
 struct Listed {
     path: PathBuf,
     relative: String,
+    /// Size and modification time when listed: an edited file runs again.
+    revision: String,
 }
 
 /// The files a `files` source found; item N-1 is made from entry N when the batch reaches it.
@@ -96,7 +98,9 @@ impl Listing for FileListing {
         let relative = &self.0[index].relative;
         let description = relative.rsplit_once('.').map_or(relative.as_str(), |(stem, _)| stem).to_owned();
         let prompt = Prompt { number: index as u32 + 1, description, ..Prompt::default() };
-        Item::with_key(relative.clone(), index as u64, prompt)
+        let mut item = Item::with_key(relative.clone(), index as u64, prompt);
+        item.record(REVISION_FACT, self.0[index].revision.as_str());
+        item
     }
 }
 
@@ -118,7 +122,7 @@ impl FileSource {
             .map(|path| {
                 let relative = path.strip_prefix(&base).unwrap_or(&path);
                 let relative = relative.to_string_lossy().replace('\\', "/");
-                Listed { path, relative }
+                Listed { revision: revision(&path), path, relative }
             })
             .collect();
         listed.sort_by(|a, b| a.relative.cmp(&b.relative));
@@ -156,6 +160,13 @@ impl FileSource {
         }
         Ok(paths)
     }
+}
+
+/// `size-mtime` of a file (in nanoseconds since the epoch), or empty when unknown.
+fn revision(path: &Path) -> String {
+    let Ok(meta) = std::fs::metadata(path) else { return String::new() };
+    let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+    format!("{}-{}", meta.len(), modified.map_or(0, |d| d.as_nanos()))
 }
 
 /// The leading folders of a glob pattern before its first wildcard: `art` for `art/**/*.png`.
