@@ -432,3 +432,37 @@ async fn an_edited_prompt_runs_again_alone_and_the_dry_run_says_so() {
     let meta = read_json(&out.join("metadata/02.json"));
     assert_eq!(meta["image_prompt"], "a lighthouse on a cliff, line art");
 }
+
+#[test]
+fn items_whose_names_clash_each_get_their_own_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let entries = [("a", 1, "cat"), ("a", 1, "cat"), ("a", 2, "Cat"), ("b", 3, "a_2")];
+    let list = prompts(&tmp.path().join("p.json"), &entries);
+    for (template, names) in [
+        (
+            "{section}_{number:03}_{description}.png",
+            vec!["a_001_cat", "a_001_cat_2", "a_002_Cat", "b_003_a_2"],
+        ),
+        ("{description}.png", vec!["cat", "cat_2", "Cat_3", "a_2"]),
+        ("{section}.png", vec!["a", "a_2", "a_3", "b"]),
+    ] {
+        let out = tmp.path().join(template.replace(['{', '}', ':', '.'], ""));
+        let pipeline = small_pipeline(tmp.path(), &list, template);
+        let first = run_small(&pipeline, &out, &[]);
+        assert!(first.status.success(), "{template}: {}", text(&first.stderr));
+        let mut keys = Vec::new();
+        for name in &names {
+            assert!(out.join(format!("{name}.png")).is_file(), "{template}: no {name}.png");
+            assert!(out.join(format!("thumb/{name}.jpg")).is_file(), "{template}: no thumb/{name}.jpg");
+            keys.push(
+                read_json(&out.join(format!("metadata/{name}.json")))["key"].as_str().unwrap().to_owned(),
+            );
+        }
+        assert_eq!(keys, ["a-00001", "a-00001-2", "a-00002", "b-00003"], "{template}");
+        assert_eq!(files_named(&out, ".png").len(), 4, "{template}");
+        // The names are the same on a rerun, so it has nothing to do.
+        let again = run_small(&pipeline, &out, &[]);
+        let summary = read_json(&out.join("batch_metadata.json"));
+        assert!(again.status.success() && summary["skipped"] == 4, "{template}: {summary:#}");
+    }
+}

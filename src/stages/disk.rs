@@ -28,7 +28,7 @@ use crate::engine::stage::{
 };
 use crate::engine::summary::Summary;
 use crate::imaging::png::{PngCompression, encode_png};
-use crate::stages::naming::{NameTemplate, sanitize_component};
+use crate::stages::naming::{NameTemplate, UniqueNames, sanitize_component, strip_extension};
 
 /// The folder, under the sink's directory, that holds one metadata JSON per item.
 const METADATA_DIR: &str = "metadata";
@@ -98,7 +98,7 @@ impl TypedKind for Disk {
         Ok(Component::Sink(Arc::new(DiskSink {
             id: ctx.id.clone(),
             dir: options.dir.under(&ctx.output_dir),
-            template,
+            names: UniqueNames::new(template),
             inputs: input_folders(&ctx.inputs),
             compression: options.png_compression,
         })))
@@ -140,7 +140,7 @@ fn input_folders(inputs: &[String]) -> Vec<String> {
 struct DiskSink {
     id: String,
     dir: PathBuf,
-    template: NameTemplate,
+    names: UniqueNames,
     /// Input ids, made safe as folder names; the first input's files sit in `dir` itself.
     inputs: Vec<String>,
     compression: PngCompression,
@@ -155,12 +155,8 @@ struct Names {
 
 impl DiskSink {
     fn names(&self, item: &Item) -> Result<Names, String> {
-        let rendered = self.template.render(item)?;
-        let file_start = rendered.rfind('/').map_or(0, |i| i + 1);
-        let stem = match rendered[file_start..].rfind('.') {
-            Some(dot) if dot > 0 => rendered[..file_start + dot].to_owned(),
-            _ => rendered,
-        };
+        let rendered = self.names.render(item)?;
+        let stem = strip_extension(&rendered).to_owned();
         Ok(Names { metadata: format!("{METADATA_DIR}/{stem}.json"), stem })
     }
 
@@ -285,11 +281,18 @@ impl Sink for DiskSink {
         let Ok(text) = std::fs::read(self.dir.join(&names.metadata)) else { return false };
         let Ok(meta) = serde_json::from_slice::<Value>(&text) else { return false };
         let outputs = meta.get("outputs").and_then(Value::as_object);
-        meta.get("success") == Some(&Value::Bool(true))
+        // Another item's files under this name (written before the clash was known) are not its.
+        meta.get("key").and_then(Value::as_str) == Some(item.key.as_str())
+            && meta.get("success") == Some(&Value::Bool(true))
             && outputs.is_some_and(|outputs| {
                 outputs.len() == self.inputs.len()
                     && outputs.values().all(|path| path.as_str().is_some_and(|p| self.dir.join(p).is_file()))
             })
+    }
+
+    async fn begin(&self, items: &mut (dyn Iterator<Item = Item> + Send)) -> anyhow::Result<()> {
+        self.names.plan(items);
+        Ok(())
     }
 
     async fn write(&self, item: &Item, states: Vec<State>) -> Result<(), StageError> {

@@ -6,6 +6,9 @@
 //! Windows device names), while the template itself, written by the pipeline author, may use
 //! `/` to make sub-folders.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::RwLock;
+
 use serde_json::Value;
 
 use crate::engine::item::Item;
@@ -99,6 +102,78 @@ impl NameTemplate {
         }
         Ok(out.replace('\\', "/"))
     }
+}
+
+/// A template's names made unique over a batch. Names are known from the listing, so clashes
+/// (a repeated `image_number`, a template without `{number}`) are found before anything is
+/// generated: in listing order, the first item keeps the name, each later one gets `_2`, `_3`...
+/// before its extension, so no page is ever written over another. Names differing only in case
+/// clash too (one file on macOS and Windows).
+#[derive(Debug)]
+pub struct UniqueNames {
+    template: NameTemplate,
+    /// Item key to suffix, for the items whose name clashed; filled by [`UniqueNames::plan`].
+    suffixes: RwLock<HashMap<String, u32>>,
+}
+
+impl UniqueNames {
+    /// Names from `template`; without [`UniqueNames::plan`], clashing items share a name.
+    pub fn new(template: NameTemplate) -> Self {
+        UniqueNames { template, suffixes: RwLock::default() }
+    }
+
+    /// Finds the clashes among every listed item (a sink's `begin`); an item whose name does
+    /// not render is left to fail when written.
+    pub fn plan(&self, items: &mut dyn Iterator<Item = Item>) {
+        let mut taken = HashSet::new();
+        let mut clashed = Vec::new();
+        for item in items {
+            let Ok(name) = self.template.render(&item) else { continue };
+            if !taken.insert(fold(&name)) {
+                clashed.push((item.key, name));
+            }
+        }
+        let mut suffixes = HashMap::new();
+        for (key, name) in clashed {
+            let n = (2..).find(|&n| taken.insert(fold(&with_suffix(&name, n)))).unwrap_or(2);
+            tracing::warn!(
+                "item {key}: its name {name:?} is another item's; writing it as {:?}",
+                with_suffix(&name, n)
+            );
+            suffixes.insert(key, n);
+        }
+        *self.suffixes.write().unwrap_or_else(|e| e.into_inner()) = suffixes;
+    }
+
+    /// The item's unique relative path, with `/` separators.
+    pub fn render(&self, item: &Item) -> Result<String, String> {
+        let name = self.template.render(item)?;
+        Ok(match self.suffixes.read().unwrap_or_else(|e| e.into_inner()).get(&item.key) {
+            Some(&n) => with_suffix(&name, n),
+            None => name,
+        })
+    }
+}
+
+/// A name as a case-insensitive file system compares it, without its extension (a sink writes
+/// one stem with several extensions).
+fn fold(name: &str) -> String {
+    strip_extension(name).to_lowercase()
+}
+
+/// The name without the extension of its last component.
+pub fn strip_extension(name: &str) -> &str {
+    let file_start = name.rfind('/').map_or(0, |i| i + 1);
+    match name[file_start..].rfind('.') {
+        Some(dot) if dot > 0 => &name[..file_start + dot],
+        _ => name,
+    }
+}
+
+/// `name` with `_n` before the extension of its last component.
+fn with_suffix(name: &str, n: u32) -> String {
+    let stem = strip_extension(name);
+    format!("{stem}_{n}{}", &name[stem.len()..])
 }
 
 fn parse_field(spec: &str, template: &str) -> Result<Part, String> {

@@ -45,7 +45,7 @@ use crate::engine::stage::{
     BuildContext, Component, Kind, KindInfo, OptionsError, OutputMedia, Role, Sink, StageError,
 };
 use crate::engine::summary::Summary;
-use crate::stages::naming::NameTemplate;
+use crate::stages::naming::{NameTemplate, UniqueNames, strip_extension};
 
 /// Credential variables, in order of preference: a pair is used only when both halves are set,
 /// so an R2 key id is never signed with an AWS secret.
@@ -366,7 +366,7 @@ impl Kind for R2 {
             credential_source: credentials.as_ref().map(|c| c.source),
             secret: credentials.map(|c| c.secret),
             store,
-            names,
+            names: UniqueNames::new(names),
             prefix,
             content_type: options.content_type,
             cache_control: options.cache_control,
@@ -391,7 +391,7 @@ struct R2Sink {
     credential_source: Option<(&'static str, &'static str)>,
     secret: Option<Secret>,
     store: AmazonS3,
-    names: NameTemplate,
+    names: UniqueNames,
     prefix: String,
     content_type: Option<String>,
     cache_control: Option<String>,
@@ -507,15 +507,6 @@ fn content_type_for_file(path: &str) -> &'static str {
         "json" => "application/json",
         "txt" => "text/plain; charset=utf-8",
         _ => "application/octet-stream",
-    }
-}
-
-/// `name` without its extension (only the last path segment's extension is removed).
-fn strip_extension(name: &str) -> &str {
-    let file_start = name.rfind('/').map_or(0, |i| i + 1);
-    match name[file_start..].rfind('.') {
-        Some(dot) if dot > 0 => &name[..file_start + dot],
-        _ => name,
     }
 }
 
@@ -824,7 +815,8 @@ impl Sink for R2Sink {
     /// Lists one page of the prefix before anything is generated, so a missing bucket, refused
     /// credentials or an unreachable endpoint stop the batch before money is spent. (A HEAD
     /// cannot tell a missing bucket from a missing key: its 404 has no body.)
-    async fn begin(&self, _items: &mut (dyn Iterator<Item = Item> + Send)) -> anyhow::Result<()> {
+    async fn begin(&self, items: &mut (dyn Iterator<Item = Item> + Send)) -> anyhow::Result<()> {
+        self.names.plan(items);
         let prefix = if self.prefix.is_empty() { None } else { Some(Path::from(self.prefix.as_str())) };
         match self.store.list(prefix.as_ref()).next().await {
             None | Some(Ok(_)) => Ok(()),
