@@ -466,3 +466,24 @@ fn items_whose_names_clash_each_get_their_own_files() {
         assert!(again.status.success() && summary["skipped"] == 4, "{template}: {summary:#}");
     }
 }
+
+#[test]
+fn a_very_long_section_makes_short_enough_names_and_a_whole_book() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let section = "ü".repeat(300);
+    let description = format!("{} end", "猫".repeat(90));
+    let entries = [(section.as_str(), 1, description.as_str()), (section.as_str(), 2, "short")];
+    let list = prompts(&tmp.path().join("p.json"), &entries);
+    let pipeline = small_pipeline(tmp.path(), &list, "{section}_{number:03}_{description}.png");
+    let first = run_small(&pipeline, &out, &[]);
+    assert!(first.status.success(), "{}{}", text(&first.stdout), text(&first.stderr));
+    let pages = files_named(&out, ".png");
+    assert_eq!(pages.len(), 2, "{pages:?}");
+    assert!(pages.iter().all(|p| p.len() < 255), "{pages:?}");
+    let book = std::fs::read(out.join("book.pdf")).unwrap();
+    assert!(book.starts_with(b"%PDF"));
+    let again = run_small(&pipeline, &out, &[]);
+    assert!(again.status.success());
+    assert_eq!(read_json(&out.join("batch_metadata.json"))["skipped"], 2);
+}

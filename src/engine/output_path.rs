@@ -20,6 +20,9 @@ pub const REPORT_FILE: &str = "report.html";
 /// The folder of inkflow's caches (generated originals, the book's encoded pages).
 pub const CACHE_DIR: &str = "cache";
 
+/// Longest name of one folder or file in a path a pipeline writes, in bytes.
+pub const MAX_SEGMENT_BYTES: usize = 200;
+
 /// Names at the top of the output folder that only inkflow writes. SQLite keeps `-wal` and
 /// `-shm` files beside the journal, so the journal's name is reserved as a prefix.
 fn own_file(first: &str) -> Option<&'static str> {
@@ -56,6 +59,12 @@ impl OutputPath {
                     return Err(format!(
                         "{text:?} must not contain '..': it would write outside the output folder \
                          (use --output for another folder)"
+                    ));
+                }
+                segment if segment.len() > MAX_SEGMENT_BYTES => {
+                    return Err(format!(
+                        "{text:?} has a name longer than {MAX_SEGMENT_BYTES} bytes (file systems allow 255, \
+                         with room kept for inkflow's temporary names)"
                     ));
                 }
                 segment => clean.push(segment),
@@ -177,6 +186,7 @@ mod tests {
             "inkflow.log",
             "inkflow.lock",
             "report.html",
+            &format!("books/{}.pdf", "ü".repeat(101)),
         ] {
             assert!(OutputPath::new(bad).is_err(), "{bad:?} was accepted");
         }

@@ -100,8 +100,32 @@ impl NameTemplate {
                 }
             }
         }
-        Ok(out.replace('\\', "/"))
+        Ok(out.replace('\\', "/").split('/').map(cap_component).collect::<Vec<_>>().join("/"))
     }
+}
+
+/// Longest path component a template renders, in bytes (the output-path rule's): with a sink's
+/// own extension (up to 5 bytes, `.json`) and a clash suffix (`_2`...) it stays far under the
+/// 255 bytes file systems allow.
+pub const MAX_COMPONENT_BYTES: usize = crate::engine::output_path::MAX_SEGMENT_BYTES;
+
+/// A component cut to [`MAX_COMPONENT_BYTES`] on a character boundary, its extension kept and a
+/// short hash of the whole text added, so two long names that start alike stay apart.
+fn cap_component(component: &str) -> String {
+    if component.len() <= MAX_COMPONENT_BYTES {
+        return component.to_owned();
+    }
+    use sha2::Digest as _;
+    let hash = hex::encode(&sha2::Sha256::digest(component.as_bytes())[..4]);
+    let extension = match component.rfind('.') {
+        Some(dot) if component.len() - dot <= 10 => &component[dot..],
+        _ => "",
+    };
+    let mut end = MAX_COMPONENT_BYTES - extension.len() - hash.len() - 1;
+    while !component.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}~{hash}{extension}", &component[..end])
 }
 
 /// A template's names made unique over a batch. Names are known from the listing, so clashes
@@ -284,6 +308,26 @@ mod tests {
     fn long_values_are_capped() {
         let name = render("{description}", &item("s", 1, &"x".repeat(1000)));
         assert_eq!(name.chars().count(), MAX_VALUE_CHARS);
+    }
+
+    #[test]
+    fn a_long_multibyte_component_is_capped_in_bytes_on_a_char_boundary_and_stays_unique() {
+        let long = |last: char| format!("{}{last}", "é".repeat(40));
+        let template = "{section}_{number:03}_{description}_{extra}.png";
+        let named = |d: char| {
+            let mut item = item(&"猫".repeat(300), 7, &long(d));
+            item.prompt.extra.insert("extra".into(), Value::String("🐈".repeat(80)));
+            render(template, &item)
+        };
+        let (a, b) = (named('a'), named('b'));
+        assert!(a.len() <= MAX_COMPONENT_BYTES && a.ends_with(".png"), "{} bytes: {a}", a.len());
+        assert!(a.starts_with(&"猫".repeat(60)), "{a}");
+        assert_ne!(a, b, "names that differ only past the cap stay apart");
+        assert_eq!(
+            render("{section}/{description}.png", &item("sea", 1, "x")),
+            "sea/x.png",
+            "short names as they were"
+        );
     }
 
     #[test]
