@@ -487,3 +487,41 @@ fn a_very_long_section_makes_short_enough_names_and_a_whole_book() {
     assert!(again.status.success());
     assert_eq!(read_json(&out.join("batch_metadata.json"))["skipped"], 2);
 }
+
+#[test]
+fn a_cycle_error_names_only_the_components_in_the_cycle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("cycle.yaml");
+    std::fs::write(
+        &file,
+        "version: 1
+sources:
+  prompts: { kind: prompts, path: pipelines/prompts/sample_image_prompts.json }
+stages:
+  draw: { kind: pattern, inputs: [prompts] }
+  a: { kind: grayscale, inputs: [b] }
+  b: { kind: threshold, inputs: [a] }
+  after: { kind: thumbnail, inputs: [b] }
+sinks:
+  pages: { kind: disk, inputs: [after, draw] }
+",
+    )
+    .unwrap();
+    let out = run(&["validate", s(&file)]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let line = stderr.lines().find(|l| l.contains("form a cycle")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(line.ends_with("the inputs form a cycle through a -> b"), "{line}");
+}
+
+#[test]
+fn a_prompt_file_with_a_byte_order_mark_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let list = prompts(&tmp.path().join("p.json"), &[("a", 1, "one")]);
+    let mut bytes = "\u{feff}".as_bytes().to_vec();
+    bytes.extend(std::fs::read(&list).unwrap());
+    std::fs::write(&list, bytes).unwrap();
+    let pipeline = small_pipeline(tmp.path(), &list, "{section}_{number:03}_{description}.png");
+    let out = run_small(&pipeline, &tmp.path().join("out"), &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

@@ -489,9 +489,14 @@ impl Checker<'_> {
         if order.len() == specs.len() {
             return (order, true);
         }
-        let cycle: Vec<&str> =
-            (0..specs.len()).filter(|i| !order.contains(i)).map(|i| specs[i].id.as_str()).collect();
-        let first = (0..specs.len()).find(|i| !order.contains(i)).unwrap_or(0);
+        // Left are the cycles and what they feed; the latter are peeled off (a component none
+        // of the rest reads) so the message names only the components in a cycle.
+        let mut left: BTreeSet<usize> = (0..specs.len()).filter(|i| !order.contains(i)).collect();
+        while let Some(&fed) = left.iter().find(|&&i| !specs[i].consumers.iter().any(|c| left.contains(c))) {
+            left.remove(&fed);
+        }
+        let cycle: Vec<&str> = left.iter().map(|&i| specs[i].id.as_str()).collect();
+        let first = left.first().copied().unwrap_or(0);
         let msg = format!("the inputs form a cycle through {}", cycle.join(" -> "));
         self.error(specs[first].pos, msg).subject = Some(subject(&specs[first]));
         (order, false)

@@ -138,7 +138,9 @@ impl FileSource {
             let mut paths = Vec::new();
             for entry in entries {
                 let path = entry.with_context(|| format!("cannot list folder {}", self.path))?.path();
-                if path.is_file() && is_image(&path) {
+                // Not only regular files: a dangling link, a link loop or a FIFO named like an
+                // image becomes an item that fails with the reason, instead of vanishing.
+                if is_image(&path) && !path.is_dir() {
                     paths.push(path);
                 }
             }
@@ -149,7 +151,7 @@ impl FileSource {
             let mut paths = Vec::new();
             for found in matches {
                 let path = found.with_context(|| format!("cannot read a match of {:?}", self.path))?;
-                if path.is_file() {
+                if !path.is_dir() {
                     paths.push(path);
                 }
             }
@@ -199,6 +201,14 @@ impl Source for FileSource {
             .ok_or_else(|| StageError::failed(format!("item {} is not one this source listed", item.key)))?;
         item.record(SOURCE_PATH, path.to_string_lossy().into_owned());
         let shown = path.display();
+        // Checked before opening: opening a FIFO would wait for a writer forever.
+        let meta =
+            std::fs::metadata(&path).map_err(|e| StageError::failed(format!("cannot open {shown}: {e}")))?;
+        if !meta.is_file() {
+            return Err(StageError::failed(format!(
+                "{shown} is not a regular file (a FIFO, device or socket)"
+            )));
+        }
         let file = std::fs::File::open(&path)
             .map_err(|e| StageError::failed(format!("cannot open {shown}: {e}")))?;
         let raster = crate::imaging::decode::decode_rgb(std::io::BufReader::new(file))
@@ -284,6 +294,33 @@ mod tests {
         let items: Vec<Item> = source(&pattern.to_string_lossy()).list().expect("lists").iter().collect();
         let names: Vec<&str> = items.iter().map(|i| i.prompt.description.as_str()).collect();
         assert_eq!(names, ["b_page", "c_broken"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_that_lead_nowhere_and_fifos_fail_each_with_its_reason() {
+        let dir = folder();
+        std::os::unix::fs::symlink("missing.png", dir.path().join("d_dangling.png")).unwrap();
+        std::os::unix::fs::symlink("e_loop.png", dir.path().join("e_loop.png")).unwrap();
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(dir.path().join("f_fifo.png"))
+                .status()
+                .unwrap()
+                .success()
+        );
+        let source = source(&dir.path().to_string_lossy());
+        let mut items: Vec<Item> = source.list().expect("lists").iter().collect();
+        let keys: Vec<&str> = items.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["a_cover.JPG", "b_page.png", "c_broken.png", "d_dangling.png", "e_loop.png", "f_fifo.png"]
+        );
+        for (item, why) in items[3..].iter_mut().zip(["No such file", "symbolic links", "not a regular file"])
+        {
+            let err = source.load(item).expect_err("fails alone").to_string();
+            assert!(err.contains(&item.key) && err.contains(why), "{err}");
+        }
     }
 
     #[test]

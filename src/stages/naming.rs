@@ -236,11 +236,12 @@ fn field_value(item: &Item, name: &str) -> Option<String> {
 }
 
 /// Makes any text one safe path component on Linux, macOS and Windows: spaces become `_`,
-/// separators and reserved or control characters become `_`, leading dots and trailing dots
+/// separators and reserved or control characters become `_`, bidi controls go, leading dots and trailing dots
 /// or spaces go, device names (`CON`, `NUL`, `COM1`...) get a `_` prefix, and the length is capped.
 pub fn sanitize_component(value: &str) -> String {
     let mapped: String = value
         .chars()
+        .filter(|c| !is_bidi_control(*c))
         .map(|c| match c {
             c if c.is_whitespace() => '_',
             '/' | '\\' | '<' | '>' | ':' | '"' | '|' | '?' | '*' => '_',
@@ -260,6 +261,12 @@ pub fn sanitize_component(value: &str) -> String {
         safe.insert(0, '_');
     }
     safe
+}
+
+/// Characters that reorder the text around them (U+202E shows `gnp.exe` as `exe.png`): a file
+/// name must read as it is.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 #[cfg(test)]
@@ -302,6 +309,12 @@ mod tests {
             let stem = name.split('.').next().unwrap().to_ascii_uppercase();
             assert!(!["CON", "NUL"].contains(&stem.as_str()), "{hostile:?} -> {name:?}");
         }
+    }
+
+    #[test]
+    fn bidi_controls_are_stripped() {
+        let name = render("{description}.png", &item("s", 1, "cat\u{202E}gnp.exe\u{2066}x\u{200F}"));
+        assert_eq!(name, "catgnp.exex.png");
     }
 
     #[test]

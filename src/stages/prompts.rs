@@ -83,13 +83,29 @@ impl Source for PromptFile {
     }
 }
 
+/// Largest prompt file read (10,000 prompts take about 5 MB), so a wrong path such as
+/// `/dev/zero` fails at once instead of filling memory.
+const MAX_PROMPT_FILE_BYTES: u64 = 64 << 20;
+
 /// Reads every prompt of a file: JSON Lines when it ends in `.jsonl` or `.ndjson`, JSON otherwise.
 /// Errors name the file and the line and column (syntax) or the entry (a missing or mistyped field).
 pub fn read_prompts(path: &Path) -> anyhow::Result<Vec<Prompt>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read prompt file {}", path.display()))?;
+    use std::io::Read as _;
+    let shown = path.display();
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_PROMPT_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .with_context(|| format!("cannot read prompt file {shown}"))?;
+    if bytes.len() as u64 > MAX_PROMPT_FILE_BYTES {
+        bail!("{shown}: a prompt file is at most {} MiB; this one is larger", MAX_PROMPT_FILE_BYTES >> 20);
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!("{shown}: not UTF-8 text (byte {} is not valid UTF-8)", e.utf8_error().valid_up_to())
+    })?;
+    // Editors on Windows start UTF-8 files with a byte order mark; it is not part of the JSON.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let lines = matches!(path.extension().and_then(|e| e.to_str()), Some("jsonl" | "ndjson"));
-    if lines { parse_json_lines(path, &text) } else { parse_json(path, &text) }
+    if lines { parse_json_lines(path, text) } else { parse_json(path, text) }
 }
 
 /// Parses a JSON prompt file one entry at a time: the document is only checked and sliced
@@ -292,6 +308,17 @@ mod tests {
         let (_dir, path) = file(name, text);
         let err = list(&path, None).expect_err("the file is invalid");
         err.to_string()
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_accepted_and_an_endless_file_is_refused_at_the_cap() {
+        let (_dir, path) = file("bom.json", "\u{feff}{\"prompts\": [{\"image_prompt\": \"a cat\"}]}");
+        assert_eq!(read_prompts(&path).expect("a BOM is no error")[0].image_prompt, "a cat");
+        #[cfg(unix)]
+        {
+            let err = read_prompts(Path::new("/dev/zero")).expect_err("no end").to_string();
+            assert!(err.contains("at most 64 MiB"), "{err}");
+        }
     }
 
     #[test]
