@@ -525,3 +525,20 @@ fn a_prompt_file_with_a_byte_order_mark_runs() {
     let out = run_small(&pipeline, &tmp.path().join("out"), &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+#[test]
+fn the_next_run_removes_the_temporary_files_a_killed_run_left() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let list = prompts(&tmp.path().join("p.json"), &[("a", 1, "one")]);
+    let pipeline = small_pipeline(tmp.path(), &list, "{section}_{number:03}_{description}.png");
+    std::fs::create_dir_all(out.join("thumb")).unwrap();
+    let stale = [out.join(".a_001_one.png.4242-0.tmp"), out.join("thumb/.inkflow-x1y2z3.tmp")];
+    for file in &stale {
+        std::fs::write(file, b"half a page").unwrap();
+    }
+    std::fs::write(out.join("notes.tmp"), b"the user's").unwrap();
+    assert!(run_small(&pipeline, &out, &[]).status.success());
+    assert!(stale.iter().all(|f| !f.exists()), "stale temporary files left");
+    assert!(out.join("notes.tmp").exists(), "only inkflow's hidden temporary files go");
+}

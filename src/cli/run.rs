@@ -77,6 +77,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let _lock = if args.dry_run { None } else { Some(OutputLock::acquire(&output_dir)?) };
     let bar = super::progress::Display::new();
     super::logging::init(if args.dry_run { None } else { Some(&output_dir) }, &bar)?;
+    if !args.dry_run {
+        let removed = inkflow::engine::atomic_file::remove_stale_temp_files(&output_dir);
+        if removed > 0 {
+            tracing::info!("removed {removed} temporary file(s) a stopped run left");
+        }
+    }
 
     let batch = runtime::build(checked, &registry, &output_dir, args.dry_run)?;
     let costs = super::report::costs(&batch);

@@ -22,3 +22,31 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("cannot rename into {}", path.display()))?;
     Ok(())
 }
+
+/// Removes the temporary files of atomic writes (hidden `.*.tmp` files) that a killed run left
+/// in `dir` and its sub-folders; returns how many. Only safe while holding the folder's lock:
+/// then no other run is writing them.
+pub fn remove_stale_temp_files(dir: &Path) -> usize {
+    let mut removed = 0;
+    let mut folders = vec![dir.to_owned()];
+    while let Some(folder) = folders.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => folders.push(entry.path()),
+                Ok(kind)
+                    if kind.is_file()
+                        && name.starts_with('.')
+                        && name.ends_with(".tmp")
+                        && std::fs::remove_file(entry.path()).is_ok() =>
+                {
+                    removed += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    removed
+}
