@@ -240,7 +240,7 @@ fn stages_and_graph_describe_the_pipeline() {
     assert!(upscale.contains("fit") && upscale.contains("takes: ") && upscale.contains("dpi"), "{upscale}");
     let graph = text(&run(&["graph", "pipelines/offline-book.yaml", "--format", "mermaid"]).stdout);
     assert!(
-        graph.contains("draw -->|rgb image| gray") && graph.contains("lineart -->|bilevel image| book"),
+        graph.contains("draw -->|rgb image| gray") && graph.contains("clean -->|bilevel image| book"),
         "{graph}"
     );
 }

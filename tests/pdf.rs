@@ -664,3 +664,37 @@ async fn the_cover_is_sized_from_the_finished_interior_and_shows_the_chosen_page
     let note = cover.note().unwrap_or_default();
     assert!(note.contains("cover for 24 pages") && note.contains("all 9 rules pass"), "{note}");
 }
+
+/// An item a `lineart-check` judged.
+fn judged(seq: u64, number: u32, description: &str, verdict: &str) -> Item {
+    let mut item = item(seq, number, description);
+    item.record("quality", json!({ "verdict": verdict, "problems": ["gray_shading", "heavy_ink"] }));
+    item
+}
+
+#[tokio::test]
+async fn rejected_pages_are_included_replaced_or_skipped() {
+    for (rejected, pages_left) in [(None, 3), (Some("placeholder"), 3), (Some("skip"), 2)] {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let options = rejected
+            .map_or(json!({ "on_missing": "fail" }), |r| json!({ "rejected": r, "on_missing": "fail" }));
+        let book = sink(dir.path(), options);
+        write(&book, &judged(0, 1, "fox", "pass"), ready(bilevel(64, 64, 300.0, pattern(0)))).await;
+        write(&book, &judged(1, 2, "owl", "reject"), ready(bilevel(64, 64, 300.0, pattern(1)))).await;
+        write(&book, &judged(2, 3, "elk", "warn"), ready(bilevel(64, 64, 300.0, pattern(2)))).await;
+        finish(&book).await;
+        let doc = load(&dir.path().join("book.pdf"));
+        let pages = pages(&doc);
+        assert_eq!(pages.len(), pages_left, "{rejected:?}: a rejected page is not a missing one");
+        let images = pages.iter().filter(|&&p| page_image(&doc, p).is_some()).count();
+        match rejected {
+            None => assert_eq!(images, 3),
+            Some("placeholder") => {
+                assert_eq!(images, 2);
+                let owl = text(&doc, 2);
+                assert!(owl.contains("owl") && owl.contains("gray_shading, heavy_ink"), "{owl:?}");
+            }
+            _ => assert_eq!(images, 2),
+        }
+    }
+}

@@ -136,12 +136,85 @@ pub fn draw(prompt: &str, seed: u64, width: u32, height: u32) -> Raster {
 
 /// Draws a page of the given family, seeded by the prompt and seed.
 pub fn draw_family(family: Family, prompt: &str, seed: u64, width: u32, height: u32) -> Raster {
+    drawn(family, prompt, seed, width, height).canvas.into_raster()
+}
+
+/// The finished drawing, before it becomes pixels.
+fn drawn(family: Family, prompt: &str, seed: u64, width: u32, height: u32) -> Page {
     let mut page = Page::new(width, height, mix(prompt, seed));
     match family {
         Family::Mandala => page.mandala(),
         Family::Geometric => page.geometric(),
         Family::Botanical => page.botanical(),
     }
+    page
+}
+
+/// A defect [`spoil`] gives a page, the kinds a model's bad output has, so the offline book
+/// shows what `lineart-check` finds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Defect {
+    /// Many one-pixel specks of ink.
+    Speckles,
+    /// Large discs of soft gray shading.
+    Shading,
+    /// A large solid black blob.
+    Blob,
+    /// Thin white cuts across the whole page, so no outline is closed.
+    Gaps,
+    /// Every line drawn light gray, lighter than the threshold.
+    Faint,
+    /// Nothing drawn.
+    Blank,
+    /// Continuous tone all over, like a photo.
+    Photo,
+}
+
+impl Defect {
+    /// Every defect, in the order a hash picks from.
+    pub const ALL: [Defect; 7] = [
+        Defect::Speckles,
+        Defect::Shading,
+        Defect::Blob,
+        Defect::Gaps,
+        Defect::Faint,
+        Defect::Blank,
+        Defect::Photo,
+    ];
+
+    /// The defect's name, for the item's metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            Defect::Speckles => "speckles",
+            Defect::Shading => "shading",
+            Defect::Blob => "blob",
+            Defect::Gaps => "gaps",
+            Defect::Faint => "faint",
+            Defect::Blank => "blank",
+            Defect::Photo => "photo",
+        }
+    }
+
+    /// The defect, if any, that a page of `prompt` and `seed` gets when a `share` (0 to 1) of
+    /// pages is spoiled: the same page always, another one with another seed.
+    pub fn pick(prompt: &str, seed: u64, share: f64) -> Option<Defect> {
+        let h = mix(prompt, seed ^ 0x0defec7);
+        let roll = (h >> 11) as f64 / (1u64 << 53) as f64;
+        (roll < share).then(|| Defect::ALL[(h % Defect::ALL.len() as u64) as usize])
+    }
+}
+
+/// Draws a page as [`draw_family`] does, then spoils it with `defect`.
+pub fn draw_spoiled(
+    family: Family,
+    prompt: &str,
+    seed: u64,
+    width: u32,
+    height: u32,
+    defect: Defect,
+) -> Raster {
+    let mut page = drawn(family, prompt, seed, width, height);
+    page.spoil(defect);
     page.canvas.into_raster()
 }
 
@@ -455,6 +528,55 @@ impl Page {
             bold: (4.5 * scale).max(1.2),
             fine: (3.2 * scale).max(1.0),
             unit,
+        }
+    }
+
+    /// Applies a defect to the finished drawing.
+    fn spoil(&mut self, defect: Defect) {
+        let (w, h) = (self.canvas.width, self.canvas.height);
+        let area = (w * h) as f32 / (768.0 * 768.0);
+        match defect {
+            Defect::Speckles => {
+                for _ in 0..(2500.0 * area) as usize {
+                    let i = self.rng.usize(..w * h);
+                    self.canvas.ink[i] = 1.0;
+                }
+            }
+            Defect::Shading | Defect::Blob => {
+                let count = if defect == Defect::Blob { 1 } else { 3 };
+                for _ in 0..count {
+                    let c = pt(self.range(0.25, 0.75) * w as f32, self.range(0.25, 0.75) * h as f32);
+                    let r = self.range(0.22, 0.3) * self.unit;
+                    for (i, ink) in self.canvas.ink.iter_mut().enumerate() {
+                        let d = pt((i % w) as f32 + 0.5, (i / w) as f32 + 0.5).dist(c) / r;
+                        if d < 1.0 {
+                            // Shading darkens towards one side, like a lit sphere.
+                            let shade = if defect == Defect::Blob { 1.0 } else { 0.3 + 0.35 * (1.0 - d) };
+                            *ink = ink.max(shade);
+                        }
+                    }
+                }
+            }
+            Defect::Gaps => {
+                let step = (0.05 * self.unit).max(8.0) as usize;
+                let cut = (0.004 * self.unit).max(2.0) as usize;
+                for (i, ink) in self.canvas.ink.iter_mut().enumerate() {
+                    if (i % w) % step < cut || (i / w) % step < cut {
+                        *ink = 0.0;
+                    }
+                }
+            }
+            Defect::Faint => self.canvas.ink.iter_mut().for_each(|ink| *ink *= 0.28),
+            Defect::Blank => self.canvas.ink.fill(0.0),
+            Defect::Photo => {
+                let (fx, fy) = (self.range(4.0, 9.0) / w as f32, self.range(4.0, 9.0) / h as f32);
+                for (i, ink) in self.canvas.ink.iter_mut().enumerate() {
+                    let (x, y) = ((i % w) as f32, (i / w) as f32);
+                    let wave =
+                        (TAU * x * fx).sin() * (TAU * y * fy).cos() + 0.4 * (TAU * (x + y) * 3.0 * fx).sin();
+                    *ink = (0.5 + 0.3 * wave).clamp(0.0, 1.0);
+                }
+            }
         }
     }
 

@@ -139,7 +139,8 @@ const D: Options = Options {
     speck_px: 30,
     max_specks: 100,
     min_region_px: 400,
-    min_regions_per_kpx: 1.0,
+    min_regions_per_kpx: 1.1,
+    max_open: 0.35,
     min_line_px: 3,
     max_thin: 0.5,
     contrast: 24,
@@ -178,9 +179,13 @@ pub struct Options {
     max_specks: u64,
     /// A white area smaller than this many pixels is not a region to colour.
     min_region_px: u64,
-    /// open_outlines: fewer enclosed regions per 1000 px of line drawn.
+    /// open_outlines: fewer enclosed regions per 1000 px of line drawn...
     #[schemars(range(min = 0))]
     min_regions_per_kpx: f64,
+    /// open_outlines: ...and more of the line (crossed along the rows) has the same white area
+    /// on both sides: a line that closes nothing.
+    #[schemars(range(min = 0, max = 1))]
+    max_open: f64,
     /// thin_lines: the median stroke is thinner than this many pixels.
     #[schemars(range(min = 1, max = 64))]
     min_line_px: usize,
@@ -263,7 +268,9 @@ impl CheckStage {
             Problem::GrayShading => tone.shading > o.max_shading,
             Problem::Speckles => ink.specks > o.max_specks,
             // Outlines and strokes are only judged where something is drawn.
-            Problem::OpenOutlines => !empty && ink.regions_per_kpx() < o.min_regions_per_kpx,
+            Problem::OpenOutlines => {
+                !empty && ink.regions_per_kpx() < o.min_regions_per_kpx && ink.open > o.max_open
+            }
             Problem::ThinLines => !empty && ink.thin > o.max_thin,
             Problem::InkLost => tone.ink_lost > o.max_ink_lost && tone.faint >= o.min_lost,
             Problem::NotLineArt => tone.tone > o.max_tone,
@@ -295,6 +302,7 @@ impl CheckStage {
                 "regions": m.ink.regions,
                 "line_px": m.ink.line_px.round(),
                 "regions_per_kpx": round(m.ink.regions_per_kpx()),
+                "open": round(m.ink.open),
                 "thin": round(m.ink.thin),
                 "shading": round(m.tone.shading),
                 "tone": round(m.tone.tone),
@@ -345,7 +353,10 @@ mod tests {
     use crate::engine::item::Prompt;
     use crate::engine::media::Raster;
     use crate::engine::stage::Kind;
+    use crate::imaging::gray::to_gray;
+    use crate::imaging::pattern::{Defect, Family, draw_family, draw_spoiled};
     use crate::imaging::quality::fixtures::{H, Pen, SOFT, Sheet, W, faces_page};
+    use crate::imaging::resize::{Fit, resize};
     use crate::stages::test_support::build_cpu;
 
     /// Runs the check with `options` on a gray page; the item's `quality` entry.
@@ -463,6 +474,46 @@ mod tests {
         for doc in &kind.info().options {
             let err = kind.check(&json!({ doc.name.clone(): "not a value" })).unwrap_err();
             assert_eq!(err.path.first(), Some(&doc.name), "{}: {err}", doc.name);
+        }
+    }
+
+    /// A `pattern` page made as a pipeline makes it: drawn, gray, upscaled 3.3x to print size.
+    fn pattern_page(family: Family, seed: u64, defect: Option<Defect>) -> Vec<u8> {
+        let (w, h) = (386, 500);
+        let rgb = match defect {
+            Some(defect) => draw_spoiled(family, "a test page", seed, w, h, defect),
+            None => draw_family(family, "a test page", seed, w, h),
+        };
+        let page = resize(&to_gray(&rgb), W as u32, H as u32, Fit::Contain).unwrap();
+        let Pixels::Gray(gray) = page.pixels else { panic!("not gray") };
+        gray
+    }
+
+    #[test]
+    fn the_offline_generator_passes_and_its_defects_are_found() {
+        for family in Family::ALL {
+            for seed in 0..2 {
+                let quality = check(json!({}), pattern_page(family, seed, None));
+                assert_eq!(
+                    verdict_and_problems(&quality),
+                    ("pass".into(), vec![]),
+                    "{family:?} {seed}: {quality}"
+                );
+            }
+        }
+        let expected = [
+            (Defect::Speckles, "speckles"),
+            (Defect::Shading, "gray_shading"),
+            (Defect::Blob, "heavy_ink"),
+            (Defect::Gaps, "open_outlines"),
+            (Defect::Faint, "ink_lost"),
+            (Defect::Blank, "empty"),
+            (Defect::Photo, "not_line_art"),
+        ];
+        for (defect, code) in expected {
+            let quality = check(json!({}), pattern_page(Family::Botanical, 1, Some(defect)));
+            let (_, problems) = verdict_and_problems(&quality);
+            assert!(problems.iter().any(|p| p == code), "{defect:?} should be {code}: {quality}");
         }
     }
 

@@ -14,7 +14,7 @@ use crate::engine::options::{documented, parse_declared};
 use crate::engine::stage::{
     BuildContext, Component, CpuStage, KindInfo, OptionsError, OutputMedia, Role, StageError, TypedKind,
 };
-use crate::imaging::pattern::{Family, draw_family, family_for};
+use crate::imaging::pattern::{Defect, Family, draw_family, draw_spoiled, family_for};
 
 /// The smallest and largest side the stage draws, in pixels.
 const SIDE: std::ops::RangeInclusive<u32> = 64..=8192;
@@ -35,6 +35,12 @@ pub struct Options {
     /// The kind of drawing; auto picks from the prompt's words (flower -> botanical...) or its hash.
     #[serde(default)]
     style: Style,
+    /// Share of pages drawn with a defect a model makes (specks, shading, a blob, open outlines,
+    /// faint lines, a blank page, a photo), picked by prompt and seed, for trying lineart-check
+    /// offline; the item's metadata names it (`defect`).
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 1))]
+    defects: f64,
 }
 
 #[derive(Deserialize, Serialize, JsonSchema, Clone, Copy)]
@@ -82,6 +88,12 @@ fn parse(options: &Value) -> Result<Options, OptionsError> {
             ));
         }
     }
+    if !(0.0..=1.0).contains(&options.defects) {
+        return Err(OptionsError::at(
+            "defects",
+            format!("defects is the share of pages to spoil, from 0 to 1, got {}", options.defects),
+        ));
+    }
     Ok(options)
 }
 
@@ -110,6 +122,7 @@ impl TypedKind for Pattern {
             size: options.size,
             seed: options.seed,
             family: options.style.family(),
+            defects: options.defects,
         })))
     }
 }
@@ -119,6 +132,7 @@ struct PatternStage {
     size: Size,
     seed: u64,
     family: Option<Family>,
+    defects: f64,
 }
 
 impl PatternStage {
@@ -140,7 +154,15 @@ impl CpuStage for PatternStage {
         let started = Instant::now();
         let prompt = &item.prompt.image_prompt;
         let family = self.family.unwrap_or_else(|| family_for(prompt, seed));
-        let raster = draw_family(family, prompt, seed, self.size.width, self.size.height);
+        let (width, height) = (self.size.width, self.size.height);
+        let defect = Defect::pick(prompt, seed, self.defects);
+        let raster = match defect {
+            Some(defect) => draw_spoiled(family, prompt, seed, width, height, defect),
+            None => draw_family(family, prompt, seed, width, height),
+        };
+        if let Some(defect) = defect {
+            item.record("defect", defect.name());
+        }
         item.generation_time = Some(started.elapsed());
         item.record("model", "inkflow/pattern");
         item.record("seed", seed);
@@ -216,6 +238,32 @@ mod tests {
         bad.record("seed", "lucky");
         let err = stage.process(&mut bad, Payload::Prompt).expect_err("a text seed is refused");
         assert!(err.to_string().contains("\"seed\" must be a whole number"), "{err}");
+    }
+
+    #[test]
+    fn defects_spoil_the_share_of_pages_asked_for() {
+        let size = json!({ "width": 96, "height": 128 });
+        let count = |share: f64| {
+            let stage = stage(json!({ "size": size, "defects": share }));
+            (0..40)
+                .filter(|i| {
+                    let mut item = item(&format!("page {i}"));
+                    stage.process(&mut item, Payload::Prompt).expect("draws");
+                    item.facts.contains_key("defect")
+                })
+                .count()
+        };
+        assert_eq!(count(0.0), 0);
+        assert_eq!(count(1.0), 40);
+        assert!((4..=20).contains(&count(0.3)), "about 12 of 40");
+        let spoiled = stage(json!({ "size": size, "defects": 1.0 }));
+        let (mut a, mut b) = (item("an owl"), item("an owl"));
+        assert_eq!(
+            rgb(spoiled.process(&mut a, Payload::Prompt).unwrap()),
+            rgb(spoiled.process(&mut b, Payload::Prompt).unwrap())
+        );
+        assert_eq!(a.facts["defect"], b.facts["defect"], "the same page always gets the same defect");
+        assert_eq!(Pattern.check(&json!({ "defects": 1.5 })).unwrap_err().path, ["defects"]);
     }
 
     #[test]

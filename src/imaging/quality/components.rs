@@ -46,12 +46,12 @@ impl Runs {
     }
 
     /// Index of the first run of row `y`.
-    fn first(&self, y: usize) -> usize {
+    pub fn first(&self, y: usize) -> usize {
         self.rows[y] as usize
     }
 
     /// How many rows.
-    fn height(&self) -> usize {
+    pub fn height(&self) -> usize {
         self.rows.len() - 1
     }
 }

@@ -44,6 +44,10 @@ pub struct InkMeasures {
     /// White regions enclosed by ink (not reaching the page edge) of at least `min_region_px`:
     /// the areas a bucket fill colours one at a time.
     pub regions: u64,
+    /// Share of the line work (crossed along the rows, specks left out) with the same white
+    /// area on both sides: a line that separates nothing, like the ends of an outline that
+    /// does not close.
+    pub open: f64,
     /// Length of the line work but specks, in pixels: half the length of its outlines.
     pub line_px: f64,
     /// Share of the crossings of the line work but specks (see [`InkMap::crossings`]) thinner than
@@ -81,20 +85,57 @@ pub fn measure_ink(ink: &InkMap, limits: InkLimits) -> InkMeasures {
     let largest_solid = 64 * solid.area.iter().copied().max().unwrap_or(0);
 
     let (short, crossings) = lines.crossings(limits.min_line_px);
+    let paper_runs = Runs::of(ink, Colour::Paper);
+    let paper = Components::label(&paper_runs, Colour::Paper, ink.width());
+    let regions = (0..paper.len())
+        .filter(|&c| !paper.on_border[c] && paper.area[c] >= limits.min_region_px)
+        .count() as u64;
     InkMeasures {
         coverage: inked as f64 / page,
         largest_solid: largest_solid as f64 / page,
         specks,
-        regions: enclosed_regions(ink, limits.min_region_px),
+        regions,
+        open: open_share(&runs, &pieces, &paper_runs, &paper, &speck),
         // Pixel edges overcount a curve's length by 4/pi on average; a stroke has two sides.
         line_px: lines.boundary_edges() as f64 * std::f64::consts::PI / 8.0,
         thin: if crossings == 0 { 0.0 } else { short as f64 / crossings as f64 },
     }
 }
 
+/// See [`InkMeasures::open`].
+fn open_share(
+    ink: &Runs,
+    pieces: &Components,
+    paper: &Runs,
+    areas: &Components,
+    speck: &dyn Fn(usize) -> bool,
+) -> f64 {
+    let (mut same, mut all) = (0u64, 0u64);
+    for y in 0..ink.height() {
+        let (inks, papers) = (ink.row(y), paper.row(y));
+        let (ink_first, paper_first) = (ink.first(y), paper.first(y));
+        // Paper and ink runs alternate: the paper run left of ink run k ends where it starts.
+        let offset = usize::from(papers.first().is_some_and(|p| p.0 == 0));
+        for (k, _) in inks.iter().enumerate() {
+            if speck(pieces.of_run[ink_first + k] as usize) || k + offset == 0 || k + offset >= papers.len() {
+                continue;
+            }
+            let (left, right) = (paper_first + k + offset - 1, paper_first + k + offset);
+            all += 1;
+            if areas.of_run[left] == areas.of_run[right] {
+                same += 1;
+            }
+        }
+    }
+    if all == 0 { 0.0 } else { same as f64 / all as f64 }
+}
+
 /// White regions off the page edge of at least `min_px` pixels.
 fn enclosed_regions(ink: &InkMap, min_px: u64) -> u64 {
-    let paper = Components::label(&Runs::of(ink, Colour::Paper), Colour::Paper, ink.width());
+    count_enclosed(&Components::label(&Runs::of(ink, Colour::Paper), Colour::Paper, ink.width()), min_px)
+}
+
+fn count_enclosed(paper: &Components, min_px: u64) -> u64 {
     (0..paper.len()).filter(|&c| !paper.on_border[c] && paper.area[c] >= min_px).count() as u64
 }
 

@@ -19,6 +19,7 @@ use crate::engine::item::{Item, State};
 use crate::engine::media::{Payload, Raster};
 use crate::engine::stage::{Sink, StageError};
 use crate::engine::summary::Summary;
+use crate::stages::lineart_check::Verdict;
 
 /// The running sink. Writes may run concurrently: the encoding runs on the CPU pool outside the
 /// lock, only the append to the file holds it.
@@ -99,12 +100,23 @@ pub(super) enum PageContent {
     Image { xobject: Ref, width: u32, height: u32, dpi: Option<f32> },
     /// No image, and why.
     Missing { reason: String },
+    /// A page the quality check rejected, shown as a text page saying why.
+    Rejected { reason: String },
+    /// A rejected page left out.
+    Omitted,
 }
 
 /// What the sink got for an item.
 pub(crate) enum Arrival {
     Image(Arc<Raster>),
     Missing(String),
+}
+
+/// Why the quality check rejected an item, for its placeholder page.
+fn rejection(item: &Item) -> String {
+    let problems = item.facts.get("quality").and_then(|q| q.get("problems")).and_then(|p| p.as_array());
+    let codes: Vec<&str> = problems.into_iter().flatten().filter_map(|p| p.as_str()).collect();
+    format!("rejected by the quality check: {}", codes.join(", "))
 }
 
 pub(crate) fn arrival(states: &[State]) -> Result<Arrival, StageError> {
@@ -159,6 +171,14 @@ impl Sink for BookSink {
 
     async fn write(&self, item: &Item, states: Vec<State>) -> Result<(), StageError> {
         let info = PageInfo::of(item);
+        if Verdict::of(item) == Some(Verdict::Reject) && self.settings.rejected != OnRejected::Include {
+            let content = match self.settings.rejected {
+                OnRejected::Skip => PageContent::Omitted,
+                _ => PageContent::Rejected { reason: rejection(item) },
+            };
+            self.lock().map_err(StageError::failed)?.record(info, content);
+            return Ok(());
+        }
         let raster = match arrival(&states)? {
             Arrival::Image(raster) => raster,
             Arrival::Missing(reason) => {
@@ -303,11 +323,12 @@ impl Book {
         self.finished = true;
         book_order(&mut pages, |p| &p.info);
 
+        pages.retain(|p| !matches!(p.content, PageContent::Omitted));
         let missing: Vec<String> = pages
             .iter()
             .filter_map(|p| match &p.content {
                 PageContent::Missing { reason } => Some(format!("{} ({reason})", p.info.key)),
-                PageContent::Image { .. } => None,
+                _ => None,
             })
             .collect();
         match settings.on_missing {
@@ -320,7 +341,7 @@ impl Book {
                     missing.join("; ")
                 );
             }
-            OnMissing::Skip => pages.retain(|p| matches!(p.content, PageContent::Image { .. })),
+            OnMissing::Skip => pages.retain(|p| !matches!(p.content, PageContent::Missing { .. })),
             OnMissing::Fail | OnMissing::Placeholder => {}
         }
 
@@ -390,9 +411,11 @@ pub(super) fn write_document(
                         draw_image(&mut content, place_image(frame.art, *width, *height, *dpi, fill));
                         refs.image = Some(*xobject);
                     }
-                    PageContent::Missing { reason } => {
+                    PageContent::Missing { reason } | PageContent::Rejected { reason } => {
                         placeholder_text(&mut fonts, &mut content, &page.info, reason, frame.art);
                     }
+                    // Left out by `assemble` before the book is laid out.
+                    PageContent::Omitted => {}
                 }
                 if layout.page_numbers {
                     page_number(&mut fonts, &mut content, at + 1, frame.safe);

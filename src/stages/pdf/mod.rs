@@ -126,6 +126,13 @@ impl TypedKind for PdfBook {
                     "for a failed or filtered item: leave the page out, print a page saying which prompt \
                      failed and why (so later pages keep their numbers), or write no book and fail",
                 ),
+                OptionDoc::new(
+                    "rejected",
+                    "include|placeholder|skip",
+                    "include",
+                    "for a page a lineart-check rejected: print it anyway, print a page naming the prompt \
+                     and its problems instead, or leave it out",
+                ),
                 OptionDoc::new("creator", "string", "inkflow", "the document's Creator entry"),
                 OptionDoc::new(
                     "font",
@@ -167,6 +174,7 @@ impl TypedKind for PdfBook {
             belongs_to: options.belongs_to,
             creator: options.creator,
             on_missing: options.on_missing,
+            rejected: options.rejected,
             font,
         };
         Ok(Component::Sink(Arc::new(BookSink {

@@ -43,6 +43,8 @@ pub struct Options {
     pub(super) page_numbers: bool,
     #[serde(default)]
     pub(super) on_missing: OnMissing,
+    #[serde(default)]
+    pub(super) rejected: OnRejected,
     #[serde(default = "default_creator")]
     pub(super) creator: String,
     #[serde(default)]
@@ -164,6 +166,19 @@ pub(super) enum OnMissing {
     Fail,
 }
 
+/// What the book does with a page a `lineart-check` rejected.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum OnRejected {
+    /// Print it anyway: the default, so a book never loses a page silently.
+    #[default]
+    Include,
+    /// A text page naming the prompt and the problems found.
+    Placeholder,
+    /// Leave it out.
+    Skip,
+}
+
 /// The resolved options a built sink works with.
 pub(super) struct Settings {
     pub(super) pages: PageStore,
@@ -177,5 +192,6 @@ pub(super) struct Settings {
     pub(super) belongs_to: Option<String>,
     pub(super) creator: String,
     pub(super) on_missing: OnMissing,
+    pub(super) rejected: OnRejected,
     pub(super) font: Font,
 }
