@@ -1,6 +1,7 @@
 //! CPU cost of each post-processing step on a realistic page, and of the whole per-page chain:
 //! a 768x1024 anti-aliased line-art PNG (benches/fixtures, from shared/reference/make_inputs.py)
-//! → gray → Lanczos3 to 2550x3300 → threshold → 1-bit PNG + 400x518 JPEG thumbnail.
+//! → gray → Lanczos3 to 2550x3300 → threshold → 1-bit PNG + 400x518 JPEG thumbnail, and the
+//! quality stages on that page (`lineart-check` on the gray page, `lineart-cleanup` on the bits).
 //!
 //! `cargo bench --bench cpu_stages` (add `-- --quick` on a shared machine). Page sizes per PNG
 //! compression level are printed once at the start.
@@ -9,12 +10,18 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use inkflow::engine::item::{Item, Prompt};
+use inkflow::engine::media::Payload;
 use inkflow::engine::media::{Pixels, Raster};
+use inkflow::engine::stage::{BuildContext, Component, CpuStage, Kind};
 use inkflow::imaging::gray::to_gray;
 use inkflow::imaging::jpeg::encode_thumbnail;
 use inkflow::imaging::png::{PngCompression, encode_png};
 use inkflow::imaging::resize::{Fit, resize};
 use inkflow::imaging::threshold::threshold;
+use inkflow::stages::lineart_check::LineartCheck;
+use inkflow::stages::lineart_cleanup::LineartCleanup;
+use std::sync::Arc;
 
 const FIXTURES: [&str; 2] = ["page_000.png", "page_002.png"];
 const COMPRESSIONS: [(&str, PngCompression); 3] =
@@ -47,6 +54,34 @@ fn page_chain(png: &[u8]) -> (Vec<u8>, Vec<u8>) {
     (file, thumb.bytes)
 }
 
+/// A quality stage with its default options, as a pipeline builds it.
+fn quality_stage(kind: &dyn Kind) -> Arc<dyn CpuStage> {
+    let ctx = BuildContext {
+        id: "bench".into(),
+        inputs: vec!["print".into()],
+        output_dir: std::env::temp_dir(),
+        pipeline_file: "bench.yaml".into(),
+        dry_run: true,
+    };
+    match kind.build(&serde_json::json!({}), &ctx) {
+        Ok(Component::Cpu(stage)) => stage,
+        _ => panic!("{} builds a CPU stage", kind.info().name),
+    }
+}
+
+/// `lineart-check` on the gray print page, then `lineart-cleanup` on its 1-bit page: what
+/// the two stages add to a page of `pipelines/postprocess.yaml`.
+fn check_and_clean(
+    check: &dyn CpuStage,
+    clean: &dyn CpuStage,
+    gray: &Arc<Raster>,
+    page: &Arc<Raster>,
+) -> Payload {
+    let mut item = Item::new(0, Prompt::default());
+    check.process(&mut item, Payload::Image(gray.clone())).expect("check");
+    clean.process(&mut item, Payload::Image(page.clone())).expect("cleanup")
+}
+
 fn benches(c: &mut Criterion) {
     let png = fixture(FIXTURES[0]);
     let rgb = decode(&png);
@@ -73,6 +108,18 @@ fn benches(c: &mut Criterion) {
         });
     }
     g.bench_function("thumbnail_jpeg", |b| b.iter(|| encode_thumbnail(black_box(&page), 400, 518, 85)));
+    let (check, clean) = (quality_stage(&LineartCheck), quality_stage(&LineartCleanup));
+    let (big, page) = (Arc::new(big.clone()), Arc::new(page.clone()));
+    let item = || Item::new(0, Prompt::default());
+    g.bench_function("lineart_check", |b| {
+        b.iter(|| check.process(&mut item(), Payload::Image(black_box(big.clone()))))
+    });
+    g.bench_function("lineart_cleanup", |b| {
+        b.iter(|| clean.process(&mut item(), Payload::Image(black_box(page.clone()))))
+    });
+    g.bench_function("check_and_cleanup", |b| {
+        b.iter(|| check_and_clean(check.as_ref(), clean.as_ref(), black_box(&big), black_box(&page)))
+    });
     g.bench_function("whole_chain", |b| b.iter(|| page_chain(black_box(&png))));
     g.finish();
 }
