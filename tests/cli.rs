@@ -108,6 +108,12 @@ fn the_offline_book_is_print_ready() {
 
     let pages = pages(&out);
     assert_eq!(pages.len(), 3, "{pages:?}");
+    // Every page was judged: `inkflow status` counts the verdicts from the metadata.
+    let status = text(&run(&["status", out.to_str().unwrap()]).stdout);
+    let line =
+        status.lines().find(|l| l.trim_start().starts_with("quality")).unwrap_or_else(|| panic!("{status}"));
+    let judged: u64 = line.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<u64>().ok()).sum();
+    assert_eq!(judged, 3, "{line}");
     for page in &pages {
         let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(page).unwrap()));
         let mut reader = decoder.read_info().unwrap();

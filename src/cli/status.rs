@@ -12,6 +12,21 @@ pub struct StatusArgs {
     output_dir: PathBuf,
 }
 
+/// "N pass, N warn, N reject" over the items whose metadata has a quality verdict (from every
+/// run of the batch, as the review page reads them), or nothing when no page was judged.
+fn quality_counts(output_dir: &std::path::Path) -> Option<String> {
+    let report = inkflow::report::gather(output_dir, inkflow::report::RunFacts::default()).ok()?;
+    let mut counts = std::collections::BTreeMap::new();
+    for verdict in report.cards.iter().filter_map(|card| card.verdict.as_deref()) {
+        *counts.entry(verdict).or_insert(0u64) += 1;
+    }
+    if counts.is_empty() {
+        return None;
+    }
+    let count = |v: &str| counts.get(v).copied().unwrap_or(0);
+    Some(format!("{} pass, {} warn, {} reject", count("pass"), count("warn"), count("reject")))
+}
+
 /// Prints counts per state, money spent and every failure with its reason.
 pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let status = Journal::status(&args.output_dir)?;
@@ -23,6 +38,9 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         println!("  {state:<12} {count}");
     }
     println!("  spent        ${:.3}", status.spent_usd);
+    if let Some(line) = quality_counts(&args.output_dir) {
+        println!("  quality      {line}");
+    }
     if status.unfinished_submissions > 0 {
         println!(
             "  {} paid request(s) not yet collected: `inkflow run` collects them",
