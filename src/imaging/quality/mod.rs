@@ -87,9 +87,7 @@ pub fn measure_ink(ink: &InkMap, limits: InkLimits) -> InkMeasures {
     let (short, crossings) = lines.crossings(limits.min_line_px);
     let paper_runs = Runs::of(ink, Colour::Paper);
     let paper = Components::label(&paper_runs, Colour::Paper, ink.width());
-    let regions = (0..paper.len())
-        .filter(|&c| !paper.on_border[c] && paper.area[c] >= limits.min_region_px)
-        .count() as u64;
+    let regions = count_enclosed(&paper, limits.min_region_px);
     InkMeasures {
         coverage: inked as f64 / page,
         largest_solid: largest_solid as f64 / page,
