@@ -62,6 +62,7 @@ fn quality_stage(kind: &dyn Kind) -> Arc<dyn CpuStage> {
         output_dir: std::env::temp_dir(),
         pipeline_file: "bench.yaml".into(),
         dry_run: true,
+        room_below: 4,
     };
     match kind.build(&serde_json::json!({}), &ctx) {
         Ok(Component::Cpu(stage)) => stage,
