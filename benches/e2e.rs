@@ -41,6 +41,7 @@ fn peak_rss_mib() -> f64 {
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
+    inkflow::keep_large_buffers_out_of_the_heap();
     let items = env_number("E2E_ITEMS", 400);
     let concurrency = env_number("E2E_CONCURRENCY", 40);
     let latency_ms = env_number("E2E_LATENCY_MS", 2000);
