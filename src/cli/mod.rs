@@ -4,6 +4,7 @@ mod cache;
 mod check;
 mod graph;
 mod logging;
+mod pick;
 mod preflight;
 mod progress;
 mod report;
@@ -53,6 +54,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Check a PDF book (and its cover) against Amazon KDP's print rules.
     Preflight(preflight::PreflightArgs),
+    /// Choose another candidate of a page (from rejected/ or candidates/) as the page.
+    Pick(pick::PickArgs),
 }
 
 /// Arguments every command that reads a pipeline takes.
@@ -78,6 +81,7 @@ pub fn main() -> ExitCode {
         Command::Cache(args) => cache::run(&args),
         Command::Check(args) => check::run(&args),
         Command::Preflight(args) => preflight::run(&args),
+        Command::Pick(args) => pick::run(&args),
     };
     match result {
         Ok(code) => code,

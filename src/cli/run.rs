@@ -227,6 +227,13 @@ fn print_statistics(s: &Summary) {
     for (name, value) in rows {
         println!("  {name:<24} {value}");
     }
+    if !s.verdicts.is_empty() {
+        let counts: Vec<String> = s.verdicts.iter().map(|(verdict, n)| format!("{verdict} {n}")).collect();
+        println!("  {:<24} {}", "quality", counts.join(", "));
+    }
+    if s.extra_candidates > 0 {
+        println!("  {:<24} {} (rejected/ and candidates/ keep them)", "extra candidates", s.extra_candidates);
+    }
     if let Some(reason) = &s.stop_reason {
         println!("  {:<24} {reason}", "stopped");
     }

@@ -47,13 +47,94 @@ pub struct Item {
     pub generation_time: Option<Duration>,
     /// Money paid stages spent on this item in this run, in US dollars.
     pub cost_usd: f64,
+    /// Which candidate of its page this is, and where the sinks put it.
+    pub trial: Trial,
+    /// What a judging stage thought of this candidate, when one ran.
+    pub judgement: Option<Judgement>,
+}
+
+/// One generation of a page among the candidates a judging stage may ask for (re-rolls of a
+/// rejected page, or best of N). Generators make candidate `number` deterministically, so a
+/// candidate made before is served from the raw cache, never paid twice.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trial {
+    /// 0 for the first generation, then 1, 2, ...
+    pub number: u32,
+    /// How many candidates one paid request may make at once (best of N with `num_images`).
+    pub per_request: u32,
+    /// Where the sinks put this candidate.
+    pub placement: Placement,
+}
+
+impl Default for Trial {
+    fn default() -> Self {
+        Trial { number: 0, per_request: 1, placement: Placement::Page }
+    }
+}
+
+impl Trial {
+    /// Which request of the item makes this candidate, and which of its images it is.
+    pub fn request_and_image(&self) -> (u32, u32) {
+        let per_request = self.per_request.max(1);
+        (self.number / per_request, self.number % per_request)
+    }
+
+    /// The seed of request `request` of item `key`: the configured one (or none: the service
+    /// picks) for the first, then one derived from the key, that seed and the request, so
+    /// every later request asks for a new image and asking again gives the same one.
+    pub fn seed(key: &str, configured: Option<u64>, request: u32) -> Option<u64> {
+        if request == 0 {
+            return configured;
+        }
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(format!("{key}\0{configured:?}\0{request}").as_bytes());
+        // 31 bits: every image service takes it as a seed.
+        Some(u64::from(u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]) >> 1))
+    }
+}
+
+/// Where the sinks put a candidate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// It is the page: written in place (moving aside the candidate it replaces).
+    Page,
+    /// Another candidate is the page: kept aside (`rejected/` or `candidates/`), never lost.
+    SetAside,
+}
+
+/// A judging stage's word on a candidate: the engine compares candidates by it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Judgement {
+    /// The verdict's name, as metadata and summaries count it (e.g. pass, warn, reject).
+    pub verdict: String,
+    /// False when the page should not be printed: another candidate is wanted.
+    pub acceptable: bool,
+    /// Higher is better; an acceptable candidate beats any unacceptable one.
+    pub score: f64,
+}
+
+impl Judgement {
+    /// Whether this candidate is better than `other`.
+    pub fn beats(&self, other: &Judgement) -> bool {
+        (self.acceptable, self.score) > (other.acceptable, other.score)
+    }
 }
 
 impl Item {
     /// A fresh item for the prompt at position `seq`.
     pub fn new(seq: u64, prompt: Prompt) -> Self {
         let key = item_key(seq, &prompt);
-        Item { key, seq, prompt, facts: Map::new(), retries: 0, generation_time: None, cost_usd: 0.0 }
+        Item {
+            key,
+            seq,
+            prompt,
+            facts: Map::new(),
+            retries: 0,
+            generation_time: None,
+            cost_usd: 0.0,
+            trial: Trial::default(),
+            judgement: None,
+        }
     }
 
     /// A fresh item with a key its source chose (the `files` source keys by relative path).

@@ -16,7 +16,8 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::item::{Failure, Item, REVISION_FACT};
+use super::candidates::History;
+use super::item::{Failure, Item, Judgement, Placement, REVISION_FACT};
 use super::pipeline::Pipeline;
 use super::run_context::{RESUME_FACT, Settlement, SubmissionLog};
 use super::runtime::{ItemObserver, ItemOutcome, Preparation};
@@ -29,8 +30,8 @@ pub const JOURNAL_FILE: &str = "journal.sqlite";
 const APPLICATION_ID: i32 = 0x494E_4B46;
 /// The schema this build writes; an older build refuses a newer journal. Version 2 keeps
 /// every submission of an item (a re-submission no longer replaces the money of the first)
-/// and how each one ended.
-const SCHEMA_VERSION: i32 = 2;
+/// and how each one ended; version 3 keeps every candidate of a page and the user's picks.
+const SCHEMA_VERSION: i32 = 3;
 
 /// How a resumed run treats earlier outcomes.
 #[derive(Clone, Copy, Debug, Default)]
@@ -153,6 +154,42 @@ impl Journal {
             hasher.update(revision.to_string().as_bytes());
         }
         hex::encode(&hasher.finalize()[..8])
+    }
+
+    /// Makes candidate `number` of item `key` its page from the next run on, whatever its
+    /// verdict; the run takes it from the raw cache (or redraws it), paying nothing again.
+    /// Returns the item's description.
+    pub fn pick(output_dir: &Path, key: &str, number: u32) -> anyhow::Result<String> {
+        let path = output_dir.join(JOURNAL_FILE);
+        if !path.exists() {
+            anyhow::bail!("{} has no journal ({JOURNAL_FILE}); was a batch run there?", output_dir.display());
+        }
+        let conn = open_checked(&path, true)?;
+        let description: Option<String> = conn
+            .query_row("SELECT description FROM items WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?;
+        let Some(description) = description else {
+            anyhow::bail!("the batch in {} has no item {key:?} (`inkflow status` lists them)", output_dir.display());
+        };
+        let made: Vec<u32> = {
+            let mut stmt = conn.prepare(
+                "SELECT number FROM candidates WHERE key = ?1 AND placement != 'failed' ORDER BY number",
+            )?;
+            stmt.query_map([key], |r| r.get(0))?.collect::<Result<_, _>>()?
+        };
+        if !made.contains(&number) {
+            let listed: Vec<String> = made.iter().map(u32::to_string).collect();
+            anyhow::bail!(
+                "item {key:?} has no candidate {number}; it has {}",
+                if listed.is_empty() { "none (its pipeline judges no pages)".to_owned() } else { listed.join(", ") }
+            );
+        }
+        conn.execute(
+            "INSERT INTO picks (key, number) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET number = ?2",
+            params![key, number],
+        )
+        .with_context(|| format!("cannot write to the journal {}", path.display()))?;
+        Ok(description)
     }
 
     /// Reads the status of an existing journal without changing it.
@@ -374,6 +411,73 @@ impl ItemObserver for Journal {
         self.log_failure("item finished", result);
     }
 
+    fn history(&self, item: &Item) -> anyhow::Result<History> {
+        let fingerprint = self.item_fingerprint(item);
+        let conn = self.lock();
+        let mut history = History::default();
+        // A dry run reads an older journal as it is, without the candidates table: none yet.
+        let Ok(mut stmt) = conn.prepare(
+            "SELECT number, verdict, acceptable, score, placement FROM candidates
+             WHERE key = ?1 AND fingerprint = ?2 ORDER BY number",
+        ) else {
+            return Ok(history);
+        };
+        let rows = stmt.query_map(params![item.key, fingerprint], |r| {
+            let judgement = match (r.get::<_, Option<String>>(1)?, r.get::<_, Option<bool>>(2)?) {
+                (Some(verdict), Some(acceptable)) => {
+                    Some(Judgement { verdict, acceptable, score: r.get::<_, Option<f64>>(3)?.unwrap_or(0.0) })
+                }
+                _ => None,
+            };
+            Ok((r.get::<_, u32>(0)?, judgement, r.get::<_, String>(4)?))
+        })?;
+        for row in rows {
+            let (number, judgement, placement) = row?;
+            history.made = history.made.max(number + 1);
+            if let (Some(judgement), "page") = (judgement, placement.as_str()) {
+                history.page = Some((number, judgement));
+            }
+        }
+        drop(stmt);
+        history.picked =
+            conn.query_row("SELECT number FROM picks WHERE key = ?1", [&item.key], |r| r.get(0)).optional()?;
+        Ok(history)
+    }
+
+    fn candidate_done(&self, item: &Item, judgement: Option<&Judgement>, placement: Placement) {
+        let fingerprint = self.item_fingerprint(item);
+        let placed = match (placement, judgement) {
+            (Placement::Page, _) => "page",
+            (Placement::SetAside, Some(_)) => "aside",
+            (Placement::SetAside, None) => "failed",
+        };
+        let result = (|| {
+            if placement == Placement::Page {
+                self.execute(
+                    "UPDATE candidates SET placement = 'aside' WHERE key = ?1 AND fingerprint = ?2 AND placement = 'page'",
+                    params![item.key, fingerprint],
+                )?;
+            }
+            self.execute(
+                "INSERT INTO candidates (key, fingerprint, number, verdict, acceptable, score, placement, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT(key, fingerprint, number) DO UPDATE SET verdict = ?4, acceptable = ?5, score = ?6,
+                    placement = ?7, updated_at = ?8",
+                params![
+                    item.key,
+                    fingerprint,
+                    item.trial.number,
+                    judgement.map(|j| j.verdict.as_str()),
+                    judgement.map(|j| j.acceptable),
+                    judgement.map(|j| j.score),
+                    placed,
+                    now()
+                ],
+            )
+        })();
+        self.log_failure("candidate done", result);
+    }
+
     fn batch_finished(&self, summary: &Summary) {
         let result = match summary.stop_reason.as_deref().filter(|_| summary.interrupted) {
             Some(reason) => self.execute(
@@ -439,13 +543,13 @@ fn open_checked(path: &Path, create: bool) -> anyhow::Result<Connection> {
                 fingerprint TEXT NOT NULL, updated_at TEXT NOT NULL);
              {SUBMISSIONS_TABLE};
              {BATCH_TABLE};
+             {CANDIDATES_TABLES};
              COMMIT;"
         ))
         .with_context(|| format!("cannot create the journal {}", path.display()))?;
     }
     if create && tables > 0 && version < SCHEMA_VERSION {
-        upgrade_from_v1(&conn)
-            .map_err(|e| refuse(format!("upgrading it from schema {version} failed: {e}")))?;
+        upgrade(&conn, version).map_err(|e| refuse(format!("upgrading it from schema {version} failed: {e}")))?;
     }
     Ok(conn)
 }
@@ -461,16 +565,31 @@ const SUBMISSIONS_TABLE: &str = "CREATE TABLE submissions (
 /// Facts about the batch as a whole, such as why its last run stopped early.
 const BATCH_TABLE: &str = "CREATE TABLE batch (name TEXT PRIMARY KEY, value TEXT NOT NULL)";
 
-/// Schema 1 kept one submission per item and stage; its rows move over as they are.
-fn upgrade_from_v1(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(&format!(
-        "BEGIN;
-         ALTER TABLE submissions RENAME TO submissions_v1;
+/// Every candidate of a page (`placement`: page, aside or failed) with the judging stage's
+/// word on it, under the item's fingerprint, so an edited prompt starts its candidates anew;
+/// and the candidate a user chose for a page (`inkflow pick`).
+const CANDIDATES_TABLES: &str = "CREATE TABLE candidates (
+    key TEXT NOT NULL, fingerprint TEXT NOT NULL, number INTEGER NOT NULL, verdict TEXT,
+    acceptable INTEGER, score REAL, placement TEXT NOT NULL, updated_at TEXT NOT NULL,
+    PRIMARY KEY (key, fingerprint, number));
+    CREATE TABLE picks (key TEXT PRIMARY KEY, number INTEGER NOT NULL)";
+
+/// Brings an older journal to this schema. Schema 1 kept one submission per item and stage;
+/// its rows move over as they are. Schema 2 had no candidates.
+fn upgrade(conn: &Connection, version: i32) -> rusqlite::Result<()> {
+    let from_v1 = format!(
+        "ALTER TABLE submissions RENAME TO submissions_v1;
          {SUBMISSIONS_TABLE};
          INSERT INTO submissions (key, stage, request, cost_usd, collected, submitted_at)
             SELECT key, stage, request, cost_usd, collected, submitted_at FROM submissions_v1;
          DROP TABLE submissions_v1;
-         {BATCH_TABLE};
+         {BATCH_TABLE};"
+    );
+    let steps = if version < 2 { from_v1.as_str() } else { "" };
+    conn.execute_batch(&format!(
+        "BEGIN;
+         {steps}
+         {CANDIDATES_TABLES};
          PRAGMA user_version = {SCHEMA_VERSION};
          COMMIT;"
     ))

@@ -1,6 +1,7 @@
 //! The pipeline engine: configuration, graph checks, the staged runtime and the batch summary.
 
 pub mod atomic_file;
+pub mod candidates;
 pub mod cpu;
 pub mod diagnostic;
 pub mod fusion;

@@ -6,7 +6,7 @@
 //! CPU work linked one to one (a source's load, CPU stages) is fused into one task and one
 //! job per item ([`fusion`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,9 +19,10 @@ use futures::{FutureExt as _, StreamExt as _, stream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::candidates::{CandidatePolicy, History};
 use super::cpu;
 use super::fusion;
-use super::item::{Envelope, Failure, Item, State};
+use super::item::{Envelope, Failure, Item, Judgement, Placement, State};
 use super::media::Payload;
 use super::pipeline::Pipeline;
 use super::run_context::RunContext;
@@ -63,6 +64,13 @@ pub trait ItemObserver: Send + Sync {
     fn stage_done(&self, _item: &Item, _stage: &str) {}
     /// Called when every sink has handled an item; `failure` says why it did not succeed.
     fn item_finished(&self, _item: &Item, _outcome: &ItemOutcome) {}
+    /// What is known of an item's candidates (for a pipeline whose judging stage wants some).
+    fn history(&self, _item: &Item) -> anyhow::Result<History> {
+        Ok(History::default())
+    }
+    /// Called when a candidate of a page ended: judged (or not) and placed, or failed
+    /// (`SetAside` without a judgement).
+    fn candidate_done(&self, _item: &Item, _judgement: Option<&Judgement>, _placement: Placement) {}
     /// Called once at the end of a run with its summary (why it stopped early, if it did).
     fn batch_finished(&self, _summary: &Summary) {}
 }
@@ -179,13 +187,19 @@ impl Batch {
             .iter()
             .filter_map(|c| if let Component::Sink(s) = c { Some(s.clone()) } else { None })
             .collect();
+        let policy = self.candidate_policy();
         let mut to_run = Vec::new();
         for mut item in self.items() {
-            if let Decision::Run = decide(observer, &sinks, &mut item)? {
+            if let (Decision::Run, _) = decide(observer, &sinks, policy, &mut item)? {
                 to_run.push(item);
             }
         }
         Ok(to_run)
+    }
+
+    /// How many candidates of a page the judging stage wants, if the pipeline has one.
+    pub fn candidate_policy(&self) -> Option<CandidatePolicy> {
+        candidate_policy(&self.components)
     }
 
     /// The checked pipeline.
@@ -200,6 +214,8 @@ impl Batch {
 
     /// Runs the batch to the end (or until stopped) and returns its summary, after every
     /// sink's `finish` has run; sinks that could not finish are listed in `sink_errors`.
+    /// A pipeline whose judging stage wants more candidates of some pages runs in rounds:
+    /// after each, those items run again as their next candidate ([`super::candidates`]).
     pub async fn run(self, settings: RunSettings) -> anyhow::Result<Summary> {
         self.progress.total.store(self.item_count() as u64, Ordering::Relaxed);
         let started = Instant::now();
@@ -210,7 +226,7 @@ impl Batch {
             }
         }
         let Batch { pipeline, components, items, output_dir, progress } = self;
-
+        let policy = candidate_policy(&components);
         let shared = Arc::new(Shared {
             stop: settings.context.stop.clone(),
             stop_reason: Mutex::new(None),
@@ -218,9 +234,73 @@ impl Batch {
             observer: settings.observer.clone(),
             progress: progress.clone(),
             sink_count: components.iter().filter(|c| matches!(c, Component::Sink(_))).count(),
+            policy,
+            candidates: Mutex::new(Candidates::default()),
         });
-        let run_context = settings.context.clone();
+        let wiring = Wiring::new(&pipeline, &components);
+        let items: Vec<Arc<Listed>> = items.into_iter().map(Arc::new).collect();
+        let mut again = None;
+        loop {
+            let round = Round { pipeline: &pipeline, components: &components, shared: &shared, again };
+            round.run(&wiring, &items, &settings.context).await?;
+            let wanted = std::mem::take(&mut lock(&shared.candidates).wanted);
+            if wanted.is_empty() || shared.stop.is_cancelled() {
+                break;
+            }
+            tracing::info!("{} page(s) get another candidate", wanted.len());
+            again = Some(Arc::new(wanted));
+        }
+        if shared.stop.is_cancelled() {
+            for component in &components {
+                if let Component::Io(stage) = component {
+                    stage.cancel_pending().await;
+                }
+            }
+        }
+        let summary = shared.summary(&pipeline, &output_dir, started, started_at);
+        Ok(finish(&pipeline, &components, &shared, summary).await)
+    }
+}
 
+fn candidate_policy(components: &[Component]) -> Option<CandidatePolicy> {
+    components.iter().find_map(|c| match c {
+        Component::Cpu(stage) => stage.candidate_policy(),
+        _ => None,
+    })
+}
+
+/// Runs every sink's `finish` with the summary and gives it back with their notes and errors.
+async fn finish(pipeline: &Pipeline, components: &[Component], shared: &Shared, mut summary: Summary) -> Summary {
+    let (mut sink_errors, mut sink_notes) = (Vec::new(), Vec::new());
+    for (spec, component) in pipeline.components.iter().zip(components) {
+        if let Component::Sink(sink) = component {
+            match sink.finish(&summary).await {
+                Ok(()) => sink_notes.extend(sink.note().map(|note| format!("sink \"{}\": {note}", spec.id))),
+                Err(e) => {
+                    let error = format!("sink \"{}\": {e:#}", spec.id);
+                    tracing::error!("{error}");
+                    sink_errors.push(error);
+                }
+            }
+        }
+    }
+    summary.sink_errors = sink_errors;
+    summary.sink_notes = sink_notes;
+    if let Some(observer) = &shared.observer {
+        observer.batch_finished(&summary);
+    }
+    summary
+}
+
+/// How a pipeline's components run: which are fused into one task, and the CPU pool's ranks.
+struct Wiring {
+    units: Vec<Vec<usize>>,
+    fused: Vec<bool>,
+    ranks: Vec<u32>,
+}
+
+impl Wiring {
+    fn new(pipeline: &Pipeline, components: &[Component]) -> Self {
         let inputs: Vec<&[usize]> = pipeline.components.iter().map(|c| c.inputs.as_slice()).collect();
         let work: Vec<fusion::Work> = components
             .iter()
@@ -237,13 +317,29 @@ impl Batch {
                 fused[member] = true;
             }
         }
+        let ranks = cpu_ranks(&inputs, components);
+        Wiring { units, fused, ranks }
+    }
+}
 
+/// One pass of the batch: every listed item, or (`again`) only those wanting another candidate.
+struct Round<'a> {
+    pipeline: &'a Pipeline,
+    components: &'a [Component],
+    shared: &'a Arc<Shared>,
+    again: Option<Arc<HashSet<String>>>,
+}
+
+impl Round<'_> {
+    /// Spawns one task per unit, joined by fresh bounded channels, and waits for them all.
+    async fn run(self, wiring: &Wiring, items: &[Arc<Listed>], run_context: &RunContext) -> anyhow::Result<()> {
+        let Round { pipeline, components, shared, again } = self;
         // One channel per edge, sized by the consumer's capacity; the links inside a fused
         // chain have none.
         let n = pipeline.components.len();
         let mut senders: Vec<Vec<mpsc::Sender<Envelope>>> = (0..n).map(|_| Vec::new()).collect();
         let mut receivers: Vec<Vec<Option<mpsc::Receiver<Envelope>>>> = Vec::with_capacity(n);
-        for (spec, fused) in pipeline.components.iter().zip(fused) {
+        for (spec, &fused) in pipeline.components.iter().zip(&wiring.fused) {
             let mut slots = Vec::new();
             for &input in spec.inputs.iter().filter(|_| !fused) {
                 let (tx, rx) = mpsc::channel(spec.capacity);
@@ -257,10 +353,14 @@ impl Batch {
             .iter()
             .filter_map(|c| if let Component::Sink(s) = c { Some(s.clone()) } else { None })
             .collect();
-        let mut items_by_source = items.into_iter();
+        let mut items_by_source = items.iter().cloned();
+        let mut next_listing = || SourceItems {
+            listed: items_by_source.next().unwrap_or_default(),
+            again: again.clone(),
+            sinks: sinks.clone(),
+        };
         let mut tasks = tokio::task::JoinSet::new();
-        let ranks = cpu_ranks(&inputs, &components);
-        for unit in &units {
+        for unit in &wiring.units {
             let (index, tail) = (unit[0], unit[unit.len() - 1]);
             let spec = &pipeline.components[index];
             let outputs = std::mem::take(&mut senders[tail]);
@@ -275,7 +375,7 @@ impl Batch {
                 .map(|&m| pipeline.components[m].concurrency)
                 .min()
                 .unwrap_or(1);
-            let node = Node { index, id: spec.id.clone(), concurrency, shared: shared.clone() };
+            let task_info = TaskInfo { index, id: spec.id.clone(), concurrency, shared: shared.clone() };
             let members: Vec<Member> = unit
                 .iter()
                 .map(|&m| {
@@ -285,20 +385,17 @@ impl Batch {
                 .collect();
             let task: BoxFuture<'static, ()> = match &components[index] {
                 Component::Source(source) if unit.len() == 1 => {
-                    let items = items_by_source.next().unwrap_or_default();
-                    run_source(node, source.clone(), true, items, sinks.clone(), outputs).boxed()
+                    run_source(task_info, source.clone(), true, next_listing(), outputs).boxed()
                 }
                 Component::Source(source) => {
                     // The source lists and hands on unloaded items; the chain's jobs load them.
-                    let items = items_by_source.next().unwrap_or_default();
                     let (tx, rx) = mpsc::channel(pipeline.components[unit[1]].capacity);
-                    let listing =
-                        run_source(node.clone(), source.clone(), false, items, sinks.clone(), vec![tx]);
-                    let chain = run_fused(node, members, rx, outputs, fused_chain(unit, &components));
+                    let listing = run_source(task_info.clone(), source.clone(), false, next_listing(), vec![tx]);
+                    let chain = run_fused(task_info, members, rx, outputs, fused_chain(unit, components));
                     future::join(listing, chain).map(|_| ()).boxed()
                 }
                 Component::Cpu(_) => {
-                    run_fused(node, members, one_input(inputs), outputs, fused_chain(unit, &components))
+                    run_fused(task_info, members, one_input(inputs), outputs, fused_chain(unit, components))
                         .boxed()
                 }
                 Component::Io(stage) => {
@@ -316,49 +413,19 @@ impl Batch {
                         }
                         .boxed()
                     };
-                    run_stage(node, members, one_input(inputs), outputs, process).boxed()
+                    run_stage(task_info, members, one_input(inputs), outputs, process).boxed()
                 }
-                Component::Sink(sink) => run_sink(node, sink.clone(), inputs).boxed(),
+                Component::Sink(sink) => run_sink(task_info, sink.clone(), inputs).boxed(),
             };
-            tasks.spawn(cpu::ranked(ranks[index], task));
+            tasks.spawn(cpu::ranked(wiring.ranks[index], task));
         }
         while let Some(joined) = tasks.join_next().await {
             joined.context("a pipeline task crashed")?;
         }
-        if shared.stop.is_cancelled() {
-            for component in &components {
-                if let Component::Io(stage) = component {
-                    stage.cancel_pending().await;
-                }
-            }
-        }
-
-        let mut summary = shared.summary(&pipeline, &output_dir, started, started_at);
-        let (mut sink_errors, mut sink_notes) = (Vec::new(), Vec::new());
-        for (spec, component) in pipeline.components.iter().zip(&components) {
-            if let Component::Sink(sink) = component {
-                match sink.finish(&summary).await {
-                    Ok(()) => {
-                        sink_notes.extend(sink.note().map(|note| format!("sink \"{}\": {note}", spec.id)))
-                    }
-                    Err(e) => {
-                        let error = format!("sink \"{}\": {e:#}", spec.id);
-                        tracing::error!("{error}");
-                        sink_errors.push(error);
-                    }
-                }
-            }
-        }
-        summary.sink_errors = sink_errors;
-        summary.sink_notes = sink_notes;
-        if let Some(observer) = &shared.observer {
-            observer.batch_finished(&summary);
-        }
-        Ok(summary)
+        Ok(())
     }
 }
 
-/// The CPU work of a fused unit, in order: a source's load, then each stage's process.
 fn fused_chain(unit: &[usize], components: &[Component]) -> Arc<[Arc<dyn CpuStage>]> {
     unit.iter()
         .filter_map(|&member| match &components[member] {
@@ -381,7 +448,7 @@ impl CpuStage for SourceLoad {
 
 /// Runs a fused unit's chain, one CPU job per item.
 async fn run_fused(
-    node: Node,
+    task_info: TaskInfo,
     members: Vec<Member>,
     input: mpsc::Receiver<Envelope>,
     outputs: Vec<mpsc::Sender<Envelope>>,
@@ -391,7 +458,7 @@ async fn run_fused(
         let chain = chain.clone();
         cpu::run(move || run_chain(&chain, item, payload)).map(|r| r.map_err(StageError::failed)).boxed()
     };
-    run_stage(node, members, input, outputs, process).await;
+    run_stage(task_info, members, input, outputs, process).await;
 }
 
 /// Each component's rank on the CPU pool. In a pipeline that only computes, its depth in the
@@ -430,6 +497,24 @@ struct Shared {
     observer: Option<Arc<dyn ItemObserver>>,
     progress: Arc<Progress>,
     sink_count: usize,
+    /// The judging stage's wish for candidates, if the pipeline has one.
+    policy: Option<CandidatePolicy>,
+    candidates: Mutex<Candidates>,
+}
+
+/// The candidates of the pages this run works on.
+#[derive(Default)]
+struct Candidates {
+    /// Per item key: what is known of its candidates.
+    histories: HashMap<String, History>,
+    /// Items that want another candidate after this round.
+    wanted: HashSet<String>,
+    /// Candidates made beyond each page's first, in this run.
+    extra: u64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// One item as the sinks that have seen it so far report it.
@@ -456,11 +541,16 @@ struct Tally {
     cost_usd: f64,
     /// Items an earlier run failed or filtered, left so by this one (counted above too).
     kept: u64,
+    /// Items counted so far: a page's later candidates do not count it again.
+    counted: HashSet<String>,
 }
 
 impl Tally {
     /// Counts an item's final outcome.
     fn count(&mut self, key: &str, description: String, outcome: &ItemOutcome) {
+        if !self.counted.insert(key.to_owned()) {
+            return;
+        }
         match outcome {
             ItemOutcome::Written => self.succeeded += 1,
             ItemOutcome::Failed(f) => self.failed.push(FailedItem {
@@ -522,6 +612,23 @@ impl Shared {
         // leaves it unfinished so the next run takes it up again instead of skipping it as
         // failed.
         let cut_short = matches!(outcome, ItemOutcome::Failed(_)) && self.stop.is_cancelled();
+        drop(tally);
+        // A later candidate that failed leaves the page as it was: the item is still written.
+        let outcome = match outcome {
+            ItemOutcome::Failed(failure) if !cut_short && self.candidate_done(item, None) => {
+                tracing::warn!(
+                    "item {}: candidate {} failed in stage \"{}\": {}; the page keeps the best earlier one",
+                    item.key, item.trial.number, failure.stage, failure.error
+                );
+                ItemOutcome::Written
+            }
+            ItemOutcome::Written => {
+                self.candidate_done(item, Some(item.judgement.as_ref()));
+                ItemOutcome::Written
+            }
+            other => other,
+        };
+        let mut tally = lock(&self.tally);
         if !cut_short {
             tally.count(&item.key, description, &outcome);
         }
@@ -530,6 +637,66 @@ impl Shared {
         if let Some(observer) = self.observer.as_ref().filter(|_| !cut_short) {
             observer.item_finished(item, &outcome);
         }
+    }
+
+    /// [`decide`] for this run, keeping the item's candidate history.
+    fn decide(&self, sinks: &[Arc<dyn Sink>], item: &mut Item) -> anyhow::Result<Decision> {
+        let (decision, history) = decide(self.observer.as_deref(), sinks, self.policy, item)?;
+        if self.policy.is_some() {
+            lock(&self.candidates).histories.insert(item.key.clone(), history);
+        }
+        Ok(decision)
+    }
+
+    /// Makes `item` the next candidate of its page, for a later round.
+    fn next_candidate(&self, item: &mut Item) {
+        let candidates = lock(&self.candidates);
+        if let (Some(policy), Some(history)) = (self.policy, candidates.histories.get(&item.key)) {
+            item.trial.number = history.next();
+            item.trial.per_request = policy.best_of.max(1);
+        }
+    }
+
+    /// Where the sinks put this candidate of its page (`made`: it reached the sinks whole; a
+    /// failed one never replaces an earlier page).
+    fn placement(&self, item: &Item, made: bool) -> Placement {
+        if self.policy.is_none() {
+            return Placement::Page;
+        }
+        let candidates = lock(&self.candidates);
+        match candidates.histories.get(&item.key) {
+            Some(history) if history.page.is_some() && !made => Placement::SetAside,
+            Some(history) => history.place(item.trial.number, item.judgement.as_ref()),
+            None => Placement::Page,
+        }
+    }
+
+    /// Records how a candidate ended (`judged`: written, with its judgement if a stage judged
+    /// it; `None`: failed) and whether its page wants another. Returns whether the page had
+    /// an earlier candidate, which a failed one leaves in place.
+    fn candidate_done(&self, item: &Item, judged: Option<Option<&Judgement>>) -> bool {
+        let Some(policy) = self.policy else { return false };
+        let mut candidates = lock(&self.candidates);
+        let history = candidates.histories.entry(item.key.clone()).or_default();
+        let had_page = history.page.is_some();
+        let judgement = judged.flatten();
+        let placement = match judged {
+            Some(judgement) => history.place(item.trial.number, judgement),
+            None => Placement::SetAside,
+        };
+        history.record(item.trial.number, judgement, placement);
+        let wanted = (judged.is_some() || had_page) && policy.wants_another(history);
+        if item.trial.number > 0 {
+            candidates.extra += 1;
+        }
+        if wanted {
+            candidates.wanted.insert(item.key.clone());
+        }
+        drop(candidates);
+        if let Some(observer) = &self.observer {
+            observer.candidate_done(item, judgement, placement);
+        }
+        had_page
     }
 
     /// Counts an item an earlier run failed or filtered, which this run leaves so.
@@ -555,6 +722,11 @@ impl Shared {
         let finished = tally.succeeded + tally.failed.len() as u64 + tally.filtered_count;
         let stop_reason = self.stop_reason.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let interrupted = self.stop.is_cancelled();
+        let candidates = lock(&self.candidates);
+        let mut verdicts = BTreeMap::new();
+        for (_, judgement) in candidates.histories.values().filter_map(|h| h.page.as_ref()) {
+            *verdicts.entry(judgement.verdict.clone()).or_insert(0) += 1;
+        }
         Summary {
             pipeline: pipeline.file.display().to_string(),
             started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
@@ -592,13 +764,15 @@ impl Shared {
             failures: tally.failed.clone(),
             sink_errors: Vec::new(),
             sink_notes: Vec::new(),
+            verdicts,
+            extra_candidates: candidates.extra,
         }
     }
 }
 
 /// What a task knows about its component.
 #[derive(Clone)]
-struct Node {
+struct TaskInfo {
     index: usize,
     id: String,
     concurrency: usize,
@@ -616,25 +790,42 @@ async fn fan_out(outputs: &[mpsc::Sender<Envelope>], envelope: Envelope) {
     }
 }
 
+/// The items a source task hands on in one round.
+struct SourceItems {
+    listed: Arc<Listed>,
+    /// A later round: only these items, each as its next candidate.
+    again: Option<Arc<HashSet<String>>>,
+    /// The sinks, which say whether an item's outputs are complete.
+    sinks: Vec<Arc<dyn Sink>>,
+}
+
 /// Lists a source's items in order, skipping those already complete. With `load`, loads each
 /// one on the CPU pool (up to `concurrency` at once) and hands it on; without, hands it on
 /// unloaded to the fused chain that loads it and counts it.
 async fn run_source(
-    node: Node,
+    task_info: TaskInfo,
     source: Arc<dyn super::stage::Source>,
     load: bool,
-    items: Listed,
-    sinks: Vec<Arc<dyn Sink>>,
+    items: SourceItems,
     outputs: Vec<mpsc::Sender<Envelope>>,
 ) {
-    let shared = node.shared.clone();
-    let counters = shared.counters(node.index);
-    let mut waiting = items.iter();
+    let shared = task_info.shared.clone();
+    let counters = shared.counters(task_info.index);
+    let SourceItems { listed, again, sinks } = items;
+    let mut waiting =
+        listed.iter().filter(|item| again.as_ref().is_none_or(|keys| keys.contains(&item.key)));
     let mut loading = futures::stream::FuturesOrdered::new();
     loop {
-        while loading.len() < node.concurrency && !shared.stop.is_cancelled() {
+        while loading.len() < task_info.concurrency && !shared.stop.is_cancelled() {
             let Some(mut item) = waiting.next() else { break };
-            match decide(shared.observer.as_deref(), &sinks, &mut item) {
+            let decision = match again {
+                Some(_) => {
+                    shared.next_candidate(&mut item);
+                    Ok(Decision::Run)
+                }
+                None => shared.decide(&sinks, &mut item),
+            };
+            match decision {
                 Ok(Decision::Run) => {}
                 Ok(Decision::Keep(outcome)) => {
                     shared.keep(&item, outcome);
@@ -671,7 +862,7 @@ async fn run_source(
                 }
                 State::Ready(payload)
             }
-            Err(error) => failure_state(&node.id, error, &shared, counters),
+            Err(error) => failure_state(&task_info.id, error, &shared, counters),
         };
         fan_out(&outputs, Envelope { item, state }).await;
     }
@@ -687,25 +878,40 @@ enum Decision {
     Keep(ItemOutcome),
 }
 
-/// Whether an item runs, from the journal's word and the sinks' outputs: the one rule a run
-/// and a dry run's count share.
+/// Whether an item runs, from the journal's word and the sinks' outputs, and which candidate
+/// of its page it makes: the one rule a run and a dry run's count share. With a judging
+/// stage's `policy`, a complete page still runs when it wants another candidate or the user
+/// picked one that is not the page yet.
 fn decide(
     observer: Option<&dyn ItemObserver>,
     sinks: &[Arc<dyn Sink>],
+    policy: Option<CandidatePolicy>,
     item: &mut Item,
-) -> anyhow::Result<Decision> {
+) -> anyhow::Result<(Decision, History)> {
     let prepared = match observer {
         Some(observer) => observer.prepare(item)?,
         None => Preparation::SkipIfComplete,
     };
-    Ok(match prepared {
+    let mut decision = match prepared {
         Preparation::Keep(outcome) => Decision::Keep(outcome),
         Preparation::Run => Decision::Run,
         Preparation::SkipIfComplete if !sinks.is_empty() && sinks.iter().all(|s| s.is_complete(item)) => {
             Decision::Done
         }
         Preparation::SkipIfComplete => Decision::Run,
-    })
+    };
+    let (Some(policy), Some(observer)) = (policy, observer) else {
+        return Ok((decision, History::default()));
+    };
+    let history = observer.history(item)?;
+    let pick_pending = history.picked.is_some_and(|p| history.page.as_ref().map(|(n, _)| *n) != Some(p));
+    if matches!(decision, Decision::Done) && (pick_pending || history.made > 0 && policy.wants_another(&history))
+    {
+        decision = Decision::Run;
+    }
+    item.trial.number = history.next();
+    item.trial.per_request = policy.best_of.max(1);
+    Ok((decision, history))
 }
 
 /// Counts an item's run through `members` and gives its state: every member before `reached`
@@ -864,7 +1070,7 @@ enum Step {
 /// together: an item waiting for room downstream holds its own slot but never stalls the
 /// others (a fal request keeps being polled while a finished neighbour waits for the CPU).
 async fn run_stage<F>(
-    node: Node,
+    task_info: TaskInfo,
     members: Vec<Member>,
     mut input: mpsc::Receiver<Envelope>,
     outputs: Vec<mpsc::Sender<Envelope>>,
@@ -872,7 +1078,7 @@ async fn run_stage<F>(
 ) where
     F: Fn(Item, Payload) -> BoxFuture<'static, Result<Processed, StageError>>,
 {
-    let shared = node.shared.clone();
+    let shared = task_info.shared.clone();
     let handle = |envelope: Envelope| {
         let (outputs, shared, members) = (&outputs, &shared, &members);
         let step = match envelope.state {
@@ -899,7 +1105,7 @@ async fn run_stage<F>(
     let mut input_open = true;
     while input_open || !in_flight.is_empty() {
         tokio::select! {
-            envelope = input.recv(), if input_open && in_flight.len() < node.concurrency => match envelope {
+            envelope = input.recv(), if input_open && in_flight.len() < task_info.concurrency => match envelope {
                 Some(envelope) => in_flight.push(handle(envelope)),
                 None => input_open = false,
             },
@@ -912,9 +1118,9 @@ fn tokio_stream_from(mut rx: mpsc::Receiver<Envelope>) -> impl futures::Stream<I
     stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-async fn run_sink(node: Node, sink: Arc<dyn Sink>, inputs: Vec<mpsc::Receiver<Envelope>>) {
-    let shared = node.shared.clone();
-    let counters = &shared.progress.components[node.index].1;
+async fn run_sink(task_info: TaskInfo, sink: Arc<dyn Sink>, inputs: Vec<mpsc::Receiver<Envelope>>) {
+    let shared = task_info.shared.clone();
+    let counters = &shared.progress.components[task_info.index].1;
     let slots = inputs.len();
     let tagged = stream::select_all(
         inputs
@@ -942,7 +1148,7 @@ async fn run_sink(node: Node, sink: Arc<dyn Sink>, inputs: Vec<mpsc::Receiver<En
     });
     joined
         .map(|parts: Vec<Envelope>| {
-            let sink = sink.clone();
+            let (sink, shared) = (sink.clone(), shared.clone());
             async move {
                 let mut item = parts[0].item.clone();
                 for part in &parts[1..] {
@@ -950,6 +1156,9 @@ async fn run_sink(node: Node, sink: Arc<dyn Sink>, inputs: Vec<mpsc::Receiver<En
                         item.facts.entry(k.clone()).or_insert_with(|| v.clone());
                     }
                     item.retries = item.retries.max(part.item.retries);
+                    if item.judgement.is_none() {
+                        item.judgement = part.item.judgement.clone();
+                    }
                 }
                 let states = decoded_states(parts.into_iter().map(|p| p.state).collect()).await;
                 let upstream = states.iter().find_map(|s| match s {
@@ -959,14 +1168,19 @@ async fn run_sink(node: Node, sink: Arc<dyn Sink>, inputs: Vec<mpsc::Receiver<En
                     }
                     State::Ready(_) => None,
                 });
-                let result = AssertUnwindSafe(sink.write(&item, states)).catch_unwind().await;
+                item.trial.placement = shared.placement(&item, upstream.is_none());
+                let written = match item.trial.placement {
+                    Placement::Page => sink.write(&item, states),
+                    Placement::SetAside => sink.write_aside(&item, states),
+                };
+                let result = AssertUnwindSafe(written).catch_unwind().await;
                 (item, upstream, result.unwrap_or_else(|p| Err(StageError::failed(cpu::panic_message(p)))))
             }
         })
-        .buffer_unordered(node.concurrency)
+        .buffer_unordered(task_info.concurrency)
         .for_each(|(item, upstream, result)| {
             let shared = &shared;
-            let id = &node.id;
+            let id = &task_info.id;
             async move {
                 let outcome = match (result, upstream) {
                     (Err(error), _) => {

@@ -294,6 +294,12 @@ impl Listing for Vec<Item> {
 pub trait CpuStage: Send + Sync {
     /// Transforms one item's payload; may record facts on the item.
     fn process(&self, item: &mut Item, input: Payload) -> Result<Payload, StageError>;
+
+    /// For a stage that judges pages (sets [`Item::judgement`]): how many candidates of a page
+    /// it wants, which makes the batch run in rounds ([`super::candidates`]).
+    fn candidate_policy(&self) -> Option<super::candidates::CandidatePolicy> {
+        None
+    }
 }
 
 /// A paid stage's estimate for a batch.
@@ -341,6 +347,13 @@ pub trait Sink: Send + Sync {
     /// CPU work (encoding) belongs on the pool ([`super::cpu::run`]), waiting on a network on
     /// tokio.
     async fn write(&self, item: &Item, states: Vec<State>) -> Result<(), StageError>;
+
+    /// Keeps a candidate that is not the page ([`super::item::Placement::SetAside`]: a
+    /// rejected re-roll, a best-of-N runner-up). A sink that keeps files keeps it aside; one
+    /// that assembles the book (pdf) or mirrors the pages (r2) leaves it out.
+    async fn write_aside(&self, _item: &Item, _states: Vec<State>) -> Result<(), StageError> {
+        Ok(())
+    }
 
     /// Called once after the last item with the batch summary (also after Ctrl-C).
     async fn finish(&self, summary: &Summary) -> anyhow::Result<()>;

@@ -82,4 +82,15 @@ pub struct Summary {
     /// What sinks report after finishing (e.g. a book's print preflight verdict).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sink_notes: Vec<String>,
+    /// Pages per verdict of the judging stage (pass, warn, reject), over every page whose
+    /// candidates this run knows of, earlier runs' included.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub verdicts: BTreeMap<String, u64>,
+    /// Candidates this run made beyond each page's first (re-rolls, best of N).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub extra_candidates: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

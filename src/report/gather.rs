@@ -195,6 +195,8 @@ fn tries_of(set: &BTreeSet<String>, stem: &str) -> Vec<String> {
     set.range(stem.to_owned()..)
         .take_while(|f| f.starts_with(stem))
         .filter(|f| f[stem.len()..].starts_with(['.', '_', '-', '/']))
+        // A candidate's metadata sits beside its image: the card links the image.
+        .filter(|f| !f.ends_with(".json"))
         .cloned()
         .collect()
 }

@@ -34,6 +34,10 @@ use crate::stages::naming::{NameTemplate, UniqueNames, sanitize_component, strip
 const METADATA_DIR: &str = "metadata";
 /// The batch summary, under the sink's directory.
 const SUMMARY_FILE: &str = "batch_metadata.json";
+/// Candidates of a page the judging stage rejected, kept because they were paid for.
+const REJECTED_DIR: &str = "rejected";
+/// Acceptable candidates that lost to a better one (best of N), to pick from later.
+const CANDIDATES_DIR: &str = "candidates";
 
 /// The `disk` kind.
 pub struct Disk;
@@ -118,10 +122,15 @@ impl TypedKind for Disk {
         if let Some(folder) = template.leading_folder() {
             at("filename", folder)?;
         }
-        let mut claims = vec![at("dir", SUMMARY_FILE)?, at("dir", METADATA_DIR)?];
+        let mut claims = vec![
+            at("dir", SUMMARY_FILE)?,
+            at("dir", METADATA_DIR)?,
+            at("dir", REJECTED_DIR)?,
+            at("dir", CANDIDATES_DIR)?,
+        ];
         for folder in input_folders(inputs).iter().skip(1) {
-            if folder == METADATA_DIR {
-                let msg = format!("an input named \"{METADATA_DIR}\" would mix its files with the metadata");
+            if [METADATA_DIR, REJECTED_DIR, CANDIDATES_DIR].contains(&folder.as_str()) {
+                let msg = format!("an input named \"{folder}\" would mix its files with the sink's own {folder}/");
                 return Err(OptionsError::at("inputs", msg));
             }
             claims.push(at("inputs", folder)?);
@@ -213,11 +222,52 @@ fn metadata(item: &Item, output_filename: Option<&str>, outputs: Map<String, Val
             }
             Fate::Written => {}
         }
+        if item.judgement.is_some() {
+            fields.insert("candidate".into(), item.trial.number.into());
+        }
         for (name, value) in &item.facts {
             fields.entry(name.clone()).or_insert_with(|| value.clone());
         }
     }
     meta
+}
+
+/// Where a candidate that is not the page goes: `rejected/` when the judging stage rejected it,
+/// `candidates/` otherwise; named after the page with its number (`STEM.cN.png`).
+fn aside_path(stem: &str, number: u64, rejected: bool, extension: &str) -> String {
+    let folder = if rejected { REJECTED_DIR } else { CANDIDATES_DIR };
+    format!("{folder}/{stem}.c{number}.{extension}")
+}
+
+/// Before candidate `number` becomes the page: moves the candidate that is the page now (with
+/// its metadata) aside, and drops the aside copy of the new one, so every candidate is kept
+/// exactly once.
+fn set_aside_the_old_page(dir: &Path, names: &Names, key: &str, number: u32) -> std::io::Result<()> {
+    for rejected in [true, false] {
+        for extension in ["png", "jpg", "json"] {
+            let stale = dir.join(aside_path(&names.stem, u64::from(number), rejected, extension));
+            if stale.exists() {
+                std::fs::remove_file(stale)?;
+            }
+        }
+    }
+    let Ok(text) = std::fs::read(dir.join(&names.metadata)) else { return Ok(()) };
+    let Ok(mut meta) = serde_json::from_slice::<Value>(&text) else { return Ok(()) };
+    let old = meta.get("candidate").and_then(Value::as_u64).unwrap_or(0);
+    let page = meta.get("output_filename").and_then(Value::as_str).map(str::to_owned);
+    let ours = meta.get("key").and_then(Value::as_str) == Some(key) && meta.get("success") == Some(&Value::Bool(true));
+    let (Some(page), true) = (page, ours && old != u64::from(number)) else { return Ok(()) };
+    let rejected = meta.pointer("/quality/verdict").and_then(Value::as_str) == Some("reject");
+    let extension = Path::new(&page).extension().and_then(|e| e.to_str()).unwrap_or("png").to_owned();
+    let moved = aside_path(&names.stem, old, rejected, &extension);
+    if let Some(parent) = dir.join(&moved).parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::rename(dir.join(&page), dir.join(&moved))?;
+    meta["output_filename"] = moved.as_str().into();
+    meta["outputs"] = Value::Object(Map::new());
+    let text = serde_json::to_vec_pretty(&meta).map_err(std::io::Error::other)?;
+    write_atomic(&dir.join(aside_path(&names.stem, old, rejected, "json")), &text)
 }
 
 /// How an item ended, as the metadata records it.
@@ -317,7 +367,12 @@ impl Sink for DiskSink {
         // any file is written. The writes stay on the pool: they only reach the page cache (no
         // fsync), and moving them to tokio's blocking threads cost 1-2 MB of peak RSS (more
         // threads, more malloc arenas) for no gain in speed (BENCHMARKS.md).
+        let judged = item.judgement.is_some();
         let job = move || -> Result<(), String> {
+            if judged && matches!(fate, Fate::Written) {
+                set_aside_the_old_page(&dir, &names, &item_copy.key, item_copy.trial.number)
+                    .map_err(|e| format!("setting aside the page this candidate replaces: {e}"))?;
+            }
             let mut files = Vec::with_capacity(written.len());
             for (index, payload) in written.into_iter().enumerate() {
                 let (bytes, extension) = encode(&payload, compression)?;
@@ -338,6 +393,27 @@ impl Sink for DiskSink {
             let text = serde_json::to_vec_pretty(&meta).map_err(|e| e.to_string())?;
             write_atomic(&dir.join(&names.metadata), &text)
                 .map_err(|e| format!("writing {}: {e}", names.metadata))
+        };
+        cpu::run(job).await.and_then(|r| r).map_err(|e| self.fail(item, e))
+    }
+
+    async fn write_aside(&self, item: &Item, states: Vec<State>) -> Result<(), StageError> {
+        // A failed candidate left nothing to keep; the journal records that it failed.
+        let Some(State::Ready(payload)) = states.into_iter().next() else { return Ok(()) };
+        let names = self.names(item).map_err(|e| self.fail(item, e))?;
+        let rejected = item.judgement.as_ref().is_some_and(|j| !j.acceptable);
+        let (dir, compression, candidate) = (self.dir.clone(), self.compression, item.clone());
+        let job = move || -> Result<(), String> {
+            let (bytes, extension) = encode(&payload, compression)?;
+            let bytes = bytes.into_owned();
+            drop(payload);
+            let number = u64::from(candidate.trial.number);
+            let relative = aside_path(&names.stem, number, rejected, extension);
+            write_atomic(&dir.join(&relative), &bytes).map_err(|e| format!("writing {relative}: {e}"))?;
+            let meta = metadata(&candidate, Some(&relative), Map::new(), &Fate::Written);
+            let text = serde_json::to_vec_pretty(&meta).map_err(|e| e.to_string())?;
+            let meta_path = aside_path(&names.stem, number, rejected, "json");
+            write_atomic(&dir.join(&meta_path), &text).map_err(|e| format!("writing {meta_path}: {e}"))
         };
         cpu::run(job).await.and_then(|r| r).map_err(|e| self.fail(item, e))
     }

@@ -2,7 +2,9 @@
 //! `upscale`, before `threshold`), thresholds it itself at the same `level` to measure the
 //! black-and-white page the book will get, and keeps the gray pixels for what only they show
 //! (shading, photo-like tone, faint lines the threshold drops). The page passes on unchanged;
-//! the item's metadata gets `quality: {verdict, problems, metrics}`.
+//! the item's metadata gets `quality: {verdict, problems, metrics}`. Its verdict also ranks the
+//! page's candidates when `max_rerolls` or `best_of` asks for more than one
+//! ([`crate::engine::candidates`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
@@ -11,7 +13,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::engine::item::Item;
+use crate::engine::candidates::CandidatePolicy;
+use crate::engine::item::{Item, Judgement};
 use crate::engine::media::{Media, Payload, Pixels};
 use crate::engine::options::{documented, parse_declared};
 use crate::engine::stage::{
@@ -148,6 +151,8 @@ const D: Options = Options {
     min_lost: 0.05,
     max_tone: 0.45,
     severity: BTreeMap::new(),
+    max_rerolls: 0,
+    best_of: 1,
 };
 
 /// The `lineart-check` options: every limit, and what each problem does.
@@ -206,6 +211,14 @@ pub struct Options {
     /// What each problem does to the verdict, {code: reject|warn|ignore}; unlisted codes keep
     /// theirs: speckles, open_outlines and thin_lines warn, the others reject.
     severity: BTreeMap<Problem, Severity>,
+    /// Re-rolls: while a page's best candidate is rejected, generate it again with a new seed,
+    /// up to this many times (each paid like the first, inside the batch budget).
+    #[schemars(range(max = 20))]
+    max_rerolls: u32,
+    /// Best of N: make this many candidates of every page (one request with `num_images` on
+    /// fal); the best becomes the page, the others go to the disk sink's `candidates/`.
+    #[schemars(range(min = 1, max = 8))]
+    best_of: u32,
 }
 
 impl Default for Options {
@@ -342,8 +355,30 @@ impl CpuStage for CheckStage {
             min_region_px: o.min_region_px,
         };
         let measures = measure_gray(gray, raster.width, raster.height, tone, ink);
-        item.record("quality", self.judge(&measures));
+        let quality = self.judge(&measures);
+        item.judgement = Some(judgement(&quality));
+        item.record("quality", quality);
         Ok(input)
+    }
+
+    fn candidate_policy(&self) -> Option<CandidatePolicy> {
+        Some(CandidatePolicy { best_of: self.o.best_of.max(1), max_rerolls: self.o.max_rerolls })
+    }
+}
+
+/// How candidates compare: pass beats warn beats reject, and within a verdict fewer problems win.
+fn judgement(quality: &Value) -> Judgement {
+    let verdict = quality["verdict"].as_str().unwrap_or_default();
+    let rank = match verdict {
+        "pass" => 2.0,
+        "warn" => 1.0,
+        _ => 0.0,
+    };
+    let problems = quality["problems"].as_array().map_or(0, Vec::len);
+    Judgement {
+        verdict: verdict.to_owned(),
+        acceptable: verdict != Verdict::Reject.name(),
+        score: rank + 1.0 / (1.0 + problems as f64),
     }
 }
 

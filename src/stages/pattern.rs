@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::engine::item::Item;
+use crate::engine::item::{Item, Trial};
 use crate::engine::media::{Media, Payload};
 use crate::engine::options::{documented, parse_declared};
 use crate::engine::stage::{
@@ -150,7 +150,9 @@ impl PatternStage {
 
 impl CpuStage for PatternStage {
     fn process(&self, item: &mut Item, _input: Payload) -> Result<Payload, StageError> {
+        // A later candidate of the page (a re-roll) is drawn from a seed of its own.
         let seed = self.seed_for(item)?;
+        let seed = Trial::seed(&item.key, Some(seed), item.trial.number).unwrap_or(seed);
         let started = Instant::now();
         let prompt = &item.prompt.image_prompt;
         let family = self.family.unwrap_or_else(|| family_for(prompt, seed));

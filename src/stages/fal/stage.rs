@@ -26,7 +26,7 @@ use super::options::{self, Options};
 use super::pricing::{Prices, round_cents};
 use super::resolve_base_url;
 use super::retry::{self, Call, GaveUp, RetryPolicy, sleep_unless_stopped};
-use crate::engine::item::Item;
+use crate::engine::item::{Item, Trial};
 use crate::engine::media::{Payload, Undecoded};
 use crate::engine::raw_cache::{CachedOriginal, RawCache};
 use crate::engine::run_context::{RESUME_FACT, RunContext, Settlement, SubmissionLog};
@@ -142,14 +142,22 @@ impl FalStage {
         })
     }
 
-    /// The pipeline's options with this item's overrides applied.
+    /// The pipeline's options with this item's overrides applied, for the candidate of its
+    /// page the item is: a later request asks for a new seed, and best of N asks for all N
+    /// images at once.
     fn options_for(&self, item: &Item) -> Result<Options, String> {
         let overridden = options::ITEM_OVERRIDES.iter().any(|name| item.prompt.extra.contains_key(*name));
-        if overridden {
-            self.options.for_item(&self.raw_options, &item.prompt.extra)
+        let mut options = if overridden {
+            self.options.for_item(&self.raw_options, &item.prompt.extra)?
         } else {
-            Ok(self.options.clone())
+            self.options.clone()
+        };
+        let (request, _) = item.trial.request_and_image();
+        options.seed = Trial::seed(&item.key, options.seed, request);
+        if item.trial.per_request > 1 {
+            options.num_images = Some(options.images().max(item.trial.per_request));
         }
+        Ok(options)
     }
 
     fn redact(&self, message: &str) -> String {
@@ -170,8 +178,21 @@ impl FalStage {
         item.record("model", options.model.clone());
         let body = options.request_body(&item.prompt.image_prompt);
         let cache_key = RawCache::key(&options.model, &body);
-        if let Some(cached) = cx.raw_cache.as_ref().and_then(|cache| cache.get(&cache_key)) {
+        let (_, image) = item.trial.request_and_image();
+        let image_key = if image == 0 { cache_key.clone() } else { format!("{cache_key}-{image}") };
+        if let Some(cached) = cx.raw_cache.as_ref().and_then(|cache| cache.get(&image_key)) {
             return self.serve_cached(item, cached);
+        }
+        if image > 0 {
+            // The request that made this image was paid for with the first of them.
+            let made = cx.raw_cache.as_ref().is_some_and(|cache| cache.get(&cache_key).is_some());
+            return Err(if made {
+                Failure::Filtered(format!("fal flagged image {image} of the request, or did not return it"))
+            } else {
+                Failure::Item(format!(
+                    "image {image} of this page's request is not in the raw cache (pruned?); not paying for the request again"
+                ))
+            });
         }
         // A request an earlier run paid for but did not collect: poll it, never submit again.
         let resumed =
