@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use common::fal_emulator::{
     ACCEPTED_THEN_504, CDN_404_ONCE, FLAGGED, FalEmulator, INGRESS_502, Latency, NEVER_COMPLETES, POLICY_422,
-    REFUSED_KEY, RESULT_500_ONCE,
+    REFUSED_KEY, RESULT_500_ONCE, SPOILED_FIRST,
 };
 use inkflow::engine::journal::{Journal, Status};
 use tokio::process::Command;
@@ -134,6 +134,11 @@ async fn inkflow(key: &str, pipeline: &Path, out: &Path, args: &[&str]) -> std::
 
 fn spent(seen: &Seen) -> f64 {
     (seen.status.spent_usd * 1000.0).round() / 1000.0
+}
+
+/// Money the journal in `out` counts as spent.
+fn spent_in(out: &Path) -> f64 {
+    (Journal::status(out).unwrap().spent_usd * 1000.0).round() / 1000.0
 }
 
 #[tokio::test]
@@ -290,4 +295,139 @@ async fn a_sink_reading_fals_images_directly_gets_them_decoded() {
         (300, 400),
         "the emulator's image, decoded and written"
     );
+}
+
+/// A pipeline that judges every print page with `lineart-check` (`check`: its options).
+fn judged_pipeline(dir: &Path, base: &str, prompts: &[&str], check: &str) -> PathBuf {
+    let prompts: Vec<serde_json::Value> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| serde_json::json!({"section": "s", "image_number": i + 1, "image_prompt": p, "description": format!("p{}", i + 1)}))
+        .collect();
+    let prompts_file = dir.join("prompts.json");
+    std::fs::write(&prompts_file, serde_json::json!({ "prompts": prompts }).to_string()).unwrap();
+    let file = dir.join("pipeline.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "version: 1
+sources:
+  prompts: {{ kind: prompts, path: {prompts} }}
+stages:
+  generate: {{ kind: fal, inputs: [prompts], base_url: \"{base}\", image_size: square, poll_interval_ms: 20,
+              base_delay_ms: 10, max_attempts: 3, deadline: 3s }}
+  gray: {{ kind: grayscale, inputs: [generate] }}
+  print: {{ kind: upscale, inputs: [gray], width: 2550, height: 3300, fit: contain, dpi: 300 }}
+  quality: {{ kind: lineart-check, inputs: [print], {check} }}
+  lineart: {{ kind: threshold, inputs: [quality] }}
+sinks:
+  pages: {{ kind: disk, inputs: [lineart], filename: \"{{number:02}}.png\" }}
+",
+            prompts = prompts_file.display()
+        ),
+    )
+    .unwrap();
+    file
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&text).unwrap()
+}
+
+/// The verdict and candidate number a page's (or a kept candidate's) metadata records.
+fn judged(meta: &serde_json::Value) -> (String, u64) {
+    (
+        meta["quality"]["verdict"].as_str().unwrap_or_default().to_owned(),
+        meta["candidate"].as_u64().unwrap_or(99),
+    )
+}
+
+async fn pick(out: &Path, key: &str, candidate: u32) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_inkflow"))
+        .arg("pick")
+        .arg(out)
+        .arg(key)
+        .arg(candidate.to_string())
+        .output()
+        .await
+        .unwrap()
+}
+
+fn succeeded(output: &std::process::Output) {
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_rejected_page_is_generated_again_with_a_new_seed_and_every_paid_candidate_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let fal = FalEmulator::start(Latency::default()).await;
+    let spoiled = format!("a fox in the snow {SPOILED_FIRST}");
+    let file = judged_pipeline(dir.path(), &fal.base(), &[CALM, &spoiled], "max_rerolls: 2");
+    let out = dir.path().join("out");
+    succeeded(&inkflow("test-key-not-a-secret", &file, &out, &[]).await);
+
+    let seeds: Vec<Option<u64>> = {
+        let ledger = fal.ledger.lock().unwrap();
+        assert_eq!(ledger.accepted(CALM), 1, "a page that passes is made once");
+        assert_eq!(ledger.accepted(&spoiled), 2, "one re-roll, and the second drawing passes");
+        ledger.requests_of(&spoiled).iter().map(|id| ledger.bodies[id]["seed"].as_u64()).collect()
+    };
+    assert!(seeds[0].is_none() && seeds[1].is_some(), "the re-roll asks for a new seed: {seeds:?}");
+    assert_eq!(spent_in(&out), 0.075, "three requests paid, each once");
+    let page = read_json(&out.join("metadata/02.json"));
+    assert_eq!(judged(&page), ("pass".to_owned(), 1), "the passing re-roll is the page");
+    assert_eq!(page["seed"].as_u64(), seeds[1]);
+    let rejected = read_json(&out.join("rejected/02.c0.json"));
+    assert_eq!(judged(&rejected), ("reject".to_owned(), 0));
+    assert!(rejected["quality"]["problems"].as_array().unwrap().contains(&"heavy_ink".into()), "{rejected}");
+    let kept = image::open(out.join("rejected/02.c0.png")).unwrap().to_luma8();
+    assert_eq!(kept.dimensions(), (2550, 3300));
+    let black = kept.pixels().filter(|p| p.0[0] == 0).count() as f64 / f64::from(2550 * 3300);
+    assert!(black > 0.1, "the rejected candidate is the blob page as drawn: {black:.3} black");
+    let summary = read_json(&out.join("batch_metadata.json"));
+    assert_eq!(summary["verdicts"], serde_json::json!({"pass": 2}));
+    assert_eq!(summary["extra_candidates"], 1);
+
+    // A resume has nothing to do: no request, no re-roll.
+    succeeded(&inkflow("test-key-not-a-secret", &file, &out, &[]).await);
+    assert_eq!(fal.total_submissions(), 3);
+
+    // Choosing the rejected candidate after all: it becomes the page from the raw cache.
+    let key = page["key"].as_str().unwrap().to_owned();
+    succeeded(&pick(&out, &key, 0).await);
+    assert!(!pick(&out, &key, 7).await.status.success(), "there is no candidate 7");
+    succeeded(&inkflow("test-key-not-a-secret", &file, &out, &[]).await);
+    assert_eq!(fal.total_submissions(), 3, "a pick pays nothing");
+    assert_eq!(judged(&read_json(&out.join("metadata/02.json"))), ("reject".to_owned(), 0));
+    assert_eq!(judged(&read_json(&out.join("candidates/02.c1.json"))), ("pass".to_owned(), 1));
+    assert!(out.join("candidates/02.c1.png").is_file() && !out.join("rejected/02.c0.png").exists());
+}
+
+#[tokio::test]
+async fn best_of_n_asks_for_n_images_in_one_request_and_keeps_the_runners_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let fal = FalEmulator::start(Latency::default()).await;
+    let spoiled = format!("a kite over the dunes {SPOILED_FIRST}");
+    let file = judged_pipeline(dir.path(), &fal.base(), &[&spoiled], "best_of: 3");
+    let out = dir.path().join("out");
+    succeeded(&inkflow("test-key-not-a-secret", &file, &out, &[]).await);
+    {
+        let ledger = fal.ledger.lock().unwrap();
+        let requests = ledger.requests_of(&spoiled);
+        assert_eq!(requests.len(), 1, "one request makes every candidate");
+        assert_eq!(ledger.bodies[&requests[0]]["num_images"], 3);
+        assert_eq!(ledger.image_fetches[&requests[0]], 3);
+    }
+    assert_eq!(spent_in(&out), 0.075, "three images, paid once");
+    assert_eq!(judged(&read_json(&out.join("metadata/01.json"))), ("pass".to_owned(), 1));
+    assert_eq!(judged(&read_json(&out.join("rejected/01.c0.json"))), ("reject".to_owned(), 0));
+    assert_eq!(judged(&read_json(&out.join("candidates/01.c2.json"))), ("pass".to_owned(), 2));
+    succeeded(&inkflow("test-key-not-a-secret", &file, &out, &[]).await);
+    assert_eq!(fal.total_submissions(), 1, "a resume pays nothing");
 }

@@ -165,11 +165,13 @@ impl Journal {
             anyhow::bail!("{} has no journal ({JOURNAL_FILE}); was a batch run there?", output_dir.display());
         }
         let conn = open_checked(&path, true)?;
-        let description: Option<String> = conn
-            .query_row("SELECT description FROM items WHERE key = ?1", [key], |r| r.get(0))
-            .optional()?;
+        let description: Option<String> =
+            conn.query_row("SELECT description FROM items WHERE key = ?1", [key], |r| r.get(0)).optional()?;
         let Some(description) = description else {
-            anyhow::bail!("the batch in {} has no item {key:?} (`inkflow status` lists them)", output_dir.display());
+            anyhow::bail!(
+                "the batch in {} has no item {key:?} (`inkflow status` lists them)",
+                output_dir.display()
+            );
         };
         let made: Vec<u32> = {
             let mut stmt = conn.prepare(
@@ -181,7 +183,11 @@ impl Journal {
             let listed: Vec<String> = made.iter().map(u32::to_string).collect();
             anyhow::bail!(
                 "item {key:?} has no candidate {number}; it has {}",
-                if listed.is_empty() { "none (its pipeline judges no pages)".to_owned() } else { listed.join(", ") }
+                if listed.is_empty() {
+                    "none (its pipeline judges no pages)".to_owned()
+                } else {
+                    listed.join(", ")
+                }
             );
         }
         conn.execute(
@@ -439,8 +445,9 @@ impl ItemObserver for Journal {
             }
         }
         drop(stmt);
-        history.picked =
-            conn.query_row("SELECT number FROM picks WHERE key = ?1", [&item.key], |r| r.get(0)).optional()?;
+        history.picked = conn
+            .query_row("SELECT number FROM picks WHERE key = ?1", [&item.key], |r| r.get(0))
+            .optional()?;
         Ok(history)
     }
 
@@ -549,7 +556,8 @@ fn open_checked(path: &Path, create: bool) -> anyhow::Result<Connection> {
         .with_context(|| format!("cannot create the journal {}", path.display()))?;
     }
     if create && tables > 0 && version < SCHEMA_VERSION {
-        upgrade(&conn, version).map_err(|e| refuse(format!("upgrading it from schema {version} failed: {e}")))?;
+        upgrade(&conn, version)
+            .map_err(|e| refuse(format!("upgrading it from schema {version} failed: {e}")))?;
     }
     Ok(conn)
 }

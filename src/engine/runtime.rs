@@ -270,7 +270,12 @@ fn candidate_policy(components: &[Component]) -> Option<CandidatePolicy> {
 }
 
 /// Runs every sink's `finish` with the summary and gives it back with their notes and errors.
-async fn finish(pipeline: &Pipeline, components: &[Component], shared: &Shared, mut summary: Summary) -> Summary {
+async fn finish(
+    pipeline: &Pipeline,
+    components: &[Component],
+    shared: &Shared,
+    mut summary: Summary,
+) -> Summary {
     let (mut sink_errors, mut sink_notes) = (Vec::new(), Vec::new());
     for (spec, component) in pipeline.components.iter().zip(components) {
         if let Component::Sink(sink) = component {
@@ -332,7 +337,12 @@ struct Round<'a> {
 
 impl Round<'_> {
     /// Spawns one task per unit, joined by fresh bounded channels, and waits for them all.
-    async fn run(self, wiring: &Wiring, items: &[Arc<Listed>], run_context: &RunContext) -> anyhow::Result<()> {
+    async fn run(
+        self,
+        wiring: &Wiring,
+        items: &[Arc<Listed>],
+        run_context: &RunContext,
+    ) -> anyhow::Result<()> {
         let Round { pipeline, components, shared, again } = self;
         // One channel per edge, sized by the consumer's capacity; the links inside a fused
         // chain have none.
@@ -390,7 +400,8 @@ impl Round<'_> {
                 Component::Source(source) => {
                     // The source lists and hands on unloaded items; the chain's jobs load them.
                     let (tx, rx) = mpsc::channel(pipeline.components[unit[1]].capacity);
-                    let listing = run_source(task_info.clone(), source.clone(), false, next_listing(), vec![tx]);
+                    let listing =
+                        run_source(task_info.clone(), source.clone(), false, next_listing(), vec![tx]);
                     let chain = run_fused(task_info, members, rx, outputs, fused_chain(unit, components));
                     future::join(listing, chain).map(|_| ()).boxed()
                 }
@@ -618,7 +629,10 @@ impl Shared {
             ItemOutcome::Failed(failure) if !cut_short && self.candidate_done(item, None) => {
                 tracing::warn!(
                     "item {}: candidate {} failed in stage \"{}\": {}; the page keeps the best earlier one",
-                    item.key, item.trial.number, failure.stage, failure.error
+                    item.key,
+                    item.trial.number,
+                    failure.stage,
+                    failure.error
                 );
                 ItemOutcome::Written
             }
@@ -812,8 +826,7 @@ async fn run_source(
     let shared = task_info.shared.clone();
     let counters = shared.counters(task_info.index);
     let SourceItems { listed, again, sinks } = items;
-    let mut waiting =
-        listed.iter().filter(|item| again.as_ref().is_none_or(|keys| keys.contains(&item.key)));
+    let mut waiting = listed.iter().filter(|item| again.as_ref().is_none_or(|keys| keys.contains(&item.key)));
     let mut loading = futures::stream::FuturesOrdered::new();
     loop {
         while loading.len() < task_info.concurrency && !shared.stop.is_cancelled() {
@@ -905,7 +918,8 @@ fn decide(
     };
     let history = observer.history(item)?;
     let pick_pending = history.picked.is_some_and(|p| history.page.as_ref().map(|(n, _)| *n) != Some(p));
-    if matches!(decision, Decision::Done) && (pick_pending || history.made > 0 && policy.wants_another(&history))
+    if matches!(decision, Decision::Done)
+        && (pick_pending || history.made > 0 && policy.wants_another(&history))
     {
         decision = Decision::Run;
     }

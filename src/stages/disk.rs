@@ -130,7 +130,8 @@ impl TypedKind for Disk {
         ];
         for folder in input_folders(inputs).iter().skip(1) {
             if [METADATA_DIR, REJECTED_DIR, CANDIDATES_DIR].contains(&folder.as_str()) {
-                let msg = format!("an input named \"{folder}\" would mix its files with the sink's own {folder}/");
+                let msg =
+                    format!("an input named \"{folder}\" would mix its files with the sink's own {folder}/");
                 return Err(OptionsError::at("inputs", msg));
             }
             claims.push(at("inputs", folder)?);
@@ -255,7 +256,8 @@ fn set_aside_the_old_page(dir: &Path, names: &Names, key: &str, number: u32) -> 
     let Ok(mut meta) = serde_json::from_slice::<Value>(&text) else { return Ok(()) };
     let old = meta.get("candidate").and_then(Value::as_u64).unwrap_or(0);
     let page = meta.get("output_filename").and_then(Value::as_str).map(str::to_owned);
-    let ours = meta.get("key").and_then(Value::as_str) == Some(key) && meta.get("success") == Some(&Value::Bool(true));
+    let ours = meta.get("key").and_then(Value::as_str) == Some(key)
+        && meta.get("success") == Some(&Value::Bool(true));
     let (Some(page), true) = (page, ours && old != u64::from(number)) else { return Ok(()) };
     let rejected = meta.pointer("/quality/verdict").and_then(Value::as_str) == Some("reject");
     let extension = Path::new(&page).extension().and_then(|e| e.to_str()).unwrap_or("png").to_owned();

@@ -1,8 +1,10 @@
 //! An emulation of fal.ai's queue API for whole-batch tests, failure modes included. Every
 //! accepted submission gets a new request id and URLs under the app (`fal-ai/flux`); status
 //! polls answer COMPLETED (after an optional delay); results point at PNGs on the same server,
-//! drawn from the prompt so the image is realistic line art and the same prompt always gives
-//! the same bytes. `num_images` gives that many images, `sync_mode` gives `data:` URIs.
+//! drawn from the prompt and the seed, so the image is realistic line art, the same prompt and
+//! seed always give the same bytes, and another seed another drawing (no seed draws as seed 1
+//! and reports 42, as fal reports the seed it picked). `num_images` gives that many images,
+//! `sync_mode` gives `data:` URIs.
 //!
 //! A prompt asks for trouble by containing one of the markers below. Each trouble strikes the
 //! first accepted request of its prompt only (the ingress refusal: the first POST), so a
@@ -15,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
+use inkflow::imaging::pattern::Defect;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -34,6 +37,9 @@ pub const RESULT_500_ONCE: &str = "[result 500 once]";
 pub const CDN_404_ONCE: &str = "[cdn 404 once]";
 /// The request stays IN_QUEUE for ever.
 pub const NEVER_COMPLETES: &str = "[never completes]";
+/// The first image of the request is a spoiled page (a solid black blob), as models sometimes
+/// draw; another seed (the next request) draws it well.
+pub const SPOILED_FIRST: &str = "[spoiled first]";
 
 /// The API key fal refuses (401 to every call made with it).
 pub const REFUSED_KEY: &str = "refused-key";
@@ -210,7 +216,7 @@ impl Respond for Result {
         let images: Vec<Value> = (0..count)
             .map(|n| {
                 let url = if sync {
-                    let png = line_art_png(&image_prompt(prompt, n));
+                    let png = drawn_png(&ledger, &id, n);
                     format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png))
                 } else {
                     format!("{}/files/{id}-{n}.png", self.1)
@@ -219,7 +225,7 @@ impl Respond for Result {
             })
             .collect();
         ResponseTemplate::new(200).set_body_json(json!({
-            "images": images, "seed": 42, "has_nsfw_concepts": vec![flagged; count],
+            "images": images, "seed": body["seed"].as_u64().unwrap_or(42), "has_nsfw_concepts": vec![flagged; count],
             "timings": {"inference": 0.5},
         }))
     }
@@ -231,13 +237,26 @@ fn image_prompt(prompt: &str, n: usize) -> String {
     if n == 0 { prompt.to_owned() } else { format!("{prompt} (image {n})") }
 }
 
+/// Image `n` of request `id`, drawn from its prompt and seed (or spoiled, when asked).
+fn drawn_png(ledger: &Ledger, id: &str, n: usize) -> Vec<u8> {
+    let prompt = ledger.prompts.get(id).cloned().unwrap_or_default();
+    let seed = ledger.bodies.get(id).and_then(|body| body["seed"].as_u64()).unwrap_or(1);
+    let spoiled = n == 0 && ledger.troubled(id, SPOILED_FIRST);
+    png_of(&if spoiled {
+        let family = inkflow::imaging::pattern::family_for(&prompt, seed);
+        inkflow::imaging::pattern::draw_spoiled(family, &prompt, seed, 300, 400, Defect::Blob)
+    } else {
+        inkflow::imaging::pattern::draw(&image_prompt(&prompt, n), seed, 300, 400)
+    })
+}
+
 struct Download(Arc<Mutex<Ledger>>, Duration, Images);
 impl Respond for Download {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let file = request.url.path().rsplit('/').next().unwrap_or_default().trim_end_matches(".png");
         let (id, n) = file.rsplit_once('-').unwrap_or((file, "0"));
         let n: usize = n.parse().unwrap_or(0);
-        let prompt = {
+        let body = {
             let mut ledger = self.0.lock().unwrap();
             ledger.downloads += 1;
             let fetches = {
@@ -248,12 +267,13 @@ impl Respond for Download {
             if ledger.troubled(id, CDN_404_ONCE) && fetches == 1 {
                 return ResponseTemplate::new(404).set_body_raw("Not Found", "text/plain");
             }
-            ledger.prompts.get(id).cloned()
-        };
-        let Some(prompt) = prompt else { return ResponseTemplate::new(404) };
-        let body = match &self.2 {
-            Images::FromPrompt => line_art_png(&image_prompt(&prompt, n)),
-            Images::Fixed(bytes) => bytes.as_ref().clone(),
+            if !ledger.prompts.contains_key(id) {
+                return ResponseTemplate::new(404);
+            }
+            match &self.2 {
+                Images::FromPrompt => drawn_png(&ledger, id, n),
+                Images::Fixed(bytes) => bytes.as_ref().clone(),
+            }
         };
         ResponseTemplate::new(200).set_body_raw(body, "image/png").set_delay(self.1)
     }
@@ -276,8 +296,11 @@ impl Respond for Cancel {
 
 /// What "the model" draws for a prompt: the offline generator's page, as a PNG.
 pub fn line_art_png(prompt: &str) -> Vec<u8> {
-    let raster = inkflow::imaging::pattern::draw(prompt, 1, 300, 400);
-    let inkflow::engine::media::Pixels::Rgb(rgb) = raster.pixels else { panic!("pattern draws RGB") };
+    png_of(&inkflow::imaging::pattern::draw(prompt, 1, 300, 400))
+}
+
+fn png_of(raster: &inkflow::engine::media::Raster) -> Vec<u8> {
+    let inkflow::engine::media::Pixels::Rgb(rgb) = raster.pixels.clone() else { panic!("pattern draws RGB") };
     let image = image::RgbImage::from_raw(raster.width, raster.height, rgb).unwrap();
     let mut bytes = Vec::new();
     image.write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
