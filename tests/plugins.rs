@@ -141,7 +141,7 @@ fn a_plugins_directory_gives_each_stage_its_own_kind_for_bilevel_pages() {
     assert_eq!(info.accepts, vec![Media::Gray, Media::Bilevel]);
     let options: Vec<(&str, Option<&str>)> =
         info.options.iter().map(|o| (o.name.as_str(), o.default.as_deref())).collect();
-    assert_eq!(options, vec![("width_px", Some("12")), ("margin_px", Some("75"))]);
+    assert_eq!(options, vec![("width_px", Some("12")), ("margin_px", Some("75")), ("max_panics", Some("3"))]);
 
     // `validate` catches typos and wrong types from the description alone.
     let typo = kind.check(&json!({ "widht_px": 2 })).expect_err("unknown option");
@@ -186,7 +186,7 @@ fn a_newer_major_abi_is_refused_before_any_plugin_function_runs() {
         )
     );
     let through_kind = build_error(&Plugin, json!({ "path": path }));
-    assert!(through_kind.starts_with("stage custom: plugin"), "{through_kind}");
+    assert!(through_kind.contains(&format!("plugin {}", path.display())), "{through_kind}");
     assert!(through_kind.contains("ABI 2.0 is not supported"), "{through_kind}");
 }
 
@@ -230,8 +230,20 @@ fn a_panic_fails_its_item_and_disables_the_stage() {
 
     let first = failure(stage.process(&mut item(1), gray_page(8, 4, 255)));
     assert_eq!(first, "plugin stage panics-in-process: panicked: the test plugin panicked on a 8x4 page");
-    let second = failure(stage.process(&mut item(2), gray_page(8, 4, 255)));
-    assert!(second.contains("disabled after an earlier item (plugins-00001) panicked"), "{second}");
+    // Each panic abandons its instance; the next page gets a fresh one, until 3 in a row.
+    for n in 2..=3 {
+        let again = failure(stage.process(&mut item(n), gray_page(8, 4, 255)));
+        assert!(again.contains("panicked on a 8x4 page"), "{again}");
+    }
+    let fourth = failure(stage.process(&mut item(4), gray_page(8, 4, 255)));
+    assert!(fourth.contains("disabled after 3 panics in a row, the last (item plugins-00003)"), "{fourth}");
+
+    let strict =
+        cpu(&Plugin, json!({ "path": path, "stage": "panics-in-process", "max_panics": 1 }), "strict")
+            .expect("build");
+    failure(strict.process(&mut item(1), gray_page(8, 4, 255)));
+    let second = failure(strict.process(&mut item(2), gray_page(8, 4, 255)));
+    assert!(second.contains("disabled after 1 panics in a row"), "{second}");
 
     let create = build_error(&Plugin, json!({ "path": path, "stage": "panics-in-create" }));
     assert!(create.contains("refused its options: panicked: the test plugin panicked in create"), "{create}");
@@ -253,21 +265,27 @@ fn bad_plugin_options_fail_the_build_naming_the_option() {
     assert!(zero.contains("refused its options: width_px must be at least 1"), "{zero}");
     // Refused by the description before the plugin is asked.
     let typo = build_error(&Plugin, json!({ "path": path, "options": { "margin": 5 } }));
-    assert!(typo.starts_with("stage custom: option options.margin: unknown option `margin`"), "{typo}");
-    // `check` is pure: it sees only the shape of the plugin kind's own options.
+    assert!(typo.contains("option options.margin: unknown option `margin`"), "{typo}");
+    // `check` reads the library's descriptor, so validate finds these too.
     let shape = Plugin.check(&json!({ "path": path, "options": 5 })).expect_err("not a map");
     assert_eq!(shape.path, vec!["options"]);
     let several = build_error(&Plugin, json!({ "path": library("inkflow_test_misbehaving") }));
     assert!(
-        several.contains("several stages (panics-in-process, panics-in-create, changes-format)"),
+        several.contains(
+            "several stages (panics-in-process, panics-in-create, changes-format, panics-on-one-page)"
+        ),
         "{several}"
     );
 }
 
 /// Runs a pipeline (with the page-border plugin's kinds registered) through the engine.
 async fn run_pipeline(dir: &Path, stages_and_sinks: &str) -> inkflow::engine::summary::Summary {
+    // Page 2 asks the test plugin that panics on one page to do so.
     let prompts: Vec<Value> = (1..=4)
-        .map(|n| json!({"section": "s", "image_number": n, "image_prompt": format!("mandala {n}"), "description": format!("p{n}")}))
+        .map(|n| {
+            let prompt = if n == 2 { "mandala, panic here".to_owned() } else { format!("mandala {n}") };
+            json!({"section": "s", "image_number": n, "image_prompt": prompt, "description": format!("p{n}")})
+        })
         .collect();
     std::fs::write(dir.join("prompts.json"), json!({ "prompts": prompts }).to_string()).unwrap();
     let file = dir.join("p.yaml");
@@ -323,4 +341,40 @@ async fn a_panicking_plugin_fails_its_items_and_the_batch_goes_on() {
         assert!(dir.path().join("plain").join(format!("{n}.png")).is_file());
         assert!(!dir.path().join("framed").join(format!("{n}.png")).exists());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_panics_on_one_page_of_many_fails_that_page_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let misbehaving = library("inkflow_test_misbehaving");
+    let summary = run_pipeline(
+        dir.path(),
+        &format!(
+            "  framed: {{ kind: plugin, inputs: [gray], path: {}, stage: panics-on-one-page }}\nsinks:\n  pages: {{ kind: disk, inputs: [framed], filename: \"{{number}}.png\" }}\n",
+            misbehaving.display()
+        ),
+    )
+    .await;
+    assert_eq!((summary.succeeded, summary.failed), (3, 1), "{summary:?}");
+    assert!(
+        summary.failures[0].error.contains("panicked on the page that asked for it"),
+        "{:?}",
+        summary.failures
+    );
+    for n in [1, 3, 4] {
+        assert!(dir.path().join(format!("{n}.png")).is_file(), "page {n} is written");
+    }
+}
+
+#[test]
+fn a_plugin_path_that_is_not_a_regular_file_is_refused_before_loading() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = format!("{:#}", kinds_from_file(dir.path()).err().expect("a folder is refused"));
+    assert!(error.contains("not a regular file"), "{error}");
+    // validate reads the library: a file that is not a plugin fails there, at its path.
+    let not_a_library = dir.path().join("notes.so");
+    std::fs::write(&not_a_library, "just text").unwrap();
+    let refused = Plugin.check(&json!({ "path": not_a_library })).expect_err("refused");
+    assert_eq!(refused.path, vec!["path"]);
+    assert!(refused.to_string().contains("not a dynamic library"), "{refused}");
 }

@@ -46,10 +46,36 @@ pub struct PluginOptions {
     #[serde(default = "empty_map")]
     #[schemars(extend("x-inkflow-type" = "map"))]
     options: Value,
+    /// Panics in a row after which the stage is disabled. A panicked instance is abandoned and
+    /// a fresh one made for the next page, so one bad page fails alone. (A `plugins:` kind
+    /// takes it beside the plugin's own options.)
+    #[serde(default = "default_max_panics")]
+    #[schemars(range(min = 1))]
+    max_panics: u32,
 }
 
 fn empty_map() -> Value {
     Value::Object(Map::new())
+}
+
+fn default_max_panics() -> u32 {
+    3
+}
+
+/// The host's option among a `plugins:` kind's inline options: `max_panics`, taken out before
+/// the plugin's own options are checked.
+fn take_max_panics(options: &Value) -> Result<(Value, u32), OptionsError> {
+    let mut options = options.clone();
+    let given = options.as_object_mut().and_then(|map| map.remove("max_panics"));
+    let max_panics = match given {
+        None => default_max_panics(),
+        Some(value) => {
+            value.as_u64().and_then(|n| u32::try_from(n).ok()).filter(|&n| n >= 1).ok_or_else(|| {
+                OptionsError::at("max_panics", format!("expected a whole number from 1, got {value}"))
+            })?
+        }
+    };
+    Ok((options, max_panics))
 }
 
 impl TypedKind for Plugin {
@@ -67,11 +93,17 @@ impl TypedKind for Plugin {
         &INFO
     }
 
+    /// Also reads the library's descriptor, so `validate` refuses a file that is not an
+    /// inkflow plugin, and checks the plugin's options against it.
     fn parse(&self, options: &Value) -> Result<PluginOptions, OptionsError> {
         let parsed: PluginOptions = parse_declared(options)?;
         if !parsed.options.is_object() {
             return Err(OptionsError::at("options", "expected a map of the plugin stage's options"));
         }
+        let stages = load(&parsed.path).map_err(|e| OptionsError::at("path", format!("{e:#}")))?;
+        let stage = pick_stage(&parsed.path, stages, parsed.stage.as_deref())
+            .map_err(|e| OptionsError::at("stage", format!("{e:#}")))?;
+        stage.check_options(&parsed.options, "options")?;
         Ok(parsed)
     }
 
@@ -80,7 +112,7 @@ impl TypedKind for Plugin {
         let stage = pick_stage(&parsed.path, stages, parsed.stage.as_deref())
             .with_context(|| format!("stage {}", ctx.id))?;
         stage.check_options(&parsed.options, "options").map_err(|e| options_error(ctx, e))?;
-        stage.start(&parsed.options, ctx)
+        stage.start(&parsed.options, parsed.max_panics, ctx)
     }
 }
 
@@ -97,12 +129,14 @@ impl Kind for PluginKind {
     }
 
     fn check(&self, options: &Value) -> Result<(), OptionsError> {
-        self.stage.check_options(options, "")
+        let (own, _) = take_max_panics(options)?;
+        self.stage.check_options(&own, "")
     }
 
     fn build(&self, options: &Value, ctx: &BuildContext) -> anyhow::Result<Component> {
-        self.check(options).map_err(|e| options_error(ctx, e))?;
-        self.stage.start(options, ctx)
+        let (own, max_panics) = take_max_panics(options).map_err(|e| options_error(ctx, e))?;
+        self.stage.check_options(&own, "").map_err(|e| options_error(ctx, e))?;
+        self.stage.start(&own, max_panics, ctx)
     }
 }
 
@@ -146,7 +180,12 @@ pub fn kinds_from_file(path: &Path) -> anyhow::Result<Vec<Arc<dyn Kind>>> {
                 name: stage.name.clone(),
                 role: Role::Stage,
                 summary: format!("{} (plugin {})", description.summary, stage.library.display()),
-                options: description.options.iter().map(OptionDescription::doc).collect(),
+                options: description
+                    .options
+                    .iter()
+                    .map(OptionDescription::doc)
+                    .chain(documented::<PluginOptions>().into_iter().filter(|o| o.name == "max_panics"))
+                    .collect(),
                 accepts: stage.accepts.clone(),
                 output: OutputMedia::SameAsInput,
             };
@@ -268,7 +307,12 @@ impl LoadedStage {
     }
 
     /// Makes the first instance (so bad options fail the build) and wraps it as a CPU stage.
-    fn start(self: &Arc<Self>, options: &Value, ctx: &BuildContext) -> anyhow::Result<Component> {
+    fn start(
+        self: &Arc<Self>,
+        options: &Value,
+        max_panics: u32,
+        ctx: &BuildContext,
+    ) -> anyhow::Result<Component> {
         let config = options.to_string();
         let first = self.instantiate(&config).map_err(|e| {
             anyhow::anyhow!(
@@ -282,7 +326,8 @@ impl LoadedStage {
             stage: Arc::clone(self),
             config,
             idle: Mutex::new(vec![first]),
-            panicked: Mutex::new(None),
+            panics: Mutex::new(Panics::default()),
+            max_panics,
         })))
     }
 
@@ -322,8 +367,17 @@ struct RunningPlugin {
     stage: Arc<LoadedStage>,
     config: String,
     idle: Mutex<Vec<Instance>>,
-    /// The panic that disabled the stage: the plugin's state is unknown after it.
-    panicked: Mutex<Option<String>>,
+    panics: Mutex<Panics>,
+    max_panics: u32,
+}
+
+/// The plugin's recent panics. A panicked instance's state is unknown, so it is abandoned;
+/// panics in a row mean the plugin, not one page, is broken.
+#[derive(Default)]
+struct Panics {
+    in_a_row: u32,
+    /// Set once `max_panics` panics came in a row: the last one, and the stage runs no more.
+    disabled: Option<String>,
 }
 
 impl RunningPlugin {
@@ -342,8 +396,10 @@ impl RunningPlugin {
 
 impl CpuStage for RunningPlugin {
     fn process(&self, item: &mut Item, input: Payload) -> Result<Payload, StageError> {
-        if let Some(panic) = &*self.panicked.lock().unwrap_or_else(PoisonError::into_inner) {
-            return Err(self.fail(format!("disabled after an earlier item {panic}")));
+        if let Some(panic) = &self.panics.lock().unwrap_or_else(PoisonError::into_inner).disabled {
+            return Err(
+                self.fail(format!("disabled after {} panics in a row, the last {panic}", self.max_panics))
+            );
         }
         let Payload::Image(raster) = input else {
             return Err(self.fail(format!("takes images, got {}", input.media())));
@@ -381,6 +437,7 @@ impl CpuStage for RunningPlugin {
         match status {
             STATUS_OK => {
                 self.idle.lock().unwrap_or_else(PoisonError::into_inner).push(instance);
+                self.panics.lock().unwrap_or_else(PoisonError::into_inner).in_a_row = 0;
                 let pixels = raster_pixels(&output.0, format).map_err(|e| self.fail(e))?;
                 Ok(Payload::Image(Arc::new(Raster {
                     width: output.0.width,
@@ -394,10 +451,21 @@ impl CpuStage for RunningPlugin {
                 Err(self.fail(message))
             }
             _ => {
-                // A panicked instance's state is unknown, so even its destructor is not run.
+                // A panicked instance's state is unknown, so even its destructor is not run;
+                // the next item gets a fresh instance with the same options.
                 std::mem::forget(instance);
-                *self.panicked.lock().unwrap_or_else(PoisonError::into_inner) =
-                    Some(format!("({}) {message}", item.key));
+                let mut panics = self.panics.lock().unwrap_or_else(PoisonError::into_inner);
+                panics.in_a_row += 1;
+                if panics.in_a_row >= self.max_panics {
+                    tracing::error!(
+                        "plugin stage {}: disabled after {} panics in a row (the last on item {}); \
+                         the pages after it fail",
+                        self.stage.name,
+                        panics.in_a_row,
+                        item.key
+                    );
+                    panics.disabled = Some(format!("(item {}): {message}", item.key));
+                }
                 Err(self.fail(message))
             }
         }
@@ -489,7 +557,11 @@ fn load(path: &Path) -> anyhow::Result<Vec<Arc<LoadedStage>>> {
     let shown = path.display();
     // An absolute path keeps the loader from searching the system library path for a bare name.
     let absolute = std::path::absolute(path).with_context(|| format!("plugin {shown}"))?;
-    std::fs::metadata(&absolute).with_context(|| format!("plugin {shown}: cannot read it"))?;
+    let file = std::fs::metadata(&absolute).with_context(|| format!("plugin {shown}: cannot read it"))?;
+    // Opening a FIFO or a device would block or read for ever.
+    if !file.is_file() {
+        bail!("plugin {shown}: not a regular file; give the path of the plugin's library");
+    }
     // SAFETY: loading runs the library's initialisers; a plugin is code the user chose to run.
     let library = unsafe { libloading::Library::new(&absolute) }
         .with_context(|| format!("plugin {shown}: not a dynamic library that can be loaded"))?;

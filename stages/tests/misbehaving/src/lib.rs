@@ -50,4 +50,25 @@ impl PluginStage for ChangesFormat {
     }
 }
 
-export_plugin!(PanicsInProcess, PanicsInCreate, ChangesFormat);
+/// Panics on the page whose prompt asks for it ("panic here") and passes every other one on:
+/// one bad page must fail alone, and the pages after it get a fresh instance.
+struct PanicsOnOnePage;
+
+impl PluginStage for PanicsOnOnePage {
+    const NAME: &'static str = "panics-on-one-page";
+    const DESCRIPTION: &'static str =
+        r#"{"summary": "panics on a page whose prompt says panic here", "options": []}"#;
+
+    fn new(_config: &str) -> Result<Self, String> {
+        Ok(PanicsOnOnePage)
+    }
+
+    fn process(&mut self, image: ImageRef<'_>, meta: &str) -> Result<Image, String> {
+        if meta.contains("panic here") {
+            panic!("the test plugin panicked on the page that asked for it")
+        }
+        Ok(image.to_image())
+    }
+}
+
+export_plugin!(PanicsInProcess, PanicsInCreate, ChangesFormat, PanicsOnOnePage);
