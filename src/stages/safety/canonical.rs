@@ -38,9 +38,10 @@
 //!
 //! # Not handled
 //!
-//! Letters repeated for emphasis (`nuuude`), partly spaced words (`nu de`), masking with `*`,
-//! and scripts written without spaces (a Chinese or Japanese term matches only a whole run of
-//! such characters): list those spellings as terms or regex rules.
+//! Letters repeated for emphasis (`nuuude`) and partly spaced words (`nu de`) are the
+//! matcher's look-alike readings of these words. Masking with `*` and scripts written without
+//! spaces (a Chinese or Japanese term matches only a whole run of such characters) are not
+//! read: list those spellings as terms or regex rules.
 
 use std::ops::Range;
 

@@ -10,7 +10,8 @@
 //! `Scunthorpe`, `class`, `bass` and `assassin` do not contain `cunt` or `ass`. Each term also
 //! matches its plural (`gun` → `guns`, `kiss` → `kisses`), and a multi-word term also matches
 //! its words run together (`self harm` → `selfharm`) as well as any separators between them
-//! (`self-harm`).
+//! (`self-harm`). Stretched letters (`nuuude`) and partly spaced words (`nu de`) are read
+//! word by word as well ([`Matcher::look_alikes`]).
 //!
 //! # Allow phrases and regex rules
 //!
@@ -83,6 +84,10 @@ struct Meaning {
 pub struct Matcher {
     automaton: Option<AhoCorasick>,
     meanings: Vec<Meaning>,
+    /// One-word deny patterns by their text, for fragments read joined (`nu de`).
+    words: HashMap<String, usize>,
+    /// The same by their squeezed text (`kill` → `kil`), for stretched words (`kiiill`).
+    squeezed: HashMap<String, usize>,
     regexes: Vec<Regex>,
     /// One label per rule: deny terms first, then regex rules.
     labels: Vec<String>,
@@ -126,7 +131,22 @@ impl Matcher {
             Some(built.map_err(|e| MatcherError::TooLarge(e.to_string()))?)
         };
         labels.extend(regexes.iter().map(|r| r.label.clone()));
-        Ok(Matcher { automaton, meanings, regexes: regexes.into_iter().map(|r| r.regex).collect(), labels })
+        let mut words = HashMap::new();
+        let mut squeezed = HashMap::new();
+        for (slot, pattern) in patterns.iter().enumerate() {
+            if meanings[slot].deny.is_some() && !pattern.contains(' ') {
+                words.entry(pattern.clone()).or_insert(slot);
+                squeezed.entry(squeeze(pattern)).or_insert(slot);
+            }
+        }
+        Ok(Matcher {
+            automaton,
+            meanings,
+            words,
+            squeezed,
+            regexes: regexes.into_iter().map(|r| r.regex).collect(),
+            labels,
+        })
     }
 
     /// How rejections name rule `rule`, e.g. `deny term "nude" (from deny[0])`.
@@ -169,6 +189,7 @@ impl Matcher {
                 }
             }
         }
+        denied.extend(self.look_alikes(canon));
         let first_regex_rule = self.labels.len() - self.regexes.len();
         for (i, regex) in self.regexes.iter().enumerate() {
             denied.extend(
@@ -185,6 +206,66 @@ impl Matcher {
                 .map(|(rule, r)| Hit { rule, span: canon.original(r) }),
         );
     }
+}
+
+impl Matcher {
+    /// Spellings the automaton cannot see, read word by word: a stretched word (a letter three
+    /// times or more: `nuuude`, `bloood`) with every run of one letter squeezed, compared with
+    /// the terms squeezed alike; and two or three short fragments (`nu de`, `se x y`) read
+    /// joined. A joined reading must be a whole term, so `a class` or `I am` stay apart.
+    fn look_alikes(&self, canon: &Canonical) -> Vec<(usize, Range<usize>)> {
+        const FRAGMENT: usize = 4;
+        let mut words: Vec<Range<usize>> = Vec::new();
+        let mut start = 0;
+        for (at, ch) in canon.text.char_indices().chain([(canon.text.len(), ' ')]) {
+            if ch == ' ' {
+                if at > start {
+                    words.push(start..at);
+                }
+                start = at + 1;
+            }
+        }
+        let mut found = Vec::new();
+        for first in 0..words.len() {
+            let mut joined = String::new();
+            for (n, word) in words[first..].iter().take(3).enumerate() {
+                let text = &canon.text[word.clone()];
+                if n > 0 && (text.chars().count() > FRAGMENT || joined.chars().count() > FRAGMENT * 2) {
+                    break;
+                }
+                joined.push_str(text);
+                let span = words[first].start..word.end;
+                let slot = if has_stretch(&joined) {
+                    self.squeezed.get(&squeeze(&joined))
+                } else if n > 0 && canon.text[words[first].clone()].chars().count() <= FRAGMENT {
+                    self.words.get(&joined)
+                } else {
+                    None
+                };
+                if let Some(rule) = slot.and_then(|&slot| self.meanings[slot].deny) {
+                    found.push((rule, span));
+                }
+            }
+        }
+        found
+    }
+}
+
+/// Whether a word repeats one letter three times or more in a row.
+fn has_stretch(word: &str) -> bool {
+    let chars: Vec<char> = word.chars().collect();
+    chars.windows(3).any(|w| w[0] == w[1] && w[1] == w[2] && w[0].is_alphabetic())
+}
+
+/// A word with every run of one character cut to one (`bloood` → `blod`).
+fn squeeze(word: &str) -> String {
+    let mut squeezed = String::with_capacity(word.len());
+    for ch in word.chars() {
+        if !squeezed.ends_with(ch) {
+            squeezed.push(ch);
+        }
+    }
+    squeezed
 }
 
 /// The automaton patterns for one term: the term, its plural, and, for several words, the
@@ -294,6 +375,36 @@ mod tests {
             "I a m",
         ] {
             assert_eq!(m.first(innocent), None, "{innocent}");
+        }
+    }
+
+    #[test]
+    fn stretched_letters_and_partly_spaced_words_are_caught() {
+        let m = matcher(&["nude", "blood", "kill", "ass", "sex"], &["assassin bug"]);
+        for (prompt, caught) in [
+            ("a nuuude model", "nuuude"),
+            ("NUUUUDE", "NUUUUDE"),
+            ("b l o o o d on the floor", "b l o o o d"),
+            ("kiiill them", "kiiill"),
+            ("a nu de figure", "nu de"),
+            ("nud e", "nud e"),
+            ("se x", "se x"),
+            ("bl oo d", "bl oo d"),
+            ("kick asss", "asss"),
+        ] {
+            assert_eq!(first_match(&m, prompt), Some(caught), "{prompt}");
+        }
+        for innocent in [
+            "Scunthorpe United",
+            "an assassin bug on a leaf",
+            "a class of kids",
+            "as big as a bus",
+            "a good book",
+            "I am a bee",
+            "zzz the sleepy cat",
+            "a bass guitar, sooo loud",
+        ] {
+            assert_eq!(first_match(&m, innocent), None, "{innocent}");
         }
     }
 
