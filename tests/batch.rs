@@ -276,6 +276,13 @@ fn a_rerun_writes_what_a_full_disk_left_missing_and_keeps_failing_while_it_canno
         (json!(0), json!(1)),
         "{summary:#}"
     );
+    // The book finishes before the disk sink writes the summary (listed after it or not), so
+    // its preflight verdict is in batch_metadata.json too.
+    let notes = summary["sink_notes"].as_array().cloned().unwrap_or_default();
+    assert!(
+        notes.iter().any(|n| n.as_str().is_some_and(|n| n.starts_with("sink \"book\": KDP preflight"))),
+        "{notes:?}"
+    );
 }
 
 /// A files pipeline over `images`: gray, black and white, pages on disk.

@@ -270,27 +270,31 @@ fn candidate_policy(components: &[Component]) -> Option<CandidatePolicy> {
 }
 
 /// Runs every sink's `finish` with the summary and gives it back with their notes and errors.
+/// Sinks finish in their [`Sink::finish_rank`] order (then pipeline order), each seeing the
+/// notes and errors of the sinks before.
 async fn finish(
     pipeline: &Pipeline,
     components: &[Component],
     shared: &Shared,
     mut summary: Summary,
 ) -> Summary {
-    let (mut sink_errors, mut sink_notes) = (Vec::new(), Vec::new());
-    for (spec, component) in pipeline.components.iter().zip(components) {
-        if let Component::Sink(sink) = component {
-            match sink.finish(&summary).await {
-                Ok(()) => sink_notes.extend(sink.note().map(|note| format!("sink \"{}\": {note}", spec.id))),
-                Err(e) => {
-                    let error = format!("sink \"{}\": {e:#}", spec.id);
-                    tracing::error!("{error}");
-                    sink_errors.push(error);
-                }
+    let mut sinks: Vec<(&str, &Arc<dyn Sink>)> = pipeline
+        .components
+        .iter()
+        .zip(components)
+        .filter_map(|(spec, c)| if let Component::Sink(s) = c { Some((spec.id.as_str(), s)) } else { None })
+        .collect();
+    sinks.sort_by_key(|(_, sink)| sink.finish_rank());
+    for (id, sink) in sinks {
+        match sink.finish(&summary).await {
+            Ok(()) => summary.sink_notes.extend(sink.note().map(|note| format!("sink \"{id}\": {note}"))),
+            Err(e) => {
+                let error = format!("sink \"{id}\": {e:#}");
+                tracing::error!("{error}");
+                summary.sink_errors.push(error);
             }
         }
     }
-    summary.sink_errors = sink_errors;
-    summary.sink_notes = sink_notes;
     if let Some(observer) = &shared.observer {
         observer.batch_finished(&summary);
     }

@@ -362,6 +362,14 @@ pub trait Sink: Send + Sync {
     fn note(&self) -> Option<String> {
         None
     }
+
+    /// When this sink finishes: in rising rank, each seeing the notes and errors of those
+    /// before in its summary. Sinks that assemble (a book, a cover) are 0; one that writes
+    /// the summary (disk) is later, so the book's verdict is in it; one that uploads the
+    /// written files (r2) later still.
+    fn finish_rank(&self) -> u8 {
+        0
+    }
 }
 
 /// A built component, ready to run.

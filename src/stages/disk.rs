@@ -420,6 +420,11 @@ impl Sink for DiskSink {
         cpu::run(job).await.and_then(|r| r).map_err(|e| self.fail(item, e))
     }
 
+    /// After the book and the cover, so their preflight verdicts are in `batch_metadata.json`.
+    fn finish_rank(&self) -> u8 {
+        1
+    }
+
     async fn finish(&self, summary: &Summary) -> anyhow::Result<()> {
         let text = serde_json::to_vec_pretty(summary)?;
         let path = self.dir.join(SUMMARY_FILE);

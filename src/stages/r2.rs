@@ -835,6 +835,12 @@ impl Sink for R2Sink {
         Ok(())
     }
 
+    /// Last: `upload_files` may name what the other sinks write as they finish (the book,
+    /// `batch_metadata.json`).
+    fn finish_rank(&self) -> u8 {
+        2
+    }
+
     async fn finish(&self, _summary: &Summary) -> anyhow::Result<()> {
         let mut errors = Vec::new();
         for relative in &self.upload_files {
