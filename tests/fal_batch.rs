@@ -21,8 +21,8 @@ fn pipeline(dir: &Path, base: &str, prompts: &[&str], more: &str) -> PathBuf {
     pipeline_with_sinks(dir, base, prompts, more, "")
 }
 
-/// [`pipeline`] with more sinks.
-fn pipeline_with_sinks(dir: &Path, base: &str, prompts: &[&str], more: &str, sinks: &str) -> PathBuf {
+/// A prompts file in `dir` with one prompt per page of section `s`.
+fn write_prompts(dir: &Path, prompts: &[&str]) -> PathBuf {
     let prompts: Vec<serde_json::Value> = prompts
         .iter()
         .enumerate()
@@ -30,6 +30,12 @@ fn pipeline_with_sinks(dir: &Path, base: &str, prompts: &[&str], more: &str, sin
         .collect();
     let prompts_file = dir.join("prompts.json");
     std::fs::write(&prompts_file, serde_json::json!({ "prompts": prompts }).to_string()).unwrap();
+    prompts_file
+}
+
+/// [`pipeline`] with more sinks.
+fn pipeline_with_sinks(dir: &Path, base: &str, prompts: &[&str], more: &str, sinks: &str) -> PathBuf {
+    let prompts_file = write_prompts(dir, prompts);
     let file = dir.join("pipeline.yaml");
     std::fs::write(
         &file,
@@ -299,13 +305,7 @@ async fn a_sink_reading_fals_images_directly_gets_them_decoded() {
 
 /// A pipeline that judges every print page with `lineart-check` (`check`: its options).
 fn judged_pipeline(dir: &Path, base: &str, prompts: &[&str], check: &str) -> PathBuf {
-    let prompts: Vec<serde_json::Value> = prompts
-        .iter()
-        .enumerate()
-        .map(|(i, p)| serde_json::json!({"section": "s", "image_number": i + 1, "image_prompt": p, "description": format!("p{}", i + 1)}))
-        .collect();
-    let prompts_file = dir.join("prompts.json");
-    std::fs::write(&prompts_file, serde_json::json!({ "prompts": prompts }).to_string()).unwrap();
+    let prompts_file = write_prompts(dir, prompts);
     let file = dir.join("pipeline.yaml");
     std::fs::write(
         &file,
