@@ -22,12 +22,31 @@ fn errors_of(text: &str) -> Vec<String> {
 }
 
 async fn run(text: &str, overrides: &[&str], probe: &Arc<Probe>) -> Summary {
+    run_with(text, overrides, probe, RunSettings::default()).await
+}
+
+async fn run_with(text: &str, overrides: &[&str], probe: &Arc<Probe>, settings: RunSettings) -> Summary {
     let dir = tempfile::tempdir().unwrap();
     let file = write_pipeline(dir.path(), text);
     let options = LoadOptions { overrides: overrides.iter().map(|s| s.to_string()).collect() };
     let pipeline = pipeline::load(&file, &options, &registry(probe)).unwrap();
     let batch = runtime::build(pipeline, &registry(probe), dir.path(), false).unwrap();
-    batch.run(RunSettings::default()).await.unwrap()
+    batch.run(settings).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_from_outside_is_told_apart_from_a_finished_batch() {
+    const COUNT: &str = "version: 1\nsources:\n  src: { kind: count, items: 6 }\nstages:\n  a: { kind: draw, inputs: [src] }\nsinks:\n  out: { kind: record, inputs: [a] }\n";
+    let probe = Arc::new(Probe::default());
+    let finished = run(COUNT, &[], &probe).await;
+    assert!(!finished.interrupted && !finished.stopped_by_user, "{finished:?}");
+    // Ctrl-C cancels the stop token: no item starts, and the summary says the user stopped it
+    // (the exit code reads this flag, not the wording of the reason).
+    let settings = RunSettings::default();
+    settings.context.stop.cancel();
+    let stopped = run_with(COUNT, &[], &probe, settings).await;
+    assert!(stopped.interrupted && stopped.stopped_by_user, "{stopped:?}");
+    assert_eq!((stopped.succeeded, stopped.not_started), (0, 6));
 }
 
 #[test]

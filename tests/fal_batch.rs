@@ -267,7 +267,11 @@ async fn a_refused_key_stops_the_batch_with_one_message_and_no_book() {
     let file = pipeline(dir.path(), &fal.base(), &prompts, "");
     let out = dir.path().join("out");
     let output = inkflow(REFUSED_KEY, &file, &out, &[]).await;
-    assert!(!output.status.success());
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a batch that stops itself failed; it was not the user's Ctrl-C"
+    );
     let printed =
         format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     // The live log line and the summary's `stopped` row, not one line per item.

@@ -127,7 +127,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     })?;
     print_statistics(&summary);
     super::report::write_after_run(&output_dir, &summary, costs);
-    Ok(if summary.interrupted && summary.stop_reason.as_deref().is_some_and(|r| r.contains("Ctrl-C")) {
+    Ok(if summary.stopped_by_user {
         ExitCode::from(EXIT_INTERRUPTED)
     } else if summary.failed > 0 || summary.interrupted || !summary.sink_errors.is_empty() {
         ExitCode::FAILURE

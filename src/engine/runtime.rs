@@ -760,6 +760,7 @@ impl Shared {
             items_per_second: if elapsed > 0.0 { (finished - tally.kept) as f64 / elapsed } else { 0.0 },
             cost_usd: tally.cost_usd,
             interrupted,
+            stopped_by_user: interrupted && stop_reason.is_none(),
             stop_reason: stop_reason
                 .or_else(|| interrupted.then(|| "stopped by the user (Ctrl-C)".to_owned())),
             output_dir: output_dir.display().to_string(),

@@ -65,6 +65,9 @@ pub struct Summary {
     pub cost_usd: f64,
     /// True when the batch was stopped before its end (Ctrl-C or a fatal error).
     pub interrupted: bool,
+    /// True when it was stopped from outside (Ctrl-C, a signal) rather than by an error of
+    /// its own: the run's exit code says which.
+    pub stopped_by_user: bool,
     /// Why the batch stopped early, when it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<String>,
