@@ -21,8 +21,9 @@ fn pipeline(dir: &Path, base: &str, prompts: &[&str], more: &str) -> PathBuf {
     pipeline_with_sinks(dir, base, prompts, more, "")
 }
 
-/// A prompts file in `dir` with one prompt per page of section `s`.
-fn write_prompts(dir: &Path, prompts: &[&str]) -> PathBuf {
+/// A pipeline file in `dir`: `prompts` generated through the emulator at `base` (with `more`
+/// fal options), then `rest` (the stages after `generate`, and the sinks).
+fn fal_pipeline(dir: &Path, base: &str, prompts: &[&str], more: &str, rest: &str) -> PathBuf {
     let prompts: Vec<serde_json::Value> = prompts
         .iter()
         .enumerate()
@@ -30,12 +31,6 @@ fn write_prompts(dir: &Path, prompts: &[&str]) -> PathBuf {
         .collect();
     let prompts_file = dir.join("prompts.json");
     std::fs::write(&prompts_file, serde_json::json!({ "prompts": prompts }).to_string()).unwrap();
-    prompts_file
-}
-
-/// [`pipeline`] with more sinks.
-fn pipeline_with_sinks(dir: &Path, base: &str, prompts: &[&str], more: &str, sinks: &str) -> PathBuf {
-    let prompts_file = write_prompts(dir, prompts);
     let file = dir.join("pipeline.yaml");
     std::fs::write(
         &file,
@@ -46,17 +41,25 @@ sources:
 stages:
   generate: {{ kind: fal, inputs: [prompts], base_url: \"{base}\", image_size: square, poll_interval_ms: 20,
               base_delay_ms: 10, max_attempts: 3, deadline: 3s{more} }}
-  gray: {{ kind: grayscale, inputs: [generate] }}
-  lineart: {{ kind: threshold, inputs: [gray] }}
-sinks:
-  pages: {{ kind: disk, inputs: [lineart], filename: \"{{number:02}}.png\" }}
-  book: {{ kind: pdf, inputs: [lineart], path: book.pdf }}
-{sinks}",
+{rest}",
             prompts = prompts_file.display()
         ),
     )
     .unwrap();
     file
+}
+
+/// [`pipeline`] with more sinks.
+fn pipeline_with_sinks(dir: &Path, base: &str, prompts: &[&str], more: &str, sinks: &str) -> PathBuf {
+    let rest = format!(
+        "  gray: {{ kind: grayscale, inputs: [generate] }}
+  lineart: {{ kind: threshold, inputs: [gray] }}
+sinks:
+  pages: {{ kind: disk, inputs: [lineart], filename: \"{{number:02}}.png\" }}
+  book: {{ kind: pdf, inputs: [lineart], path: book.pdf }}
+{sinks}"
+    );
+    fal_pipeline(dir, base, prompts, more, &rest)
 }
 
 /// What the batch looks like after one run.
@@ -309,29 +312,16 @@ async fn a_sink_reading_fals_images_directly_gets_them_decoded() {
 
 /// A pipeline that judges every print page with `lineart-check` (`check`: its options).
 fn judged_pipeline(dir: &Path, base: &str, prompts: &[&str], check: &str) -> PathBuf {
-    let prompts_file = write_prompts(dir, prompts);
-    let file = dir.join("pipeline.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "version: 1
-sources:
-  prompts: {{ kind: prompts, path: {prompts} }}
-stages:
-  generate: {{ kind: fal, inputs: [prompts], base_url: \"{base}\", image_size: square, poll_interval_ms: 20,
-              base_delay_ms: 10, max_attempts: 3, deadline: 3s }}
-  gray: {{ kind: grayscale, inputs: [generate] }}
+    let rest = format!(
+        "  gray: {{ kind: grayscale, inputs: [generate] }}
   print: {{ kind: upscale, inputs: [gray], width: 2550, height: 3300, fit: contain, dpi: 300 }}
   quality: {{ kind: lineart-check, inputs: [print], {check} }}
   lineart: {{ kind: threshold, inputs: [quality] }}
 sinks:
   pages: {{ kind: disk, inputs: [lineart], filename: \"{{number:02}}.png\" }}
-",
-            prompts = prompts_file.display()
-        ),
-    )
-    .unwrap();
-    file
+"
+    );
+    fal_pipeline(dir, base, prompts, "", &rest)
 }
 
 fn read_json(path: &Path) -> serde_json::Value {

@@ -187,7 +187,7 @@ impl Batch {
             .iter()
             .filter_map(|c| if let Component::Sink(s) = c { Some(s.clone()) } else { None })
             .collect();
-        let policy = self.candidate_policy();
+        let policy = candidate_policy(&self.components);
         let mut to_run = Vec::new();
         for mut item in self.items() {
             if let (Decision::Run, _) = decide(observer, &sinks, policy, &mut item)? {
@@ -195,11 +195,6 @@ impl Batch {
             }
         }
         Ok(to_run)
-    }
-
-    /// How many candidates of a page the judging stage wants, if the pipeline has one.
-    pub fn candidate_policy(&self) -> Option<CandidatePolicy> {
-        candidate_policy(&self.components)
     }
 
     /// The checked pipeline.
@@ -262,6 +257,7 @@ impl Batch {
     }
 }
 
+/// How many candidates of a page the judging stage wants, if the pipeline has one.
 fn candidate_policy(components: &[Component]) -> Option<CandidatePolicy> {
     components.iter().find_map(|c| match c {
         Component::Cpu(stage) => stage.candidate_policy(),
@@ -441,6 +437,7 @@ impl Round<'_> {
     }
 }
 
+/// The CPU work of a fused unit, in order: a source's load, then each stage's process.
 fn fused_chain(unit: &[usize], components: &[Component]) -> Arc<[Arc<dyn CpuStage>]> {
     unit.iter()
         .filter_map(|&member| match &components[member] {
