@@ -633,7 +633,7 @@ async fn the_cover_is_sized_from_the_finished_interior_and_shows_the_chosen_page
         }
     }
     assert!(
-        !cover.is_complete(&listed[0]) && cover.is_complete(&listed[1]),
+        !cover.is_complete(&listed[0], None) && cover.is_complete(&listed[1], None),
         "only page 2 matters to the cover"
     );
     for (n, listed) in listed.iter().enumerate() {
@@ -641,7 +641,7 @@ async fn the_cover_is_sized_from_the_finished_interior_and_shows_the_chosen_page
         write(&interior, listed, ready(page.clone())).await;
         write(&cover, listed, ready(page)).await;
     }
-    assert!(cover.is_complete(&listed[0]), "the art page is kept for a resumed run");
+    assert!(cover.is_complete(&listed[0], None), "the art page is kept for a resumed run");
     finish(&interior).await;
     finish(&cover).await;
 

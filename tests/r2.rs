@@ -389,3 +389,106 @@ fn credentials_are_required_except_in_a_dry_run() {
     assert!(err.contains("publish") && err.contains("R2_ACCESS_KEY_ID"), "{err}");
     assert!(kind.build(&options, &ctx(true)).is_ok());
 }
+
+/// Runs the real binary on `pipeline` with the test server's credentials.
+async fn run_inkflow(pipeline: &Path, out: &Path) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_inkflow"))
+        .args(["run", pipeline.to_str().unwrap(), "--output", out.to_str().unwrap()])
+        .env("R2_ACCESS_KEY_ID", KEY_ID)
+        .env("R2_SECRET_ACCESS_KEY", SECRET)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .output()
+        .await
+        .unwrap()
+}
+
+/// Writes a prompts file of `descriptions` (the `edited` one with another prompt) and an offline
+/// pipeline that keeps pages on disk and uploads them with their metadata.
+fn offline_upload_pipeline(
+    dir: &Path,
+    server: &Server,
+    descriptions: &[&str],
+    edited: Option<&str>,
+) -> PathBuf {
+    let prompts: Vec<Value> = descriptions
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let drawing = if Some(*d) == edited { "a tall lighthouse" } else { "a round mandala" };
+            json!({ "section": "s", "image_number": i + 1, "description": d, "image_prompt": format!("{drawing} for {d}") })
+        })
+        .collect();
+    std::fs::write(dir.join("prompts.json"), json!({ "prompts": prompts }).to_string()).unwrap();
+    let file = dir.join("upload.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "version: 1
+sources:
+  prompts: {{ kind: prompts, path: {prompts} }}
+stages:
+  draw: {{ kind: pattern, inputs: [prompts], size: {{ width: 64, height: 80 }} }}
+  gray: {{ kind: grayscale, inputs: [draw] }}
+  lineart: {{ kind: threshold, inputs: [gray] }}
+sinks:
+  pages: {{ kind: disk, inputs: [lineart] }}
+  publish: {{ kind: s3, inputs: [lineart], endpoint: \"{endpoint}\", bucket: {BUCKET}, prefix: book }}
+",
+            prompts = dir.join("prompts.json").display(),
+            endpoint = server.endpoint,
+        ),
+    )
+    .unwrap();
+    file
+}
+
+#[tokio::test]
+async fn a_resume_with_nothing_to_do_asks_the_store_nothing_and_uploads_nothing() {
+    let server = Server::start(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let names = ["owl", "fox", "bee", "ant"];
+    let pipeline = offline_upload_pipeline(dir.path(), &server, &names, None);
+
+    let first = run_inkflow(&pipeline, &out).await;
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert_eq!(server.object_puts(), 8, "a page and its metadata per item");
+
+    // The journal holds each item's receipt: the objects and the hashes the server stores.
+    let journal = rusqlite::Connection::open(out.join("journal.sqlite")).unwrap();
+    let stored: Vec<(String, String, i64)> = journal
+        .prepare("SELECT object, sha256, bytes FROM stored WHERE sink = 'publish' ORDER BY key, position")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(stored.len(), 8, "{stored:?}");
+    for (object, sha256, bytes) in &stored {
+        let held = std::fs::read(server.object_file(object)).unwrap();
+        assert_eq!((sha256_hex(&held), held.len() as i64), (sha256.clone(), *bytes), "{object}");
+    }
+    drop(journal);
+
+    // Nothing to do: no item is processed again, and the store sees only the listing the sink
+    // makes before anything runs (no HEAD, no PUT).
+    server.requests.lock().unwrap().clear();
+    let second = run_inkflow(&pipeline, &out).await;
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(out.join("batch_metadata.json")).unwrap()).unwrap();
+    assert_eq!(summary["skipped"], 4, "{summary:#}");
+    let requests = server.requests.lock().unwrap().clone();
+    assert!(requests.iter().all(|r| r.starts_with("GET ") && r.contains("list-type=2")), "{requests:?}");
+
+    // An edited prompt runs that item alone again: its page and metadata go up, nothing else.
+    let pipeline = offline_upload_pipeline(dir.path(), &server, &names, Some("bee"));
+    server.requests.lock().unwrap().clear();
+    let third = run_inkflow(&pipeline, &out).await;
+    assert!(third.status.success(), "{}", String::from_utf8_lossy(&third.stderr));
+    let puts: Vec<String> =
+        server.requests.lock().unwrap().iter().filter(|r| r.starts_with("PUT ")).cloned().collect();
+    assert_eq!(puts.len(), 2, "{puts:?}");
+    assert!(puts.iter().all(|r| r.contains("s_003_bee")), "{puts:?}");
+}

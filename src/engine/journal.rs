@@ -21,7 +21,7 @@ use super::item::{Failure, Item, Judgement, Placement, REVISION_FACT};
 use super::pipeline::Pipeline;
 use super::run_context::{RESUME_FACT, Settlement, SubmissionLog};
 use super::runtime::{ItemObserver, ItemOutcome, Preparation};
-use super::stage::Role;
+use super::stage::{Receipt, Role, StoredObject};
 use super::summary::Summary;
 
 /// The journal's file name inside the output directory.
@@ -30,8 +30,9 @@ pub const JOURNAL_FILE: &str = "journal.sqlite";
 const APPLICATION_ID: i32 = 0x494E_4B46;
 /// The schema this build writes; an older build refuses a newer journal. Version 2 keeps
 /// every submission of an item (a re-submission no longer replaces the money of the first)
-/// and how each one ended; version 3 keeps every candidate of a page and the user's picks.
-const SCHEMA_VERSION: i32 = 3;
+/// and how each one ended; version 3 keeps every candidate of a page and the user's picks;
+/// version 4 keeps what each sink stored per item.
+const SCHEMA_VERSION: i32 = 4;
 
 /// How a resumed run treats earlier outcomes.
 #[derive(Clone, Copy, Debug, Default)]
@@ -485,6 +486,51 @@ impl ItemObserver for Journal {
         self.log_failure("candidate done", result);
     }
 
+    fn stored(&self, item: &Item, sink: &str, receipt: &Receipt) {
+        let fingerprint = self.item_fingerprint(item);
+        let result = (|| {
+            let mut conn = self.lock();
+            let tx = conn.transaction()?;
+            tx.execute("DELETE FROM stored WHERE sink = ?1 AND key = ?2", params![sink, item.key])?;
+            for (position, object) in receipt.objects.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO stored (sink, key, fingerprint, position, object, sha256, bytes)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![
+                        sink,
+                        item.key,
+                        fingerprint,
+                        position as i64,
+                        object.name,
+                        object.sha256,
+                        object.bytes as i64
+                    ],
+                )?;
+            }
+            tx.commit()
+        })()
+        .with_context(|| format!("cannot write to the journal {}", self.path.display()));
+        self.log_failure("stored", result);
+    }
+
+    fn receipt(&self, item: &Item, sink: &str) -> anyhow::Result<Option<Receipt>> {
+        let fingerprint = self.item_fingerprint(item);
+        let conn = self.lock();
+        // A dry run reads an older journal as it is, without the table: no receipts yet.
+        let Ok(mut stmt) = conn.prepare(
+            "SELECT object, sha256, bytes FROM stored WHERE sink = ?1 AND key = ?2 AND fingerprint = ?3
+             ORDER BY position",
+        ) else {
+            return Ok(None);
+        };
+        let objects = stmt
+            .query_map(params![sink, item.key, fingerprint], |r| {
+                Ok(StoredObject { name: r.get(0)?, sha256: r.get(1)?, bytes: r.get::<_, i64>(2)? as u64 })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((!objects.is_empty()).then_some(Receipt { objects }))
+    }
+
     fn batch_finished(&self, summary: &Summary) {
         let result = match summary.stop_reason.as_deref().filter(|_| summary.interrupted) {
             Some(reason) => self.execute(
@@ -551,6 +597,7 @@ fn open_checked(path: &Path, create: bool) -> anyhow::Result<Connection> {
              {SUBMISSIONS_TABLE};
              {BATCH_TABLE};
              {CANDIDATES_TABLES};
+             {STORED_TABLE};
              COMMIT;"
         ))
         .with_context(|| format!("cannot create the journal {}", path.display()))?;
@@ -582,8 +629,15 @@ const CANDIDATES_TABLES: &str = "CREATE TABLE candidates (
     PRIMARY KEY (key, fingerprint, number));
     CREATE TABLE picks (key TEXT PRIMARY KEY, number INTEGER NOT NULL)";
 
+/// What each sink stored for an item's page ([`Receipt`]), under the item's fingerprint: a
+/// receipt of an older version of the item is not its.
+const STORED_TABLE: &str = "CREATE TABLE stored (
+    sink TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL, position INTEGER NOT NULL,
+    object TEXT NOT NULL, sha256 TEXT NOT NULL, bytes INTEGER NOT NULL,
+    PRIMARY KEY (sink, key, position))";
+
 /// Brings an older journal to this schema. Schema 1 kept one submission per item and stage;
-/// its rows move over as they are. Schema 2 had no candidates.
+/// its rows move over as they are. Schema 2 had no candidates, schema 3 no receipts.
 fn upgrade(conn: &Connection, version: i32) -> rusqlite::Result<()> {
     let from_v1 = format!(
         "ALTER TABLE submissions RENAME TO submissions_v1;
@@ -594,10 +648,12 @@ fn upgrade(conn: &Connection, version: i32) -> rusqlite::Result<()> {
          {BATCH_TABLE};"
     );
     let steps = if version < 2 { from_v1.as_str() } else { "" };
+    let candidates = if version < 3 { CANDIDATES_TABLES } else { "" };
     conn.execute_batch(&format!(
         "BEGIN;
          {steps}
-         {CANDIDATES_TABLES};
+         {candidates};
+         {STORED_TABLE};
          PRAGMA user_version = {SCHEMA_VERSION};
          COMMIT;"
     ))

@@ -26,7 +26,7 @@ use super::item::{Envelope, Failure, Item, Judgement, Placement, State};
 use super::media::Payload;
 use super::pipeline::Pipeline;
 use super::run_context::RunContext;
-use super::stage::{BuildContext, Component, CpuStage, Listing, Registry, Sink, StageError};
+use super::stage::{BuildContext, Component, CpuStage, Listing, Receipt, Registry, Sink, StageError};
 use super::summary::{ComponentCounts, FailedItem, Summary};
 
 /// Live counts of one component, read by the progress display.
@@ -71,6 +71,12 @@ pub trait ItemObserver: Send + Sync {
     /// Called when a candidate of a page ended: judged (or not) and placed, or failed
     /// (`SetAside` without a judgement).
     fn candidate_done(&self, _item: &Item, _judgement: Option<&Judgement>, _placement: Placement) {}
+    /// Called when `sink` wrote an item's page and said what it stored.
+    fn stored(&self, _item: &Item, _sink: &str, _receipt: &Receipt) {}
+    /// What `sink` last said it stored for the item as it is now, for its `is_complete`.
+    fn receipt(&self, _item: &Item, _sink: &str) -> anyhow::Result<Option<Receipt>> {
+        Ok(None)
+    }
     /// Called once at the end of a run with its summary (why it stopped early, if it did).
     fn batch_finished(&self, _summary: &Summary) {}
 }
@@ -182,11 +188,7 @@ impl Batch {
     /// The items a run would take up now, as the journal (`observer`, opened read-only) and
     /// the sinks' outputs say, in order: what `--dry-run` counts and prices.
     pub fn items_to_run(&self, observer: Option<&dyn ItemObserver>) -> anyhow::Result<Vec<Item>> {
-        let sinks: Vec<Arc<dyn Sink>> = self
-            .components
-            .iter()
-            .filter_map(|c| if let Component::Sink(s) = c { Some(s.clone()) } else { None })
-            .collect();
+        let sinks = named_sinks(&self.pipeline, &self.components);
         let policy = candidate_policy(&self.components);
         let mut to_run = Vec::new();
         for mut item in self.items() {
@@ -274,14 +276,9 @@ async fn finish(
     shared: &Shared,
     mut summary: Summary,
 ) -> Summary {
-    let mut sinks: Vec<(&str, &Arc<dyn Sink>)> = pipeline
-        .components
-        .iter()
-        .zip(components)
-        .filter_map(|(spec, c)| if let Component::Sink(s) = c { Some((spec.id.as_str(), s)) } else { None })
-        .collect();
-    sinks.sort_by_key(|(_, sink)| sink.finish_rank());
-    for (id, sink) in sinks {
+    let mut sinks = named_sinks(pipeline, components);
+    sinks.sort_by_key(|named| named.sink.finish_rank());
+    for NamedSink { id, sink } in sinks {
         match sink.finish(&summary).await {
             Ok(()) => summary.sink_notes.extend(sink.note().map(|note| format!("sink \"{id}\": {note}"))),
             Err(e) => {
@@ -295,6 +292,26 @@ async fn finish(
         observer.batch_finished(&summary);
     }
     summary
+}
+
+/// A sink with its id, which keys its receipts in the journal.
+#[derive(Clone)]
+struct NamedSink {
+    id: String,
+    sink: Arc<dyn Sink>,
+}
+
+/// The pipeline's sinks in pipeline order.
+fn named_sinks(pipeline: &Pipeline, components: &[Component]) -> Vec<NamedSink> {
+    pipeline
+        .components
+        .iter()
+        .zip(components)
+        .filter_map(|(spec, c)| match c {
+            Component::Sink(sink) => Some(NamedSink { id: spec.id.clone(), sink: sink.clone() }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// How a pipeline's components run: which are fused into one task, and the CPU pool's ranks.
@@ -359,10 +376,7 @@ impl Round<'_> {
             receivers.push(slots);
         }
 
-        let sinks: Vec<Arc<dyn Sink>> = components
-            .iter()
-            .filter_map(|c| if let Component::Sink(s) = c { Some(s.clone()) } else { None })
-            .collect();
+        let sinks = named_sinks(pipeline, components);
         let mut items_by_source = items.iter().cloned();
         let mut next_listing = || SourceItems {
             listed: items_by_source.next().unwrap_or_default(),
@@ -655,7 +669,7 @@ impl Shared {
     }
 
     /// [`decide`] for this run, keeping the item's candidate history.
-    fn decide(&self, sinks: &[Arc<dyn Sink>], item: &mut Item) -> anyhow::Result<Decision> {
+    fn decide(&self, sinks: &[NamedSink], item: &mut Item) -> anyhow::Result<Decision> {
         let (decision, history) = decide(self.observer.as_deref(), sinks, self.policy, item)?;
         if self.policy.is_some() {
             lock(&self.candidates).histories.insert(item.key.clone(), history);
@@ -812,7 +826,7 @@ struct SourceItems {
     /// A later round: only these items, each as its next candidate.
     again: Option<Arc<HashSet<String>>>,
     /// The sinks, which say whether an item's outputs are complete.
-    sinks: Vec<Arc<dyn Sink>>,
+    sinks: Vec<NamedSink>,
 }
 
 /// Lists a source's items in order, skipping those already complete. With `load`, loads each
@@ -899,7 +913,7 @@ enum Decision {
 /// picked one that is not the page yet.
 fn decide(
     observer: Option<&dyn ItemObserver>,
-    sinks: &[Arc<dyn Sink>],
+    sinks: &[NamedSink],
     policy: Option<CandidatePolicy>,
     item: &mut Item,
 ) -> anyhow::Result<(Decision, History)> {
@@ -910,7 +924,7 @@ fn decide(
     let mut decision = match prepared {
         Preparation::Keep(outcome) => Decision::Keep(outcome),
         Preparation::Run => Decision::Run,
-        Preparation::SkipIfComplete if !sinks.is_empty() && sinks.iter().all(|s| s.is_complete(item)) => {
+        Preparation::SkipIfComplete if !sinks.is_empty() && all_complete(observer, sinks, item)? => {
             Decision::Done
         }
         Preparation::SkipIfComplete => Decision::Run,
@@ -928,6 +942,24 @@ fn decide(
     item.trial.number = history.next();
     item.trial.per_request = policy.best_of.max(1);
     Ok((decision, history))
+}
+
+/// Whether every sink has the item's outputs, each told what the journal says it stored.
+fn all_complete(
+    observer: Option<&dyn ItemObserver>,
+    sinks: &[NamedSink],
+    item: &Item,
+) -> anyhow::Result<bool> {
+    for NamedSink { id, sink } in sinks {
+        let recorded = match observer {
+            Some(observer) => observer.receipt(item, id)?,
+            None => None,
+        };
+        if !sink.is_complete(item, recorded.as_ref()) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Counts an item's run through `members` and gives its state: every member before `reached`
@@ -1185,9 +1217,13 @@ async fn run_sink(task_info: TaskInfo, sink: Arc<dyn Sink>, inputs: Vec<mpsc::Re
                     State::Ready(_) => None,
                 });
                 item.trial.placement = shared.placement(&item, upstream.is_none());
-                let written = match item.trial.placement {
-                    Placement::Page => sink.write(&item, states),
-                    Placement::SetAside => sink.write_aside(&item, states),
+                let written = async {
+                    match item.trial.placement {
+                        Placement::Page => sink.write(&item, states).await,
+                        Placement::SetAside => {
+                            sink.write_aside(&item, states).await.map(|()| Receipt::default())
+                        }
+                    }
                 };
                 let result = AssertUnwindSafe(written).catch_unwind().await;
                 (item, upstream, result.unwrap_or_else(|p| Err(StageError::failed(cpu::panic_message(p)))))
@@ -1207,13 +1243,14 @@ async fn run_sink(task_info: TaskInfo, sink: Arc<dyn Sink>, inputs: Vec<mpsc::Re
                             State::Ready(_) => ItemOutcome::Written,
                         }
                     }
-                    (Ok(()), Some(outcome)) => {
+                    (Ok(receipt), upstream) => {
                         counters.done.fetch_add(1, Ordering::Relaxed);
-                        outcome
-                    }
-                    (Ok(()), None) => {
-                        counters.done.fetch_add(1, Ordering::Relaxed);
-                        ItemOutcome::Written
+                        if let Some(observer) =
+                            shared.observer.as_ref().filter(|_| !receipt.objects.is_empty())
+                        {
+                            observer.stored(&item, id, &receipt);
+                        }
+                        upstream.unwrap_or(ItemOutcome::Written)
                     }
                 };
                 shared.record(&item, outcome);

@@ -328,12 +328,34 @@ pub trait IoStage: Send + Sync {
     async fn cancel_pending(&self) {}
 }
 
+/// What a sink stored for one item, each object with its content hash. The engine keeps it in
+/// the journal under the item's fingerprint, so a sink whose outputs are remote (a bucket) can
+/// tell a resume the item is complete without asking the store object by object.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Receipt {
+    /// The objects, in the order they were stored.
+    pub objects: Vec<StoredObject>,
+}
+
+/// One stored object of a [`Receipt`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredObject {
+    /// Where it is, as the sink names it (an object key).
+    pub name: String,
+    /// SHA-256 of its bytes, in hex.
+    pub sha256: String,
+    /// Its size.
+    pub bytes: u64,
+}
+
 /// A sink writes each item out. It sees every item once, whatever its fate, so it can record
 /// failures; `states` holds one state per input, in the order of the sink's `inputs`.
 #[async_trait]
 pub trait Sink: Send + Sync {
     /// True when this item's outputs already exist and are complete, so a re-run can skip it.
-    fn is_complete(&self, _item: &Item) -> bool {
+    /// `recorded` is the receipt of this sink's last write of the item as it is now (same
+    /// fingerprint), if the journal has one.
+    fn is_complete(&self, _item: &Item, _recorded: Option<&Receipt>) -> bool {
         false
     }
 
@@ -345,8 +367,9 @@ pub trait Sink: Send + Sync {
 
     /// Writes one item. The sink owns its states, so it can drop each image once encoded.
     /// CPU work (encoding) belongs on the pool ([`super::cpu::run`]), waiting on a network on
-    /// tokio.
-    async fn write(&self, item: &Item, states: Vec<State>) -> Result<(), StageError>;
+    /// tokio. A sink whose `is_complete` reads receipts returns what it stored; others return
+    /// an empty one.
+    async fn write(&self, item: &Item, states: Vec<State>) -> Result<Receipt, StageError>;
 
     /// Keeps a candidate that is not the page ([`super::item::Placement::SetAside`]: a
     /// rejected re-roll, a best-of-N runner-up). A sink that keeps files keeps it aside; one

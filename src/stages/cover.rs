@@ -18,7 +18,7 @@ use crate::engine::item::{Item, State};
 use crate::engine::media::Media;
 use crate::engine::output_path::{CACHE_DIR, Claim, OutputPath};
 use crate::engine::stage::{
-    BuildContext, Component, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, Sink, StageError,
+    BuildContext, Component, KindInfo, OptionDoc, OptionsError, OutputMedia, Receipt, Role, Sink, StageError,
     TypedKind, parse_options,
 };
 use crate::engine::summary::Summary;
@@ -192,7 +192,7 @@ impl CoverSink {
 #[async_trait]
 impl Sink for CoverSink {
     /// Only the art page matters to the cover; every other item is done as far as it is concerned.
-    fn is_complete(&self, item: &Item) -> bool {
+    fn is_complete(&self, item: &Item, _recorded: Option<&Receipt>) -> bool {
         let art_key = self.lock().ok().and_then(|s| s.art_key.clone());
         art_key.is_none_or(|key| key != item.key || self.settings.store.has(&key))
     }
@@ -212,9 +212,9 @@ impl Sink for CoverSink {
         Ok(())
     }
 
-    async fn write(&self, item: &Item, states: Vec<State>) -> Result<(), StageError> {
+    async fn write(&self, item: &Item, states: Vec<State>) -> Result<Receipt, StageError> {
         if self.lock().map_err(StageError::failed)?.art_key.as_deref() != Some(item.key.as_str()) {
-            return Ok(());
+            return Ok(Receipt::default());
         }
         let raster = match arrival(&states)? {
             Arrival::Image(raster) => raster,
@@ -223,7 +223,7 @@ impl Sink for CoverSink {
                     "cover: the front art page {} is missing ({reason}): the front has no art",
                     item.key
                 );
-                return Ok(());
+                return Ok(Receipt::default());
             }
         };
         let stream = cpu::run(move || ImageStream::encode(&raster))
@@ -232,7 +232,7 @@ impl Sink for CoverSink {
             .map_err(StageError::failed)?;
         self.settings.store.save(&item.key, &stream).map_err(StageError::failed)?;
         self.lock().map_err(StageError::failed)?.art = Some(stream);
-        Ok(())
+        Ok(Receipt::default())
     }
 
     async fn finish(&self, summary: &Summary) -> anyhow::Result<()> {

@@ -24,7 +24,7 @@ use crate::engine::media::{Media, Payload};
 use crate::engine::options::{documented, parse_declared};
 use crate::engine::output_path::{Claim, OutputPath};
 use crate::engine::stage::{
-    BuildContext, Component, KindInfo, OptionsError, OutputMedia, Role, Sink, StageError, TypedKind,
+    BuildContext, Component, KindInfo, OptionsError, OutputMedia, Receipt, Role, Sink, StageError, TypedKind,
 };
 use crate::engine::summary::Summary;
 use crate::imaging::png::{PngCompression, encode_png};
@@ -328,7 +328,7 @@ fn encode(payload: &Payload, compression: PngCompression) -> Result<(Cow<'_, [u8
 
 #[async_trait]
 impl Sink for DiskSink {
-    fn is_complete(&self, item: &Item) -> bool {
+    fn is_complete(&self, item: &Item, _recorded: Option<&Receipt>) -> bool {
         let Ok(names) = self.names(item) else { return false };
         let Ok(text) = std::fs::read(self.dir.join(&names.metadata)) else { return false };
         let Ok(meta) = serde_json::from_slice::<Value>(&text) else { return false };
@@ -347,7 +347,7 @@ impl Sink for DiskSink {
         Ok(())
     }
 
-    async fn write(&self, item: &Item, states: Vec<State>) -> Result<(), StageError> {
+    async fn write(&self, item: &Item, states: Vec<State>) -> Result<Receipt, StageError> {
         if states.len() != self.inputs.len() {
             return Err(
                 self.fail(item, format!("expected {} inputs, got {}", self.inputs.len(), states.len()))
@@ -396,7 +396,7 @@ impl Sink for DiskSink {
             write_atomic(&dir.join(&names.metadata), &text)
                 .map_err(|e| format!("writing {}: {e}", names.metadata))
         };
-        cpu::run(job).await.and_then(|r| r).map_err(|e| self.fail(item, e))
+        cpu::run(job).await.and_then(|r| r).map(|()| Receipt::default()).map_err(|e| self.fail(item, e))
     }
 
     async fn write_aside(&self, item: &Item, states: Vec<State>) -> Result<(), StageError> {
@@ -512,7 +512,7 @@ mod tests {
         let sink = sink(tmp.path());
         let item = item("happy cat");
         let page = page();
-        assert!(!sink.is_complete(&item));
+        assert!(!sink.is_complete(&item, None));
         let states =
             [State::Ready(Payload::Image(page.clone())), State::Ready(Payload::Encoded(thumb(&page)))];
         sink.write(&item, states.to_vec()).await.unwrap();
@@ -562,7 +562,7 @@ mod tests {
             meta["outputs"],
             json!({"lineart": "animals_007_happy_cat.png", "thumb": "thumb/animals_007_happy_cat.jpg"})
         );
-        assert!(sink.is_complete(&item));
+        assert!(sink.is_complete(&item, None));
     }
 
     #[tokio::test]
@@ -580,7 +580,7 @@ mod tests {
         let message = meta["error_message"].as_str().unwrap();
         assert!(message.contains("draw") && message.contains("model timed out"), "{message}");
         assert_eq!(meta["output_filename"], Value::Null);
-        assert!(!sink.is_complete(&item));
+        assert!(!sink.is_complete(&item, None));
 
         let filtered = State::Filtered { stage: "safety".into(), reason: "nsfw".into() };
         sink.write(&item, vec![filtered.clone(), filtered]).await.unwrap();
@@ -597,18 +597,18 @@ mod tests {
         let states =
             [State::Ready(Payload::Image(page.clone())), State::Ready(Payload::Encoded(thumb(&page)))];
         sink.write(&item, states.to_vec()).await.unwrap();
-        assert!(sink.is_complete(&item));
+        assert!(sink.is_complete(&item, None));
         std::fs::remove_file(tmp.path().join("pages/thumb/animals_007_cat.jpg")).unwrap();
-        assert!(!sink.is_complete(&item), "a missing thumbnail must make the item incomplete");
+        assert!(!sink.is_complete(&item, None), "a missing thumbnail must make the item incomplete");
         // An interrupted write leaves the outputs but no metadata: not complete either.
         sink.write(&item, states.to_vec()).await.unwrap();
         std::fs::remove_file(tmp.path().join("pages/metadata/animals_007_cat.json")).unwrap();
-        assert!(!sink.is_complete(&item));
+        assert!(!sink.is_complete(&item, None));
         // A sink with another input list does not trust these outputs.
         let one_input =
             build_sink(&Disk, json!({"dir": "pages"}), &context("pages", &["lineart"], tmp.path()));
         sink.write(&item, states.to_vec()).await.unwrap();
-        assert!(sink.is_complete(&item) && !one_input.is_complete(&item));
+        assert!(sink.is_complete(&item, None) && !one_input.is_complete(&item, None));
     }
 
     #[tokio::test]
@@ -646,7 +646,7 @@ mod tests {
         for hostile in ["../../escape", "..", "/etc/passwd", "a/../../b", "CON", "x\0y"] {
             let item = item(hostile);
             sink.write(&item, vec![State::Ready(Payload::Image(raster.clone()))]).await.unwrap();
-            assert!(sink.is_complete(&item), "{hostile:?}");
+            assert!(sink.is_complete(&item, None), "{hostile:?}");
         }
         let outside: Vec<_> =
             std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();

@@ -42,7 +42,8 @@ use crate::engine::media::{Media, Payload, Pixels, Raster};
 use crate::engine::options::{documented, parse_declared};
 use crate::engine::output_path::OutputPath;
 use crate::engine::stage::{
-    BuildContext, Component, Kind, KindInfo, OptionsError, OutputMedia, Role, Sink, StageError,
+    BuildContext, Component, Kind, KindInfo, OptionsError, OutputMedia, Receipt, Role, Sink, StageError,
+    StoredObject,
 };
 use crate::engine::summary::Summary;
 use crate::stages::naming::{NameTemplate, UniqueNames, strip_extension};
@@ -812,6 +813,14 @@ impl PartReader {
 
 #[async_trait]
 impl Sink for R2Sink {
+    /// Complete when the journal holds this sink's receipt for the item as it is now, and the
+    /// receipt's page is under the name the item has now: no request to the store at all.
+    fn is_complete(&self, item: &Item, recorded: Option<&Receipt>) -> bool {
+        let Some(page) = recorded.and_then(|receipt| receipt.objects.first()) else { return false };
+        let Ok(name) = self.names.render(item) else { return false };
+        self.object_key(strip_extension(&name)).is_ok_and(|stem| strip_extension(&page.name) == stem.as_ref())
+    }
+
     /// Lists one page of the prefix before anything is generated, so a missing bucket, refused
     /// credentials or an unreachable endpoint stop the batch before money is spent. (A HEAD
     /// cannot tell a missing bucket from a missing key: its 404 has no body.)
@@ -827,12 +836,18 @@ impl Sink for R2Sink {
         }
     }
 
-    async fn write(&self, item: &Item, states: Vec<State>) -> Result<(), StageError> {
+    async fn write(&self, item: &Item, states: Vec<State>) -> Result<Receipt, StageError> {
         // Metadata comes last, so its presence means the item's images are all stored.
+        let mut receipt = Receipt::default();
         for object in self.prepare(item, &states).await? {
             self.upload(&object).await.map_err(|e| self.explain(&e, &format!("upload {}", object.key)))?;
+            receipt.objects.push(StoredObject {
+                name: object.key.to_string(),
+                sha256: object.sha256,
+                bytes: object.len,
+            });
         }
-        Ok(())
+        Ok(receipt)
     }
 
     /// Last: `upload_files` may name what the other sinks write as they finish (the book,

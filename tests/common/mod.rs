@@ -16,7 +16,7 @@ use inkflow::engine::media::{Media, Payload, Pixels, Raster};
 use inkflow::engine::run_context::RunContext;
 use inkflow::engine::stage::{
     BuildContext, Component, CpuStage, IoStage, Kind, KindInfo, Listing, OptionDoc, OptionsError,
-    OutputMedia, Registry, Role, Sink, Source, StageError, parse_options,
+    OutputMedia, Receipt, Registry, Role, Sink, Source, StageError, parse_options,
 };
 use inkflow::engine::summary::Summary;
 use serde::Deserialize;
@@ -262,11 +262,11 @@ impl Kind for RecordKind {
 }
 #[async_trait]
 impl Sink for Record {
-    fn is_complete(&self, item: &Item) -> bool {
+    fn is_complete(&self, item: &Item, _recorded: Option<&Receipt>) -> bool {
         self.1.seen.lock().unwrap().iter().any(|(key, fate)| key == &item.key && !fate.contains("failed"))
     }
 
-    async fn write(&self, item: &Item, states: Vec<State>) -> Result<(), StageError> {
+    async fn write(&self, item: &Item, states: Vec<State>) -> Result<Receipt, StageError> {
         let in_flight =
             self.1.made.load(Ordering::SeqCst).saturating_sub(self.1.written.load(Ordering::SeqCst));
         self.1.max_in_flight.fetch_max(in_flight, Ordering::SeqCst);
@@ -293,7 +293,7 @@ impl Sink for Record {
             }
         }
         self.1.written.fetch_add(1, Ordering::SeqCst);
-        Ok(())
+        Ok(Receipt::default())
     }
     async fn finish(&self, _: &Summary) -> anyhow::Result<()> {
         Ok(())

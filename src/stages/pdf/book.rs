@@ -17,7 +17,7 @@ use crate::print::preflight::{Target, check_interior};
 use crate::engine::cpu;
 use crate::engine::item::{Item, State};
 use crate::engine::media::{Payload, Raster};
-use crate::engine::stage::{Sink, StageError};
+use crate::engine::stage::{Receipt, Sink, StageError};
 use crate::engine::summary::Summary;
 use crate::stages::lineart_check::Verdict;
 
@@ -158,7 +158,7 @@ pub(super) fn lock_book(book: &Mutex<Book>) -> Result<MutexGuard<'_, Book>, Stri
 
 #[async_trait]
 impl Sink for BookSink {
-    fn is_complete(&self, item: &Item) -> bool {
+    fn is_complete(&self, item: &Item, _recorded: Option<&Receipt>) -> bool {
         self.settings.pages.has(&item.key)
     }
 
@@ -169,7 +169,7 @@ impl Sink for BookSink {
         Ok(())
     }
 
-    async fn write(&self, item: &Item, states: Vec<State>) -> Result<(), StageError> {
+    async fn write(&self, item: &Item, states: Vec<State>) -> Result<Receipt, StageError> {
         let info = PageInfo::of(item);
         if Verdict::of(item) == Some(Verdict::Reject) && self.settings.rejected != OnRejected::Include {
             let content = match self.settings.rejected {
@@ -177,13 +177,13 @@ impl Sink for BookSink {
                 _ => PageContent::Rejected { reason: rejection(item) },
             };
             self.lock().map_err(StageError::failed)?.record(info, content);
-            return Ok(());
+            return Ok(Receipt::default());
         }
         let raster = match arrival(&states)? {
             Arrival::Image(raster) => raster,
             Arrival::Missing(reason) => {
                 self.lock().map_err(StageError::failed)?.record(info, PageContent::Missing { reason });
-                return Ok(());
+                return Ok(Receipt::default());
             }
         };
         let encoded = cpu::run(move || ImageStream::encode(&raster)).await.and_then(|r| r);
@@ -205,7 +205,8 @@ impl Sink for BookSink {
         })
         .await
         .map_err(|e| StageError::failed(format!("the pdf writer task failed: {e}")))?
-        .map_err(StageError::failed)
+        .map_err(StageError::failed)?;
+        Ok(Receipt::default())
     }
 
     fn note(&self) -> Option<String> {
