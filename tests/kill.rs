@@ -1,7 +1,7 @@
 //! Kill safety with paid generation: the real binary, generating through an emulated fal.ai,
 //! is SIGKILLed while requests are being polled or images downloaded, then resumed. Every
 //! prompt must be paid for exactly once, and the book must come out complete and identical to
-//! an uninterrupted run.
+//! an uninterrupted run. Ctrl-C (SIGINT) while fal is generating collects what is paid for.
 
 mod common;
 
@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::fal_emulator::{FalEmulator, Latency};
-use tokio::process::Command;
+use common::fal_emulator::{FalEmulator, HELD_RUNNING, Latency};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
 
 const ITEMS: u32 = 10;
 
@@ -31,8 +32,13 @@ fn run_batch(pipeline: &Path, out: &Path) -> Command {
 
 /// A pipeline generating through the emulator; returns its path.
 fn pipeline(dir: &Path, fal_base: &str, name: &str) -> PathBuf {
+    pipeline_of(dir, fal_base, name, "")
+}
+
+/// [`pipeline`] with `trouble` (an emulator marker) in every prompt.
+fn pipeline_of(dir: &Path, fal_base: &str, name: &str, trouble: &str) -> PathBuf {
     let prompts: Vec<serde_json::Value> = (1..=ITEMS)
-        .map(|i| serde_json::json!({"section": "s", "image_number": i, "image_prompt": format!("a mandala number {i}"), "description": format!("p{i}")}))
+        .map(|i| serde_json::json!({"section": "s", "image_number": i, "image_prompt": format!("a mandala number {i} {trouble}"), "description": format!("p{i}")}))
         .collect();
     let prompts_file = dir.join("prompts.json");
     std::fs::write(&prompts_file, serde_json::json!({ "prompts": prompts }).to_string()).unwrap();
@@ -211,4 +217,100 @@ async fn the_budget_holds_across_restarts() {
     let second = run().await.unwrap();
     assert!(!second.status.success());
     assert_eq!(fal.total_submissions(), spent_first, "a restart must not spend past the budget");
+}
+
+/// Starts the batch, waits until fal is generating four requests (the stage's concurrency)
+/// and every one is journaled, then presses Ctrl-C and waits until inkflow says it is stopping.
+async fn ctrl_c_while_generating(fal: &FalEmulator, file: &Path, out: &Path, args: &[&str]) -> Child {
+    let mut child =
+        run_batch(file, out).args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let started = Instant::now();
+    while !(fal.ledger.lock().unwrap().polled.len() >= 4 && fal.every_accepted_request_journaled()) {
+        assert!(child.try_wait().unwrap().is_none(), "the batch ended before fal ran anything");
+        assert!(started.elapsed() < Duration::from_secs(60), "fal never got four requests");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let pid = i32::try_from(child.id().unwrap()).unwrap();
+    // SAFETY: kill(2) on our own child's pid, which has not been reaped (it has not exited).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = stderr.next_line().await.unwrap().expect("inkflow ended without saying it stops");
+        if line.starts_with("stopping:") {
+            break;
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
+    child
+}
+
+/// Exit code of a batch the user stopped.
+async fn stopped_by_user(mut child: Child) {
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(130), "Ctrl-C ends with its own exit code");
+}
+
+/// Ctrl-C while fal generates four paid requests: the run waits for them (within the stage's
+/// `stop_wait`), writes their pages, submits and cancels nothing more, and the resume never
+/// polls them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_collects_the_requests_fal_is_generating_before_it_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let fal = FalEmulator::start(Latency::default()).await;
+    let file = pipeline_of(dir.path(), &fal.base(), "stopped", HELD_RUNNING);
+    let out = dir.path().join("out");
+    let child = ctrl_c_while_generating(&fal, &file, &out, &["--set", "stages.generate.stop_wait=5m"]).await;
+    // The runners finish only after inkflow knows it is stopping.
+    fal.ledger.lock().unwrap().released = true;
+    stopped_by_user(child).await;
+
+    let collected: Vec<String> = fal.ledger.lock().unwrap().polled.iter().cloned().collect();
+    assert_eq!(fal.total_submissions(), 4, "nothing is submitted after Ctrl-C");
+    {
+        let ledger = fal.ledger.lock().unwrap();
+        assert!(
+            ledger.cancels.is_empty(),
+            "a running request is collected, not cancelled: {:?}",
+            ledger.cancels
+        );
+        for id in &collected {
+            assert_eq!(ledger.result_fetches.get(id), Some(&1), "{id}: its result is fetched once");
+        }
+    }
+    assert_eq!(pages(&out).len(), 4, "the four paid pages are written before the exit");
+    let polls_before = fal.ledger.lock().unwrap().polls.clone();
+
+    run_to_end(&file, &out).await;
+    let ledger = fal.ledger.lock().unwrap();
+    for id in &collected {
+        assert_eq!(ledger.polls.get(id), polls_before.get(id), "{id}: the resume polled a collected request");
+    }
+    assert!(ledger.submissions.values().all(|n| *n == 1), "{:?}", ledger.submissions);
+    assert_eq!(ledger.submissions.len(), ITEMS as usize);
+    drop(ledger);
+    assert_eq!(pages(&out).len(), ITEMS as usize);
+}
+
+/// The wait is bounded: requests fal still runs after `stop_wait` are left open in the
+/// journal (never cancelled: they are paid for), and the resume collects them for free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_waits_at_most_stop_wait_then_leaves_running_requests_to_the_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let fal = FalEmulator::start(Latency::default()).await;
+    let file = pipeline_of(dir.path(), &fal.base(), "stopped", HELD_RUNNING);
+    let out = dir.path().join("out");
+    let child = ctrl_c_while_generating(&fal, &file, &out, &["--set", "stages.generate.stop_wait=1s"]).await;
+    stopped_by_user(child).await;
+    assert!(pages(&out).is_empty(), "fal finished nothing, so nothing was written");
+    assert!(fal.ledger.lock().unwrap().cancels.is_empty(), "paid requests are not cancelled");
+    let status = status_report(&out).await;
+    assert!(status.contains("4 paid request(s) not yet collected"), "{status}");
+
+    fal.ledger.lock().unwrap().released = true;
+    run_to_end(&file, &out).await;
+    let ledger = fal.ledger.lock().unwrap();
+    assert!(ledger.submissions.values().all(|n| *n == 1), "{:?}", ledger.submissions);
+    assert_eq!(ledger.submissions.len(), ITEMS as usize);
+    drop(ledger);
+    assert_eq!(pages(&out).len(), ITEMS as usize);
 }

@@ -37,6 +37,9 @@ pub const RESULT_500_ONCE: &str = "[result 500 once]";
 pub const CDN_404_ONCE: &str = "[cdn 404 once]";
 /// The request stays IN_QUEUE for ever.
 pub const NEVER_COMPLETES: &str = "[never completes]";
+/// A runner has the request (IN_PROGRESS, so it is paid for) until the test sets
+/// [`Ledger::released`]; then it completes.
+pub const HELD_RUNNING: &str = "[held running]";
 /// The first image of the request is a spoiled page (a solid black blob), as models sometimes
 /// draw; another seed (the next request) draws it well.
 pub const SPOILED_FIRST: &str = "[spoiled first]";
@@ -69,6 +72,8 @@ pub struct Ledger {
     pub result_fetches: HashMap<String, u32>,
     pub image_fetches: HashMap<String, u32>,
     pub cancels: HashMap<String, u32>,
+    /// Lets every [`HELD_RUNNING`] request complete.
+    pub released: bool,
 }
 
 impl Ledger {
@@ -180,6 +185,9 @@ impl Respond for Status {
         if ledger.prompts.get(&id).is_some_and(|p| p.contains(NEVER_COMPLETES)) {
             return ResponseTemplate::new(202)
                 .set_body_json(json!({"status": "IN_QUEUE", "queue_position": 7}));
+        }
+        if !ledger.released && ledger.prompts.get(&id).is_some_and(|p| p.contains(HELD_RUNNING)) {
+            return ResponseTemplate::new(202).set_body_json(json!({"status": "IN_PROGRESS", "logs": []}));
         }
         ResponseTemplate::new(200).set_body_json(json!({"status": "COMPLETED"})).set_delay(self.1)
     }

@@ -146,6 +146,11 @@ pub(super) struct Options {
     #[serde(default = "default_deadline")]
     #[schemars(extend("x-inkflow-type" = "duration"))]
     pub deadline: String,
+    /// After Ctrl-C, how long to go on collecting the requests fal is already generating (they
+    /// are paid for); what still runs then is left for a resumed batch to collect.
+    #[serde(default = "default_stop_wait")]
+    #[schemars(extend("x-inkflow-type" = "duration"))]
+    pub stop_wait: String,
     /// Which model inputs (model, image_size, num_images, enable_safety_checker...) a prompt
     /// file may set per item.
     #[serde(default = "default_allow_overrides")]
@@ -166,6 +171,10 @@ fn default_request_timeout() -> String {
 }
 fn default_deadline() -> String {
     "10m".to_owned()
+}
+/// FLUX runs take seconds; a minute collects them without keeping a user who pressed Ctrl-C.
+fn default_stop_wait() -> String {
+    "1m".to_owned()
 }
 /// A prompt may pick its own seed; anything that changes the bill or the safety check needs
 /// the pipeline's word.
@@ -190,6 +199,7 @@ impl Options {
         parsed.request_timeout()?;
         parsed.start_timeout()?;
         parsed.deadline()?;
+        parsed.stop_wait()?;
         if let Some(name) =
             parsed.allow_overrides.iter().find(|name| !ITEM_OVERRIDES.contains(&name.as_str()))
         {
@@ -304,6 +314,11 @@ impl Options {
         parse_duration("deadline", &self.deadline)
     }
 
+    /// How long a stopped batch goes on collecting requests fal is generating.
+    pub(super) fn stop_wait(&self) -> Result<Duration, OptionsError> {
+        parse_duration("stop_wait", &self.stop_wait)
+    }
+
     /// The pixels of one requested image, assuming fal's default size when none is given.
     pub(super) fn dimensions(&self) -> (u32, u32) {
         self.image_size.as_ref().and_then(ImageSize::dimensions).unwrap_or_else(|| {
@@ -377,6 +392,7 @@ mod tests {
         assert_eq!((o.max_attempts, o.max_image_bytes), (5, 10 * 1024 * 1024));
         assert_eq!(o.request_timeout().unwrap(), Duration::from_secs(60));
         assert_eq!((o.start_timeout().unwrap(), o.deadline().unwrap()), (None, Duration::from_secs(600)));
+        assert_eq!(o.stop_wait().unwrap(), Duration::from_secs(60));
         assert_eq!(o.dimensions(), (1024, 768));
     }
 
@@ -387,6 +403,7 @@ mod tests {
         assert_eq!(error_at(json!({"image_size": {"width": 0, "height": 5}})).0, "image_size");
         assert_eq!(error_at(json!({"max_attempts": 0})).0, "max_attempts");
         assert_eq!(error_at(json!({"request_timeout": "soon"})).0, "request_timeout");
+        assert_eq!(error_at(json!({"stop_wait": "a while"})).0, "stop_wait");
         assert_eq!(error_at(json!({"output_format": "gif"})).0, "output_format");
         assert_eq!(error_at(json!({"model": "../etc"})).0, "model");
         assert_eq!(error_at(json!({"base_url": "ftp://x"})).0, "base_url");

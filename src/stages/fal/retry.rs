@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::error::{CallError, HttpError};
 
@@ -145,6 +145,22 @@ impl RetryPolicy {
     }
 }
 
+/// A token cancelled `wait` after `stop` is. Collecting a request fal is already generating
+/// watches it instead of the stop, so a stopped batch still takes in what it has paid for,
+/// but within a bounded wait. Dropping the guard ends the timer.
+pub(super) fn cancelled_after(stop: &CancellationToken, wait: Duration) -> (CancellationToken, DropGuard) {
+    let waited = CancellationToken::new();
+    let done = CancellationToken::new();
+    let (stop, waited_out, finished) = (stop.clone(), waited.clone(), done.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            () = finished.cancelled() => {}
+            () = async { stop.cancelled().await; tokio::time::sleep(wait).await } => waited_out.cancel(),
+        }
+    });
+    (waited, done.drop_guard())
+}
+
 /// Sleeps for `delay`, or returns `Err` as soon as the batch is stopped.
 pub(super) async fn sleep_unless_stopped(stop: &CancellationToken, delay: Duration) -> Result<(), ()> {
     tokio::select! {
@@ -270,5 +286,27 @@ mod tests {
         let outcome = tokio::time::timeout(Duration::from_secs(10), run).await;
         assert!(matches!(outcome, Ok(Err(GaveUp::Stopped))));
         assert_eq!(retries, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_after_a_stop_starts_at_the_stop_and_is_bounded() {
+        let stop = CancellationToken::new();
+        let wait = Duration::from_secs(60);
+        let (waited, _guard) = cancelled_after(&stop, wait);
+        // No stop, no end: an hour passes (on the paused clock) with the token untouched.
+        assert!(tokio::time::timeout(Duration::from_secs(3600), waited.cancelled()).await.is_err());
+        stop.cancel();
+        let stopped_at = tokio::time::Instant::now();
+        waited.cancelled().await;
+        assert_eq!(stopped_at.elapsed(), wait);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dropping_the_guard_ends_the_timer() {
+        let stop = CancellationToken::new();
+        let (waited, guard) = cancelled_after(&stop, Duration::from_secs(1));
+        drop(guard);
+        stop.cancel();
+        assert!(tokio::time::timeout(Duration::from_secs(10), waited.cancelled()).await.is_err());
     }
 }

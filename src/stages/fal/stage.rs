@@ -16,6 +16,7 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use super::client::{CancelAnswer, QueueClient, QueueState, Submission};
 use super::download;
@@ -74,6 +75,9 @@ struct Followed<'a> {
     /// What fal charges for it once it runs.
     cost_usd: f64,
     log: Option<&'a Arc<dyn SubmissionLog>>,
+    /// Cancelled `stop_wait` after the batch's stop: what polling, downloading and waiting
+    /// for room watch, so Ctrl-C still collects a request that fal is generating.
+    collecting: &'a CancellationToken,
 }
 
 impl Followed<'_> {
@@ -210,8 +214,15 @@ impl FalStage {
         item.cost_usd = cost_usd;
         item.record("cost_usd", cost_usd);
         let key = item.key.clone();
-        let followed =
-            Followed { key: &key, submission: &submission, cost_usd, log: cx.submissions.as_ref() };
+        let stop_wait = self.options.stop_wait().unwrap_or(Duration::from_secs(60));
+        let (collecting, _timer) = retry::cancelled_after(&cx.stop, stop_wait);
+        let followed = Followed {
+            key: &key,
+            submission: &submission,
+            cost_usd,
+            log: cx.submissions.as_ref(),
+            collecting: &collecting,
+        };
         let deadline = self.options.deadline().unwrap_or(Duration::from_secs(600));
         let waited = tokio::time::timeout(deadline, self.wait_for_result(&followed, cx, retries)).await;
         let result = match waited {
@@ -222,13 +233,13 @@ impl FalStage {
         let result = result?;
         let room = tokio::select! {
             biased;
-            () = cx.stop.cancelled() => return Err(Failure::Item(format!(
-                "stopped: the batch was stopped before request {} was downloaded; it is paid for: a resumed batch \
-                 collects it", submission.request_id
+            () = collecting.cancelled() => return Err(Failure::Item(format!(
+                "stopped: the batch was stopped, and request {} (paid for) was still waiting to be downloaded \
+                 after the stage's `stop_wait`: a resumed batch collects it", submission.request_id
             ))),
             room = self.room.clone().acquire_owned() => room.ok(),
         };
-        let (page, fetched) = self.collect(&followed, &result, item, cx, retries).await?;
+        let (page, fetched) = self.collect(&followed, &result, item, retries).await?;
         // Only the header is read here: the pixels are decoded in the CPU job that needs
         // them, so a finished request waiting for the CPU holds its file, not its pixels.
         let (width, height) =
@@ -358,7 +369,6 @@ impl FalStage {
         followed: &Followed<'_>,
         result: &Value,
         item: &mut Item,
-        cx: &RunContext,
         retries: &mut u32,
     ) -> Result<(FetchedImage, Vec<FetchedImage>), Failure> {
         let images = result_images(result).map_err(|e| self.settle_failed(followed, &e))?;
@@ -372,7 +382,7 @@ impl FalStage {
         };
         let mut fetched = Vec::with_capacity(images.len());
         for image in images.iter().filter(|image| !image.flagged) {
-            let bytes = self.fetch_image(followed, image, &item.key, cx, retries).await?;
+            let bytes = self.fetch_image(followed, image, &item.key, retries).await?;
             fetched.push(FetchedImage {
                 index: image.index,
                 is_page: image.index == page_index,
@@ -400,7 +410,7 @@ impl FalStage {
         loop {
             let polled = self
                 .policy
-                .run(Call::Queue, &format!("request {id}: status"), &cx.stop, retries, || {
+                .run(Call::Queue, &format!("request {id}: status"), followed.collecting, retries, || {
                     self.client.status(&submission.status_url)
                 })
                 .await;
@@ -408,6 +418,10 @@ impl FalStage {
                 Ok(QueueState::Queued(position)) => {
                     tracing::debug!("request {id}: in queue at position {position:?}");
                     self.track(followed, true);
+                    if cx.stop.is_cancelled() {
+                        // Nothing is paid for yet: cancel it rather than wait.
+                        return Err(self.stopped(followed).await);
+                    }
                 }
                 Ok(QueueState::InProgress) => self.track(followed, false),
                 Ok(QueueState::Finished(status)) => {
@@ -423,13 +437,18 @@ impl FalStage {
                     return Err(self.gave_up(gave_up, &format!("polling the status of request {id}")));
                 }
             }
-            if sleep_unless_stopped(&cx.stop, poll_interval).await.is_err() {
+            // Before the stop, the stop wakes this loop at once to look again (a queued request
+            // is then cancelled); after it, a running request is polled until `stop_wait` ends.
+            let waking = if cx.stop.is_cancelled() { followed.collecting } else { &cx.stop };
+            if sleep_unless_stopped(waking, poll_interval).await.is_err()
+                && followed.collecting.is_cancelled()
+            {
                 return Err(self.stopped(followed).await);
             }
         }
         let fetched = self
             .policy
-            .run(Call::Queue, &format!("request {id}: result"), &cx.stop, retries, || {
+            .run(Call::Queue, &format!("request {id}: result"), followed.collecting, retries, || {
                 self.client.result(&submission.response_url)
             })
             .await;
@@ -453,7 +472,6 @@ impl FalStage {
         followed: &Followed<'_>,
         image: &ResultImage,
         key: &str,
-        cx: &RunContext,
         retries: &mut u32,
     ) -> Result<Vec<u8>, Failure> {
         let max_bytes = self.options.max_image_bytes;
@@ -463,7 +481,7 @@ impl FalStage {
         }
         let downloaded = self
             .policy
-            .run(Call::Download, &format!("{key}: download"), &cx.stop, retries, || {
+            .run(Call::Download, &format!("{key}: download"), followed.collecting, retries, || {
                 download::fetch(self.client.downloads(), &image.url, max_bytes)
             })
             .await;
@@ -497,8 +515,8 @@ impl FalStage {
     }
 
     /// The batch was stopped while fal held the request: a queued one is cancelled (it costs
-    /// nothing yet); a running one is left to finish, since the journal lets a resumed batch
-    /// collect what is being paid for.
+    /// nothing yet); one still running after `stop_wait` is left to finish, since the journal
+    /// lets a resumed batch collect what is being paid for.
     async fn stopped(&self, followed: &Followed<'_>) -> Failure {
         let id = &followed.submission.request_id;
         let queued = lock(&self.pending).remove(id).filter(|p| p.queued);
@@ -508,8 +526,8 @@ impl FalStage {
                 self.cancel(id, queued).await
             )),
             None => Failure::Item(format!(
-                "stopped: the batch was stopped while fal was generating request {id}, which is paid for: a \
-                 resumed batch collects it"
+                "stopped: the batch was stopped, and fal was still generating request {id} (paid for) after \
+                 the stage's `stop_wait`: a resumed batch collects it"
             )),
         }
     }
