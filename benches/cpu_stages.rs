@@ -37,7 +37,7 @@ fn decode(bytes: &[u8]) -> Raster {
         .expect("fixture decodes")
         .to_rgb8();
     let (width, height) = rgb.dimensions();
-    Raster { width, height, dpi: None, pixels: Pixels::Rgb(rgb.into_raw()) }
+    Raster::new(width, height, None, Pixels::Rgb(rgb.into_raw()))
 }
 
 fn upscale(gray: &Raster) -> Raster {

@@ -69,7 +69,7 @@ fn bilevel(width: u32, height: u32, dpi: f32, black: impl Fn(u32, u32) -> bool) 
             }
         }
     }
-    Raster { width, height, dpi: Some(dpi), pixels: Pixels::Bilevel(packed) }
+    Raster::new(width, height, Some(dpi), Pixels::Bilevel(packed))
 }
 
 /// Stripes, a diagonal, a filled box and a black first column: rows that start black, runs longer
@@ -371,8 +371,8 @@ async fn gray_and_rgb_pages_are_lossless_flate_images() {
     let (w, h) = (67u32, 45u32);
     let gray: Vec<u8> = (0..w * h).map(|i| (i * 7 % 256) as u8).collect();
     let rgb: Vec<u8> = (0..w * h * 3).map(|i| (i * 13 % 251) as u8).collect();
-    let gray_raster = Raster { width: w, height: h, dpi: None, pixels: Pixels::Gray(gray.clone()) };
-    let rgb_raster = Raster { width: w, height: h, dpi: Some(72.0), pixels: Pixels::Rgb(rgb.clone()) };
+    let gray_raster = Raster::new(w, h, None, Pixels::Gray(gray.clone()));
+    let rgb_raster = Raster::new(w, h, Some(72.0), Pixels::Rgb(rgb.clone()));
     write(&book, &item(0, 1, "gray"), ready(gray_raster)).await;
     write(&book, &item(1, 2, "rgb"), ready(rgb_raster)).await;
     finish(&book).await;

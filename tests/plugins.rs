@@ -85,7 +85,7 @@ fn item(number: u32) -> Item {
 
 fn gray_page(width: u32, height: u32, level: u8) -> Payload {
     let pixels = Pixels::Gray(vec![level; (width * height) as usize]);
-    Payload::Image(Arc::new(Raster { width, height, dpi: Some(300.0), pixels }))
+    Payload::Image(Arc::new(Raster::new(width, height, Some(300.0), pixels)))
 }
 
 fn raster(payload: Payload) -> Arc<Raster> {
@@ -153,7 +153,7 @@ fn a_plugins_directory_gives_each_stage_its_own_kind_for_bilevel_pages() {
 
     // A 16x6 white bilevel page, 2 bytes a row; a 1 px frame 1 px in from the edges.
     let stage = cpu(kind.as_ref(), json!({ "width_px": 1, "margin_px": 1 }), "border").expect("build");
-    let page = Raster { width: 16, height: 6, dpi: None, pixels: Pixels::Bilevel(vec![0xFF; 12]) };
+    let page = Raster::new(16, 6, None, Pixels::Bilevel(vec![0xFF; 12]));
     let out = raster(stage.process(&mut item(2), Payload::Image(Arc::new(page))).expect("process"));
     let Pixels::Bilevel(bits) = &out.pixels else { panic!("bilevel in, bilevel out") };
     #[rustfmt::skip]
@@ -167,7 +167,7 @@ fn a_plugins_directory_gives_each_stage_its_own_kind_for_bilevel_pages() {
     ];
     assert_eq!(bits.as_slice(), &expected);
 
-    let rgb = Raster { width: 1, height: 1, dpi: None, pixels: Pixels::Rgb(vec![0; 3]) };
+    let rgb = Raster::new(1, 1, None, Pixels::Rgb(vec![0; 3]));
     let refused = failure(stage.process(&mut item(3), Payload::Image(Arc::new(rgb))));
     assert!(refused.contains("does not take a rgb image"), "{refused}");
 }

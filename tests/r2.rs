@@ -146,7 +146,7 @@ fn page_states(seed: u8) -> Vec<State> {
     let (width, height) = (40u32, 30u32);
     let stride = Raster::bilevel_stride(width);
     let bits = (0..stride * height as usize).map(|i| (i as u8).wrapping_mul(37) ^ seed).collect();
-    let page = Raster { width, height, dpi: Some(300.0), pixels: Pixels::Bilevel(bits) };
+    let page = Raster::new(width, height, Some(300.0), Pixels::Bilevel(bits));
     let thumb = image::RgbImage::from_fn(8, 6, |x, y| image::Rgb([x as u8 * 30, y as u8 * 40, seed]));
     let mut jpeg = Vec::new();
     image::DynamicImage::ImageRgb8(thumb)
@@ -468,7 +468,14 @@ async fn a_resume_with_nothing_to_do_asks_the_store_nothing_and_uploads_nothing(
     for (object, sha256, bytes) in &stored {
         let held = std::fs::read(server.object_file(object)).unwrap();
         assert_eq!((sha256_hex(&held), held.len() as i64), (sha256.clone(), *bytes), "{object}");
+        // The page is encoded once: the disk sink's file is the very object uploaded.
+        if let Some(name) = object.strip_prefix("book/").filter(|name| name.ends_with(".png")) {
+            let on_disk = std::fs::read(out.join(name)).unwrap();
+            assert_eq!(sha256_hex(&on_disk), *sha256, "{name} on disk and in the bucket");
+        }
     }
+    let pages = stored.iter().filter(|(object, ..)| object.ends_with(".png")).count();
+    assert_eq!(pages, names.len(), "{stored:?}");
     drop(journal);
 
     // Nothing to do: no item is processed again, and the store sees only the listing the sink

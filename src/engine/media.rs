@@ -2,7 +2,9 @@
 //! and the payloads that carry them at run time.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
 
 /// The kind of data on an edge, like a GStreamer caps: `validate` rejects a wiring whose
 /// producer gives a media its consumer cannot take, before any money is spent.
@@ -60,6 +62,26 @@ pub struct Raster {
     pub dpi: Option<f32>,
     /// The pixels.
     pub pixels: Pixels,
+    /// The file these pixels are stored as, made by the first sink that stores them.
+    file: EncodedOnce,
+}
+
+/// A raster's file encoding, made once: the first sink that stores the raster encodes it and
+/// every other sink storing it with the same settings (disk and r2) gets the same bytes. A
+/// clone starts empty, and it takes no part in equality: it is derived from the pixels.
+#[derive(Default)]
+struct EncodedOnce(OnceLock<(&'static str, Result<Bytes, String>)>);
+
+impl Clone for EncodedOnce {
+    fn clone(&self) -> Self {
+        EncodedOnce::default()
+    }
+}
+
+impl PartialEq for EncodedOnce {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl fmt::Debug for Raster {
@@ -69,6 +91,31 @@ impl fmt::Debug for Raster {
 }
 
 impl Raster {
+    /// A raster with no file made of it yet.
+    pub fn new(width: u32, height: u32, dpi: Option<f32>, pixels: Pixels) -> Raster {
+        Raster { width, height, dpi, pixels, file: EncodedOnce::default() }
+    }
+
+    /// These pixels encoded by `encode`, which is named by `settings`. The first call encodes
+    /// (a concurrent one waits for it); later calls with the same settings share its bytes,
+    /// and a call with other settings encodes its own. A raster inside a payload is never
+    /// changed, so the bytes cannot go stale.
+    pub fn encoded_once(
+        &self,
+        settings: &'static str,
+        encode: impl FnOnce(&Raster) -> Result<Vec<u8>, String>,
+    ) -> Result<Bytes, String> {
+        let mut encode = Some(encode);
+        let (made_with, made) = self.file.0.get_or_init(|| {
+            let encode = encode.take().expect("get_or_init runs its closure at most once");
+            (settings, encode(self).map(Bytes::from))
+        });
+        match encode {
+            Some(encode) if *made_with != settings => encode(self).map(Bytes::from),
+            _ => made.clone(),
+        }
+    }
+
     /// The media kind these pixels are.
     pub fn media(&self) -> Media {
         match self.pixels {
@@ -187,5 +234,43 @@ impl Payload {
             Payload::Undecoded(file) => file.decode().map(|raster| Payload::Image(Arc::new(raster))),
             other => Ok(other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[test]
+    fn a_raster_is_encoded_once_per_settings_and_a_clone_encodes_afresh() {
+        let raster = Raster::new(2, 1, None, Pixels::Gray(vec![0, 255]));
+        let calls = AtomicUsize::new(0);
+        let encode = |tag: u8| {
+            let calls = &calls;
+            move |r: &Raster| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok(vec![tag, r.width as u8])
+            }
+        };
+        let first = raster.encoded_once("a", encode(1)).unwrap();
+        let again = raster.encoded_once("a", encode(2)).unwrap();
+        assert_eq!((first.as_ref(), again.as_ref()), (&[1, 2][..], &[1, 2][..]));
+        assert_eq!(first.as_ptr(), again.as_ptr(), "the second sink shares the first one's bytes");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        assert_eq!(raster.encoded_once("b", encode(3)).unwrap().as_ref(), &[3, 2][..]);
+        assert_eq!(raster.clone().encoded_once("a", encode(4)).unwrap().as_ref(), &[4, 2][..]);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+        let failing = Raster::new(1, 1, None, Pixels::Gray(vec![0]));
+        let refused = |_: &Raster| -> Result<Vec<u8>, String> { Err("no".into()) };
+        assert_eq!(failing.encoded_once("a", refused), Err("no".to_string()));
+        assert_eq!(
+            failing.encoded_once("a", encode(5)),
+            Err("no".to_string()),
+            "an error is kept, not retried"
+        );
     }
 }

@@ -39,7 +39,7 @@ pub fn decode_rgb(source: impl BufRead + Seek) -> Result<Raster, DecodeError> {
     let decoder = checked_decoder(source)?;
     let (width, height) = decoder.dimensions();
     let image = DynamicImage::from_decoder(decoder).map_err(not_an_image)?;
-    Ok(Raster { width, height, dpi: None, pixels: Pixels::Rgb(on_white(image)) })
+    Ok(Raster::new(width, height, None, Pixels::Rgb(on_white(image))))
 }
 
 /// The size an image declares, checked against the limits, without decoding any pixel: what

@@ -29,7 +29,7 @@ pub fn to_gray(raster: &Raster) -> Raster {
         }
         Pixels::Bilevel(p) => expand_bilevel(p, raster.width),
     };
-    Raster { width: raster.width, height: raster.height, dpi: raster.dpi, pixels: Pixels::Gray(pixels) }
+    Raster::new(raster.width, raster.height, raster.dpi, Pixels::Gray(pixels))
 }
 
 /// The eight gray pixels of every bilevel byte, MSB first, built at compile time.
@@ -116,19 +116,13 @@ mod tests {
 
     #[test]
     fn to_gray_converts_every_media() {
-        let rgb =
-            Raster { width: 2, height: 1, dpi: Some(72.0), pixels: Pixels::Rgb(vec![255, 0, 0, 0, 0, 255]) };
+        let rgb = Raster::new(2, 1, Some(72.0), Pixels::Rgb(vec![255, 0, 0, 0, 0, 255]));
         let gray = to_gray(&rgb);
         assert!(gray.pixels == Pixels::Gray(vec![76, 29]));
         assert_eq!(gray.dpi, Some(72.0));
 
         // 10 pixels wide: two bytes per row, the last one padded.
-        let bilevel = Raster {
-            width: 10,
-            height: 1,
-            dpi: None,
-            pixels: Pixels::Bilevel(vec![0b1010_0000, 0b0100_0000]),
-        };
+        let bilevel = Raster::new(10, 1, None, Pixels::Bilevel(vec![0b1010_0000, 0b0100_0000]));
         let expanded = to_gray(&bilevel);
         assert!(expanded.pixels == Pixels::Gray(vec![255, 0, 255, 0, 0, 0, 0, 0, 0, 255]));
     }

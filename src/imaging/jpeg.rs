@@ -91,7 +91,7 @@ fn box_reduce_bilevel(raster: &Raster, packed: &[u8], block: u32) -> Raster {
             *px = ((white as usize * 255 + pixels / 2) / pixels) as u8;
         }
     }
-    Raster { width: out_width as u32, height: out_height as u32, dpi: raster.dpi, pixels: Pixels::Gray(gray) }
+    Raster::new(out_width as u32, out_height as u32, raster.dpi, Pixels::Gray(gray))
 }
 
 #[cfg(test)]
@@ -109,7 +109,7 @@ mod tests {
         // White page with a black band across the top quarter.
         let mut packed = vec![0xFFu8; stride * height as usize];
         packed[..stride * 825].fill(0);
-        let page = Raster { width, height, dpi: Some(300.0), pixels: Pixels::Bilevel(packed) };
+        let page = Raster::new(width, height, Some(300.0), Pixels::Bilevel(packed));
         let thumb = encode_thumbnail(&page, 400, 518, 85).unwrap();
         assert_eq!(thumb.format, EncodedFormat::Jpeg);
         let decoded = decode(&thumb.bytes);
@@ -132,7 +132,7 @@ mod tests {
         for row in packed.chunks_exact_mut(stride) {
             row[stride - 1] &= !(0xFFu8 >> (width % 8));
         }
-        let page = Raster { width, height, dpi: Some(300.0), pixels: Pixels::Bilevel(packed.clone()) };
+        let page = Raster::new(width, height, Some(300.0), Pixels::Bilevel(packed.clone()));
         let white = |x: u32, y: u32| packed[(y as usize) * stride + x as usize / 8] & (0x80 >> (x % 8)) != 0;
         for block in [2u32, 4, 8] {
             let reduced = box_reduce_bilevel(&page, &packed, block);
@@ -164,8 +164,7 @@ mod tests {
 
     #[test]
     fn rgb_stays_colour() {
-        let page =
-            Raster { width: 100, height: 50, dpi: None, pixels: Pixels::Rgb([200, 10, 10].repeat(5000)) };
+        let page = Raster::new(100, 50, None, Pixels::Rgb([200, 10, 10].repeat(5000)));
         let thumb = encode_thumbnail(&page, 40, 40, 90).unwrap();
         let decoded = decode(&thumb.bytes).to_rgb8();
         assert_eq!(decoded.dimensions(), (40, 20));

@@ -387,7 +387,7 @@ impl Canvas {
             let v = (255.0 * (1.0 - ink) + 0.5) as u8;
             rgb.extend_from_slice(&[v, v, v]);
         }
-        Raster { width: self.width as u32, height: self.height as u32, dpi: None, pixels: Pixels::Rgb(rgb) }
+        Raster::new(self.width as u32, self.height as u32, None, Pixels::Rgb(rgb))
     }
 }
 

@@ -1,6 +1,7 @@
 //! PNG encoding for pages: 8-bit gray, RGB, and bilevel as 1-bit grayscale (a 2550x3300 page
 //! in ~50 KiB instead of ~900 KiB as RGB), with the print resolution in pHYs.
 
+use bytes::Bytes;
 use png::{BitDepth, ColorType, DeflateCompression, Filter, PixelDimensions, Unit};
 use serde::Deserialize;
 
@@ -36,6 +37,17 @@ impl PngCompression {
             (PngCompression::Best, false) => (DeflateCompression::Level(9), Filter::Adaptive),
         }
     }
+}
+
+/// The PNG of a page, encoded once for every sink that stores it with `compression` (disk and
+/// r2 store the same bytes; see [`Raster::encoded_once`]).
+pub fn page_png(raster: &Raster, compression: PngCompression) -> Result<Bytes, String> {
+    let settings = match compression {
+        PngCompression::Fast => "png fast",
+        PngCompression::Default => "png default",
+        PngCompression::Best => "png best",
+    };
+    raster.encoded_once(settings, |raster| encode_png(raster, compression).map_err(|e| e.to_string()))
 }
 
 /// Dots per inch to the pixels per metre PNG stores (300 DPI is 11811 px/m).
@@ -91,7 +103,7 @@ mod tests {
         for row in packed.chunks_exact_mut(stride) {
             row[stride - 1] &= !(0xFFu8 >> (width % 8));
         }
-        let raster = Raster { width, height, dpi: Some(300.0), pixels: Pixels::Bilevel(packed.clone()) };
+        let raster = Raster::new(width, height, Some(300.0), Pixels::Bilevel(packed.clone()));
         for compression in [PngCompression::Fast, PngCompression::Default, PngCompression::Best] {
             let (info, dims, pixels) = decode(&encode_png(&raster, compression).unwrap());
             assert_eq!((info.width, info.height), (width, height));
@@ -104,15 +116,14 @@ mod tests {
 
     #[test]
     fn gray_and_rgb_round_trip() {
-        let gray =
-            Raster { width: 3, height: 2, dpi: None, pixels: Pixels::Gray(vec![0, 50, 100, 150, 200, 250]) };
+        let gray = Raster::new(3, 2, None, Pixels::Gray(vec![0, 50, 100, 150, 200, 250]));
         let (info, dims, pixels) = decode(&encode_png(&gray, PngCompression::Default).unwrap());
         assert_eq!((info.color_type, info.bit_depth), (ColorType::Grayscale, BitDepth::Eight));
         assert!(dims.is_none());
         assert_eq!(pixels, vec![0, 50, 100, 150, 200, 250]);
 
         let rgb_px: Vec<u8> = (0..2 * 2 * 3).map(|i| i * 20).collect();
-        let rgb = Raster { width: 2, height: 2, dpi: Some(150.0), pixels: Pixels::Rgb(rgb_px.clone()) };
+        let rgb = Raster::new(2, 2, Some(150.0), Pixels::Rgb(rgb_px.clone()));
         let (info, dims, pixels) = decode(&encode_png(&rgb, PngCompression::Fast).unwrap());
         assert_eq!(info.color_type, ColorType::Rgb);
         assert_eq!(dims.map(|d| d.xppu), Some(5906));

@@ -73,7 +73,7 @@ pub fn resize(raster: &Raster, width: u32, height: u32, fit: Fit) -> Result<Rast
         .map_err(|e| ImagingError::codec("resize", e))?;
     drop(dst);
     let pixels = if channels == 1 { Pixels::Gray(out) } else { Pixels::Rgb(out) };
-    Ok(Raster { width, height, dpi: raster.dpi, pixels })
+    Ok(Raster::new(width, height, raster.dpi, pixels))
 }
 
 fn check_size(width: u32, height: u32) -> Result<(), ImagingError> {
@@ -92,7 +92,7 @@ mod tests {
 
     /// A gray test card: black everywhere, so any white in the output is padding.
     fn black(width: u32, height: u32) -> Raster {
-        Raster { width, height, dpi: Some(96.0), pixels: Pixels::Gray(vec![0; (width * height) as usize]) }
+        Raster::new(width, height, Some(96.0), Pixels::Gray(vec![0; (width * height) as usize]))
     }
 
     fn gray(r: &Raster) -> &[u8] {
@@ -147,7 +147,7 @@ mod tests {
         for row in px.chunks_exact_mut(200) {
             row[..100].fill(0);
         }
-        let src = Raster { width: 200, height: 100, dpi: None, pixels: Pixels::Gray(px) };
+        let src = Raster::new(200, 100, None, Pixels::Gray(px));
         let out = resize(&src, 50, 100, Fit::Cover).unwrap();
         let row = &gray(&out)[50 * 50..51 * 50];
         assert!(row[0] < 16 && row[49] > 239, "{row:?}");
@@ -155,10 +155,10 @@ mod tests {
 
     #[test]
     fn rgb_resizes_and_bilevel_is_refused() {
-        let rgb = Raster { width: 4, height: 4, dpi: None, pixels: Pixels::Rgb(vec![10; 48]) };
+        let rgb = Raster::new(4, 4, None, Pixels::Rgb(vec![10; 48]));
         let out = resize(&rgb, 8, 8, Fit::Stretch).unwrap();
         assert!(out.pixels == Pixels::Rgb(vec![10; 8 * 8 * 3]));
-        let bilevel = Raster { width: 8, height: 1, dpi: None, pixels: Pixels::Bilevel(vec![0]) };
+        let bilevel = Raster::new(8, 1, None, Pixels::Bilevel(vec![0]));
         assert!(resize(&bilevel, 16, 2, Fit::Contain).is_err());
         assert!(resize(&rgb, 0, 8, Fit::Contain).is_err());
     }

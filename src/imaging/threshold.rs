@@ -74,7 +74,7 @@ pub fn threshold(raster: &Raster, level: u8) -> Raster {
             }
         }
     }
-    Raster { width: raster.width, height: raster.height, dpi: raster.dpi, pixels: Pixels::Bilevel(out) }
+    Raster::new(raster.width, raster.height, raster.dpi, Pixels::Bilevel(out))
 }
 
 #[cfg(test)]
@@ -92,12 +92,7 @@ mod tests {
         for (width, height) in [(1usize, 1usize), (7, 3), (8, 2), (61, 17), (2550, 4)] {
             let gray: Vec<u8> = (0..width * height).map(|_| rng.u8(..)).collect();
             for level in [0u8, 1, 127, 128, 200, 255] {
-                let raster = Raster {
-                    width: width as u32,
-                    height: height as u32,
-                    dpi: None,
-                    pixels: Pixels::Gray(gray.clone()),
-                };
+                let raster = Raster::new(width as u32, height as u32, None, Pixels::Gray(gray.clone()));
                 let out = threshold(&raster, level);
                 let Pixels::Bilevel(packed) = &out.pixels else { panic!("not bilevel") };
                 let stride = width.div_ceil(8);
@@ -125,12 +120,7 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(5);
         let (width, height) = (37usize, 5usize);
         let rgb: Vec<u8> = (0..width * height * 3).map(|_| rng.u8(..)).collect();
-        let raster = Raster {
-            width: width as u32,
-            height: height as u32,
-            dpi: Some(300.0),
-            pixels: Pixels::Rgb(rgb.clone()),
-        };
+        let raster = Raster::new(width as u32, height as u32, Some(300.0), Pixels::Rgb(rgb.clone()));
         let out = threshold(&raster, 128);
         assert_eq!(out.dpi, Some(300.0));
         let Pixels::Bilevel(packed) = &out.pixels else { panic!("not bilevel") };

@@ -398,12 +398,12 @@ mod tests {
     #[test]
     fn covers_pass_preflight_from_24_to_590_pages_on_both_papers() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let art = ImageStream::encode(&crate::engine::media::Raster {
-            width: 2550,
-            height: 3300,
-            dpi: Some(300.0),
-            pixels: crate::engine::media::Pixels::Bilevel(vec![0x0f; 319 * 3300]),
-        })
+        let art = ImageStream::encode(&crate::engine::media::Raster::new(
+            2550,
+            3300,
+            Some(300.0),
+            crate::engine::media::Pixels::Bilevel(vec![0x0f; 319 * 3300]),
+        ))
         .unwrap_or_else(|e| panic!("{e}"));
         let back = "A book of forest animals to colour.\nFor ages 4 and up.";
         for paper in [Paper::White, Paper::Cream] {

@@ -7,13 +7,13 @@
 //! only when its metadata says success and every output it lists is there. A process that dies
 //! mid-write leaves at most a hidden `.*.tmp` file, never a half page under the real name.
 
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -27,7 +27,7 @@ use crate::engine::stage::{
     BuildContext, Component, KindInfo, OptionsError, OutputMedia, Receipt, Role, Sink, StageError, TypedKind,
 };
 use crate::engine::summary::Summary;
-use crate::imaging::png::{PngCompression, encode_png};
+use crate::imaging::png::{PngCompression, page_png};
 use crate::stages::naming::{NameTemplate, UniqueNames, sanitize_component, strip_extension};
 
 /// The folder, under the sink's directory, that holds one metadata JSON per item.
@@ -314,13 +314,12 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// The encoded bytes and file extension of one input.
-fn encode(payload: &Payload, compression: PngCompression) -> Result<(Cow<'_, [u8]>, &'static str), String> {
+/// A page's PNG is shared with any other sink storing it with the same compression.
+fn encode(payload: &Payload, compression: PngCompression) -> Result<(Bytes, &'static str), String> {
     match payload {
-        Payload::Image(raster) => {
-            encode_png(raster, compression).map(|png| (Cow::Owned(png), "png")).map_err(|e| e.to_string())
-        }
+        Payload::Image(raster) => page_png(raster, compression).map(|png| (png, "png")),
         // Already encoded upstream (a thumbnail): written as is.
-        Payload::Encoded(file) => Ok((Cow::Borrowed(&file.bytes), file.format.extension())),
+        Payload::Encoded(file) => Ok((Bytes::copy_from_slice(&file.bytes), file.format.extension())),
         Payload::Prompt => Err("a prompt has no image to write".into()),
         Payload::Undecoded(_) => Err("an undecoded image (the engine decodes them before sinks)".into()),
     }
@@ -378,7 +377,7 @@ impl Sink for DiskSink {
             let mut files = Vec::with_capacity(written.len());
             for (index, payload) in written.into_iter().enumerate() {
                 let (bytes, extension) = encode(&payload, compression)?;
-                files.push((output_path(&inputs, index, &names.stem, extension), bytes.into_owned()));
+                files.push((output_path(&inputs, index, &names.stem, extension), bytes));
             }
             let mut outputs = Map::new();
             for ((relative, bytes), input) in files.iter().zip(inputs) {
@@ -407,7 +406,6 @@ impl Sink for DiskSink {
         let (dir, compression, candidate) = (self.dir.clone(), self.compression, item.clone());
         let job = move || -> Result<(), String> {
             let (bytes, extension) = encode(&payload, compression)?;
-            let bytes = bytes.into_owned();
             drop(payload);
             let number = u64::from(candidate.trial.number);
             let relative = aside_path(&names.stem, number, rejected, extension);
@@ -473,7 +471,7 @@ mod tests {
         for row in packed.chunks_exact_mut(stride).skip(10).take(20) {
             row[2..6].fill(0);
         }
-        Arc::new(Raster { width, height, dpi: Some(300.0), pixels: Pixels::Bilevel(packed) })
+        Arc::new(Raster::new(width, height, Some(300.0), Pixels::Bilevel(packed)))
     }
 
     fn thumb(page: &Raster) -> Arc<Encoded> {

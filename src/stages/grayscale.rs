@@ -76,13 +76,13 @@ mod tests {
     fn rgb_becomes_gray_and_gray_is_shared() {
         let stage = build_cpu(&Grayscale, serde_json::json!({}));
         let mut item = Item::new(0, Prompt::default());
-        let rgb = Raster { width: 1, height: 1, dpi: None, pixels: Pixels::Rgb(vec![255, 0, 0]) };
+        let rgb = Raster::new(1, 1, None, Pixels::Rgb(vec![255, 0, 0]));
         let Payload::Image(out) = stage.process(&mut item, Payload::Image(Arc::new(rgb))).unwrap() else {
             panic!("not an image")
         };
         assert!(out.pixels == Pixels::Gray(vec![76]));
 
-        let gray = Arc::new(Raster { width: 1, height: 1, dpi: None, pixels: Pixels::Gray(vec![9]) });
+        let gray = Arc::new(Raster::new(1, 1, None, Pixels::Gray(vec![9])));
         let Payload::Image(same) = stage.process(&mut item, Payload::Image(gray.clone())).unwrap() else {
             panic!("not an image")
         };

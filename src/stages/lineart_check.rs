@@ -398,12 +398,7 @@ mod tests {
     fn check(options: Value, gray: Vec<u8>) -> Value {
         let stage = build_cpu(&LineartCheck, options);
         let mut item = Item::new(0, Prompt::default());
-        let page = Arc::new(Raster {
-            width: W as u32,
-            height: H as u32,
-            dpi: Some(300.0),
-            pixels: Pixels::Gray(gray),
-        });
+        let page = Arc::new(Raster::new(W as u32, H as u32, Some(300.0), Pixels::Gray(gray)));
         let Payload::Image(out) = stage.process(&mut item, Payload::Image(page.clone())).unwrap() else {
             panic!("not an image")
         };
@@ -556,7 +551,7 @@ mod tests {
     fn bilevel_input_is_refused_with_a_hint() {
         let stage = build_cpu(&LineartCheck, json!({}));
         let mut item = Item::new(0, Prompt::default());
-        let page = Raster { width: 8, height: 1, dpi: None, pixels: Pixels::Bilevel(vec![0]) };
+        let page = Raster::new(8, 1, None, Pixels::Bilevel(vec![0]));
         let err = stage.process(&mut item, Payload::Image(Arc::new(page))).unwrap_err();
         assert!(err.to_string().contains("before threshold"), "{err}");
     }

@@ -119,7 +119,7 @@ impl CpuStage for CleanupStage {
             return Ok(input);
         }
         let (width, height, dpi) = (raster.width, raster.height, raster.dpi);
-        Ok(Payload::Image(Arc::new(Raster { width, height, dpi, pixels: Pixels::Bilevel(ink.to_bilevel()) })))
+        Ok(Payload::Image(Arc::new(Raster::new(width, height, dpi, Pixels::Bilevel(ink.to_bilevel())))))
     }
 }
 
@@ -140,12 +140,7 @@ mod tests {
     fn run(options: Value, ink: &InkMap) -> (InkMap, Value) {
         let stage = build_cpu(&LineartCleanup, options);
         let mut item = Item::new(0, Prompt::default());
-        let page = Raster {
-            width: W as u32,
-            height: H as u32,
-            dpi: Some(300.0),
-            pixels: Pixels::Bilevel(ink.to_bilevel()),
-        };
+        let page = Raster::new(W as u32, H as u32, Some(300.0), Pixels::Bilevel(ink.to_bilevel()));
         let Payload::Image(out) = stage.process(&mut item, Payload::Image(Arc::new(page))).unwrap() else {
             panic!("not an image")
         };

@@ -439,12 +439,7 @@ impl CpuStage for RunningPlugin {
                 self.idle.lock().unwrap_or_else(PoisonError::into_inner).push(instance);
                 self.panics.lock().unwrap_or_else(PoisonError::into_inner).in_a_row = 0;
                 let pixels = raster_pixels(&output.0, format).map_err(|e| self.fail(e))?;
-                Ok(Payload::Image(Arc::new(Raster {
-                    width: output.0.width,
-                    height: output.0.height,
-                    dpi: raster.dpi,
-                    pixels,
-                })))
+                Ok(Payload::Image(Arc::new(Raster::new(output.0.width, output.0.height, raster.dpi, pixels))))
             }
             STATUS_ERROR => {
                 self.idle.lock().unwrap_or_else(PoisonError::into_inner).push(instance);

@@ -38,7 +38,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::engine::cpu;
 use crate::engine::item::{Item, State};
-use crate::engine::media::{Media, Payload, Pixels, Raster};
+use crate::engine::media::{Media, Payload, Raster};
 use crate::engine::options::{documented, parse_declared};
 use crate::engine::output_path::OutputPath;
 use crate::engine::stage::{
@@ -46,6 +46,7 @@ use crate::engine::stage::{
     StoredObject,
 };
 use crate::engine::summary::Summary;
+use crate::imaging::png::{PngCompression, page_png};
 use crate::stages::naming::{NameTemplate, UniqueNames, strip_extension};
 
 /// Credential variables, in order of preference: a pair is used only when both halves are set,
@@ -212,6 +213,10 @@ struct Options {
     /// Upload metadata/<stem>.json per item.
     #[serde(default = "default_true")]
     upload_metadata: bool,
+    /// PNG effort for pages. With the same value as a disk sink of the same pages, the page
+    /// is encoded once and both store the same bytes.
+    #[serde(default)]
+    png_compression: PngCompression,
     /// Objects this large (MiB) or larger go multipart.
     #[serde(default = "default_threshold_mib")]
     #[schemars(range(min = 1))]
@@ -372,6 +377,7 @@ impl Kind for R2 {
             content_type: options.content_type,
             cache_control: options.cache_control,
             upload_metadata: options.upload_metadata,
+            png_compression: options.png_compression,
             multipart_threshold: options.multipart_threshold_mib * MIB,
             part_size: options.part_size_mib * MIB,
             upload_files: options.upload_files,
@@ -397,6 +403,7 @@ struct R2Sink {
     content_type: Option<String>,
     cache_control: Option<String>,
     upload_metadata: bool,
+    png_compression: PngCompression,
     multipart_threshold: u64,
     part_size: u64,
     upload_files: Vec<String>,
@@ -436,34 +443,6 @@ impl From<Explained> for StageError {
     fn from(e: Explained) -> Self {
         if e.fatal { StageError::Fatal(e.message) } else { StageError::failed(e.message) }
     }
-}
-
-/// Encodes pixels as PNG (1-bit for bilevel, pHYs from the DPI) for upload.
-///
-/// Stand-in until `crate::imaging::encode_png` (written on the imaging branch) is merged: the
-/// lead replaces the body of this function with a call to it.
-fn encode_png_for_upload(raster: &Raster) -> Result<Vec<u8>, String> {
-    let (color, depth, data) = match &raster.pixels {
-        Pixels::Rgb(p) => (png::ColorType::Rgb, png::BitDepth::Eight, p),
-        Pixels::Gray(p) => (png::ColorType::Grayscale, png::BitDepth::Eight, p),
-        Pixels::Bilevel(p) => (png::ColorType::Grayscale, png::BitDepth::One, p),
-    };
-    let mut out = Vec::new();
-    let mut encoder = png::Encoder::new(&mut out, raster.width, raster.height);
-    encoder.set_color(color);
-    encoder.set_depth(depth);
-    if let Some(dpi) = raster.dpi {
-        let per_metre = (dpi as f64 / 0.0254).round() as u32;
-        encoder.set_pixel_dims(Some(png::PixelDimensions {
-            xppu: per_metre,
-            yppu: per_metre,
-            unit: png::Unit::Meter,
-        }));
-    }
-    let mut writer = encoder.write_header().map_err(|e| format!("PNG encoding failed: {e}"))?;
-    writer.write_image_data(data).map_err(|e| format!("PNG encoding failed: {e}"))?;
-    writer.finish().map_err(|e| format!("PNG encoding failed: {e}"))?;
-    Ok(out)
 }
 
 /// Error codes S3 and R2 send when the signature or the key is refused.
@@ -696,7 +675,7 @@ impl R2Sink {
         if prepared.is_empty() {
             return Ok(Vec::new());
         }
-        let content_type = self.content_type.clone();
+        let (content_type, png_compression) = (self.content_type.clone(), self.png_compression);
         let key_stem = stem.clone();
         let encoded = cpu::run(move || {
             prepared
@@ -705,9 +684,7 @@ impl R2Sink {
                 .map(|(position, (input, prepared))| {
                     let (bytes, extension, mime) = match prepared {
                         Prepared::Encoded(bytes, extension, mime) => (bytes, extension, mime),
-                        Prepared::Pixels(raster) => {
-                            (Bytes::from(encode_png_for_upload(&raster)?), "png", "image/png")
-                        }
+                        Prepared::Pixels(raster) => (page_png(&raster, png_compression)?, "png", "image/png"),
                     };
                     let relative = if position == 0 {
                         format!("{key_stem}.{extension}")
@@ -971,21 +948,5 @@ mod tests {
         assert_eq!(strip_extension("animals_007_cat.png"), "animals_007_cat");
         assert_eq!(strip_extension("v1.2/page"), "v1.2/page");
         assert_eq!(strip_extension("sea/03.png"), "sea/03");
-    }
-
-    #[test]
-    fn bilevel_png_keeps_one_bit_and_dpi() {
-        let raster = Raster {
-            width: 10,
-            height: 2,
-            dpi: Some(300.0),
-            pixels: Pixels::Bilevel(vec![0xff, 0xc0, 0, 0]),
-        };
-        let bytes = encode_png_for_upload(&raster).unwrap();
-        let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
-        let reader = decoder.read_info().unwrap();
-        let info = reader.info();
-        assert_eq!((info.bit_depth, info.color_type), (png::BitDepth::One, png::ColorType::Grayscale));
-        assert_eq!(info.pixel_dims.map(|d| d.xppu), Some(11811));
     }
 }

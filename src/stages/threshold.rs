@@ -87,7 +87,7 @@ mod tests {
         let stage = build_cpu(&Threshold, serde_json::json!({"level": 100}));
         let mut item = Item::new(0, Prompt::default());
         let gray: Vec<u8> = (0..=255).collect();
-        let raster = Raster { width: 16, height: 16, dpi: Some(300.0), pixels: Pixels::Gray(gray) };
+        let raster = Raster::new(16, 16, Some(300.0), Pixels::Gray(gray));
         let Payload::Image(out) = stage.process(&mut item, Payload::Image(Arc::new(raster))).unwrap() else {
             panic!("not an image")
         };

@@ -102,12 +102,7 @@ mod tests {
         let stage = build_cpu(&Thumbnail, serde_json::json!({}));
         let mut item = Item::new(0, Prompt::default());
         let stride = Raster::bilevel_stride(2550);
-        let page = Raster {
-            width: 2550,
-            height: 3300,
-            dpi: Some(300.0),
-            pixels: Pixels::Bilevel(vec![0xF0; stride * 3300]),
-        };
+        let page = Raster::new(2550, 3300, Some(300.0), Pixels::Bilevel(vec![0xF0; stride * 3300]));
         let Payload::Encoded(jpeg) = stage.process(&mut item, Payload::Image(Arc::new(page))).unwrap() else {
             panic!("not encoded")
         };

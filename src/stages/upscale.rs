@@ -131,8 +131,7 @@ mod tests {
     fn defaults_make_a_letter_page_at_300_dpi() {
         let stage = build_cpu(&Upscale, serde_json::json!({}));
         let mut item = Item::new(0, Prompt::default());
-        let raster =
-            Raster { width: 768, height: 1024, dpi: None, pixels: Pixels::Gray(vec![0; 768 * 1024]) };
+        let raster = Raster::new(768, 1024, None, Pixels::Gray(vec![0; 768 * 1024]));
         let Payload::Image(out) = stage.process(&mut item, Payload::Image(Arc::new(raster))).unwrap() else {
             panic!("not an image")
         };

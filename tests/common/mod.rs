@@ -142,12 +142,7 @@ impl CpuStage for Draw {
         }
         let side = self.0.side;
         item.record("drawn", true);
-        let raster = Arc::new(Raster {
-            width: side,
-            height: side,
-            dpi: None,
-            pixels: Pixels::Gray(vec![0; (side * side) as usize]),
-        });
+        let raster = Arc::new(Raster::new(side, side, None, Pixels::Gray(vec![0; (side * side) as usize])));
         if self.0.track {
             let mut drawn = self.1.drawn.lock().unwrap();
             drawn.retain(|image| image.strong_count() > 0);

@@ -342,12 +342,7 @@ pub(crate) mod tests {
                 }
             }
             let raster = crate::imaging::threshold::threshold(
-                &Raster {
-                    width,
-                    height,
-                    dpi: None,
-                    pixels: crate::engine::media::Pixels::Gray(gray.clone()),
-                },
+                &Raster::new(width, height, None, crate::engine::media::Pixels::Gray(gray.clone())),
                 128,
             );
             let crate::engine::media::Pixels::Bilevel(packed) = &raster.pixels else { panic!() };
