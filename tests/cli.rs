@@ -487,6 +487,23 @@ fn the_kdp_book_passes_preflight_and_a_wrong_trim_fails_it() {
     );
     let doc = lopdf::Document::load(out.join("interior.pdf")).expect("interior.pdf");
     assert_eq!(doc.get_pages().len(), 68, "title, copyright and 32 pages, each with a blank back");
+    // The cover prompt is drawn like a page, kept with the pages, and is no page of the book.
+    assert!(out.join("cover_000_cover.png").is_file(), "the cover art is written with the pages");
+    let images = |doc: &lopdf::Document| -> Vec<Vec<u8>> {
+        doc.objects
+            .values()
+            .filter_map(|object| object.as_stream().ok())
+            .filter(|stream| {
+                stream.dict.get(b"Subtype").and_then(|s| s.as_name()).ok() == Some(&b"Image"[..])
+            })
+            .map(|stream| stream.content.clone())
+            .collect()
+    };
+    let interior_images = images(&doc);
+    assert_eq!(interior_images.len(), 32, "one image per page");
+    let cover_images = images(&lopdf::Document::load(out.join("cover.pdf")).expect("cover.pdf"));
+    assert_eq!(cover_images.len(), 1, "the front art");
+    assert!(!interior_images.contains(&cover_images[0]), "the front art is the cover prompt's, not a page");
 
     let (interior, cover) = (out.join("interior.pdf"), out.join("cover.pdf"));
     let checked = run(&["preflight", interior.to_str().unwrap(), "--cover", cover.to_str().unwrap()]);

@@ -665,6 +665,54 @@ async fn the_cover_is_sized_from_the_finished_interior_and_shows_the_chosen_page
     assert!(note.contains("cover for 24 pages") && note.contains("all 9 rules pass"), "{note}");
 }
 
+/// The cover prompt's image is the front art unless `art_page` names a page, and it is never a
+/// page of the interior.
+#[tokio::test]
+async fn a_cover_prompt_is_the_front_art_and_not_a_page_of_the_interior() {
+    for (art_page, art_seed) in [(None, 9), (Some(2), 1)] {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let interior = sink(dir.path(), json!({ "path": "interior.pdf" }));
+        let mut options = json!({ "interior": "interior.pdf", "title": "Owls" });
+        if let Some(page) = art_page {
+            options["art_page"] = page.into();
+        }
+        let cover = match inkflow::stages::cover::Cover.build(&options, &context(dir.path(), "cover")) {
+            Ok(Component::Sink(sink)) => sink,
+            _ => panic!("cover did not build as a sink"),
+        };
+        let mut cover_item = item(3, 0, "cover");
+        cover_item.prompt.extra.insert(Prompt::COVER_FIELD.into(), Value::Bool(true));
+        let listed = [item(0, 1, "owl"), item(1, 2, "fox"), item(2, 3, "bat"), cover_item];
+        for sink in [&interior, &cover] {
+            if let Err(e) = sink.begin(&mut listed.iter().cloned()).await {
+                panic!("begin: {e}");
+            }
+        }
+        assert!(interior.is_complete(&listed[3], None), "the book never waits for the cover's art");
+        let seeds = [0, 1, 2, 9];
+        for (listed, seed) in listed.iter().zip(seeds) {
+            let page = bilevel(600, 600, 300.0, pattern(seed));
+            write(&interior, listed, ready(page.clone())).await;
+            write(&cover, listed, ready(page)).await;
+        }
+        finish(&interior).await;
+        finish(&cover).await;
+
+        let book = load(&dir.path().join("interior.pdf"));
+        let book_pages = pages(&book);
+        assert_eq!(book_pages.len(), 3, "{art_page:?}: three pages, no cover among them");
+        let cover_doc = load(&dir.path().join("cover.pdf"));
+        let (_, data) = page_image(&cover_doc, pages(&cover_doc)[0]).unwrap_or_else(|| panic!("no art"));
+        let expected = pattern(art_seed);
+        let decoded = decode_g4(&data, 600, 600);
+        let same = decoded
+            .iter()
+            .enumerate()
+            .all(|(y, row)| row.iter().enumerate().all(|(x, &b)| b == expected(x as u32, y as u32)));
+        assert!(same, "{art_page:?}: the front art is the image of seed {art_seed}");
+    }
+}
+
 /// An item a `lineart-check` judged.
 fn judged(seq: u64, number: u32, description: &str, verdict: &str) -> Item {
     let mut item = item(seq, number, description);

@@ -27,6 +27,17 @@ pub struct Prompt {
     pub extra: Map<String, Value>,
 }
 
+impl Prompt {
+    /// The field that marks a prompt as the cover's front art (`"cover": true`).
+    pub const COVER_FIELD: &str = "cover";
+
+    /// The prompt for the cover's front art: drawn like any page, left out of the book's
+    /// interior, and used by a `cover` sink.
+    pub fn is_cover(&self) -> bool {
+        self.extra.get(Self::COVER_FIELD) == Some(&Value::Bool(true))
+    }
+}
+
 /// An item as it moves through the pipeline: its identity, its prompt and what stages learned
 /// about it (model, seed, timings...), which sinks write into the metadata JSON.
 #[derive(Clone, Debug)]

@@ -7,7 +7,8 @@ pub mod preflight;
 
 use std::fmt;
 
-use serde::{Deserialize, Deserializer};
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Points per inch: PDF's unit.
 pub const PT_PER_IN: f32 = 72.0;
@@ -51,7 +52,7 @@ pub fn gutter_in(pages: usize) -> f32 {
 }
 
 /// The paper an interior is printed on: it sets the spine width and the page limit.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Paper {
     #[default]
@@ -168,6 +169,29 @@ impl<'de> Deserialize<'de> for Trim {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
         Trim::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A trim is written as its name when it has one (`8.5x11`), else as `W x H in`; both parse back.
+impl Serialize for Trim {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match NAMED.iter().find(|(_, w, h)| self.same_as(Trim::inches(*w, *h))) {
+            Some((name, ..)) => serializer.serialize_str(name),
+            None => serializer.collect_str(self),
+        }
+    }
+}
+
+impl JsonSchema for Trim {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Trim".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "x-inkflow-type": "8.5x11|8.5x8.5|8x10|6x9|a4|\"W x H in|mm\""
+        })
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `cover` sink: a paperback cover for KDP, back, spine and front on one page with 0.125 in
 //! bleed all round, sized from the interior the `pdf` sink wrote (its page count and trim, read
-//! back from the file) and the paper. The front shows one of the book's pages as art.
+//! back from the file) and the paper. The front art is the image of the batch's cover prompt
+//! (drawn like any page, left out of the interior) or one of the book's pages.
 //!
 //! Sinks finish in pipeline order, so the cover, listed after the book, finds it written.
 
@@ -9,6 +10,7 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use pdf_writer::{Content, Finish, Name, Pdf, Rect, Ref};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -16,10 +18,10 @@ use crate::engine::atomic_file::write_atomically;
 use crate::engine::cpu;
 use crate::engine::item::{Item, State};
 use crate::engine::media::Media;
+use crate::engine::options::{documented, parse_declared};
 use crate::engine::output_path::{CACHE_DIR, Claim, OutputPath};
 use crate::engine::stage::{
-    BuildContext, Component, KindInfo, OptionDoc, OptionsError, OutputMedia, Receipt, Role, Sink, StageError,
-    TypedKind, parse_options,
+    BuildContext, Component, KindInfo, OptionsError, OutputMedia, Receipt, Role, Sink, StageError, TypedKind,
 };
 use crate::engine::summary::Summary;
 use crate::print::font::{FONT_NAME, Font, FontUse};
@@ -30,26 +32,41 @@ use crate::stages::pdf::{Area, Arrival, ImageStream, PageInfo, PageStore, arriva
 /// The `cover` sink kind.
 pub struct Cover;
 
-/// The `cover` options, as written in the pipeline file.
-#[derive(Deserialize)]
+/// The `cover` options, as written in the pipeline file: the declaration `inkflow stages cover`
+/// documents.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
+    /// The cover PDF, relative to the output dir.
     #[serde(default = "default_path")]
     path: OutputPath,
+    /// The interior a pdf sink listed before this one writes: its page count and trim size
+    /// the cover.
     #[serde(default = "default_interior")]
     interior: OutputPath,
+    /// Sets the spine: 0.002252 in per page on white, 0.0025 in on cream.
     #[serde(default)]
     paper: Paper,
-    #[serde(default = "default_art_page")]
-    art_page: usize,
+    /// Which of the book's pages (in book order, from 1) is the front art. When not given:
+    /// the image of the batch's cover prompt (a prompts source's cover_prompt, or an entry
+    /// with "cover": true) when there is one, else page 1.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    art_page: Option<usize>,
+    /// On the front, and on the spine from 79 pages.
     title: String,
+    /// On the front, under the title.
     #[serde(default)]
     subtitle: Option<String>,
+    /// At the foot of the front, and on the spine.
     #[serde(default)]
     author: Option<String>,
+    /// On the back (lines kept); the 2x1.2 in barcode area at its lower right stays empty.
     #[serde(default)]
     back_text: Option<String>,
+    /// A .ttf or .otf file for the cover's text (the built-in font is Liberation Sans).
     #[serde(default)]
+    #[schemars(extend("x-inkflow-type" = "path"))]
     font: Option<PathBuf>,
 }
 
@@ -59,10 +76,6 @@ fn default_path() -> OutputPath {
 
 fn default_interior() -> OutputPath {
     OutputPath::new("book.pdf").expect("book.pdf is a valid output path")
-}
-
-fn default_art_page() -> usize {
-    1
 }
 
 /// Text on the cover keeps this far inside the trim (KDP asks for at least 0.125 in).
@@ -76,42 +89,7 @@ impl TypedKind for Cover {
             name: "cover".into(),
             role: Role::Sink,
             summary: "Writes the paperback cover (back, spine, front, with bleed) sized for the book".into(),
-            options: vec![
-                OptionDoc::new("path", "string", "cover.pdf", "the cover PDF, relative to the output dir"),
-                OptionDoc::new(
-                    "interior",
-                    "string",
-                    "book.pdf",
-                    "the interior a pdf sink listed before this one writes: its page count and trim size the cover",
-                ),
-                OptionDoc::new(
-                    "paper",
-                    "white|cream",
-                    "white",
-                    "sets the spine: 0.002252 in per page on white, 0.0025 in on cream",
-                ),
-                OptionDoc::new(
-                    "art_page",
-                    "integer",
-                    "1",
-                    "which of the book's pages (in book order) is the front art",
-                ),
-                OptionDoc::new("title", "string", "required", "on the front, and on the spine from 79 pages"),
-                OptionDoc::new("subtitle", "string", "none", "on the front, under the title"),
-                OptionDoc::new("author", "string", "none", "at the foot of the front, and on the spine"),
-                OptionDoc::new(
-                    "back_text",
-                    "string",
-                    "none",
-                    "on the back (lines kept); the 2x1.2 in barcode area at its lower right stays empty",
-                ),
-                OptionDoc::new(
-                    "font",
-                    "path",
-                    "built-in Liberation Sans",
-                    "a .ttf or .otf file for the cover's text",
-                ),
-            ],
+            options: documented::<Options>(),
             accepts: Media::IMAGES.to_vec(),
             output: OutputMedia::None,
         });
@@ -119,12 +97,9 @@ impl TypedKind for Cover {
     }
 
     fn parse(&self, options: &Value) -> Result<Options, OptionsError> {
-        let options: Options = parse_options(options)?;
+        let options: Options = parse_declared(options)?;
         if options.title.trim().is_empty() {
             return Err(OptionsError::at("title", "the cover needs a title"));
-        }
-        if options.art_page == 0 {
-            return Err(OptionsError::at("art_page", "pages count from 1"));
         }
         Ok(options)
     }
@@ -162,7 +137,7 @@ struct Settings {
     /// The art page's encoded image, kept for a resumed run that does not see it again.
     store: PageStore,
     paper: Paper,
-    art_page: usize,
+    art_page: Option<usize>,
     title: String,
     subtitle: Option<String>,
     author: Option<String>,
@@ -198,16 +173,23 @@ impl Sink for CoverSink {
     }
 
     async fn begin(&self, items: &mut (dyn Iterator<Item = Item> + Send)) -> anyhow::Result<()> {
-        let mut pages: Vec<PageInfo> = items.map(|item| PageInfo::of(&item)).collect();
+        let (covers, pages): (Vec<Item>, Vec<Item>) = items.partition(|item| item.prompt.is_cover());
+        let mut pages: Vec<PageInfo> = pages.iter().map(PageInfo::of).collect();
         book_order(&mut pages, |p| p);
-        let art_key = pages.get(self.settings.art_page - 1).map(|p| p.key.clone());
-        if art_key.is_none() {
-            tracing::warn!(
-                "cover: the book has {} page(s), no page {} for the front art",
-                pages.len(),
-                self.settings.art_page
-            );
-        }
+        let art_key = match (self.settings.art_page, covers.first()) {
+            (None, Some(cover)) => Some(cover.key.clone()),
+            (page, _) => {
+                let page = page.unwrap_or(1);
+                let key = pages.get(page - 1).map(|p| p.key.clone());
+                if key.is_none() {
+                    tracing::warn!(
+                        "cover: the book has {} page(s), no page {page} for the front art",
+                        pages.len()
+                    );
+                }
+                key
+            }
+        };
         self.lock().map_err(anyhow::Error::msg)?.art_key = art_key;
         Ok(())
     }
@@ -384,7 +366,7 @@ mod tests {
             interior: PathBuf::from("book.pdf"),
             store: PageStore { dir: PathBuf::from("unused") },
             paper: Paper::White,
-            art_page: 1,
+            art_page: None,
             title: "Forest Friends".into(),
             subtitle: Some("A coloring book".into()),
             author: author.map(str::to_owned),

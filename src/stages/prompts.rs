@@ -32,6 +32,11 @@ pub struct Options {
     /// Take only the first N prompts (all when not given).
     #[serde(default)]
     limit: Option<usize>,
+    /// A prompt for the cover's front art, added after the pages: drawn like any page (same
+    /// model, same stages, paid once, resumed), left out of the pdf book, and used by a
+    /// `cover` sink. An entry of the file with "cover": true is one too.
+    #[serde(default)]
+    cover_prompt: Option<String>,
 }
 
 impl TypedKind for Prompts {
@@ -55,11 +60,18 @@ impl TypedKind for Prompts {
         if options.path.as_os_str().is_empty() {
             return Err(OptionsError::at("path", "the prompt file path is empty"));
         }
+        if options.cover_prompt.as_deref().is_some_and(|p| p.trim().is_empty()) {
+            return Err(OptionsError::at("cover_prompt", "the cover prompt is empty"));
+        }
         Ok(options)
     }
 
     fn build_from(&self, options: Options, _ctx: &BuildContext) -> anyhow::Result<Component> {
-        Ok(Component::Source(Arc::new(PromptFile { path: options.path, limit: options.limit })))
+        Ok(Component::Source(Arc::new(PromptFile {
+            path: options.path,
+            limit: options.limit,
+            cover_prompt: options.cover_prompt,
+        })))
     }
 }
 
@@ -67,6 +79,7 @@ impl TypedKind for Prompts {
 struct PromptFile {
     path: PathBuf,
     limit: Option<usize>,
+    cover_prompt: Option<String>,
 }
 
 impl Source for PromptFile {
@@ -74,6 +87,9 @@ impl Source for PromptFile {
         let mut prompts = read_prompts(&self.path)?;
         if let Some(limit) = self.limit {
             prompts.truncate(limit);
+        }
+        if let Some(image_prompt) = &self.cover_prompt {
+            prompts.push(cover(image_prompt.clone()));
         }
         Ok(Box::new(items(prompts)))
     }
@@ -201,6 +217,9 @@ fn parse_entry(entry: &Value, index: usize) -> Result<Prompt, String> {
         .filter(|(k, _)| !KNOWN_FIELDS.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    if extra.get(Prompt::COVER_FIELD).is_some_and(|c| !c.is_boolean()) {
+        return Err(format!("\"{}\" must be true or false", Prompt::COVER_FIELD));
+    }
     Ok(Prompt {
         section: string_field(map, "section")?.unwrap_or_default(),
         number,
@@ -208,6 +227,14 @@ fn parse_entry(entry: &Value, index: usize) -> Result<Prompt, String> {
         description: string_field(map, "description")?.unwrap_or_default(),
         extra,
     })
+}
+
+/// The item of the `cover_prompt` option: section and description "cover", so its files are
+/// named cover_000_cover.
+fn cover(image_prompt: String) -> Prompt {
+    let mut extra = Map::new();
+    extra.insert(Prompt::COVER_FIELD.into(), Value::Bool(true));
+    Prompt { section: "cover".into(), number: 0, image_prompt, description: "cover".into(), extra }
 }
 
 fn string_field(map: &Map<String, Value>, name: &str) -> Result<Option<String>, String> {
@@ -284,12 +311,16 @@ mod tests {
     }
 
     fn list(path: &Path, limit: Option<usize>) -> anyhow::Result<Vec<Item>> {
-        let kind = Prompts;
         let mut options = serde_json::json!({ "path": path });
         if let Some(limit) = limit {
             options["limit"] = limit.into();
         }
-        kind.check(&options).map_err(|e| anyhow::anyhow!("{e}"))?;
+        list_with(&options)
+    }
+
+    fn list_with(options: &Value) -> anyhow::Result<Vec<Item>> {
+        let kind = Prompts;
+        kind.check(options).map_err(|e| anyhow::anyhow!("{e}"))?;
         let ctx = BuildContext {
             id: "prompts".into(),
             inputs: vec![],
@@ -298,7 +329,7 @@ mod tests {
             dry_run: false,
             room_below: 4,
         };
-        match kind.build(&options, &ctx)? {
+        match kind.build(options, &ctx)? {
             Component::Source(source) => Ok(source.list()?.iter().collect()),
             _ => panic!("prompts must build a source"),
         }
@@ -391,6 +422,33 @@ mod tests {
         assert!(!err.contains(" at line "), "the position is not repeated: {err}");
         let err = error("bad.jsonl", "{\"image_prompt\": \"a\"}\n{\"image_prompt\": \n");
         assert!(err.contains("bad.jsonl:2:"), "{err}");
+    }
+
+    #[test]
+    fn a_cover_prompt_comes_after_the_pages_it_is_not_counted_among() {
+        let (_dir, path) =
+            file("p.json", r#"[{"image_prompt": "a"}, {"image_prompt": "b"}, {"image_prompt": "c"}]"#);
+        let options =
+            serde_json::json!({ "path": path, "limit": 2, "cover_prompt": "a lion, bold outlines" });
+        let items = list_with(&options).unwrap();
+        let covers: Vec<bool> = items.iter().map(|i| i.prompt.is_cover()).collect();
+        assert_eq!(covers, [false, false, true]);
+        let cover = &items[2].prompt;
+        assert_eq!((cover.section.as_str(), cover.description.as_str()), ("cover", "cover"));
+        assert_eq!(cover.image_prompt, "a lion, bold outlines");
+
+        let (_dir, path) = file(
+            "q.json",
+            r#"[{"image_prompt": "a", "cover": true}, {"image_prompt": "b", "cover": false}]"#,
+        );
+        let items = list_with(&serde_json::json!({ "path": path })).unwrap();
+        assert_eq!(items.iter().map(|i| i.prompt.is_cover()).collect::<Vec<_>>(), [true, false]);
+
+        let err = error("r.json", r#"[{"image_prompt": "a", "cover": "yes"}]"#);
+        assert!(err.contains("prompt #1: \"cover\" must be true or false"), "{err}");
+        let (_dir, path) = file("s.json", r#"[{"image_prompt": "a"}]"#);
+        let err = list_with(&serde_json::json!({ "path": path, "cover_prompt": " " })).unwrap_err();
+        assert!(err.to_string().contains("cover prompt is empty"), "{err}");
     }
 
     #[test]

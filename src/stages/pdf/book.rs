@@ -158,18 +158,25 @@ pub(super) fn lock_book(book: &Mutex<Book>) -> Result<MutexGuard<'_, Book>, Stri
 
 #[async_trait]
 impl Sink for BookSink {
+    /// The cover's art is not a page of the book, so the book never waits for it.
     fn is_complete(&self, item: &Item, _recorded: Option<&Receipt>) -> bool {
-        self.settings.pages.has(&item.key)
+        item.prompt.is_cover() || self.settings.pages.has(&item.key)
     }
 
     async fn begin(&self, items: &mut (dyn Iterator<Item = Item> + Send)) -> anyhow::Result<()> {
         let mut book = self.lock().map_err(anyhow::Error::msg)?;
-        book.pages = items.map(|item| ListedPage { info: PageInfo::of(&item), content: None }).collect();
+        book.pages = items
+            .filter(|item| !item.prompt.is_cover())
+            .map(|item| ListedPage { info: PageInfo::of(&item), content: None })
+            .collect();
         book.pages.sort_by_key(|page| page.info.seq);
         Ok(())
     }
 
     async fn write(&self, item: &Item, states: Vec<State>) -> Result<Receipt, StageError> {
+        if item.prompt.is_cover() {
+            return Ok(Receipt::default());
+        }
         let info = PageInfo::of(item);
         if Verdict::of(item) == Some(Verdict::Reject) && self.settings.rejected != OnRejected::Include {
             let content = match self.settings.rejected {

@@ -15,10 +15,9 @@ use serde::de::Error as _;
 use serde_json::Value;
 
 use crate::engine::media::Media;
+use crate::engine::options::documented;
 use crate::engine::output_path::Claim;
-use crate::engine::stage::{
-    BuildContext, Component, KindInfo, OptionDoc, OptionsError, OutputMedia, Role, TypedKind,
-};
+use crate::engine::stage::{BuildContext, Component, KindInfo, OptionsError, OutputMedia, Role, TypedKind};
 use crate::print::font::Font;
 
 mod book;
@@ -52,95 +51,7 @@ impl TypedKind for PdfBook {
             role: Role::Sink,
             summary: "Assembles the pages into one print-ready PDF book, in page order, streamed to disk"
                 .into(),
-            options: vec![
-                OptionDoc::new("path", "string", "book.pdf", "the PDF file, relative to the output dir"),
-                OptionDoc::new(
-                    "trim",
-                    "8.5x11|8.5x8.5|8x10|6x9|a4|\"W x H in|mm\"",
-                    "8.5x11",
-                    "the trimmed page size (letter is 8.5x11)",
-                ),
-                OptionDoc::new(
-                    "bleed",
-                    "boolean",
-                    "false",
-                    "adds 0.125 in on the outside edge, top and bottom, for art printed to the edge",
-                ),
-                OptionDoc::new(
-                    "margin",
-                    "auto|length|{ outside, gutter }",
-                    "auto",
-                    "auto is KDP's: 0.25 in outside (0.375 in with bleed), the gutter by page count \
-                     (0.375 in to 150 pages ... 0.875 in past 700); a length is \"0.5 in\", \"12 mm\" \
-                     or points",
-                ),
-                OptionDoc::new(
-                    "art",
-                    "safe|bleed",
-                    "safe",
-                    "art fitted inside the margins (at its DPI when it fits, shrunk when not, never \
-                     stretched), or covering the page to the bleed edge (needs bleed: true)",
-                ),
-                OptionDoc::new(
-                    "sides",
-                    "single|double",
-                    "double",
-                    "single puts a blank back behind every page, as markers bleed through the paper",
-                ),
-                OptionDoc::new(
-                    "pad",
-                    "boolean",
-                    "false",
-                    "adds blank pages at the end up to an even count and at least 24 (KDP's minimum)",
-                ),
-                OptionDoc::new("title", "string", "none", "adds a title page and sets the document title"),
-                OptionDoc::new("subtitle", "string", "none", "printed under the title"),
-                OptionDoc::new(
-                    "author",
-                    "string",
-                    "none",
-                    "the document author, also shown on the title page",
-                ),
-                OptionDoc::new(
-                    "copyright",
-                    "string",
-                    "none",
-                    "adds a copyright page with this text (lines kept) after the title page",
-                ),
-                OptionDoc::new(
-                    "belongs_to",
-                    "string",
-                    "none",
-                    "adds a page with this text (e.g. \"This book belongs to\") and a line to write on",
-                ),
-                OptionDoc::new(
-                    "page_numbers",
-                    "boolean",
-                    "false",
-                    "prints 1, 2, 3... under the art pages, inside the bottom margin",
-                ),
-                OptionDoc::new(
-                    "on_missing",
-                    "skip|placeholder|fail",
-                    "placeholder",
-                    "for a failed or filtered item: leave the page out, print a page saying which prompt \
-                     failed and why (so later pages keep their numbers), or write no book and fail",
-                ),
-                OptionDoc::new(
-                    "rejected",
-                    "include|placeholder|skip",
-                    "include",
-                    "for a page a lineart-check rejected: print it anyway, print a page naming the prompt \
-                     and its problems instead, or leave it out",
-                ),
-                OptionDoc::new("creator", "string", "inkflow", "the document's Creator entry"),
-                OptionDoc::new(
-                    "font",
-                    "path",
-                    "built-in Liberation Sans",
-                    "a .ttf or .otf file for every text of the book, embedded as a subset",
-                ),
-            ],
+            options: documented::<Options>(),
             accepts: Media::IMAGES.to_vec(),
             output: OutputMedia::None,
         });

@@ -3,51 +3,77 @@
 use super::*;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Deserializer};
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
+use crate::engine::options::parse_declared;
 use crate::engine::output_path::OutputPath;
-use crate::engine::stage::{OptionsError, parse_options};
+use crate::engine::stage::OptionsError;
 use crate::print::font::Font;
 use crate::print::{Length, MIN_PAGES, Trim};
 
-/// The `pdf` options, as written in the pipeline file.
-#[derive(Deserialize)]
+/// The `pdf` options, as written in the pipeline file: the declaration `inkflow stages pdf`
+/// documents.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
+    /// The PDF file, relative to the output dir.
     #[serde(default = "default_path")]
     pub(super) path: OutputPath,
+    /// The trimmed page size (letter is 8.5x11).
     #[serde(default = "default_trim")]
     pub(super) trim: Trim,
+    /// Adds 0.125 in on the outside edge, top and bottom, for art printed to the edge.
     #[serde(default)]
     pub(super) bleed: bool,
+    /// auto is KDP's: 0.25 in outside (0.375 in with bleed), the gutter by page count (0.375 in
+    /// to 150 pages ... 0.875 in past 700); a length is "0.5 in", "12 mm" or points.
     #[serde(default)]
     pub(super) margin: Margins,
+    /// Art fitted inside the margins (at its DPI when it fits, shrunk when not, never
+    /// stretched), or covering the page to the bleed edge (needs bleed: true).
     #[serde(default)]
     pub(super) art: ArtArea,
+    /// single puts a blank back behind every page, as markers bleed through the paper.
     #[serde(default)]
     pub(super) sides: Sides,
+    /// Adds blank pages at the end up to an even count and at least 24 (KDP's minimum).
     #[serde(default)]
     pub(super) pad: bool,
+    /// Adds a title page and sets the document title.
     #[serde(default)]
     pub(super) title: Option<String>,
+    /// Printed under the title.
     #[serde(default)]
     pub(super) subtitle: Option<String>,
+    /// The document author, also shown on the title page.
     #[serde(default)]
     pub(super) author: Option<String>,
+    /// Adds a copyright page with this text (lines kept) after the title page.
     #[serde(default)]
     pub(super) copyright: Option<String>,
+    /// Adds a page with this text (e.g. "This book belongs to") and a line to write on.
     #[serde(default)]
     pub(super) belongs_to: Option<String>,
+    /// Prints 1, 2, 3... under the art pages, inside the bottom margin.
     #[serde(default)]
     pub(super) page_numbers: bool,
+    /// For a failed or filtered item: leave the page out, print a page saying which prompt
+    /// failed and why (so later pages keep their numbers), or write no book and fail.
     #[serde(default)]
     pub(super) on_missing: OnMissing,
+    /// For a page a lineart-check rejected: print it anyway, print a page naming the prompt
+    /// and its problems instead, or leave it out.
     #[serde(default)]
     pub(super) rejected: OnRejected,
+    /// The document's Creator entry.
     #[serde(default = "default_creator")]
     pub(super) creator: String,
+    /// A .ttf or .otf file for every text of the book, embedded as a subset (the built-in
+    /// font is Liberation Sans).
     #[serde(default)]
+    #[schemars(extend("x-inkflow-type" = "path"))]
     pub(super) font: Option<PathBuf>,
 }
 
@@ -68,7 +94,7 @@ pub(super) const MIN_PRINTABLE_PT: f32 = 72.0;
 
 impl Options {
     pub(super) fn parse(options: &Value) -> Result<Self, OptionsError> {
-        let options: Options = parse_options(options)?;
+        let options: Options = parse_declared(options)?;
         if options.art == ArtArea::Bleed && !options.bleed {
             return Err(OptionsError::at("art", "art: bleed fills the bleed, so it needs bleed: true"));
         }
@@ -133,8 +159,30 @@ impl<'de> Deserialize<'de> for Margins {
     }
 }
 
+impl Serialize for Margins {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Margins::Auto => serializer.serialize_str("auto"),
+            Margins::Fixed { outside, gutter } => {
+                serde_json::json!({ "outside": format!("{outside} pt"), "gutter": format!("{gutter} pt") })
+                    .serialize(serializer)
+            }
+        }
+    }
+}
+
+impl JsonSchema for Margins {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Margins".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "x-inkflow-type": "auto|length|{ outside, gutter }" })
+    }
+}
+
 /// Where art may go: inside the margins, or (with bleed) over the whole page to the bleed edge.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum ArtArea {
     #[default]
@@ -144,7 +192,7 @@ pub(crate) enum ArtArea {
 
 /// Printed on one side of each leaf (a blank back behind every page, as markers bleed through)
 /// or on both.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Sides {
     Single,
@@ -153,7 +201,7 @@ pub(crate) enum Sides {
 }
 
 /// What the book does about an item that has no image (failed, filtered or never written).
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub(super) enum OnMissing {
     /// Leave the page out.
@@ -167,7 +215,7 @@ pub(super) enum OnMissing {
 }
 
 /// What the book does with a page a `lineart-check` rejected.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub(super) enum OnRejected {
     /// Print it anyway: the default, so a book never loses a page silently.
