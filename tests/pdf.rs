@@ -603,7 +603,7 @@ async fn a_print_layout_has_front_matter_blank_backs_padding_and_page_boxes() {
     assert_eq!(texts[12].trim(), "4");
     // The sink's own preflight passes it, and says so for the run's summary.
     let note = book.note().unwrap_or_default();
-    assert!(note.contains("KDP preflight") && note.contains("all 10 rules pass"), "{note}");
+    assert!(note.contains("KDP preflight") && note.contains("all 11 rules pass"), "{note}");
 }
 
 #[tokio::test]
@@ -613,7 +613,7 @@ async fn the_preflight_verdict_names_what_fails() {
     write(&book, &item(0, 1, "edge to edge"), ready(bilevel(2550, 3300, 300.0, |x, _| x < 4))).await;
     finish(&book).await;
     let note = book.note().unwrap_or_default();
-    assert!(note.contains("2 of 10 rules fail (page count, ink inside the margins)"), "{note}");
+    assert!(note.contains("2 of 11 rules fail (page count, ink inside the margins)"), "{note}");
 }
 
 #[tokio::test]
@@ -662,7 +662,7 @@ async fn the_cover_is_sized_from_the_finished_interior_and_shows_the_chosen_page
     assert!(same, "the front art is page 2 (seq 0)");
     assert!(text(&doc, 1).contains("Owls"));
     let note = cover.note().unwrap_or_default();
-    assert!(note.contains("cover for 24 pages") && note.contains("all 9 rules pass"), "{note}");
+    assert!(note.contains("cover for 24 pages") && note.contains("all 10 rules pass"), "{note}");
 }
 
 /// The cover prompt's image is the front art unless `art_page` names a page, and it is never a

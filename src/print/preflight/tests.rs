@@ -1,6 +1,8 @@
 //! Each rule against a fixture that breaks it, built with pdf-writer and read back by preflight.
 
+use super::ink::{UNIT, image_ink};
 use super::*;
+use lopdf::Stream;
 
 use pdf_writer::types::AnnotationType;
 use pdf_writer::{Content, Filter, Finish, Name, Pdf, Rect, Ref, Str};
@@ -27,6 +29,14 @@ enum Draw {
     Text(f32, f32),
     /// "Spine" at `size` pt from (x, y) downwards, as spine text runs.
     SpineText(f32, f32, f32),
+    /// At each corner of `around`, a horizontal and a vertical 18 pt hairline, `gap` pt from the
+    /// corner, running away from the box (crop marks) or into it (`inward`, a frame's corners),
+    /// all in one stroked path.
+    Marks {
+        around: [f32; 4],
+        gap: f32,
+        inward: bool,
+    },
 }
 
 const LETTER: [f32; 4] = [0.0, 0.0, 612.0, 792.0];
@@ -74,6 +84,17 @@ fn write(dir: &tempfile::TempDir, name: &str, pages: &[Page]) -> std::path::Path
                 content.save_state().transform([w, 0.0, 0.0, h, x, y]).x_object(Name(b"Im")).restore_state();
             }
             Draw::Text(x, y) => fonts.show(&mut content, "Spine", 10.0, x, y),
+            Draw::Marks { around: [x0, y0, x1, y1], gap, inward } => {
+                let flip = if inward { -1.0 } else { 1.0 };
+                for (cx, cy, sx, sy) in
+                    [(x0, y0, -1.0, -1.0), (x1, y0, 1.0, -1.0), (x0, y1, -1.0, 1.0), (x1, y1, 1.0, 1.0)]
+                {
+                    let (sx, sy) = (sx * flip, sy * flip);
+                    content.move_to(cx + sx * gap, cy).line_to(cx + sx * (gap + 18.0), cy);
+                    content.move_to(cx, cy + sy * gap).line_to(cx, cy + sy * (gap + 18.0));
+                }
+                content.set_line_width(0.25).stroke();
+            }
             Draw::SpineText(x, y, size) => {
                 content.save_state().transform([0.0, -1.0, 1.0, 0.0, x, y]);
                 fonts.show(&mut content, "Spine", size, 0.0, 0.0);
@@ -133,7 +154,7 @@ fn failing(report: &Report) -> Vec<(&'static str, Vec<usize>)> {
 fn a_good_book_passes_every_rule() {
     let report = interior(&book(24));
     assert!(report.passed(), "{report}");
-    assert_eq!(report.rules.len(), 10);
+    assert_eq!(report.rules.len(), 11);
     assert!(report.to_string().contains("✓ page count"), "{report}");
 }
 
@@ -186,6 +207,31 @@ fn an_annotation_fails() {
     let mut pages = book(24);
     pages[3].annotated = true;
     assert_eq!(failing(&interior(&pages)), [("no annotations", vec![4])]);
+}
+
+#[test]
+fn crop_marks_around_the_trim_or_in_the_page_corners_fail() {
+    let mut pages = book(24);
+    // Exported with printer's marks: a page half an inch larger all round, its TrimBox the
+    // letter page inside, and the marks 6 pt outside the trim's corners.
+    let trim = [36.0, 36.0, 648.0, 828.0];
+    let marks = Draw::Marks { around: trim, gap: 6.0, inward: false };
+    pages[2] = Page { media: [0.0, 0.0, 684.0, 864.0], trim: Some(trim), draw: marks, annotated: false };
+    // No TrimBox: the same marks drawn inside a letter page, around a smaller art area.
+    let inner = Draw::Marks { around: [27.0, 27.0, 585.0, 765.0], gap: 4.0, inward: false };
+    pages[5] = Page { trim: None, ..page(inner) };
+    let report = interior(&pages);
+    let failed = failing(&report);
+    assert!(failed.contains(&("no crop marks", vec![3, 6])), "{report}");
+    assert!(report.to_string().contains("export without printer's marks"), "{report}");
+
+    // A frame's corners inside the margins, or marks meeting at the corner, are not crop marks.
+    let mut pages = book(24);
+    let safe = [60.0, 60.0, 550.0, 730.0];
+    pages[2] = page(Draw::Marks { around: safe, gap: 0.0, inward: true });
+    pages[3] = page(Draw::Marks { around: safe, gap: 12.0, inward: true });
+    let report = interior(&pages);
+    assert!(report.passed(), "{report}");
 }
 
 #[test]
