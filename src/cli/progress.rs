@@ -69,9 +69,9 @@ impl Display {
         let stages: Vec<String> = progress
             .components
             .iter()
-            .map(|(id, c)| {
-                let failed = c.failed.load(Ordering::Relaxed);
-                let done = c.done.load(Ordering::Relaxed);
+            .map(|c| {
+                let (id, failed, done) =
+                    (&c.id, c.failed.load(Ordering::Relaxed), c.done.load(Ordering::Relaxed));
                 if failed > 0 { format!("{id} {done} ({failed} failed)") } else { format!("{id} {done}") }
             })
             .collect();

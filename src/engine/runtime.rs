@@ -32,6 +32,8 @@ use super::summary::{ComponentCounts, FailedItem, Summary};
 /// Live counts of one component, read by the progress display.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// The component's id in the pipeline.
+    pub id: String,
     /// Items it passed on or wrote.
     pub done: AtomicU64,
     /// Items it failed.
@@ -50,7 +52,7 @@ pub struct Progress {
     /// Items that reached every sink (whatever their fate).
     pub finished: AtomicU64,
     /// Per component, in pipeline order.
-    pub components: Vec<(String, Counters)>,
+    pub components: Vec<Counters>,
 }
 
 /// Hooks into an item's life, for the journal.
@@ -163,7 +165,11 @@ pub fn build(
         }
     }
     let progress = Arc::new(Progress {
-        components: pipeline.components.iter().map(|c| (c.id.clone(), Counters::default())).collect(),
+        components: pipeline
+            .components
+            .iter()
+            .map(|c| Counters { id: c.id.clone(), ..Counters::default() })
+            .collect(),
         ..Progress::default()
     });
     Ok(Batch { pipeline, components, items, output_dir: output_dir.to_owned(), progress })
@@ -596,7 +602,7 @@ impl Tally {
 
 impl Shared {
     fn counters(&self, index: usize) -> &Counters {
-        &self.progress.components[index].1
+        &self.progress.components[index]
     }
 
     fn stop_batch(&self, reason: String) {
@@ -1168,7 +1174,7 @@ fn tokio_stream_from(mut rx: mpsc::Receiver<Envelope>) -> impl futures::Stream<I
 
 async fn run_sink(task_info: TaskInfo, sink: Arc<dyn Sink>, inputs: Vec<mpsc::Receiver<Envelope>>) {
     let shared = task_info.shared.clone();
-    let counters = &shared.progress.components[task_info.index].1;
+    let counters = &shared.progress.components[task_info.index];
     let slots = inputs.len();
     let tagged = stream::select_all(
         inputs
