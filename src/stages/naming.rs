@@ -363,4 +363,11 @@ mod tests {
     fn template_subfolders_are_kept() {
         assert_eq!(render("{section}/{number:02}.png", &item("sea", 3, "x")), "sea/03.png");
     }
+
+    #[test]
+    fn extension_is_removed_from_the_last_segment_only() {
+        assert_eq!(strip_extension("animals_007_cat.png"), "animals_007_cat");
+        assert_eq!(strip_extension("v1.2/page"), "v1.2/page");
+        assert_eq!(strip_extension("sea/03.png"), "sea/03");
+    }
 }

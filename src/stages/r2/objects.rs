@@ -1,0 +1,213 @@
+//! What the sink stores: an item's pages and inputs encoded and hashed, its metadata JSON, and
+//! the batch files of `upload_files`, each as an object with its key, hash and content type.
+
+use std::io::Read;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::path::Path;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::sink::R2Sink;
+use crate::engine::cpu;
+use crate::engine::item::{Item, State};
+use crate::engine::media::{Payload, Raster};
+use crate::engine::stage::StageError;
+use crate::imaging::png::page_png;
+use crate::stages::naming::strip_extension;
+
+/// One object to upload.
+pub(super) struct Object {
+    pub(super) key: Path,
+    pub(super) body: Body,
+    pub(super) len: u64,
+    pub(super) sha256: String,
+    pub(super) content_type: String,
+}
+
+/// Where an object's bytes are: encoded in memory (pages) or in a file (the book, which may be
+/// large and is streamed part by part).
+pub(super) enum Body {
+    Memory(Bytes),
+    File(PathBuf),
+}
+
+/// A payload ready to hash and upload: its bytes (or the pixels to encode) and its type.
+enum Prepared {
+    Encoded(Bytes, &'static str, &'static str),
+    Pixels(Arc<Raster>),
+}
+
+impl R2Sink {
+    pub(super) fn object_key(&self, relative: &str) -> Result<Path, String> {
+        let full =
+            if self.prefix.is_empty() { relative.to_owned() } else { format!("{}/{relative}", self.prefix) };
+        Path::parse(&full).map_err(|e| format!("{full:?} is not a valid object key: {e}"))
+    }
+
+    /// Encodes and hashes an item's objects on the CPU pool, and builds its metadata JSON.
+    pub(super) async fn prepare(&self, item: &Item, states: &[State]) -> Result<Vec<Object>, StageError> {
+        let sink = &self.id;
+        let stem = strip_extension(
+            &self.names.render(item).map_err(|e| StageError::failed(format!("sink {sink:?}: {e}")))?,
+        )
+        .to_owned();
+        let mut prepared = Vec::new();
+        let mut not_uploaded = Vec::new();
+        for (index, state) in states.iter().enumerate() {
+            let input = self.inputs.get(index).cloned().unwrap_or_else(|| format!("input{index}"));
+            match state {
+                State::Ready(Payload::Image(raster)) => {
+                    prepared.push((input, Prepared::Pixels(raster.clone())))
+                }
+                State::Ready(Payload::Encoded(file)) => prepared.push((
+                    input,
+                    Prepared::Encoded(
+                        Bytes::from(file.bytes.clone()),
+                        file.format.extension(),
+                        file.format.mime(),
+                    ),
+                )),
+                State::Ready(Payload::Prompt | Payload::Undecoded(_)) => {
+                    return Err(StageError::failed(format!(
+                        "sink {sink:?}: input {input:?} gave no pixels to upload"
+                    )));
+                }
+                State::Failed(failure) => not_uploaded.push(json!({
+                    "input": input, "state": "failed", "stage": failure.stage, "error": failure.error,
+                })),
+                State::Filtered { stage, reason } => not_uploaded.push(json!({
+                    "input": input, "state": "filtered", "stage": stage, "reason": reason,
+                })),
+            }
+        }
+        if prepared.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (content_type, png_compression) = (self.content_type.clone(), self.png_compression);
+        let key_stem = stem.clone();
+        let encoded = cpu::run(move || {
+            prepared
+                .into_iter()
+                .enumerate()
+                .map(|(position, (input, prepared))| {
+                    let (bytes, extension, mime) = match prepared {
+                        Prepared::Encoded(bytes, extension, mime) => (bytes, extension, mime),
+                        Prepared::Pixels(raster) => (page_png(&raster, png_compression)?, "png", "image/png"),
+                    };
+                    let relative = if position == 0 {
+                        format!("{key_stem}.{extension}")
+                    } else {
+                        format!("{input}/{key_stem}.{extension}")
+                    };
+                    let content_type = content_type.clone().unwrap_or_else(|| mime.to_owned());
+                    Ok((input, relative, sha256_hex(&bytes), bytes, content_type))
+                })
+                .collect::<Result<Vec<_>, String>>()
+        })
+        .await
+        .and_then(|r| r)
+        .map_err(|e| StageError::failed(format!("sink {sink:?}: item {}: {e}", item.key)))?;
+
+        let mut objects = Vec::new();
+        let mut listed = Vec::new();
+        for (input, relative, sha256, bytes, content_type) in encoded {
+            let key =
+                self.object_key(&relative).map_err(|e| StageError::failed(format!("sink {sink:?}: {e}")))?;
+            listed.push(json!({
+                "input": input, "key": key.as_ref(), "content_type": content_type,
+                "bytes": bytes.len(), "sha256": sha256,
+            }));
+            objects.push(Object {
+                key,
+                len: bytes.len() as u64,
+                body: Body::Memory(bytes),
+                sha256,
+                content_type,
+            });
+        }
+        if self.upload_metadata {
+            let metadata = json!({
+                "key": item.key,
+                "seq": item.seq,
+                "prompt": item.prompt,
+                "facts": item.facts,
+                "retries": item.retries,
+                "generation_seconds": item.generation_time.map(|t| t.as_secs_f64()),
+                "objects": listed,
+                "not_uploaded": not_uploaded,
+            });
+            let bytes = Bytes::from(
+                serde_json::to_vec_pretty(&metadata)
+                    .map_err(|e| StageError::failed(format!("sink {sink:?}: metadata: {e}")))?,
+            );
+            let key = self
+                .object_key(&format!("metadata/{stem}.json"))
+                .map_err(|e| StageError::failed(format!("sink {sink:?}: {e}")))?;
+            objects.push(Object {
+                key,
+                len: bytes.len() as u64,
+                sha256: sha256_hex(&bytes),
+                body: Body::Memory(bytes),
+                content_type: "application/json".into(),
+            });
+        }
+        Ok(objects)
+    }
+
+    /// One listed batch file as an object; fails when the file is missing.
+    pub(super) async fn file_object(&self, relative: &str) -> Result<Object, String> {
+        let sink = &self.id;
+        let path = self.output_dir.join(relative);
+        let shown = path.display().to_string();
+        let hashed = path.clone();
+        let (sha256, len) = tokio::task::spawn_blocking(move || hash_file(&hashed))
+            .await
+            .map_err(|e| format!("sink {sink:?}: hashing {shown} stopped: {e}"))?
+            .map_err(|e| {
+                format!("sink {sink:?}: cannot read {shown} (upload_files; is it written by an earlier sink?): {e}")
+            })?;
+        let key = self.object_key(&relative.replace('\\', "/")).map_err(|e| format!("sink {sink:?}: {e}"))?;
+        Ok(Object {
+            key,
+            body: Body::File(path),
+            len,
+            sha256,
+            content_type: content_type_for_file(relative).into(),
+        })
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The SHA-256 and length of a file, read in blocks so a large book needs little memory.
+fn hash_file(path: &FsPath) -> std::io::Result<(String, u64)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            return Ok((hex::encode(hasher.finalize()), len));
+        }
+        hasher.update(&buffer[..n]);
+        len += n as u64;
+    }
+}
+
+fn content_type_for_file(path: &str) -> &'static str {
+    let extension = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    match extension.as_str() {
+        "pdf" => "application/pdf",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "json" => "application/json",
+        "txt" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
