@@ -313,6 +313,14 @@ fn assert_image(outcome: &Outcome, width: u32, height: u32) {
     }
 }
 
+/// The message of an item the batch's stop cut short (not a failure: the next run takes it up).
+fn interruption(outcome: &Outcome) -> String {
+    match &outcome.1 {
+        Err(StageError::Interrupted(message)) => message.clone(),
+        other => panic!("{}: expected an item cut short by the stop, got {other:?}", outcome.0.key),
+    }
+}
+
 fn failure(outcome: &Outcome) -> (String, u32) {
     match &outcome.1 {
         Err(StageError::Failed { message, attempts }) => (message.clone(), *attempts),
@@ -1134,7 +1142,7 @@ async fn stopping_while_queued_cancels_the_request() {
     let journal = Arc::new(Journal::default());
     let cx = RunContext { stop, submissions: Some(journal.clone()), ..RunContext::default() };
     let outcomes = tokio::time::timeout(Duration::from_secs(10), run(&stage, &[id], &cx)).await.unwrap();
-    let (message, _) = failure(&outcomes[0]);
+    let message = interruption(&outcomes[0]);
     assert!(message.contains("cancelled request") && message.contains("queued"), "{message}");
     assert_eq!((fal.submissions(id).await, fal.cancels(id).await), (1, 1));
     assert_eq!(journal.settlements(), [("test-00001".to_owned(), Settlement::Cancelled, 0.0)], "recorded");
@@ -1186,7 +1194,7 @@ async fn a_cancel_that_comes_too_late_leaves_the_request_for_a_resume() {
     let cx = RunContext { stop, submissions: Some(journal.clone()), ..RunContext::default() };
     let stage = build(&fal.options(json!({"poll_interval_ms": 60_000})));
     let outcome = run(&stage, &[id], &cx).await.remove(0);
-    let (message, _) = failure(&outcome);
+    let message = interruption(&outcome);
     assert!(
         message.contains("already finished") && message.contains("a resumed batch collects it"),
         "{message}"
@@ -1201,7 +1209,7 @@ async fn a_cancel_that_comes_too_late_leaves_the_request_for_a_resume() {
     fal.on("PUT", &format!("{APP}/requests/{id}/cancel"), broken).await;
     let cx = RunContext { stop, submissions: Some(journal.clone()), ..RunContext::default() };
     let outcome = run(&stage, &[id], &cx).await.remove(0);
-    let (message, _) = failure(&outcome);
+    let message = interruption(&outcome);
     assert!(
         message.contains("cancel of request cancel-fails-1 failed") && message.contains("polls it again"),
         "{message}"

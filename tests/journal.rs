@@ -158,7 +158,7 @@ fn a_submission_cut_off_before_its_answer_comes_back_uncertain_until_retried() {
     assert_eq!((status.uncertain_submissions, status.unfinished_submissions), (1, 0));
 
     // The stage reports it; a plain resume leaves it failed, --retry-failed submits again.
-    let failure = Failure { stage: "gen".into(), error: "uncertain".into(), attempts: 1 };
+    let failure = Failure { stage: "gen".into(), error: "uncertain".into(), attempts: 1, interrupted: false };
     journal.item_finished(&resumed, &ItemOutcome::Failed(failure.clone()));
     drop(journal);
     let mut again = Item::new(0, item.prompt.clone());
@@ -189,7 +189,7 @@ fn a_settled_request_is_not_polled_again_and_keeps_its_cost() {
     journal.submitting(&item, "gen", Some(0.025)).unwrap();
     journal.submitted(&item, "gen", &json!({"request_id": "r-1"}), Some(0.025)).unwrap();
     journal.settled(&item.key, "gen", Settlement::Failed, 0.025).unwrap();
-    let failure = Failure { stage: "gen".into(), error: "HTTP 422".into(), attempts: 1 };
+    let failure = Failure { stage: "gen".into(), error: "HTTP 422".into(), attempts: 1, interrupted: false };
     journal.item_finished(&item, &ItemOutcome::Failed(failure));
     drop(journal);
 

@@ -109,7 +109,12 @@ fn ready(raster: Raster) -> Vec<State> {
 }
 
 fn failed(error: &str) -> Vec<State> {
-    vec![State::Failed(Failure { stage: "generate".into(), error: error.into(), attempts: 3 })]
+    vec![State::Failed(Failure {
+        stage: "generate".into(),
+        error: error.into(),
+        attempts: 3,
+        interrupted: false,
+    })]
 }
 
 async fn write(sink: &Arc<dyn Sink>, item: &Item, states: Vec<State>) {

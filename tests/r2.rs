@@ -357,7 +357,12 @@ async fn failed_inputs_are_recorded_in_metadata_and_nothing_is_uploaded_for_them
     let out = tempfile::tempdir().unwrap();
     let sink = build(R2::new(), SECRET, &server.options(json!({})), out.path()).unwrap();
     let mut states = page_states(1);
-    states[1] = State::Failed(Failure { stage: "thumb".into(), error: "too small".into(), attempts: 1 });
+    states[1] = State::Failed(Failure {
+        stage: "thumb".into(),
+        error: "too small".into(),
+        attempts: 1,
+        interrupted: false,
+    });
     sink.write(&item(4, "bee"), states).await.unwrap();
     assert!(server.object_file("animals_004_bee.png").exists());
     assert!(!server.object_file("thumb/animals_004_bee.jpg").exists());
@@ -367,7 +372,12 @@ async fn failed_inputs_are_recorded_in_metadata_and_nothing_is_uploaded_for_them
     assert_eq!(metadata["not_uploaded"][0]["error"], "too small");
 
     // An item no stage produced anything for leaves no object at all.
-    let failed = State::Failed(Failure { stage: "draw".into(), error: "boom".into(), attempts: 2 });
+    let failed = State::Failed(Failure {
+        stage: "draw".into(),
+        error: "boom".into(),
+        attempts: 2,
+        interrupted: false,
+    });
     let before = server.object_puts();
     sink.write(&item(5, "ant"), vec![failed.clone(), failed]).await.unwrap();
     assert_eq!(server.object_puts(), before);

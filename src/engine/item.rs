@@ -184,6 +184,13 @@ pub struct Failure {
     pub error: String,
     /// How many attempts the stage made.
     pub attempts: u32,
+    /// The batch's stop cut the item short (Ctrl-C: [`StageError::Interrupted`], or the fatal
+    /// error that stopped the batch): it did not fail, and the journal leaves it for the next
+    /// run.
+    ///
+    /// [`StageError::Interrupted`]: super::stage::StageError::Interrupted
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
 }
 
 /// The state of an item on an edge. Failed and filtered items still travel to the sinks

@@ -389,7 +389,9 @@ impl ItemObserver for Journal {
             "written" if fingerprint == self.item_fingerprint(item) => Preparation::SkipIfComplete,
             // A failed or filtered item stays so unless the user asks for another try, which
             // may be paid for again; the run still lists it.
-            "failed" if kept => Preparation::Keep(ItemOutcome::Failed(Failure { stage, error, attempts })),
+            "failed" if kept => {
+                Preparation::Keep(ItemOutcome::Failed(Failure { stage, error, attempts, interrupted: false }))
+            }
             "filtered" if kept => Preparation::Keep(ItemOutcome::Filtered { stage, reason: error }),
             _ => Preparation::Run,
         })

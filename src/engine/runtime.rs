@@ -639,11 +639,10 @@ impl Shared {
         };
         tally.retries += u64::from(retries);
         tally.cost_usd += cost_usd;
-        // An item that failed while the batch was stopping was most likely cut short by the
-        // stop (not submitted, a sink not reached): it counts as not started, and the journal
-        // leaves it unfinished so the next run takes it up again instead of skipping it as
-        // failed.
-        let cut_short = matches!(outcome, ItemOutcome::Failed(_)) && self.stop.is_cancelled();
+        // An item the stop cut short (not submitted, its paid request left open) counts as not
+        // started, and the journal leaves it unfinished so the next run takes it up again
+        // instead of skipping it as failed.
+        let cut_short = matches!(&outcome, ItemOutcome::Failed(failure) if failure.interrupted);
         drop(tally);
         // A later candidate that failed leaves the page as it was: the item is still written.
         let outcome = match outcome {
@@ -1032,12 +1031,17 @@ fn failure_state(id: &str, error: StageError, shared: &Shared, counters: &Counte
         }
         StageError::Failed { message, attempts } => {
             counters.failed.fetch_add(1, Ordering::Relaxed);
-            State::Failed(Failure { stage: id.to_owned(), error: message, attempts })
+            State::Failed(Failure { stage: id.to_owned(), error: message, attempts, interrupted: false })
         }
         StageError::Fatal(message) => {
             counters.failed.fetch_add(1, Ordering::Relaxed);
             shared.stop_batch(format!("stage \"{id}\": {message}"));
-            State::Failed(Failure { stage: id.to_owned(), error: message, attempts: 1 })
+            // The batch stops for a cause outside the item (a refused key, the budget): the
+            // item is cut short with the rest, not failed.
+            State::Failed(Failure { stage: id.to_owned(), error: message, attempts: 1, interrupted: true })
+        }
+        StageError::Interrupted(message) => {
+            State::Failed(Failure { stage: id.to_owned(), error: message, attempts: 1, interrupted: true })
         }
     }
 }
@@ -1072,7 +1076,12 @@ async fn decoded_states(states: Vec<State>) -> Vec<State> {
             .map(|state| match state {
                 State::Ready(payload) => match payload.decoded() {
                     Ok(payload) => State::Ready(payload),
-                    Err(error) => State::Failed(Failure { stage: "decode".into(), error, attempts: 1 }),
+                    Err(error) => State::Failed(Failure {
+                        stage: "decode".into(),
+                        error,
+                        attempts: 1,
+                        interrupted: false,
+                    }),
                 },
                 other => other,
             })
@@ -1080,7 +1089,10 @@ async fn decoded_states(states: Vec<State>) -> Vec<State> {
     })
     .await;
     decoded.unwrap_or_else(|panic| {
-        vec![State::Failed(Failure { stage: "decode".into(), error: panic, attempts: 1 }); count]
+        vec![
+            State::Failed(Failure { stage: "decode".into(), error: panic, attempts: 1, interrupted: false });
+            count
+        ]
     })
 }
 

@@ -241,6 +241,10 @@ pub enum StageError {
     /// Nothing else can succeed (e.g. the API key was refused): stop the batch.
     #[error("{0}")]
     Fatal(String),
+    /// The batch is stopping (Ctrl-C) and cut the item short: not submitted, or its paid
+    /// request left open to collect. Not a failure: the next run takes the item up again.
+    #[error("{0}")]
+    Interrupted(String),
 }
 
 impl StageError {

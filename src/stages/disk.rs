@@ -568,7 +568,12 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let sink = sink(tmp.path());
         let item = item("sad dog");
-        let failure = Failure { stage: "draw".into(), error: "model timed out".into(), attempts: 3 };
+        let failure = Failure {
+            stage: "draw".into(),
+            error: "model timed out".into(),
+            attempts: 3,
+            interrupted: false,
+        };
         let states = [State::Failed(failure.clone()), State::Failed(failure)];
         sink.write(&item, states.to_vec()).await.unwrap();
         let dir = tmp.path().join("pages");

@@ -219,7 +219,7 @@ impl IoStage for Gate {
     async fn process(&self, item: &mut Item, input: Payload, cx: &RunContext) -> Result<Payload, StageError> {
         if self.0.stop_at == Some(item.prompt.number) && !self.1.stopped_batch.swap(true, Ordering::SeqCst) {
             cx.stop.cancel();
-            return Err(StageError::failed("cut short: the batch is stopping"));
+            return Err(StageError::Interrupted("cut short: the batch is stopping".into()));
         }
         if item.prompt.number == self.0.gated {
             if !wait_for(&self.1.sink_started).await {

@@ -53,6 +53,8 @@ enum Failure {
     Fatal(String),
     /// fal flagged the image.
     Filtered(String),
+    /// The batch's stop cut the item short.
+    Interrupted(String),
 }
 
 /// A request fal holds for us, for cancelling on Ctrl-C.
@@ -233,7 +235,7 @@ impl FalStage {
         let result = result?;
         let room = tokio::select! {
             biased;
-            () = collecting.cancelled() => return Err(Failure::Item(format!(
+            () = collecting.cancelled() => return Err(Failure::Interrupted(format!(
                 "stopped: the batch was stopped, and request {} (paid for) was still waiting to be downloaded \
                  after the stage's `stop_wait`: a resumed batch collects it", submission.request_id
             ))),
@@ -304,7 +306,7 @@ impl FalStage {
             return Err(Failure::Item("the prompt is empty: nothing to generate".into()));
         }
         if cx.stop.is_cancelled() {
-            return Err(Failure::Item(
+            return Err(Failure::Interrupted(
                 "cancelled: the batch was stopped before this item was submitted".into(),
             ));
         }
@@ -521,11 +523,11 @@ impl FalStage {
         let id = &followed.submission.request_id;
         let queued = lock(&self.pending).remove(id).filter(|p| p.queued);
         match queued {
-            Some(queued) => Failure::Item(format!(
+            Some(queued) => Failure::Interrupted(format!(
                 "stopped: the batch was stopped while request {id} was queued at fal: {}",
                 self.cancel(id, queued).await
             )),
-            None => Failure::Item(format!(
+            None => Failure::Interrupted(format!(
                 "stopped: the batch was stopped, and fal was still generating request {id} (paid for) after \
                  the stage's `stop_wait`: a resumed batch collects it"
             )),
@@ -575,7 +577,7 @@ impl FalStage {
 
     fn gave_up(&self, gave_up: GaveUp, doing: &str) -> Failure {
         match gave_up {
-            GaveUp::Stopped => Failure::Item(format!("stopped: the batch was stopped while {doing}")),
+            GaveUp::Stopped => Failure::Interrupted(format!("stopped: the batch was stopped while {doing}")),
             GaveUp::Failed(CallError::MissingKey, _) => Failure::Fatal(CallError::MissingKey.to_string()),
             GaveUp::Failed(error, _) if error.is_auth() => Failure::Fatal(format!(
                 "fal.ai refused the API key ({error}) while {doing}: check FAL_KEY; stopping the batch"
@@ -664,6 +666,7 @@ impl IoStage for FalStage {
             }
             Err(Failure::Fatal(message)) => Err(StageError::Fatal(self.redact(&message))),
             Err(Failure::Filtered(reason)) => Err(StageError::Filtered { reason }),
+            Err(Failure::Interrupted(message)) => Err(StageError::Interrupted(self.redact(&message))),
         }
     }
 
