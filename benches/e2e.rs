@@ -6,7 +6,7 @@
 //!   cargo bench --bench e2e                                   # 400 items, C=40, L=2000 ms
 //!   E2E_ITEMS=2000 E2E_CONCURRENCY=20 E2E_LATENCY_MS=1000 cargo bench --bench e2e
 
-#[path = "../tests/common/fal_emulator.rs"]
+#[path = "../tests/it/common/fal_emulator.rs"]
 #[allow(dead_code)]
 mod fal_emulator;
 

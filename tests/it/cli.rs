@@ -7,8 +7,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-mod common;
-
 fn inkflow() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_inkflow"));
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
@@ -336,10 +334,10 @@ fn the_book_holds_the_disk_pages_in_section_order() {
     let result = offline_book(&prompts, &out);
     assert!(result.status.success(), "{}", text(&result.stderr));
 
-    let doc = common::pdf_reader::load(&out.join("book.pdf"));
-    let book_pages = common::pdf_reader::pages(&doc);
+    let doc = crate::common::pdf_reader::load(&out.join("book.pdf"));
+    let book_pages = crate::common::pdf_reader::pages(&doc);
     assert_eq!(book_pages.len(), 6, "a title page and five pages");
-    assert!(common::pdf_reader::page_image(&doc, book_pages[0]).is_none(), "the title page has no image");
+    assert!(crate::common::pdf_reader::page_image(&doc, book_pages[0]).is_none(), "the title page has no image");
     // The prompts file names its sections flowers (1, 5), ocean (2), space (3), animals (4):
     // the book keeps that order, page numbers within a section.
     let disk: Vec<PathBuf> = ["flowers_001", "flowers_005", "ocean_002", "space_003", "animals_004"]
@@ -347,9 +345,9 @@ fn the_book_holds_the_disk_pages_in_section_order() {
         .map(|stem| out.join(format!("{stem}_page_{}.png", stem[stem.len() - 1..].trim_start_matches('0'))))
         .collect();
     for (page, png_path) in book_pages[1..].iter().zip(&disk) {
-        let (dict, data) = common::pdf_reader::page_image(&doc, *page).expect("an image page");
+        let (dict, data) = crate::common::pdf_reader::page_image(&doc, *page).expect("an image page");
         assert_eq!(dict.get(b"BitsPerComponent").and_then(lopdf::Object::as_i64).unwrap(), 1);
-        let rows = common::pdf_reader::decode_g4(&data, 2550, 3300);
+        let rows = crate::common::pdf_reader::decode_g4(&data, 2550, 3300);
         let png =
             image::open(png_path).unwrap_or_else(|e| panic!("{}: {e}", png_path.display())).into_luma8();
         for (y, row) in rows.iter().enumerate() {

@@ -2,12 +2,10 @@
 //! asked, re-runs everything when the pipeline changed, hands paid requests back for
 //! re-polling, and refuses files that are not its own.
 
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 
-use common::{Probe, registry, write_pipeline};
+use crate::common::{Probe, registry, write_pipeline};
 use inkflow::engine::item::{Failure, Item, Prompt};
 use inkflow::engine::journal::{JOURNAL_FILE, Journal, ResumePolicy};
 use inkflow::engine::pipeline::{self, LoadOptions, Pipeline};

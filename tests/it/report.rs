@@ -2,12 +2,10 @@
 //! link resolving to a file of the batch, the counts and failure messages from the journal,
 //! the quality verdict and other tries when a check left them, and no external URL.
 
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 
-use common::{Probe, registry, write_pipeline};
+use crate::common::{Probe, registry, write_pipeline};
 use inkflow::engine::journal::{Journal, ResumePolicy};
 use inkflow::engine::pipeline::{self, LoadOptions};
 use inkflow::engine::run_context::RunContext;

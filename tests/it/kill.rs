@@ -3,13 +3,11 @@
 //! prompt must be paid for exactly once, and the book must come out complete and identical to
 //! an uninterrupted run. Ctrl-C (SIGINT) while fal is generating collects what is paid for.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::fal_emulator::{FalEmulator, HELD_RUNNING, Latency};
+use crate::common::fal_emulator::{FalEmulator, HELD_RUNNING, Latency};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 

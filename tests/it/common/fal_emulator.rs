@@ -122,6 +122,7 @@ pub enum Images {
     /// Line art drawn from each prompt (deterministic; costs CPU in the test process).
     FromPrompt,
     /// The same file for every request (for benchmarks, so drawing costs nothing).
+    #[allow(dead_code, reason = "benches/e2e.rs answers with it; the tests draw from the prompt")]
     Fixed(Arc<Vec<u8>>),
 }
 
@@ -300,11 +301,6 @@ impl Respond for Cancel {
             ResponseTemplate::new(400).set_body_json(json!({"status": "ALREADY_COMPLETED"}))
         }
     }
-}
-
-/// What "the model" draws for a prompt: the offline generator's page, as a PNG.
-pub fn line_art_png(prompt: &str) -> Vec<u8> {
-    png_of(&inkflow::imaging::pattern::draw(prompt, 1, 300, 400))
 }
 
 fn png_of(raster: &inkflow::engine::media::Raster) -> Vec<u8> {

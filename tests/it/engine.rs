@@ -2,12 +2,10 @@
 //! runtime's backpressure bound, failures confined to their item, fan-out and joins, and
 //! fused chains of CPU stages.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use common::{Probe, registry, write_pipeline};
+use crate::common::{Probe, registry, write_pipeline};
 use inkflow::engine::diagnostic::ConfigErrors;
 use inkflow::engine::pipeline::{self, LoadOptions};
 use inkflow::engine::runtime::{self, RunSettings};

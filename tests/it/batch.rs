@@ -7,9 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-mod common;
-
-use common::fal_emulator::{FalEmulator, Latency};
+use crate::common::fal_emulator::{FalEmulator, Latency};
 
 fn inkflow() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_inkflow"));

@@ -2,11 +2,9 @@
 //! each, what fal accepted (and charged), the item's state and message, and what a plain
 //! resume and `--retry-failed` then do.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::fal_emulator::{
+use crate::common::fal_emulator::{
     ACCEPTED_THEN_504, CDN_404_ONCE, FLAGGED, FalEmulator, INGRESS_502, Latency, NEVER_COMPLETES, POLICY_422,
     REFUSED_KEY, RESULT_500_ONCE, SPOILED_FIRST,
 };

@@ -2,15 +2,13 @@
 //! decoded with the fax crate: page order, page sizes, image parameters, pixel equality, title and
 //! placeholder pages, `on_missing`, no half-written book at the final path, and streaming.
 //!
-//! `INKFLOW_PDF_OUT=/some/book.pdf cargo test --test pdf sample_book` also copies a sample book
+//! `INKFLOW_PDF_OUT=/some/book.pdf cargo test --test it pdf::sample_book` also copies a sample book
 //! there, for `.ci/check-pdf.sh`.
-
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::pdf_reader::{decode_g4, load, page_image, pages};
+use crate::common::pdf_reader::{decode_g4, load, page_image, pages};
 use inkflow::engine::item::{Failure, Item, Prompt, State};
 use inkflow::engine::media::{Payload, Pixels, Raster};
 use inkflow::engine::stage::{BuildContext, Component, Kind, Sink};

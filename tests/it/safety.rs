@@ -1,9 +1,7 @@
 //! Safety end to end: an unsafe prompt is never sent to fal (nothing is paid for it), and an
 //! image fal flags with `has_nsfw_concepts` never reaches disk; both are recorded as filtered.
 
-mod common;
-
-use common::fal_emulator::{FLAGGED, FalEmulator, Latency};
+use crate::common::fal_emulator::{FLAGGED, FalEmulator, Latency};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,18 @@
+//! The integration tests, as one crate: one link of the library instead of one per file, and
+//! one binary that runs them all in parallel. Each module is what a file under `tests/` was;
+//! `cargo test --test it MODULE::` runs one of them.
+
+mod common;
+
+mod batch;
+mod cli;
+mod engine;
+mod fal;
+mod fal_batch;
+mod journal;
+mod kill;
+mod pdf;
+mod plugins;
+mod r2;
+mod report;
+mod safety;
