@@ -337,7 +337,10 @@ fn the_book_holds_the_disk_pages_in_section_order() {
     let doc = crate::common::pdf_reader::load(&out.join("book.pdf"));
     let book_pages = crate::common::pdf_reader::pages(&doc);
     assert_eq!(book_pages.len(), 6, "a title page and five pages");
-    assert!(crate::common::pdf_reader::page_image(&doc, book_pages[0]).is_none(), "the title page has no image");
+    assert!(
+        crate::common::pdf_reader::page_image(&doc, book_pages[0]).is_none(),
+        "the title page has no image"
+    );
     // The prompts file names its sections flowers (1, 5), ocean (2), space (3), animals (4):
     // the book keeps that order, page numbers within a section.
     let disk: Vec<PathBuf> = ["flowers_001", "flowers_005", "ocean_002", "space_003", "animals_004"]
