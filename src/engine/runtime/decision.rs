@@ -1,0 +1,71 @@
+//! What a run does with each listed item it reaches: run it (and as which candidate of its
+//! page), skip it as complete, or keep it as an earlier run ended it.
+
+use super::{ItemObserver, ItemOutcome, NamedSink, Preparation};
+use crate::engine::candidates::{CandidatePolicy, History};
+use crate::engine::item::Item;
+
+/// What a run does with a listed item.
+pub(super) enum Decision {
+    /// Runs it.
+    Run,
+    /// Skips it: every sink has its outputs.
+    Done,
+    /// Leaves it as an earlier run ended it.
+    Keep(ItemOutcome),
+}
+
+/// Whether an item runs, from the journal's word and the sinks' outputs, and which candidate
+/// of its page it makes: the one rule a run and a dry run's count share. With a judging
+/// stage's `policy`, a complete page still runs when it wants another candidate or the user
+/// picked one that is not the page yet.
+pub(super) fn decide(
+    observer: Option<&dyn ItemObserver>,
+    sinks: &[NamedSink],
+    policy: Option<CandidatePolicy>,
+    item: &mut Item,
+) -> anyhow::Result<(Decision, History)> {
+    let prepared = match observer {
+        Some(observer) => observer.prepare(item)?,
+        None => Preparation::SkipIfComplete,
+    };
+    let mut decision = match prepared {
+        Preparation::Keep(outcome) => Decision::Keep(outcome),
+        Preparation::Run => Decision::Run,
+        Preparation::SkipIfComplete if !sinks.is_empty() && all_complete(observer, sinks, item)? => {
+            Decision::Done
+        }
+        Preparation::SkipIfComplete => Decision::Run,
+    };
+    let (Some(policy), Some(observer)) = (policy, observer) else {
+        return Ok((decision, History::default()));
+    };
+    let history = observer.history(item)?;
+    let pick_pending = history.picked.is_some_and(|p| history.page.as_ref().map(|(n, _)| *n) != Some(p));
+    if matches!(decision, Decision::Done)
+        && (pick_pending || history.made > 0 && policy.wants_another(&history))
+    {
+        decision = Decision::Run;
+    }
+    item.trial.number = history.next();
+    item.trial.per_request = policy.best_of.max(1);
+    Ok((decision, history))
+}
+
+/// Whether every sink has the item's outputs, each told what the journal says it stored.
+fn all_complete(
+    observer: Option<&dyn ItemObserver>,
+    sinks: &[NamedSink],
+    item: &Item,
+) -> anyhow::Result<bool> {
+    for NamedSink { id, sink } in sinks {
+        let recorded = match observer {
+            Some(observer) => observer.receipt(item, id)?,
+            None => None,
+        };
+        if !sink.is_complete(item, recorded.as_ref()) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
