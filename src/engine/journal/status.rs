@@ -1,0 +1,130 @@
+//! The journal of a batch opened outside a run: `inkflow status` and the report read it,
+//! `inkflow pick` chooses a page's candidate in it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use rusqlite::{Connection, OptionalExtension as _, params};
+
+use super::schema::open_checked;
+use super::submissions::UNACKNOWLEDGED;
+use super::{ItemRecord, JOURNAL_FILE, Journal, Status};
+
+impl Journal {
+    /// Every item of an existing journal in book order, without changing it.
+    pub fn items(output_dir: &Path) -> anyhow::Result<Vec<ItemRecord>> {
+        let (path, conn) = open_made(output_dir, false)?;
+        read_items(&conn).with_context(|| format!("cannot read the journal {}", path.display()))
+    }
+
+    /// Makes candidate `number` of item `key` its page from the next run on, whatever its
+    /// verdict; the run takes it from the raw cache (or redraws it), paying nothing again.
+    /// Returns the item's description.
+    pub fn pick(output_dir: &Path, key: &str, number: u32) -> anyhow::Result<String> {
+        let (path, conn) = open_made(output_dir, true)?;
+        let description: Option<String> =
+            conn.query_row("SELECT description FROM items WHERE key = ?1", [key], |r| r.get(0)).optional()?;
+        let Some(description) = description else {
+            anyhow::bail!(
+                "the batch in {} has no item {key:?} (`inkflow status` lists them)",
+                output_dir.display()
+            );
+        };
+        let made: Vec<u32> = {
+            let mut stmt = conn.prepare(
+                "SELECT number FROM candidates WHERE key = ?1 AND placement != 'failed' ORDER BY number",
+            )?;
+            stmt.query_map([key], |r| r.get(0))?.collect::<Result<_, _>>()?
+        };
+        if !made.contains(&number) {
+            let listed: Vec<String> = made.iter().map(u32::to_string).collect();
+            anyhow::bail!(
+                "item {key:?} has no candidate {number}; it has {}",
+                if listed.is_empty() {
+                    "none (its pipeline judges no pages)".to_owned()
+                } else {
+                    listed.join(", ")
+                }
+            );
+        }
+        conn.execute(
+            "INSERT INTO picks (key, number) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET number = ?2",
+            params![key, number],
+        )
+        .with_context(|| format!("cannot write to the journal {}", path.display()))?;
+        Ok(description)
+    }
+
+    /// Reads the status of an existing journal without changing it.
+    pub fn status(output_dir: &Path) -> anyhow::Result<Status> {
+        let (path, conn) = open_made(output_dir, false)?;
+        read_status(&conn).with_context(|| format!("cannot read the journal {}", path.display()))
+    }
+}
+
+fn read_status(conn: &Connection) -> rusqlite::Result<Status> {
+    let mut status = Status::default();
+    let mut stmt = conn.prepare("SELECT state, count(*) FROM items GROUP BY state ORDER BY state")?;
+    status.states =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?.collect::<Result<_, _>>()?;
+    status.spent_usd =
+        conn.query_row("SELECT COALESCE(SUM(cost_usd), 0) FROM submissions", [], |r| r.get(0))?;
+    let unfinished = |acknowledged: bool| {
+        conn.query_row(
+            "SELECT count(*) FROM submissions WHERE collected = 0 AND (request != ?1) = ?2",
+            params![UNACKNOWLEDGED, acknowledged],
+            |r| r.get::<_, i64>(0),
+        )
+    };
+    status.unfinished_submissions = unfinished(true)? as u64;
+    status.uncertain_submissions = unfinished(false)? as u64;
+    let mut stmt = conn.prepare(
+        "SELECT outcome, count(*) FROM submissions WHERE outcome IN ('failed', 'filtered', 'cancelled')
+         GROUP BY outcome ORDER BY outcome",
+    )?;
+    status.settled_submissions =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?.collect::<Result<_, _>>()?;
+    // A schema 1 journal (read, not upgraded) has no batch table: nothing recorded a stop.
+    status.stopped = conn
+        .query_row("SELECT value FROM batch WHERE name = 'stop_reason'", [], |r| r.get(0))
+        .optional()
+        .unwrap_or(None);
+    let mut stmt =
+        conn.prepare("SELECT key, COALESCE(stage, ''), COALESCE(error, ''), attempts FROM items WHERE state = 'failed' ORDER BY seq")?;
+    status.failures = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(status)
+}
+
+fn read_items(conn: &Connection) -> rusqlite::Result<Vec<ItemRecord>> {
+    let mut stmt = conn.prepare(
+        "SELECT i.key, i.seq, i.description, i.state, i.stage, i.error, i.attempts,
+                COALESCE((SELECT SUM(s.cost_usd) FROM submissions s WHERE s.key = i.key), 0)
+         FROM items i ORDER BY i.seq, i.key",
+    )?;
+    stmt.query_map([], |r| {
+        Ok(ItemRecord {
+            key: r.get(0)?,
+            seq: r.get::<_, i64>(1)? as u64,
+            description: r.get(2)?,
+            state: r.get(3)?,
+            stage: r.get(4)?,
+            error: r.get(5)?,
+            attempts: r.get(6)?,
+            cost_usd: r.get(7)?,
+        })
+    })?
+    .collect()
+}
+
+/// The journal an earlier batch made in `output_dir`, opened as [`open_checked`] does; an error
+/// names the folder when no batch ran there.
+fn open_made(output_dir: &Path, create: bool) -> anyhow::Result<(PathBuf, Connection)> {
+    let path = output_dir.join(JOURNAL_FILE);
+    if !path.exists() {
+        anyhow::bail!("{} has no journal ({JOURNAL_FILE}); was a batch run there?", output_dir.display());
+    }
+    let conn = open_checked(&path, create)?;
+    Ok((path, conn))
+}
