@@ -1,166 +1,31 @@
-//! `disk` sink: pages as PNG (bilevel as 1-bit, with the DPI in pHYs), further inputs such as
-//! thumbnails beside them, a metadata JSON per item with the original script's fields, and
-//! `batch_metadata.json` at the end.
-//!
-//! Every file is written under a temporary name in its final directory and renamed into place,
-//! and the metadata file, written last, is the mark of a finished item: a re-run skips an item
-//! only when its metadata says success and every output it lists is there. A process that dies
-//! mid-write leaves at most a hidden `.*.tmp` file, never a half page under the real name.
+//! The built sink and the `Sink` calls the engine makes: is an item complete, write an item's
+//! files and metadata, keep a candidate aside, write the batch summary at the end.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
-use std::time::SystemTime;
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use schemars::JsonSchema;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
+use super::files::{Names, aside_path, output_path, set_aside_the_old_page, write_atomic};
+use super::metadata::{Fate, fate, metadata};
+use super::{METADATA_DIR, SUMMARY_FILE};
 use crate::engine::cpu;
 use crate::engine::item::{Item, State};
-use crate::engine::media::{Media, Payload};
-use crate::engine::options::{documented, parse_declared};
-use crate::engine::output_path::{Claim, OutputPath};
-use crate::engine::stage::{
-    BuildContext, Component, KindInfo, OptionsError, OutputMedia, Receipt, Role, Sink, StageError, TypedKind,
-};
+use crate::engine::media::Payload;
+use crate::engine::stage::{Receipt, Sink, StageError};
 use crate::engine::summary::Summary;
 use crate::imaging::png::{PngCompression, page_png};
-use crate::stages::naming::{NameTemplate, UniqueNames, sanitize_component, strip_extension};
-
-/// The folder, under the sink's directory, that holds one metadata JSON per item.
-const METADATA_DIR: &str = "metadata";
-/// The batch summary, under the sink's directory.
-const SUMMARY_FILE: &str = "batch_metadata.json";
-/// Candidates of a page the judging stage rejected, kept because they were paid for.
-const REJECTED_DIR: &str = "rejected";
-/// Acceptable candidates that lost to a better one (best of N), to pick from later.
-const CANDIDATES_DIR: &str = "candidates";
-
-/// The `disk` kind.
-pub struct Disk;
-
-/// The `disk` options, as written in the pipeline file.
-#[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Options {
-    /// Folder for the files, relative to the batch output dir.
-    #[serde(default = "default_dir")]
-    dir: OutputPath,
-    /// Name of the first input's file; further inputs go to <input id>/ with the same stem.
-    #[serde(default = "default_filename")]
-    #[schemars(extend("x-inkflow-type" = "template"))]
-    filename: String,
-    /// PNG effort: fast is quickest, best is smallest.
-    #[serde(default)]
-    png_compression: PngCompression,
-}
-
-fn default_dir() -> OutputPath {
-    OutputPath::default()
-}
-
-fn default_filename() -> String {
-    "{section}_{number:03}_{description}.png".into()
-}
-
-impl Options {
-    fn parse(options: &Value) -> Result<(Self, NameTemplate), OptionsError> {
-        let parsed: Options = parse_declared(options)?;
-        let template = NameTemplate::parse(&parsed.filename).map_err(|e| OptionsError::at("filename", e))?;
-        Ok((parsed, template))
-    }
-}
-
-impl TypedKind for Disk {
-    type Options = (Options, NameTemplate);
-
-    fn describe(&self) -> &KindInfo {
-        static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
-            name: "disk".into(),
-            role: Role::Sink,
-            summary: "Writes pages (PNG with DPI, 1-bit when bilevel), thumbnails and per-item metadata JSON"
-                .into(),
-            options: documented::<Options>(),
-            accepts: vec![Media::Rgb, Media::Gray, Media::Bilevel, Media::Encoded],
-            output: OutputMedia::None,
-        });
-        &INFO
-    }
-
-    fn parse(&self, options: &Value) -> Result<(Options, NameTemplate), OptionsError> {
-        Options::parse(options)
-    }
-
-    fn build_from(
-        &self,
-        (options, template): (Options, NameTemplate),
-        ctx: &BuildContext,
-    ) -> anyhow::Result<Component> {
-        Ok(Component::Sink(Arc::new(DiskSink {
-            id: ctx.id.clone(),
-            dir: options.dir.under(&ctx.output_dir),
-            names: UniqueNames::new(template),
-            inputs: input_folders(&ctx.inputs),
-            compression: options.png_compression,
-        })))
-    }
-
-    /// The summary, the metadata folder and each further input's folder; a template's fixed
-    /// leading folder is checked by the output-path rule too.
-    fn writes_from(
-        &self,
-        (options, template): &(Options, NameTemplate),
-        inputs: &[String],
-    ) -> Result<Vec<Claim>, OptionsError> {
-        let dir = &options.dir;
-        let at = |option: &str, below: &str| {
-            dir.join(below).map(|path| Claim::new(option, path)).map_err(|e| OptionsError::at(option, e))
-        };
-        if let Some(folder) = template.leading_folder() {
-            at("filename", folder)?;
-        }
-        let mut claims = vec![
-            at("dir", SUMMARY_FILE)?,
-            at("dir", METADATA_DIR)?,
-            at("dir", REJECTED_DIR)?,
-            at("dir", CANDIDATES_DIR)?,
-        ];
-        for folder in input_folders(inputs).iter().skip(1) {
-            if [METADATA_DIR, REJECTED_DIR, CANDIDATES_DIR].contains(&folder.as_str()) {
-                let msg =
-                    format!("an input named \"{folder}\" would mix its files with the sink's own {folder}/");
-                return Err(OptionsError::at("inputs", msg));
-            }
-            claims.push(at("inputs", folder)?);
-        }
-        Ok(claims)
-    }
-}
-
-/// The folder of each input's files: its id, made safe as a folder name (the first input's
-/// files sit in the sink's directory itself).
-fn input_folders(inputs: &[String]) -> Vec<String> {
-    inputs.iter().map(|id| sanitize_component(id)).collect()
-}
+use crate::stages::naming::{UniqueNames, strip_extension};
 
 /// A built `disk` sink.
-struct DiskSink {
-    id: String,
-    dir: PathBuf,
-    names: UniqueNames,
+pub(super) struct DiskSink {
+    pub(super) id: String,
+    pub(super) dir: PathBuf,
+    pub(super) names: UniqueNames,
     /// Input ids, made safe as folder names; the first input's files sit in `dir` itself.
-    inputs: Vec<String>,
-    compression: PngCompression,
-}
-
-/// What one item's files are called, relative to the sink's directory.
-struct Names {
-    /// The rendered name without its extension (may hold `/` from the template).
-    stem: String,
-    metadata: String,
+    pub(super) inputs: Vec<String>,
+    pub(super) compression: PngCompression,
 }
 
 impl DiskSink {
@@ -173,144 +38,6 @@ impl DiskSink {
     fn fail(&self, item: &Item, message: impl std::fmt::Display) -> StageError {
         StageError::failed(format!("sink \"{}\": item {}: {message}", self.id, item.key))
     }
-}
-
-/// Where input `index` of an item goes, relative to the sink's directory: the first input
-/// beside the metadata folder, the others in a folder named after their input.
-fn output_path(inputs: &[String], index: usize, stem: &str, extension: &str) -> String {
-    match index {
-        0 => format!("{stem}.{extension}"),
-        _ => format!("{}/{stem}.{extension}", inputs[index]),
-    }
-}
-
-/// The metadata the original script wrote per image, plus the outputs and the item's facts.
-fn metadata(item: &Item, output_filename: Option<&str>, outputs: Map<String, Value>, fate: &Fate) -> Value {
-    let prompt = &item.prompt;
-    let (success, error_message) = match fate {
-        Fate::Written => (true, Value::Null),
-        Fate::Failed { stage, error, attempts } => {
-            (false, format!("stage \"{stage}\" failed after {attempts} attempt(s): {error}").into())
-        }
-        Fate::Filtered { stage, reason } => {
-            (false, format!("filtered by stage \"{stage}\": {reason}").into())
-        }
-    };
-    let mut meta = json!({
-        "section": prompt.section,
-        "image_number": prompt.number,
-        "image_prompt": prompt.image_prompt,
-        "description": prompt.description,
-        "output_filename": output_filename,
-        "generation_time": item.generation_time.map(|t| t.as_secs_f64()),
-        "timestamp": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-        "model": item.facts.get("model").cloned().unwrap_or(Value::Null),
-        "resolution": item.facts.get("resolution").cloned().unwrap_or(Value::Null),
-        "success": success,
-        "error_message": error_message,
-        "retry_count": item.retries,
-        "key": item.key,
-        "outputs": outputs,
-    });
-    if let Value::Object(fields) = &mut meta {
-        match fate {
-            Fate::Failed { stage, .. } => {
-                fields.insert("failed_stage".into(), stage.clone().into());
-            }
-            Fate::Filtered { stage, reason } => {
-                fields.insert("filtered_stage".into(), stage.clone().into());
-                fields.insert("filtered_reason".into(), reason.clone().into());
-            }
-            Fate::Written => {}
-        }
-        if item.judgement.is_some() {
-            fields.insert("candidate".into(), item.trial.number.into());
-        }
-        for (name, value) in &item.facts {
-            fields.entry(name.clone()).or_insert_with(|| value.clone());
-        }
-    }
-    meta
-}
-
-/// Where a candidate that is not the page goes: `rejected/` when the judging stage rejected it,
-/// `candidates/` otherwise; named after the page with its number (`STEM.cN.png`).
-fn aside_path(stem: &str, number: u64, rejected: bool, extension: &str) -> String {
-    let folder = if rejected { REJECTED_DIR } else { CANDIDATES_DIR };
-    format!("{folder}/{stem}.c{number}.{extension}")
-}
-
-/// Before candidate `number` becomes the page: moves the candidate that is the page now (with
-/// its metadata) aside, and drops the aside copy of the new one, so every candidate is kept
-/// exactly once.
-fn set_aside_the_old_page(dir: &Path, names: &Names, key: &str, number: u32) -> std::io::Result<()> {
-    for rejected in [true, false] {
-        for extension in ["png", "jpg", "json"] {
-            let stale = dir.join(aside_path(&names.stem, u64::from(number), rejected, extension));
-            if stale.exists() {
-                std::fs::remove_file(stale)?;
-            }
-        }
-    }
-    let Ok(text) = std::fs::read(dir.join(&names.metadata)) else { return Ok(()) };
-    let Ok(mut meta) = serde_json::from_slice::<Value>(&text) else { return Ok(()) };
-    let old = meta.get("candidate").and_then(Value::as_u64).unwrap_or(0);
-    let page = meta.get("output_filename").and_then(Value::as_str).map(str::to_owned);
-    let ours = meta.get("key").and_then(Value::as_str) == Some(key)
-        && meta.get("success") == Some(&Value::Bool(true));
-    let (Some(page), true) = (page, ours && old != u64::from(number)) else { return Ok(()) };
-    let rejected = meta.pointer("/quality/verdict").and_then(Value::as_str) == Some("reject");
-    let extension = Path::new(&page).extension().and_then(|e| e.to_str()).unwrap_or("png").to_owned();
-    let moved = aside_path(&names.stem, old, rejected, &extension);
-    if let Some(parent) = dir.join(&moved).parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::rename(dir.join(&page), dir.join(&moved))?;
-    meta["output_filename"] = moved.as_str().into();
-    meta["outputs"] = Value::Object(Map::new());
-    let text = serde_json::to_vec_pretty(&meta).map_err(std::io::Error::other)?;
-    write_atomic(&dir.join(aside_path(&names.stem, old, rejected, "json")), &text)
-}
-
-/// How an item ended, as the metadata records it.
-enum Fate {
-    Written,
-    Failed { stage: String, error: String, attempts: u32 },
-    Filtered { stage: String, reason: String },
-}
-
-fn fate(states: &[State]) -> Fate {
-    for state in states {
-        match state {
-            State::Failed(f) => {
-                return Fate::Failed { stage: f.stage.clone(), error: f.error.clone(), attempts: f.attempts };
-            }
-            State::Filtered { stage, reason } => {
-                return Fate::Filtered { stage: stage.clone(), reason: reason.clone() };
-            }
-            State::Ready(_) => {}
-        }
-    }
-    Fate::Written
-}
-
-/// Makes temporary names unique between concurrent writers of this process.
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Writes `bytes` to `path` through a hidden temporary file in the same directory and a rename,
-/// so the final name only ever holds a whole file.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let parent = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let temp = parent.join(format!(".{name}.{}-{n}.tmp", std::process::id()));
-    let result = std::fs::write(&temp, bytes).and_then(|()| std::fs::rename(&temp, path));
-    if result.is_err() {
-        // Best effort: the error that matters is the one returned.
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
 }
 
 /// The encoded bytes and file extension of one input.
@@ -436,13 +163,17 @@ impl Sink for DiskSink {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
     use std::time::Duration;
+
+    use serde_json::json;
 
     use super::*;
     use crate::engine::item::{Failure, Prompt};
     use crate::engine::media::{Encoded, EncodedFormat, Pixels, Raster};
-    use crate::engine::stage::Kind;
     use crate::imaging::jpeg::encode_thumbnail;
+    use crate::stages::disk::Disk;
     use crate::stages::test_support::{build_sink, context};
 
     fn item(description: &str) -> Item {
@@ -658,16 +389,6 @@ mod tests {
         let pages: Vec<String> = files(&out).into_iter().filter(|f| f.ends_with(".png")).collect();
         assert_eq!(pages.len(), 6, "{pages:?}");
         assert!(pages.iter().all(|p| !p.contains('/')), "{pages:?}");
-    }
-
-    #[test]
-    fn options_are_checked() {
-        let kind = Disk;
-        assert_eq!(kind.check(&json!({"filename": "../{key}.png"})).unwrap_err().path, vec!["filename"]);
-        assert_eq!(kind.check(&json!({"png_compression": "max"})).unwrap_err().path, vec!["png_compression"]);
-        assert!(
-            kind.check(&json!({"dir": "pages", "png_compression": "fast", "filename": "{key}.png"})).is_ok()
-        );
     }
 
     #[tokio::test]
