@@ -101,6 +101,30 @@ sinks:
     assert_eq!(stopped.succeeded + resumed.succeeded, 3, "every item written, item 2 included");
 }
 
+/// Only what the stop cut short is spared: an item that fails for a cause of its own while
+/// the batch stops is failed, journaled as failed, and kept as failed by a plain resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_that_fails_of_its_own_as_the_batch_stops_is_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = Arc::new(Probe::default());
+    let text = "version: 1
+sources:
+  src: { kind: count, items: 3, concurrency: 1, capacity: 1 }
+stages:
+  a: { kind: gate, inputs: [src], gated: 99, stop_at: 2, fail_at_stop: true, concurrency: 1, capacity: 1 }
+sinks:
+  out: { kind: record, inputs: [a] }
+";
+    let stopped = run_text(dir.path(), text, &[], &probe, ResumePolicy::default()).await;
+    assert_eq!(stopped.failed, 1, "item 2 failed of its own, and the stop does not hide it");
+    let states = Journal::status(dir.path()).unwrap().states;
+    assert!(states.iter().any(|(state, count)| state == "failed" && *count == 1), "{states:?}");
+
+    let resumed = run_text(dir.path(), text, &[], &probe, ResumePolicy::default()).await;
+    assert_eq!(resumed.failed, 1, "a plain resume keeps the failure");
+    assert_eq!(stopped.succeeded + resumed.succeeded, 2, "the other two are written");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_pipeline_reruns_written_items() {
     let dir = tempfile::tempdir().unwrap();

@@ -196,9 +196,12 @@ struct GateKind(KindInfo, Arc<Probe>);
 #[serde(deny_unknown_fields)]
 struct GateOptions {
     gated: u32,
-    /// Stop the batch at this item (like Ctrl-C) and fail it, once per probe.
+    /// Stop the batch at this item (like Ctrl-C) and cut it short, once per probe.
     #[serde(default)]
     stop_at: Option<u32>,
+    /// At `stop_at`, fail the item for a cause of its own instead, as the stop comes.
+    #[serde(default)]
+    fail_at_stop: bool,
 }
 struct Gate(GateOptions, Arc<Probe>);
 impl Kind for GateKind {
@@ -218,6 +221,9 @@ impl IoStage for Gate {
     async fn process(&self, item: &mut Item, input: Payload, cx: &RunContext) -> Result<Payload, StageError> {
         if self.0.stop_at == Some(item.prompt.number) && !self.1.stopped_batch.swap(true, Ordering::SeqCst) {
             cx.stop.cancel();
+            if self.0.fail_at_stop {
+                return Err(StageError::failed("the item's own error, as the batch stops"));
+            }
             return Err(StageError::Interrupted("cut short: the batch is stopping".into()));
         }
         if item.prompt.number == self.0.gated {
