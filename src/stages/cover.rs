@@ -173,11 +173,18 @@ impl Sink for CoverSink {
     }
 
     async fn begin(&self, items: &mut (dyn Iterator<Item = Item> + Send)) -> anyhow::Result<()> {
-        let (covers, pages): (Vec<Item>, Vec<Item>) = items.partition(|item| item.prompt.is_cover());
-        let mut pages: Vec<PageInfo> = pages.iter().map(PageInfo::of).collect();
+        // One pass keeping only what the choice needs: a listing may hold thousands of items.
+        let (mut cover_key, mut pages) = (None, Vec::new());
+        for item in items {
+            if !item.prompt.is_cover() {
+                pages.push(PageInfo::of(&item));
+            } else if cover_key.is_none() {
+                cover_key = Some(item.key);
+            }
+        }
         book_order(&mut pages, |p| p);
-        let art_key = match (self.settings.art_page, covers.first()) {
-            (None, Some(cover)) => Some(cover.key.clone()),
+        let art_key = match (self.settings.art_page, cover_key) {
+            (None, Some(cover)) => Some(cover),
             (page, _) => {
                 let page = page.unwrap_or(1);
                 let key = pages.get(page - 1).map(|p| p.key.clone());
