@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use inkflow::engine::diagnostic::ConfigErrors;
 use inkflow::engine::output_lock::LockError;
-use inkflow::engine::pipeline::{self, LoadOptions, Pipeline};
+use inkflow::engine::pipeline::{self, LoadOptions, Pipeline, Reads};
 use inkflow::engine::stage::Registry;
 
 /// Exit code for a pipeline file with errors.
@@ -103,9 +103,9 @@ pub fn main() -> ExitCode {
 }
 
 /// The built-in kinds plus the kinds of every plugin library the pipeline's `plugins:` names
-/// (a library file, or a folder of them; relative to the working directory).
-fn registry_for(root: &inkflow::engine::yaml::Node) -> anyhow::Result<Registry> {
-    registry_with_plugins(&pipeline::plugin_paths(root))
+/// (a library file, or a folder of them; relative to the pipeline file's folder).
+fn registry_for(file: &Path, root: &inkflow::engine::yaml::Node) -> anyhow::Result<Registry> {
+    registry_with_plugins(&pipeline::plugin_paths(file, root))
 }
 
 /// The built-in kinds plus those of these plugin libraries or folders.
@@ -134,8 +134,8 @@ fn registry_with_plugins(paths: &[PathBuf]) -> anyhow::Result<Registry> {
 /// Reads and checks a pipeline file, with the registry it was checked against.
 fn load_with(file: &Path, options: &LoadOptions) -> anyhow::Result<(Pipeline, Registry)> {
     let root = pipeline::read_tree(file, options)?;
-    let registry = registry_for(&root)?;
-    let checked = pipeline::check(file, &root, &registry)?;
+    let registry = registry_for(file, &root)?;
+    let checked = pipeline::check_reads(file, &root, &registry, Reads::MustExist)?;
     Ok((checked, registry))
 }
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use inkflow::engine::pipeline::{self, LoadOptions};
+use inkflow::engine::pipeline::{self, LoadOptions, Reads};
 use std::sync::Arc;
 
 use inkflow::engine::journal::{Journal, ResumePolicy};
@@ -54,8 +54,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         yaml::apply_override(&mut root, &format!("sources.{id}.path={}", prompts.display()))
             .map_err(anyhow::Error::msg)?;
     }
-    let registry = super::registry_for(&root)?;
-    let checked = pipeline::check(file, &root, &registry)?;
+    let registry = super::registry_for(file, &root)?;
+    let checked = pipeline::check_reads(file, &root, &registry, Reads::MustExist)?;
     let output_dir = args
         .output
         .clone()

@@ -75,11 +75,15 @@ pub struct Trial {
     pub per_request: u32,
     /// Where the sinks put this candidate.
     pub placement: Placement,
+    /// True when no later candidate of this page comes in this batch: its rounds are over, so
+    /// the page (this candidate, or an earlier one when this one is set aside) is final. A sink
+    /// that publishes pages (r2) holds a page back until then.
+    pub last: bool,
 }
 
 impl Default for Trial {
     fn default() -> Self {
-        Trial { number: 0, per_request: 1, placement: Placement::Page }
+        Trial { number: 0, per_request: 1, placement: Placement::Page, last: true }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod options;
 pub mod output_lock;
 pub mod output_path;
 pub mod pipeline;
+pub mod pipeline_path;
 pub mod raw_cache;
 pub mod run_context;
 pub mod runtime;

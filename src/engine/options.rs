@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use super::pipeline_path::PATH_EXTENSION;
 use super::stage::{OptionDoc, OptionsError, parse_options};
 
 /// Schema extension naming an option's type in the user's words where the schema's own type
@@ -35,13 +36,31 @@ pub fn documented<T: JsonSchema>() -> Vec<OptionDoc> {
             let doc = property.get("description").and_then(Value::as_str).unwrap_or_default();
             let doc = doc.split_whitespace().collect::<Vec<_>>().join(" ");
             let ty = type_words(root, property);
-            match property.get("default") {
+            let mut option = match property.get("default") {
                 Some(default) => OptionDoc::new(name, &ty, &default_words(default), &doc),
                 None if required.contains(&name.as_str()) => OptionDoc::required(name, &ty, &doc),
                 None => OptionDoc::new(name, &ty, "none", &doc),
-            }
+            };
+            option.path = is_path(root, property);
+            option
         })
         .collect()
+}
+
+/// Whether a property is a [`PipelinePath`], an optional one or a list of them (its schema, or
+/// the one it refers to, carries [`PATH_EXTENSION`]).
+fn is_path(root: &Value, property: &Value) -> bool {
+    if property.get(PATH_EXTENSION).and_then(Value::as_bool) == Some(true) {
+        return true;
+    }
+    let referred = property
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix("#/$defs/"))
+        .and_then(|name| root.get("$defs")?.get(name));
+    let alternatives =
+        ["anyOf", "oneOf"].into_iter().filter_map(|key| property.get(key)?.as_array()).flatten();
+    referred.into_iter().chain(property.get("items")).chain(alternatives).any(|inner| is_path(root, inner))
 }
 
 /// Parses `T` from a component's options and checks the ranges its schema declares for its

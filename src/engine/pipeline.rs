@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::diagnostic::{ConfigErrors, Diagnostic, Pos};
 use super::media::Media;
 use super::output_path::Claim;
+use super::pipeline_path;
 use super::stage::{Registry, Role};
 use super::yaml::{self, Key, Node, Yaml};
 
@@ -94,22 +95,56 @@ pub fn read_tree(file: &Path, options: &LoadOptions) -> Result<Node, ConfigError
     if errors.is_empty() { Ok(root) } else { Err(ConfigErrors(errors)) }
 }
 
-/// The `plugins:` entries of a pipeline tree, so plugin kinds can be registered before checking.
-pub fn plugin_paths(root: &Node) -> Vec<PathBuf> {
-    match root.get("plugins").map(|n| &n.value) {
-        Some(Yaml::Seq(items)) => items
-            .iter()
-            .filter_map(|n| if let Yaml::Str(s) = &n.value { Some(PathBuf::from(s)) } else { None })
-            .collect(),
-        Some(Yaml::Str(s)) => vec![PathBuf::from(s)],
+/// The `plugins:` entries of a pipeline tree, so plugin kinds can be registered before checking;
+/// each resolved like every path of the pipeline file `file` (see [`pipeline_path`]).
+pub fn plugin_paths(file: &Path, root: &Node) -> Vec<PathBuf> {
+    let resolved = |node: &Node| match &node.value {
+        Yaml::Str(written) => Some(read_path(file, node, written)),
+        _ => None,
+    };
+    match root.get("plugins") {
+        Some(node @ Node { value: Yaml::Str(_), .. }) => resolved(node).into_iter().collect(),
+        Some(Node { value: Yaml::Seq(items), .. }) => items.iter().filter_map(resolved).collect(),
         _ => Vec::new(),
     }
+}
+
+/// A path `written` at `node` of the pipeline file `file`: against the file's folder when the
+/// file says it, against the working directory when the command line does (an override's
+/// nodes have no position).
+fn read_path(file: &Path, node: &Node, written: &str) -> PathBuf {
+    if node.from_command_line() {
+        PathBuf::from(written)
+    } else {
+        pipeline_path::resolve(pipeline_path::folder_of(file), written)
+    }
+}
+
+/// Whether [`check`] also looks for the files a pipeline reads (`validate` and `run` do, so a
+/// missing prompt file is named at its line, resolved); checking alone stays pure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reads {
+    /// Only the file's text is checked.
+    Unchecked,
+    /// Every path option's file or folder must exist.
+    MustExist,
 }
 
 /// Checks a pipeline tree against the registry: structure, kinds, options, inputs, cycles,
 /// consumers and media. Returns every problem found.
 pub fn check(file: &Path, root: &Node, registry: &Registry) -> Result<Pipeline, ConfigErrors> {
-    let mut checker = Checker { file, registry, errors: Vec::new() };
+    check_reads(file, root, registry, Reads::Unchecked)
+}
+
+/// [`check`], and with [`Reads::MustExist`] a missing file or folder a path option names is an
+/// error at its position, naming the path as resolved.
+pub fn check_reads(
+    file: &Path,
+    root: &Node,
+    registry: &Registry,
+    reads: Reads,
+) -> Result<Pipeline, ConfigErrors> {
+    let mut checker = Checker { file, registry, reads, errors: Vec::new() };
     let pipeline = checker.pipeline(root);
     if checker.errors.is_empty() {
         Ok(pipeline)
@@ -122,6 +157,7 @@ pub fn check(file: &Path, root: &Node, registry: &Registry) -> Result<Pipeline, 
 struct Checker<'a> {
     file: &'a Path,
     registry: &'a Registry,
+    reads: Reads,
     errors: Vec<Diagnostic>,
 }
 
@@ -181,9 +217,9 @@ impl Checker<'_> {
             pipeline.name = name;
         }
         if let Some(node) = root.get("output") {
-            pipeline.output = self.string(node, "output").map(PathBuf::from);
+            pipeline.output = self.string(node, "output").map(|written| read_path(self.file, node, &written));
         }
-        pipeline.plugins = plugin_paths(root);
+        pipeline.plugins = plugin_paths(self.file, root);
         let defaults = self.defaults(root.get("defaults"));
 
         let mut drafts = Vec::new();
@@ -321,8 +357,13 @@ impl Checker<'_> {
         let concurrency =
             node.get("concurrency").and_then(|n| self.count(n, "concurrency")).unwrap_or(defaults.1);
 
-        let options_entries: Vec<(Key, Node)> =
+        let mut options_entries: Vec<(Key, Node)> =
             entries.iter().filter(|(k, _)| !WIRING_FIELDS.contains(&k.name.as_str())).cloned().collect();
+        for (key, value) in &mut options_entries {
+            if kind.info().options.iter().any(|o| o.path && o.name == key.name) {
+                self.resolve_paths(value, &key.name, &format!("{} \"{id}\"", role.noun()));
+            }
+        }
         let options_node = Node { value: Yaml::Map(options_entries), pos: node.pos };
         let options = options_node.to_json();
         if let Err(e) = kind.check(&options) {
@@ -374,6 +415,32 @@ impl Checker<'_> {
             input_names,
             claims,
         })
+    }
+
+    /// Rewrites the path (or each path of the list) of the path option `option` to the path it
+    /// names (see [`read_path`]); with [`Reads::MustExist`], one naming nothing is an error at
+    /// its value.
+    fn resolve_paths(&mut self, node: &mut Node, option: &str, subject: &str) {
+        let written = match &mut node.value {
+            Yaml::Str(written) => written.clone(),
+            Yaml::Seq(items) => {
+                items.iter_mut().for_each(|item| self.resolve_paths(item, option, subject));
+                return;
+            }
+            _ => return,
+        };
+        let resolved = read_path(self.file, node, &written);
+        node.value = Yaml::Str(resolved.to_string_lossy().into_owned());
+        let glob = written.contains(['*', '?', '[']);
+        if self.reads == Reads::MustExist && !glob && !resolved.exists() {
+            let against = if node.from_command_line() {
+                "the working directory, as given on the command line"
+            } else {
+                "the pipeline file's folder"
+            };
+            let msg = format!("{option}: {} does not exist (read against {against})", resolved.display());
+            self.error(node.pos, msg).subject = Some(subject.to_owned());
+        }
     }
 
     /// Refuses two components writing one place of the output folder (two books on one path, a

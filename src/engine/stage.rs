@@ -70,17 +70,26 @@ pub struct OptionDoc {
     pub default: Option<String>,
     /// What it is for.
     pub doc: String,
+    /// True for a file or folder to read (a [`PipelinePath`](super::pipeline_path::PipelinePath)
+    /// or a list of them): written in a pipeline file, it is read against the file's folder.
+    pub path: bool,
 }
 
 impl OptionDoc {
     /// An optional field with a default.
     pub fn new(name: &str, ty: &str, default: &str, doc: &str) -> Self {
-        OptionDoc { name: name.into(), ty: ty.into(), default: Some(default.into()), doc: doc.into() }
+        OptionDoc {
+            name: name.into(),
+            ty: ty.into(),
+            default: Some(default.into()),
+            doc: doc.into(),
+            path: false,
+        }
     }
 
     /// A field the user must give.
     pub fn required(name: &str, ty: &str, doc: &str) -> Self {
-        OptionDoc { name: name.into(), ty: ty.into(), default: None, doc: doc.into() }
+        OptionDoc { name: name.into(), ty: ty.into(), default: None, doc: doc.into(), path: false }
     }
 }
 
@@ -377,9 +386,11 @@ pub trait Sink: Send + Sync {
 
     /// Keeps a candidate that is not the page ([`super::item::Placement::SetAside`]: a
     /// rejected re-roll, a best-of-N runner-up). A sink that keeps files keeps it aside; one
-    /// that assembles the book (pdf) or mirrors the pages (r2) leaves it out.
-    async fn write_aside(&self, _item: &Item, _states: Vec<State>) -> Result<(), StageError> {
-        Ok(())
+    /// that assembles the book (pdf) leaves it out. When it is the page's last candidate
+    /// ([`super::item::Trial::last`]) a sink that held the page back (r2) stores it now, and
+    /// returns what it stored, as `write` does.
+    async fn write_aside(&self, _item: &Item, _states: Vec<State>) -> Result<Receipt, StageError> {
+        Ok(Receipt::default())
     }
 
     /// Called once after the last item with the batch summary (also after Ctrl-C).

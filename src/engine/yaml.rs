@@ -62,6 +62,12 @@ impl Node {
         self.as_map()?.iter().find(|(k, _)| k.name == key).map(|(_, v)| v)
     }
 
+    /// True for a value given on the command line (`--set`, `--prompts`), which has no place
+    /// in the file.
+    pub fn from_command_line(&self) -> bool {
+        self.pos == Pos::default()
+    }
+
     /// What kind of value this is, for "expected a map, found a string" messages.
     pub fn type_name(&self) -> &'static str {
         match self.value {

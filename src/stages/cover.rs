@@ -20,6 +20,7 @@ use crate::engine::item::{Item, State};
 use crate::engine::media::Media;
 use crate::engine::options::{documented, parse_declared};
 use crate::engine::output_path::{CACHE_DIR, Claim, OutputPath};
+use crate::engine::pipeline_path::PipelinePath;
 use crate::engine::stage::{
     BuildContext, Component, KindInfo, OptionsError, OutputMedia, Receipt, Role, Sink, StageError, TypedKind,
 };
@@ -66,8 +67,7 @@ pub struct Options {
     back_text: Option<String>,
     /// A .ttf or .otf file for the cover's text (the built-in font is Liberation Sans).
     #[serde(default)]
-    #[schemars(extend("x-inkflow-type" = "path"))]
-    font: Option<PathBuf>,
+    font: Option<PipelinePath>,
 }
 
 fn default_path() -> OutputPath {

@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::engine::item::{Item, Prompt, REVISION_FACT};
 use crate::engine::media::{Media, Payload};
 use crate::engine::options::{documented, parse_declared};
+use crate::engine::pipeline_path::PipelinePath;
 use crate::engine::stage::{
     BuildContext, Component, KindInfo, Listing, OptionsError, OutputMedia, Role, Source, StageError,
     TypedKind,
@@ -29,22 +30,27 @@ pub struct Files;
 pub struct Options {
     /// A folder (every .png/.jpg/.jpeg in it, sorted) or a glob pattern such as art/**/*.png.
     #[schemars(extend("x-inkflow-type" = "path or glob"))]
+    path: PipelinePath,
+}
+
+/// The checked `files` options: the folder or glob pattern, as text for the glob crate.
+pub struct Checked {
     path: String,
 }
 
-fn parse(options: &Value) -> Result<Options, OptionsError> {
+fn parse(options: &Value) -> Result<Checked, OptionsError> {
     let options: Options = parse_declared(options)?;
-    if options.path.trim().is_empty() {
+    let path = options.path.to_string_lossy().into_owned();
+    if path.trim().is_empty() {
         return Err(OptionsError::at("path", "the path is empty"));
     }
-    glob::Pattern::new(&options.path).map_err(|e| {
-        OptionsError::at("path", format!("{:?} is not a valid glob pattern: {e}", options.path))
-    })?;
-    Ok(options)
+    glob::Pattern::new(&path)
+        .map_err(|e| OptionsError::at("path", format!("{path:?} is not a valid glob pattern: {e}")))?;
+    Ok(Checked { path })
 }
 
 impl TypedKind for Files {
-    type Options = Options;
+    type Options = Checked;
 
     fn describe(&self) -> &KindInfo {
         static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
@@ -58,11 +64,11 @@ impl TypedKind for Files {
         &INFO
     }
 
-    fn parse(&self, options: &Value) -> Result<Options, OptionsError> {
+    fn parse(&self, options: &Value) -> Result<Checked, OptionsError> {
         parse(options)
     }
 
-    fn build_from(&self, options: Options, _ctx: &BuildContext) -> anyhow::Result<Component> {
+    fn build_from(&self, options: Checked, _ctx: &BuildContext) -> anyhow::Result<Component> {
         Ok(Component::Source(Arc::new(FileSource { path: options.path, listed: Mutex::new(Arc::new([])) })))
     }
 }

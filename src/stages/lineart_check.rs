@@ -22,6 +22,7 @@ use crate::engine::stage::{
 };
 use crate::imaging::quality::tones::ToneLimits;
 use crate::imaging::quality::{InkLimits, Measures, measure_gray};
+use crate::stages::upscale::SOURCE_SIZE_FACT;
 
 /// The `lineart-check` kind.
 pub struct LineartCheck;
@@ -139,7 +140,8 @@ const D: Options = Options {
     solid_px: 40,
     mid_gray: [40, 200],
     max_shading: 0.05,
-    speck_px: 30,
+    speck_mm: 0.5,
+    speck_source_px: 3.0,
     max_specks: 100,
     min_region_px: 400,
     min_regions_per_kpx: 1.1,
@@ -147,8 +149,8 @@ const D: Options = Options {
     min_line_px: 3,
     max_thin: 0.5,
     contrast: 24,
-    max_ink_lost: 0.5,
-    min_lost: 0.05,
+    max_ink_lost: 0.25,
+    min_lost: 0.002,
     max_tone: 0.45,
     severity: BTreeMap::new(),
     max_rerolls: 0,
@@ -178,8 +180,15 @@ pub struct Options {
     /// gray_shading: more of the page is in mid-gray areas at least 24 px across.
     #[schemars(range(min = 0, max = 1))]
     max_shading: f64,
-    /// An ink component of at most this many pixels is a speck.
-    speck_px: u64,
+    /// An ink piece no bigger than a square this many millimetres wide on the printed page
+    /// (from the page's DPI) is a speck (0.5 mm: 6 px at 300 DPI; an eye dot is bigger).
+    #[schemars(range(min = 0, max = 10))]
+    speck_mm: f64,
+    /// ...or no bigger than a square this many pixels wide in the image the page was upscaled
+    /// from (the `source_size` the upscale stage records): a model's 1-3 px speck is a dot of
+    /// 30-120 px on a page upscaled 3.3 times, bigger than `speck_mm`.
+    #[schemars(range(min = 0, max = 64))]
+    speck_source_px: f64,
     /// speckles: more specks on the page.
     max_specks: u64,
     /// A white area smaller than this many pixels is not a region to colour.
@@ -202,7 +211,8 @@ pub struct Options {
     /// ink_lost: more of the line work is too light for the threshold...
     #[schemars(range(min = 0, max = 1))]
     max_ink_lost: f64,
-    /// ...and that light line work covers at least this much of the page.
+    /// ...and that light line work is more than a trace: at least this share of the page (a
+    /// floor against a stray smudge; the share that counts is `max_ink_lost`, of the line work).
     #[schemars(range(min = 0, max = 1))]
     min_lost: f64,
     /// not_line_art: more of the page is continuous mid-gray tone.
@@ -270,6 +280,18 @@ struct CheckStage {
 }
 
 impl CheckStage {
+    /// The largest ink piece, in pixels, that is a speck on this page: a square `speck_mm`
+    /// wide at the page's DPI (300 when it has none), or `speck_source_px` source pixels wide
+    /// at the page's upscale factor (half a source pixel more, for the soft edge the upscale
+    /// gives a dot), whichever is bigger.
+    fn speck_area(&self, item: &Item, width: u32, height: u32, dpi: Option<f32>) -> u64 {
+        let dpi = f64::from(dpi.unwrap_or(300.0));
+        let on_paper = self.o.speck_mm / 25.4 * dpi;
+        let upscaled =
+            source_scale(item, width, height).map_or(0.0, |scale| (self.o.speck_source_px + 0.5) * scale);
+        on_paper.max(upscaled).powi(2).round() as u64
+    }
+
     /// The problems a page's measures show, in code order.
     fn problems(&self, m: &Measures) -> Vec<Problem> {
         let o = &self.o;
@@ -349,7 +371,7 @@ impl CpuStage for CheckStage {
             contrast: o.contrast,
         };
         let ink = InkLimits {
-            speck_px: o.speck_px,
+            speck_px: self.speck_area(item, raster.width, raster.height, raster.dpi),
             solid_px: o.solid_px,
             min_line_px: o.min_line_px,
             min_region_px: o.min_region_px,
@@ -364,6 +386,15 @@ impl CpuStage for CheckStage {
     fn candidate_policy(&self) -> Option<CandidatePolicy> {
         Some(CandidatePolicy { best_of: self.o.best_of.max(1), max_rerolls: self.o.max_rerolls })
     }
+}
+
+/// How many page pixels one pixel of the image the page was upscaled from became (the smaller
+/// of the two axes, as `fit: contain` scales), when the item records that image's size.
+fn source_scale(item: &Item, width: u32, height: u32) -> Option<f64> {
+    let (source_width, source_height) = item.facts.get(SOURCE_SIZE_FACT)?.as_str()?.split_once('x')?;
+    let (source_width, source_height): (f64, f64) = (source_width.parse().ok()?, source_height.parse().ok()?);
+    let scale = (f64::from(width) / source_width).min(f64::from(height) / source_height);
+    (scale.is_finite() && scale > 1.0).then_some(scale)
 }
 
 /// How candidates compare: pass beats warn beats reject, and within a verdict fewer problems win.
@@ -390,15 +421,31 @@ mod tests {
     use crate::engine::stage::Kind;
     use crate::imaging::gray::to_gray;
     use crate::imaging::pattern::{Defect, Family, draw_family, draw_spoiled};
-    use crate::imaging::quality::fixtures::{H, Pen, SOFT, Sheet, W, faces_page};
+    use crate::imaging::quality::fixtures::{
+        H, MODEL_PEN, Pen, SOFT, Sheet, W, faces_page, model_faces_page, upscaled,
+    };
     use crate::imaging::resize::{Fit, resize};
     use crate::stages::test_support::build_cpu;
 
-    /// Runs the check with `options` on a gray page; the item's `quality` entry.
+    /// Runs the check with `options` on a gray half letter page; the item's `quality` entry.
     fn check(options: Value, gray: Vec<u8>) -> Value {
+        check_page(options, gray, (W, H), None)
+    }
+
+    /// Runs the check on a gray page `width` x `height` at 300 DPI, upscaled from an image of
+    /// `source` pixels when given (the fact the upscale stage records).
+    fn check_page(
+        options: Value,
+        gray: Vec<u8>,
+        (width, height): (usize, usize),
+        source: Option<(usize, usize)>,
+    ) -> Value {
         let stage = build_cpu(&LineartCheck, options);
         let mut item = Item::new(0, Prompt::default());
-        let page = Arc::new(Raster::new(W as u32, H as u32, Some(300.0), Pixels::Gray(gray)));
+        if let Some((w, h)) = source {
+            item.record(SOURCE_SIZE_FACT, format!("{w}x{h}"));
+        }
+        let page = Arc::new(Raster::new(width as u32, height as u32, Some(300.0), Pixels::Gray(gray)));
         let Payload::Image(out) = stage.process(&mut item, Payload::Image(page.clone())).unwrap() else {
             panic!("not an image")
         };
@@ -473,6 +520,67 @@ mod tests {
         blank.specks(40);
         let (_, problems) = judged(blank.gray());
         assert_eq!(problems, ["empty"], "specks on a blank page are not lost line work");
+    }
+
+    /// The print page of a letter book: what `upscale` makes of a 768x1024 model page.
+    const PRINT: (usize, usize) = (2550, 3300);
+
+    /// The check on a model-resolution sheet upscaled to the print page, as the pipeline does.
+    fn check_upscaled(sheet: &Sheet) -> Value {
+        let gray = upscaled(sheet, PRINT.0 as u32, PRINT.1 as u32);
+        check_page(json!({}), gray, PRINT, Some((sheet.width, sheet.height)))
+    }
+
+    /// The check on a model-resolution sheet as it is (a page no upscale has touched).
+    fn check_at_model_size(sheet: &Sheet) -> Value {
+        check_page(json!({}), sheet.gray(), (sheet.width, sheet.height), None)
+    }
+
+    #[test]
+    fn a_models_specks_are_specks_once_upscaled_and_its_eye_dots_are_not() {
+        for seed in [21, 22] {
+            let clean = model_faces_page(12, MODEL_PEN, 3.0, MODEL_PEN, seed);
+            let quality = check_upscaled(&clean);
+            assert_eq!(verdict_and_problems(&quality), ("pass".into(), vec![]), "{quality}");
+            assert_eq!(quality["metrics"]["specks"], 0, "eye dots of 3 model px are no specks: {quality}");
+
+            let mut speckled = model_faces_page(12, MODEL_PEN, 3.0, MODEL_PEN, seed);
+            speckled.specks_sized(300, 1..=3);
+            for (at, quality) in
+                [("upscaled", check_upscaled(&speckled)), ("model size", check_at_model_size(&speckled))]
+            {
+                let (_, problems) = verdict_and_problems(&quality);
+                assert!(problems.iter().any(|p| p == "speckles"), "{at}: {quality}");
+                assert!(quality["metrics"]["specks"].as_u64().unwrap() >= 200, "{at}: {quality}");
+            }
+        }
+        // Judged on paper too: the same 1-3 px specks drawn at print size are specks without
+        // any upscale, and a half letter page of soft lines keeps its eye dots.
+        let mut native = faces_page(SOFT, 23);
+        native.specks_sized(300, 1..=3);
+        assert!(verdict_and_problems(&check(json!({}), native.gray())).1.contains(&"speckles".to_owned()));
+    }
+
+    #[test]
+    fn light_line_art_is_lost_ink_against_the_line_work_whatever_the_page_holds() {
+        // Yellow line art (gray 205 once converted) in a black frame: at the threshold only the
+        // frame is left. However little of the page the drawing covers, it is lost line work.
+        let yellow = Pen { ink: 205.0, ..MODEL_PEN };
+        for faces in [3, 6, 12] {
+            let sheet = model_faces_page(faces, yellow, 3.0, MODEL_PEN, 30 + faces as u64);
+            for (at, quality) in
+                [("upscaled", check_upscaled(&sheet)), ("model size", check_at_model_size(&sheet))]
+            {
+                let (verdict, problems) = verdict_and_problems(&quality);
+                assert!(problems.iter().any(|p| p == "ink_lost"), "{faces} faces, {at}: {quality}");
+                assert_eq!(verdict, "reject", "{faces} faces, {at}: {quality}");
+            }
+        }
+        // Black line art in the same frame, with as few faces, is clean.
+        for faces in [3, 12] {
+            let quality = check_upscaled(&model_faces_page(faces, MODEL_PEN, 3.0, MODEL_PEN, 40));
+            assert_eq!(verdict_and_problems(&quality), ("pass".into(), vec![]), "{faces}: {quality}");
+        }
     }
 
     #[test]

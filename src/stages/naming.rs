@@ -16,6 +16,19 @@ use crate::engine::item::Item;
 /// Longest substituted value kept, in characters, so names stay under filesystem limits.
 const MAX_VALUE_CHARS: usize = 80;
 
+/// Where a sink keeps the candidates of a page the judging stage rejected, paid for and kept.
+pub const REJECTED_DIR: &str = "rejected";
+/// Where a sink keeps acceptable candidates that lost to a better one (best of N).
+pub const CANDIDATES_DIR: &str = "candidates";
+
+/// The name of candidate `number` of the page named `stem` when it is not the page:
+/// `rejected/STEM.cN.EXT` when the judging stage rejected it, `candidates/STEM.cN.EXT`
+/// otherwise. The disk sink and the r2 sink name them alike, so the bucket mirrors the folder.
+pub fn aside_name(stem: &str, number: u64, rejected: bool, extension: &str) -> String {
+    let folder = if rejected { REJECTED_DIR } else { CANDIDATES_DIR };
+    format!("{folder}/{stem}.c{number}.{extension}")
+}
+
 /// Placeholders every template may use, for error messages.
 pub const PLACEHOLDERS: &str = "{section}, {number}, {description}, {key}, {seq}, or any field of the prompt";
 

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use crate::engine::item::{Item, Prompt};
 use crate::engine::media::{Media, Payload};
 use crate::engine::options::{documented, parse_declared};
+use crate::engine::pipeline_path::PipelinePath;
 use crate::engine::stage::{
     BuildContext, Component, KindInfo, Listing, OptionsError, OutputMedia, Role, Source, StageError,
     TypedKind,
@@ -26,9 +27,8 @@ pub struct Prompts;
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
-    /// The prompt file (.json or .jsonl), relative to the working directory.
-    #[schemars(extend("x-inkflow-type" = "path"))]
-    path: PathBuf,
+    /// The prompt file (.json or .jsonl).
+    path: PipelinePath,
     /// Take only the first N prompts (all when not given).
     #[serde(default)]
     limit: Option<usize>,
@@ -68,7 +68,7 @@ impl TypedKind for Prompts {
 
     fn build_from(&self, options: Options, _ctx: &BuildContext) -> anyhow::Result<Component> {
         Ok(Component::Source(Arc::new(PromptFile {
-            path: options.path,
+            path: options.path.as_path().to_owned(),
             limit: options.limit,
             cover_prompt: options.cover_prompt,
         })))

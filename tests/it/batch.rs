@@ -145,13 +145,14 @@ fn validate_sinks(dir: &Path, sinks: &str, overrides: &[&str]) -> Output {
         format!(
             "version: 1
 sources:
-  prompts: {{ kind: prompts, path: pipelines/prompts/sample_image_prompts.json }}
+  prompts: {{ kind: prompts, path: {root}/pipelines/prompts/sample_image_prompts.json }}
 stages:
   draw: {{ kind: pattern, inputs: [prompts] }}
   cache: {{ kind: thumbnail, inputs: [draw] }}
 sinks:
   thumbs: {{ kind: disk, inputs: [cache], dir: thumbs }}
-{sinks}"
+{sinks}",
+            root = env!("CARGO_MANIFEST_DIR")
         ),
     )
     .unwrap();
@@ -499,9 +500,12 @@ fn a_cycle_error_names_only_the_components_in_the_cycle() {
     let file = tmp.path().join("cycle.yaml");
     std::fs::write(
         &file,
-        "version: 1
+        concat!(
+            "version: 1
 sources:
-  prompts: { kind: prompts, path: pipelines/prompts/sample_image_prompts.json }
+  prompts: { kind: prompts, path: ",
+            env!("CARGO_MANIFEST_DIR"),
+            "/pipelines/prompts/sample_image_prompts.json }
 stages:
   draw: { kind: pattern, inputs: [prompts] }
   a: { kind: grayscale, inputs: [b] }
@@ -509,7 +513,8 @@ stages:
   after: { kind: thumbnail, inputs: [b] }
 sinks:
   pages: { kind: disk, inputs: [after, draw] }
-",
+"
+        ),
     )
     .unwrap();
     let out = run(&["validate", s(&file)]);

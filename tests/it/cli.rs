@@ -518,3 +518,115 @@ fn the_kdp_book_passes_preflight_and_a_wrong_trim_fails_it() {
     assert_eq!(wrong.status.code(), Some(1), "{report}");
     assert!(report.contains("✗ page boxes") && report.contains("(pages 1-68)"), "{report}");
 }
+
+/// A pipeline file's relative paths (prompts, deny lists, fonts, `output:`) are read against
+/// the file's own folder, whatever the working directory; paths on the command line
+/// (`--prompts`, `--output`, `--set`) against the working directory.
+#[test]
+fn a_pipeline_reads_its_paths_from_its_own_folder_and_the_command_line_from_the_working_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let folder = root.path().join("books").join("forest");
+    std::fs::create_dir_all(folder.join("lists")).unwrap();
+    std::fs::create_dir_all(folder.join("type")).unwrap();
+    prompts_file(&folder, 2);
+    std::fs::write(folder.join("lists").join("deny.txt"), "# nothing here is allowed\nchainsaw\n").unwrap();
+    let font = Path::new(env!("CARGO_MANIFEST_DIR")).join("fonts").join("LiberationSans-Regular.ttf");
+    std::fs::copy(&font, folder.join("type").join("book.ttf")).unwrap();
+    std::fs::write(
+        folder.join("pipeline.yaml"),
+        "version: 1
+output: ../../made/forest
+sources:
+  prompts: { kind: prompts, path: prompts.json }
+stages:
+  check: { kind: safety, inputs: [prompts], deny_files: [lists/deny.txt], on_reject: drop }
+  draw: { kind: pattern, inputs: [check], size: { width: 96, height: 128 } }
+  gray: { kind: grayscale, inputs: [draw] }
+  lineart: { kind: threshold, inputs: [gray] }
+sinks:
+  pages: { kind: disk, inputs: [lineart] }
+  book: { kind: pdf, inputs: [lineart], title: Forest, font: ./type/book.ttf }
+",
+    )
+    .unwrap();
+    // Run from a working directory that is neither the file's folder nor its parent.
+    let elsewhere = root.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let in_dir = |dir: &Path, args: &[&str]| inkflow().current_dir(dir).args(args).output().unwrap();
+    let file = "../books/forest/pipeline.yaml";
+
+    let validated = in_dir(&elsewhere, &["validate", file]);
+    assert!(validated.status.success(), "{}{}", text(&validated.stdout), text(&validated.stderr));
+    let ran = in_dir(&elsewhere, &["run", file]);
+    assert!(ran.status.success(), "{}{}", text(&ran.stdout), text(&ran.stderr));
+    let out = root.path().join("made").join("forest");
+    assert_eq!(pages(&out).len(), 2, "output: is read against the pipeline's folder");
+    assert!(out.join("book.pdf").is_file());
+    assert!(!elsewhere.join("made").exists() && !folder.join("made").exists());
+
+    // Command-line paths stay with the working directory.
+    prompts_file(&elsewhere, 3);
+    let ran = in_dir(&elsewhere, &["run", file, "--prompts", "prompts.json", "--output", "mine"]);
+    assert!(ran.status.success(), "{}{}", text(&ran.stdout), text(&ran.stderr));
+    assert_eq!(pages(&elsewhere.join("mine")).len(), 3, "--prompts and --output from the working directory");
+    let ran = in_dir(
+        &elsewhere,
+        &["run", file, "--set", "sources.prompts.path=prompts.json", "--set", "output=set"],
+    );
+    assert!(ran.status.success(), "{}{}", text(&ran.stdout), text(&ran.stderr));
+    assert_eq!(pages(&elsewhere.join("set")).len(), 3, "--set paths from the working directory");
+
+    // A missing file is named as resolved, at its line and column, by validate and by run.
+    std::fs::remove_file(folder.join("lists").join("deny.txt")).unwrap();
+    for command in ["validate", "run"] {
+        let failed = in_dir(&elsewhere, &[command, file]);
+        assert_eq!(failed.status.code(), Some(2), "{command}: {}", text(&failed.stderr));
+        let stderr = text(&failed.stderr);
+        let expected = format!(
+            "pipeline.yaml:6:63: stage \"check\": deny_files: {} does not exist",
+            Path::new("../books/forest/lists/deny.txt").display()
+        );
+        assert!(stderr.contains(&expected), "{command}: missing {expected:?} in:\n{stderr}");
+    }
+}
+
+/// Every shipped pipeline passes `validate`, and each that runs offline passes its own checks
+/// on its own output: it succeeds, no sink fails, and the books pass their KDP preflight.
+#[test]
+fn every_shipped_pipeline_passes_its_own_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut shipped: Vec<PathBuf> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .collect();
+    shipped.sort();
+    assert!(shipped.len() >= 5, "{shipped:?}");
+    for file in &shipped {
+        let name = file.file_stem().unwrap().to_string_lossy().into_owned();
+        let validated = run(&["validate", file.to_str().unwrap()]);
+        assert!(validated.status.success(), "{name}: {}", text(&validated.stderr));
+        if std::fs::read_to_string(file).unwrap().contains("kind: fal") {
+            let planned = run(&["run", file.to_str().unwrap(), "--dry-run"]);
+            assert!(planned.status.success(), "{name}: {}", text(&planned.stderr));
+            continue;
+        }
+        let out = dir.path().join(&name);
+        let ran = run(&["run", file.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+        let stdout = text(&ran.stdout);
+        assert!(ran.status.success(), "{name}: {stdout}{}", text(&ran.stderr));
+        let summary: Value =
+            serde_json::from_slice(&std::fs::read(out.join("batch_metadata.json")).unwrap()).unwrap();
+        assert!(summary.get("sink_errors").is_none(), "{name}: {summary:#}");
+        let notes = summary["sink_notes"].as_array().cloned().unwrap_or_default();
+        for note in &notes {
+            let note = note.as_str().unwrap();
+            assert!(!note.contains("fail") && !note.contains("could not"), "{name}: {note}");
+        }
+        let books = std::fs::read_to_string(file).unwrap().matches("kind: pdf").count();
+        let passed = notes.iter().filter(|n| n.as_str().unwrap().contains("rules pass")).count();
+        assert!(passed >= books, "{name}: every book is preflighted and passes: {notes:?}");
+    }
+}

@@ -509,3 +509,114 @@ async fn a_resume_with_nothing_to_do_asks_the_store_nothing_and_uploads_nothing(
     assert_eq!(puts.len(), 2, "{puts:?}");
     assert!(puts.iter().all(|r| r.contains("s_003_bee")), "{puts:?}");
 }
+
+/// The offline book's way of making pages (a judging stage that re-rolls rejected pages) with
+/// a disk sink and two buckets sinks, one keeping the candidates and one not.
+fn rerolling_upload_pipeline(dir: &Path, server: &Server) -> PathBuf {
+    let prompts: Vec<Value> = (1..=10)
+        .map(|i| json!({ "section": "s", "image_number": i, "description": format!("page {i}"), "image_prompt": format!("a mandala of leaves number {i}") }))
+        .collect();
+    std::fs::write(dir.join("prompts.json"), json!({ "prompts": prompts }).to_string()).unwrap();
+    let file = dir.join("rerolls.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "version: 1
+sources:
+  prompts: {{ kind: prompts, path: prompts.json }}
+stages:
+  draw: {{ kind: pattern, inputs: [prompts], size: {{ width: 192, height: 256 }}, seed: 7, defects: 0.5 }}
+  gray: {{ kind: grayscale, inputs: [draw] }}
+  print: {{ kind: upscale, inputs: [gray], width: 638, height: 825, dpi: 75 }}
+  quality: {{ kind: lineart-check, inputs: [print], max_rerolls: 2 }}
+  lineart: {{ kind: threshold, inputs: [quality] }}
+sinks:
+  pages: {{ kind: disk, inputs: [lineart] }}
+  publish: {{ kind: s3, inputs: [lineart], endpoint: \"{endpoint}\", bucket: {BUCKET}, prefix: book }}
+  gallery: {{ kind: s3, inputs: [lineart], endpoint: \"{endpoint}\", bucket: {BUCKET}, prefix: gallery, candidates: skip, upload_metadata: false }}
+",
+            endpoint = server.endpoint,
+        ),
+    )
+    .unwrap();
+    file
+}
+
+/// Every file under `dir`, relative, with its bytes (inkflow's own files left out).
+fn files_under(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut found = std::collections::BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let relative = path.strip_prefix(dir).unwrap().to_string_lossy().replace('\\', "/");
+                found.insert(relative, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    found
+}
+
+/// A re-rolled page goes up once, when its rounds are over, as the page that won; its other
+/// candidates go under rejected/ and candidates/ as on disk (or nowhere with `candidates:
+/// skip`); no key is written twice; and a resume uploads nothing.
+#[tokio::test]
+async fn a_rerolled_page_goes_up_once_as_the_winner_with_its_candidates_beside_it() {
+    let server = Server::start(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let pipeline = rerolling_upload_pipeline(dir.path(), &server);
+
+    let first = run_inkflow(&pipeline, &out).await;
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let puts: Vec<String> = server
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.starts_with("PUT "))
+        .map(|r| r.split(' ').nth(1).unwrap().to_owned())
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    let twice: Vec<&String> = puts.iter().filter(|key| !seen.insert(*key)).collect();
+    assert!(twice.is_empty(), "keys written twice in one run: {twice:?}");
+
+    // The bucket mirrors the disk sink: each page is the page on disk, and every candidate set
+    // aside on disk is under the same name in the bucket, byte for byte.
+    let on_disk = files_under(&out);
+    let aside: Vec<&String> =
+        on_disk.keys().filter(|k| k.starts_with("rejected/") || k.starts_with("candidates/")).collect();
+    assert!(aside.iter().any(|k| k.ends_with(".png")), "some pages were re-rolled: {:?}", on_disk.keys());
+    let pages: Vec<&String> = on_disk.keys().filter(|k| !k.contains('/') && k.ends_with(".png")).collect();
+    assert_eq!(pages.len(), 10, "{:?}", on_disk.keys());
+    let bucket = files_under(&server.object_file(""));
+    for page in &pages {
+        assert_eq!(bucket.get(&format!("book/{page}")), Some(&on_disk[*page]), "book/{page} is the winner");
+        assert_eq!(bucket.get(&format!("gallery/{page}")), Some(&on_disk[*page]), "gallery/{page}");
+    }
+    for name in aside.iter().filter(|k| k.ends_with(".png")) {
+        assert_eq!(bucket.get(&format!("book/{name}")), Some(&on_disk[*name]), "book/{name}");
+    }
+    let book_aside =
+        bucket.keys().filter(|k| k.starts_with("book/rejected/") || k.starts_with("book/candidates/"));
+    assert_eq!(
+        book_aside.filter(|k| k.ends_with(".png")).count(),
+        aside.iter().filter(|k| k.ends_with(".png")).count()
+    );
+    let gallery: Vec<&String> = bucket.keys().filter(|k| k.starts_with("gallery/")).collect();
+    assert_eq!(gallery.len(), 10, "candidates: skip keeps the pages only: {gallery:?}");
+    // Nothing is left held back once the batch is over.
+    assert!(
+        !out.join("cache").join("r2-held").exists()
+            || files_under(&out.join("cache").join("r2-held")).is_empty()
+    );
+
+    // A resume uploads nothing.
+    server.requests.lock().unwrap().clear();
+    let second = run_inkflow(&pipeline, &out).await;
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    assert_eq!(server.object_puts(), 0, "{:?}", server.requests.lock().unwrap());
+}

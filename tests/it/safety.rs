@@ -22,13 +22,14 @@ async fn unsafe_prompts_are_not_paid_for_and_flagged_images_are_not_written() {
 sources:
   prompts: {{ kind: prompts, path: {dir}/prompts.json }}
 stages:
-  check: {{ kind: safety, inputs: [prompts], deny_files: [pipelines/safety/children-deny.txt], on_reject: drop }}
+  check: {{ kind: safety, inputs: [prompts], deny_files: [{root}/pipelines/safety/children-deny.txt], on_reject: drop }}
   generate: {{ kind: fal, inputs: [check], base_url: \"{base}\", image_size: square, poll_interval_ms: 20 }}
   gray: {{ kind: grayscale, inputs: [generate] }}
 sinks:
   pages: {{ kind: disk, inputs: [gray], filename: \"{{description}}.png\" }}
 ",
             dir = dir.path().display(),
+            root = env!("CARGO_MANIFEST_DIR"),
             base = fal.base()
         ),
     )

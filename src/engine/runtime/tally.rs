@@ -224,6 +224,18 @@ impl Shared {
         }
     }
 
+    /// Whether this candidate, placed as it is ([`Self::placement`]), ends its page's rounds:
+    /// the same rule [`Self::candidate_done`] applies once it is recorded, asked before the
+    /// sinks write it so they know the page is final ([`crate::engine::item::Trial::last`]).
+    pub(super) fn is_last(&self, item: &Item, made: bool) -> bool {
+        let Some(policy) = self.policy else { return true };
+        let mut history = lock(&self.candidates).histories.get(&item.key).cloned().unwrap_or_default();
+        let had_page = history.page.is_some();
+        let judgement = if made { item.judgement.as_ref() } else { None };
+        history.record(item.trial.number, judgement, item.trial.placement);
+        !((made || had_page) && policy.wants_another(&history))
+    }
+
     /// Records how a candidate ended (`judged`: written, with its judgement if a stage judged
     /// it; `None`: failed) and whether its page wants another. Returns whether the page had
     /// an earlier candidate, which a failed one leaves in place.

@@ -16,7 +16,7 @@ use super::{Counters, ItemOutcome, Listed, NamedSink};
 use crate::engine::cpu;
 use crate::engine::item::{Envelope, Failure, Item, Placement, State};
 use crate::engine::media::Payload;
-use crate::engine::stage::{CpuStage, Receipt, Sink, Source, StageError};
+use crate::engine::stage::{CpuStage, Sink, Source, StageError};
 
 /// What a task knows about its component.
 #[derive(Clone)]
@@ -371,12 +371,11 @@ pub(super) async fn run_sink(
                     State::Ready(_) => None,
                 });
                 item.trial.placement = shared.placement(&item, upstream.is_none());
+                item.trial.last = shared.is_last(&item, upstream.is_none());
                 let written = async {
                     match item.trial.placement {
                         Placement::Page => sink.write(&item, states).await,
-                        Placement::SetAside => {
-                            sink.write_aside(&item, states).await.map(|()| Receipt::default())
-                        }
+                        Placement::SetAside => sink.write_aside(&item, states).await,
                     }
                 };
                 let result = AssertUnwindSafe(written).catch_unwind().await;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Map, Value};
 
-use super::{CANDIDATES_DIR, REJECTED_DIR};
+use crate::stages::naming::aside_name;
 
 /// What one item's files are called, relative to the sink's directory.
 pub(super) struct Names {
@@ -24,13 +24,6 @@ pub(super) fn output_path(inputs: &[String], index: usize, stem: &str, extension
     }
 }
 
-/// Where a candidate that is not the page goes: `rejected/` when the judging stage rejected it,
-/// `candidates/` otherwise; named after the page with its number (`STEM.cN.png`).
-pub(super) fn aside_path(stem: &str, number: u64, rejected: bool, extension: &str) -> String {
-    let folder = if rejected { REJECTED_DIR } else { CANDIDATES_DIR };
-    format!("{folder}/{stem}.c{number}.{extension}")
-}
-
 /// Before candidate `number` becomes the page: moves the candidate that is the page now (with
 /// its metadata) aside, and drops the aside copy of the new one, so every candidate is kept
 /// exactly once.
@@ -42,7 +35,7 @@ pub(super) fn set_aside_the_old_page(
 ) -> std::io::Result<()> {
     for rejected in [true, false] {
         for extension in ["png", "jpg", "json"] {
-            let stale = dir.join(aside_path(&names.stem, u64::from(number), rejected, extension));
+            let stale = dir.join(aside_name(&names.stem, u64::from(number), rejected, extension));
             if stale.exists() {
                 std::fs::remove_file(stale)?;
             }
@@ -57,7 +50,7 @@ pub(super) fn set_aside_the_old_page(
     let (Some(page), true) = (page, ours && old != u64::from(number)) else { return Ok(()) };
     let rejected = meta.pointer("/quality/verdict").and_then(Value::as_str) == Some("reject");
     let extension = Path::new(&page).extension().and_then(|e| e.to_str()).unwrap_or("png").to_owned();
-    let moved = aside_path(&names.stem, old, rejected, &extension);
+    let moved = aside_name(&names.stem, old, rejected, &extension);
     if let Some(parent) = dir.join(&moved).parent() {
         std::fs::create_dir_all(parent)?;
     }
@@ -65,7 +58,7 @@ pub(super) fn set_aside_the_old_page(
     meta["output_filename"] = moved.as_str().into();
     meta["outputs"] = Value::Object(Map::new());
     let text = serde_json::to_vec_pretty(&meta).map_err(std::io::Error::other)?;
-    write_atomic(&dir.join(aside_path(&names.stem, old, rejected, "json")), &text)
+    write_atomic(&dir.join(aside_name(&names.stem, old, rejected, "json")), &text)
 }
 
 /// Makes temporary names unique between concurrent writers of this process.

@@ -23,16 +23,12 @@ use crate::engine::options::{documented, parse_declared};
 use crate::engine::output_path::{Claim, OutputPath};
 use crate::engine::stage::{BuildContext, Component, KindInfo, OptionsError, OutputMedia, Role, TypedKind};
 use crate::imaging::png::PngCompression;
-use crate::stages::naming::{NameTemplate, UniqueNames, sanitize_component};
+use crate::stages::naming::{CANDIDATES_DIR, NameTemplate, REJECTED_DIR, UniqueNames, sanitize_component};
 
 /// The folder, under the sink's directory, that holds one metadata JSON per item.
 const METADATA_DIR: &str = "metadata";
 /// The batch summary, under the sink's directory.
 const SUMMARY_FILE: &str = "batch_metadata.json";
-/// Candidates of a page the judging stage rejected, kept because they were paid for.
-const REJECTED_DIR: &str = "rejected";
-/// Acceptable candidates that lost to a better one (best of N), to pick from later.
-const CANDIDATES_DIR: &str = "candidates";
 
 /// The `disk` kind.
 pub struct Disk;

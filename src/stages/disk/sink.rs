@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use super::files::{Names, aside_path, output_path, set_aside_the_old_page, write_atomic};
+use super::files::{Names, output_path, set_aside_the_old_page, write_atomic};
 use super::metadata::{Fate, fate, metadata};
 use super::{METADATA_DIR, SUMMARY_FILE};
 use crate::engine::cpu;
@@ -16,6 +16,7 @@ use crate::engine::media::Payload;
 use crate::engine::stage::{Receipt, Sink, StageError};
 use crate::engine::summary::Summary;
 use crate::imaging::png::{PngCompression, page_png};
+use crate::stages::naming::aside_name;
 use crate::stages::naming::{UniqueNames, strip_extension};
 
 /// A built `disk` sink.
@@ -125,9 +126,9 @@ impl Sink for DiskSink {
         cpu::run(job).await.and_then(|r| r).map(|()| Receipt::default()).map_err(|e| self.fail(item, e))
     }
 
-    async fn write_aside(&self, item: &Item, states: Vec<State>) -> Result<(), StageError> {
+    async fn write_aside(&self, item: &Item, states: Vec<State>) -> Result<Receipt, StageError> {
         // A failed candidate left nothing to keep; the journal records that it failed.
-        let Some(State::Ready(payload)) = states.into_iter().next() else { return Ok(()) };
+        let Some(State::Ready(payload)) = states.into_iter().next() else { return Ok(Receipt::default()) };
         let names = self.names(item).map_err(|e| self.fail(item, e))?;
         let rejected = item.judgement.as_ref().is_some_and(|j| !j.acceptable);
         let (dir, compression, candidate) = (self.dir.clone(), self.compression, item.clone());
@@ -135,14 +136,14 @@ impl Sink for DiskSink {
             let (bytes, extension) = encode(&payload, compression)?;
             drop(payload);
             let number = u64::from(candidate.trial.number);
-            let relative = aside_path(&names.stem, number, rejected, extension);
+            let relative = aside_name(&names.stem, number, rejected, extension);
             write_atomic(&dir.join(&relative), &bytes).map_err(|e| format!("writing {relative}: {e}"))?;
             let meta = metadata(&candidate, Some(&relative), Map::new(), &Fate::Written);
             let text = serde_json::to_vec_pretty(&meta).map_err(|e| e.to_string())?;
-            let meta_path = aside_path(&names.stem, number, rejected, "json");
+            let meta_path = aside_name(&names.stem, number, rejected, "json");
             write_atomic(&dir.join(&meta_path), &text).map_err(|e| format!("writing {meta_path}: {e}"))
         };
-        cpu::run(job).await.and_then(|r| r).map_err(|e| self.fail(item, e))
+        cpu::run(job).await.and_then(|r| r).map(|()| Receipt::default()).map_err(|e| self.fail(item, e))
     }
 
     /// After the book and the cover, so their preflight verdicts are in `batch_metadata.json`.

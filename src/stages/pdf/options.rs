@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::engine::options::parse_declared;
 use crate::engine::output_path::OutputPath;
+use crate::engine::pipeline_path::PipelinePath;
 use crate::engine::stage::OptionsError;
 use crate::print::font::Font;
 use crate::print::{Length, MIN_PAGES, Trim};
@@ -73,8 +74,7 @@ pub struct Options {
     /// A .ttf or .otf file for every text of the book, embedded as a subset (the built-in
     /// font is Liberation Sans).
     #[serde(default)]
-    #[schemars(extend("x-inkflow-type" = "path"))]
-    pub(super) font: Option<PathBuf>,
+    pub(super) font: Option<PipelinePath>,
 }
 
 pub(super) fn default_path() -> OutputPath {

@@ -8,7 +8,7 @@
 mod library;
 mod stage;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, LazyLock};
 
 use anyhow::{Context, bail};
@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 use self::library::{LoadedStage, OptionDescription, load};
 use crate::engine::media::Media;
 use crate::engine::options::{documented, parse_declared};
+use crate::engine::pipeline_path::PipelinePath;
 use crate::engine::stage::{
     BuildContext, Component, Kind, KindInfo, OptionsError, OutputMedia, Role, TypedKind,
 };
@@ -33,8 +34,7 @@ pub struct Plugin;
 #[serde(deny_unknown_fields)]
 pub struct PluginOptions {
     /// The library file, e.g. target/release/libmy_stage.so.
-    #[schemars(extend("x-inkflow-type" = "path"))]
-    path: PathBuf,
+    path: PipelinePath,
     /// Which stage of the library to run (its only stage when not given).
     #[serde(default)]
     stage: Option<String>,

@@ -12,6 +12,7 @@
 //! arrives damaged is refused by the server instead of being stored.
 
 mod credentials;
+mod held;
 mod objects;
 mod options;
 mod sink;
@@ -27,10 +28,12 @@ use object_store::aws::AmazonS3Builder;
 use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 use serde_json::Value;
 
+use self::held::Held;
 use self::options::{Checked, Options};
 use self::sink::R2Sink;
 use crate::engine::media::Media;
 use crate::engine::options::documented;
+use crate::engine::output_path::CACHE_DIR;
 use crate::engine::stage::{BuildContext, Component, Kind, KindInfo, OptionsError, OutputMedia, Role};
 use crate::stages::naming::UniqueNames;
 
@@ -155,6 +158,8 @@ impl Kind for R2 {
             multipart_threshold: options.multipart_threshold_mib * MIB,
             part_size: options.part_size_mib * MIB,
             upload_files: options.upload_files,
+            candidates: options.candidates,
+            held: Held { dir: ctx.output_dir.join(CACHE_DIR).join("r2-held").join(id) },
             uploaded: AtomicU64::new(0),
             unchanged: AtomicU64::new(0),
         };

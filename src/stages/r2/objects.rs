@@ -16,7 +16,7 @@ use crate::engine::item::{Item, State};
 use crate::engine::media::{Payload, Raster};
 use crate::engine::stage::StageError;
 use crate::imaging::png::page_png;
-use crate::stages::naming::strip_extension;
+use crate::stages::naming::aside_name;
 
 /// One object to upload.
 pub(super) struct Object {
@@ -34,6 +34,33 @@ pub(super) enum Body {
     File(PathBuf),
 }
 
+/// An item's images, encoded and hashed once, whatever keys they go under.
+pub(super) struct Encoded {
+    /// The item's name without its extension, which every key is made from.
+    pub(super) stem: String,
+    parts: Vec<Part>,
+    /// The inputs that gave no image (failed or filtered), for the metadata.
+    not_uploaded: Vec<serde_json::Value>,
+}
+
+/// One input's encoded image.
+struct Part {
+    input: String,
+    extension: &'static str,
+    sha256: String,
+    bytes: Bytes,
+    content_type: String,
+}
+
+/// Which keys an item's objects go under.
+#[derive(Clone, Copy)]
+pub(super) enum Keys {
+    /// The page's own: `<stem>.<ext>`, `<input>/<stem>.<ext>`, `metadata/<stem>.json`.
+    Page,
+    /// A candidate that is not the page, as the disk sink names it (`rejected/<stem>.c<N>.png`).
+    Aside { number: u32, rejected: bool },
+}
+
 /// A payload ready to hash and upload: its bytes (or the pixels to encode) and its type.
 enum Prepared {
     Encoded(Bytes, &'static str, &'static str),
@@ -47,13 +74,11 @@ impl R2Sink {
         Path::parse(&full).map_err(|e| format!("{full:?} is not a valid object key: {e}"))
     }
 
-    /// Encodes and hashes an item's objects on the CPU pool, and builds its metadata JSON.
-    pub(super) async fn prepare(&self, item: &Item, states: &[State]) -> Result<Vec<Object>, StageError> {
+    /// Encodes and hashes an item's images on the CPU pool; `None` when no input gave one (a
+    /// failed or filtered item stores nothing).
+    pub(super) async fn encode(&self, item: &Item, states: &[State]) -> Result<Option<Encoded>, StageError> {
         let sink = &self.id;
-        let stem = strip_extension(
-            &self.names.render(item).map_err(|e| StageError::failed(format!("sink {sink:?}: {e}")))?,
-        )
-        .to_owned();
+        let stem = self.stem(item)?;
         let mut prepared = Vec::new();
         let mut not_uploaded = Vec::new();
         for (index, state) in states.iter().enumerate() {
@@ -84,70 +109,89 @@ impl R2Sink {
             }
         }
         if prepared.is_empty() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let (content_type, png_compression) = (self.content_type.clone(), self.png_compression);
-        let key_stem = stem.clone();
-        let encoded = cpu::run(move || {
+        let parts = cpu::run(move || {
             prepared
                 .into_iter()
-                .enumerate()
-                .map(|(position, (input, prepared))| {
+                .map(|(input, prepared)| {
                     let (bytes, extension, mime) = match prepared {
                         Prepared::Encoded(bytes, extension, mime) => (bytes, extension, mime),
                         Prepared::Pixels(raster) => (page_png(&raster, png_compression)?, "png", "image/png"),
                     };
-                    let relative = if position == 0 {
-                        format!("{key_stem}.{extension}")
-                    } else {
-                        format!("{input}/{key_stem}.{extension}")
-                    };
                     let content_type = content_type.clone().unwrap_or_else(|| mime.to_owned());
-                    Ok((input, relative, sha256_hex(&bytes), bytes, content_type))
+                    Ok(Part { input, extension, sha256: sha256_hex(&bytes), bytes, content_type })
                 })
                 .collect::<Result<Vec<_>, String>>()
         })
         .await
         .and_then(|r| r)
         .map_err(|e| StageError::failed(format!("sink {sink:?}: item {}: {e}", item.key)))?;
+        Ok(Some(Encoded { stem, parts, not_uploaded }))
+    }
 
+    /// An encoded item's objects under `keys`, its metadata JSON last: as the page, every
+    /// input and the metadata; as a candidate set aside, the page image and its metadata, as
+    /// the disk sink keeps one.
+    pub(super) fn objects(
+        &self,
+        item: &Item,
+        encoded: &Encoded,
+        keys: Keys,
+    ) -> Result<Vec<Object>, StageError> {
+        let sink = &self.id;
+        let stem = &encoded.stem;
+        let key_of = |relative: &str| {
+            self.object_key(relative).map_err(|e| StageError::failed(format!("sink {sink:?}: {e}")))
+        };
+        let (parts, metadata_name) = match keys {
+            Keys::Page => (&encoded.parts[..], format!("metadata/{stem}.json")),
+            Keys::Aside { number, rejected } => {
+                (&encoded.parts[..1], aside_name(stem, u64::from(number), rejected, "json"))
+            }
+        };
         let mut objects = Vec::new();
         let mut listed = Vec::new();
-        for (input, relative, sha256, bytes, content_type) in encoded {
-            let key =
-                self.object_key(&relative).map_err(|e| StageError::failed(format!("sink {sink:?}: {e}")))?;
+        for (position, part) in parts.iter().enumerate() {
+            let relative = match keys {
+                Keys::Page if position == 0 => format!("{stem}.{}", part.extension),
+                Keys::Page => format!("{}/{stem}.{}", part.input, part.extension),
+                Keys::Aside { number, rejected } => {
+                    aside_name(stem, u64::from(number), rejected, part.extension)
+                }
+            };
+            let key = key_of(&relative)?;
             listed.push(json!({
-                "input": input, "key": key.as_ref(), "content_type": content_type,
-                "bytes": bytes.len(), "sha256": sha256,
+                "input": part.input, "key": key.as_ref(), "content_type": part.content_type,
+                "bytes": part.bytes.len(), "sha256": part.sha256,
             }));
             objects.push(Object {
                 key,
-                len: bytes.len() as u64,
-                body: Body::Memory(bytes),
-                sha256,
-                content_type,
+                len: part.bytes.len() as u64,
+                body: Body::Memory(part.bytes.clone()),
+                sha256: part.sha256.clone(),
+                content_type: part.content_type.clone(),
             });
         }
         if self.upload_metadata {
             let metadata = json!({
                 "key": item.key,
                 "seq": item.seq,
+                "candidate": item.trial.number,
                 "prompt": item.prompt,
                 "facts": item.facts,
                 "retries": item.retries,
                 "generation_seconds": item.generation_time.map(|t| t.as_secs_f64()),
                 "objects": listed,
-                "not_uploaded": not_uploaded,
+                "not_uploaded": encoded.not_uploaded,
             });
             let bytes = Bytes::from(
                 serde_json::to_vec_pretty(&metadata)
                     .map_err(|e| StageError::failed(format!("sink {sink:?}: metadata: {e}")))?,
             );
-            let key = self
-                .object_key(&format!("metadata/{stem}.json"))
-                .map_err(|e| StageError::failed(format!("sink {sink:?}: {e}")))?;
             objects.push(Object {
-                key,
+                key: key_of(&metadata_name)?,
                 len: bytes.len() as u64,
                 sha256: sha256_hex(&bytes),
                 body: Body::Memory(bytes),

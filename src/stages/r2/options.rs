@@ -76,6 +76,23 @@ pub(super) struct Options {
     /// this sink after the sink that writes them.
     #[serde(default)]
     pub(super) upload_files: Vec<String>,
+    /// The candidates of a page that are not the page (a rejected one that was re-rolled, the
+    /// runners-up of best of N): `upload` puts them under rejected/ and candidates/, named
+    /// <stem>.c<N>.<ext> with their metadata, as the disk sink keeps them; `skip` leaves them
+    /// out. Either way a page goes up under its own key only once its rounds are over.
+    #[serde(default)]
+    pub(super) candidates: CandidateUploads,
+}
+
+/// What the sink does with the candidates of a page that are not the page.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum CandidateUploads {
+    /// Under rejected/ and candidates/, as on disk: what was paid for stays in reach.
+    #[default]
+    Upload,
+    /// Not at all: the bucket holds the pages only.
+    Skip,
 }
 
 /// The checked options, ready for build.

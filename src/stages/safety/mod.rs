@@ -12,7 +12,7 @@ mod stage;
 #[cfg(test)]
 mod tests;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, LazyLock};
 
 use anyhow::Context;
@@ -23,6 +23,7 @@ use serde_json::Value;
 
 use crate::engine::media::Media;
 use crate::engine::options::{documented, parse_declared};
+use crate::engine::pipeline_path::PipelinePath;
 use crate::engine::stage::{BuildContext, Component, KindInfo, OptionsError, OutputMedia, Role, TypedKind};
 use matcher::{Matcher, RegexRule, Term};
 use stage::SafetyStage;
@@ -49,13 +50,13 @@ struct Options {
     deny: Vec<String>,
     /// Files of deny terms, one per line, `#` starts a comment (e.g. pipelines/safety/children-deny.txt).
     #[serde(default)]
-    deny_files: Vec<PathBuf>,
+    deny_files: Vec<PipelinePath>,
     /// Known false positives: a match wholly inside an allowed phrase is ignored (e.g. "assassin bug").
     #[serde(default)]
     allow: Vec<String>,
     /// Files of allowed phrases, same format as deny_files.
     #[serde(default)]
-    allow_files: Vec<PathBuf>,
+    allow_files: Vec<PipelinePath>,
     /// Regular expressions run on the normalised prompt (lowercase words, single spaces).
     #[serde(default)]
     regex: Vec<RegexOption>,

@@ -1,5 +1,7 @@
 //! The `safety` stage's tests: options, builds, and what happens to a prompt that breaks a rule.
 
+use std::path::PathBuf;
+
 use serde_json::json;
 
 use super::*;
