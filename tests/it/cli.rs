@@ -583,7 +583,7 @@ sinks:
         assert_eq!(failed.status.code(), Some(2), "{command}: {}", text(&failed.stderr));
         let stderr = text(&failed.stderr);
         let expected = format!(
-            "pipeline.yaml:6:63: stage \"check\": deny_files: {} does not exist",
+            "pipeline.yaml:6:58: stage \"check\": deny_files: {} does not exist",
             Path::new("../books/forest/lists/deny.txt").display()
         );
         assert!(stderr.contains(&expected), "{command}: missing {expected:?} in:\n{stderr}");
