@@ -276,6 +276,39 @@ mod tests {
         );
     }
 
+    /// Options of the one path type, alone, optional or listed, and nothing else.
+    #[derive(Deserialize, JsonSchema)]
+    #[allow(dead_code)]
+    struct Reads {
+        /// A file.
+        file: crate::engine::pipeline_path::PipelinePath,
+        /// Maybe a font.
+        #[serde(default)]
+        font: Option<crate::engine::pipeline_path::PipelinePath>,
+        /// Lists.
+        #[serde(default)]
+        lists: Vec<crate::engine::pipeline_path::PipelinePath>,
+        /// A name that is no path.
+        #[serde(default)]
+        name: String,
+    }
+
+    #[test]
+    fn path_options_are_known_by_their_type() {
+        let docs = documented::<Reads>();
+        let paths: Vec<(&str, bool, &str)> =
+            docs.iter().map(|d| (d.name.as_str(), d.path, d.ty.as_str())).collect();
+        assert_eq!(
+            paths,
+            [
+                ("file", true, "path"),
+                ("font", true, "path"),
+                ("lists", true, "list of path"),
+                ("name", false, "string")
+            ]
+        );
+    }
+
     #[test]
     fn declared_ranges_are_checked_at_their_field() {
         let parsed: Example = parse_declared(&json!({"path": "p", "level": 200})).unwrap();
