@@ -336,7 +336,7 @@ fn the_book_holds_the_disk_pages_in_section_order() {
 
     let doc = crate::common::pdf_reader::load(&out.join("book.pdf"));
     let book_pages = crate::common::pdf_reader::pages(&doc);
-    assert_eq!(book_pages.len(), 6, "a title page and five pages");
+    assert_eq!(book_pages.len(), 24, "a title page, five pages, and blank ones up to KDP's 24 (pad: true)");
     assert!(
         crate::common::pdf_reader::page_image(&doc, book_pages[0]).is_none(),
         "the title page has no image"
