@@ -1,12 +1,13 @@
 //! The `safety` stage: checks every prompt against deny lists, regex rules and a length limit
 //! before a paid generation, because these books are often for children. What it matches and
-//! how is in [`matcher`] (on text folded by `canonical.rs`); `stage.rs` turns a match into the
+//! how is in [`matcher`] (on text folded by `fold.rs` and `canonical.rs`); `stage.rs` turns a match into the
 //! item's fate, and this file reads the options and the term files.
 //!
 //! Only `image_prompt` is checked: it is the text sent to the model. NSFW images flagged by fal
 //! after generation are the generator's business (its stage filters them).
 
 mod canonical;
+mod fold;
 pub mod matcher;
 mod stage;
 #[cfg(test)]
