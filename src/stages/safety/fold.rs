@@ -191,15 +191,15 @@ mod tests {
     #[test]
     fn other_scripts_read_as_the_latin_letters_they_imitate() {
         for (text, latin) in [
-            ("gսn ոude", "gun nude"),           // Armenian
-            ("nudе пот", "nude пot"),           // Cyrillic е, and п which imitates nothing
-            ("вот", "bot"),                     // Cyrillic small letters drawn like small capitals
-            ("ρορn", "popn"),                   // Greek
-            ("ᏀᎾᏒᎬ", "gore"),                   // Cherokee
-            ("ꮐꮎꮢꭼ", "gore"),                   // Cherokee small letters, read by their capitals
-            ("ɴᴜᴅᴇ", "nude"),                   // Latin small capitals
+            ("gսn ոude", "gun nude"),             // Armenian
+            ("nudе пот", "nude пot"),             // Cyrillic е, and п which imitates nothing
+            ("вот", "bot"),                       // Cyrillic small letters drawn like small capitals
+            ("ρορn", "popn"),                     // Greek
+            ("ᏀᎾᏒᎬ", "gore"),                     // Cherokee
+            ("ꮐꮎꮢꭼ", "gore"),                     // Cherokee small letters, read by their capitals
+            ("ɴᴜᴅᴇ", "nude"),                     // Latin small capitals
             ("🅽🆄🅳🅴 🅝🅤🅓🅔 🇳🇺🇩🇪", "nude nude nude"), // enclosed letters without decomposition
-            ("⒩⒰⒟⒠ ⓝⓤⓓⓔ 🄽🅄🄳🄴", "nude nude nude"),   // enclosed letters that decompose
+            ("⒩⒰⒟⒠ ⓝⓤⓓⓔ 🄽🅄🄳🄴", "nude nude nude"), // enclosed letters that decompose
             ("straße œuvre", "strasse oeuvre"),
         ] {
             assert_eq!(letters(text), latin, "{text}");

@@ -121,8 +121,16 @@ impl Reach {
             return None;
         }
         let text = canon.text.as_bytes();
-        let start = if starts { range.start } else { text[..range.start].iter().rposition(|&b| b == b' ').map_or(0, |i| i + 1) };
-        let end = if ends { range.end } else { text[range.end..].iter().position(|&b| b == b' ').map_or(text.len(), |i| range.end + i) };
+        let start = if starts {
+            range.start
+        } else {
+            text[..range.start].iter().rposition(|&b| b == b' ').map_or(0, |i| i + 1)
+        };
+        let end = if ends {
+            range.end
+        } else {
+            text[range.end..].iter().position(|&b| b == b' ').map_or(text.len(), |i| range.end + i)
+        };
         Some(start..end)
     }
 }
@@ -307,20 +315,25 @@ impl Matcher {
     }
 
     /// The deny pattern `word` stretches: the same letters in the same order, each run of one
-    /// letter at least as long as in the pattern and one longer (`nuude` for `nude`, `asss` for
-    /// `ass`), with some run reaching `min_run`. A run never shrinks, so `as` is not `ass`, and a
-    /// legitimate double letter is no stretch of a word spelled with one (`good` is no `god`).
+    /// letter at least as long as in the pattern and some longer (`nuude` for `nude`, `asss`
+    /// for `ass`), with some run reaching `min_run`. A run never shrinks, so `as` is not `ass`
+    /// and a term's own double letters (`balloon`, `good`) must be there. A lengthened run is a
+    /// doubled vowel or any letter three times: English doubles consonants in ordinary words
+    /// (`assess` is no stretched `asses`, `riffle` no `rifle`), seldom vowels.
     fn stretched(&self, word: &str, min_run: usize) -> Option<usize> {
         let runs = letter_runs(word);
         if !runs.iter().any(|&(_, n)| n >= min_run) {
             return None;
         }
         let slots = self.squeezed.get(&squeeze(word))?;
+        let lengthened = |p: &(char, usize), w: &(char, usize)| p.1 < w.1;
+        let stretchable = |w: &(char, usize)| w.1 >= 3 || matches!(w.0, 'a' | 'e' | 'i' | 'o' | 'u' | 'y');
         slots.iter().copied().find(|&slot| {
             let pattern = letter_runs(&self.patterns[slot]);
             pattern.len() == runs.len()
                 && pattern.iter().zip(&runs).all(|(p, w)| p.0 == w.0 && p.1 <= w.1)
-                && pattern.iter().zip(&runs).any(|(p, w)| p.1 < w.1)
+                && pattern.iter().zip(&runs).any(|(p, w)| lengthened(p, w))
+                && pattern.iter().zip(&runs).all(|(p, w)| !lengthened(p, w) || stretchable(w))
         })
     }
 
@@ -551,5 +564,61 @@ mod tests {
         let m = matcher(&["ease", "ie"], &[]);
         assert_eq!(m.first("3 4 5 cats in 1990"), None);
         assert_eq!(m.first("costs $5"), None);
+    }
+
+    #[test]
+    fn masked_letters_inside_a_word_stand_for_one_letter_each() {
+        let m = matcher(&["porn", "fuck", "kill", "naked", "sex"], &[]);
+        for (prompt, caught) in [
+            ("a p*rn site", "p*rn"),
+            ("f**k", "f**k"),
+            ("f#ck you", "f#ck"),
+            ("k_ll", "k_ll"),
+            ("n.ked", "n.ked"),
+            ("p@rn", "p@rn"),
+            ("s*x", "s*x"),
+            ("k*lls", "k*lls"),
+        ] {
+            assert_eq!(first_match(&m, prompt), Some(caught), "{prompt}");
+        }
+        for innocent in ["**bold**", "p*r", "f***", "5*x", "x*y", "a fork", "p**rn", "pi*rn"] {
+            assert_eq!(first_match(&m, innocent), None, "{innocent}");
+        }
+    }
+
+    #[test]
+    fn a_doubled_vowel_or_a_tripled_letter_is_a_stretch() {
+        let m = matcher(&["nude", "ass", "balloon", "blood", "sex", "rifle", "gun"], &[]);
+        for (prompt, caught) in [
+            ("nuude", "nuude"),
+            ("a nudee", "nudee"),
+            ("seex", "seex"),
+            ("asss", "asss"),
+            ("bloood", "bloood"),
+            ("ballooon", "ballooon"),
+            ("gunnn", "gunnn"),
+        ] {
+            assert_eq!(first_match(&m, prompt), Some(caught), "{prompt}");
+        }
+        for innocent in ["as", "blod", "balon", "assess", "riffle", "Gunn", "see x"] {
+            assert_eq!(first_match(&m, innocent), None, "{innocent}");
+        }
+    }
+
+    #[test]
+    fn marked_terms_match_compounds_and_plain_terms_do_not() {
+        let m = matcher(&["gun*", "*shit", "*fuck*", "ass"], &["gunwale"]);
+        for (prompt, caught) in [
+            ("a gunfight", "gunfight"),
+            ("GUNSHOT", "GUNSHOT"),
+            ("gun", "gun"),
+            ("bullshit", "bullshit"),
+            ("motherfuckers", "motherfuckers"),
+        ] {
+            assert_eq!(first_match(&m, prompt), Some(caught), "{prompt}");
+        }
+        for innocent in ["begun", "a shotgun", "a gunwale", "grass", "class", "bass", "passage", "shitake"] {
+            assert_eq!(first_match(&m, innocent), None, "{innocent}");
+        }
     }
 }
