@@ -1,5 +1,7 @@
 //! Prompts per second through the `safety` stage with about 300 rules: the shipped children's
-//! deny list, generated terms to fill it up, an allow list and two regex rules.
+//! deny list, generated terms to fill it up, an allow list and two regex rules. One prompt in
+//! ten hides a denied word behind a trick: look-alike letters of other scripts, invisible
+//! fillers, enclosed letters, masks, compounds.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -32,7 +34,18 @@ fn generated_terms(count: usize) -> Vec<String> {
 /// Coloring-book prompts of 12-30 words; one in ten hides a denied word behind a trick.
 fn prompts(count: usize) -> Vec<String> {
     let mut rng = fastrand::Rng::with_seed(7);
-    let tricks = ["a g u n", "n4k3d", "nud\u{0435}", "ｂｅｅｒ", "b.l.o.o.d"];
+    let tricks = [
+        "a g u n",
+        "n4k3d",
+        "nud\u{0435}",
+        "ｂｅｅｒ",
+        "b.l.o.o.d",
+        "nu\u{115F}de",
+        "gսn",
+        "🅽🆄🅳🅴",
+        "p*rn",
+        "a gunfight",
+    ];
     (0..count)
         .map(|i| {
             let len = rng.usize(12..30);

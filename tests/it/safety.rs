@@ -73,3 +73,104 @@ sinks:
     assert!(reasons.keys().any(|r| r.contains("deny term \"nude\"")), "{reasons:?}");
     assert!(reasons.keys().any(|r| r.contains("NSFW")), "{reasons:?}");
 }
+
+/// Evasions of the shipped children's list, one of each kind the stage reads, that passed before
+/// the confusables data, default-ignorable characters, masks, doubled letters and compounds.
+const EVASIONS: [&str; 14] = [
+    "a nu\u{115F}de woman",     // Hangul choseong filler
+    "a n\u{3164}ude statue",    // Hangul filler
+    "g\u{FFA0}un on the table", // halfwidth Hangul filler
+    "a gսn",                    // Armenian s
+    "ոude",                     // Armenian vo
+    "ᏴᏞᎾᎾᎠ everywhere",         // Cherokee
+    "🅽🆄🅳🅴",                     // negative squared letters
+    "🇬🇺🇳",                      // regional indicators
+    "p*rn",
+    "f*ck this",
+    "nuude",
+    "a gunfight",
+    "bloodshed in the village",
+    "sh#t happens",
+];
+
+/// Innocent prompts the shipped lists filtered before the allow phrases and compound rules.
+const INNOCENTS: [&str; 10] = [
+    "kill two birds with one stone",
+    "Kill Devil Hills lighthouse",
+    "a wine-red apple",
+    "a beer-barrel polka dance",
+    "an ass (donkey)",
+    "a nude-colored lipstick",
+    "a bloodhound on a trail",
+    "cut the grass near the Essex passage",
+    "a good balloon at the bookkeeper's",
+    "a root beer float",
+];
+
+#[test]
+fn the_binary_blocks_evasions_and_passes_innocent_prompts() {
+    let dir = tempfile::tempdir().unwrap();
+    let prompt = |kind: &str, i: usize, text: &str| json!({"section": kind, "image_number": i + 1, "image_prompt": text, "description": format!("{kind}-{i:02}")});
+    let prompts: Vec<Value> = EVASIONS
+        .iter()
+        .enumerate()
+        .map(|(i, text)| prompt("evasion", i, text))
+        .chain(INNOCENTS.iter().enumerate().map(|(i, text)| prompt("innocent", i, text)))
+        .collect();
+    std::fs::write(dir.path().join("prompts.json"), json!({ "prompts": prompts }).to_string()).unwrap();
+    let pipeline = dir.path().join("p.yaml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "version: 1
+sources:
+  prompts: {{ kind: prompts, path: {dir}/prompts.json }}
+stages:
+  check: {{ kind: safety, inputs: [prompts], deny_files: [pipelines/safety/children-deny.txt], allow_files: [pipelines/safety/children-allow.txt] }}
+  draw: {{ kind: pattern, inputs: [check], size: {{ width: 64, height: 64 }} }}
+  gray: {{ kind: grayscale, inputs: [draw] }}
+sinks:
+  pages: {{ kind: disk, inputs: [gray], filename: \"{{description}}.png\" }}
+",
+            dir = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let result = std::process::Command::new(env!("CARGO_BIN_EXE_inkflow"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["run".as_ref(), pipeline.as_os_str(), "--output".as_ref(), out.as_os_str()])
+        .output()
+        .unwrap();
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+
+    let written = |name: &str| out.join(format!("{name}.png")).is_file();
+    let passed: Vec<&str> = EVASIONS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| written(&format!("evasion-{i:02}")))
+        .map(|(_, p)| *p)
+        .collect();
+    assert!(passed.is_empty(), "evasions that reached disk: {passed:?}");
+    let blocked: Vec<&str> = INNOCENTS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !written(&format!("innocent-{i:02}")))
+        .map(|(_, p)| *p)
+        .collect();
+    assert!(blocked.is_empty(), "innocent prompts blocked: {blocked:?}");
+
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(out.join("batch_metadata.json")).unwrap()).unwrap();
+    assert_eq!(
+        (summary["succeeded"].as_u64(), summary["filtered"].as_u64()),
+        (Some(INNOCENTS.len() as u64), Some(EVASIONS.len() as u64)),
+        "{summary}"
+    );
+    let reasons = summary["filtered_reasons"].as_object().unwrap();
+    assert!(reasons.keys().all(|r| r.starts_with("deny term ")), "{reasons:?}");
+    assert!(
+        reasons.keys().any(|r| r.contains("\"gun*\"")),
+        "a compound is named by its marked term: {reasons:?}"
+    );
+}

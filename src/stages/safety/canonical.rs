@@ -1,28 +1,22 @@
 //! Normalisation for the `safety` matcher: terms, allow phrases and prompts are folded to one
 //! canonical text of lowercase words, remembering where each byte came from.
 //!
-//! # Folding
+//! # Words
 //!
 //! Terms, allow phrases and prompts all go through the same folding, so a rule matches however
 //! the prompt spells its words:
 //!
-//! 1. Invisible characters (zero-width spaces and joiners, soft hyphens, bidi controls) and
-//!    apostrophes are dropped, so `nu\u{200B}de` and `‘nude’` read as `nude`.
-//! 2. Each character gets its Unicode compatibility decomposition (NFKD, the decomposing half of
-//!    NFKC) with combining marks removed, then lowercase: fullwidth `ｎｕｄｅ`, mathematical
-//!    `𝐧𝐮𝐝𝐞`, circled letters and accented `nüdé` all become `nude`. `ß`, `æ` and `œ` expand to
-//!    `ss`, `ae` and `oe` as full case folding does.
-//! 3. Look-alike letters from Cyrillic, Greek and the Latin small capitals map to the Latin
-//!    letter they imitate (`nudе` with a Cyrillic `е`, small capitals `ɴᴜᴅᴇ`).
-//! 4. The text splits into words at every character that is not a letter or digit. `@` and `$`
+//! 1. Each character is folded to the Latin letters it reads as (`fold.rs`: invisible
+//!    characters dropped, compatibility decomposition, Unicode's confusables data).
+//! 2. The text splits into words at every character that is not a letter or digit. `@` and `$`
 //!    count as letters (`a$$`); `!`, `|` and `+` count only between two letters or digits
 //!    (`k!ll`), so `gun!` still ends in `gun`.
-//! 5. Inside a word holding at least one letter (or made only of `@` and `$`, like `@$$`),
+//! 3. Inside a word holding at least one letter (or made only of `@` and `$`, like `@$$`),
 //!    leetspeak digits and symbols become letters (`0`→o, `3`→e, `4`→a, `5`→s, `7`→t, `8`→b,
-//!    `9`→g, `@`→a, `$`→s, `+`→t). `1`, `!`, `|` and an uppercase `I` inside a word look like
-//!    both `i` and `l`: when such a character occurs, the text is matched twice, once reading
-//!    them as `i` and once as `l`. Words without a letter but with a digit (`1990`, `$5`) are
-//!    left as they are, so `3 cats` stays `3 cats`.
+//!    `9`→g, `@`→a, `$`→s, `+`→t). `1`, `!`, `|`, a vertical stroke from another script (`ӏ`)
+//!    and an uppercase `I` inside a word look like both `i` and `l`: when such a character
+//!    occurs, the text is matched twice, once reading them as `i` and once as `l`. Words without
+//!    a letter but with a digit (`1990`, `$5`) are left as they are, so `3 cats` stays `3 cats`.
 //!
 //! # Spaced-out letters
 //!
@@ -35,17 +29,22 @@
 //! rarely has two one-letter words in a row, and when it does (`plan a i`), the joined run only
 //! adds places a term could match; it hides nothing.
 //!
+//! # Masked letters
+//!
+//! `*`, `#`, `_` and `.` split words, but inside a word (`p*rn`, `f**k`, `k_ll`), like `@`
+//! (`p@rn`), they may also stand for one letter each: such words are kept aside as
+//! [`MaskedWord`]s for the matcher to compare with its terms letter by letter.
 //!
 //! # Not handled
 //!
-//! Letters repeated for emphasis (`nuuude`) and partly spaced words (`nu de`) are the
-//! matcher's look-alike readings of these words. Masking with `*` and scripts written without
-//! spaces (a Chinese or Japanese term matches only a whole run of such characters) are not
-//! read: list those spellings as terms or regex rules.
+//! Letters repeated for emphasis (`nuude`) and partly spaced words (`nu de`) are the matcher's
+//! look-alike readings of these words. Scripts written without spaces (a Chinese or Japanese
+//! term matches only a whole run of such characters) are not split into words: list those
+//! spellings as regex rules.
 
 use std::ops::Range;
 
-use unicode_normalization::char::{decompose_compatible, is_combining_mark};
+use super::fold::{Class, Folded, Stroke, fold};
 
 /// How to read characters that look like both `i` and `l`.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -65,6 +64,16 @@ pub(super) struct Canonical {
     pub(super) boundary: Vec<bool>,
     /// Whether an `i`/`l` look-alike was read, so the other reading is worth trying.
     pub(super) ambiguous: bool,
+    /// Words with masked letters (`p*rn`), which the text above splits at the masks.
+    pub(super) masked: Vec<MaskedWord>,
+}
+
+/// A word with masked letters: each letter as read, `None` for a mask, and the canonical range
+/// from its first to its last letter.
+#[derive(Debug)]
+pub(super) struct MaskedWord {
+    pub(super) letters: Vec<Option<char>>,
+    pub(super) span: Range<usize>,
 }
 
 impl Canonical {
@@ -87,28 +96,6 @@ impl Canonical {
     }
 }
 
-/// What a folded character is for splitting words.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Class {
-    Letter,
-    Digit,
-    /// `@` and `$`: part of a word wherever they are.
-    Symbol,
-    /// `!`, `|`, `+`: part of a word only between two letters or digits.
-    Inner,
-    Separator,
-}
-
-/// One character after folding, with the original bytes it came from.
-#[derive(Clone, Debug)]
-struct Folded {
-    ch: char,
-    origin: Range<usize>,
-    class: Class,
-    /// The original was an uppercase `I`, which looks like `l` inside a word.
-    capital_i: bool,
-}
-
 /// The canonical form of a term or phrase, or `None` when nothing is left of it.
 pub(super) fn canonical_term(term: &str) -> Option<String> {
     let text = canonicalize(term, Reading::AsI).text;
@@ -119,6 +106,8 @@ pub(super) fn canonical_term(term: &str) -> Option<String> {
 pub(super) fn canonicalize(text: &str, reading: Reading) -> Canonical {
     let folded = fold(text);
     let mut canon = Canonical { boundary: vec![false], ..Canonical::default() };
+    // Where each folded character landed in the canonical text, if it did.
+    let mut landed: Vec<Option<Range<usize>>> = vec![None; folded.len()];
     let tokens = tokens(&folded);
     let is_single = |t: &Range<usize>| t.len() == 1;
     let mut i = 0;
@@ -126,28 +115,38 @@ pub(super) fn canonicalize(text: &str, reading: Reading) -> Canonical {
         let run_end = (i..tokens.len()).find(|&j| !is_single(&tokens[j])).unwrap_or(tokens.len());
         let letters = tokens[i..run_end].iter().filter(|t| folded[t.start].class == Class::Letter).count();
         if run_end - i >= 2 && letters >= 2 {
-            let chars: Vec<&Folded> = tokens[i..run_end].iter().map(|t| &folded[t.start]).collect();
-            emit_word(&mut canon, &chars, true, reading);
+            let chars: Vec<usize> = tokens[i..run_end].iter().map(|t| t.start).collect();
+            emit_word(&mut canon, &mut landed, &folded, &chars, true, reading);
             i = run_end;
         } else {
-            let chars: Vec<&Folded> = folded[tokens[i].clone()].iter().collect();
-            emit_word(&mut canon, &chars, false, reading);
+            let chars: Vec<usize> = tokens[i].clone().collect();
+            emit_word(&mut canon, &mut landed, &folded, &chars, false, reading);
             i += 1;
         }
     }
+    canon.masked = masked_words(&folded, &landed, &canon.text);
     canon
 }
 
-/// Appends one word, applying leetspeak when it holds a letter or is all `@`/`$` (`@$$`). A joined run of spaced-out
-/// letters may be matched from any joint, so each joint is a boundary.
-fn emit_word(canon: &mut Canonical, chars: &[&Folded], joined_run: bool, reading: Reading) {
+/// Appends one word (the folded characters at `chars`), applying leetspeak when it holds a
+/// letter or is all `@`/`$` (`@$$`). A joined run of spaced-out letters may be matched from any
+/// joint, so each joint is a boundary.
+fn emit_word(
+    canon: &mut Canonical,
+    landed: &mut [Option<Range<usize>>],
+    folded: &[Folded],
+    chars: &[usize],
+    joined_run: bool,
+    reading: Reading,
+) {
     if let Some(last) = canon.origin.last().map(|r| r.end) {
         canon.push(' ', last..last);
     }
     canon.mark_boundary();
-    let spelled =
-        chars.iter().any(|f| f.class == Class::Letter) || chars.iter().all(|f| f.class == Class::Symbol);
-    for (position, f) in chars.iter().enumerate() {
+    let spelled = chars.iter().any(|&i| folded[i].class == Class::Letter)
+        || chars.iter().all(|&i| folded[i].class == Class::Symbol);
+    for (position, &i) in chars.iter().enumerate() {
+        let f = &folded[i];
         let ch = if spelled {
             match leet(f, position > 0 && !joined_run) {
                 Leet::Plain(c) => c,
@@ -159,7 +158,9 @@ fn emit_word(canon: &mut Canonical, chars: &[&Folded], joined_run: bool, reading
         } else {
             f.ch
         };
+        let start = canon.text.len();
         canon.push(ch, f.origin.clone());
+        landed[i] = Some(start..canon.text.len());
         if joined_run {
             canon.mark_boundary();
         }
@@ -184,7 +185,8 @@ fn leet(f: &Folded, inside_word: bool) -> Leet {
         '@' => 'a',
         '$' => 's',
         '1' | '!' | '|' => return Leet::IOrL,
-        'i' if f.capital_i && inside_word => return Leet::IOrL,
+        'i' if f.stroke == Stroke::CapitalI && inside_word => return Leet::IOrL,
+        'l' if f.stroke == Stroke::Either => return Leet::IOrL,
         c => c,
     })
 }
@@ -195,173 +197,64 @@ fn tokens(folded: &[Folded]) -> Vec<Range<usize>> {
     let in_word = |i: usize| match folded[i].class {
         Class::Letter | Class::Digit | Class::Symbol => true,
         Class::Inner => i > 0 && is_alnum(i - 1) && is_alnum(i + 1),
-        Class::Separator => false,
+        Class::Mask | Class::Separator => false,
     };
-    let mut tokens = Vec::new();
+    runs(folded.len(), in_word)
+}
+
+/// Maximal runs of indices `0..len` for which `inside` holds.
+fn runs(len: usize, inside: impl Fn(usize) -> bool) -> Vec<Range<usize>> {
+    let mut runs = Vec::new();
     let mut start = None;
-    for i in 0..folded.len() {
-        match (in_word(i), start) {
+    for i in 0..len {
+        match (inside(i), start) {
             (true, None) => start = Some(i),
             (false, Some(s)) => {
-                tokens.push(s..i);
+                runs.push(s..i);
                 start = None;
             }
             _ => {}
         }
     }
     if let Some(s) = start {
-        tokens.push(s..folded.len());
+        runs.push(s..len);
     }
-    tokens
+    runs
 }
 
-/// Folds every character of `text`: drops invisibles, decomposes (NFKD), strips marks,
-/// lowercases and maps look-alikes.
-fn fold(text: &str) -> Vec<Folded> {
-    let mut out = Vec::with_capacity(text.len());
-    for (start, ch) in text.char_indices() {
-        if is_ignored(ch) {
+/// Words with masked letters inside (`p*rn`, `f**k`, `k_ll`, `p@rn`): a run of word and mask
+/// characters with a mask between two other characters and at least two letters. Each mask
+/// stands for one letter, `@` included (it may be the `a` it looks like, or a mask); the other
+/// characters read as they do in the canonical text. Masks at the edges are punctuation.
+fn masked_words(folded: &[Folded], landed: &[Option<Range<usize>>], text: &str) -> Vec<MaskedWord> {
+    let is_mask = |f: &Folded| f.class == Class::Mask || f.ch == '@';
+    let mut words = Vec::new();
+    for run in runs(folded.len(), |i| folded[i].class != Class::Separator) {
+        let chars = &folded[run.clone()];
+        let Some(first) = chars.iter().position(|f| f.class != Class::Mask) else { continue };
+        let last = chars.iter().rposition(|f| f.class != Class::Mask).unwrap_or(first);
+        let chars = &chars[first..=last];
+        let inner_mask = chars.len() > 2 && chars[1..chars.len() - 1].iter().any(is_mask);
+        if !inner_mask || chars.iter().filter(|f| f.class == Class::Letter).count() < 2 {
             continue;
         }
-        let origin = start..start + ch.len_utf8();
-        let capital_i = ch == 'I';
-        decompose_compatible(ch, |decomposed| {
-            for lower in decomposed.to_lowercase() {
-                if is_combining_mark(lower) {
-                    continue;
+        let at = run.start + first;
+        let mut letters = Vec::with_capacity(chars.len());
+        let mut span: Option<Range<usize>> = None;
+        for (i, f) in chars.iter().enumerate() {
+            match &landed[at + i] {
+                Some(range) if !is_mask(f) => {
+                    letters.extend(text[range.clone()].chars().map(Some));
+                    span = Some(span.map_or(range.clone(), |s| s.start..range.end));
                 }
-                for &mapped in expand(lower).iter().flatten() {
-                    out.push(Folded {
-                        ch: mapped,
-                        origin: origin.clone(),
-                        class: classify(mapped),
-                        capital_i,
-                    });
-                }
+                _ => letters.push(None),
             }
-        });
+        }
+        if let Some(span) = span {
+            words.push(MaskedWord { letters, span });
+        }
     }
-    out
-}
-
-/// Characters that change nothing a reader sees, or only glue a word together.
-fn is_ignored(ch: char) -> bool {
-    matches!(
-        ch,
-        '\u{00AD}'
-            | '\u{034F}'
-            | '\u{061C}'
-            | '\u{180E}'
-            | '\u{200B}'..='\u{200F}'
-            | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{FEFF}'
-            | '\''
-            | '\u{2018}'
-            | '\u{2019}'
-            | '\u{02BC}'
-    )
-}
-
-/// A lowercase character as at most two Latin letters: expansions of full case folding and
-/// ligatures, then look-alikes.
-fn expand(ch: char) -> [Option<char>; 2] {
-    let pair = |a, b| [Some(a), Some(b)];
-    match ch {
-        'ß' => pair('s', 's'),
-        'æ' => pair('a', 'e'),
-        'œ' => pair('o', 'e'),
-        _ => [Some(homoglyph(ch)), None],
-    }
-}
-
-/// The Latin letter a Cyrillic, Greek or small-capital look-alike imitates.
-fn homoglyph(ch: char) -> char {
-    match ch {
-        // Cyrillic (after lowercasing, so `В`/`в`, `Н`/`н`, `Т`/`т` map by their capital shape).
-        'а' => 'a',
-        'в' | 'ь' => 'b',
-        'с' => 'c',
-        'ԁ' => 'd',
-        'е' | 'ё' | 'є' => 'e',
-        'һ' | 'н' => 'h',
-        'і' | 'ї' | 'ӏ' => 'i',
-        'ј' => 'j',
-        'к' => 'k',
-        'м' => 'm',
-        'п' => 'n',
-        'о' => 'o',
-        'р' => 'p',
-        'ԛ' => 'q',
-        'г' => 'r',
-        'ѕ' => 's',
-        'т' => 't',
-        'у' | 'ү' => 'y',
-        'ԝ' | 'ш' => 'w',
-        'х' => 'x',
-        // Greek.
-        'α' => 'a',
-        'β' => 'b',
-        'ε' => 'e',
-        'η' => 'n',
-        'ι' => 'i',
-        'κ' => 'k',
-        'μ' => 'u',
-        'ν' => 'v',
-        'ο' | 'σ' => 'o',
-        'ρ' => 'p',
-        'τ' => 't',
-        'υ' => 'u',
-        'χ' => 'x',
-        'ω' => 'w',
-        'γ' => 'y',
-        'ζ' => 'z',
-        // Latin letters that have no decomposition to their base letter.
-        'ı' => 'i',
-        'ȷ' => 'j',
-        'ø' => 'o',
-        'đ' => 'd',
-        'ł' => 'l',
-        'ħ' => 'h',
-        'ŧ' => 't',
-        'ɡ' => 'g',
-        // Latin small capitals.
-        'ᴀ' => 'a',
-        'ʙ' => 'b',
-        'ᴄ' => 'c',
-        'ᴅ' => 'd',
-        'ᴇ' => 'e',
-        'ғ' => 'f',
-        'ɢ' => 'g',
-        'ʜ' => 'h',
-        'ɪ' => 'i',
-        'ᴊ' => 'j',
-        'ᴋ' => 'k',
-        'ʟ' => 'l',
-        'ᴍ' => 'm',
-        'ɴ' => 'n',
-        'ᴏ' => 'o',
-        'ᴘ' => 'p',
-        'ʀ' => 'r',
-        'ꜱ' => 's',
-        'ᴛ' => 't',
-        'ᴜ' => 'u',
-        'ᴠ' => 'v',
-        'ᴡ' => 'w',
-        'ʏ' => 'y',
-        'ᴢ' => 'z',
-        c => c,
-    }
-}
-
-fn classify(ch: char) -> Class {
-    match ch {
-        '0'..='9' => Class::Digit,
-        '@' | '$' => Class::Symbol,
-        '!' | '|' | '+' => Class::Inner,
-        c if c.is_alphanumeric() => Class::Letter,
-        _ => Class::Separator,
-    }
+    words
 }
 
 #[cfg(test)]

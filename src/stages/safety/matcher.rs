@@ -10,8 +10,20 @@
 //! `Scunthorpe`, `class`, `bass` and `assassin` do not contain `cunt` or `ass`. Each term also
 //! matches its plural (`gun` → `guns`, `kiss` → `kisses`), and a multi-word term also matches
 //! its words run together (`self harm` → `selfharm`) as well as any separators between them
-//! (`self-harm`). Stretched letters (`nuuude`) and partly spaced words (`nu de`) are read
-//! word by word as well ([`Matcher::look_alikes`]).
+//! (`self-harm`).
+//!
+//! # Compounds
+//!
+//! A `*` at a term's end lets it begin a longer word (`gun*`: `gunfight`, `gunshot`), at its
+//! start end one (`*shit`: `bullshit`), at both lie anywhere inside one (`*fuck*`). The match
+//! then stands for the whole word, so an allow phrase naming the word (`gunwale`) lets it pass.
+//! Mark only terms that innocent words rarely begin or end with, and allow the exceptions.
+//!
+//! # Look-alike words
+//!
+//! Stretched letters (`nuude`, `nuuuude`: any run of a letter longer than the term has it),
+//! partly spaced words (`nu de`) and masked letters (`p*rn`, `f**k`) are read word by word as
+//! well ([`Matcher::look_alikes`], [`Matcher::masked`]).
 //!
 //! # Allow phrases and regex rules
 //!
@@ -72,11 +84,55 @@ pub struct Hit {
     pub span: Range<usize>,
 }
 
-/// What one automaton pattern stands for: a deny rule, an allow phrase, or both.
+/// What one automaton pattern stands for: a deny rule, an allow phrase, or both, each with how
+/// far into a word it reaches.
 #[derive(Clone, Copy, Debug, Default)]
 struct Meaning {
-    deny: Option<usize>,
-    allow: bool,
+    deny: Option<(usize, Reach)>,
+    allow: Option<Reach>,
+}
+
+/// Whether a term may match inside a longer word, as its `*` marks say: `gun*` is a compound
+/// head (`gunfight`), `*shit` a compound tail (`bullshit`), `*fuck*` anywhere in a word. A plain
+/// term matches whole words only, so `ass` is not found in `class` or `passage`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Reach {
+    /// The match may start inside a word (`*term`).
+    open_start: bool,
+    /// The match may end inside a word (`term*`).
+    open_end: bool,
+}
+
+impl Reach {
+    /// The term without its `*` marks, and what they say.
+    fn parse(term: &str) -> (&str, Reach) {
+        let trimmed = term.trim();
+        let core = trimmed.trim_start_matches('*');
+        let open_start = core.len() < trimmed.len();
+        let bare = core.trim_end_matches('*');
+        (bare, Reach { open_start, open_end: bare.len() < core.len() })
+    }
+
+    /// Whether a match at `range` of `canon` starts and ends where this reach allows, and the
+    /// range it stands for: widened to the whole word when it lies inside one.
+    fn fit(self, canon: &Canonical, range: Range<usize>) -> Option<Range<usize>> {
+        let (starts, ends) = (canon.boundary[range.start], canon.boundary[range.end]);
+        if !(starts || self.open_start) || !(ends || self.open_end) {
+            return None;
+        }
+        let text = canon.text.as_bytes();
+        let start = if starts {
+            range.start
+        } else {
+            text[..range.start].iter().rposition(|&b| b == b' ').map_or(0, |i| i + 1)
+        };
+        let end = if ends {
+            range.end
+        } else {
+            text[range.end..].iter().position(|&b| b == b' ').map_or(text.len(), |i| range.end + i)
+        };
+        Some(start..end)
+    }
 }
 
 /// Deny terms, allow phrases and regex rules compiled for fast matching of many prompts.
@@ -84,10 +140,13 @@ struct Meaning {
 pub struct Matcher {
     automaton: Option<AhoCorasick>,
     meanings: Vec<Meaning>,
-    /// One-word deny patterns by their text, for fragments read joined (`nu de`).
+    /// The automaton's patterns by slot.
+    patterns: Vec<String>,
+    /// One-word deny patterns by their text, for fragments read joined (`nu de`) and masked
+    /// words (`p*rn`).
     words: HashMap<String, usize>,
-    /// The same by their squeezed text (`kill` → `kil`), for stretched words (`kiiill`).
-    squeezed: HashMap<String, usize>,
+    /// The same by their squeezed text (`kill` → `kil`), for stretched words (`kiill`).
+    squeezed: HashMap<String, Vec<usize>>,
     regexes: Vec<Regex>,
     /// One label per rule: deny terms first, then regex rules.
     labels: Vec<String>,
@@ -109,17 +168,21 @@ impl Matcher {
         };
         let mut labels = Vec::with_capacity(deny.len() + regexes.len());
         for (rule, term) in deny.iter().enumerate() {
-            for pattern in term_patterns(term)? {
+            let (patterns, reach) = term_patterns(term)?;
+            for pattern in patterns {
                 // The first rule listed keeps a pattern two rules share (e.g. `gun` and `guns`).
                 add(pattern, &|m: &mut Meaning| {
-                    m.deny.get_or_insert(rule);
+                    m.deny.get_or_insert((rule, reach));
                 });
             }
             labels.push(format!("deny term {:?} (from {})", term.text, term.origin));
         }
         for phrase in allow {
-            for pattern in term_patterns(phrase)? {
-                add(pattern, &|m: &mut Meaning| m.allow = true);
+            let (patterns, reach) = term_patterns(phrase)?;
+            for pattern in patterns {
+                add(pattern, &|m: &mut Meaning| {
+                    m.allow.get_or_insert(reach);
+                });
             }
         }
         let automaton = if patterns.is_empty() {
@@ -132,16 +195,17 @@ impl Matcher {
         };
         labels.extend(regexes.iter().map(|r| r.label.clone()));
         let mut words = HashMap::new();
-        let mut squeezed = HashMap::new();
+        let mut squeezed: HashMap<String, Vec<usize>> = HashMap::new();
         for (slot, pattern) in patterns.iter().enumerate() {
             if meanings[slot].deny.is_some() && !pattern.contains(' ') {
                 words.entry(pattern.clone()).or_insert(slot);
-                squeezed.entry(squeeze(pattern)).or_insert(slot);
+                squeezed.entry(squeeze(pattern)).or_default().push(slot);
             }
         }
         Ok(Matcher {
             automaton,
             meanings,
+            patterns,
             words,
             squeezed,
             regexes: regexes.into_iter().map(|r| r.regex).collect(),
@@ -177,19 +241,19 @@ impl Matcher {
         let mut allowed: Vec<Range<usize>> = Vec::new();
         if let Some(automaton) = &self.automaton {
             for m in automaton.find_overlapping_iter(&canon.text) {
-                if !(canon.boundary[m.start()] && canon.boundary[m.end()]) {
-                    continue;
-                }
                 let meaning = self.meanings[m.pattern().as_usize()];
-                if meaning.allow {
-                    allowed.push(m.range());
+                if let Some(range) = meaning.allow.and_then(|reach| reach.fit(canon, m.range())) {
+                    allowed.push(range);
                 }
-                if let Some(rule) = meaning.deny {
-                    denied.push((rule, m.range()));
+                if let Some((rule, reach)) = meaning.deny
+                    && let Some(range) = reach.fit(canon, m.range())
+                {
+                    denied.push((rule, range));
                 }
             }
         }
         denied.extend(self.look_alikes(canon));
+        denied.extend(self.masked(canon));
         let first_regex_rule = self.labels.len() - self.regexes.len();
         for (i, regex) in self.regexes.iter().enumerate() {
             denied.extend(
@@ -209,10 +273,10 @@ impl Matcher {
 }
 
 impl Matcher {
-    /// Spellings the automaton cannot see, read word by word: a stretched word (a letter three
-    /// times or more: `nuuude`, `bloood`) with every run of one letter squeezed, compared with
-    /// the terms squeezed alike; and two or three short fragments (`nu de`, `se x y`) read
-    /// joined. A joined reading must be a whole term, so `a class` or `I am` stay apart.
+    /// Spellings the automaton cannot see, read word by word: a stretched word (`nuude`,
+    /// `bloood`: [`Matcher::stretched`]); and two or three short fragments (`nu de`, `se x y`)
+    /// read joined, which must then be a whole term (so `a class` or `I am` stay apart) or a
+    /// term stretched three times (`nu uu de`).
     fn look_alikes(&self, canon: &Canonical) -> Vec<(usize, Range<usize>)> {
         const FRAGMENT: usize = 4;
         let mut words: Vec<Range<usize>> = Vec::new();
@@ -235,15 +299,54 @@ impl Matcher {
                 }
                 joined.push_str(text);
                 let span = words[first].start..word.end;
-                let slot = if has_stretch(&joined) {
-                    self.squeezed.get(&squeeze(&joined))
-                } else if n > 0 && canon.text[words[first].clone()].chars().count() <= FRAGMENT {
-                    self.words.get(&joined)
+                let slot = if n == 0 {
+                    self.stretched(&joined, 2)
+                } else if canon.text[words[first].clone()].chars().count() <= FRAGMENT {
+                    self.words.get(&joined).copied().or_else(|| self.stretched(&joined, 3))
                 } else {
                     None
                 };
-                if let Some(rule) = slot.and_then(|&slot| self.meanings[slot].deny) {
+                if let Some((rule, _)) = slot.and_then(|slot| self.meanings[slot].deny) {
                     found.push((rule, span));
+                }
+            }
+        }
+        found
+    }
+
+    /// The deny pattern `word` stretches: the same letters in the same order, each run of one
+    /// letter at least as long as in the pattern and some longer (`nuude` for `nude`, `asss`
+    /// for `ass`), with some run reaching `min_run`. A run never shrinks, so `as` is not `ass`
+    /// and a term's own double letters (`balloon`, `good`) must be there. A lengthened run is a
+    /// doubled vowel or any letter three times: English doubles consonants in ordinary words
+    /// (`assess` is no stretched `asses`, `riffle` no `rifle`), seldom vowels.
+    fn stretched(&self, word: &str, min_run: usize) -> Option<usize> {
+        let runs = letter_runs(word);
+        if !runs.iter().any(|&(_, n)| n >= min_run) {
+            return None;
+        }
+        let slots = self.squeezed.get(&squeeze(word))?;
+        let lengthened = |p: &(char, usize), w: &(char, usize)| p.1 < w.1;
+        let stretchable = |w: &(char, usize)| w.1 >= 3 || matches!(w.0, 'a' | 'e' | 'i' | 'o' | 'u' | 'y');
+        slots.iter().copied().find(|&slot| {
+            let pattern = letter_runs(&self.patterns[slot]);
+            pattern.len() == runs.len()
+                && pattern.iter().zip(&runs).all(|(p, w)| p.0 == w.0 && p.1 <= w.1)
+                && pattern.iter().zip(&runs).any(|(p, w)| lengthened(p, w))
+                && pattern.iter().zip(&runs).all(|(p, w)| !lengthened(p, w) || stretchable(w))
+        })
+    }
+
+    /// Deny terms matching a word with masked letters (`p*rn`, `f**k`): as long as the term,
+    /// with every letter that is not masked in its place.
+    fn masked(&self, canon: &Canonical) -> Vec<(usize, Range<usize>)> {
+        let mut found = Vec::new();
+        for masked in &canon.masked {
+            for (pattern, &slot) in &self.words {
+                let fits = pattern.chars().count() == masked.letters.len()
+                    && pattern.chars().zip(&masked.letters).all(|(p, m)| m.is_none_or(|m| m == p));
+                if fits && let Some((rule, _)) = self.meanings[slot].deny {
+                    found.push((rule, masked.span.clone()));
                 }
             }
         }
@@ -251,27 +354,28 @@ impl Matcher {
     }
 }
 
-/// Whether a word repeats one letter three times or more in a row.
-fn has_stretch(word: &str) -> bool {
-    let chars: Vec<char> = word.chars().collect();
-    chars.windows(3).any(|w| w[0] == w[1] && w[1] == w[2] && w[0].is_alphabetic())
+/// A word as runs of one character: `bloood` → b1 l1 o3 d1.
+fn letter_runs(word: &str) -> Vec<(char, usize)> {
+    let mut runs: Vec<(char, usize)> = Vec::new();
+    for ch in word.chars() {
+        match runs.last_mut() {
+            Some((last, n)) if *last == ch => *n += 1,
+            _ => runs.push((ch, 1)),
+        }
+    }
+    runs
 }
 
 /// A word with every run of one character cut to one (`bloood` → `blod`).
 fn squeeze(word: &str) -> String {
-    let mut squeezed = String::with_capacity(word.len());
-    for ch in word.chars() {
-        if !squeezed.ends_with(ch) {
-            squeezed.push(ch);
-        }
-    }
-    squeezed
+    letter_runs(word).into_iter().map(|(ch, _)| ch).collect()
 }
 
 /// The automaton patterns for one term: the term, its plural, and, for several words, the
-/// same run together.
-fn term_patterns(term: &Term) -> Result<Vec<String>, MatcherError> {
-    let canonical = canonical_term(&term.text)
+/// same run together; with how far into a word they reach.
+fn term_patterns(term: &Term) -> Result<(Vec<String>, Reach), MatcherError> {
+    let (bare, reach) = Reach::parse(&term.text);
+    let canonical = canonical_term(bare)
         .ok_or_else(|| MatcherError::EmptyTerm { text: term.text.clone(), origin: term.origin.clone() })?;
     let mut forms = vec![canonical.clone()];
     if canonical.contains(' ') {
@@ -279,7 +383,7 @@ fn term_patterns(term: &Term) -> Result<Vec<String>, MatcherError> {
     }
     let plurals: Vec<String> = forms.iter().map(|f| plural(f)).collect();
     forms.extend(plurals);
-    Ok(forms)
+    Ok((forms, reach))
 }
 
 /// The regular English plural of a canonical term's last word.
@@ -460,5 +564,61 @@ mod tests {
         let m = matcher(&["ease", "ie"], &[]);
         assert_eq!(m.first("3 4 5 cats in 1990"), None);
         assert_eq!(m.first("costs $5"), None);
+    }
+
+    #[test]
+    fn masked_letters_inside_a_word_stand_for_one_letter_each() {
+        let m = matcher(&["porn", "fuck", "kill", "naked", "sex"], &[]);
+        for (prompt, caught) in [
+            ("a p*rn site", "p*rn"),
+            ("f**k", "f**k"),
+            ("f#ck you", "f#ck"),
+            ("k_ll", "k_ll"),
+            ("n.ked", "n.ked"),
+            ("p@rn", "p@rn"),
+            ("s*x", "s*x"),
+            ("k*lls", "k*lls"),
+        ] {
+            assert_eq!(first_match(&m, prompt), Some(caught), "{prompt}");
+        }
+        for innocent in ["**bold**", "p*r", "f***", "5*x", "x*y", "a fork", "p**rn", "pi*rn"] {
+            assert_eq!(first_match(&m, innocent), None, "{innocent}");
+        }
+    }
+
+    #[test]
+    fn a_doubled_vowel_or_a_tripled_letter_is_a_stretch() {
+        let m = matcher(&["nude", "ass", "balloon", "blood", "sex", "rifle", "gun"], &[]);
+        for (prompt, caught) in [
+            ("nuude", "nuude"),
+            ("a nudee", "nudee"),
+            ("seex", "seex"),
+            ("asss", "asss"),
+            ("bloood", "bloood"),
+            ("ballooon", "ballooon"),
+            ("gunnn", "gunnn"),
+        ] {
+            assert_eq!(first_match(&m, prompt), Some(caught), "{prompt}");
+        }
+        for innocent in ["as", "blod", "balon", "assess", "riffle", "Gunn", "see x"] {
+            assert_eq!(first_match(&m, innocent), None, "{innocent}");
+        }
+    }
+
+    #[test]
+    fn marked_terms_match_compounds_and_plain_terms_do_not() {
+        let m = matcher(&["gun*", "*shit", "*fuck*", "ass"], &["gunwale"]);
+        for (prompt, caught) in [
+            ("a gunfight", "gunfight"),
+            ("GUNSHOT", "GUNSHOT"),
+            ("gun", "gun"),
+            ("bullshit", "bullshit"),
+            ("motherfuckers", "motherfuckers"),
+        ] {
+            assert_eq!(first_match(&m, prompt), Some(caught), "{prompt}");
+        }
+        for innocent in ["begun", "a shotgun", "a gunwale", "grass", "class", "bass", "passage", "shitake"] {
+            assert_eq!(first_match(&m, innocent), None, "{innocent}");
+        }
     }
 }

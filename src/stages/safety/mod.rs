@@ -1,12 +1,13 @@
 //! The `safety` stage: checks every prompt against deny lists, regex rules and a length limit
 //! before a paid generation, because these books are often for children. What it matches and
-//! how is in [`matcher`] (on text folded by `canonical.rs`); `stage.rs` turns a match into the
-//! item's fate, and this file reads the options and the term files.
+//! how is in [`matcher`] (on text folded by `fold.rs` and `canonical.rs`); `stage.rs` turns a
+//! match into the item's fate, and this file reads the options and the term files.
 //!
 //! Only `image_prompt` is checked: it is the text sent to the model. NSFW images flagged by fal
 //! after generation are the generator's business (its stage filters them).
 
 mod canonical;
+mod fold;
 pub mod matcher;
 mod stage;
 #[cfg(test)]
@@ -45,13 +46,15 @@ enum OnReject {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Options {
-    /// Terms denied as whole words, after normalisation.
+    /// Terms denied as whole words, after normalisation; `gun*` also begins a longer word
+    /// (gunfight), `*shit` also ends one (bullshit), `*fuck*` lies anywhere in one.
     #[serde(default)]
     deny: Vec<String>,
     /// Files of deny terms, one per line, `#` starts a comment (e.g. pipelines/safety/children-deny.txt).
     #[serde(default)]
     deny_files: Vec<PipelinePath>,
-    /// Known false positives: a match wholly inside an allowed phrase is ignored (e.g. "assassin bug").
+    /// Known false positives, idioms and place names: a match wholly inside an allowed phrase is
+    /// ignored (e.g. "assassin bug", "kill two birds", "Kill Devil Hills").
     #[serde(default)]
     allow: Vec<String>,
     /// Files of allowed phrases, same format as deny_files.

@@ -250,3 +250,126 @@ fn the_children_list_catches_evasions() {
     let (_, outcome) = run(&stage, "a bloody battle");
     assert!(filtered_reason(outcome).starts_with("deny term \"bloody\" (from "));
 }
+
+/// Evasions of the shipped list by kind: each must be filtered.
+const EVASIONS: [(&str, &[&str]); 7] = [
+    (
+        "default-ignorable characters inside a word",
+        &[
+            "a nu\u{115F}de woman",
+            "a n\u{3164}ude statue",
+            "a g\u{1160}un",
+            "na\u{FFA0}ked",
+            "p\u{200D}orn",
+            "s\u{FE0F}ex",
+            "nu\u{E0020}de",
+            "k\u{034F}ill them",
+            "bl\u{00AD}ood",
+        ],
+    ),
+    (
+        "look-alikes from other scripts",
+        &[
+            "a gսn",              // Armenian
+            "ոude",               // Armenian
+            "a nսdе figure",      // Armenian and Cyrillic
+            "роrn",               // Cyrillic
+            "кill him",           // Cyrillic
+            "ηυdε",               // Greek
+            "ᏴᏞᎾᎾᎠ on the floor", // Cherokee
+            "ᎠᏒᏌᏀ",               // Cherokee
+            "ｐｏｒｎ",           // fullwidth
+            "𝖌𝖚𝖓 and 𝓷𝓾𝓭𝓮",       // mathematical
+            "𝗞𝗜𝗟𝗟",               // mathematical sans-serif bold
+        ],
+    ),
+    (
+        "enclosed, squared and parenthesized letters",
+        &["🅽🆄🅳🅴", "🅶🆄🅽", "🅝🅤🅓🅔", "ⓖⓤⓝ", "⒢⒰⒩", "🄶🅄🄽", "🇬🇺🇳", "🅽\u{FE0F}🆄\u{FE0F}🅳\u{FE0F}🅴\u{FE0F}"],
+    ),
+    (
+        "masked letters",
+        &["p*rn", "f*ck", "f**k", "sh*t", "b#tch", "k_ll them", "n.ked", "p@rn", "s*x", "a g*n"],
+    ),
+    ("doubled and stretched letters", &["nuude", "nuuuuuude", "a guun", "seex", "poorn", "bloood", "kiill"]),
+    (
+        "compounds of a marked term",
+        &["a gunfight", "bloodshed", "gunshot", "bloodthirsty", "a pornstar", "bullshit", "motherfucker"],
+    ),
+    ("earlier evasions", &["a nаked woman", "a N4K3D woman", "a man with a g u n", "a Sw4st1ka flag"]),
+];
+
+/// Innocent prompts the shipped lists must pass: idioms, colours, places, and words that merely
+/// contain a short term or double a letter.
+const INNOCENTS: [&str; 40] = [
+    "kill two birds with one stone",
+    "Kill Devil Hills lighthouse",
+    "a wine-red apple",
+    "a beer-barrel polka dance",
+    "an ass (donkey)",
+    "a nude-colored lipstick",
+    "killing time at the park",
+    "dressed to kill for the royal ball",
+    "don't jump the gun",
+    "a root beer float",
+    "a glass of ginger beer",
+    "a staple gun and a glue gun",
+    "a blood-red sunset",
+    "a bloodhound sniffing a trail",
+    "a rowboat's gunwale",
+    "the Gunnison river",
+    "a market in Beer Sheva",
+    "a buggy in Intercourse, Pennsylvania",
+    "a killdeer on the beach",
+    "bite the bullet",
+    "cut the grass",
+    "a class of kids",
+    "a bass guitar",
+    "a secret passage",
+    "the Essex coast",
+    "a cocktail umbrella",
+    "Middlesex county",
+    "Scunthorpe United",
+    "a good balloon",
+    "a happy bookkeeper",
+    "Mississippi steamboat",
+    "an assassin bug on a leaf",
+    "a grid of 5*5 squares",
+    "Mr.Smith's cat",
+    "a U.S.A. flag",
+    "draw a ruler_line",
+    "alcohol markers and alcohol ink",
+    "a nude pink dress",
+    "a wine-colored scarf",
+    "a tiny teacup",
+];
+
+#[test]
+fn the_children_list_catches_each_kind_of_evasion() {
+    let stage = children_stage();
+    for (kind, prompts) in EVASIONS {
+        for prompt in prompts {
+            let (_, outcome) = run(&stage, prompt);
+            assert!(matches!(outcome, Err(StageError::Filtered { .. })), "{kind}: {prompt:?} passed");
+        }
+    }
+}
+
+#[test]
+fn the_children_list_passes_idioms_places_and_innocent_words() {
+    let stage = children_stage();
+    for prompt in INNOCENTS {
+        let (item, outcome) = run(&stage, prompt);
+        assert!(outcome.is_ok(), "{prompt}: {:?}", item.facts.get("safety_reason"));
+    }
+}
+
+#[test]
+fn an_allowed_phrase_allows_only_itself() {
+    let stage = children_stage();
+    for prompt in ["kill two people", "a wine bottle", "nude figure with a lipstick", "a gun fight", "an ass"]
+    {
+        let (_, outcome) = run(&stage, prompt);
+        assert!(matches!(outcome, Err(StageError::Filtered { .. })), "{prompt} passed");
+    }
+}
