@@ -1,5 +1,6 @@
 //! `inkflow status OUTPUT_DIR`: what the journal says about a batch.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -14,20 +15,17 @@ pub struct StatusArgs {
 
 /// "N pass, N warn, N reject" over the items whose metadata has a quality verdict (from every
 /// run of the batch, as the review page reads them), or nothing when no page was judged.
-fn quality_counts(output_dir: &std::path::Path) -> Option<String> {
-    let report = inkflow::report::gather(output_dir, inkflow::report::RunFacts::default()).ok()?;
-    let mut counts = std::collections::BTreeMap::new();
-    for verdict in report.cards.iter().filter_map(|card| card.verdict.as_deref()) {
-        *counts.entry(verdict).or_insert(0u64) += 1;
-    }
+fn quality_counts(output_dir: &std::path::Path) -> anyhow::Result<Option<String>> {
+    let counts = inkflow::report::verdict_counts(output_dir)?;
     if counts.is_empty() {
-        return None;
+        return Ok(None);
     }
     let count = |v: &str| counts.get(v).copied().unwrap_or(0);
-    Some(format!("{} pass, {} warn, {} reject", count("pass"), count("warn"), count("reject")))
+    Ok(Some(format!("{} pass, {} warn, {} reject", count("pass"), count("warn"), count("reject"))))
 }
 
-/// Prints counts per state, money spent and every failure with its reason.
+/// Prints counts per state, money spent and every failure with its reason, reading the
+/// journal a row at a time so that a batch of any size fits in the same memory.
 pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let status = Journal::status(&args.output_dir)?;
     println!("batch {}", args.output_dir.display());
@@ -38,8 +36,11 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         println!("  {state:<12} {count}");
     }
     println!("  spent        ${:.3}", status.spent_usd);
-    if let Some(line) = quality_counts(&args.output_dir) {
-        println!("  quality      {line}");
+    match quality_counts(&args.output_dir) {
+        Ok(Some(line)) => println!("  quality      {line}"),
+        Ok(None) => {}
+        // The counts are a convenience on top of the journal's: the rest is still worth printing.
+        Err(e) => eprintln!("warning: cannot count the quality verdicts: {e:#}"),
     }
     if status.unfinished_submissions > 0 {
         println!(
@@ -64,8 +65,11 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         };
         println!("  {count} request(s) {what}");
     }
-    for (key, stage, error, attempts) in &status.failures {
-        println!("  failed {key} at {stage} after {attempts} attempt(s): {error}");
-    }
+    let mut out = std::io::stdout().lock();
+    Journal::each_item(&args.output_dir, Some("failed"), |item| {
+        let (stage, error) = (item.stage.unwrap_or_default(), item.error.unwrap_or_default());
+        writeln!(out, "  failed {} at {stage} after {} attempt(s): {error}", item.key, item.attempts)?;
+        Ok(())
+    })?;
     Ok(ExitCode::SUCCESS)
 }

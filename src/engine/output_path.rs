@@ -20,6 +20,13 @@ pub const REPORT_FILE: &str = "report.html";
 /// The folder of inkflow's caches (generated originals, the book's encoded pages).
 pub const CACHE_DIR: &str = "cache";
 
+/// The number of a further page file of the review page of a big batch (`report-2.html`,
+/// `report-3.html`...), which only inkflow writes.
+pub fn report_page_number(name: &str) -> Option<usize> {
+    let number = name.strip_prefix("report-")?.strip_suffix(".html")?;
+    number.bytes().all(|b| b.is_ascii_digit()).then(|| number.parse().ok()).flatten()
+}
+
 /// Longest name of one folder or file in a path a pipeline writes, in bytes.
 pub const MAX_SEGMENT_BYTES: usize = 200;
 
@@ -29,6 +36,9 @@ fn own_file(first: &str) -> Option<&'static str> {
     let first = first.to_ascii_lowercase(); // a case-insensitive file system (macOS) sees one file
     if first.starts_with(JOURNAL_FILE) {
         return Some(JOURNAL_FILE);
+    }
+    if report_page_number(&first).is_some() {
+        return Some(REPORT_FILE);
     }
     [LOG_FILE, LOCK_FILE, REPORT_FILE, CACHE_DIR].into_iter().find(|own| first == *own)
 }
@@ -186,6 +196,8 @@ mod tests {
             "inkflow.log",
             "inkflow.lock",
             "report.html",
+            "report-2.html",
+            "Report-17.HTML",
             &format!("books/{}.pdf", "ü".repeat(101)),
         ] {
             assert!(OutputPath::new(bad).is_err(), "{bad:?} was accepted");

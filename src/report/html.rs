@@ -1,12 +1,13 @@
-//! Renders a [`Report`] as one self-contained HTML page: no network, no framework, thumbnails
-//! by relative path, a little CSS (a grid on screen, a contact sheet on paper) and a few lines
-//! of JS for the filters (without JS every card shows).
+//! Renders a page file of the report as one self-contained HTML page: no network, no framework,
+//! thumbnails by relative path, a little CSS (a grid on screen, a contact sheet on paper) and a
+//! few lines of JS for the filters (without JS every card shows).
 
 use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::gather::{Card, Report};
+use super::REPORT_FILE;
+use super::gather::{CARDS_PER_PAGE, Card, Overview, PageSummary};
 
 const STYLE: &str = "\
 body{font:1rem/1.4 system-ui,sans-serif;margin:0 auto;padding:1rem;max-width:80rem;color:#111;background:#fff}\
@@ -23,8 +24,8 @@ ol.grid{list-style:none;padding:0;display:grid;grid-template-columns:repeat(auto
 .nopage{display:flex;align-items:center;justify-content:center;aspect-ratio:400/518;background:#f4f4f4;color:#444}\
 .badge{display:inline-block;padding:0 .4rem;border-radius:.3rem;font-weight:600;font-size:.8rem;border:1px solid #555}\
 .b-pass,.b-written{background:#dfd}.b-warn{background:#ffe8a8}.b-reject,.b-failed{background:#fcc}.b-filtered{background:#ddd}\
-.msg{color:#900}a{color:#0645ad}\
-@media print{.filters,.links,details{display:none}body{max-width:none;padding:0;font-size:9pt}\
+.msg{color:#900}a{color:#0645ad}.files li.look{font-weight:600}\
+@media print{.filters,.files,.links,details{display:none}body{max-width:none;padding:0;font-size:9pt}\
 ol.grid{grid-template-columns:repeat(4,1fr);gap:4pt}.card{padding:2pt;border-color:#999}.card[hidden]{display:block}a{color:inherit;text-decoration:none}}";
 
 const SCRIPT: &str = "\
@@ -36,26 +37,39 @@ document.querySelectorAll('.card').forEach(function(c){c.hidden=f!=='all'&&c.dat
 const FILTERS: [(&str, &str); 4] =
     [("all", "All"), ("failed", "Failed or filtered"), ("warn", "Warn"), ("reject", "Reject")];
 
-/// The whole page.
-pub fn render(report: &Report) -> String {
-    let mut out = String::with_capacity(2048 + report.cards.len() * 700);
-    let title = format!("inkflow report: {}", report.output_dir);
+/// One page file: the batch, the list of page files when there are several, the failed and
+/// filtered items and this page's cards.
+pub fn render(overview: &Overview, page: usize, cards: &[Card]) -> String {
+    let mut out = String::with_capacity(4096 + cards.len() * 700);
+    let title = match overview.pages.len() {
+        1 => format!("inkflow report: {}", overview.output_dir),
+        pages => format!("inkflow report: {} (page {} of {pages})", overview.output_dir, page + 1),
+    };
     let _ = write!(
         out,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
          <title>{}</title><style>{STYLE}</style></head><body><header><h1>Batch report</h1><p>{}</p></header><main>",
         esc(&title),
-        esc(&report.output_dir)
+        esc(&overview.output_dir)
     );
-    batch_section(&mut out, report);
-    failures_section(&mut out, report);
-    pages_section(&mut out, report);
+    batch_section(&mut out, overview);
+    pages_nav(&mut out, overview, page);
+    failures_section(&mut out, overview, page, cards);
+    pages_section(&mut out, &overview.pages[page], cards);
     let _ = writeln!(out, "</main><script>{SCRIPT}</script></body></html>");
     out
 }
 
-fn batch_section(out: &mut String, report: &Report) {
+/// The file name of page file `page` (from 0): `report.html`, then `report-2.html`...
+pub fn page_file(page: usize) -> String {
+    match page {
+        0 => REPORT_FILE.to_owned(),
+        page => format!("report-{}.html", page + 1),
+    }
+}
+
+fn batch_section(out: &mut String, report: &Overview) {
     let total: u64 = report.states.values().sum();
     let mut facts: Vec<(String, String)> = vec![("Items".into(), total.to_string())];
     for (state, count) in &report.states {
@@ -97,18 +111,78 @@ fn batch_section(out: &mut String, report: &Report) {
     out.push_str("</section>");
 }
 
-fn failures_section(out: &mut String, report: &Report) {
-    let failed: Vec<&Card> = report.cards.iter().filter(|c| is_failed(c)).collect();
+/// On `report.html` of a batch in several files, the page files with the items each holds and
+/// how many need a look; on the others, the way back to it and to the neighbours.
+fn pages_nav(out: &mut String, overview: &Overview, page: usize) {
+    let pages = &overview.pages;
+    if pages.len() == 1 {
+        return;
+    }
+    out.push_str("<nav aria-labelledby=\"files\" class=\"files\"><h2 id=\"files\">Pages of this report</h2>");
+    if page > 0 {
+        let _ = write!(
+            out,
+            "<p>This is page {} of {}: <a href=\"{}\">back to the first</a>",
+            page + 1,
+            pages.len(),
+            page_file(0)
+        );
+        if page > 1 {
+            let _ = write!(out, " · <a href=\"{}\" rel=\"prev\">previous</a>", page_file(page - 1));
+        }
+        if page + 1 < pages.len() {
+            let _ = write!(out, " · <a href=\"{}\" rel=\"next\">next</a>", page_file(page + 1));
+        }
+        out.push_str("</p></nav>");
+        return;
+    }
+    let _ = write!(
+        out,
+        "<p>{} items in {} files of up to {CARDS_PER_PAGE} cards, in book order; the counts say where to look.</p><ol>",
+        pages.iter().map(|p| p.cards).sum::<u64>(),
+        pages.len()
+    );
+    for (number, summary) in pages.iter().enumerate() {
+        let range = format!("items {}–{}", summary.first, summary.first + summary.cards.saturating_sub(1));
+        let link = if number == page {
+            format!("<a href=\"{}\" aria-current=\"page\">{range}</a>", page_file(number))
+        } else {
+            format!("<a href=\"{}\">{range}</a>", page_file(number))
+        };
+        let counts: Vec<String> = FILTERS[1..]
+            .iter()
+            .filter_map(|(tag, label)| {
+                summary.tagged.get(*tag).map(|n| format!("{n} {}", label.to_lowercase()))
+            })
+            .collect();
+        let _ = if counts.is_empty() {
+            write!(out, "<li>{link}</li>")
+        } else {
+            write!(out, "<li class=\"look\">{link}: {}</li>", counts.join(", "))
+        };
+    }
+    out.push_str("</ol></nav>");
+}
+
+/// The failed and filtered items: on `report.html` the batch's first ones, wherever their cards
+/// are; on the other page files, those of the page.
+fn failures_section(out: &mut String, overview: &Overview, page: usize, cards: &[Card]) {
+    let listed: Vec<(&Card, usize)> = if page == 0 {
+        overview.problems.iter().map(|problem| (&problem.card, problem.page)).collect()
+    } else {
+        cards.iter().filter(|c| c.is_failed()).map(|card| (card, page)).collect()
+    };
     out.push_str("<section aria-labelledby=\"failures\"><h2 id=\"failures\">Failed and filtered</h2>");
-    if failed.is_empty() {
+    if listed.is_empty() {
         out.push_str("<p>None.</p></section>");
         return;
     }
     out.push_str("<ul class=\"failures\">");
-    for card in failed {
+    for (card, on_page) in &listed {
+        let file = if *on_page == page { String::new() } else { page_file(*on_page) };
         let _ = write!(
             out,
-            "<li><a href=\"#{}\">{}</a> {} at {}: <span class=\"msg\">{}</span></li>",
+            "<li><a href=\"{file}#{}\">{}</a> {} at {}: <span class=\"msg\">{}</span></li>",
             card_id(card),
             esc(&card.key),
             esc(&card.state),
@@ -116,22 +190,30 @@ fn failures_section(out: &mut String, report: &Report) {
             esc(card.message.as_deref().unwrap_or("no message"))
         );
     }
-    out.push_str("</ul></section>");
+    out.push_str("</ul>");
+    let unlisted = overview.problem_count.saturating_sub(listed.len() as u64);
+    if page == 0 && unlisted > 0 {
+        let _ = write!(
+            out,
+            "<p>And {unlisted} more, listed on their own page files (see the counts under “Pages of this report”).</p>"
+        );
+    }
+    out.push_str("</section>");
 }
 
-fn pages_section(out: &mut String, report: &Report) {
+fn pages_section(out: &mut String, summary: &PageSummary, cards: &[Card]) {
     out.push_str("<section aria-labelledby=\"pages\"><h2 id=\"pages\">Pages</h2>");
     out.push_str("<div class=\"filters\" role=\"group\" aria-label=\"Show\" hidden>");
     for (tag, label) in FILTERS {
-        let count = report.cards.iter().filter(|c| tag == "all" || tags(c).contains(&tag.to_owned())).count();
+        let count = if tag == "all" { summary.cards } else { summary.tagged.get(tag).copied().unwrap_or(0) };
         let _ = write!(
             out,
             "<button type=\"button\" data-show=\"{tag}\" aria-pressed=\"{}\">{label} ({count})</button>",
             tag == "all"
         );
     }
-    out.push_str("</div><ol class=\"grid\">");
-    for card in &report.cards {
+    let _ = write!(out, "</div><ol class=\"grid\" start=\"{}\">", summary.first);
+    for card in cards {
         card_html(out, card);
     }
     out.push_str("</ol></section>");
@@ -139,7 +221,7 @@ fn pages_section(out: &mut String, report: &Report) {
 
 fn card_html(out: &mut String, card: &Card) {
     let _ =
-        write!(out, "<li class=\"card\" id=\"{}\" data-tags=\"{}\">", card_id(card), tags(card).join(" "));
+        write!(out, "<li class=\"card\" id=\"{}\" data-tags=\"{}\">", card_id(card), card.tags().join(" "));
     match (&card.thumbnail, &card.page) {
         (Some(thumb), Some(page)) => {
             let _ = write!(
@@ -163,7 +245,7 @@ fn card_html(out: &mut String, card: &Card) {
         );
     }
     out.push_str("</p>");
-    if is_failed(card)
+    if card.is_failed()
         && let Some(message) = &card.message
     {
         let stage = card.stage.as_deref().unwrap_or("?");
@@ -202,22 +284,6 @@ fn card_html(out: &mut String, card: &Card) {
         out.push_str("</ul></details>");
     }
     out.push_str("</li>");
-}
-
-fn is_failed(card: &Card) -> bool {
-    card.state == "failed" || card.state == "filtered"
-}
-
-/// The filter tags a card answers to.
-fn tags(card: &Card) -> Vec<String> {
-    let mut tags = Vec::new();
-    if is_failed(card) {
-        tags.push("failed".to_owned());
-    }
-    if let Some(verdict) = &card.verdict {
-        tags.push(verdict.to_lowercase().chars().filter(char::is_ascii_alphanumeric).collect());
-    }
-    tags
 }
 
 fn card_id(card: &Card) -> String {

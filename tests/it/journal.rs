@@ -71,8 +71,9 @@ async fn resume_skips_written_items_and_keeps_failures_unless_asked() {
 
     let status = Journal::status(dir.path()).unwrap();
     assert_eq!(status.states, [("failed".to_owned(), 1), ("written".to_owned(), 4)]);
-    assert_eq!(status.failures[0].0, "t-00002");
-    assert_eq!(status.failures[0].2, "refused 2");
+    let failed = Journal::items(dir.path()).unwrap().into_iter().filter(|i| i.state == "failed");
+    let failed: Vec<_> = failed.map(|i| (i.key, i.error.unwrap_or_default())).collect();
+    assert_eq!(failed, [("t-00002".to_owned(), "refused 2".to_owned())]);
 }
 
 /// An item that fails because the batch is stopping (Ctrl-C) is not journaled as failed: a
@@ -279,4 +280,74 @@ fn foreign_and_damaged_files_are_refused_and_left_alone() {
 
     let err = Journal::status(tempfile::tempdir().unwrap().path()).unwrap_err().to_string();
     assert!(err.contains("has no journal"), "{err}");
+}
+
+/// Runs `inkflow ARGS`, returning its stdout and its peak resident memory in KiB (the child's
+/// own, from `wait4`, not that of the tests' other children).
+fn inkflow_peak_rss(args: &[&str]) -> (String, i64) {
+    use std::io::Read as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_inkflow"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
+    // SAFETY: waits for our own child, whose pid `spawn` returned; both pointers are valid.
+    let waited = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(waited, child.id() as libc::pid_t);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "inkflow {args:?}: {status}\n{stdout}"
+    );
+    (stdout, usage.ru_maxrss)
+}
+
+/// `inkflow status` reads a batch a row at a time: at 20,000 items its peak memory stays
+/// under a bound that holding every item and its metadata at once went far beyond, and its
+/// counts are exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reads_a_big_batch_in_bounded_memory() {
+    const ITEMS: u32 = 20_000;
+    /// Peak RSS of `inkflow status` at 20,000 items, in KiB.
+    const BOUND_KIB: i64 = 40 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let probe = Arc::new(Probe::default());
+    let mut registry = registry(&probe);
+    registry.register(Arc::new(inkflow::stages::disk::Disk));
+    let text = format!(
+        "version: 1
+sources:
+  src: {{ kind: count, items: {ITEMS} }}
+stages:
+  a: {{ kind: draw, inputs: [src], fail: [7, {ITEMS}] }}
+sinks:
+  pages: {{ kind: disk, inputs: [a], dir: pages, filename: \"{{section}}_{{number:05}}.png\" }}
+"
+    );
+    let file = write_pipeline(dir.path(), &text);
+    let pipeline = pipeline::load(&file, &LoadOptions::default(), &registry).unwrap();
+    let journal = Arc::new(Journal::open(dir.path(), &pipeline, ResumePolicy::default()).unwrap());
+    let batch = runtime::build(pipeline, &registry, dir.path(), false).unwrap();
+    let settings = RunSettings { context: RunContext::default(), observer: Some(journal) };
+    let summary = batch.run(settings).await.unwrap();
+    assert_eq!((summary.succeeded, summary.failed), (u64::from(ITEMS) - 2, 2));
+    // Quality verdicts on three pages, as a check stage leaves them in the metadata.
+    for (number, verdict) in [(1, "pass"), (2, "warn"), (ITEMS - 1, "reject")] {
+        let path = dir.path().join(format!("pages/metadata/t_{number:05}.json"));
+        let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        meta["quality"] = json!({ "verdict": verdict, "problems": [], "metrics": { "gray_fraction": 0.01 } });
+        std::fs::write(&path, serde_json::to_vec(&meta).unwrap()).unwrap();
+    }
+
+    let (printed, peak_kib) = inkflow_peak_rss(&["status", dir.path().to_str().unwrap()]);
+    assert!(printed.contains(&format!("written      {}", ITEMS - 2)), "{printed}");
+    assert!(printed.contains("failed       2"), "{printed}");
+    assert!(printed.contains("quality      1 pass, 1 warn, 1 reject"), "{printed}");
+    let failed: Vec<&str> = printed.lines().filter(|l| l.trim_start().starts_with("failed t-")).collect();
+    assert_eq!(failed.len(), 2, "{printed}");
+    assert!(failed[0].contains("t-00007") && failed[1].contains(&format!("t-{ITEMS:05}")), "{failed:?}");
+    eprintln!("inkflow status at {ITEMS} items: peak RSS {peak_kib} KiB");
+    assert!(peak_kib < BOUND_KIB, "inkflow status at {ITEMS} items peaked at {peak_kib} KiB");
 }

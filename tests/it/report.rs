@@ -25,10 +25,16 @@ sinks:
 
 /// Runs the six-item batch (item 3 fails) into `dir` with the real journal and disk sink.
 async fn run_batch(dir: &Path) {
+    let summary = run_pipeline(dir, PIPELINE).await;
+    assert_eq!((summary.succeeded, summary.failed), (5, 1));
+}
+
+/// Runs `text` into `dir` with the real journal and disk sink.
+async fn run_pipeline(dir: &Path, text: &str) -> inkflow::engine::summary::Summary {
     let probe = Arc::new(Probe::default());
     let mut registry = registry(&probe);
     registry.register(Arc::new(inkflow::stages::disk::Disk));
-    let file = write_pipeline(dir, PIPELINE);
+    let file = write_pipeline(dir, text);
     let pipeline = pipeline::load(&file, &LoadOptions::default(), &registry).unwrap();
     let journal = Arc::new(Journal::open(dir, &pipeline, ResumePolicy::default()).unwrap());
     let batch = runtime::build(pipeline, &registry, dir, false).unwrap();
@@ -36,8 +42,7 @@ async fn run_batch(dir: &Path) {
         context: RunContext { submissions: Some(journal.clone()), ..RunContext::default() },
         observer: Some(journal),
     };
-    let summary = batch.run(settings).await.unwrap();
-    assert_eq!((summary.succeeded, summary.failed), (5, 1));
+    batch.run(settings).await.unwrap()
 }
 
 fn select<'a>(page: &'a Html, css: &str) -> Vec<scraper::ElementRef<'a>> {
@@ -200,4 +205,136 @@ fn a_folder_without_a_journal_is_refused() {
     let error = write_report(dir.path(), RunFacts::default()).unwrap_err().to_string();
     assert!(error.contains("has no journal"), "{error}");
     assert!(!dir.path().join(REPORT_FILE).exists());
+}
+
+/// The cards of a page file, its failures list and every link in it, parsed.
+struct PageFile {
+    html: Html,
+    bytes: usize,
+}
+
+impl PageFile {
+    fn read(dir: &Path, name: &str) -> PageFile {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let html = Html::parse_document(&text);
+        assert!(html.errors.is_empty(), "{name}: HTML5 parse errors: {:?}", html.errors);
+        PageFile { html, bytes: text.len() }
+    }
+
+    fn card_ids(&self) -> Vec<String> {
+        select(&self.html, "ol.grid > li.card")
+            .iter()
+            .map(|c| c.value().attr("id").unwrap().to_owned())
+            .collect()
+    }
+
+    fn hrefs(&self, css: &str) -> Vec<String> {
+        select(&self.html, css).iter().map(|a| a.value().attr("href").unwrap().to_owned()).collect()
+    }
+
+    fn buttons(&self) -> Vec<String> {
+        select(&self.html, ".filters button").iter().map(text).collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_batch_is_paged_with_every_item_reachable_and_exact_counts() {
+    use inkflow::report::CARDS_PER_PAGE;
+    let dir = tempfile::tempdir().unwrap();
+    let total = 2 * CARDS_PER_PAGE + 345;
+    // Failures on every page file: one on the first, one on the second, two on the last.
+    let failing = [3, CARDS_PER_PAGE + 500, 2 * CARDS_PER_PAGE + 300, 2 * CARDS_PER_PAGE + 301];
+    let pipeline = format!(
+        "version: 1
+sources:
+  src: {{ kind: count, items: {total} }}
+stages:
+  a: {{ kind: draw, inputs: [src], fail: {failing:?} }}
+sinks:
+  pages: {{ kind: disk, inputs: [a], dir: pages, filename: \"{{section}}_{{number:05}}.png\" }}
+"
+    );
+    let summary = run_pipeline(dir.path(), &pipeline).await;
+    assert_eq!((summary.succeeded, summary.failed), ((total - 4) as u64, 4));
+    // A verdict on the second and on the last page file.
+    let warned = CARDS_PER_PAGE + 1;
+    let rejected = 2 * CARDS_PER_PAGE + 200;
+    for (number, verdict) in [(warned, "warn"), (rejected, "reject")] {
+        let meta_path = dir.path().join(format!("pages/metadata/t_{number:05}.json"));
+        let mut meta: Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+        meta["quality"] = json!({ "verdict": verdict, "problems": ["gray pixels"] });
+        std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+    }
+    // A page file an earlier, bigger report left is not one of this batch's.
+    std::fs::write(dir.path().join("report-4.html"), "stale").unwrap();
+
+    write_report(dir.path(), RunFacts::default()).unwrap();
+    let names = ["report.html", "report-2.html", "report-3.html"];
+    let files: Vec<PageFile> = names.iter().map(|name| PageFile::read(dir.path(), name)).collect();
+    assert!(!dir.path().join("report-4.html").exists(), "the stale page file is removed");
+
+    // Capped: the first file holds the first cards only, and no file grows with the batch.
+    let ids: Vec<Vec<String>> = files.iter().map(PageFile::card_ids).collect();
+    assert_eq!(ids.iter().map(Vec::len).collect::<Vec<_>>(), [CARDS_PER_PAGE, CARDS_PER_PAGE, 345]);
+    for (name, file) in names.iter().zip(&files) {
+        assert!(file.bytes < 2 * 1024 * 1024, "{name} is {} bytes", file.bytes);
+    }
+    // Every item is reachable, once, in book order.
+    let expected: Vec<String> = (1..=total).map(|n| format!("item-t-{n:05}")).collect();
+    assert_eq!(ids.concat(), expected);
+
+    // The counts are the batch's on every file; the filters count the file's own cards.
+    for file in &files {
+        let facts: Vec<String> = select(&file.html, "dl.facts > div").iter().map(text).collect();
+        for fact in [format!("Items{total}"), format!("Written{}", total - 4), "Failed4".to_owned()] {
+            assert!(facts.contains(&fact), "{fact} not in {facts:?}");
+        }
+    }
+    assert_eq!(files[0].buttons(), ["All (1000)", "Failed or filtered (1)", "Warn (0)", "Reject (0)"]);
+    assert_eq!(files[2].buttons(), ["All (345)", "Failed or filtered (2)", "Warn (0)", "Reject (1)"]);
+
+    // report.html lists every page file with what needs a look on it, and every problem of the
+    // batch, linked to the file that shows its card.
+    let nav: Vec<String> = select(&files[0].html, "nav.files li").iter().map(text).collect();
+    assert_eq!(
+        nav,
+        [
+            "items 1–1000: 1 failed or filtered".to_owned(),
+            "items 1001–2000: 1 failed or filtered, 1 warn".to_owned(),
+            format!("items 2001–{total}: 2 failed or filtered, 1 reject"),
+        ]
+    );
+    assert_eq!(files[0].hrefs("nav.files a"), names);
+    let listed = files[0].hrefs("ul.failures a");
+    let expected: Vec<String> = failing
+        .iter()
+        .map(|n| {
+            let file = if *n <= CARDS_PER_PAGE { "" } else { names[(n - 1) / CARDS_PER_PAGE] };
+            format!("{file}#item-t-{n:05}")
+        })
+        .collect();
+    assert_eq!(listed, expected);
+    // The other files list their own problems and lead back to the first and to each other.
+    assert_eq!(files[2].hrefs("ul.failures a"), ["#item-t-02300", "#item-t-02301"]);
+    assert_eq!(files[1].hrefs("nav.files a"), ["report.html", "report-3.html"]);
+    assert_eq!(files[2].hrefs("nav.files a"), ["report.html", "report-2.html"]);
+
+    // Every link resolves: to a file of the batch, or to a card of the page file it names.
+    for (name, file) in names.iter().zip(&files) {
+        for element in select(&file.html, "[href], [src]") {
+            let target = element.value().attr("href").or(element.value().attr("src")).unwrap();
+            let (path, anchor) = target.split_once('#').unwrap_or((target, ""));
+            let holder = if path.is_empty() { *name } else { path };
+            match names.iter().position(|n| *n == holder) {
+                Some(index) if !anchor.is_empty() => {
+                    assert!(ids[index].iter().any(|id| id == anchor), "{name}: {target} names no card")
+                }
+                Some(_) => {}
+                None => assert!(
+                    dir.path().join(percent_decoded(path)).is_file(),
+                    "{name}: {target} is not a file"
+                ),
+            }
+        }
+    }
 }

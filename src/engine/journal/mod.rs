@@ -51,7 +51,8 @@ pub struct Journal {
     read_only: bool,
 }
 
-/// Counts and failures of a batch, for `inkflow status`.
+/// Counts of a batch, for `inkflow status` (which lists the failed items with
+/// [`Journal::each_item`]).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Status {
     /// Items per state.
@@ -64,8 +65,6 @@ pub struct Status {
     pub uncertain_submissions: u64,
     /// Accepted requests settled without a result: (failed | filtered | cancelled, count).
     pub settled_submissions: Vec<(String, u64)>,
-    /// Failed items: key, stage, error, attempts.
-    pub failures: Vec<(String, String, String, u32)>,
     /// Why the last run stopped before the end of the batch (a refused key, the budget,
     /// Ctrl-C), if it did.
     pub stopped: Option<String>,

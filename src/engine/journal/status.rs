@@ -13,8 +13,29 @@ use super::{ItemRecord, JOURNAL_FILE, Journal, Status};
 impl Journal {
     /// Every item of an existing journal in book order, without changing it.
     pub fn items(output_dir: &Path) -> anyhow::Result<Vec<ItemRecord>> {
+        let mut items = Vec::new();
+        Journal::each_item(output_dir, None, |item| {
+            items.push(item);
+            Ok(())
+        })?;
+        Ok(items)
+    }
+
+    /// Hands `visit` every item of an existing journal in book order (only those in `state`
+    /// when given), one row at a time: a batch of any size is read in the same memory.
+    pub fn each_item(
+        output_dir: &Path,
+        state: Option<&str>,
+        mut visit: impl FnMut(ItemRecord) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
         let (path, conn) = open_made(output_dir, false)?;
-        read_items(&conn).with_context(|| format!("cannot read the journal {}", path.display()))
+        let cannot = || format!("cannot read the journal {}", path.display());
+        let mut stmt = conn.prepare(ITEMS_IN_BOOK_ORDER).with_context(cannot)?;
+        let mut rows = stmt.query([state]).with_context(cannot)?;
+        while let Some(row) = rows.next().with_context(cannot)? {
+            visit(item_record(row).with_context(cannot)?)?;
+        }
+        Ok(())
     }
 
     /// Makes candidate `number` of item `key` its page from the next run on, whatever its
@@ -89,33 +110,25 @@ fn read_status(conn: &Connection) -> rusqlite::Result<Status> {
         .query_row("SELECT value FROM batch WHERE name = 'stop_reason'", [], |r| r.get(0))
         .optional()
         .unwrap_or(None);
-    let mut stmt =
-        conn.prepare("SELECT key, COALESCE(stage, ''), COALESCE(error, ''), attempts FROM items WHERE state = 'failed' ORDER BY seq")?;
-    status.failures = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-        .collect::<Result<_, _>>()?;
     Ok(status)
 }
 
-fn read_items(conn: &Connection) -> rusqlite::Result<Vec<ItemRecord>> {
-    let mut stmt = conn.prepare(
-        "SELECT i.key, i.seq, i.description, i.state, i.stage, i.error, i.attempts,
-                COALESCE((SELECT SUM(s.cost_usd) FROM submissions s WHERE s.key = i.key), 0)
-         FROM items i ORDER BY i.seq, i.key",
-    )?;
-    stmt.query_map([], |r| {
-        Ok(ItemRecord {
-            key: r.get(0)?,
-            seq: r.get::<_, i64>(1)? as u64,
-            description: r.get(2)?,
-            state: r.get(3)?,
-            stage: r.get(4)?,
-            error: r.get(5)?,
-            attempts: r.get(6)?,
-            cost_usd: r.get(7)?,
-        })
-    })?
-    .collect()
+/// The items in book order, with the money each one's requests cost; `?1` keeps one state.
+const ITEMS_IN_BOOK_ORDER: &str = "SELECT i.key, i.seq, i.description, i.state, i.stage, i.error, i.attempts,
+        COALESCE((SELECT SUM(s.cost_usd) FROM submissions s WHERE s.key = i.key), 0)
+    FROM items i WHERE ?1 IS NULL OR i.state = ?1 ORDER BY i.seq, i.key";
+
+fn item_record(r: &rusqlite::Row) -> rusqlite::Result<ItemRecord> {
+    Ok(ItemRecord {
+        key: r.get(0)?,
+        seq: r.get::<_, i64>(1)? as u64,
+        description: r.get(2)?,
+        state: r.get(3)?,
+        stage: r.get(4)?,
+        error: r.get(5)?,
+        attempts: r.get(6)?,
+        cost_usd: r.get(7)?,
+    })
 }
 
 /// The journal an earlier batch made in `output_dir`, opened as [`open_checked`] does; an error
@@ -126,5 +139,9 @@ fn open_made(output_dir: &Path, create: bool) -> anyhow::Result<(PathBuf, Connec
         anyhow::bail!("{} has no journal ({JOURNAL_FILE}); was a batch run there?", output_dir.display());
     }
     let conn = open_checked(&path, create)?;
+    // Sorting a big batch into book order spills to SQLite's own temporary files instead of
+    // growing in memory (this build keeps temporary data in memory by default).
+    conn.pragma_update(None, "temp_store", "FILE")
+        .with_context(|| format!("cannot read the journal {}", path.display()))?;
     Ok((path, conn))
 }
