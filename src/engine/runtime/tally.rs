@@ -297,7 +297,7 @@ impl Shared {
             interrupted,
             stopped_by_user: interrupted && stop_reason.is_none(),
             stop_reason: stop_reason
-                .or_else(|| interrupted.then(|| "stopped by the user (Ctrl-C)".to_owned())),
+                .or_else(|| interrupted.then(|| "stopped on request (Ctrl-C or SIGTERM)".to_owned())),
             output_dir: output_dir.display().to_string(),
             components: pipeline
                 .components
