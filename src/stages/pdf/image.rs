@@ -51,8 +51,10 @@ impl PageStore {
             Some(reason) => format!("{PLACEHOLDER}\n{reason}"),
             None => format!("{OMITTED}\n"),
         };
-        self.write(&self.stand_in_path(key), text.as_bytes())?;
-        remove_stale(&self.path(key))
+        // The old kind goes first: a crash between leaves no page (made again for nothing),
+        // never two that disagree.
+        remove_stale(&self.path(key))?;
+        self.write(&self.stand_in_path(key), text.as_bytes())
     }
 
     /// What the book printed for a rejected page: `Some(Some(reason))` a placeholder page,
@@ -83,8 +85,8 @@ impl PageStore {
         )
         .into_bytes();
         bytes.extend_from_slice(&stream.data);
-        self.write(&self.path(key), &bytes)?;
-        remove_stale(&self.stand_in_path(key))
+        remove_stale(&self.stand_in_path(key))?;
+        self.write(&self.path(key), &bytes)
     }
 
     pub(crate) fn load(&self, key: &str) -> io::Result<ImageStream> {
