@@ -9,6 +9,7 @@ mod preflight;
 mod progress;
 mod report;
 mod run;
+mod shutdown;
 mod stages;
 mod status;
 mod validate;

@@ -18,8 +18,9 @@ use inkflow::engine::yaml;
 use tokio_util::sync::CancellationToken;
 
 use super::PipelineArgs;
+use super::shutdown::StopSignals;
 
-/// Exit code when the user stopped the batch (128 + SIGINT).
+/// Exit code when the batch was asked to stop (Ctrl-C or SIGTERM), as a shell reports Ctrl-C.
 const EXIT_INTERRUPTED: u8 = 130;
 
 /// Arguments of `inkflow run`.
@@ -118,7 +119,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let tokio =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
     let summary = tokio.block_on(async move {
-        tokio::spawn(watch_ctrl_c(context.stop.clone()));
+        let signals = StopSignals::install().context("cannot listen for Ctrl-C and SIGTERM")?;
+        let stop = context.stop.clone();
+        tokio::spawn(
+            signals.stop_on_request(stop, "collecting what is paid for, finishing the items in flight"),
+        );
         let display = bar.start(batch.progress());
         let settings = RunSettings { context, observer: Some(journal) };
         let summary = batch.run(settings).await;
@@ -142,19 +147,6 @@ fn first_source_of_kind(root: &yaml::Node, kind: &str) -> Option<String> {
         .iter()
         .find(|(_, node)| matches!(node.get("kind").map(|k| &k.value), Some(yaml::Yaml::Str(k)) if k == kind))
         .map(|(key, _)| key.name.clone())
-}
-
-/// First Ctrl-C: stop taking new items and let in-flight ones finish. Second: quit now.
-async fn watch_ctrl_c(stop: CancellationToken) {
-    if tokio::signal::ctrl_c().await.is_err() {
-        return;
-    }
-    eprintln!("\nstopping: finishing the items in flight (Ctrl-C again to quit at once)");
-    tracing::warn!("Ctrl-C: stopping after the items in flight");
-    stop.cancel();
-    if tokio::signal::ctrl_c().await.is_ok() {
-        std::process::exit(i32::from(EXIT_INTERRUPTED));
-    }
 }
 
 fn print_plan(

@@ -12,7 +12,7 @@ use inkflow::engine::journal::{Journal, Status};
 use tokio::process::Command;
 
 /// A prompt that never has trouble, run beside the one that does.
-const CALM: &str = "a calm lake with reeds";
+pub(crate) const CALM: &str = "a calm lake with reeds";
 
 /// A pipeline generating `prompts` through the emulator at `base`, with `more` fal options.
 fn pipeline(dir: &Path, base: &str, prompts: &[&str], more: &str) -> PathBuf {
@@ -21,7 +21,7 @@ fn pipeline(dir: &Path, base: &str, prompts: &[&str], more: &str) -> PathBuf {
 
 /// A pipeline file in `dir`: `prompts` generated through the emulator at `base` (with `more`
 /// fal options), then `rest` (the stages after `generate`, and the sinks).
-fn fal_pipeline(dir: &Path, base: &str, prompts: &[&str], more: &str, rest: &str) -> PathBuf {
+pub(crate) fn fal_pipeline(dir: &Path, base: &str, prompts: &[&str], more: &str, rest: &str) -> PathBuf {
     let prompts: Vec<serde_json::Value> = prompts
         .iter()
         .enumerate()
@@ -124,7 +124,7 @@ impl Scenario {
 }
 
 /// `inkflow run PIPELINE --output OUT ARGS` with `key` as FAL_KEY.
-async fn inkflow(key: &str, pipeline: &Path, out: &Path, args: &[&str]) -> std::process::Output {
+pub(crate) async fn inkflow(key: &str, pipeline: &Path, out: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_inkflow"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("FAL_KEY", key)
@@ -326,13 +326,13 @@ sinks:
     fal_pipeline(dir, base, prompts, "", &rest)
 }
 
-fn read_json(path: &Path) -> serde_json::Value {
+pub(crate) fn read_json(path: &Path) -> serde_json::Value {
     let text = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_slice(&text).unwrap()
 }
 
 /// The verdict and candidate number a page's (or a kept candidate's) metadata records.
-fn judged(meta: &serde_json::Value) -> (String, u64) {
+pub(crate) fn judged(meta: &serde_json::Value) -> (String, u64) {
     (
         meta["quality"]["verdict"].as_str().unwrap_or_default().to_owned(),
         meta["candidate"].as_u64().unwrap_or(99),
@@ -350,7 +350,7 @@ async fn pick(out: &Path, key: &str, candidate: u32) -> std::process::Output {
         .unwrap()
 }
 
-fn succeeded(output: &std::process::Output) {
+pub(crate) fn succeeded(output: &std::process::Output) {
     assert!(
         output.status.success(),
         "{}{}",

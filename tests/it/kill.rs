@@ -218,8 +218,15 @@ async fn the_budget_holds_across_restarts() {
 }
 
 /// Starts the batch, waits until fal is generating four requests (the stage's concurrency)
-/// and every one is journaled, then presses Ctrl-C and waits until inkflow says it is stopping.
-async fn ctrl_c_while_generating(fal: &FalEmulator, file: &Path, out: &Path, args: &[&str]) -> Child {
+/// and every one is journaled, then sends `signal` (SIGINT as Ctrl-C does, SIGTERM as
+/// `docker stop` does) and waits until inkflow says it is stopping.
+async fn stop_while_generating(
+    fal: &FalEmulator,
+    file: &Path,
+    out: &Path,
+    args: &[&str],
+    signal: i32,
+) -> Child {
     let mut child =
         run_batch(file, out).args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let started = Instant::now();
@@ -228,9 +235,7 @@ async fn ctrl_c_while_generating(fal: &FalEmulator, file: &Path, out: &Path, arg
         assert!(started.elapsed() < Duration::from_secs(60), "fal never got four requests");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let pid = i32::try_from(child.id().unwrap()).unwrap();
-    // SAFETY: kill(2) on our own child's pid, which has not been reaped (it has not exited).
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    send(&child, signal);
     let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
     loop {
         let line = stderr.next_line().await.unwrap().expect("inkflow ended without saying it stops");
@@ -240,6 +245,13 @@ async fn ctrl_c_while_generating(fal: &FalEmulator, file: &Path, out: &Path, arg
     }
     tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
     child
+}
+
+/// Sends `signal` to the running batch.
+fn send(child: &Child, signal: i32) {
+    let pid = i32::try_from(child.id().unwrap()).unwrap();
+    // SAFETY: kill(2) on our own child's pid, which has not been reaped (it has not exited).
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
 }
 
 /// Exit code of a batch the user stopped.
@@ -257,7 +269,9 @@ async fn ctrl_c_collects_the_requests_fal_is_generating_before_it_exits() {
     let fal = FalEmulator::start(Latency::default()).await;
     let file = pipeline_of(dir.path(), &fal.base(), "stopped", HELD_RUNNING);
     let out = dir.path().join("out");
-    let child = ctrl_c_while_generating(&fal, &file, &out, &["--set", "stages.generate.stop_wait=5m"]).await;
+    let child =
+        stop_while_generating(&fal, &file, &out, &["--set", "stages.generate.stop_wait=5m"], libc::SIGINT)
+            .await;
     // The runners finish only after inkflow knows it is stopping.
     fal.ledger.lock().unwrap().released = true;
     stopped_by_user(child).await;
@@ -297,7 +311,9 @@ async fn ctrl_c_waits_at_most_stop_wait_then_leaves_running_requests_to_the_resu
     let fal = FalEmulator::start(Latency::default()).await;
     let file = pipeline_of(dir.path(), &fal.base(), "stopped", HELD_RUNNING);
     let out = dir.path().join("out");
-    let child = ctrl_c_while_generating(&fal, &file, &out, &["--set", "stages.generate.stop_wait=1s"]).await;
+    let child =
+        stop_while_generating(&fal, &file, &out, &["--set", "stages.generate.stop_wait=1s"], libc::SIGINT)
+            .await;
     stopped_by_user(child).await;
     assert!(pages(&out).is_empty(), "fal finished nothing, so nothing was written");
     assert!(fal.ledger.lock().unwrap().cancels.is_empty(), "paid requests are not cancelled");
@@ -311,4 +327,60 @@ async fn ctrl_c_waits_at_most_stop_wait_then_leaves_running_requests_to_the_resu
     assert_eq!(ledger.submissions.len(), ITEMS as usize);
     drop(ledger);
     assert_eq!(pages(&out).len(), ITEMS as usize);
+}
+
+/// SIGTERM (`docker stop`, systemd, Kubernetes) is a request to stop like Ctrl-C: the paid
+/// requests fal is generating are collected within `stop_wait`, the summary and the review page
+/// are written, and the exit code is Ctrl-C's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_like_ctrl_c_collecting_what_is_paid_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let fal = FalEmulator::start(Latency::default()).await;
+    let file = pipeline_of(dir.path(), &fal.base(), "stopped", HELD_RUNNING);
+    let out = dir.path().join("out");
+    let args = ["--set", "stages.generate.stop_wait=5m"];
+    let child = stop_while_generating(&fal, &file, &out, &args, libc::SIGTERM).await;
+    fal.ledger.lock().unwrap().released = true;
+    stopped_by_user(child).await;
+
+    {
+        let ledger = fal.ledger.lock().unwrap();
+        assert_eq!(ledger.submissions.values().sum::<u32>(), 4, "nothing is submitted after SIGTERM");
+        assert!(
+            ledger.cancels.is_empty(),
+            "paid requests are collected, not cancelled: {:?}",
+            ledger.cancels
+        );
+        for id in &ledger.polled {
+            assert_eq!(ledger.result_fetches.get(id), Some(&1), "{id}: its result is fetched once");
+        }
+    }
+    assert_eq!(pages(&out).len(), 4, "the four paid pages are written before the exit");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("batch_metadata.json")).unwrap()).unwrap();
+    assert_eq!(
+        (summary["interrupted"].as_bool(), summary["stopped_by_user"].as_bool()),
+        (Some(true), Some(true))
+    );
+    assert_eq!(summary["succeeded"], 4, "{summary}");
+    assert_eq!(summary["stop_reason"], "stopped on request (Ctrl-C or SIGTERM)");
+    assert!(out.join("report.html").is_file(), "the review page is written");
+    let status = status_report(&out).await;
+    assert!(!status.contains("not yet collected"), "{status}");
+}
+
+/// A second request to stop, of either kind, quits at once, even while paid requests are
+/// still being waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_of_either_kind_quits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fal = FalEmulator::start(Latency::default()).await;
+    let file = pipeline_of(dir.path(), &fal.base(), "stopped", HELD_RUNNING);
+    let out = dir.path().join("out");
+    let args = ["--set", "stages.generate.stop_wait=5m"];
+    let mut child = stop_while_generating(&fal, &file, &out, &args, libc::SIGINT).await;
+    send(&child, libc::SIGTERM);
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(143), "it quits, with SIGTERM's exit code, without waiting 5 minutes");
+    assert_eq!(fal.total_submissions(), 4);
 }

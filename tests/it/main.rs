@@ -15,4 +15,5 @@ mod pdf;
 mod plugins;
 mod r2;
 mod report;
+mod rerun;
 mod safety;

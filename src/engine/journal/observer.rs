@@ -106,6 +106,10 @@ impl ItemObserver for Journal {
         self.log_failure("item finished", result);
     }
 
+    fn retry_failed(&self) -> bool {
+        self.policy.retry_failed
+    }
+
     fn history(&self, item: &Item) -> anyhow::Result<History> {
         let fingerprint = self.item_fingerprint(item);
         let conn = self.lock();

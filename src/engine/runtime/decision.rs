@@ -18,7 +18,9 @@ pub(super) enum Decision {
 /// Whether an item runs, from the journal's word and the sinks' outputs, and which candidate
 /// of its page it makes: the one rule a run and a dry run's count share. With a judging
 /// stage's `policy`, a complete page still runs when it wants another candidate or the user
-/// picked one that is not the page yet.
+/// picked one that is not the page yet; a settled page runs only when a sink lacks its
+/// outputs, and then as its page again ([`CandidatePolicy::next`]), never as a new candidate.
+/// `--retry-failed` reopens a page settled without an acceptable candidate.
 pub(super) fn decide(
     observer: Option<&dyn ItemObserver>,
     sinks: &[NamedSink],
@@ -40,14 +42,17 @@ pub(super) fn decide(
     let (Some(policy), Some(observer)) = (policy, observer) else {
         return Ok((decision, History::default()));
     };
-    let history = observer.history(item)?;
+    let mut history = observer.history(item)?;
+    if observer.retry_failed() && policy.settled_unacceptable(&history) {
+        history.reopen();
+    }
     let pick_pending = history.picked.is_some_and(|p| history.page.as_ref().map(|(n, _)| *n) != Some(p));
     if matches!(decision, Decision::Done)
         && (pick_pending || history.made > 0 && policy.wants_another(&history))
     {
         decision = Decision::Run;
     }
-    item.trial.number = history.next();
+    item.trial.number = policy.next(&history);
     item.trial.per_request = policy.best_of.max(1);
     Ok((decision, history))
 }

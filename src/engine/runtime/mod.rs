@@ -68,6 +68,11 @@ pub trait ItemObserver: Send + Sync {
     fn stage_done(&self, _item: &Item, _stage: &str) {}
     /// Called when every sink has handled an item; `failure` says why it did not succeed.
     fn item_finished(&self, _item: &Item, _outcome: &ItemOutcome) {}
+    /// Whether the user asked to make again what did not succeed (`--retry-failed`): failed
+    /// items, and pages settled without an acceptable candidate.
+    fn retry_failed(&self) -> bool {
+        false
+    }
     /// What is known of an item's candidates (for a pipeline whose judging stage wants some).
     fn history(&self, _item: &Item) -> anyhow::Result<History> {
         Ok(History::default())

@@ -205,7 +205,7 @@ impl Shared {
     pub(super) fn next_candidate(&self, item: &mut Item) {
         let candidates = lock(&self.candidates);
         if let (Some(policy), Some(history)) = (self.policy, candidates.histories.get(&item.key)) {
-            item.trial.number = history.next();
+            item.trial.number = policy.next(history);
             item.trial.per_request = policy.best_of.max(1);
         }
     }
@@ -249,9 +249,9 @@ impl Shared {
             Some(judgement) => history.place(item.trial.number, judgement),
             None => Placement::SetAside,
         };
-        history.record(item.trial.number, judgement, placement);
+        let new = history.record(item.trial.number, judgement, placement);
         let wanted = (judged.is_some() || had_page) && policy.wants_another(history);
-        if item.trial.number > 0 {
+        if new && item.trial.number > 0 {
             candidates.extra += 1;
         }
         if wanted {
@@ -309,7 +309,7 @@ impl Shared {
             interrupted,
             stopped_by_user: interrupted && stop_reason.is_none(),
             stop_reason: stop_reason
-                .or_else(|| interrupted.then(|| "stopped by the user (Ctrl-C)".to_owned())),
+                .or_else(|| interrupted.then(|| "stopped on request (Ctrl-C or SIGTERM)".to_owned())),
             output_dir: output_dir.display().to_string(),
             components: pipeline
                 .components

@@ -158,9 +158,11 @@ pub(super) fn lock_book(book: &Mutex<Book>) -> Result<MutexGuard<'_, Book>, Stri
 
 #[async_trait]
 impl Sink for BookSink {
-    /// The cover's art is not a page of the book, so the book never waits for it.
+    /// The cover's art is not a page of the book, so the book never waits for it. A rejected
+    /// page the book printed as a placeholder (or left out) is as done as an image.
     fn is_complete(&self, item: &Item, _recorded: Option<&Receipt>) -> bool {
-        item.prompt.is_cover() || self.settings.pages.has(&item.key)
+        let pages = &self.settings.pages;
+        item.prompt.is_cover() || pages.has(&item.key) || pages.has_stand_in(&item.key)
     }
 
     async fn begin(&self, items: &mut (dyn Iterator<Item = Item> + Send)) -> anyhow::Result<()> {
@@ -183,6 +185,11 @@ impl Sink for BookSink {
                 OnRejected::Skip => PageContent::Omitted,
                 _ => PageContent::Rejected { reason: rejection(item) },
             };
+            let reason = match &content {
+                PageContent::Rejected { reason } => Some(reason.as_str()),
+                _ => None,
+            };
+            self.settings.pages.save_stand_in(&item.key, reason).map_err(StageError::failed)?;
             self.lock().map_err(StageError::failed)?.record(info, content);
             return Ok(Receipt::default());
         }
@@ -294,6 +301,19 @@ impl Book {
         Ok(id)
     }
 
+    /// Copies a page an earlier run made from the page store into the file.
+    fn load_image(&mut self, settings: &Settings, key: &str) -> anyhow::Result<PageContent> {
+        let Ok(stream) = settings.pages.load(key) else {
+            return Ok(PageContent::Missing {
+                reason: "not written in this run (the batch stopped before it)".into(),
+            });
+        };
+        let xobject = self
+            .write_image(&settings.partial_path, &stream)
+            .with_context(|| format!("writing {}", settings.partial_path.display()))?;
+        Ok(PageContent::Image { xobject, width: stream.width, height: stream.height, dpi: stream.dpi })
+    }
+
     /// Writes the rest of the book after its images and renames it into place.
     pub(super) fn assemble(&mut self, settings: &Settings) -> anyhow::Result<()> {
         anyhow::ensure!(!self.finished, "the book {} was already finished", settings.final_path.display());
@@ -309,21 +329,10 @@ impl Book {
             let content = match content {
                 Some(content) => content,
                 // Pages an earlier run made come from the page store, one at a time.
-                None => match settings.pages.load(&info.key) {
-                    Ok(stream) => {
-                        let xobject = self
-                            .write_image(&settings.partial_path, &stream)
-                            .with_context(|| format!("writing {}", settings.partial_path.display()))?;
-                        PageContent::Image {
-                            xobject,
-                            width: stream.width,
-                            height: stream.height,
-                            dpi: stream.dpi,
-                        }
-                    }
-                    Err(_) => PageContent::Missing {
-                        reason: "not written in this run (the batch stopped before it)".into(),
-                    },
+                None => match settings.pages.load_stand_in(&info.key) {
+                    Some(Some(reason)) => PageContent::Rejected { reason },
+                    Some(None) => PageContent::Omitted,
+                    None => self.load_image(settings, &info.key)?,
                 },
             };
             pages.push(PageRecord { info, content });

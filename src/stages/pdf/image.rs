@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use fax::Color;
 use pdf_writer::{Chunk, Filter, Finish, Ref};
@@ -33,6 +33,47 @@ impl PageStore {
         self.path(key).is_file()
     }
 
+    /// Where the book keeps what it printed instead of a rejected page.
+    fn stand_in_path(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{}.rejected", short_hash(key)))
+    }
+
+    /// Whether the book settled a rejected page without its image (`rejected: placeholder` or
+    /// `skip`): the page is done as far as the book is concerned, so a rerun leaves it be.
+    pub(crate) fn has_stand_in(&self, key: &str) -> bool {
+        self.stand_in_path(key).is_file()
+    }
+
+    /// Keeps what the book prints for a rejected page: `Some(reason)` for a placeholder page,
+    /// `None` to leave it out. An image kept for the item before is no longer its page.
+    pub(crate) fn save_stand_in(&self, key: &str, reason: Option<&str>) -> Result<(), String> {
+        let text = match reason {
+            Some(reason) => format!("{PLACEHOLDER}\n{reason}"),
+            None => format!("{OMITTED}\n"),
+        };
+        // The old kind goes first: a crash between leaves no page (made again for nothing),
+        // never two that disagree.
+        remove_stale(&self.path(key))?;
+        self.write(&self.stand_in_path(key), text.as_bytes())
+    }
+
+    /// What the book printed for a rejected page: `Some(Some(reason))` a placeholder page,
+    /// `Some(None)` nothing; `None` when it kept none (or the file is damaged).
+    pub(crate) fn load_stand_in(&self, key: &str) -> Option<Option<String>> {
+        let text = fs::read_to_string(self.stand_in_path(key)).ok()?;
+        match text.split_once('\n')? {
+            (PLACEHOLDER, reason) => Some(Some(reason.to_owned())),
+            (OMITTED, _) => Some(None),
+            _ => None,
+        }
+    }
+
+    fn write(&self, path: &Path, bytes: &[u8]) -> Result<(), String> {
+        fs::create_dir_all(&self.dir)
+            .map_err(|e| format!("cannot create {}: {e}", self.dir.display()))
+            .and_then(|()| write_atomically(path, bytes).map_err(|e| format!("{e:#}")))
+    }
+
     /// One header line (`width height dpi coding`), then the encoded data; written whole or not at all.
     pub(crate) fn save(&self, key: &str, stream: &ImageStream) -> Result<(), String> {
         let mut bytes = format!(
@@ -44,9 +85,8 @@ impl PageStore {
         )
         .into_bytes();
         bytes.extend_from_slice(&stream.data);
-        fs::create_dir_all(&self.dir)
-            .map_err(|e| format!("cannot create {}: {e}", self.dir.display()))
-            .and_then(|()| write_atomically(&self.path(key), &bytes).map_err(|e| format!("{e:#}")))
+        remove_stale(&self.stand_in_path(key))?;
+        self.write(&self.path(key), &bytes)
     }
 
     pub(crate) fn load(&self, key: &str) -> io::Result<ImageStream> {
@@ -64,6 +104,21 @@ impl PageStore {
             coding: Coding::from_code(coding).ok_or_else(bad)?,
             data: bytes[newline + 1..].to_vec(),
         })
+    }
+}
+
+/// The first line of a stand-in for a rejected page: a placeholder page (its reason follows),
+/// or the page left out.
+const PLACEHOLDER: &str = "placeholder";
+const OMITTED: &str = "omitted";
+
+/// Removes what an item's page was before it became another kind of page.
+fn remove_stale(path: &Path) -> Result<(), String> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(format!("cannot remove {}: {e}", path.display()))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -43,6 +43,8 @@ pub const HELD_RUNNING: &str = "[held running]";
 /// The first image of the request is a spoiled page (a solid black blob), as models sometimes
 /// draw; another seed (the next request) draws it well.
 pub const SPOILED_FIRST: &str = "[spoiled first]";
+/// Every image of every request of the prompt is a spoiled page: no seed draws it well.
+pub const SPOILED_ALWAYS: &str = "[spoiled always]";
 
 /// The API key fal refuses (401 to every call made with it).
 pub const REFUSED_KEY: &str = "refused-key";
@@ -250,7 +252,7 @@ fn image_prompt(prompt: &str, n: usize) -> String {
 fn drawn_png(ledger: &Ledger, id: &str, n: usize) -> Vec<u8> {
     let prompt = ledger.prompts.get(id).cloned().unwrap_or_default();
     let seed = ledger.bodies.get(id).and_then(|body| body["seed"].as_u64()).unwrap_or(1);
-    let spoiled = n == 0 && ledger.troubled(id, SPOILED_FIRST);
+    let spoiled = (n == 0 && ledger.troubled(id, SPOILED_FIRST)) || prompt.contains(SPOILED_ALWAYS);
     png_of(&if spoiled {
         let family = inkflow::imaging::pattern::family_for(&prompt, seed);
         inkflow::imaging::pattern::draw_spoiled(family, &prompt, seed, 300, 400, Defect::Blob)
