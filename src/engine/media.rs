@@ -185,8 +185,9 @@ pub struct Undecoded {
     pub width: u32,
     pub height: u32,
     /// How to decode it: chosen by the stage that fetched it, which knows the format and the
-    /// limits.
-    pub decode: fn(&[u8], &str) -> Result<Raster, String>,
+    /// limits. It is given the file, its label and `(width, height)`, the size a vector
+    /// original is drawn at (a raster has it already).
+    pub decode: fn(&[u8], &str, (u32, u32)) -> Result<Raster, String>,
     /// The place it takes in its producer's window of fetched images, given back when it is
     /// decoded or dropped: so a producer fetches no further ahead than the stages below take.
     pub room: Option<tokio::sync::OwnedSemaphorePermit>,
@@ -201,7 +202,7 @@ impl fmt::Debug for Undecoded {
 impl Undecoded {
     /// The pixels; CPU work, for a pool thread.
     pub fn decode(&self) -> Result<Raster, String> {
-        (self.decode)(&self.bytes, &self.label)
+        (self.decode)(&self.bytes, &self.label, (self.width, self.height))
     }
 }
 
