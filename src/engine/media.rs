@@ -185,13 +185,16 @@ pub struct Undecoded {
     pub width: u32,
     pub height: u32,
     /// How to decode it: chosen by the stage that fetched it, which knows the format and the
-    /// limits. It is given the file, its label and `(width, height)`, the size a vector
-    /// original is drawn at (a raster has it already).
-    pub decode: fn(&[u8], &str, (u32, u32)) -> Result<Raster, String>,
+    /// limits.
+    pub decode: DecodeFn,
     /// The place it takes in its producer's window of fetched images, given back when it is
     /// decoded or dropped: so a producer fetches no further ahead than the stages below take.
     pub room: Option<tokio::sync::OwnedSemaphorePermit>,
 }
+
+/// Turns a file into pixels, given the file, its label (for messages) and `(width, height)`:
+/// the size a vector original is drawn at (a raster has it already).
+pub type DecodeFn = fn(&[u8], &str, (u32, u32)) -> Result<Raster, String>;
 
 impl fmt::Debug for Undecoded {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
