@@ -173,7 +173,7 @@ pub struct Encoded {
 
 /// The data one item carries along an edge. Images sit behind an `Arc`, so fan-out to two
 /// consumers shares the pixels instead of copying them.
-/// An RGB image as it arrived (PNG or JPEG bytes), decoded only inside the CPU job that
+/// An RGB image as it arrived (PNG, JPEG, WebP or SVG bytes), decoded only inside the CPU job that
 /// first needs its pixels: an item waiting between an I/O stage and the CPU holds its file
 /// (hundreds of KB), not its pixels (megabytes), however many requests are in flight.
 pub struct Undecoded {
