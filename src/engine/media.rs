@@ -173,7 +173,7 @@ pub struct Encoded {
 
 /// The data one item carries along an edge. Images sit behind an `Arc`, so fan-out to two
 /// consumers shares the pixels instead of copying them.
-/// An RGB image as it arrived (PNG or JPEG bytes), decoded only inside the CPU job that
+/// An RGB image as it arrived (PNG, JPEG, WebP or SVG bytes), decoded only inside the CPU job that
 /// first needs its pixels: an item waiting between an I/O stage and the CPU holds its file
 /// (hundreds of KB), not its pixels (megabytes), however many requests are in flight.
 pub struct Undecoded {
@@ -186,11 +186,15 @@ pub struct Undecoded {
     pub height: u32,
     /// How to decode it: chosen by the stage that fetched it, which knows the format and the
     /// limits.
-    pub decode: fn(&[u8], &str) -> Result<Raster, String>,
+    pub decode: DecodeFn,
     /// The place it takes in its producer's window of fetched images, given back when it is
     /// decoded or dropped: so a producer fetches no further ahead than the stages below take.
     pub room: Option<tokio::sync::OwnedSemaphorePermit>,
 }
+
+/// Turns a file into pixels, given the file, its label (for messages) and `(width, height)`:
+/// the size a vector original is drawn at (a raster has it already).
+pub type DecodeFn = fn(&[u8], &str, (u32, u32)) -> Result<Raster, String>;
 
 impl fmt::Debug for Undecoded {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -201,7 +205,7 @@ impl fmt::Debug for Undecoded {
 impl Undecoded {
     /// The pixels; CPU work, for a pool thread.
     pub fn decode(&self) -> Result<Raster, String> {
-        (self.decode)(&self.bytes, &self.label)
+        (self.decode)(&self.bytes, &self.label, (self.width, self.height))
     }
 }
 

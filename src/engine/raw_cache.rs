@@ -50,9 +50,15 @@ impl RawCache {
         hex::encode(hasher.finalize())
     }
 
+    /// The file holding the original of a key (`<sha256>.bin`), for the metadata that points
+    /// at a kept original.
+    pub fn file(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.bin"))
+    }
+
     /// The original for a key, if cached and readable.
     pub fn get(&self, key: &str) -> Option<CachedOriginal> {
-        let bytes = std::fs::read(self.dir.join(format!("{key}.bin"))).ok()?;
+        let bytes = std::fs::read(self.file(key)).ok()?;
         let meta = std::fs::read(self.dir.join(format!("{key}.json")))
             .ok()
             .and_then(|m| serde_json::from_slice(&m).ok())
@@ -66,7 +72,7 @@ impl RawCache {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("cannot create {}", self.dir.display()))?;
         write_atomically(&self.dir.join(format!("{key}.json")), meta.to_string().as_bytes())?;
-        write_atomically(&self.dir.join(format!("{key}.bin")), bytes)
+        write_atomically(&self.file(key), bytes)
     }
 
     /// How much is cached.

@@ -8,6 +8,7 @@ pub mod pattern;
 pub mod png;
 pub mod quality;
 pub mod resize;
+pub mod svg;
 pub mod threshold;
 
 /// Why a pixel operation could not run; stages turn it into an item failure.

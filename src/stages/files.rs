@@ -1,6 +1,9 @@
-//! The `files` source: existing PNG/JPEG images become items, so users can post-process their
-//! own line art and benchmarks can feed fixed inputs.
+//! The `files` source: existing PNG, JPEG and WebP images become items, so users can
+//! post-process their own line art and benchmarks can feed fixed inputs. A file is read only
+//! as far as it needs to be: one too large is refused from its size, one that does not start
+//! like an image from its first bytes.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
 
@@ -17,6 +20,7 @@ use crate::engine::stage::{
     BuildContext, Component, KindInfo, Listing, OptionsError, OutputMedia, Role, Source, StageError,
     TypedKind,
 };
+use crate::imaging::decode;
 
 /// The fact naming the file an item came from.
 pub const SOURCE_PATH: &str = "source_path";
@@ -28,7 +32,7 @@ pub struct Files;
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
-    /// A folder (every .png/.jpg/.jpeg in it, sorted) or a glob pattern such as art/**/*.png.
+    /// A folder (every .png/.jpg/.jpeg/.webp in it, sorted) or a glob pattern such as art/**/*.png.
     #[schemars(extend("x-inkflow-type" = "path or glob"))]
     path: PipelinePath,
 }
@@ -56,7 +60,7 @@ impl TypedKind for Files {
         static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
             name: "files".into(),
             role: Role::Source,
-            summary: "Reads existing PNG/JPEG images from a folder or glob pattern".into(),
+            summary: "Reads existing PNG/JPEG/WebP images from a folder or glob pattern".into(),
             options: documented::<Options>(),
             accepts: vec![],
             output: OutputMedia::Fixed(Media::Rgb),
@@ -113,7 +117,7 @@ impl Listing for FileListing {
 fn is_image(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
-        .is_some_and(|e| ["png", "jpg", "jpeg"].contains(&e.to_ascii_lowercase().as_str()))
+        .is_some_and(|e| ["png", "jpg", "jpeg", "webp"].contains(&e.to_ascii_lowercase().as_str()))
 }
 
 impl FileSource {
@@ -164,7 +168,7 @@ impl FileSource {
             paths
         };
         if paths.is_empty() {
-            bail!("no PNG or JPEG images match {:?}", self.path);
+            bail!("no PNG, JPEG or WebP images match {:?}", self.path);
         }
         Ok(paths)
     }
@@ -215,12 +219,53 @@ impl Source for FileSource {
                 "{shown} is not a regular file (a FIFO, device or socket)"
             )));
         }
-        let file = std::fs::File::open(&path)
-            .map_err(|e| StageError::failed(format!("cannot open {shown}: {e}")))?;
-        let raster = crate::imaging::decode::decode_rgb(std::io::BufReader::new(file))
+        let bytes = read_image_file(&path, meta.len())
+            .map_err(|e| StageError::failed(format!("cannot read {shown}: {e}")))?;
+        let raster = decode::decode_rgb(&bytes)
             .map_err(|e| StageError::failed(format!("cannot decode {shown}: {e}")))?;
         Ok(Payload::Image(Arc::new(raster)))
     }
+}
+
+/// The bytes of an image file of `size` bytes (from its metadata), refusing one over
+/// [`decode::MAX_FILE_BYTES`] before reading it, and one whose first bytes are not an image's
+/// before reading the rest; the read stops at the limit even if the file grows meanwhile.
+fn read_image_file(path: &Path, size: u64) -> Result<Vec<u8>, String> {
+    let limit = decode::MAX_FILE_BYTES;
+    let too_large = |size: &str| {
+        format!(
+            "the file is {size} bytes, over the limit of {limit} bytes for an image (its pixel limit, stored uncompressed)"
+        )
+    };
+    if size > limit {
+        return Err(too_large(&size.to_string()));
+    }
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut reader = file.take(limit + 1);
+    let mut head = [0u8; 32];
+    let got = read_up_to(&mut reader, &mut head).map_err(|e| e.to_string())?;
+    if !decode::looks_like_an_image(&head[..got]) {
+        return Err(decode::DecodeError::NotAnImage("the file does not start like one".into()).to_string());
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    bytes.extend_from_slice(&head[..got]);
+    reader.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(&format!("more than {limit}")));
+    }
+    Ok(bytes)
+}
+
+/// Fills `buf` as far as the reader goes.
+fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
 }
 
 #[cfg(test)]

@@ -552,3 +552,60 @@ fn the_next_run_removes_the_temporary_files_a_killed_run_left() {
     assert!(stale.iter().all(|f| !f.exists()), "stale temporary files left");
     assert!(out.join("notes.tmp").exists(), "only inkflow's hidden temporary files go");
 }
+
+/// A 60x40 landscape JPEG, left half black, whose EXIF says to turn it 90 degrees clockwise to
+/// view it (orientation 6, as phones save pictures taken upright).
+fn jpeg_turned_by_exif() -> Vec<u8> {
+    let picture =
+        image::RgbImage::from_fn(
+            60,
+            40,
+            |x, _| if x < 30 { image::Rgb([0; 3]) } else { image::Rgb([255; 3]) },
+        );
+    let mut plain = Vec::new();
+    picture.write_to(&mut std::io::Cursor::new(&mut plain), image::ImageFormat::Jpeg).unwrap();
+    // APP1 "Exif": a big-endian TIFF header and one IFD entry, Orientation (0x0112) SHORT 6.
+    let mut exif = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01".to_vec();
+    exif.extend_from_slice(&[0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0]);
+    let mut jpeg = plain[..2].to_vec();
+    jpeg.extend_from_slice(&[0xFF, 0xE1]);
+    jpeg.extend_from_slice(&(exif.len() as u16 + 2).to_be_bytes());
+    jpeg.extend_from_slice(&exif);
+    jpeg.extend_from_slice(&plain[2..]);
+    jpeg
+}
+
+/// Issue 30 items 5 and 6: a phone's picture prints upright, a JPEG cut in half fails as
+/// truncated instead of becoming a half-gray page, and a 1 GiB file is refused from its size
+/// (its limit named) without being read; the others go on.
+#[test]
+fn files_are_read_as_people_take_them_and_only_as_far_as_they_need_to_be() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, out) = (tmp.path().join("art"), tmp.path().join("out"));
+    std::fs::create_dir(&images).unwrap();
+    std::fs::write(images.join("phone.jpg"), jpeg_turned_by_exif()).unwrap();
+    let mut whole = Vec::new();
+    let noise =
+        image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([(x * 7 + y * 13) as u8, (x * y) as u8, 90]));
+    noise.write_to(&mut std::io::Cursor::new(&mut whole), image::ImageFormat::Jpeg).unwrap();
+    std::fs::write(images.join("cut.jpg"), &whole[..whole.len() / 2]).unwrap();
+    std::fs::File::create(images.join("huge.jpg")).unwrap().set_len(1 << 30).unwrap();
+    let pipeline = files_pipeline(tmp.path(), &images, "{description}.png");
+    let output = run(&["run", s(&pipeline), "--output", s(&out)]);
+    assert_eq!(output.status.code(), Some(1), "{}{}", text(&output.stdout), text(&output.stderr));
+
+    let page = image::open(out.join("phone.png")).unwrap().into_luma8();
+    assert_eq!(page.dimensions(), (40, 60), "the phone's picture is upright (portrait)");
+    assert_eq!((page.get_pixel(20, 5).0[0], page.get_pixel(20, 55).0[0]), (0, 255), "turned clockwise");
+
+    let summary = read_json(&out.join("batch_metadata.json"));
+    let error = |key: &str| {
+        let failures = summary["failures"].as_array().unwrap();
+        let failure = failures.iter().find(|f| f["key"] == key).unwrap_or_else(|| panic!("{summary:#}"));
+        failure["error"].as_str().unwrap().to_owned()
+    };
+    assert!(error("cut.jpg").contains("truncated JPEG"), "{}", error("cut.jpg"));
+    let huge = error("huge.jpg");
+    assert!(huge.contains("1073741824 bytes, over the limit of 160000000 bytes"), "{huge}");
+    assert_eq!(summary["failed"], 2, "{summary:#}");
+}

@@ -143,9 +143,8 @@ impl Emulator {
         Mock::given(method("PUT"))
             .and(path_regex(r"^/fal-ai/flux/requests/[^/]+/cancel$"))
             .and(authorized())
-            .respond_with(
-                ResponseTemplate::new(202).set_body_json(json!({"status": "CANCELLATION_REQUESTED"})),
-            )
+            // The requests these tests cancel are queued: fal drops them.
+            .respond_with(ResponseTemplate::new(202).set_body_json(json!({"status": "OK"})))
             .mount(&server)
             .await;
         Mock::given(method("GET"))
@@ -530,13 +529,33 @@ async fn sync_mode_images_come_inline_and_are_capped() {
     assert_image(&outcome, 8, 6);
     assert_eq!(fal.downloads(id).await, 0);
 
+    // An answer over the 4 MiB a queue answer may take is what inline images of this size
+    // take: it is read, not paid for and dropped.
+    let large = "inline-large";
+    let mut rng = fastrand::Rng::with_seed(7);
+    let noise = image::RgbImage::from_fn(1100, 1100, |_, _| image::Rgb([rng.u8(..), rng.u8(..), rng.u8(..)]));
+    let mut noisy = Vec::new();
+    noise.write_to(&mut Cursor::new(&mut noisy), image::ImageFormat::Png).unwrap();
+    let mut large_result = result.clone();
+    large_result["images"] = json!([{"url": format!("data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(&noisy))}]);
+    assert!(large_result.to_string().len() > 4 * 1024 * 1024);
+    fal.on("GET", &format!("{APP}/requests/{large}"), ResponseTemplate::new(200).set_body_json(large_result))
+        .await;
+    let sync = fal.options(json!({"extra": {"sync_mode": true}}));
+    let outcome = run(&build(&sync), &[large], &RunContext::default()).await.remove(0);
+    assert_image(&outcome, 1100, 1100);
+
+    // The cap is what the largest image asked for (768x1024) can take: 8-bit RGBA, uncompressed,
+    // and 1 MiB of metadata. The stage's smaller `max_image_bytes` is raised to it.
     let capped = "inline-2";
+    result["images"] = json!([{"url": format!("data:image/png;base64,{}", "A".repeat(6_000_000))}]);
     fal.on("GET", &format!("{APP}/requests/{capped}"), ResponseTemplate::new(200).set_body_json(result))
         .await;
-    let stage = build(&fal.options(json!({"max_image_bytes": 20})));
+    let stage = build(&fal.options(json!({"max_image_bytes": 20, "extra": {"sync_mode": true}})));
     let outcome = run(&stage, &[capped], &RunContext::default()).await.remove(0);
     let (message, _) = failure(&outcome);
-    assert!(message.contains("over the limit of 20"), "{message}");
+    assert!(message.contains("over the limit of 4194304"), "{message}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -723,12 +742,12 @@ async fn an_image_over_the_cap_is_refused_from_its_length() {
     fal.on(
         "GET",
         &format!("/files/{id}.png"),
-        ResponseTemplate::new(200).set_body_raw(vec![0u8; 5000], "image/png"),
+        ResponseTemplate::new(200).set_body_raw(vec![0u8; 5_000_000], "image/png"),
     )
     .await;
     let outcome = run_with_neighbours(&fal, json!({"max_image_bytes": 2000}), id).await;
     let (message, _) = failure(&outcome);
-    assert!(message.contains("5000 bytes, over the limit of 2000"), "{message}");
+    assert!(message.contains("5000000 bytes, over the limit of 4194304"), "{message}");
     assert_eq!((fal.downloads(id).await, fal.submissions(id).await), (1, 1));
 }
 
@@ -740,7 +759,7 @@ async fn a_body_that_is_not_an_image_fails_clearly() {
     fal.on("GET", &format!("/files/{id}.png"), page).await;
     let outcome = run_with_neighbours(&fal, json!({}), id).await;
     let (message, _) = failure(&outcome);
-    assert!(message.contains("is not a PNG or JPEG image"), "{message}");
+    assert!(message.contains("is not a PNG, JPEG or WebP image"), "{message}");
     assert_eq!(fal.submissions(id).await, 1);
 }
 
@@ -794,9 +813,9 @@ async fn image_at(fal: &Emulator, id: &str, url: &str) {
 async fn a_streamed_image_without_length_is_cut_at_the_cap() {
     let fal = Emulator::start().await;
     let mut reply = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
-    for _ in 0..3 {
-        reply.extend_from_slice(b"3e8\r\n");
-        reply.extend_from_slice(&[0u8; 1000]);
+    for _ in 0..5 {
+        reply.extend_from_slice(b"f4240\r\n");
+        reply.extend_from_slice(&[0u8; 1_000_000]);
         reply.extend_from_slice(b"\r\n");
     }
     reply.extend_from_slice(b"0\r\n\r\n");
@@ -805,7 +824,7 @@ async fn a_streamed_image_without_length_is_cut_at_the_cap() {
     image_at(&fal, id, &format!("{url}/{id}.png")).await;
     let outcome = run_with_neighbours(&fal, json!({"max_image_bytes": 2000}), id).await;
     let (message, _) = failure(&outcome);
-    assert!(message.contains("more than 2000 bytes, over the limit of 2000"), "{message}");
+    assert!(message.contains("more than 4194304 bytes, over the limit of 4194304"), "{message}");
     assert_eq!(fal.submissions(id).await, 1);
 }
 
@@ -1181,25 +1200,52 @@ async fn a_finished_request_is_downloaded_only_when_the_stages_below_have_room()
     assert_eq!(fal.downloads("room-b").await, 1);
 }
 
+/// Stops the batch at the first poll of a request, while it is queued; fal then finishes it.
+struct QueuedAtTheStop {
+    base: String,
+    stop: CancellationToken,
+    polls: AtomicUsize,
+}
+impl Respond for QueuedAtTheStop {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let id = request.url.path().split('/').nth(4).unwrap_or_default().to_owned();
+        if self.polls.fetch_add(1, SeqCst) == 0 {
+            self.stop.cancel();
+            return status(202, "IN_QUEUE", &self.base, &id);
+        }
+        status(200, "COMPLETED", &self.base, &id)
+    }
+}
+
 #[tokio::test]
-async fn a_cancel_that_comes_too_late_leaves_the_request_for_a_resume() {
+async fn a_request_a_cancel_cannot_drop_is_collected_within_stop_wait() {
     let fal = Emulator::start().await;
-    let stop = CancellationToken::new();
-    let id = "late-cancel-1";
-    let queued = ForeverQueued { base: fal.base(), seen: Default::default(), stop: Some(stop.clone()) };
-    fal.on("GET", &format!("{APP}/requests/{id}/status"), queued).await;
-    let done = ResponseTemplate::new(400).set_body_json(json!({"status": "ALREADY_COMPLETED"}));
-    fal.on("PUT", &format!("{APP}/requests/{id}/cancel"), done).await;
+    // fal answers each way it can to a request a runner has or has finished.
+    for (id, answer) in [
+        ("late-cancel-1", ResponseTemplate::new(400).set_body_json(json!({"status": "ALREADY_COMPLETED"}))),
+        (
+            "signalled-1",
+            ResponseTemplate::new(202).set_body_json(json!({"status": "CANCELLATION_REQUESTED"})),
+        ),
+    ] {
+        let stop = CancellationToken::new();
+        let queued = QueuedAtTheStop { base: fal.base(), stop: stop.clone(), polls: AtomicUsize::new(0) };
+        fal.on("GET", &format!("{APP}/requests/{id}/status"), queued).await;
+        fal.on("PUT", &format!("{APP}/requests/{id}/cancel"), answer).await;
+        let journal = Arc::new(Journal::default());
+        let cx = RunContext { stop, submissions: Some(journal.clone()), ..RunContext::default() };
+        let stage = build(&fal.options(json!({"stop_wait": "10s"})));
+        let outcome = run(&stage, &[id], &cx).await.remove(0);
+        assert_image(&outcome, 8, 6);
+        assert_eq!(
+            (fal.cancels(id).await, fal.fetches(id).await, fal.downloads(id).await),
+            (1, 1, 1),
+            "{id}"
+        );
+        assert!(journal.settlements().is_empty(), "{id}: it is paid for, and collected");
+    }
+
     let journal = Arc::new(Journal::default());
-    let cx = RunContext { stop, submissions: Some(journal.clone()), ..RunContext::default() };
-    let stage = build(&fal.options(json!({"poll_interval_ms": 60_000})));
-    let outcome = run(&stage, &[id], &cx).await.remove(0);
-    let message = interruption(&outcome);
-    assert!(
-        message.contains("already finished") && message.contains("a resumed batch collects it"),
-        "{message}"
-    );
-    assert!(journal.settlements().is_empty(), "it is paid for: it stays open to be collected");
 
     let id = "cancel-fails-1";
     let stop = CancellationToken::new();
@@ -1208,6 +1254,7 @@ async fn a_cancel_that_comes_too_late_leaves_the_request_for_a_resume() {
     let broken = ResponseTemplate::new(500).set_body_json(json!({"detail": "cancel unavailable"}));
     fal.on("PUT", &format!("{APP}/requests/{id}/cancel"), broken).await;
     let cx = RunContext { stop, submissions: Some(journal.clone()), ..RunContext::default() };
+    let stage = build(&fal.options(json!({"poll_interval_ms": 60_000})));
     let outcome = run(&stage, &[id], &cx).await.remove(0);
     let message = interruption(&outcome);
     assert!(

@@ -5,8 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::common::fal_emulator::{
-    ACCEPTED_THEN_504, CDN_404_ONCE, FLAGGED, FalEmulator, INGRESS_502, Latency, NEVER_COMPLETES, POLICY_422,
-    REFUSED_KEY, RESULT_500_ONCE, SPOILED_FIRST,
+    ACCEPTED_THEN_504, ANSWERS_SVG, ANSWERS_WEBP, CDN_404_ONCE, FLAGGED, FalEmulator, INGRESS_502,
+    LOCKED_KEY, LOCKED_REASON, Latency, NEVER_COMPLETES, NOT_AN_IMAGE, POLICY_422, REFUSED_KEY,
+    RESULT_500_ONCE, RUNS_AFTER_CANCEL, SPOILED_FIRST, STATUS_CUT_ONCE, SUBMIT_503_RETRYABLE,
 };
 use inkflow::engine::journal::{Journal, Status};
 use tokio::process::Command;
@@ -426,4 +427,126 @@ async fn best_of_n_asks_for_n_images_in_one_request_and_keeps_the_runners_up() {
     assert_eq!(judged(&read_json(&out.join("candidates/01.c2.json"))), ("pass".to_owned(), 2));
     succeeded(&inkflow("test-key-not-a-secret", &file, &out, &[]).await);
     assert_eq!(fal.total_submissions(), 1, "a resume pays nothing");
+}
+
+/// Issue 31 item 4: a vector answer (SVG) becomes a page drawn at print size and the SVG is
+/// kept in the raw cache, named in the page's `images`; a WebP answer becomes a page too.
+#[tokio::test]
+async fn every_format_a_model_answers_becomes_a_page_and_a_vector_original_is_kept() {
+    let scenario = Scenario::new(ANSWERS_SVG, "").await;
+    let first = scenario.run(&[]).await;
+    assert_eq!(
+        (first.accepted, first.state.as_str(), first.succeeded),
+        (1, "written", true),
+        "{}",
+        first.error
+    );
+    let metadata = read_json(&scenario.out.join("metadata/02.json"));
+    let image = &metadata["images"][0];
+    assert_eq!(image["format"], "svg", "{metadata:#}");
+    let original = std::fs::read_to_string(image["original"].as_str().expect("the vector is kept")).unwrap();
+    assert!(original.contains("<svg") && original.contains("<circle"), "{original}");
+    // Drawn at print size (3300 px on the long side) in the drawing's own 3:4 shape.
+    assert_eq!(
+        (metadata["width"].as_u64(), metadata["height"].as_u64()),
+        (Some(2475), Some(3300)),
+        "{metadata:#}"
+    );
+
+    let webp = Scenario::new(ANSWERS_WEBP, "").await;
+    let first = webp.run(&[]).await;
+    assert_eq!(
+        (first.accepted, first.state.as_str(), first.succeeded),
+        (1, "written", true),
+        "{}",
+        first.error
+    );
+    assert_eq!(read_json(&webp.out.join("metadata/02.json"))["images"][0]["format"], "webp");
+}
+
+/// Issue 31 item 4: the bytes of a paid request enter the raw cache before they are read, so
+/// one that is not an image fails its item and is never paid for again, by a resume or by
+/// `--retry-failed`.
+#[tokio::test]
+async fn a_paid_image_that_cannot_be_decoded_is_never_paid_again() {
+    let scenario = Scenario::new(NOT_AN_IMAGE, "").await;
+    let [first, resumed, retried] = scenario.three_runs().await;
+    assert_eq!((first.accepted, first.state.as_str()), (1, "failed"));
+    assert!(first.error.contains("not a PNG, JPEG or WebP image"), "{}", first.error);
+    assert_eq!((resumed.accepted, resumed.image_fetches), (1, first.image_fetches));
+    assert_eq!((retried.accepted, retried.state.as_str()), (1, "failed"), "read again from the cache");
+    assert!(retried.error.contains("raw cache"), "{}", retried.error);
+    assert_eq!(spent(&retried), 0.05, "paid once");
+}
+
+/// Issue 31 item 7: a cancel fal answers CANCELLATION_REQUESTED leaves the request running:
+/// it is polled on, collected when it completes, and counted as spent.
+#[tokio::test]
+async fn a_request_fal_only_signalled_to_cancel_is_collected_and_counted() {
+    let scenario = Scenario::new(RUNS_AFTER_CANCEL, "").await;
+    let first = scenario.run(&[]).await;
+    assert_eq!((first.accepted, first.cancels), (1, 1));
+    assert_eq!((first.state.as_str(), first.image_fetches), ("written", 1), "{}", first.error);
+    assert!(first.status.settled_submissions.is_empty(), "{:?}", first.status.settled_submissions);
+    assert_eq!(spent(&first), 0.05, "the request completed after the cancel, so it is paid for");
+}
+
+/// Issue 31 item 7: a locked account stops the batch with fal's reason (not "bad key"), and
+/// `inkflow check` says the account is locked.
+#[tokio::test]
+async fn a_locked_account_stops_the_batch_with_fals_reason_and_check_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let fal = FalEmulator::start(Latency::default()).await;
+    let prompts: Vec<String> = (1..=4).map(|i| format!("a kite number {i}")).collect();
+    let prompts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    let file = pipeline(dir.path(), &fal.base(), &prompts, "");
+    let out = dir.path().join("out");
+    let output = inkflow(LOCKED_KEY, &file, &out, &[]).await;
+    assert_eq!(output.status.code(), Some(1));
+    let printed =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(printed.contains(LOCKED_REASON) && printed.contains("account is locked"), "{printed}");
+    assert!(!printed.contains("refused the API key"), "{printed}");
+    assert_eq!(fal.total_submissions(), 0);
+    let stopped = Journal::status(&out).unwrap().stopped.unwrap_or_default();
+    assert!(stopped.contains(LOCKED_REASON), "{stopped}");
+
+    let check = Command::new(env!("CARGO_BIN_EXE_inkflow"))
+        .current_dir(dir.path())
+        .env("FAL_KEY", LOCKED_KEY)
+        .env_remove("FAL_API_KEY")
+        .env("FAL_QUEUE_BASE_URL", fal.base())
+        .env("FAL_PLATFORM_BASE_URL", fal.base())
+        .arg("check")
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(1), "{said}");
+    assert!(said.contains("account is locked") && said.contains(LOCKED_REASON), "{said}");
+}
+
+/// Issue 31 item 7: `X-Fal-Retryable: true` on fal's error to a submission does not make it
+/// retryable: fal may have accepted it, so it is not paid for twice.
+#[tokio::test]
+async fn a_retryable_header_never_repeats_a_submission() {
+    let scenario = Scenario::new(SUBMIT_503_RETRYABLE, "").await;
+    let first = scenario.run(&[]).await;
+    assert_eq!((first.accepted, first.state.as_str()), (1, "failed"));
+    assert!(first.error.contains("HTTP 503") && first.error.contains("may have accepted"), "{}", first.error);
+}
+
+/// Issue 30 item 7: a status answer cut short is a glitch on a free call: polled again, not
+/// the end of the item.
+#[tokio::test]
+async fn a_status_answer_cut_short_is_polled_again() {
+    let scenario = Scenario::new(STATUS_CUT_ONCE, "").await;
+    let first = scenario.run(&[]).await;
+    assert_eq!(
+        (first.accepted, first.state.as_str(), first.succeeded),
+        (1, "written", true),
+        "{}",
+        first.error
+    );
+    assert!(first.polls >= 2, "{first:?}");
 }

@@ -39,8 +39,8 @@ impl CheckLine {
 }
 
 /// Checks the fal setup for a `fal` stage with `options` (use `{}` without a pipeline): key
-/// present, queue host reachable (a status query for a request id that cannot exist), key
-/// accepted (the model's price from fal's platform API, which needs a valid key; nothing is
+/// present, queue host reachable (a status query for a request id that cannot exist, which
+/// also tells a locked account), key accepted (the model's price from fal's platform API, which needs a valid key; nothing is
 /// queued or paid), and with `generate` one 512x512 FLUX schnell image in one step
 /// (about $0.003). Stops at the first failed check; each line says what to do.
 pub async fn check_setup(options: &Value, env: &Environment, generate: bool) -> Vec<CheckLine> {
@@ -77,6 +77,11 @@ pub async fn check_setup(options: &Value, env: &Environment, generate: bool) -> 
         }
     };
     match client.probe(&parsed.model).await {
+        Err(e) if e.account_lock().is_some() => {
+            lines.push(CheckLine::new(true, "queue endpoint reachable", format!("{base} answered HTTP 403")));
+            lines.push(locked(&e));
+            return lines;
+        }
         Err(e) => {
             lines.push(CheckLine::new(
                 false,
@@ -118,11 +123,25 @@ async fn prove_key(client: &QueueClient, env: &Environment, model: &str) -> Chec
     let redact = |text: String| client.key().map_or(text.clone(), |key| key.redact(&text));
     match client.price(&platform, model).await {
         Ok(price) => CheckLine::new(true, WHAT, format!("fal's platform API accepted it and lists {price}")),
+        Err(e) if e.account_lock().is_some() => locked(&e),
         Err(e) if e.is_auth() => {
             CheckLine::new(false, WHAT, redact(format!("fal refused the key ({e}): check FAL_KEY")))
         }
         Err(e) => CheckLine::new(false, WHAT, redact(format!("could not prove the key at {platform}: {e}"))),
     }
+}
+
+/// The line for an account fal says is locked: the key works, but nothing can be paid for.
+fn locked(error: &CallError) -> CheckLine {
+    CheckLine::new(
+        false,
+        "account not locked",
+        format!(
+            "fal says the account is locked: {}. The key is valid, but no request can run until fal lifts \
+             the lock (see the billing page of fal's dashboard)",
+            error.account_lock().unwrap_or_default()
+        ),
+    )
 }
 
 /// Generates one small image through the real stage code path.

@@ -13,8 +13,9 @@ use serde_json::Value;
 use super::error::{CallError, describe_error_body, read_capped, truncate};
 use super::key::ApiKey;
 
-/// The largest JSON answer read from the queue (results hold URLs, not pixels).
-const MAX_JSON_BYTES: u64 = 4 * 1024 * 1024;
+/// The largest JSON answer read from the queue (results hold URLs, not pixels, unless the
+/// request asked for `sync_mode`: see [`super::download::OutputCaps`]).
+pub(super) const MAX_JSON_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Header asking fal to give up on a request no runner has started within so many seconds
 /// (what fal-js calls `startTimeout`).
@@ -34,13 +35,19 @@ pub(super) struct Submission {
     pub cancel_url: String,
 }
 
-/// What fal said to a cancel.
+/// What fal said to a cancel: its documented answers `OK`, `CANCELLATION_REQUESTED`,
+/// `ALREADY_COMPLETED` and `NOT_FOUND`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum CancelAnswer {
-    /// The request is dropped before any runner took it: nothing is charged.
+    /// `OK`: the request is dropped before any runner took it: nothing is charged.
     Cancelled,
-    /// A runner is generating it or has finished: it will be charged and can be collected.
+    /// `CANCELLATION_REQUESTED`: a runner has it and was only signalled to stop. It may still
+    /// complete and be charged, so it stays open: polled (for free) and collected if it does.
+    Requested,
+    /// `ALREADY_COMPLETED`: it has finished, so it is charged and can be collected.
     TooLate,
+    /// `NOT_FOUND`: fal does not know the request (any more).
+    NotFound,
 }
 
 /// A request's place in fal's queue.
@@ -102,7 +109,7 @@ impl QueueClient {
         if let Some(timeout) = start_timeout {
             request = request.header(START_TIMEOUT_HEADER, timeout.as_secs().max(1).to_string());
         }
-        let answer = self.json(self.authorized(request)?).await?;
+        let answer = self.json(self.authorized(request)?, MAX_JSON_BYTES).await?;
         let submission: Submission = serde_json::from_value(answer.clone()).map_err(|e| {
             CallError::Invalid(format!(
                 "fal accepted the request but its answer is not a queue handle ({e}): {}",
@@ -117,13 +124,14 @@ impl QueueClient {
 
     /// `GET status_url`: 202 while pending, 200 when done, both with a JSON status.
     pub(super) async fn status(&self, status_url: &str) -> Result<QueueState, CallError> {
-        let answer = self.json(self.authorized(self.api.get(self.queue_url(status_url)?))?).await?;
+        let request = self.authorized(self.api.get(self.queue_url(status_url)?))?;
+        let answer = self.json(request, MAX_JSON_BYTES).await?;
         let status = answer.get("status").and_then(Value::as_str).unwrap_or_default();
         Ok(match status {
             "IN_QUEUE" => QueueState::Queued(answer.get("queue_position").and_then(Value::as_u64)),
             "IN_PROGRESS" => QueueState::InProgress,
             "" => {
-                return Err(CallError::Invalid(format!(
+                return Err(CallError::Malformed(format!(
                     "fal's status answer has no status: {}",
                     truncate(&answer.to_string(), 200)
                 )));
@@ -132,27 +140,45 @@ impl QueueClient {
         })
     }
 
-    /// `GET response_url`: the model's output, or fal's error for a failed run.
-    pub(super) async fn result(&self, response_url: &str) -> Result<Value, CallError> {
-        self.json(self.authorized(self.api.get(self.queue_url(response_url)?))?).await
+    /// `GET response_url`: the model's output (at most `max_bytes` of JSON), or fal's error
+    /// for a failed run.
+    pub(super) async fn result(&self, response_url: &str, max_bytes: u64) -> Result<Value, CallError> {
+        self.json(self.authorized(self.api.get(self.queue_url(response_url)?))?, max_bytes).await
     }
 
-    /// `PUT cancel_url`: asks fal to drop a request. fal answers 202 when it will, and 400
-    /// (`ALREADY_COMPLETED`) when a runner has it already.
+    /// `PUT cancel_url`: asks fal to drop a request. fal answers 202 with `OK` (dropped from
+    /// the queue) or `CANCELLATION_REQUESTED` (a runner has it), 400 with `ALREADY_COMPLETED`
+    /// and 404 with `NOT_FOUND`; the `status` it names decides, the HTTP status only without one.
     pub(super) async fn cancel(&self, cancel_url: &str) -> Result<CancelAnswer, CallError> {
         let request = self.authorized(self.api.put(self.queue_url(cancel_url)?))?;
         let response = request.send().await.map_err(|e| CallError::from_reqwest(&e))?;
         if response.status().is_success() {
-            return Ok(CancelAnswer::Cancelled);
+            let body = read_capped(response, MAX_JSON_BYTES, "fal's answer to the cancel").await?;
+            let answer = serde_json::from_slice::<Value>(&body).map_err(|e| {
+                CallError::Malformed(format!(
+                    "fal's answer to the cancel is not JSON ({e}): {}",
+                    describe_error_body(&body)
+                ))
+            })?;
+            return match answer.get("status").and_then(Value::as_str) {
+                Some("CANCELLATION_REQUESTED") => Ok(CancelAnswer::Requested),
+                Some("ALREADY_COMPLETED") => Ok(CancelAnswer::TooLate),
+                Some("NOT_FOUND") => Ok(CancelAnswer::NotFound),
+                Some("OK") => Ok(CancelAnswer::Cancelled),
+                // An answer of another shape cannot prove the request was dropped: keep it open.
+                _ => Ok(CancelAnswer::Requested),
+            };
         }
         match CallError::from_response(response).await {
             CallError::Http(e) if e.status == 400 => Ok(CancelAnswer::TooLate),
+            CallError::Http(e) if e.status == 404 => Ok(CancelAnswer::NotFound),
             other => Err(other),
         }
     }
 
     /// A `GET` of the status of a request id that cannot exist, under the model's app: proves
-    /// the queue host answers, without queueing any work. Returns the HTTP status.
+    /// the queue host answers, without queueing any work. Returns the HTTP status, or fal's
+    /// error when it says the account is locked.
     pub(super) async fn probe(&self, model: &str) -> Result<u16, CallError> {
         let app: Vec<&str> = model.split('/').take(2).collect();
         let url = format!(
@@ -163,7 +189,14 @@ impl QueueClient {
         let url = Url::parse(&url).map_err(|e| CallError::Invalid(format!("bad probe URL {url}: {e}")))?;
         let response =
             self.authorized(self.api.get(url))?.send().await.map_err(|e| CallError::from_reqwest(&e))?;
-        Ok(response.status().as_u16())
+        let status = response.status().as_u16();
+        if status == 403 {
+            let error = CallError::from_response(response).await;
+            if error.account_lock().is_some() {
+                return Err(error);
+            }
+        }
+        Ok(status)
     }
 
     /// `GET {platform}/v1/models/pricing?endpoint_id=MODEL`: fal's price for a model, which
@@ -172,7 +205,7 @@ impl QueueClient {
         let url = format!("{}/v1/models/pricing", platform.as_str().trim_end_matches('/'));
         let url = Url::parse_with_params(&url, [("endpoint_id", model)])
             .map_err(|e| CallError::Invalid(format!("bad pricing URL {url}: {e}")))?;
-        let answer = self.json(self.authorized(self.api.get(url))?).await?;
+        let answer = self.json(self.authorized(self.api.get(url))?, MAX_JSON_BYTES).await?;
         let price = answer.get("prices").and_then(Value::as_array).and_then(|p| p.first());
         Ok(match price {
             Some(p) => format!(
@@ -206,14 +239,14 @@ impl QueueClient {
         Ok(parsed)
     }
 
-    async fn json(&self, request: RequestBuilder) -> Result<Value, CallError> {
+    async fn json(&self, request: RequestBuilder, max_bytes: u64) -> Result<Value, CallError> {
         let response = request.send().await.map_err(|e| CallError::from_reqwest(&e))?;
         if !response.status().is_success() {
             return Err(CallError::from_response(response).await);
         }
-        let body = read_capped(response, MAX_JSON_BYTES, "fal's answer").await?;
+        let body = read_capped(response, max_bytes, "fal's answer").await?;
         serde_json::from_slice(&body).map_err(|e| {
-            CallError::Invalid(format!("fal's answer is not JSON ({e}): {}", describe_error_body(&body)))
+            CallError::Malformed(format!("fal's answer is not JSON ({e}): {}", describe_error_body(&body)))
         })
     }
 }

@@ -22,6 +22,9 @@ const TIMEOUT_TYPE_HEADER: &str = "x-fal-request-timeout-type";
 /// (not a proxy in front of it) answered.
 const REQUEST_ID_HEADER: &str = "x-fal-request-id";
 
+/// What fal's 403 for a locked account says (`User is locked. Reason: ...`), lower-cased.
+const LOCKED_WORDS: &str = "user is locked";
+
 /// Header by which fal says outright whether repeating the call can help.
 const RETRYABLE_HEADER: &str = "x-fal-retryable";
 
@@ -66,8 +69,12 @@ pub(super) enum CallError {
         /// The connection was never made, so the server cannot have seen the request.
         before_sending: bool,
     },
-    /// An answer that cannot be used (malformed JSON, a URL on a foreign host, a body too large).
+    /// An answer that cannot be used (a URL on a foreign host, a body too large, an answer of
+    /// the wrong shape).
     Invalid(String),
+    /// An answer that arrived but cannot be read (JSON cut short or garbled): a glitch on the
+    /// way, which a free call repeats like a dropped connection.
+    Malformed(String),
     /// No API key was configured.
     MissingKey,
 }
@@ -88,7 +95,9 @@ impl fmt::Display for CallError {
                 }
                 Ok(())
             }
-            CallError::Transport { detail, .. } | CallError::Invalid(detail) => f.write_str(detail),
+            CallError::Transport { detail, .. } | CallError::Invalid(detail) | CallError::Malformed(detail) => {
+                f.write_str(detail)
+            }
             CallError::MissingKey => f.write_str(
                 "no fal API key: set FAL_KEY (or FAL_KEY_ID and FAL_KEY_SECRET) in the environment or in .env",
             ),
@@ -108,6 +117,17 @@ impl CallError {
     /// The key is missing or was refused: nothing else in the batch can succeed.
     pub(super) fn is_auth(&self) -> bool {
         matches!(self, CallError::Http(HttpError { status: 401 | 403, .. }) | CallError::MissingKey)
+    }
+
+    /// fal's reason when it answered that the account is locked (403 `User is locked. Reason:
+    /// Exhausted balance`, or `Admin lock`): the key is fine, the account may not spend.
+    pub(super) fn account_lock(&self) -> Option<&str> {
+        match self {
+            CallError::Http(e) if e.status == 403 && e.detail.to_ascii_lowercase().contains(LOCKED_WORDS) => {
+                Some(&e.detail)
+            }
+            _ => None,
+        }
     }
 
     /// A transport error from reqwest, with its cause chain.

@@ -38,17 +38,21 @@ pub(super) enum Call {
 ///
 /// A submission is repeated only when fal surely did not accept it: a 429, a connection that
 /// never opened, or a proxy's own 502/503 page (no request id, not fal's JSON). Free calls are
-/// repeated on 408, 429, 500, 502, 503, 504 (but not fal's user timeout) and lost connections,
-/// downloads on 404 too. `X-Fal-Retryable`, where fal sends it, decides instead.
+/// repeated on 408, 429, 500, 502, 503, 504 (but not fal's user timeout), lost connections and
+/// answers cut short or garbled, downloads on 404 too. `X-Fal-Retryable`, where fal sends it,
+/// decides for a free call; it never makes a submission retryable, since neither of fal's own
+/// clients reads it and a repeated submission may be paid twice.
 pub(super) fn retryable(error: &CallError, call: Call) -> bool {
     match error {
-        CallError::Http(HttpError { retryable_hint: Some(hint), .. }) => *hint,
+        CallError::Http(HttpError { retryable_hint: Some(hint), .. }) if call != Call::Submit => *hint,
         CallError::Http(e) => match call {
             Call::Submit => e.status == 429 || is_ingress_refusal(e),
             Call::Queue => is_transient(e),
             Call::Download => is_transient(e) || e.status == 404,
         },
         CallError::Transport { before_sending, .. } => call != Call::Submit || *before_sending,
+        // A submission's garbled answer may be fal's acceptance: never repeated.
+        CallError::Malformed(_) => call != Call::Submit,
         CallError::Invalid(_) | CallError::MissingKey => false,
     }
 }
@@ -62,7 +66,7 @@ pub(super) fn may_have_been_accepted(error: &CallError) -> bool {
             e.status >= 500 && e.request_id.is_none() && !e.user_timeout && !is_ingress_refusal(e)
         }
         CallError::Transport { before_sending, .. } => !before_sending,
-        CallError::Invalid(_) => true,
+        CallError::Invalid(_) | CallError::Malformed(_) => true,
         CallError::MissingKey => false,
     }
 }
@@ -73,7 +77,7 @@ pub(super) fn is_definitive(error: &CallError) -> bool {
     match error {
         CallError::Http(e) => (e.status < 500 && !matches!(e.status, 408 | 429)) || e.answered_by_fal(),
         CallError::Invalid(_) => true,
-        CallError::Transport { .. } | CallError::MissingKey => false,
+        CallError::Transport { .. } | CallError::Malformed(_) | CallError::MissingKey => false,
     }
 }
 
@@ -220,6 +224,19 @@ mod tests {
         let told_not_to = CallError::Http(HttpError { retryable_hint: Some(false), ..http(503) });
         let told_to = CallError::Http(HttpError { retryable_hint: Some(true), ..http(400) });
         assert!(!retryable(&told_not_to, Call::Queue) && retryable(&told_to, Call::Queue));
+        let cut_short = CallError::Malformed("fal's answer is not JSON".into());
+        assert!(retryable(&cut_short, Call::Queue) && !is_definitive(&cut_short));
+    }
+
+    #[test]
+    fn no_header_makes_a_submission_retryable() {
+        for status in [400, 422, 500, 502, 504] {
+            let app_error = HttpError { request_id: Some("r".into()), fal_json: true, ..http(status) };
+            let told_to = CallError::Http(HttpError { retryable_hint: Some(true), ..app_error });
+            assert!(!retryable(&told_to, Call::Submit), "{status}");
+        }
+        let garbled = CallError::Malformed("fal's answer is not JSON".into());
+        assert!(!retryable(&garbled, Call::Submit) && may_have_been_accepted(&garbled));
     }
 
     #[test]

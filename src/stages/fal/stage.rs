@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{CancelAnswer, QueueClient, QueueState, Submission};
-use super::download;
+use super::download::{self, OutputCaps};
 use super::error::CallError;
 use super::images::{ResultImage, decode_data_uri, result_images};
 use super::key::Environment;
@@ -57,7 +57,14 @@ enum Failure {
     Interrupted(String),
 }
 
+/// What a cancel did, in words, and whether the request may still complete and be charged.
+struct CancelOutcome {
+    still_open: bool,
+    message: String,
+}
+
 /// A request fal holds for us, for cancelling on Ctrl-C.
+#[derive(Clone)]
 struct Pending {
     /// The item it is for.
     key: String,
@@ -80,6 +87,8 @@ struct Followed<'a> {
     /// Cancelled `stop_wait` after the batch's stop: what polling, downloading and waiting
     /// for room watch, so Ctrl-C still collects a request that fal is generating.
     collecting: &'a CancellationToken,
+    /// How large its answers may be.
+    caps: OutputCaps,
 }
 
 impl Followed<'_> {
@@ -132,6 +141,7 @@ impl FalStage {
         let base = resolve_base_url(&options, env).map_err(|e| anyhow!("stage {id:?}: {e}"))?;
         let timeout = options.request_timeout().map_err(|e| anyhow!("stage {id:?}: {}", e.message))?;
         let client = QueueClient::new(base, key, timeout).map_err(|e| anyhow!("stage {id:?}: {e}"))?;
+        output_caps(&options).map_err(|e| anyhow!("stage {id:?}: {e}"))?;
         Ok(FalStage {
             id: id.to_owned(),
             raw_options: raw_options.clone(),
@@ -180,6 +190,7 @@ impl FalStage {
         retries: &mut u32,
     ) -> Result<Undecoded, Failure> {
         let options = self.options_for(item).map_err(Failure::Item)?;
+        let caps = output_caps(&options).map_err(Failure::Item)?;
         let cost = self.prices.request_cost(&options.model, options.dimensions(), options.images());
         item.record("model", options.model.clone());
         let body = options.request_body(&item.prompt.image_prompt);
@@ -187,7 +198,7 @@ impl FalStage {
         let (_, image) = item.trial.request_and_image();
         let image_key = if image == 0 { cache_key.clone() } else { format!("{cache_key}-{image}") };
         if let Some(cached) = cx.raw_cache.as_ref().and_then(|cache| cache.get(&image_key)) {
-            return self.serve_cached(item, cached);
+            return self.serve_cached(item, cached, options.dimensions());
         }
         if image > 0 {
             // The request that made this image was paid for with the first of them.
@@ -224,12 +235,13 @@ impl FalStage {
             cost_usd,
             log: cx.submissions.as_ref(),
             collecting: &collecting,
+            caps,
         };
         let deadline = self.options.deadline().unwrap_or(Duration::from_secs(600));
         let waited = tokio::time::timeout(deadline, self.wait_for_result(&followed, cx, retries)).await;
         let result = match waited {
             Ok(result) => result,
-            Err(_) => Err(self.past_deadline(&followed, deadline).await),
+            Err(_) => self.past_deadline(&followed, deadline, stop_wait, cx, retries).await,
         };
         lock(&self.pending).remove(&submission.request_id);
         let result = result?;
@@ -241,14 +253,17 @@ impl FalStage {
             ))),
             room = self.room.clone().acquire_owned() => room.ok(),
         };
-        let (page, fetched) = self.collect(&followed, &result, item, retries).await?;
+        let cache = cx.raw_cache.as_deref();
+        let (page, fetched) = self.collect(&followed, &result, item, retries, (cache, &cache_key)).await?;
+        // Kept before anything reads them: a file that fails to decode is never paid again,
+        // a rerun or `--retry-failed` reads it from the cache.
+        if let Some(cache) = cache {
+            self.cache_images(cache, item, &fetched);
+        }
         // Only the header is read here: the pixels are decoded in the CPU job that needs
         // them, so a finished request waiting for the CPU holds its file, not its pixels.
-        let (width, height) =
-            download::dimensions(&page.bytes, &page.source).map_err(|e| self.settle_failed(&followed, &e))?;
-        if let Some(cache) = &cx.raw_cache {
-            self.cache_images(cache, &cache_key, item, &fetched);
-        }
+        let (width, height) = download::page_size(&page.bytes, &page.source, options.dimensions())
+            .map_err(|e| self.settle_failed(&followed, &e))?;
         item.record("width", width);
         item.record("height", height);
         item.record("resolution", format!("{width}x{height}"));
@@ -262,8 +277,14 @@ impl FalStage {
         })
     }
 
-    /// An original generated before with the same model and input: no request, no cost.
-    fn serve_cached(&self, item: &mut Item, cached: CachedOriginal) -> Result<Undecoded, Failure> {
+    /// An original generated before with the same model and input: no request, no cost. One
+    /// that cannot be read stays cached, so it is never paid for again unasked.
+    fn serve_cached(
+        &self,
+        item: &mut Item,
+        cached: CachedOriginal,
+        nominal: (u32, u32),
+    ) -> Result<Undecoded, Failure> {
         if let Some(facts) = cached.meta.as_object() {
             for (name, value) in facts {
                 item.record(name, value.clone());
@@ -272,7 +293,14 @@ impl FalStage {
         item.record("cost_usd", 0.0);
         item.record("cached", true);
         let label = format!("the cached original of {}", item.key);
-        let (width, height) = download::dimensions(&cached.bytes, &label).map_err(Failure::Item)?;
+        let (width, height) = download::page_size(&cached.bytes, &label, nominal).map_err(|e| {
+            Failure::Item(format!(
+                "{e}; it was paid for and stays in the raw cache: `inkflow cache prune` drops it, to pay for \
+                 a new one"
+            ))
+        })?;
+        item.record("width", width);
+        item.record("height", height);
         item.record("resolution", format!("{width}x{height}"));
         let bytes = Arc::new(cached.bytes);
         Ok(Undecoded { bytes, label, width, height, decode: download::decode_rgb, room: None })
@@ -280,12 +308,10 @@ impl FalStage {
 
     /// Keeps every image paid for in the raw cache: the page under the request's key, the
     /// others beside it under `KEY-INDEX`.
-    fn cache_images(&self, cache: &RawCache, cache_key: &str, item: &Item, fetched: &[FetchedImage]) {
+    fn cache_images(&self, cache: &RawCache, item: &Item, fetched: &[FetchedImage]) {
         let meta = cached_facts(item);
         for image in fetched {
-            let key =
-                if image.is_page { cache_key.to_owned() } else { format!("{cache_key}-{}", image.index) };
-            if let Err(e) = cache.put(&key, &image.bytes, &meta) {
+            if let Err(e) = cache.put(&image.cache_key, &image.bytes, &meta) {
                 tracing::warn!("{}: could not cache image {}: {e:#}", item.key, image.index);
             }
         }
@@ -354,7 +380,9 @@ impl FalStage {
                 cost_usd: cost.unwrap_or(0.0),
                 log: None,
             };
-            let cancelled = self.cancel(&submission.request_id, never_polled).await;
+            let cancelled = self.cancel(&submission.request_id, never_polled).await.message;
+            // Not followed: the item ends here, whatever fal answered to the cancel.
+            lock(&self.pending).remove(&submission.request_id);
             return Err(Failure::Item(format!(
                 "fal accepted request {} but the journal could not record it ({e:#}); {cancelled}, instead of \
                  going on with a paid request a resumed batch would not know",
@@ -365,13 +393,15 @@ impl FalStage {
     }
 
     /// Takes the images of a finished request: the page (the first image fal did not flag)
-    /// and every other image paid for.
+    /// and every other image paid for, each with its key in the raw `cache` under the
+    /// request's key.
     async fn collect(
         &self,
         followed: &Followed<'_>,
         result: &Value,
         item: &mut Item,
         retries: &mut u32,
+        (cache, cache_key): (Option<&RawCache>, &str),
     ) -> Result<(FetchedImage, Vec<FetchedImage>), Failure> {
         let images = result_images(result).map_err(|e| self.settle_failed(followed, &e))?;
         item.record("seed", result.get("seed").cloned().unwrap_or(Value::Null));
@@ -385,14 +415,20 @@ impl FalStage {
         let mut fetched = Vec::with_capacity(images.len());
         for image in images.iter().filter(|image| !image.flagged) {
             let bytes = self.fetch_image(followed, image, &item.key, retries).await?;
+            let is_page = image.index == page_index;
             fetched.push(FetchedImage {
                 index: image.index,
-                is_page: image.index == page_index,
+                is_page,
                 source: image.source(),
+                cache_key: if is_page {
+                    cache_key.to_owned()
+                } else {
+                    format!("{cache_key}-{}", image.index)
+                },
                 bytes: Arc::new(bytes),
             });
         }
-        item.record("images", images_fact(&images, page_index));
+        item.record("images", images_fact(&images, page_index, &fetched, cache));
         let page = fetched.iter().find(|image| image.is_page).cloned();
         let page = page.ok_or_else(|| Failure::Item("the page image was not fetched".into()))?;
         Ok((page, fetched))
@@ -419,10 +455,10 @@ impl FalStage {
             match polled {
                 Ok(QueueState::Queued(position)) => {
                     tracing::debug!("request {id}: in queue at position {position:?}");
-                    self.track(followed, true);
-                    if cx.stop.is_cancelled() {
-                        // Nothing is paid for yet: cancel it rather than wait.
-                        return Err(self.stopped(followed).await);
+                    if !cx.stop.is_cancelled() {
+                        self.track(followed, true);
+                    } else if let Some(ended) = self.stopped_in_queue(followed).await {
+                        return Err(ended);
                     }
                 }
                 Ok(QueueState::InProgress) => self.track(followed, false),
@@ -451,7 +487,7 @@ impl FalStage {
         let fetched = self
             .policy
             .run(Call::Queue, &format!("request {id}: result"), followed.collecting, retries, || {
-                self.client.result(&submission.response_url)
+                self.client.result(&submission.response_url, followed.caps.answer_bytes)
             })
             .await;
         match fetched {
@@ -476,7 +512,7 @@ impl FalStage {
         key: &str,
         retries: &mut u32,
     ) -> Result<Vec<u8>, Failure> {
-        let max_bytes = self.options.max_image_bytes;
+        let max_bytes = followed.caps.image_bytes;
         if image.url.starts_with("data:") {
             return decode_data_uri(&image.url, max_bytes)
                 .map_err(|e| self.settle_failed(followed, &e.to_string()));
@@ -516,6 +552,34 @@ impl FalStage {
         Failure::Item(format!("request {id}: {why}; {SETTLED_FOR_GOOD}"))
     }
 
+    /// The batch was stopped while fal had the request in its queue: cancel it, since it costs
+    /// nothing yet. Returns how the item ends, or `None` while the request may still complete
+    /// (fal only signalled a runner, or the stop's own cancel did): it is then followed, and
+    /// collected, within `stop_wait`.
+    async fn stopped_in_queue(&self, followed: &Followed<'_>) -> Option<Failure> {
+        let id = &followed.submission.request_id;
+        let pending = lock(&self.pending).remove(id);
+        match pending {
+            Some(pending) if pending.queued => {
+                let cancel = self.cancel(id, pending).await;
+                (!cancel.still_open).then(|| {
+                    Failure::Interrupted(format!(
+                        "stopped: the batch was stopped while request {id} was queued at fal: {}",
+                        cancel.message
+                    ))
+                })
+            }
+            Some(open) => {
+                lock(&self.pending).insert(id.clone(), open);
+                None
+            }
+            None => Some(Failure::Interrupted(format!(
+                "stopped: the batch was stopped while request {id} was queued at fal, and the stop asked fal \
+                 to cancel it"
+            ))),
+        }
+    }
+
     /// The batch was stopped while fal held the request: a queued one is cancelled (it costs
     /// nothing yet); one still running after `stop_wait` is left to finish, since the journal
     /// lets a resumed batch collect what is being paid for.
@@ -525,7 +589,7 @@ impl FalStage {
         match queued {
             Some(queued) => Failure::Interrupted(format!(
                 "stopped: the batch was stopped while request {id} was queued at fal: {}",
-                self.cancel(id, queued).await
+                self.cancel(id, queued).await.message
             )),
             None => Failure::Interrupted(format!(
                 "stopped: the batch was stopped, and fal was still generating request {id} (paid for) after \
@@ -534,44 +598,94 @@ impl FalStage {
         }
     }
 
-    /// The item's deadline passed with fal still holding its request: cancel it.
-    async fn past_deadline(&self, followed: &Followed<'_>, deadline: Duration) -> Failure {
+    /// The item's deadline passed with fal still holding its request: cancel it. One fal
+    /// answers it cannot drop (a runner has it, or it has finished) is paid for, so it is
+    /// followed for up to `stop_wait` more and collected; past that it stays open for a resumed
+    /// batch to poll.
+    async fn past_deadline(
+        &self,
+        followed: &Followed<'_>,
+        deadline: Duration,
+        stop_wait: Duration,
+        cx: &RunContext,
+        retries: &mut u32,
+    ) -> Result<Value, Failure> {
         let id = &followed.submission.request_id;
         let pending = lock(&self.pending).remove(id).unwrap_or_else(|| followed.pending(false));
-        Failure::Item(format!(
+        let cancel = self.cancel(id, pending).await;
+        let why = format!(
             "no result within the deadline of {} (the stage's `deadline` option): {}",
             humantime::format_duration(deadline),
-            self.cancel(id, pending).await
-        ))
+            cancel.message
+        );
+        if !cancel.still_open {
+            return Err(Failure::Item(why));
+        }
+        tracing::warn!("{}: {why}", followed.key);
+        match tokio::time::timeout(stop_wait, self.wait_for_result(followed, cx, retries)).await {
+            Ok(result) => result,
+            Err(_) => Err(Failure::Item(format!(
+                "{why}; it did not finish within a further {} (the stage's `stop_wait`): a resumed batch \
+                 polls it, for free, and collects it",
+                humantime::format_duration(stop_wait)
+            ))),
+        }
     }
 
-    /// Asks fal to drop request `id` and records what happened; returns it in words. A
-    /// cancelled request costs nothing if it was still queued; one fal already runs or has
-    /// finished stays open, for a resumed batch to collect.
-    async fn cancel(&self, id: &str, pending: Pending) -> String {
-        let key = &pending.key;
-        match tokio::time::timeout(CANCEL_TIMEOUT, self.client.cancel(&pending.cancel_url)).await {
+    /// Asks fal to drop request `id` and records what happened. A cancelled request costs
+    /// nothing if it was still queued. One fal only signalled to stop (a runner has it) or has
+    /// finished may be charged: it stays open, tracked as running, to be collected; a resumed
+    /// batch polls it too.
+    async fn cancel(&self, id: &str, pending: Pending) -> CancelOutcome {
+        let key = pending.key.clone();
+        // A cancel costs nothing, so a glitch is retried like any free call, within the timeout.
+        let answer = tokio::time::timeout(CANCEL_TIMEOUT, async {
+            let mut retries = 0;
+            let never = CancellationToken::new();
+            self.policy
+                .run(Call::Queue, &format!("{key}: cancel"), &never, &mut retries, || {
+                    self.client.cancel(&pending.cancel_url)
+                })
+                .await
+        })
+        .await;
+        let open = |message: String| {
+            lock(&self.pending).insert(id.to_owned(), Pending { queued: false, ..pending.clone() });
+            CancelOutcome { still_open: true, message }
+        };
+        let closed = |message: String| CancelOutcome { still_open: false, message };
+        match answer {
             Ok(Ok(CancelAnswer::Cancelled)) => {
                 tracing::info!("{key}: cancelled fal request {id}");
                 let cost = if pending.queued { 0.0 } else { pending.cost_usd };
-                record_settlement(pending.log.as_deref(), key, &self.id, Settlement::Cancelled, cost);
-                if pending.queued {
+                record_settlement(pending.log.as_deref(), &key, &self.id, Settlement::Cancelled, cost);
+                closed(if pending.queued {
                     format!("cancelled request {id} at fal before it started, so it is not charged")
                 } else {
                     format!("cancelled request {id} at fal; it had started, so it may be charged")
-                }
+                })
             }
-            Ok(Ok(CancelAnswer::TooLate)) => format!(
-                "fal has already finished request {id}, so it is paid for: a resumed batch collects it"
-            ),
-            Ok(Err(e)) => {
-                let e = self.redact(&e.to_string());
+            Ok(Ok(CancelAnswer::Requested)) => open(format!(
+                "fal only signalled the runner that has request {id} to stop (CANCELLATION_REQUESTED): it may \
+                 still complete and be charged, so it is kept open and collected if it does"
+            )),
+            Ok(Ok(CancelAnswer::TooLate)) => {
+                open(format!("fal has already finished request {id}, so it is paid for and is collected"))
+            }
+            Ok(Ok(CancelAnswer::NotFound)) => closed(format!(
+                "fal does not know request {id} (NOT_FOUND): a resumed batch polls it once more"
+            )),
+            Ok(Err(gave_up)) => {
+                let e = match gave_up {
+                    GaveUp::Failed(e, _) => self.redact(&e.to_string()),
+                    GaveUp::Stopped => "stopped".to_owned(),
+                };
                 tracing::warn!("{key}: could not cancel fal request {id}: {e}");
-                format!("the cancel of request {id} failed ({e}): a resumed batch polls it again")
+                closed(format!("the cancel of request {id} failed ({e}): a resumed batch polls it again"))
             }
-            Err(_) => format!(
+            Err(_) => closed(format!(
                 "the cancel of request {id} got no answer in {CANCEL_TIMEOUT:?}: a resumed batch polls it again"
-            ),
+            )),
         }
     }
 
@@ -579,6 +693,12 @@ impl FalStage {
         match gave_up {
             GaveUp::Stopped => Failure::Interrupted(format!("stopped: the batch was stopped while {doing}")),
             GaveUp::Failed(CallError::MissingKey, _) => Failure::Fatal(CallError::MissingKey.to_string()),
+            GaveUp::Failed(error, _) if error.account_lock().is_some() => Failure::Fatal(format!(
+                "fal.ai says the account is locked ({}) while {doing}: the key is valid, but the account cannot \
+                 pay for requests until fal lifts the lock (see the billing page of fal's dashboard); stopping \
+                 the batch",
+                error.account_lock().unwrap_or_default()
+            )),
             GaveUp::Failed(error, _) if error.is_auth() => Failure::Fatal(format!(
                 "fal.ai refused the API key ({error}) while {doing}: check FAL_KEY; stopping the batch"
             )),
@@ -617,6 +737,19 @@ impl FalStage {
     }
 }
 
+/// The answer caps for requests made with `options`, from the size asked for (the largest the
+/// model returns, where nothing better is known) and whether the images come inline.
+fn output_caps(options: &Options) -> Result<OutputCaps, String> {
+    let sync_mode = options.request_body("").get("sync_mode") == Some(&Value::Bool(true));
+    OutputCaps::for_model(
+        &options.model,
+        options.dimensions(),
+        options.images(),
+        options.max_image_bytes,
+        sync_mode,
+    )
+}
+
 /// Writes a settlement to the journal; a journal that cannot take it is logged, since the
 /// worst outcome is a resumed batch polling the request once more.
 fn record_settlement(
@@ -639,6 +772,8 @@ struct FetchedImage {
     is_page: bool,
     /// Where it came from, for messages.
     source: String,
+    /// Its key in the raw cache.
+    cache_key: String,
     bytes: Arc<Vec<u8>>,
 }
 
@@ -703,19 +838,33 @@ impl IoStage for FalStage {
 }
 
 /// The item's images for its metadata: where each came from, whether fal flagged it, which
-/// became the page. Flagged images are listed but never fetched.
-fn images_fact(images: &[ResultImage], page_index: usize) -> Value {
+/// became the page, the format of each fetched one, and where a vector original is kept in
+/// the raw `cache` (the page is drawn from it). Flagged images are listed but never fetched.
+fn images_fact(
+    images: &[ResultImage],
+    page_index: usize,
+    fetched: &[FetchedImage],
+    cache: Option<&RawCache>,
+) -> Value {
     images
         .iter()
         .map(|image| {
-            json!({
+            let mut fact = json!({
                 "index": image.index,
                 "source": image.source(),
                 "width": image.width,
                 "height": image.height,
                 "flagged": image.flagged,
                 "page": image.index == page_index,
-            })
+            });
+            if let Some(file) = fetched.iter().find(|f| f.index == image.index) {
+                let format = download::format_name(&file.bytes);
+                fact["format"] = format.into();
+                if let (Some(cache), "svg") = (cache, format) {
+                    fact["original"] = cache.file(&file.cache_key).to_string_lossy().into_owned().into();
+                }
+            }
+            fact
         })
         .collect()
 }

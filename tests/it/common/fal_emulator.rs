@@ -46,8 +46,28 @@ pub const SPOILED_FIRST: &str = "[spoiled first]";
 /// Every image of every request of the prompt is a spoiled page: no seed draws it well.
 pub const SPOILED_ALWAYS: &str = "[spoiled always]";
 
+/// The model answers a vector drawing (SVG, as Recraft's vector styles do).
+pub const ANSWERS_SVG: &str = "[answers svg]";
+/// The model answers WebP.
+pub const ANSWERS_WEBP: &str = "[answers webp]";
+/// The CDN serves an HTML page instead of the first request's image: paid for, not an image.
+pub const NOT_AN_IMAGE: &str = "[not an image]";
+/// The request waits in the queue until a cancel arrives, just as a runner takes it: fal
+/// answers the cancel CANCELLATION_REQUESTED, and the request then completes (and is billed).
+pub const RUNS_AFTER_CANCEL: &str = "[runs after cancel]";
+/// fal accepts (and charges) the first submission, but answers it with a 503 of its own
+/// marked `X-Fal-Retryable: true`.
+pub const SUBMIT_503_RETRYABLE: &str = "[submit 503 retryable]";
+/// The first status poll is a 200 whose JSON body is cut short.
+pub const STATUS_CUT_ONCE: &str = "[status cut once]";
+
 /// The API key fal refuses (401 to every call made with it).
 pub const REFUSED_KEY: &str = "refused-key";
+/// The key of a locked account: fal's queue answers 403 "User is locked" to every call made
+/// with it, while the free platform API still answers.
+pub const LOCKED_KEY: &str = "locked-key";
+/// fal's reason for [`LOCKED_KEY`].
+pub const LOCKED_REASON: &str = "User is locked. Reason: Exhausted balance";
 
 /// Where the test can see what the emulator was asked.
 #[derive(Default)]
@@ -148,6 +168,9 @@ impl Respond for Submit {
         if key == format!("Key {REFUSED_KEY}") {
             return ResponseTemplate::new(401).set_body_json(json!({"detail": "No user found for Key"}));
         }
+        if key == format!("Key {LOCKED_KEY}") {
+            return locked();
+        }
         let mut ledger = self.0.lock().unwrap();
         if prompt.contains(INGRESS_502) && !ledger.refused.contains_key(&prompt) {
             *ledger.refused.entry(prompt).or_default() += 1;
@@ -168,6 +191,11 @@ impl Respond for Submit {
         if first && prompt.contains(ACCEPTED_THEN_504) {
             return proxy_page(504).set_delay(self.2);
         }
+        if first && prompt.contains(SUBMIT_503_RETRYABLE) {
+            return ResponseTemplate::new(503)
+                .insert_header("x-fal-retryable", "true")
+                .set_body_json(json!({"detail": "Service temporarily unavailable"}));
+        }
         let url = format!("{}{APP}/requests/{id}", self.1);
         ResponseTemplate::new(200)
             .set_body_json(json!({
@@ -182,9 +210,23 @@ struct Status(Arc<Mutex<Ledger>>, Duration);
 impl Respond for Status {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let id = request_id_in(request);
+        if is_locked(request) {
+            return locked();
+        }
         let mut ledger = self.0.lock().unwrap();
         ledger.polled.insert(id.clone());
-        *ledger.polls.entry(id.clone()).or_default() += 1;
+        let polls = {
+            let n = ledger.polls.entry(id.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        if ledger.troubled(&id, STATUS_CUT_ONCE) && polls == 1 {
+            return ResponseTemplate::new(200).set_body_raw(r#"{"status": "COMPLE"#, "application/json");
+        }
+        if ledger.troubled(&id, RUNS_AFTER_CANCEL) && !ledger.cancels.contains_key(&id) {
+            return ResponseTemplate::new(202)
+                .set_body_json(json!({"status": "IN_QUEUE", "queue_position": 3}));
+        }
         if ledger.prompts.get(&id).is_some_and(|p| p.contains(NEVER_COMPLETES)) {
             return ResponseTemplate::new(202)
                 .set_body_json(json!({"status": "IN_QUEUE", "queue_position": 7}));
@@ -224,15 +266,19 @@ impl Respond for Result {
         let flagged = prompt.contains(FLAGGED);
         let count = body["num_images"].as_u64().unwrap_or(1).clamp(1, 4) as usize;
         let sync = body["sync_mode"].as_bool().unwrap_or(false);
+        let (extension, content_type) = answered_format(prompt);
         let images: Vec<Value> = (0..count)
             .map(|n| {
                 let url = if sync {
-                    let png = drawn_png(&ledger, &id, n);
-                    format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png))
+                    let file = drawn_file(&ledger, &id, n);
+                    format!(
+                        "data:{content_type};base64,{}",
+                        base64::engine::general_purpose::STANDARD.encode(file)
+                    )
                 } else {
-                    format!("{}/files/{id}-{n}.png", self.1)
+                    format!("{}/files/{id}-{n}.{extension}", self.1)
                 };
-                json!({"url": url, "content_type": "image/png"})
+                json!({"url": url, "content_type": content_type})
             })
             .collect();
         ResponseTemplate::new(200).set_body_json(json!({
@@ -246,6 +292,41 @@ impl Respond for Result {
 /// stay the same as they always were.
 fn image_prompt(prompt: &str, n: usize) -> String {
     if n == 0 { prompt.to_owned() } else { format!("{prompt} (image {n})") }
+}
+
+/// The file extension and content type of the images the model answers a prompt with.
+fn answered_format(prompt: &str) -> (&'static str, &'static str) {
+    if prompt.contains(ANSWERS_SVG) {
+        ("svg", "image/svg+xml")
+    } else if prompt.contains(ANSWERS_WEBP) {
+        ("webp", "image/webp")
+    } else {
+        ("png", "image/png")
+    }
+}
+
+/// Image `n` of request `id` in the format its model answers.
+fn drawn_file(ledger: &Ledger, id: &str, n: usize) -> Vec<u8> {
+    let prompt = ledger.prompts.get(id).cloned().unwrap_or_default();
+    if prompt.contains(ANSWERS_SVG) {
+        // A portrait page of line art: a frame and a circle, 300x400 user units.
+        return br#"<?xml version="1.0" encoding="UTF-8"?>
+<svg xmlns="http://www.w3.org/2000/svg" width="300" height="400" viewBox="0 0 300 400">
+  <rect x="10" y="10" width="280" height="380" fill="none" stroke="black" stroke-width="6"/>
+  <circle cx="150" cy="200" r="90" fill="none" stroke="black" stroke-width="6"/>
+</svg>"#
+            .to_vec();
+    }
+    let png = drawn_png(ledger, id, n);
+    if !prompt.contains(ANSWERS_WEBP) {
+        return png;
+    }
+    let mut webp = Vec::new();
+    image::load_from_memory(&png)
+        .unwrap()
+        .write_to(&mut Cursor::new(&mut webp), image::ImageFormat::WebP)
+        .unwrap();
+    webp
 }
 
 /// Image `n` of request `id`, drawn from its prompt and seed (or spoiled, when asked).
@@ -264,7 +345,8 @@ fn drawn_png(ledger: &Ledger, id: &str, n: usize) -> Vec<u8> {
 struct Download(Arc<Mutex<Ledger>>, Duration, Images);
 impl Respond for Download {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        let file = request.url.path().rsplit('/').next().unwrap_or_default().trim_end_matches(".png");
+        let file = request.url.path().rsplit('/').next().unwrap_or_default();
+        let file = file.rsplit_once('.').map_or(file, |(stem, _)| stem);
         let (id, n) = file.rsplit_once('-').unwrap_or((file, "0"));
         let n: usize = n.parse().unwrap_or(0);
         let body = {
@@ -278,15 +360,21 @@ impl Respond for Download {
             if ledger.troubled(id, CDN_404_ONCE) && fetches == 1 {
                 return ResponseTemplate::new(404).set_body_raw("Not Found", "text/plain");
             }
-            if !ledger.prompts.contains_key(id) {
+            if ledger.troubled(id, NOT_AN_IMAGE) {
+                return ResponseTemplate::new(200)
+                    .set_body_raw("<html><body>Sign in</body></html>", "image/png");
+            }
+            let Some(prompt) = ledger.prompts.get(id) else {
                 return ResponseTemplate::new(404);
-            }
-            match &self.2 {
-                Images::FromPrompt => drawn_png(&ledger, id, n),
+            };
+            let (_, content_type) = answered_format(prompt);
+            let body = match &self.2 {
+                Images::FromPrompt => drawn_file(&ledger, id, n),
                 Images::Fixed(bytes) => bytes.as_ref().clone(),
-            }
+            };
+            (body, content_type)
         };
-        ResponseTemplate::new(200).set_body_raw(body, "image/png").set_delay(self.1)
+        ResponseTemplate::new(200).set_body_raw(body.0, body.1).set_delay(self.1)
     }
 }
 
@@ -295,13 +383,42 @@ impl Respond for Cancel {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let id = request_id_in(request);
         let mut ledger = self.0.lock().unwrap();
+        let first_cancel = !ledger.cancels.contains_key(&id);
         *ledger.cancels.entry(id.clone()).or_default() += 1;
         let queued = ledger.prompts.get(&id).is_some_and(|p| p.contains(NEVER_COMPLETES));
         if queued {
+            // fal drops a request that no runner has taken.
+            ResponseTemplate::new(202).set_body_json(json!({"status": "OK"}))
+        } else if ledger.troubled(&id, RUNS_AFTER_CANCEL) && first_cancel {
+            // A runner took it as the cancel arrived: fal can only signal it.
             ResponseTemplate::new(202).set_body_json(json!({"status": "CANCELLATION_REQUESTED"}))
         } else {
             ResponseTemplate::new(400).set_body_json(json!({"status": "ALREADY_COMPLETED"}))
         }
+    }
+}
+
+/// fal's answer to any queue call made with [`LOCKED_KEY`].
+fn locked() -> ResponseTemplate {
+    ResponseTemplate::new(403).set_body_json(json!({"detail": LOCKED_REASON}))
+}
+
+fn is_locked(request: &Request) -> bool {
+    request.headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Key {LOCKED_KEY}"))
+}
+
+/// fal's platform pricing API (free with a valid key, so a locked account still gets it).
+struct Pricing;
+impl Respond for Pricing {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let key = request.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if key.is_empty() || key == format!("Key {REFUSED_KEY}") {
+            return ResponseTemplate::new(401).set_body_json(json!({"detail": "Invalid API key"}));
+        }
+        ResponseTemplate::new(200).set_body_json(json!({
+            "prices": [{"endpoint_id": "fal-ai/flux/dev", "unit_price": 0.025, "unit": "megapixels", "currency": "USD"}],
+            "next_cursor": null, "has_more": false,
+        }))
     }
 }
 
@@ -345,7 +462,12 @@ impl FalEmulator {
             .mount(&server)
             .await;
         Mock::given(method("GET"))
-            .and(path_regex(r"^/files/[^/]+\.png$"))
+            .and(path_regex(r"^/v1/models/pricing$"))
+            .respond_with(Pricing)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path_regex(r"^/files/[^/]+\.(png|svg|webp)$"))
             .respond_with(Download(ledger.clone(), latency.download, images))
             .mount(&server)
             .await;
