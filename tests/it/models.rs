@@ -227,7 +227,8 @@ async fn extra_and_prompt_overrides_are_checked_the_same_way() {
     let status = Journal::status(&out).unwrap();
     let failure = format!("{:?}", status.failures);
     assert!(failure.contains("num_inference_steps 28 is over fal-ai/flux/schnell's maximum 12"), "{failure}");
-    assert_eq!((fal.ledger.lock().unwrap().accepted("too many steps"), fal.total_submissions()), (0, 1));
+    let refused = fal.ledger.lock().unwrap().accepted("too many steps");
+    assert_eq!((refused, fal.total_submissions()), (0, 1));
 }
 
 #[tokio::test]
