@@ -4,6 +4,7 @@ mod cache;
 mod check;
 mod graph;
 mod logging;
+mod models;
 mod pick;
 mod preflight;
 mod progress;
@@ -57,6 +58,8 @@ enum Command {
     Preflight(preflight::PreflightArgs),
     /// Choose another candidate of a page (from rejected/ or candidates/) as the page.
     Pick(pick::PickArgs),
+    /// List the fal models inkflow knows, describe one, or refresh one from fal (--refresh).
+    Models(models::ModelsArgs),
 }
 
 /// Arguments every command that reads a pipeline takes.
@@ -83,6 +86,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Preflight(args) => preflight::run(&args),
         Command::Pick(args) => pick::run(&args),
+        Command::Models(args) => models::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -182,6 +182,11 @@ pub trait Kind: Send + Sync {
     fn info(&self) -> &KindInfo;
     /// Checks options without side effects (no files, no network): `validate` runs only this.
     fn check(&self, options: &Value) -> Result<(), OptionsError>;
+    /// Options that are accepted but worth a word (e.g. an input the chosen model does not
+    /// take), each with its option path; `validate` prints them as warnings.
+    fn warnings(&self, _options: &Value) -> Vec<OptionsError> {
+        Vec::new()
+    }
     /// Builds a runnable component; may read files and the environment.
     fn build(&self, options: &Value, ctx: &BuildContext) -> anyhow::Result<Component>;
     /// The places in the output folder it writes, given its options and input ids, so `check`

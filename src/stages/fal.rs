@@ -5,12 +5,14 @@
 //! of paying again); a retry of a poll or a download never re-submits; and rate limits and
 //! outages are waited out with backoff, while a refused key stops the batch at once.
 
+mod catalogue;
 mod check;
 mod client;
 mod download;
 mod error;
 mod images;
 mod key;
+mod models;
 mod options;
 mod pricing;
 mod retry;
@@ -20,13 +22,16 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+pub use self::catalogue::{Input, InputType, Model, show as show_value};
 pub use self::check::{CheckLine, check_setup};
 pub use self::key::{ApiKey, Environment};
+pub use self::models::{ModelEntry, all_models, find_model, refresh_model};
 use self::options::{DEFAULT_BASE_URL, Options, check_base_url};
+pub use self::pricing::{Price, Unit};
 use self::stage::FalStage;
 use crate::engine::media::Media;
 use crate::engine::options::documented;
-use crate::engine::stage::{BuildContext, Component, Kind, KindInfo, OutputMedia, Role};
+use crate::engine::stage::{BuildContext, Component, Kind, KindInfo, OptionsError, OutputMedia, Role};
 
 /// The `fal` kind: generation with fal.ai's queue API.
 pub struct Fal {
@@ -66,8 +71,34 @@ impl Kind for Fal {
         &self.info
     }
 
-    fn check(&self, options: &Value) -> Result<(), crate::engine::stage::OptionsError> {
-        Options::parse(options).map(|_| ())
+    fn check(&self, options: &Value) -> Result<(), OptionsError> {
+        let parsed = Options::parse(options)?;
+        let model = catalogue::find(&parsed.model, &self.env).map_err(|e| OptionsError::at("model", e))?;
+        if let Some(model) = &model {
+            parsed.check_model(model)?;
+        }
+        if parsed.max_cost_usd.is_some()
+            && !pricing::Prices::new(&parsed.prices).knows(&parsed.model, model.as_ref())
+        {
+            return Err(OptionsError::at(
+                "max_cost_usd",
+                format!(
+                    "a budget needs a price for model {:?}, which is not in the catalogue: add it under `prices`, \
+                     or add the model with `inkflow models {} --refresh`",
+                    parsed.model, parsed.model
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn warnings(&self, options: &Value) -> Vec<OptionsError> {
+        let Ok(parsed) = Options::parse(options) else { return Vec::new() };
+        match catalogue::find(&parsed.model, &self.env) {
+            Ok(Some(model)) => parsed.unsent(&model),
+            Ok(None) => vec![OptionsError::at("model", models::unchecked_warning(&parsed.model))],
+            Err(_) => Vec::new(),
+        }
     }
 
     fn build(&self, options: &Value, ctx: &BuildContext) -> anyhow::Result<Component> {

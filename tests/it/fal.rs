@@ -1091,7 +1091,8 @@ async fn accepted_requests_are_journaled_with_their_urls() {
     assert_eq!(
         request,
         &json!({"request_id": "j-1", "status_url": format!("{base}/status"), "response_url": base,
-                "cancel_url": format!("{base}/cancel"), "cost_usd": 0.025})
+                "cancel_url": format!("{base}/cancel"), "cost_usd": 0.025,
+                "price": {"cost_usd": 0.025, "unit": "megapixel", "unit_usd": 0.025, "source": "inkflow's catalogue"}})
     );
 }
 

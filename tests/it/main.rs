@@ -11,6 +11,7 @@ mod fal;
 mod fal_batch;
 mod journal;
 mod kill;
+mod models;
 mod pdf;
 mod plugins;
 mod r2;

@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::pricing::Prices;
+use super::catalogue::{Model, shape_inputs};
 use crate::engine::options::parse_declared;
 use crate::engine::stage::OptionsError;
 
@@ -28,8 +28,13 @@ pub(super) const PRESETS: [(&str, (u32, u32)); 6] = [
     ("landscape_16_9", (1024, 576)),
 ];
 
-/// The size fal's FLUX endpoints use when none is sent, for pricing.
+/// The size fal's FLUX endpoints use when none is sent.
 const FAL_DEFAULT_PRESET: &str = "landscape_4_3";
+
+/// The pixels of one of fal's named sizes.
+pub(super) fn preset_dimensions(name: &str) -> Option<(u32, u32)> {
+    PRESETS.iter().find(|(p, _)| *p == name).map(|(_, dims)| *dims)
+}
 
 /// Option names a prompt file may set per item (in the prompt's extra fields) to override the
 /// pipeline's value: the model inputs, never the client settings.
@@ -63,7 +68,7 @@ impl ImageSize {
     /// The pixels this size stands for, or `None` for an unknown preset.
     pub(super) fn dimensions(&self) -> Option<(u32, u32)> {
         match self {
-            ImageSize::Preset(name) => PRESETS.iter().find(|(p, _)| p == name).map(|(_, dims)| *dims),
+            ImageSize::Preset(name) => preset_dimensions(name),
             ImageSize::Custom { width, height } => Some((*width, *height)),
         }
     }
@@ -77,8 +82,9 @@ pub(super) struct Options {
     /// fal model id; a prompt field `model` overrides it if `allow_overrides` lists it.
     #[serde(default = "default_model")]
     pub model: String,
-    /// Size of the generated image: square_hd, square, portrait_4_3, portrait_16_9,
-    /// landscape_4_3, landscape_16_9 or {width, height} (the model's default: landscape_4_3).
+    /// The page shape: square_hd, square, portrait_4_3, portrait_16_9, landscape_4_3,
+    /// landscape_16_9 or {width, height}; sent as the model's preset or pixels, or as its
+    /// nearest aspect ratio of the same orientation (the model's default when not set).
     #[serde(default)]
     pub image_size: Option<ImageSize>,
     /// Denoising steps.
@@ -100,10 +106,11 @@ pub(super) struct Options {
     /// fal's NSFW check; flagged images are filtered.
     #[serde(default)]
     pub enable_safety_checker: Option<bool>,
-    /// Format fal encodes the image in: png or jpeg.
+    /// Format fal encodes the image in (png, jpeg, or what `inkflow models MODEL` lists).
     #[serde(default)]
     pub output_format: Option<String>,
-    /// More inputs passed to the model as they are (e.g. sync_mode, loras).
+    /// More model inputs (e.g. Recraft's style, sync_mode, loras), checked against the model's
+    /// schema like the named ones; `inkflow models MODEL` lists them.
     #[serde(default)]
     pub extra: Map<String, Value>,
     /// The queue host (default: $FAL_QUEUE_BASE_URL, else https://queue.fal.run).
@@ -134,8 +141,8 @@ pub(super) struct Options {
     /// Stop submitting once this many dollars would be exceeded (no limit when not set).
     #[serde(default)]
     pub max_cost_usd: Option<f64>,
-    /// Prices in $ per megapixel, by model, on top of the built-in ones (flux/dev 0.025,
-    /// flux/schnell 0.003), for the estimate and the budget.
+    /// Prices in $ per the model's billing unit (per megapixel for a model not in the
+    /// catalogue), by model, over fal's and the catalogue's, for the estimate and the budget.
     #[serde(default)]
     pub prices: BTreeMap<String, f64>,
     /// fal gives up (uncharged) on a request no runner started by then (x-fal-request-timeout).
@@ -211,16 +218,10 @@ impl Options {
         if let Some(url) = &parsed.base_url {
             check_base_url(url).map_err(|m| OptionsError::at("base_url", m))?;
         }
-        if let Some(budget) = parsed.max_cost_usd {
-            if !(budget.is_finite() && budget > 0.0) {
-                return Err(OptionsError::at("max_cost_usd", "must be a positive number of dollars"));
-            }
-            if !Prices::new(&parsed.prices).knows(&parsed.model) {
-                return Err(OptionsError::at(
-                    "max_cost_usd",
-                    format!("a budget needs a price for model {:?}: add it under `prices`", parsed.model),
-                ));
-            }
+        if let Some(budget) = parsed.max_cost_usd
+            && !(budget.is_finite() && budget > 0.0)
+        {
+            return Err(OptionsError::at("max_cost_usd", "must be a positive number of dollars"));
         }
         Ok(parsed)
     }
@@ -284,12 +285,6 @@ impl Options {
         if self.guidance_scale.is_some_and(|g| !g.is_finite() || g < 0.0) {
             return Err(OptionsError::at("guidance_scale", "must be a number >= 0"));
         }
-        if let Some(format) = &self.output_format
-            && format != "png"
-            && format != "jpeg"
-        {
-            return Err(OptionsError::at("output_format", format!("{format:?} is not png or jpeg")));
-        }
         if self.extra.contains_key("prompt") {
             return Err(OptionsError::at(
                 "extra.prompt",
@@ -331,10 +326,8 @@ impl Options {
         self.num_images.unwrap_or(1)
     }
 
-    /// The JSON input fal receives for `prompt`: `extra` first, then the named inputs on top.
-    pub(super) fn request_body(&self, prompt: &str) -> Value {
-        let mut body = self.extra.clone();
-        body.insert("prompt".into(), prompt.into());
+    /// The model inputs these options set by name, as fal takes them.
+    fn named_inputs(&self) -> Vec<(&'static str, Value)> {
         let inputs = [
             ("image_size", self.image_size.as_ref().and_then(|s| serde_json::to_value(s).ok())),
             ("num_inference_steps", self.num_inference_steps.map(Value::from)),
@@ -344,11 +337,83 @@ impl Options {
             ("enable_safety_checker", self.enable_safety_checker.map(Value::from)),
             ("output_format", self.output_format.clone().map(Value::from)),
         ];
-        for (name, value) in inputs {
-            if let Some(value) = value {
-                body.insert(name.into(), value);
+        inputs.into_iter().filter_map(|(name, value)| Some((name, value?))).collect()
+    }
+
+    /// Every model input these options set, with the option that sets it (`extra.style`):
+    /// the named inputs over `extra`, and never `image_size`, the page shape, which is mapped
+    /// onto each model's own size input.
+    fn set_inputs(&self) -> Vec<(String, String, Value)> {
+        let named = self.named_inputs();
+        let from_extra = self
+            .extra
+            .iter()
+            .filter(|(name, _)| !named.iter().any(|(n, _)| n == name))
+            .map(|(name, value)| (format!("extra.{name}"), name.clone(), value.clone()));
+        let by_name =
+            named.iter().map(|(name, value)| ((*name).to_owned(), (*name).to_owned(), value.clone()));
+        by_name.filter(|(_, name, _)| name != "image_size").chain(from_extra).collect()
+    }
+
+    /// Checks every input these options would send against `model`'s schema, pointing at the
+    /// option that sets it: an out-of-range, mistyped or unknown value is refused here, before
+    /// fal runs (and bills) a request only to refuse it.
+    pub(super) fn check_model(&self, model: &Model) -> Result<(), OptionsError> {
+        for (path, name, value) in self.set_inputs() {
+            if let Some(input) = model.inputs.get(&name) {
+                input.check(&model.id, &name, &value).map_err(|message| OptionsError::at(&path, message))?;
             }
         }
+        Ok(())
+    }
+
+    /// The inputs these options set that `model` does not take: they are not sent. Each is
+    /// the option's path and a warning.
+    pub(super) fn unsent(&self, model: &Model) -> Vec<OptionsError> {
+        let mut unsent: Vec<OptionsError> = self
+            .set_inputs()
+            .into_iter()
+            .filter(|(_, name, _)| !model.inputs.contains_key(name))
+            .map(|(path, name, _)| {
+                OptionsError::at(&path, format!("{} takes no input {name}: it is not sent", model.id))
+            })
+            .collect();
+        let takes_a_size = ["image_size", "aspect_ratio"].iter().any(|n| model.inputs.contains_key(*n));
+        if self.image_size.is_some() && !takes_a_size {
+            unsent.push(OptionsError::at(
+                "image_size",
+                format!(
+                    "{} takes no size input: the page shape is not sent, the model picks its own",
+                    model.id
+                ),
+            ));
+        }
+        unsent
+    }
+
+    /// The JSON input fal receives for `prompt`: `extra` first, then the named inputs on top.
+    /// For a catalogued `model`, the page shape becomes the size input it reads and inputs it
+    /// does not take are left out; an unknown model gets everything as written.
+    pub(super) fn request_body(&self, prompt: &str, model: Option<&Model>) -> Value {
+        let mut body = self.extra.clone();
+        for (name, value) in self.named_inputs().into_iter().filter(|(name, _)| *name != "image_size") {
+            body.insert(name.into(), value);
+        }
+        if let Some(written) = self.image_size.as_ref().and_then(|s| serde_json::to_value(s).ok()) {
+            match model {
+                Some(model) => {
+                    body.remove("image_size");
+                    body.extend(shape_inputs(model, &written, self.dimensions()));
+                }
+                None => {
+                    body.insert("image_size".into(), written);
+                }
+            }
+        }
+        if let Some(model) = model {
+            body.retain(|name, _| model.inputs.contains_key(name));
+        }
+        body.insert("prompt".into(), prompt.into());
         Value::Object(body)
     }
 }
@@ -404,18 +469,12 @@ mod tests {
         assert_eq!(error_at(json!({"max_attempts": 0})).0, "max_attempts");
         assert_eq!(error_at(json!({"request_timeout": "soon"})).0, "request_timeout");
         assert_eq!(error_at(json!({"stop_wait": "a while"})).0, "stop_wait");
-        assert_eq!(error_at(json!({"output_format": "gif"})).0, "output_format");
         assert_eq!(error_at(json!({"model": "../etc"})).0, "model");
         assert_eq!(error_at(json!({"base_url": "ftp://x"})).0, "base_url");
         assert_eq!(error_at(json!({"extra": {"prompt": "x"}})).0, "extra.prompt");
         assert_eq!(error_at(json!({"stepz": 3})).0, "stepz");
         assert!(error_at(json!({"stepz": 3})).1.contains("num_inference_steps"));
-        let (path, message) = error_at(json!({"model": "a/b", "max_cost_usd": 1.0}));
-        assert_eq!(path, "max_cost_usd");
-        assert!(message.contains("prices"), "{message}");
-        assert!(
-            Options::parse(&json!({"model": "a/b", "max_cost_usd": 1.0, "prices": {"a/b": 0.1}})).is_ok()
-        );
+        assert_eq!(error_at(json!({"max_cost_usd": 0})).0, "max_cost_usd");
     }
 
     #[test]
@@ -450,6 +509,10 @@ mod tests {
         assert_eq!(error_at(json!({"allow_overrides": ["max_cost_usd"]})).0, "allow_overrides");
     }
 
+    fn model(id: &str) -> &'static Model {
+        crate::stages::fal::catalogue::Catalogue::builtin().get(id).unwrap()
+    }
+
     #[test]
     fn request_body_puts_named_inputs_over_extra() {
         let o = Options::parse(&json!({
@@ -457,10 +520,51 @@ mod tests {
             "output_format": "png", "extra": {"seed": 5, "acceleration": "high"}, "seed": 7
         }))
         .unwrap();
+        let expected = json!({"prompt": "a cat", "image_size": "portrait_4_3", "num_inference_steps": 28,
+                              "guidance_scale": 3.5, "output_format": "png", "seed": 7, "acceleration": "high"});
+        assert_eq!(o.request_body("a cat", None), expected);
+        assert_eq!(o.request_body("a cat", Some(model("fal-ai/flux/dev"))), expected);
+    }
+
+    #[test]
+    fn a_model_gets_its_own_size_input_and_only_the_inputs_it_takes() {
+        let o = Options::parse(&json!({
+            "image_size": "portrait_4_3", "num_inference_steps": 28, "guidance_scale": 3.5,
+            "extra": {"raw": true, "style": "vector_illustration"}
+        }))
+        .unwrap();
         assert_eq!(
-            o.request_body("a cat"),
-            json!({"prompt": "a cat", "image_size": "portrait_4_3", "num_inference_steps": 28,
-                   "guidance_scale": 3.5, "output_format": "png", "seed": 7, "acceleration": "high"})
+            o.request_body("a cat", Some(model("fal-ai/flux-pro/v1.1-ultra"))),
+            json!({"prompt": "a cat", "aspect_ratio": "3:4", "raw": true})
         );
+        assert_eq!(
+            o.request_body("a cat", Some(model("fal-ai/recraft/v3/text-to-image"))),
+            json!({"prompt": "a cat", "image_size": "portrait_4_3", "style": "vector_illustration"})
+        );
+        let unsent: Vec<String> =
+            o.unsent(model("fal-ai/flux-pro/v1.1-ultra")).iter().map(|e| e.path.join(".")).collect();
+        assert_eq!(unsent, ["num_inference_steps", "guidance_scale", "extra.style"]);
+    }
+
+    #[test]
+    fn every_input_is_checked_against_the_model_wherever_it_is_set() {
+        let schnell = model("fal-ai/flux/schnell");
+        let check = |options: Value| Options::parse(&options).unwrap().check_model(schnell);
+        let e = check(json!({"num_inference_steps": 28})).unwrap_err();
+        assert_eq!(
+            (e.path.join("."), e.message.as_str()),
+            ("num_inference_steps".into(), "num_inference_steps 28 is over fal-ai/flux/schnell's maximum 12")
+        );
+        let e = check(json!({"extra": {"num_inference_steps": 13}})).unwrap_err();
+        assert_eq!(e.path.join("."), "extra.num_inference_steps");
+        let e = check(json!({"output_format": "gif"})).unwrap_err();
+        assert_eq!(e.path.join("."), "output_format");
+        assert_eq!(
+            check(json!({"extra": {"num_images": 5}})).unwrap_err().path.join("."),
+            "extra.num_images"
+        );
+        // The named input wins over `extra`, so only it is checked.
+        assert!(check(json!({"num_inference_steps": 4, "extra": {"num_inference_steps": 40}})).is_ok());
+        assert!(check(json!({"extra": {"unknown_to_schnell": 1}})).is_ok());
     }
 }

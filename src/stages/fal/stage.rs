@@ -18,13 +18,15 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::catalogue::{self, Model};
 use super::client::{CancelAnswer, QueueClient, QueueState, Submission};
 use super::download::{self, OutputCaps};
 use super::error::CallError;
 use super::images::{ResultImage, decode_data_uri, result_images};
-use super::key::Environment;
+use super::key::{ApiKey, Environment};
+use super::models::{platform_url, unchecked_warning};
 use super::options::{self, Options};
-use super::pricing::{Prices, round_cents};
+use super::pricing::{Prices, Quote, fetch_live_price, round_cents};
 use super::resolve_base_url;
 use super::retry::{self, Call, GaveUp, RetryPolicy, sleep_unless_stopped};
 use crate::engine::item::{Item, Trial};
@@ -113,6 +115,10 @@ pub(super) struct FalStage {
     client: QueueClient,
     policy: RetryPolicy,
     prices: Prices,
+    /// Where model entries are looked up (the user's catalogue folder).
+    env: Environment,
+    /// Catalogue entries by model id, looked up once (`None`: not catalogued, unchecked).
+    models: Mutex<HashMap<String, Option<Arc<Model>>>>,
     spent_usd: Mutex<f64>,
     pending: Mutex<HashMap<String, Pending>>,
     /// Fetched images not yet decoded below, at most as many as the stages below can take: a
@@ -138,18 +144,38 @@ impl FalStage {
         if key.is_none() && !dry_run {
             return Err(anyhow!("stage {id:?}: {}", CallError::MissingKey));
         }
+        let model = catalogue::find(&options.model, env).map_err(|e| anyhow!("stage {id:?}: {e}"))?;
+        match &model {
+            Some(model) => {
+                options.check_model(model).map_err(|e| anyhow!("stage {id:?}: {}", e.qualified()))?
+            }
+            None => tracing::warn!("stage {id:?}: {}", unchecked_warning(&options.model)),
+        }
         let base = resolve_base_url(&options, env).map_err(|e| anyhow!("stage {id:?}: {e}"))?;
         let timeout = options.request_timeout().map_err(|e| anyhow!("stage {id:?}: {}", e.message))?;
+        let mut prices = Prices::new(&options.prices);
+        if let Some(key) = &key
+            && (env.var("FAL_PLATFORM_BASE_URL").is_some()
+                || options.base_url.is_none() && env.var("FAL_QUEUE_BASE_URL").is_none())
+        {
+            match live_price(env, key, &options.model, timeout) {
+                Ok(live) => prices.set_live(&options.model, live),
+                Err(e) => tracing::warn!("stage {id:?}: {}; using the catalogue's price", key.redact(&e)),
+            }
+        }
         let client = QueueClient::new(base, key, timeout).map_err(|e| anyhow!("stage {id:?}: {e}"))?;
-        output_caps(&options).map_err(|e| anyhow!("stage {id:?}: {e}"))?;
+        let models = Mutex::new(HashMap::from([(options.model.clone(), model.clone().map(Arc::new))]));
+        output_caps(&options, model.as_ref()).map_err(|e| anyhow!("stage {id:?}: {e}"))?;
         Ok(FalStage {
+            env: env.clone(),
+            models,
             id: id.to_owned(),
             raw_options: raw_options.clone(),
             policy: RetryPolicy {
                 max_attempts: options.max_attempts,
                 base_delay: Duration::from_millis(options.base_delay_ms),
             },
-            prices: Prices::new(&options.prices),
+            prices,
             options,
             client,
             spent_usd: Mutex::new(0.0),
@@ -158,22 +184,47 @@ impl FalStage {
         })
     }
 
-    /// The pipeline's options with this item's overrides applied, for the candidate of its
-    /// page the item is: a later request asks for a new seed, and best of N asks for all N
-    /// images at once.
-    fn options_for(&self, item: &Item) -> Result<Options, String> {
+    /// The catalogue entry of model `id` (looked up once), `None` for a model it lacks.
+    fn model(&self, id: &str) -> Result<Option<Arc<Model>>, String> {
+        if let Some(known) = lock(&self.models).get(id) {
+            return Ok(known.clone());
+        }
+        let found = catalogue::find(id, &self.env)?.map(Arc::new);
+        if found.is_none() {
+            tracing::warn!("{}", unchecked_warning(id));
+        }
+        lock(&self.models).insert(id.to_owned(), found.clone());
+        Ok(found)
+    }
+
+    /// The pipeline's options with this item's overrides applied, checked against the
+    /// model's schema, for the candidate of its page the item is: a later request asks for a
+    /// new seed, and best of N asks for its images in as few requests as the model's limit
+    /// per request allows (best of 6 on FLUX: two requests of 3).
+    fn options_for(&self, item: &mut Item) -> Result<(Options, Option<Arc<Model>>), String> {
         let overridden = options::ITEM_OVERRIDES.iter().any(|name| item.prompt.extra.contains_key(*name));
         let mut options = if overridden {
             self.options.for_item(&self.raw_options, &item.prompt.extra)?
         } else {
             self.options.clone()
         };
+        let model = self.model(&options.model)?;
+        if let Some(model) = &model {
+            if overridden {
+                options
+                    .check_model(model)
+                    .map_err(|e| format!("prompt field {:?}: {}", e.path.join("."), e.message))?;
+            }
+            let wanted = item.trial.per_request.max(1);
+            let cap = model.images_per_request().max(1);
+            item.trial.per_request = wanted.div_ceil(wanted.div_ceil(cap));
+        }
         let (request, _) = item.trial.request_and_image();
         options.seed = Trial::seed(&item.key, options.seed, request);
         if item.trial.per_request > 1 {
             options.num_images = Some(options.images().max(item.trial.per_request));
         }
-        Ok(options)
+        Ok((options, model))
     }
 
     fn redact(&self, message: &str) -> String {
@@ -189,13 +240,21 @@ impl FalStage {
         cx: &RunContext,
         retries: &mut u32,
     ) -> Result<Undecoded, Failure> {
-        let options = self.options_for(item).map_err(Failure::Item)?;
-        let caps = output_caps(&options).map_err(Failure::Item)?;
-        let cost = self.prices.request_cost(&options.model, options.dimensions(), options.images());
+        let (options, model) = self.options_for(item).map_err(Failure::Item)?;
+        let caps = output_caps(&options, model.as_deref()).map_err(Failure::Item)?;
         item.record("model", options.model.clone());
-        let body = options.request_body(&item.prompt.image_prompt);
-        let cache_key = RawCache::key(&options.model, &body);
-        let (_, image) = item.trial.request_and_image();
+        let body = options.request_body(&item.prompt.image_prompt, model.as_deref());
+        let quote = self.prices.quote(&options.model, model.as_deref(), &body);
+        let cost = quote.as_ref().map(|q| q.cost_usd);
+        let (request, image) = item.trial.request_and_image();
+        // Without a seed every request has the same input: the request number tells a
+        // re-roll's original apart from the first one's.
+        let cache_key = match model.as_deref() {
+            Some(model) if !model.takes_seed() && request > 0 => {
+                RawCache::key(&options.model, &json!({"input": body, "request": request}))
+            }
+            _ => RawCache::key(&options.model, &body),
+        };
         let image_key = if image == 0 { cache_key.clone() } else { format!("{cache_key}-{image}") };
         if let Some(cached) = cx.raw_cache.as_ref().and_then(|cache| cache.get(&image_key)) {
             return self.serve_cached(item, cached, options.dimensions());
@@ -219,7 +278,7 @@ impl FalStage {
             Some(journaled) => serde_json::from_value::<Submission>(journaled.clone()).map_err(|e| {
                 Failure::Item(format!("the journal's request for this item is unreadable: {e}"))
             })?,
-            None => self.submit(item, &options, &body, cost, cx, retries).await?,
+            None => self.submit(item, &options, &body, quote.as_ref(), cx, retries).await?,
         };
         item.record("request_id", submission.request_id.clone());
         // fal charges a request once it runs, whatever its outcome (a 422 too).
@@ -324,10 +383,11 @@ impl FalStage {
         item: &Item,
         options: &Options,
         body: &Value,
-        cost: Option<f64>,
+        quote: Option<&Quote>,
         cx: &RunContext,
         retries: &mut u32,
     ) -> Result<Submission, Failure> {
+        let cost = quote.map(|q| q.cost_usd);
         if item.prompt.image_prompt.trim().is_empty() {
             return Err(Failure::Item("the prompt is empty: nothing to generate".into()));
         }
@@ -371,7 +431,12 @@ impl FalStage {
             }
         };
         tracing::info!("{}: fal accepted request {}", item.key, submission.request_id);
-        let journaled = serde_json::to_value(&submission).unwrap_or(Value::Null);
+        // The price the request was counted at goes beside it, so the journal shows what each
+        // request cost and where that price came from.
+        let mut journaled = serde_json::to_value(&submission).unwrap_or(Value::Null);
+        if let (Some(quote), Some(fields)) = (quote, journaled.as_object_mut()) {
+            fields.insert("price".into(), quote.record());
+        }
         if let Some(Err(e)) = log.map(|log| log.submitted(item, &self.id, &journaled, cost)) {
             let never_polled = Pending {
                 key: item.key.clone(),
@@ -739,16 +804,20 @@ impl FalStage {
 
 /// The answer caps for requests made with `options`, from the size asked for (the largest the
 /// model returns, where nothing better is known) and whether the images come inline.
-fn output_caps(options: &Options) -> Result<OutputCaps, String> {
-    let sync_mode = options.request_body("").get("sync_mode") == Some(&Value::Bool(true));
-    OutputCaps::for_model(
-        &options.model,
-        options.dimensions(),
-        options.images(),
-        options.max_image_bytes,
-        sync_mode,
-    )
+fn output_caps(options: &Options, model: Option<&Model>) -> Result<OutputCaps, String> {
+    let sync_mode = options.request_body("", model).get("sync_mode") == Some(&Value::Bool(true));
+    // A model that picks its own pixel count (an aspect ratio, or no size input) may answer
+    // far more than the page asked for: FLUX1.1 ultra answers 2752x1536 for 16:9.
+    let max_output = match model {
+        Some(model) if !model.inputs.contains_key("image_size") => LARGEST_CHOSEN_OUTPUT,
+        _ => options.dimensions(),
+    };
+    OutputCaps::for_model(&options.model, max_output, options.images(), options.max_image_bytes, sync_mode)
 }
+
+/// The largest image a model that chooses its own size is assumed to answer (4K square, the
+/// largest any catalogued model offers).
+const LARGEST_CHOSEN_OUTPUT: (u32, u32) = (4096, 4096);
 
 /// Writes a settlement to the journal; a journal that cannot take it is logged, since the
 /// worst outcome is a resumed batch polling the request once more.
@@ -807,11 +876,12 @@ impl IoStage for FalStage {
 
     fn estimate_cost(&self, items: &mut dyn Iterator<Item = Item>) -> Option<CostEstimate> {
         let mut estimate = CostEstimate::default();
-        for item in items {
-            match self.options_for(&item) {
-                Ok(options) => {
-                    match self.prices.request_cost(&options.model, options.dimensions(), options.images()) {
-                        Some(cost) => estimate.usd += cost,
+        for mut item in items {
+            match self.options_for(&mut item) {
+                Ok((options, model)) => {
+                    let body = options.request_body(&item.prompt.image_prompt, model.as_deref());
+                    match self.prices.quote(&options.model, model.as_deref(), &body) {
+                        Some(quote) => estimate.usd += quote.cost_usd,
                         None => estimate.unpriced.push(format!(
                             "{}: no price for model {:?}: add it under the stage's `prices`",
                             item.key, options.model
@@ -885,4 +955,27 @@ fn cached_facts(item: &Item) -> Value {
     let facts: serde_json::Map<String, Value> =
         keep.iter().filter_map(|k| item.facts.get(*k).map(|v| ((*k).to_owned(), v.clone()))).collect();
     Value::Object(facts)
+}
+
+/// fal's live unit price of `model`, read on a thread of its own so a stage can be built
+/// inside or outside an async runtime.
+fn live_price(
+    env: &Environment,
+    key: &ApiKey,
+    model: &str,
+    timeout: Duration,
+) -> Result<super::pricing::LivePrice, String> {
+    let platform = platform_url(env)?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("cannot start the pricing call: {e}"))?;
+                runtime.block_on(fetch_live_price(&platform, key, model, timeout))
+            })
+            .join()
+            .unwrap_or_else(|_| Err("the pricing call failed".into()))
+    })
 }

@@ -6,6 +6,13 @@
 //! and reports 42, as fal reports the seed it picked). `num_images` gives that many images,
 //! `sync_mode` gives `data:` URIs.
 //!
+//! Every model of inkflow's catalogue (`src/stages/fal/catalogue/models.json`) behaves per its
+//! entry, as fal's apps do: unknown inputs are ignored, an out-of-range value is accepted at
+//! submit and refused with a 422 after COMPLETED (billed, as fal's FAQ allows), aspect-ratio
+//! models answer the ratio's size, `num_images` stops at the model's maximum, and each request
+//! is billed in the model's unit ([`Ledger::billed_usd`]). `/v1/models/pricing` is fal's
+//! platform pricing API.
+//!
 //! A prompt asks for trouble by containing one of the markers below. Each trouble strikes the
 //! first accepted request of its prompt only (the ingress refusal: the first POST), so a
 //! resubmission behaves, as it would on the real service once a problem has passed.
@@ -96,6 +103,116 @@ pub struct Ledger {
     pub cancels: HashMap<String, u32>,
     /// Lets every [`HELD_RUNNING`] request complete.
     pub released: bool,
+    /// The model (endpoint id) of each request id.
+    pub models: HashMap<String, String>,
+    /// What each request was billed, by request id, in the model's unit.
+    pub bills: HashMap<String, f64>,
+    /// Unit prices the pricing API answers (and bills at) instead of the catalogue's, by model.
+    pub live_prices: HashMap<String, f64>,
+    /// Calls to the pricing API.
+    pub pricing_calls: u32,
+}
+
+/// The catalogue the emulated models follow: the one inkflow ships.
+const CATALOGUE: &str = include_str!("../../../src/stages/fal/catalogue/models.json");
+
+/// Model `id`'s catalogue entry.
+fn model_entry(id: &str) -> Option<Value> {
+    let catalogue: Value = serde_json::from_str(CATALOGUE).ok()?;
+    catalogue["models"].as_array()?.iter().find(|m| m["id"] == id).cloned()
+}
+
+/// fal's 422 for the first input of `body` out of `model`'s schema: range, type or choices.
+fn refusal(model: &Value, body: &Value) -> Option<Value> {
+    let inputs = model["inputs"].as_object()?;
+    body.as_object()?.iter().find_map(|(name, value)| {
+        let schema = inputs.get(name)?;
+        let number = value.as_f64();
+        let (kind, msg) =
+            if let Some(max) = schema["max"].as_f64().filter(|max| number.is_some_and(|n| n > *max)) {
+                ("less_than_equal", format!("Input should be less than or equal to {max}"))
+            } else if let Some(min) = schema["min"].as_f64().filter(|min| number.is_some_and(|n| n < *min)) {
+                ("greater_than_equal", format!("Input should be greater than or equal to {min}"))
+            } else if schema["type"] == "integer" && !value.is_u64() && !value.is_i64() {
+                ("int_parsing", "Input should be a valid integer".to_owned())
+            } else if let Some(choices) =
+                schema["enum"].as_array().filter(|c| value.is_string() && !c.contains(value))
+            {
+                ("enum", format!("Input should be one of {choices:?}"))
+            } else {
+                return None;
+            };
+        Some(json!({"detail": [{"loc": ["body", name], "msg": msg, "type": kind, "input": value}]}))
+    })
+}
+
+/// The value `model` uses for `name`: the request's, else its default.
+fn used<'a>(model: &'a Value, body: &'a Value, name: &str) -> Option<&'a Value> {
+    body.get(name).or_else(|| model["inputs"][name].get("default"))
+}
+
+/// How many images a request of `model` makes.
+fn image_count(model: Option<&Value>, body: &Value) -> usize {
+    let asked = body["num_images"].as_u64().unwrap_or(1).max(1);
+    let max = model.map_or(4, |m| m["inputs"]["num_images"]["max"].as_u64().unwrap_or(1));
+    asked.min(max) as usize
+}
+
+/// The pixels each image of a request of `model` has, as fal reports them.
+fn image_dimensions(model: Option<&Value>, body: &Value) -> (u32, u32) {
+    let Some(model) = model else { return (1024, 768) };
+    let presets = [
+        ("square_hd", (1024, 1024)),
+        ("square", (512, 512)),
+        ("portrait_4_3", (768, 1024)),
+        ("portrait_16_9", (576, 1024)),
+        ("landscape_4_3", (1024, 768)),
+        ("landscape_16_9", (1024, 576)),
+    ];
+    match used(model, body, "image_size") {
+        Some(Value::String(name)) => {
+            return presets.iter().find(|(p, _)| p == name).map_or((2048, 2048), |(_, d)| *d);
+        }
+        Some(Value::Object(size)) => {
+            return (
+                size["width"].as_u64().unwrap_or(1024) as u32,
+                size["height"].as_u64().unwrap_or(1024) as u32,
+            );
+        }
+        _ => {}
+    }
+    let ratio = used(model, body, "aspect_ratio").and_then(Value::as_str).unwrap_or("1:1");
+    let (w, h) = ratio
+        .split_once(':')
+        .map_or((1.0, 1.0), |(w, h)| (w.parse().unwrap_or(1.0), h.parse().unwrap_or(1.0)));
+    let pixels = model["megapixels"].as_f64().unwrap_or(1.0) * 1024.0 * 1024.0;
+    let height = (pixels * h / w).sqrt();
+    (((height * w / h) / 16.0).round() as u32 * 16, (height / 16.0).round() as u32 * 16)
+}
+
+/// What fal bills for a request of `model` that ran: its unit price (the live one when a test
+/// set it), at its tier, with its surcharges, per image or per started megapixel of each.
+fn bill(model: &Value, body: &Value, live: Option<f64>) -> f64 {
+    let price = &model["price"];
+    let base = price["usd"].as_f64().unwrap_or(0.0);
+    let mut unit = live.unwrap_or(base);
+    if let Some(tier) = price["tiers"]["input"].as_str().and_then(|input| used(model, body, input)) {
+        let tier_price = price["tiers"]["usd"][tier.as_str().unwrap_or_default()].as_f64();
+        unit = tier_price.map_or(unit, |t| t * unit / base);
+    }
+    for surcharge in price["surcharges"].as_array().into_iter().flatten() {
+        let value = surcharge["input"].as_str().and_then(|input| used(model, body, input));
+        if value
+            .and_then(Value::as_str)
+            .is_some_and(|v| v.starts_with(surcharge["prefix"].as_str().unwrap_or("?")))
+        {
+            unit *= surcharge["factor"].as_f64().unwrap_or(1.0);
+        }
+    }
+    let (w, h) = image_dimensions(Some(model), body);
+    let units =
+        if price["unit"] == "megapixel" { (u64::from(w) * u64::from(h)).div_ceil(1024 * 1024) } else { 1 };
+    unit * units as f64 * image_count(Some(model), body) as f64
 }
 
 impl Ledger {
@@ -115,6 +232,19 @@ impl Ledger {
     /// Calls of one kind (`polls`, `result_fetches`...) over every request of a prompt.
     pub fn calls(&self, calls: &HashMap<String, u32>, text: &str) -> u32 {
         self.requests_of(text).iter().map(|id| calls.get(id).copied().unwrap_or(0)).sum()
+    }
+
+    /// Dollars billed over every request.
+    pub fn billed_usd(&self) -> f64 {
+        (self.bills.values().sum::<f64>() * 1e6).round() / 1e6
+    }
+
+    /// Records what request `id` costs, once.
+    fn charge(&mut self, id: &str) {
+        let (Some(model), Some(body)) = (self.models.get(id), self.bodies.get(id)) else { return };
+        let Some(entry) = model_entry(model) else { return };
+        let cost = bill(&entry, body, self.live_prices.get(model).copied());
+        self.bills.entry(id.to_owned()).or_insert(cost);
     }
 
     /// Whether request `id` is the first of its prompt and the prompt asks for `trouble`.
@@ -181,6 +311,7 @@ impl Respond for Submit {
         let first = *count == 1;
         let id = format!("req-{}", ledger.prompts.len() + 1);
         ledger.prompts.insert(id.clone(), prompt.clone());
+        ledger.models.insert(id.clone(), request.url.path().trim_start_matches('/').to_owned());
         ledger.bodies.insert(id.clone(), body);
         if first {
             ledger.first_of_prompt.insert(id.clone());
@@ -248,10 +379,19 @@ impl Respond for Result {
             *n += 1;
             *n
         };
-        let (Some(prompt), Some(body)) = (ledger.prompts.get(&id), ledger.bodies.get(&id)) else {
+        let (Some(prompt), Some(body)) = (ledger.prompts.get(&id).cloned(), ledger.bodies.get(&id).cloned())
+        else {
             return ResponseTemplate::new(404).set_body_json(json!({"detail": "Request not found"}));
         };
+        let model = ledger.models.get(&id).and_then(|m| model_entry(m));
+        if let Some(refused) = model.as_ref().and_then(|model| refusal(model, &body)) {
+            ledger.charge(&id);
+            return ResponseTemplate::new(422)
+                .insert_header("x-fal-request-id", id.as_str())
+                .set_body_json(refused);
+        }
         if ledger.troubled(&id, POLICY_422) {
+            ledger.charge(&id);
             return ResponseTemplate::new(422).insert_header("x-fal-request-id", id.as_str()).set_body_json(json!({
                 "detail": [{"loc": ["body", "prompt"], "msg": "The prompt was flagged by the content checker",
                             "type": "content_policy_violation"}]
@@ -264,9 +404,10 @@ impl Respond for Result {
         }
         // fal's safety checker flags what it flags; here, prompts that ask to be flagged.
         let flagged = prompt.contains(FLAGGED);
-        let count = body["num_images"].as_u64().unwrap_or(1).clamp(1, 4) as usize;
+        let count = image_count(model.as_ref(), &body);
+        let (width, height) = image_dimensions(model.as_ref(), &body);
         let sync = body["sync_mode"].as_bool().unwrap_or(false);
-        let (extension, content_type) = answered_format(prompt);
+        let (extension, content_type) = answered_format(&prompt);
         let images: Vec<Value> = (0..count)
             .map(|n| {
                 let url = if sync {
@@ -278,9 +419,10 @@ impl Respond for Result {
                 } else {
                     format!("{}/files/{id}-{n}.{extension}", self.1)
                 };
-                json!({"url": url, "content_type": content_type})
+                json!({"url": url, "content_type": content_type, "width": width, "height": height})
             })
             .collect();
+        ledger.charge(&id);
         ResponseTemplate::new(200).set_body_json(json!({
             "images": images, "seed": body["seed"].as_u64().unwrap_or(42), "has_nsfw_concepts": vec![flagged; count],
             "timings": {"inference": 0.5},
@@ -329,16 +471,32 @@ fn drawn_file(ledger: &Ledger, id: &str, n: usize) -> Vec<u8> {
     webp
 }
 
+/// The pixels image `n` of request `id` is drawn at: 300x400 (small, to spare the test's CPU),
+/// or for a model that reads an aspect ratio, that ratio's shape with a long side of 400.
+fn drawn_size(ledger: &Ledger, id: &str) -> (u32, u32) {
+    let model = ledger.models.get(id).and_then(|m| model_entry(m));
+    let body = ledger.bodies.get(id).cloned().unwrap_or(Value::Null);
+    match model {
+        Some(model) if model["inputs"].get("aspect_ratio").is_some() => {
+            let (w, h) = image_dimensions(Some(&model), &body);
+            let scale = 400.0 / f64::from(w.max(h));
+            ((f64::from(w) * scale).round() as u32, (f64::from(h) * scale).round() as u32)
+        }
+        _ => (300, 400),
+    }
+}
+
 /// Image `n` of request `id`, drawn from its prompt and seed (or spoiled, when asked).
 fn drawn_png(ledger: &Ledger, id: &str, n: usize) -> Vec<u8> {
     let prompt = ledger.prompts.get(id).cloned().unwrap_or_default();
     let seed = ledger.bodies.get(id).and_then(|body| body["seed"].as_u64()).unwrap_or(1);
+    let (width, height) = drawn_size(ledger, id);
     let spoiled = (n == 0 && ledger.troubled(id, SPOILED_FIRST)) || prompt.contains(SPOILED_ALWAYS);
     png_of(&if spoiled {
         let family = inkflow::imaging::pattern::family_for(&prompt, seed);
-        inkflow::imaging::pattern::draw_spoiled(family, &prompt, seed, 300, 400, Defect::Blob)
+        inkflow::imaging::pattern::draw_spoiled(family, &prompt, seed, width, height, Defect::Blob)
     } else {
-        inkflow::imaging::pattern::draw(&image_prompt(&prompt, n), seed, 300, 400)
+        inkflow::imaging::pattern::draw(&image_prompt(&prompt, n), seed, width, height)
     })
 }
 
@@ -367,7 +525,7 @@ impl Respond for Download {
             let Some(prompt) = ledger.prompts.get(id) else {
                 return ResponseTemplate::new(404);
             };
-            let (_, content_type) = answered_format(prompt);
+            let (_, content_type) = answered_format(&prompt);
             let body = match &self.2 {
                 Images::FromPrompt => drawn_file(&ledger, id, n),
                 Images::Fixed(bytes) => bytes.as_ref().clone(),
@@ -407,17 +565,26 @@ fn is_locked(request: &Request) -> bool {
     request.headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Key {LOCKED_KEY}"))
 }
 
-/// fal's platform pricing API (free with a valid key, so a locked account still gets it).
-struct Pricing;
+/// fal's platform pricing API: the model's unit price (the live one a test set, else the
+/// catalogue's), refused without a key fal knows.
+struct Pricing(Arc<Mutex<Ledger>>);
 impl Respond for Pricing {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let key = request.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
-        if key.is_empty() || key == format!("Key {REFUSED_KEY}") {
-            return ResponseTemplate::new(401).set_body_json(json!({"detail": "Invalid API key"}));
+        if !key.starts_with("Key ") || key == format!("Key {REFUSED_KEY}") {
+            return ResponseTemplate::new(401).set_body_json(json!({"detail": "No user found for Key"}));
         }
+        let mut ledger = self.0.lock().unwrap();
+        ledger.pricing_calls += 1;
+        let id = request.url.query_pairs().find(|(k, _)| k == "endpoint_id").map(|(_, v)| v.into_owned());
+        let Some(entry) = id.as_deref().and_then(model_entry) else {
+            return ResponseTemplate::new(200).set_body_json(json!({"prices": []}));
+        };
+        let id = id.unwrap_or_default();
+        let usd = ledger.live_prices.get(&id).copied().or_else(|| entry["price"]["usd"].as_f64());
+        let unit = if entry["price"]["unit"] == "megapixel" { "megapixels" } else { "images" };
         ResponseTemplate::new(200).set_body_json(json!({
-            "prices": [{"endpoint_id": "fal-ai/flux/dev", "unit_price": 0.025, "unit": "megapixels", "currency": "USD"}],
-            "next_cursor": null, "has_more": false,
+            "prices": [{"endpoint_id": id, "unit_price": usd, "unit": unit, "currency": "USD"}]
         }))
     }
 }
@@ -442,7 +609,7 @@ impl FalEmulator {
         let ledger = Arc::new(Mutex::new(Ledger::default()));
         let base = server.uri();
         Mock::given(method("POST"))
-            .and(path_regex(r"^/fal-ai/flux/dev$"))
+            .and(path_regex(r"^/[a-z0-9-]+/[a-z0-9./-]+$"))
             .respond_with(Submit(ledger.clone(), base.clone(), latency.submit))
             .mount(&server)
             .await;
@@ -462,13 +629,13 @@ impl FalEmulator {
             .mount(&server)
             .await;
         Mock::given(method("GET"))
-            .and(path_regex(r"^/v1/models/pricing$"))
-            .respond_with(Pricing)
+            .and(path_regex(r"^/files/[^/]+\.(png|svg|webp)$"))
+            .respond_with(Download(ledger.clone(), latency.download, images))
             .mount(&server)
             .await;
         Mock::given(method("GET"))
-            .and(path_regex(r"^/files/[^/]+\.(png|svg|webp)$"))
-            .respond_with(Download(ledger.clone(), latency.download, images))
+            .and(path_regex(r"^/v1/models/pricing$"))
+            .respond_with(Pricing(ledger.clone()))
             .mount(&server)
             .await;
         FalEmulator { server, ledger }
