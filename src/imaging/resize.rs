@@ -76,7 +76,7 @@ pub fn resize(raster: &Raster, width: u32, height: u32, fit: Fit) -> Result<Rast
     Ok(Raster::new(width, height, raster.dpi, pixels))
 }
 
-fn check_size(width: u32, height: u32) -> Result<(), ImagingError> {
+pub(super) fn check_size(width: u32, height: u32) -> Result<(), ImagingError> {
     if width == 0 || height == 0 {
         return Err(ImagingError::BadSize { width, height, reason: "a side is zero" });
     }
