@@ -14,6 +14,7 @@ use inkflow::engine::item::{Item, Prompt};
 use inkflow::engine::media::Payload;
 use inkflow::engine::media::{Pixels, Raster};
 use inkflow::engine::stage::{BuildContext, Component, CpuStage, Kind};
+use inkflow::imaging::fused::upscale_threshold;
 use inkflow::imaging::gray::to_gray;
 use inkflow::imaging::jpeg::encode_thumbnail;
 use inkflow::imaging::png::{PngCompression, encode_png};
@@ -49,6 +50,16 @@ fn upscale(gray: &Raster) -> Raster {
 /// The whole per-page work of `pipelines/postprocess.yaml`, minus the file writes.
 fn page_chain(png: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let page = threshold(&upscale(&to_gray(&decode(png))), 128);
+    let file = encode_png(&page, PngCompression::Default).expect("png");
+    let thumb = encode_thumbnail(&page, 400, 518, 85).expect("jpeg");
+    (file, thumb.bytes)
+}
+
+/// [`page_chain`] with upscale and threshold fused, as a chain without a check between them
+/// runs (`pipelines/kdp-book.yaml`): the same page, without the full-size gray page.
+fn fused_chain(png: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let mut page = upscale_threshold(&to_gray(&decode(png)), 2550, 3300, Fit::Contain, 128).expect("fused");
+    page.dpi = Some(300.0);
     let file = encode_png(&page, PngCompression::Default).expect("png");
     let thumb = encode_thumbnail(&page, 400, 518, 85).expect("jpeg");
     (file, thumb.bytes)
@@ -103,6 +114,9 @@ fn benches(c: &mut Criterion) {
     g.bench_function("grayscale", |b| b.iter(|| to_gray(black_box(&rgb))));
     g.bench_function("upscale_lanczos3", |b| b.iter(|| upscale(black_box(&gray))));
     g.bench_function("threshold", |b| b.iter(|| threshold(black_box(&big), 128)));
+    g.bench_function("upscale_threshold_fused", |b| {
+        b.iter(|| upscale_threshold(black_box(&gray), 2550, 3300, Fit::Contain, 128))
+    });
     for (level, compression) in COMPRESSIONS {
         g.bench_function(format!("png_1bit_{level}"), |b| {
             b.iter(|| encode_png(black_box(&page), compression))
@@ -122,6 +136,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| check_and_clean(check.as_ref(), clean.as_ref(), black_box(&big), black_box(&page)))
     });
     g.bench_function("whole_chain", |b| b.iter(|| page_chain(black_box(&png))));
+    g.bench_function("whole_chain_fused", |b| b.iter(|| fused_chain(black_box(&png))));
     g.finish();
 }
 

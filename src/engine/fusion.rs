@@ -7,6 +7,80 @@
 //! it: `upscale -> threshold` never holds more 8.4 MB gray pages than the chain has items in
 //! progress, whatever the batch size. A source's load (reading and decoding a file) is CPU
 //! work too: fused, a decoded input exists only inside the job that shrinks it.
+//!
+//! Inside a chain, fusion also picks kernels: neighbours that one pass does better together
+//! ([`kernels`]), while the pipeline file keeps its separate stages.
+
+use std::sync::Arc;
+
+use crate::engine::item::Item;
+use crate::engine::media::{Media, Payload};
+use crate::engine::stage::{CpuStage, StageError};
+use crate::imaging::fused::upscale_threshold;
+use crate::imaging::resize::Fit;
+
+/// What a CPU stage does, as far as picking a kernel cares ([`CpuStage::step`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Step {
+    /// `upscale`: Lanczos3 to `width` x `height` by `fit`, printed at `dpi`.
+    Resize {
+        /// Page width in pixels.
+        width: u32,
+        /// Page height in pixels.
+        height: u32,
+        /// How the image meets the page.
+        fit: Fit,
+        /// The page's print resolution.
+        dpi: f32,
+    },
+    /// `threshold`: a pixel below `level` is black.
+    Threshold {
+        /// The level.
+        level: u8,
+    },
+}
+
+/// The stages of a fused chain, with each `upscale` directly followed by `threshold` made by
+/// one kernel that never makes the full-size gray page ([`upscale_threshold`], the same bits).
+/// The chain keeps its length and the threshold stage its place, so every stage keeps its own
+/// counts and facts: it passes the finished 1-bit page on and records its level.
+pub fn kernels(chain: &[Arc<dyn CpuStage>]) -> Vec<Arc<dyn CpuStage>> {
+    let mut picked = chain.to_vec();
+    for (at, pair) in chain.windows(2).enumerate() {
+        if let (Some(Step::Resize { width, height, fit, dpi }), Some(Step::Threshold { level })) =
+            (pair[0].step(), pair[1].step())
+        {
+            let resize = ResizeThreshold { upscale: pair[0].clone(), width, height, fit, dpi, level };
+            picked[at] = Arc::new(resize);
+        }
+    }
+    picked
+}
+
+/// `upscale` with the next stage's threshold done in the same pass, for gray pages.
+struct ResizeThreshold {
+    /// The stage it stands in for, which still resizes what the kernel does not take (RGB).
+    upscale: Arc<dyn CpuStage>,
+    width: u32,
+    height: u32,
+    fit: Fit,
+    dpi: f32,
+    level: u8,
+}
+
+impl CpuStage for ResizeThreshold {
+    fn process(&self, item: &mut Item, input: Payload) -> Result<Payload, StageError> {
+        let Payload::Image(raster) = &input else { return self.upscale.process(item, input) };
+        if raster.media() != Media::Gray {
+            return self.upscale.process(item, input);
+        }
+        let mut page = upscale_threshold(raster, self.width, self.height, self.fit, self.level)
+            .map_err(|e| StageError::failed(format!("upscale: {e}")))?;
+        page.dpi = Some(self.dpi);
+        item.record("resolution", format!("{}x{}", self.width, self.height));
+        Ok(Payload::Image(Arc::new(page)))
+    }
+}
 
 /// What a component does with each item, as far as fusion cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +128,75 @@ pub fn units(inputs: &[&[usize]], work: &[Work]) -> Vec<Vec<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::item::Prompt;
+    use crate::engine::media::{Pixels, Raster};
+    use crate::stages::lineart_cleanup::LineartCleanup;
+    use crate::stages::test_support::build_cpu;
+    use crate::stages::threshold::Threshold;
+    use crate::stages::upscale::Upscale;
+
+    fn stages(pairs: &[(&dyn crate::engine::stage::Kind, serde_json::Value)]) -> Vec<Arc<dyn CpuStage>> {
+        pairs.iter().map(|(kind, options)| build_cpu(*kind, options.clone())).collect()
+    }
+
+    /// Runs `chain` on `input` as a fused chain runs it: each stage on the one before's output.
+    fn run(chain: &[Arc<dyn CpuStage>], input: Raster) -> (Item, Arc<Raster>) {
+        let mut item = Item::new(0, Prompt::default());
+        let mut payload = Payload::Image(Arc::new(input));
+        for stage in chain {
+            payload = stage.process(&mut item, payload).unwrap();
+        }
+        let Payload::Image(page) = payload else { panic!("not an image") };
+        (item, page)
+    }
+
+    /// A gray card with a dark ring, so the page has ink, paper and edges.
+    fn card(width: u32, height: u32) -> Raster {
+        let (cx, cy) = (f64::from(width) / 2.0, f64::from(height) / 2.0);
+        let px = (0..width * height)
+            .map(|i| {
+                let r = (f64::from(i % width) - cx).hypot(f64::from(i / width) - cy);
+                if (r - 15.0).abs() < 2.0 { 30 } else { 250 }
+            })
+            .collect();
+        Raster::new(width, height, None, Pixels::Gray(px))
+    }
+
+    #[test]
+    fn upscale_then_threshold_is_one_kernel_with_the_same_page_and_facts() {
+        let chain = stages(&[
+            (&Upscale, serde_json::json!({"width": 255, "height": 330, "dpi": 30})),
+            (&Threshold, serde_json::json!({"level": 140})),
+        ]);
+        let picked = kernels(&chain);
+        assert_eq!(picked.len(), 2);
+        assert!(!Arc::ptr_eq(&picked[0], &chain[0]), "the upscale was not replaced");
+        assert!(Arc::ptr_eq(&picked[1], &chain[1]), "the threshold keeps its place");
+        let (apart_item, apart) = run(&chain, card(77, 100));
+        let (fused_item, fused) = run(&picked, card(77, 100));
+        assert_eq!(fused.media(), Media::Bilevel);
+        assert!(fused.pixels == apart.pixels, "the fused page differs");
+        assert_eq!((fused.width, fused.height, fused.dpi), (apart.width, apart.height, Some(30.0)));
+        assert_eq!(fused_item.facts, apart_item.facts);
+    }
+
+    #[test]
+    fn rgb_pages_and_stages_between_keep_the_separate_steps() {
+        let upscale =
+            (&Upscale as &dyn crate::engine::stage::Kind, serde_json::json!({"width": 60, "height": 80}));
+        let threshold = (&Threshold as &dyn crate::engine::stage::Kind, serde_json::json!({}));
+        let cleanup = (&LineartCleanup as &dyn crate::engine::stage::Kind, serde_json::json!({}));
+        // Not neighbours: nothing to fuse.
+        let apart = stages(&[upscale.clone(), cleanup, threshold.clone()]);
+        assert!(kernels(&apart).iter().zip(&apart).all(|(a, b)| Arc::ptr_eq(a, b)));
+        // RGB is resized as before and thresholded by the threshold stage.
+        let chain = stages(&[upscale, threshold]);
+        let rgb = Raster::new(6, 8, None, Pixels::Rgb((0..144).map(|i| (i * 7 % 256) as u8).collect()));
+        let (_, fused) = run(&kernels(&chain), rgb.clone());
+        let (_, separate) = run(&chain, rgb);
+        assert_eq!(fused.media(), Media::Bilevel);
+        assert!(fused.pixels == separate.pixels);
+    }
 
     use Work::{Compute, Load, Other};
 

@@ -21,6 +21,14 @@ const TOP_FIELDS: &[&str] =
 /// Channel capacity when neither the component nor `defaults` sets one: small, so memory stays flat.
 pub const DEFAULT_CAPACITY: usize = 4;
 
+/// Items a CPU stage works on at once when neither it nor `defaults` sets `concurrency`: one
+/// per thread of the CPU pool (the machine's cores, or `--threads`), so a chain of CPU stages
+/// keeps every core busy. Any other component works on one item at a time unless told: an I/O
+/// stage's `concurrency` is requests to a paid service, a limit its account sets.
+pub fn default_cpu_concurrency() -> usize {
+    rayon::current_num_threads().max(1)
+}
+
 /// How a pipeline file is loaded: the edits applied before checking.
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
@@ -43,8 +51,10 @@ pub struct ComponentSpec {
     pub consumers: Vec<usize>,
     /// Capacity of each of its input channels.
     pub capacity: usize,
-    /// Items it may work on at once.
+    /// Items it may work on at once: as set, else 1 until [`ComponentSpec::settle_concurrency`].
     pub concurrency: usize,
+    /// Whether the file (the component or `defaults`) set `concurrency`.
+    pub concurrency_set: bool,
     /// Its kind's own options, as JSON.
     pub options: Value,
     /// The media it gives (None for sinks).
@@ -66,6 +76,22 @@ pub struct Pipeline {
     pub plugins: Vec<PathBuf>,
     /// Components in topological order.
     pub components: Vec<ComponentSpec>,
+}
+
+impl ComponentSpec {
+    /// Gives a component whose `concurrency` the file left unset its default, once building it
+    /// told whether it does CPU work ([`default_cpu_concurrency`]).
+    pub fn settle_concurrency(&mut self, cpu: bool) {
+        if cpu && !self.concurrency_set {
+            self.concurrency = default_cpu_concurrency();
+        }
+    }
+
+    /// The most items it can work on at once, known before it is built: what a component
+    /// built ahead of it makes room for.
+    pub fn most_at_once(&self) -> usize {
+        if self.concurrency_set { self.concurrency } else { self.concurrency.max(default_cpu_concurrency()) }
+    }
 }
 
 impl Pipeline {
@@ -274,8 +300,8 @@ impl Checker<'_> {
         }
     }
 
-    fn defaults(&mut self, node: Option<&Node>) -> (usize, usize) {
-        let mut defaults = (DEFAULT_CAPACITY, 1);
+    fn defaults(&mut self, node: Option<&Node>) -> (usize, Option<usize>) {
+        let mut defaults = (DEFAULT_CAPACITY, None);
         let Some(node) = node else { return defaults };
         let Some(entries) = node.as_map() else {
             self.error(node.pos, "\"defaults\" must be a map with capacity and concurrency");
@@ -284,7 +310,7 @@ impl Checker<'_> {
         for (key, value) in entries {
             match key.name.as_str() {
                 "capacity" => defaults.0 = self.count(value, "capacity").unwrap_or(defaults.0),
-                "concurrency" => defaults.1 = self.count(value, "concurrency").unwrap_or(defaults.1),
+                "concurrency" => defaults.1 = self.count(value, "concurrency").or(defaults.1),
                 other => {
                     self.error(
                         key.pos,
@@ -296,7 +322,13 @@ impl Checker<'_> {
         defaults
     }
 
-    fn component(&mut self, key: &Key, node: &Node, role: Role, defaults: (usize, usize)) -> Option<Draft> {
+    fn component(
+        &mut self,
+        key: &Key,
+        node: &Node,
+        role: Role,
+        defaults: (usize, Option<usize>),
+    ) -> Option<Draft> {
         let id = key.name.clone();
         let about = |d: &mut Diagnostic| d.subject = Some(format!("{} \"{id}\"", role.noun()));
         let Some(entries) = node.as_map() else {
@@ -354,8 +386,7 @@ impl Checker<'_> {
             about(self.error(node.get("inputs").map_or(key.pos, |n| n.pos), msg));
         }
         let capacity = node.get("capacity").and_then(|n| self.count(n, "capacity")).unwrap_or(defaults.0);
-        let concurrency =
-            node.get("concurrency").and_then(|n| self.count(n, "concurrency")).unwrap_or(defaults.1);
+        let concurrency = node.get("concurrency").and_then(|n| self.count(n, "concurrency")).or(defaults.1);
 
         let mut options_entries: Vec<(Key, Node)> =
             entries.iter().filter(|(k, _)| !WIRING_FIELDS.contains(&k.name.as_str())).cloned().collect();
@@ -407,7 +438,8 @@ impl Checker<'_> {
                 inputs: Vec::new(),
                 consumers: Vec::new(),
                 capacity,
-                concurrency,
+                concurrency: concurrency.unwrap_or(1),
+                concurrency_set: concurrency.is_some(),
                 options,
                 output: if role == Role::Source { info.output.for_input(Media::Prompt) } else { None },
                 pos: key.pos,

@@ -318,6 +318,12 @@ pub trait CpuStage: Send + Sync {
     fn candidate_policy(&self) -> Option<super::candidates::CandidatePolicy> {
         None
     }
+
+    /// What it does, for a stage that a fused kernel can do together with its neighbour in a
+    /// chain ([`super::fusion::kernels`]).
+    fn step(&self) -> Option<super::fusion::Step> {
+        None
+    }
 }
 
 /// A paid stage's estimate for a batch.

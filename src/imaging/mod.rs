@@ -2,6 +2,7 @@
 //! [`crate::engine::media`].
 
 pub mod decode;
+pub mod fused;
 pub mod gray;
 pub mod jpeg;
 pub mod pattern;

@@ -7,12 +7,14 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::engine::fusion::Step;
 use crate::engine::item::Item;
 use crate::engine::media::{Media, Payload};
 use crate::engine::options::{documented, parse_declared};
 use crate::engine::stage::{
     BuildContext, Component, CpuStage, KindInfo, OptionsError, OutputMedia, Role, StageError, TypedKind,
 };
+use crate::imaging::resize::recycle;
 use crate::imaging::threshold::threshold;
 
 /// The `threshold` kind.
@@ -64,12 +66,27 @@ impl CpuStage for ThresholdStage {
         match input {
             Payload::Image(raster) if matches!(raster.media(), Media::Gray | Media::Rgb) => {
                 item.record("threshold", self.level);
-                Ok(Payload::Image(Arc::new(threshold(&raster, self.level))))
+                let page = threshold(&raster, self.level);
+                // The gray page dies here in a chain: its memory goes to the next resize.
+                if let Ok(gray) = Arc::try_unwrap(raster) {
+                    recycle(gray);
+                }
+                Ok(Payload::Image(Arc::new(page)))
+            }
+            // Fused after `upscale`, the kernel made the page at this level already
+            // ([`crate::engine::fusion::kernels`]); a pipeline file cannot wire bilevel in.
+            Payload::Image(raster) if raster.media() == Media::Bilevel => {
+                item.record("threshold", self.level);
+                Ok(Payload::Image(raster))
             }
             other => {
                 Err(StageError::failed(format!("threshold takes a gray or rgb image, got {}", other.media())))
             }
         }
+    }
+
+    fn step(&self) -> Option<Step> {
+        Some(Step::Threshold { level: self.level })
     }
 }
 

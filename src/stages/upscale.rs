@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::engine::fusion::Step;
 use crate::engine::item::Item;
 use crate::engine::media::{Media, Payload};
 use crate::engine::options::{documented, parse_declared};
@@ -123,6 +124,10 @@ impl CpuStage for UpscaleStage {
         }
         item.record("resolution", format!("{}x{}", self.width, self.height));
         Ok(Payload::Image(Arc::new(out)))
+    }
+
+    fn step(&self) -> Option<Step> {
+        Some(Step::Resize { width: self.width, height: self.height, fit: self.fit, dpi: self.dpi })
     }
 }
 

@@ -9,6 +9,7 @@ mod cli;
 mod engine;
 mod fal;
 mod fal_batch;
+mod fusion;
 mod journal;
 mod kill;
 mod models;

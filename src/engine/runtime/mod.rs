@@ -140,7 +140,7 @@ pub struct Batch {
 /// Builds every component of a checked pipeline and lists the sources' items.
 /// Errors name the component (`stage "gen": ...`).
 pub fn build(
-    pipeline: Pipeline,
+    mut pipeline: Pipeline,
     registry: &Registry,
     output_dir: &Path,
     dry_run: bool,
@@ -160,6 +160,9 @@ pub fn build(
             .build(&spec.options, &ctx)
             .with_context(|| format!("{} \"{}\"", spec.role.noun(), spec.id))?;
         components.push(component);
+    }
+    for (spec, component) in pipeline.components.iter_mut().zip(&components) {
+        spec.settle_concurrency(matches!(component, Component::Cpu(_)));
     }
     let mut items = Vec::new();
     let mut first_seq = 0u64;

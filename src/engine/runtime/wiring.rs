@@ -160,13 +160,15 @@ impl Round<'_> {
 
 /// The CPU work of a fused unit, in order: a source's load, then each stage's process.
 fn fused_chain(unit: &[usize], components: &[Component]) -> Arc<[Arc<dyn CpuStage>]> {
-    unit.iter()
+    let chain: Vec<Arc<dyn CpuStage>> = unit
+        .iter()
         .filter_map(|&member| match &components[member] {
             Component::Source(source) => Some(Arc::new(SourceLoad(source.clone())) as Arc<dyn CpuStage>),
             Component::Cpu(stage) => Some(stage.clone()),
             Component::Io(_) | Component::Sink(_) => None,
         })
-        .collect()
+        .collect();
+    fusion::kernels(&chain).into()
 }
 
 /// A source's load as the first step of a fused chain: the decoded input is made on the pool
@@ -183,7 +185,7 @@ impl CpuStage for SourceLoad {
 /// the items it works on.
 pub(super) fn room_below(pipeline: &Pipeline, index: usize) -> usize {
     let consumers = pipeline.components.iter().filter(|c| c.inputs.contains(&index));
-    consumers.map(|c| c.capacity + c.concurrency).sum::<usize>().max(1)
+    consumers.map(|c| c.capacity + c.most_at_once()).sum::<usize>().max(1)
 }
 
 /// Each component's rank on the CPU pool. In a pipeline that only computes, its depth in the
