@@ -2,7 +2,7 @@
 //! before anything is built (endpoint, bucket, key template, prefix, header values).
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::engine::options::parse_declared;
@@ -85,7 +85,7 @@ pub(super) struct Options {
 }
 
 /// What the sink does with the candidates of a page that are not the page.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub(super) enum CandidateUploads {
     /// Under rejected/ and candidates/, as on disk: what was paid for stays in reach.
