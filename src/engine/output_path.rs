@@ -20,8 +20,13 @@ pub const REPORT_FILE: &str = "report.html";
 /// The folder of inkflow's caches (generated originals, the book's encoded pages).
 pub const CACHE_DIR: &str = "cache";
 
-/// The number of a further page file of the review page of a big batch (`report-2.html`,
-/// `report-3.html`...), which only inkflow writes.
+/// A further page file of the review page of a big batch (`number` from 2): `report-2.html`...
+pub fn report_page_file(number: usize) -> String {
+    format!("report-{number}.html")
+}
+
+/// The number of a further page file of the review page ([`report_page_file`]), which only
+/// inkflow writes.
 pub fn report_page_number(name: &str) -> Option<usize> {
     let number = name.strip_prefix("report-")?.strip_suffix(".html")?;
     number.bytes().all(|b| b.is_ascii_digit()).then(|| number.parse().ok()).flatten()

@@ -65,7 +65,7 @@ pub fn render(overview: &Overview, page: usize, cards: &[Card]) -> String {
 pub fn page_file(page: usize) -> String {
     match page {
         0 => REPORT_FILE.to_owned(),
-        page => format!("report-{}.html", page + 1),
+        page => crate::engine::output_path::report_page_file(page + 1),
     }
 }
 

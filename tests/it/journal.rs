@@ -284,6 +284,7 @@ fn foreign_and_damaged_files_are_refused_and_left_alone() {
 
 /// Runs `inkflow ARGS`, returning its stdout and its peak resident memory in KiB (the child's
 /// own, from `wait4`, not that of the tests' other children).
+#[expect(clippy::zombie_processes, reason = "wait4 reaps the child, returning its own rusage")]
 fn inkflow_peak_rss(args: &[&str]) -> (String, i64) {
     use std::io::Read as _;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_inkflow"))
