@@ -3,6 +3,7 @@
 
 use crate::common::fal_emulator::{FLAGGED, FalEmulator, Latency};
 use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsafe_prompts_are_not_paid_for_and_flagged_images_are_not_written() {
@@ -14,26 +15,14 @@ async fn unsafe_prompts_are_not_paid_for_and_flagged_images_are_not_written() {
         {"section": "s", "image_number": 3, "image_prompt": format!("a castle {FLAGGED}"), "description": "flagged"},
     ]});
     std::fs::write(dir.path().join("prompts.json"), prompts.to_string()).unwrap();
-    let pipeline = dir.path().join("p.yaml");
-    std::fs::write(
-        &pipeline,
-        format!(
-            "version: 1
-sources:
-  prompts: {{ kind: prompts, path: {dir}/prompts.json }}
-stages:
-  check: {{ kind: safety, inputs: [prompts], deny_files: [{root}/pipelines/safety/children-deny.txt], on_reject: drop }}
-  generate: {{ kind: fal, inputs: [check], base_url: \"{base}\", image_size: square, poll_interval_ms: 20 }}
-  gray: {{ kind: grayscale, inputs: [generate] }}
-sinks:
-  pages: {{ kind: disk, inputs: [gray], filename: \"{{description}}.png\" }}
-",
-            dir = dir.path().display(),
-            root = env!("CARGO_MANIFEST_DIR"),
-            base = fal.base()
+    let pipeline = write_pipeline(
+        dir.path(),
+        "on_reject: drop",
+        &format!(
+            "kind: fal, inputs: [check], base_url: \"{}\", image_size: square, poll_interval_ms: 20",
+            fal.base()
         ),
-    )
-    .unwrap();
+    );
     let out = dir.path().join("out");
     let result = tokio::process::Command::new(env!("CARGO_BIN_EXE_inkflow"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -118,24 +107,11 @@ fn the_binary_blocks_evasions_and_passes_innocent_prompts() {
         .chain(INNOCENTS.iter().enumerate().map(|(i, text)| prompt("innocent", i, text)))
         .collect();
     std::fs::write(dir.path().join("prompts.json"), json!({ "prompts": prompts }).to_string()).unwrap();
-    let pipeline = dir.path().join("p.yaml");
-    std::fs::write(
-        &pipeline,
-        format!(
-            "version: 1
-sources:
-  prompts: {{ kind: prompts, path: {dir}/prompts.json }}
-stages:
-  check: {{ kind: safety, inputs: [prompts], deny_files: [pipelines/safety/children-deny.txt], allow_files: [pipelines/safety/children-allow.txt] }}
-  draw: {{ kind: pattern, inputs: [check], size: {{ width: 64, height: 64 }} }}
-  gray: {{ kind: grayscale, inputs: [draw] }}
-sinks:
-  pages: {{ kind: disk, inputs: [gray], filename: \"{{description}}.png\" }}
-",
-            dir = dir.path().display()
-        ),
-    )
-    .unwrap();
+    let pipeline = write_pipeline(
+        dir.path(),
+        &format!("allow_files: [{}/pipelines/safety/children-allow.txt]", env!("CARGO_MANIFEST_DIR")),
+        "kind: pattern, inputs: [check], size: { width: 64, height: 64 }",
+    );
     let out = dir.path().join("out");
     let result = std::process::Command::new(env!("CARGO_BIN_EXE_inkflow"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -173,4 +149,30 @@ sinks:
         reasons.keys().any(|r| r.contains("\"gun*\"")),
         "a compound is named by its marked term: {reasons:?}"
     );
+}
+
+/// Writes `p.yaml` in `dir`: the prompts in `dir/prompts.json`, checked by the shipped deny
+/// list with the `check` options added, drawn by the `generate` stage, written as
+/// `{description}.png`.
+fn write_pipeline(dir: &Path, check: &str, generate: &str) -> PathBuf {
+    let pipeline = dir.join("p.yaml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "version: 1
+sources:
+  prompts: {{ kind: prompts, path: {dir}/prompts.json }}
+stages:
+  check: {{ kind: safety, inputs: [prompts], deny_files: [{root}/pipelines/safety/children-deny.txt], {check} }}
+  generate: {{ {generate} }}
+  gray: {{ kind: grayscale, inputs: [generate] }}
+sinks:
+  pages: {{ kind: disk, inputs: [gray], filename: \"{{description}}.png\" }}
+",
+            dir = dir.display(),
+            root = env!("CARGO_MANIFEST_DIR"),
+        ),
+    )
+    .unwrap();
+    pipeline
 }

@@ -294,14 +294,25 @@ const EVASIONS: [(&str, &[&str]); 7] = [
     ("doubled and stretched letters", &["nuude", "nuuuuuude", "a guun", "seex", "poorn", "bloood", "kiill"]),
     (
         "compounds of a marked term",
-        &["a gunfight", "bloodshed", "gunshot", "bloodthirsty", "a pornstar", "bullshit", "motherfucker"],
+        &[
+            "a gunfight",
+            "bloodshed",
+            "gunshot",
+            "a gunman",
+            "bloodthirsty",
+            "a pornstar",
+            "bullshit",
+            "motherfucker",
+            "a bomber plane",
+            "murderous",
+        ],
     ),
     ("earlier evasions", &["a nаked woman", "a N4K3D woman", "a man with a g u n", "a Sw4st1ka flag"]),
 ];
 
 /// Innocent prompts the shipped lists must pass: idioms, colours, places, and words that merely
 /// contain a short term or double a letter.
-const INNOCENTS: [&str; 40] = [
+const INNOCENTS: [&str; 46] = [
     "kill two birds with one stone",
     "Kill Devil Hills lighthouse",
     "a wine-red apple",
@@ -342,6 +353,12 @@ const INNOCENTS: [&str; 40] = [
     "a nude pink dress",
     "a wine-colored scarf",
     "a tiny teacup",
+    "a gunmetal gray car",
+    "a Bombay cat",
+    "a bath bomb",
+    "the smoking gun clue",
+    "red blood cells",
+    "a bumblebee, Bombus terrestris",
 ];
 
 #[test]
