@@ -13,6 +13,7 @@ mod journal;
 mod kill;
 mod pdf;
 mod plugins;
+mod preflight;
 mod r2;
 mod report;
 mod safety;
