@@ -588,7 +588,7 @@ async fn the_preflight_verdict_names_what_fails() {
     write(&book, &item(0, 1, "edge to edge"), ready(bilevel(2550, 3300, 300.0, |x, _| x < 4))).await;
     finish(&book).await;
     let note = book.note().unwrap_or_default();
-    assert!(note.contains("2 of 11 rules fail (page count, ink inside the margins)"), "{note}");
+    assert!(note.contains("2 of 12 rules fail (page count, ink inside the margins)"), "{note}");
 }
 
 #[tokio::test]
