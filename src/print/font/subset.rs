@@ -274,7 +274,7 @@ mod tests {
         // The font dictionary naming the one font used, then its five objects.
         assert_eq!(chunks.len(), 6);
         let dictionary = String::from_utf8_lossy(chunks[0].as_bytes()).into_owned();
-        assert!(dictionary.contains("/F1 3 0 R") && !dictionary.contains("/F2"), "{dictionary}");
+        assert!(dictionary.contains("/F1 2 0 R") && !dictionary.contains("/F2"), "{dictionary}");
         let font_dict = String::from_utf8_lossy(chunks[1].as_bytes()).into_owned();
         assert!(font_dict.contains("+LiberationSans") && font_dict.contains("/Identity-H"), "{font_dict}");
     }
