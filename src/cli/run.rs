@@ -78,6 +78,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let _lock = if args.dry_run { None } else { Some(OutputLock::acquire(&output_dir)?) };
     let bar = super::progress::Display::new();
     super::logging::init(if args.dry_run { None } else { Some(&output_dir) }, &bar)?;
+    for warning in inkflow::print::font::coverage::unprintable_text(&checked) {
+        tracing::warn!("{warning}");
+    }
     if !args.dry_run {
         let removed = inkflow::engine::atomic_file::remove_stale_temp_files(&output_dir);
         if removed > 0 {

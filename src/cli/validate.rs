@@ -4,11 +4,13 @@ use std::process::ExitCode;
 
 use inkflow::engine::diagnostic::Diagnostic;
 use inkflow::engine::pipeline::{self, LoadOptions};
+use inkflow::print::font::coverage::unprintable_text;
 
 use super::PipelineArgs;
 
 /// Checks the file; config errors surface as exit code 2 through the caller. Warnings (options
-/// accepted but worth a word) are printed with their position and do not fail the check.
+/// accepted but worth a word, text no font can print) are printed with their position and do
+/// not fail the check.
 pub fn run(args: &PipelineArgs) -> anyhow::Result<ExitCode> {
     let (pipeline, registry) = super::load(args)?;
     let root = pipeline::read_tree(&args.pipeline, &LoadOptions { overrides: args.overrides.clone() })?;
@@ -22,6 +24,9 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<ExitCode> {
                 Diagnostic::new(&args.pipeline, pos, format!("warning: {}", warning.qualified()));
             eprintln!("{}", diagnostic.about(noun, &component.id));
         }
+    }
+    for warning in unprintable_text(&pipeline) {
+        eprintln!("{warning}");
     }
     println!(
         "{}: ok ({} components: {})",

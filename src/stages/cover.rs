@@ -25,7 +25,7 @@ use crate::engine::stage::{
     BuildContext, Component, KindInfo, OptionsError, OutputMedia, Receipt, Role, Sink, StageError, TypedKind,
 };
 use crate::engine::summary::Summary;
-use crate::print::font::{FONT_NAME, Font, FontUse};
+use crate::print::font::{Font, FontUse};
 use crate::print::preflight::{CoverGeometry, check_cover, page_count, trim_of};
 use crate::print::{BLEED_IN, PT_PER_IN, Paper, SPINE_CLEARANCE_IN, SPINE_TEXT_MIN_PAGES, Trim};
 use crate::stages::pdf::{Area, Arrival, ImageStream, PageInfo, PageStore, arrival, book_order, place_image};
@@ -69,6 +69,9 @@ pub struct Options {
     #[serde(default)]
     font: Option<PipelinePath>,
 }
+
+/// The options printed as text on the cover, checked against its fonts before a run.
+pub(crate) const PRINTED_FIELDS: &[&str] = &["title", "subtitle", "author", "back_text"];
 
 fn default_path() -> OutputPath {
     OutputPath::new("cover.pdf").expect("cover.pdf is a valid output path")
@@ -305,7 +308,7 @@ fn render(
         const SIZE: f32 = 13.0;
         let mut y = back.y1 - SIZE;
         let lines: Vec<String> =
-            text.lines().flat_map(|p| fonts.font().wrap(p, SIZE, back.width())).collect();
+            text.lines().flat_map(|p| fonts.fonts().wrap(p, SIZE, back.width())).collect();
         for line in lines {
             if y < g.barcode.y1 + SIZE {
                 tracing::warn!("cover: the back text is cut off above the barcode area");
@@ -325,9 +328,9 @@ fn render(
         let room = g.spine.x1 - g.spine.x0 - 2.0 * SPINE_CLEARANCE_IN * PT_PER_IN;
         let length = trim.height - 2.0 * inset;
         // Glyphs reach a quarter em below the baseline and one em above it.
-        let size = (room / 1.25).min(14.0).min(length / fonts.font().width(&text, 1.0).max(1.0));
+        let size = (room / 1.25).min(14.0).min(length / fonts.fonts().width(&text, 1.0).max(1.0));
         let centre_x = (g.spine.x0 + g.spine.x1) / 2.0;
-        let top = (g.spine.y0 + g.spine.y1 + fonts.font().width(&text, size)) / 2.0;
+        let top = (g.spine.y0 + g.spine.y1 + fonts.fonts().width(&text, size)) / 2.0;
         content.save_state();
         content.transform([0.0, -1.0, 1.0, 0.0, centre_x - 0.375 * size, top]);
         fonts.show(&mut content, &text, size, 0.0, 0.0);
@@ -344,6 +347,12 @@ fn render(
     for chunk in fonts.write(font_id, &mut alloc)? {
         pdf.extend(&chunk);
     }
+    if !fonts.missing().is_empty() {
+        tracing::warn!(
+            "cover: no font has a glyph for {:?}: they print as empty boxes (name a `font` that has them)",
+            fonts.missing().iter().collect::<String>()
+        );
+    }
     let bleed = BLEED_IN * PT_PER_IN;
     let mut page = pdf.page(page_id);
     page.parent(tree)
@@ -355,7 +364,7 @@ fn render(
     if art.is_some() {
         resources.x_objects().pair(Name(b"Art"), image_id);
     }
-    resources.fonts().pair(Name(FONT_NAME), font_id);
+    resources.pair(Name(b"Font"), font_id);
     resources.finish();
     page.finish();
     pdf.pages(tree).kids([page_id]).count(1);

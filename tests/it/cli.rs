@@ -479,11 +479,11 @@ fn the_kdp_book_passes_preflight_and_a_wrong_trim_fails_it() {
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
     assert!(
-        stdout.contains("sink \"interior\": KDP preflight") && stdout.contains("all 11 rules pass"),
+        stdout.contains("sink \"interior\": KDP preflight") && stdout.contains("all 12 rules pass"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("sink \"cover\": KDP preflight") && stdout.contains("all 10 rules pass"),
+        stdout.contains("sink \"cover\": KDP preflight") && stdout.contains("all 11 rules pass"),
         "{stdout}"
     );
     let doc = lopdf::Document::load(out.join("interior.pdf")).expect("interior.pdf");
@@ -510,7 +510,7 @@ fn the_kdp_book_passes_preflight_and_a_wrong_trim_fails_it() {
     let checked = run(&["preflight", interior.to_str().unwrap(), "--cover", cover.to_str().unwrap()]);
     let report = text(&checked.stdout);
     assert_eq!(checked.status.code(), Some(0), "{report}{}", text(&checked.stderr));
-    assert_eq!(report.matches('✓').count(), 21, "{report}");
+    assert_eq!(report.matches('✓').count(), 23, "{report}");
     assert!(!report.contains('✗'), "{report}");
 
     let wrong = run(&["preflight", interior.to_str().unwrap(), "--trim", "6x9", "--paper", "cream"]);

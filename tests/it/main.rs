@@ -15,6 +15,7 @@ mod kill;
 mod models;
 mod pdf;
 mod plugins;
+mod preflight;
 mod r2;
 mod report;
 mod rerun;

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::common::pdf_reader::{decode_g4, load, page_image, pages};
+use crate::common::pdf_reader::{decode_g4, embedded_fonts, load, page_image, pages};
 use inkflow::engine::item::{Failure, Item, Prompt, State};
 use inkflow::engine::media::{Payload, Pixels, Raster};
 use inkflow::engine::stage::{BuildContext, Component, Kind, Sink};
@@ -478,34 +478,6 @@ async fn two_hundred_pages_stream_to_disk_as_they_arrive() {
     }
 }
 
-/// The fonts a page's resources name, each with its descendant CID font and font file, as
-/// `pdffonts` reads them.
-fn embedded_fonts(doc: &Document, page: ObjectId) -> Vec<(String, bool)> {
-    let deref = |o: &Object| match o {
-        Object::Reference(id) => doc.get_object(*id).ok().cloned().unwrap_or(Object::Null),
-        other => other.clone(),
-    };
-    let page = doc.get_dictionary(page).unwrap_or_else(|e| panic!("{e}"));
-    let resources = deref(page.get(b"Resources").unwrap_or(&Object::Null));
-    let fonts = resources.as_dict().ok().and_then(|r| r.get(b"Font").ok()).map(deref);
-    let mut found = Vec::new();
-    for (_, font) in fonts.as_ref().and_then(|f| f.as_dict().ok()).into_iter().flat_map(|f| f.iter()) {
-        let font = deref(font);
-        let font = font.as_dict().unwrap_or_else(|e| panic!("{e}"));
-        let name =
-            font.get(b"BaseFont").and_then(|n| n.as_name()).map(|n| String::from_utf8_lossy(n).into_owned());
-        let descendant =
-            font.get(b"DescendantFonts").ok().and_then(|d| d.as_array().ok()).and_then(|d| d.first());
-        let descriptor = descendant
-            .map(deref)
-            .and_then(|d| d.as_dict().ok().and_then(|d| d.get(b"FontDescriptor").ok()).map(deref));
-        let file =
-            descriptor.and_then(|d| d.as_dict().ok().map(|d| d.has(b"FontFile2") || d.has(b"FontFile3")));
-        found.push((name.unwrap_or_default(), file.unwrap_or(false)));
-    }
-    found
-}
-
 #[tokio::test]
 async fn text_is_set_in_an_embedded_subset_font_in_any_script_it_covers() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -606,7 +578,7 @@ async fn a_print_layout_has_front_matter_blank_backs_padding_and_page_boxes() {
     assert_eq!(texts[12].trim(), "4");
     // The sink's own preflight passes it, and says so for the run's summary.
     let note = book.note().unwrap_or_default();
-    assert!(note.contains("KDP preflight") && note.contains("all 11 rules pass"), "{note}");
+    assert!(note.contains("KDP preflight") && note.contains("all 12 rules pass"), "{note}");
 }
 
 #[tokio::test]
@@ -616,7 +588,7 @@ async fn the_preflight_verdict_names_what_fails() {
     write(&book, &item(0, 1, "edge to edge"), ready(bilevel(2550, 3300, 300.0, |x, _| x < 4))).await;
     finish(&book).await;
     let note = book.note().unwrap_or_default();
-    assert!(note.contains("2 of 11 rules fail (page count, ink inside the margins)"), "{note}");
+    assert!(note.contains("2 of 12 rules fail (page count, ink inside the margins)"), "{note}");
 }
 
 #[tokio::test]
@@ -665,7 +637,7 @@ async fn the_cover_is_sized_from_the_finished_interior_and_shows_the_chosen_page
     assert!(same, "the front art is page 2 (seq 0)");
     assert!(text(&doc, 1).contains("Owls"));
     let note = cover.note().unwrap_or_default();
-    assert!(note.contains("cover for 24 pages") && note.contains("all 10 rules pass"), "{note}");
+    assert!(note.contains("cover for 24 pages") && note.contains("all 11 rules pass"), "{note}");
 }
 
 /// The cover prompt's image is the front art unless `art_page` names a page, and it is never a

@@ -1,12 +1,19 @@
-//! Where a page puts ink: its content stream walked with the graphics state, images as placed
-//! (the dark pixels of 1-bit CCITT and 8-bit Flate images located one by one), text by its
+//! Where a page puts ink: its content stream walked operator by operator with the graphics
+//! state, images as placed (the dark pixels inside them located, see `image`), text by its
 //! fonts' advance widths, and painted paths one subpath at a time.
+//!
+//! The walk is bounded (see `limits`): every font, image and form is read once and what it
+//! gave reused, and the walk of a page stops at a limit, saying which.
 
-use std::collections::BTreeMap;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 
-use lopdf::content::Content;
-use lopdf::{Dictionary, Document, Object, Stream};
+use lopdf::{Dictionary, Document, Object, ObjectId, Stream};
 
+use super::fonts::FontFacts;
+use super::image::{ImageInk, image_ink};
+use super::limits::*;
+use super::tokens::{Operand, Tokens};
 use super::{Box2, PT_PER_IN, resolve};
 
 /// Ink found on a page.
@@ -29,6 +36,8 @@ pub(super) enum InkKind {
 
 type Matrix = [f32; 6];
 
+pub(super) const IDENTITY: Matrix = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0];
+
 fn multiply(a: Matrix, b: Matrix) -> Matrix {
     [
         a[0] * b[0] + a[1] * b[2],
@@ -49,360 +58,472 @@ fn transformed(m: Matrix, b: Box2) -> Box2 {
     Box2::from_points(corners).unwrap_or(b)
 }
 
-pub(super) const UNIT: Box2 = Box2 { x0: 0.0, y0: 0.0, x1: 1.0, y1: 1.0 };
+const UNIT: Box2 = Box2 { x0: 0.0, y0: 0.0, x1: 1.0, y1: 1.0 };
 
-/// Walks a content stream, keeping the graphics state that places ink.
-pub(super) struct Walker<'a> {
-    pub(super) doc: &'a Document,
-    pub(super) ink: Vec<Ink>,
-    pub(super) unembedded: Vec<String>,
+impl Ink {
+    /// The same ink drawn through `m` (a form placed on a page).
+    fn transformed(&self, m: Matrix) -> Ink {
+        let area = transformed(m, self.area);
+        let kind = match self.kind {
+            InkKind::Image { dpi, placed } => {
+                let moved = transformed(m, placed);
+                let scale = ((moved.width() * moved.height()) / (placed.width() * placed.height())).sqrt();
+                let dpi = if scale.is_finite() && scale > 0.0 { dpi / scale } else { dpi };
+                InkKind::Image { dpi, placed: moved }
+            }
+            other => other,
+        };
+        Ink { area, kind }
+    }
 }
 
-/// A named resource of a kind (`Font`, `XObject`) from a resource dictionary.
+/// Text shown without a glyph: noted this many times per page, enough to say what is wrong.
+const MAX_GLYPH_NOTES: usize = 8;
+
+/// What a page's (or a form's) content draws.
+#[derive(Debug, Default)]
+pub(super) struct Drawn {
+    pub(super) ink: Vec<Ink>,
+    /// Fonts it uses without an embedded program.
+    pub(super) unembedded: Vec<String>,
+    /// Text it shows as .notdef: "code 0000 of ABCDEF+Font".
+    pub(super) lacking_glyphs: Vec<String>,
+    /// The limit that stopped the walk: then what it found is only part of what it draws.
+    pub(super) limit: Option<String>,
+}
+
+impl Drawn {
+    fn note_unembedded(&mut self, font: &str) {
+        if !self.unembedded.iter().any(|f| f == font) {
+            self.unembedded.push(font.to_owned());
+        }
+    }
+
+    fn note_lacking(&mut self, what: String) {
+        if self.lacking_glyphs.len() < MAX_GLYPH_NOTES && !self.lacking_glyphs.contains(&what) {
+            self.lacking_glyphs.push(what);
+        }
+    }
+}
+
+/// What is left to spend on the document.
+struct Budget {
+    operators: u64,
+    decoded: u64,
+    image_bytes: u64,
+    ink: usize,
+}
+
+/// Reads a document's pages, each font, form and image once however often pages use them.
+pub(super) struct Walker<'a> {
+    doc: &'a Document,
+    fonts: HashMap<ObjectId, Rc<FontFacts>>,
+    /// Forms by object and, for one without resources of its own, the resources it borrows.
+    forms: HashMap<(ObjectId, usize), Rc<Drawn>>,
+    images: HashMap<ObjectId, Result<ImageInk, String>>,
+    /// Pages by their content streams and resources: pages drawn alike are walked once.
+    pages: HashMap<(Vec<ObjectId>, usize), Rc<Drawn>>,
+    /// Forms being walked, so a form that draws itself is drawn once.
+    open_forms: HashSet<ObjectId>,
+    budget: Budget,
+}
+
+/// The operators a page may still run.
+struct PageBudget {
+    operators: u64,
+}
+
+/// A named resource of a kind (`Font`, `XObject`) from a resource dictionary, with its object
+/// number when it is a reference.
 fn resource<'a>(
     doc: &'a Document,
     resources: Option<&'a Dictionary>,
     kind: &[u8],
     name: &[u8],
-) -> Option<&'a Object> {
+) -> Option<(Option<ObjectId>, &'a Object)> {
     let group = resolve(doc, resources?.get(kind).ok()?).as_dict().ok()?;
-    Some(resolve(doc, group.get(name).ok()?))
+    let entry = group.get(name).ok()?;
+    Some((entry.as_reference().ok(), resolve(doc, entry)))
 }
 
-fn descriptor_of<'a>(doc: &'a Document, font: &'a Dictionary) -> Option<&'a Object> {
-    font.get(b"FontDescriptor").ok().map(|d| resolve(doc, d))
+/// The address of a resource dictionary, to tell resources apart in the memo keys.
+fn address(resources: Option<&Dictionary>) -> usize {
+    resources.map_or(0, |r| std::ptr::from_ref(r) as usize)
 }
 
 impl<'a> Walker<'a> {
-    pub(super) fn walk(
+    pub(super) fn new(doc: &'a Document) -> Self {
+        Walker {
+            doc,
+            fonts: HashMap::new(),
+            forms: HashMap::new(),
+            images: HashMap::new(),
+            pages: HashMap::new(),
+            open_forms: HashSet::new(),
+            budget: Budget {
+                operators: MAX_OPERATORS_PER_DOCUMENT,
+                decoded: MAX_DECODED_BYTES_PER_DOCUMENT,
+                image_bytes: MAX_IMAGE_BYTES_PER_DOCUMENT,
+                ink: MAX_INK_PER_DOCUMENT,
+            },
+        }
+    }
+
+    /// What a page draws: its content streams `contents`, with `resources`.
+    pub(super) fn page(&mut self, contents: Vec<ObjectId>, resources: Option<&'a Dictionary>) -> Rc<Drawn> {
+        let key = (contents, address(resources));
+        if let Some(drawn) = self.pages.get(&key) {
+            return Rc::clone(drawn);
+        }
+        let mut drawn = Drawn::default();
+        let mut page_budget = PageBudget { operators: MAX_OPERATORS_PER_PAGE };
+        let walked = self
+            .page_content(&key.0)
+            .and_then(|content| self.walk(&content, resources, IDENTITY, 0, &mut drawn, &mut page_budget));
+        if let Err(limit) = walked {
+            drawn.limit = Some(limit);
+        }
+        let drawn = Rc::new(drawn);
+        self.pages.insert(key, Rc::clone(&drawn));
+        drawn
+    }
+
+    /// A page's content streams decoded and joined (a page may split its content anywhere
+    /// between tokens).
+    fn page_content(&mut self, contents: &[ObjectId]) -> Result<Vec<u8>, String> {
+        let mut content = Vec::new();
+        for &id in contents {
+            let Ok(stream) = self.doc.get_object(id).and_then(Object::as_stream) else { continue };
+            content.extend(self.decode(
+                stream,
+                "the page's content",
+                MAX_DECODED_BYTES.saturating_sub(content.len()),
+            )?);
+            content.push(b'\n');
+        }
+        Ok(content)
+    }
+
+    /// A stream decoded, up to `limit` bytes and what is left of the document's budget.
+    fn decode(&mut self, stream: &Stream, what: &str, limit: usize) -> Result<Vec<u8>, String> {
+        let allowed = limit.min(usize::try_from(self.budget.decoded).unwrap_or(usize::MAX));
+        match stream.decompressed_content_with_limit(allowed) {
+            Ok(bytes) => {
+                self.budget.decoded -= bytes.len() as u64;
+                Ok(bytes)
+            }
+            Err(lopdf::Error::Decompress(lopdf::DecompressError::MemoryLimitExceeded { .. }))
+                if allowed < limit =>
+            {
+                Err(format!(
+                    "the document's streams decode to more than {} MB (the limit)",
+                    MAX_DECODED_BYTES_PER_DOCUMENT >> 20
+                ))
+            }
+            Err(lopdf::Error::Decompress(lopdf::DecompressError::MemoryLimitExceeded { .. })) => {
+                Err(format!("{what} decodes to more than {} MB (the limit)", MAX_DECODED_BYTES >> 20))
+            }
+            Err(e) => Err(format!("{what} cannot be decoded: {e}")),
+        }
+    }
+
+    fn push(&mut self, drawn: &mut Drawn, ink: Ink) -> Result<(), String> {
+        if drawn.ink.len() >= MAX_INK_PER_PAGE {
+            return Err(format!("more than {MAX_INK_PER_PAGE} marks of ink on a page (the limit)"));
+        }
+        if self.budget.ink == 0 {
+            return Err(format!("more than {MAX_INK_PER_DOCUMENT} marks of ink in the document (the limit)"));
+        }
+        self.budget.ink -= 1;
+        drawn.ink.push(ink);
+        Ok(())
+    }
+
+    fn walk(
         &mut self,
-        content: &Content,
+        content: &[u8],
         resources: Option<&'a Dictionary>,
         start: Matrix,
-        depth: u32,
-    ) {
-        let number = |o: &Object| o.as_float().unwrap_or(0.0);
+        depth: usize,
+        drawn: &mut Drawn,
+        page: &mut PageBudget,
+    ) -> Result<(), String> {
+        let mut tokens = Tokens::new(content);
+        let mut operands: Vec<Operand> = Vec::new();
         let mut ctm = start;
         let mut stack = Vec::new();
         // The current path's points, and where each of its subpaths starts.
         let mut path: Vec<(f32, f32)> = Vec::new();
         let mut starts: Vec<usize> = Vec::new();
         let (mut tm, mut line, mut font_size, mut leading) = (IDENTITY, IDENTITY, 0.0, 0.0);
-        let mut metrics = Metrics::default();
-        for op in &content.operations {
-            let args: Vec<f32> = op.operands.iter().map(number).collect();
-            match (op.operator.as_str(), args.as_slice()) {
-                ("q", _) => stack.push(ctm),
-                ("Q", _) => ctm = stack.pop().unwrap_or(start),
-                ("cm", &[a, b, c, d, e, f]) => ctm = multiply([a, b, c, d, e, f], ctm),
-                ("m", &[x, y]) => {
+        let mut font: Option<Rc<FontFacts>> = None;
+        let mut numbers = [0.0f32; 6];
+        while let Some(operator) = tokens.next_operator(&mut operands) {
+            if page.operators == 0 {
+                return Err(format!(
+                    "more than {MAX_OPERATORS_PER_PAGE} content operators on a page (the limit)"
+                ));
+            }
+            if self.budget.operators == 0 {
+                return Err(format!(
+                    "more than {MAX_OPERATORS_PER_DOCUMENT} content operators in the document (the limit)"
+                ));
+            }
+            page.operators -= 1;
+            self.budget.operators -= 1;
+            let count = operands.len().min(numbers.len());
+            for (slot, operand) in numbers.iter_mut().zip(&operands) {
+                *slot = operand.number().unwrap_or(0.0);
+            }
+            // Operators with more operands than any of these takes match none of the shapes.
+            let args = if operands.len() <= numbers.len() { &numbers[..count] } else { &[] };
+            match (operator, args) {
+                (b"q", _) => {
+                    if stack.len() >= MAX_SAVED_STATES {
+                        return Err(format!(
+                            "more than {MAX_SAVED_STATES} graphics states saved (q) at once (the limit)"
+                        ));
+                    }
+                    stack.push(ctm);
+                }
+                (b"Q", _) => ctm = stack.pop().unwrap_or(start),
+                (b"cm", &[a, b, c, d, e, f]) => ctm = multiply([a, b, c, d, e, f], ctm),
+                (b"m", &[x, y]) => {
                     starts.push(path.len());
                     path.push((x, y));
                 }
-                ("l", &[x, y]) => path.push((x, y)),
-                ("c", &[x1, y1, x2, y2, x3, y3]) => path.extend([(x1, y1), (x2, y2), (x3, y3)]),
-                ("v" | "y", &[x1, y1, x2, y2]) => path.extend([(x1, y1), (x2, y2)]),
-                ("re", &[x, y, w, h]) => {
+                (b"l", &[x, y]) => path.push((x, y)),
+                (b"c", &[x1, y1, x2, y2, x3, y3]) => path.extend([(x1, y1), (x2, y2), (x3, y3)]),
+                (b"v" | b"y", &[x1, y1, x2, y2]) => path.extend([(x1, y1), (x2, y2)]),
+                (b"re", &[x, y, w, h]) => {
                     starts.push(path.len());
                     path.extend([(x, y), (x + w, y + h)]);
                 }
-                ("S" | "s" | "f" | "F" | "f*" | "B" | "B*" | "b" | "b*", _) => {
+                (b"S" | b"s" | b"f" | b"F" | b"f*" | b"B" | b"B*" | b"b" | b"b*", _) => {
                     // Each subpath apart: eight crop marks in one path are eight short lines,
                     // not one box over the whole page.
                     if starts.first() != Some(&0) && !path.is_empty() {
                         starts.insert(0, 0);
                     }
                     let ends = starts.iter().skip(1).copied().chain([path.len()]);
-                    for (start, end) in starts.iter().copied().zip(ends) {
-                        let points = path[start..end].iter().map(|&p| apply(ctm, p));
+                    let spans: Vec<(usize, usize)> = starts.iter().copied().zip(ends).collect();
+                    for (from, to) in spans {
+                        let points = path[from..to].iter().map(|&p| apply(ctm, p));
                         if let Some(area) = Box2::from_points(points) {
-                            self.ink.push(Ink { area, kind: InkKind::Path });
+                            self.push(drawn, Ink { area, kind: InkKind::Path })?;
                         }
                     }
                     path.clear();
                     starts.clear();
                 }
-                ("n", _) => {
+                (b"n", _) => {
                     path.clear();
                     starts.clear();
                 }
-                ("BT", _) => (tm, line) = (IDENTITY, IDENTITY),
-                ("Tf", [.., size]) => {
-                    font_size = *size;
-                    let name = op.operands.first().and_then(|n| n.as_name().ok()).unwrap_or_default();
-                    metrics = self.check_font(resources, name);
+                (b"BT", _) => (tm, line) = (IDENTITY, IDENTITY),
+                (b"Tf", &[_, size]) => {
+                    font_size = size;
+                    let name = match operands.first() {
+                        Some(Operand::Name(name)) => *name,
+                        _ => b"",
+                    };
+                    font = self.font(resources, name);
+                    if let Some(font) = font.as_ref().filter(|f| !f.embedded) {
+                        drawn.note_unembedded(&font.name);
+                    }
                 }
-                ("TL", &[l]) => leading = l,
-                ("Td", &[x, y]) => {
+                (b"TL", &[l]) => leading = l,
+                (b"Td", &[x, y]) => {
                     line = multiply([1.0, 0.0, 0.0, 1.0, x, y], line);
                     tm = line;
                 }
-                ("TD", &[x, y]) => {
+                (b"TD", &[x, y]) => {
                     leading = -y;
                     line = multiply([1.0, 0.0, 0.0, 1.0, x, y], line);
                     tm = line;
                 }
-                ("Tm", &[a, b, c, d, e, f]) => (tm, line) = ([a, b, c, d, e, f], [a, b, c, d, e, f]),
-                ("T*", _) => {
+                (b"Tm", &[a, b, c, d, e, f]) => (tm, line) = ([a, b, c, d, e, f], [a, b, c, d, e, f]),
+                (b"T*", _) => {
                     line = multiply([1.0, 0.0, 0.0, 1.0, 0.0, -leading], line);
                     tm = line;
                 }
-                ("Tj" | "TJ" | "'" | "\"", _) => {
-                    if op.operator == "'" || op.operator == "\"" {
+                (b"Tj" | b"TJ" | b"'" | b"\"", _) => {
+                    if operator == b"'" || operator == b"\"" {
                         line = multiply([1.0, 0.0, 0.0, 1.0, 0.0, -leading], line);
                         tm = line;
                     }
-                    let mut em = 0.0;
-                    for operand in &op.operands {
-                        match operand {
-                            Object::String(text, _) => em += metrics.width(text),
-                            Object::Array(items) => {
-                                em += items
-                                    .iter()
-                                    .filter_map(|i| i.as_str().ok())
-                                    .map(|t| metrics.width(t))
-                                    .sum::<f32>();
-                            }
-                            _ => {}
-                        }
-                    }
+                    let em = shown(font.as_deref(), &operands, drawn);
                     if em > 0.0 {
                         let extent =
                             Box2 { x0: 0.0, y0: -0.25 * font_size, x1: em * font_size, y1: font_size };
                         let area = transformed(multiply(tm, ctm), extent);
-                        self.ink.push(Ink { area, kind: InkKind::Text });
+                        self.push(drawn, Ink { area, kind: InkKind::Text })?;
                     }
                 }
-                ("Do", _) => {
-                    let name = op.operands.first().and_then(|n| n.as_name().ok()).unwrap_or_default();
-                    self.x_object(resources, name, ctm, depth);
+                (b"Do", _) => {
+                    if let Some(Operand::Name(name)) = operands.first() {
+                        self.x_object(resources, name, ctm, depth, drawn, page)?;
+                    }
                 }
-                ("BI" | "sh", _) => {
-                    self.ink.push(Ink { area: transformed(ctm, UNIT), kind: InkKind::Path });
+                (b"BI" | b"sh", _) => {
+                    self.push(drawn, Ink { area: transformed(ctm, UNIT), kind: InkKind::Path })?
                 }
                 _ => {}
             }
         }
+        Ok(())
     }
 
-    /// Notes a font without an embedded program; returns its advance widths.
-    fn check_font(&mut self, resources: Option<&'a Dictionary>, name: &[u8]) -> Metrics {
-        let doc = self.doc;
-        let Some(font) = resource(doc, resources, b"Font", name).and_then(|f| f.as_dict().ok()) else {
-            return Metrics::default();
-        };
-        let subtype = font.get(b"Subtype").and_then(Object::as_name).unwrap_or_default();
-        let base = String::from_utf8_lossy(font.get(b"BaseFont").and_then(Object::as_name).unwrap_or(name))
-            .into_owned();
-        let descendant = font
-            .get(b"DescendantFonts")
-            .ok()
-            .map(|d| resolve(doc, d))
-            .and_then(|d| d.as_array().ok())
-            .and_then(|d| d.first())
-            .map(|d| resolve(doc, d))
-            .and_then(|d| d.as_dict().ok());
-        let two_byte = subtype == b"Type0";
-        let descriptor = match descendant {
-            Some(cid_font) if two_byte => descriptor_of(doc, cid_font),
-            _ => descriptor_of(doc, font),
-        };
-        // Type 3 fonts are drawn by their own content: nothing to embed.
-        let embedded = subtype == b"Type3"
-            || descriptor
-                .and_then(|d| d.as_dict().ok())
-                .is_some_and(|d| d.has(b"FontFile") || d.has(b"FontFile2") || d.has(b"FontFile3"));
-        if !embedded && !self.unembedded.contains(&base) {
-            self.unembedded.push(base);
+    /// The font a page names, read once per font object.
+    fn font(&mut self, resources: Option<&'a Dictionary>, name: &[u8]) -> Option<Rc<FontFacts>> {
+        let (id, font) = resource(self.doc, resources, b"Font", name)?;
+        let font = font.as_dict().ok()?;
+        if let Some(known) = id.and_then(|id| self.fonts.get(&id)) {
+            return Some(Rc::clone(known));
         }
-        let numbers = |o: &Object| -> Vec<f32> {
-            resolve(doc, o)
-                .as_array()
-                .map(|a| a.iter().map(|v| resolve(doc, v).as_float().unwrap_or(0.0)).collect())
-                .unwrap_or_default()
-        };
-        let mut widths = BTreeMap::new();
-        let mut default = None;
-        match descendant {
-            Some(cid_font) if two_byte => {
-                default = Some(
-                    cid_font.get(b"DW").ok().and_then(|w| resolve(doc, w).as_float().ok()).unwrap_or(1000.0)
-                        / 1000.0,
-                );
-                // W: `c [w1 w2 ...]` or `c_first c_last w` (ISO 32000-1, 9.7.4.3).
-                let w = cid_font.get(b"W").ok().map(|w| resolve(doc, w)).and_then(|w| w.as_array().ok());
-                let mut items = w.into_iter().flatten().map(|o| resolve(doc, o)).peekable();
-                while let Some(first) = items.next() {
-                    let Ok(first) = first.as_i64() else { break };
-                    match items.next() {
-                        Some(Object::Array(list)) => {
-                            for (i, v) in list.iter().enumerate() {
-                                widths.insert(
-                                    first as u32 + i as u32,
-                                    resolve(doc, v).as_float().unwrap_or(0.0) / 1000.0,
-                                );
-                            }
-                        }
-                        Some(last) => {
-                            let (Ok(last), Some(width)) =
-                                (last.as_i64(), items.next().and_then(|w| w.as_float().ok()))
-                            else {
-                                break;
-                            };
-                            for code in first..=last.min(first + 65_535) {
-                                widths.insert(code as u32, width / 1000.0);
-                            }
-                        }
-                        None => break,
-                    }
-                }
-            }
-            _ => {
-                let first =
-                    font.get(b"FirstChar").ok().and_then(|f| resolve(doc, f).as_i64().ok()).unwrap_or(0);
-                for (i, w) in font.get(b"Widths").map(numbers).unwrap_or_default().into_iter().enumerate() {
-                    widths.insert(first as u32 + i as u32, w / 1000.0);
-                }
-            }
+        let facts = Rc::new(FontFacts::read(self.doc, font, name));
+        if let Some(id) = id {
+            self.fonts.insert(id, Rc::clone(&facts));
         }
-        Metrics { two_byte, widths, default }
+        Some(facts)
     }
 
-    fn x_object(&mut self, resources: Option<&'a Dictionary>, name: &[u8], ctm: Matrix, depth: u32) {
+    fn x_object(
+        &mut self,
+        resources: Option<&'a Dictionary>,
+        name: &[u8],
+        ctm: Matrix,
+        depth: usize,
+        drawn: &mut Drawn,
+        page: &mut PageBudget,
+    ) -> Result<(), String> {
         let doc = self.doc;
-        let Some(Object::Stream(stream)) = resource(doc, resources, b"XObject", name) else { return };
-        let placed = transformed(ctm, UNIT);
+        let Some((id, Object::Stream(stream))) = resource(doc, resources, b"XObject", name) else {
+            return Ok(());
+        };
         match stream.dict.get(b"Subtype").and_then(Object::as_name).unwrap_or_default() {
             b"Image" => {
+                let placed = transformed(ctm, UNIT);
                 let int =
                     |key: &[u8]| stream.dict.get(key).and_then(Object::as_i64).unwrap_or(0).max(0) as f32;
                 let (width, height) = (int(b"Width"), int(b"Height"));
                 let dpi = (width / (placed.width() / PT_PER_IN)).min(height / (placed.height() / PT_PER_IN));
-                let area = match image_ink(stream) {
-                    Some(Some(inside)) => transformed(ctm, inside),
-                    // Decoded and all white: no ink at all.
-                    Some(None) => return,
-                    None => placed,
+                let pixels = match id.and_then(|id| self.images.get(&id)) {
+                    Some(known) => known.clone(),
+                    None => {
+                        let found = image_ink(stream, &mut self.budget.image_bytes);
+                        if let Some(id) = id {
+                            self.images.insert(id, found.clone());
+                        }
+                        found
+                    }
                 };
-                self.ink.push(Ink { area, kind: InkKind::Image { dpi, placed } });
+                let area = match pixels? {
+                    ImageInk::Dark(inside) => transformed(ctm, inside),
+                    ImageInk::White => return Ok(()),
+                    ImageInk::Undecoded => placed,
+                };
+                self.push(drawn, Ink { area, kind: InkKind::Image { dpi, placed } })
             }
-            b"Form" if depth < 8 => {
-                let matrix = stream.dict.get(b"Matrix").ok().and_then(|m| {
-                    let v: Vec<f32> = m.as_array().ok()?.iter().filter_map(|o| o.as_float().ok()).collect();
-                    <[f32; 6]>::try_from(v).ok()
-                });
+            b"Form" => {
                 let inner = stream
                     .dict
                     .get(b"Resources")
                     .ok()
                     .map(|r| resolve(doc, r))
                     .and_then(|r| r.as_dict().ok());
-                if let Ok(content) = stream.decompressed_content().and_then(|c| Content::decode(&c)) {
-                    let start = multiply(matrix.unwrap_or(IDENTITY), ctm);
-                    self.walk(&content, inner.or(resources), start, depth + 1);
+                let key = id.map(|id| (id, if inner.is_some() { 0 } else { address(resources) }));
+                let form = match key.and_then(|key| self.forms.get(&key)) {
+                    Some(known) => Rc::clone(known),
+                    None => {
+                        if depth >= MAX_FORM_DEPTH {
+                            return Err(format!(
+                                "forms drawn inside forms more than {MAX_FORM_DEPTH} deep (the limit)"
+                            ));
+                        }
+                        // A form that draws itself, directly or not, is drawn once.
+                        if id.is_some_and(|id| !self.open_forms.insert(id)) {
+                            return Ok(());
+                        }
+                        let walked = self.form(stream, inner.or(resources), depth, page);
+                        if let Some(id) = id {
+                            self.open_forms.remove(&id);
+                        }
+                        let form = Rc::new(walked?);
+                        if let Some(key) = key {
+                            self.forms.insert(key, Rc::clone(&form));
+                        }
+                        form
+                    }
+                };
+                for ink in &form.ink {
+                    self.push(drawn, ink.transformed(ctm))?;
+                }
+                for font in &form.unembedded {
+                    drawn.note_unembedded(font);
+                }
+                for lacking in &form.lacking_glyphs {
+                    drawn.note_lacking(lacking.clone());
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// What a form draws in the space it is placed in (its own matrix applied).
+    fn form(
+        &mut self,
+        stream: &Stream,
+        resources: Option<&'a Dictionary>,
+        depth: usize,
+        page: &mut PageBudget,
+    ) -> Result<Drawn, String> {
+        let matrix = stream.dict.get(b"Matrix").ok().and_then(|m| {
+            let v: Vec<f32> = m.as_array().ok()?.iter().filter_map(|o| o.as_float().ok()).collect();
+            <[f32; 6]>::try_from(v).ok()
+        });
+        let content = self.decode(stream, "a form's content", MAX_DECODED_BYTES)?;
+        let mut drawn = Drawn::default();
+        self.walk(&content, resources, matrix.unwrap_or(IDENTITY), depth + 1, &mut drawn, page)?;
+        Ok(drawn)
+    }
+}
+
+/// The width in em of what a text-showing operator shows, noting codes the font has no glyph for.
+fn shown(font: Option<&FontFacts>, operands: &[Operand], drawn: &mut Drawn) -> f32 {
+    let Some(font) = font else {
+        // No font selected: an estimate, so the text still counts as ink.
+        return operands.iter().map(|o| text_length(o) as f32 * 0.6).sum();
+    };
+    let mut em = 0.0;
+    let mut show = |text: &[u8], drawn: &mut Drawn| {
+        em += font.width(text);
+        for code in font.codes(text).filter(|&c| font.lacks(c)) {
+            let width = if font.two_byte { 4 } else { 2 };
+            drawn.note_lacking(format!("code {code:0width$X} of {}", font.name));
+        }
+    };
+    for operand in operands {
+        match operand {
+            Operand::Str(text) => show(text, drawn),
+            Operand::Array(items) => {
+                for item in items {
+                    if let Operand::Str(text) = item {
+                        show(text, drawn);
+                    }
                 }
             }
             _ => {}
         }
     }
+    em
 }
 
-/// A font's advance widths in em, by character code, as its dictionary gives them.
-#[derive(Default)]
-struct Metrics {
-    two_byte: bool,
-    widths: BTreeMap<u32, f32>,
-    /// For codes `widths` lacks; `None` means an estimate of 0.6 em (a standard font with no
-    /// `Widths`, or a missing font).
-    default: Option<f32>,
-}
-
-impl Metrics {
-    /// The advance of a shown string, in em.
-    fn width(&self, text: &[u8]) -> f32 {
-        let codes: Vec<u32> = if self.two_byte {
-            text.chunks(2).map(|c| c.iter().fold(0, |code, &b| code << 8 | u32::from(b))).collect()
-        } else {
-            text.iter().map(|&b| u32::from(b)).collect()
-        };
-        codes.iter().map(|c| self.widths.get(c).copied().or(self.default).unwrap_or(0.6)).sum()
+fn text_length(operand: &Operand) -> usize {
+    match operand {
+        Operand::Str(text) => text.len(),
+        Operand::Array(items) => items.iter().map(text_length).sum(),
+        _ => 0,
     }
-}
-
-pub(super) const IDENTITY: Matrix = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0];
-
-/// The dark pixels' extent inside an image, in the image's unit square: `Some(None)` when it has
-/// none, `None` when the image is not one preflight decodes (then all of it counts as ink).
-pub(super) fn image_ink(stream: &Stream) -> Option<Option<Box2>> {
-    let dict = &stream.dict;
-    let int = |key: &[u8]| dict.get(key).and_then(Object::as_i64).ok().and_then(|v| u32::try_from(v).ok());
-    let (width, height) = (int(b"Width")?, int(b"Height")?);
-    let filter = match dict.get(b"Filter").ok()? {
-        Object::Name(name) => name.clone(),
-        Object::Array(items) if items.len() == 1 => items[0].as_name().ok()?.to_vec(),
-        _ => return None,
-    };
-    // Rows of dark spans: (row, first column, one past the last).
-    let mut spans: Vec<(u32, u32, u32)> = Vec::new();
-    match filter.as_slice() {
-        b"CCITTFaxDecode" => {
-            let parms = dict.get(b"DecodeParms").ok().and_then(|p| p.as_dict().ok());
-            let k = parms.and_then(|p| p.get(b"K").and_then(Object::as_i64).ok()).unwrap_or(0);
-            let black_is_1 =
-                parms.and_then(|p| p.get(b"BlackIs1").and_then(Object::as_bool).ok()).unwrap_or(false);
-            let decode_inverted = dict
-                .get(b"Decode")
-                .ok()
-                .and_then(|d| d.as_array().ok())
-                .and_then(|d| d.first())
-                .and_then(|d| d.as_float().ok())
-                == Some(1.0);
-            if k >= 0 || black_is_1 || decode_inverted {
-                return None;
-            }
-            let mut row = 0;
-            fax::decoder::decode_g4(stream.content.iter().copied(), width, Some(height), |transitions| {
-                for pair in transitions.chunks(2) {
-                    let end = pair.get(1).copied().unwrap_or(width);
-                    if end > pair[0] {
-                        spans.push((row, pair[0], end));
-                    }
-                }
-                row += 1;
-            })?;
-        }
-        b"FlateDecode" => {
-            let bits = int(b"BitsPerComponent")?;
-            let channels = match dict.get(b"ColorSpace").and_then(Object::as_name).ok()? {
-                b"DeviceGray" => 1,
-                b"DeviceRGB" => 3,
-                _ => return None,
-            };
-            if bits != 8 || dict.has(b"DecodeParms") || dict.has(b"Decode") {
-                return None;
-            }
-            let samples = stream.decompressed_content().ok()?;
-            let stride = (width * channels) as usize;
-            for (row, line) in samples.chunks_exact(stride).take(height as usize).enumerate() {
-                let dark = |x: usize| {
-                    line[x * channels as usize..(x + 1) * channels as usize]
-                        .iter()
-                        .map(|&v| u32::from(v))
-                        .sum::<u32>()
-                        < 128 * channels
-                };
-                let first = (0..width as usize).find(|&x| dark(x));
-                let last = (0..width as usize).rev().find(|&x| dark(x));
-                if let (Some(a), Some(b)) = (first, last) {
-                    spans.push((row as u32, a as u32, b as u32 + 1));
-                }
-            }
-        }
-        _ => return None,
-    }
-    let (w, h) = (width as f32, height as f32);
-    // Row 0 is the top of the image: y = 1 in its unit square.
-    Some(Box2::from_points(spans.iter().flat_map(|&(row, a, b)| {
-        [(a as f32 / w, 1.0 - (row + 1) as f32 / h), (b as f32 / w, 1.0 - row as f32 / h)]
-    })))
 }

@@ -3,21 +3,29 @@
 //!
 //! Ink is found by walking each page's content: images as placed (with the ink inside 1-bit
 //! CCITT and 8-bit Flate images located pixel by pixel, so a white border is not ink), text
-//! (its extent estimated at 0.6 em per glyph) and painted paths.
+//! (its extent from the fonts' widths) and painted paths.
+//!
+//! Any PDF is read, hostile ones too: the work is bounded (see [`limits`]), and a page over a
+//! limit is reported as one the content rules could not check, not as a failed run.
 
-use std::collections::BTreeMap;
+use std::collections::HashSet;
 use std::fmt;
 use std::path::Path;
+use std::rc::Rc;
 
-use lopdf::{Dictionary, Document, Object, ObjectId};
+use lopdf::{Dictionary, Document, LoadOptions, Object, ObjectId};
 
 use super::*;
 
 mod crop_marks;
+mod fonts;
+mod image;
 mod ink;
+pub mod limits;
+mod tokens;
 
 use crop_marks::has_crop_marks;
-use ink::{IDENTITY, Ink, InkKind, Walker};
+use ink::{Drawn, Ink, InkKind, Walker};
 
 /// What the file is checked against; `None` means "as the file says".
 #[derive(Clone, Copy, Debug, Default)]
@@ -31,11 +39,22 @@ pub struct Target {
 #[derive(Clone, Debug)]
 pub struct Rule {
     pub name: &'static str,
+    /// Nothing checked breaks it.
     pub passed: bool,
     /// What was found; for a failure, what is wrong.
     pub detail: String,
     /// The pages that break it, from 1.
     pub pages: Vec<usize>,
+    /// The pages it could not be checked on (their content is over a limit), from 1, and why.
+    pub unchecked: Vec<usize>,
+    pub unchecked_why: String,
+}
+
+impl Rule {
+    /// Checked on every page, and passed.
+    pub fn holds(&self) -> bool {
+        self.passed && self.unchecked.is_empty()
+    }
 }
 
 /// Every rule checked on one file.
@@ -48,24 +67,34 @@ pub struct Report {
 }
 
 impl Report {
+    /// Every rule checked on every page and passed: a rule that could not be checked is no pass.
     pub fn passed(&self) -> bool {
-        self.rules.iter().all(|r| r.passed)
+        self.rules.iter().all(Rule::holds)
     }
 
-    /// One line for a summary: "KDP preflight: all 11 rules pass" or the failed rules' names.
+    /// One line for a summary: "KDP preflight: all 11 rules pass", or the names of the rules
+    /// that failed and of those that could not be checked.
     pub fn verdict(&self) -> String {
         let failed: Vec<&str> = self.rules.iter().filter(|r| !r.passed).map(|r| r.name).collect();
-        if failed.is_empty() {
-            format!("KDP preflight of {}: all {} rules pass", self.title, self.rules.len())
-        } else {
-            format!(
-                "KDP preflight of {}: {} of {} rules fail ({})",
-                self.title,
-                failed.len(),
-                self.rules.len(),
-                failed.join(", ")
-            )
+        let unchecked: Vec<&str> =
+            self.rules.iter().filter(|r| r.passed && !r.unchecked.is_empty()).map(|r| r.name).collect();
+        let total = self.rules.len();
+        let mut verdict = format!("KDP preflight of {}: ", self.title);
+        if failed.is_empty() && unchecked.is_empty() {
+            verdict += &format!("all {total} rules pass");
         }
+        if !failed.is_empty() {
+            verdict += &format!("{} of {total} rules fail ({})", failed.len(), failed.join(", "));
+        }
+        if !unchecked.is_empty() {
+            verdict += if failed.is_empty() { "" } else { "; " };
+            verdict += &format!(
+                "{} of {total} rules could not check every page ({}): over a preflight limit",
+                unchecked.len(),
+                unchecked.join(", ")
+            );
+        }
+        verdict
     }
 }
 
@@ -73,9 +102,17 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "preflight {}", self.title)?;
         for rule in &self.rules {
-            write!(f, "{} {}: {}", if rule.passed { "✓" } else { "✗" }, rule.name, rule.detail)?;
+            let mark = match (rule.passed, rule.unchecked.is_empty()) {
+                (false, _) => "✗",
+                (true, false) => "?",
+                (true, true) => "✓",
+            };
+            write!(f, "{mark} {}: {}", rule.name, rule.detail)?;
             if !rule.pages.is_empty() {
                 write!(f, " (pages {})", page_list(&rule.pages))?;
+            }
+            if !rule.unchecked.is_empty() {
+                write!(f, "; could not check pages {}: {}", page_list(&rule.unchecked), rule.unchecked_why)?;
             }
             writeln!(f)?;
         }
@@ -104,11 +141,27 @@ fn page_list(pages: &[usize]) -> String {
 fn rule(name: &'static str, pages: Vec<usize>, ok: String, bad: impl FnOnce(&[usize]) -> String) -> Rule {
     let passed = pages.is_empty();
     let detail = if passed { ok } else { bad(&pages) };
-    Rule { name, passed, detail, pages }
+    Rule { name, passed, detail, pages, unchecked: Vec::new(), unchecked_why: String::new() }
 }
 
 fn fact(name: &'static str, passed: bool, detail: String) -> Rule {
-    Rule { name, passed, detail, pages: Vec::new() }
+    Rule { name, passed, detail, pages: Vec::new(), unchecked: Vec::new(), unchecked_why: String::new() }
+}
+
+impl Rule {
+    /// The rule reads the pages' content: the pages whose content is over a limit are ones it
+    /// could not check.
+    fn on_content(mut self, facts: &Facts) -> Rule {
+        for (number, page) in facts.pages.iter().enumerate() {
+            if let Some(limit) = &page.drawn.limit {
+                if self.unchecked.is_empty() {
+                    self.unchecked_why = limit.clone();
+                }
+                self.unchecked.push(number + 1);
+            }
+        }
+        self
+    }
 }
 
 /// A rectangle in points.
@@ -164,16 +217,21 @@ struct PageFacts {
     trim: Box2,
     bleed: Box2,
     has_trim_box: bool,
-    ink: Vec<Ink>,
+    /// What its content draws (shared by pages drawn alike).
+    drawn: Rc<Drawn>,
     annotations: bool,
     /// Crop marks at the corners of the trim (or of the page, without a TrimBox).
     crop_marks: bool,
-    unembedded_fonts: Vec<String>,
 }
 
 impl PageFacts {
+    fn ink(&self) -> &[Ink] {
+        &self.drawn.ink
+    }
+
+    /// No ink, and all of its content read: a page over a limit has content.
     fn blank(&self) -> bool {
-        self.ink.is_empty()
+        self.drawn.ink.is_empty() && self.drawn.limit.is_none()
     }
 }
 
@@ -184,13 +242,47 @@ struct Facts {
     pages: Vec<PageFacts>,
 }
 
+/// Loads a PDF, with lopdf's own decoding bounded as preflight's is.
+fn load(path: &Path) -> Result<Document, String> {
+    let options =
+        LoadOptions { max_decompressed_size: Some(limits::MAX_DECODED_BYTES), ..LoadOptions::default() };
+    Document::load_with_options(path, options)
+        .map_err(|e| format!("{} is not a readable PDF: {e}", path.display()))
+}
+
+/// The document's pages in order, each page object once: a page tree that lists a page or a
+/// subtree twice (or in a loop) is walked once per node, not once per path to it.
+fn page_ids(doc: &Document) -> Vec<ObjectId> {
+    let root = doc.catalog().ok().and_then(|c| c.get(b"Pages").ok()).and_then(|p| p.as_reference().ok());
+    let mut seen = HashSet::new();
+    let mut pages = Vec::new();
+    let mut stack: Vec<ObjectId> = root.into_iter().collect();
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        let Ok(node) = doc.get_dictionary(id) else { continue };
+        match node.get(b"Kids").map(|k| resolve(doc, k)) {
+            Ok(Object::Array(kids)) => {
+                stack.extend(kids.iter().rev().filter_map(|kid| kid.as_reference().ok()));
+            }
+            _ if node.get(b"Type").and_then(Object::as_name).is_ok_and(|t| t == b"Pages") => {}
+            _ => pages.push(id),
+        }
+    }
+    pages
+}
+
 fn read(path: &Path) -> Result<Facts, String> {
     let bytes = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?.len();
-    let doc = Document::load(path).map_err(|e| format!("{} is not a readable PDF: {e}", path.display()))?;
+    let doc = load(path)?;
     let encrypted = doc.is_encrypted() || doc.trailer.has(b"Encrypt");
+    let mut walker = Walker::new(&doc);
     let mut pages = Vec::new();
-    for (number, id) in doc.get_pages() {
-        pages.push(read_page(&doc, id).map_err(|e| format!("{}, page {number}: {e}", path.display()))?);
+    for (index, id) in page_ids(&doc).into_iter().enumerate() {
+        let page = read_page(&doc, &mut walker, id)
+            .map_err(|e| format!("{}, page {}: {e}", path.display(), index + 1))?;
+        pages.push(page);
     }
     Ok(Facts { bytes, encrypted, pages })
 }
@@ -225,7 +317,7 @@ fn rect(object: Option<&Object>, doc: &Document) -> Option<Box2> {
     Some(Box2 { x0: a.min(c), y0: b.min(d), x1: a.max(c), y1: b.max(d) })
 }
 
-fn read_page(doc: &Document, id: ObjectId) -> Result<PageFacts, String> {
+fn read_page<'a>(doc: &'a Document, walker: &mut Walker<'a>, id: ObjectId) -> Result<PageFacts, String> {
     let page = doc.get_dictionary(id).map_err(|e| e.to_string())?;
     let media = rect(inherited(doc, page, b"MediaBox"), doc).ok_or("no MediaBox")?;
     let trim_box = rect(page.get(b"TrimBox").ok(), doc);
@@ -238,20 +330,9 @@ fn read_page(doc: &Document, id: ObjectId) -> Result<PageFacts, String> {
         .and_then(|a| a.as_array().ok())
         .is_some_and(|a| !a.is_empty());
     let resources = inherited(doc, page, b"Resources").and_then(|r| r.as_dict().ok());
-    let content = doc.get_and_decode_page_content(id).map_err(|e| format!("unreadable content: {e}"))?;
-    let mut walker = Walker { doc, ink: Vec::new(), unembedded: Vec::new() };
-    walker.walk(&content, resources, IDENTITY, 0);
-    let crop_marks = has_crop_marks(&walker.ink, trim_box, media);
-    Ok(PageFacts {
-        media,
-        trim,
-        bleed,
-        has_trim_box: trim_box.is_some(),
-        ink: walker.ink,
-        annotations,
-        crop_marks,
-        unembedded_fonts: walker.unembedded,
-    })
+    let drawn = walker.page(doc.get_page_contents(id), resources);
+    let crop_marks = has_crop_marks(&drawn.ink, trim_box, media);
+    Ok(PageFacts { media, trim, bleed, has_trim_box: trim_box.is_some(), drawn, annotations, crop_marks })
 }
 
 /// The rules every upload shares: fonts, annotations, crop marks, encryption, image resolution,
@@ -260,9 +341,9 @@ fn common_rules(facts: &Facts) -> Vec<Rule> {
     let numbered = || facts.pages.iter().enumerate().map(|(i, p)| (i + 1, p));
     let mut unembedded: Vec<String> = Vec::new();
     let font_pages: Vec<usize> = numbered()
-        .filter(|(_, p)| !p.unembedded_fonts.is_empty())
+        .filter(|(_, p)| !p.drawn.unembedded.is_empty())
         .map(|(n, p)| {
-            for font in &p.unembedded_fonts {
+            for font in &p.drawn.unembedded {
                 if !unembedded.contains(font) {
                     unembedded.push(font.clone());
                 }
@@ -273,7 +354,7 @@ fn common_rules(facts: &Facts) -> Vec<Rule> {
     let mut least_dpi = f32::INFINITY;
     let low_dpi: Vec<usize> = numbered()
         .filter(|(_, p)| {
-            p.ink.iter().any(|ink| match ink.kind {
+            p.ink().iter().any(|ink| match ink.kind {
                 InkKind::Image { dpi, .. } => {
                     least_dpi = least_dpi.min(dpi);
                     dpi < MIN_DPI - 0.5
@@ -285,11 +366,36 @@ fn common_rules(facts: &Facts) -> Vec<Rule> {
         .collect();
     let annotated: Vec<usize> = numbered().filter(|(_, p)| p.annotations).map(|(n, _)| n).collect();
     let cropped: Vec<usize> = numbered().filter(|(_, p)| p.crop_marks).map(|(n, _)| n).collect();
+    let mut lacking: Vec<&str> = Vec::new();
+    let lacking_pages: Vec<usize> = numbered()
+        .filter(|(_, p)| !p.drawn.lacking_glyphs.is_empty())
+        .map(|(n, p)| {
+            for what in &p.drawn.lacking_glyphs {
+                if lacking.len() < 8 && !lacking.contains(&what.as_str()) {
+                    lacking.push(what);
+                }
+            }
+            n
+        })
+        .collect();
     let megabytes = facts.bytes as f64 / 1e6;
     vec![
         rule("fonts embedded", font_pages, "every font is embedded".into(), |_| {
             format!("not embedded: {}", unembedded.join(", "))
-        }),
+        })
+        .on_content(facts),
+        rule(
+            "every character has a glyph",
+            lacking_pages,
+            "no text shows the empty .notdef box".into(),
+            |_| {
+                format!(
+                    "text shows the empty .notdef box for a character its font has no glyph for: {}",
+                    lacking.join(", ")
+                )
+            },
+        )
+        .on_content(facts),
         rule(
             "images at 300 DPI",
             low_dpi,
@@ -299,14 +405,16 @@ fn common_rules(facts: &Facts) -> Vec<Rule> {
                 "no images".into()
             },
             |_| format!("placed below {MIN_DPI} DPI (the least is {least_dpi:.0})"),
-        ),
+        )
+        .on_content(facts),
         rule("no annotations", annotated, "none".into(), |_| {
             "annotations (links, comments, form fields)".into()
         }),
         rule("no crop marks", cropped, "none".into(), |_| {
             "crop marks at the corners of the trim: KDP trims the book itself, export without printer's marks"
                 .into()
-        }),
+        })
+        .on_content(facts),
         fact(
             "not encrypted",
             !facts.encrypted,
@@ -434,7 +542,7 @@ pub fn check_interior(path: &Path, target: Target) -> Result<Report, String> {
             // Odd pages are right-hand pages: their gutter is on the left.
             let (left, right) = if number % 2 == 1 { (gutter, outside) } else { (outside, gutter) };
             let safe = p.trim.inset(left, outside, right, outside);
-            p.ink.iter().any(|ink| {
+            p.ink().iter().any(|ink| {
                 let full_bleed =
                     matches!(ink.kind, InkKind::Image { placed, .. } if bleed && p.bleed.within(&placed));
                 !full_bleed && !ink.area.within(&safe)
@@ -442,18 +550,21 @@ pub fn check_interior(path: &Path, target: Target) -> Result<Report, String> {
         })
         .map(|(n, _)| n)
         .collect();
-    rules.push(rule(
-        "ink inside the margins",
-        outside_safe,
-        format!("{:.3} in outside, {:.3} in gutter", outside / PT_PER_IN, gutter / PT_PER_IN),
-        |_| {
-            format!(
-                "ink within {:.3} in of the edge or {:.3} in of the gutter",
-                outside / PT_PER_IN,
-                gutter / PT_PER_IN
-            )
-        },
-    ));
+    rules.push(
+        rule(
+            "ink inside the margins",
+            outside_safe,
+            format!("{:.3} in outside, {:.3} in gutter", outside / PT_PER_IN, gutter / PT_PER_IN),
+            |_| {
+                format!(
+                    "ink within {:.3} in of the edge or {:.3} in of the gutter",
+                    outside / PT_PER_IN,
+                    gutter / PT_PER_IN
+                )
+            },
+        )
+        .on_content(&facts),
+    );
     rules.extend(common_rules(&facts));
     Ok(Report { title, pages: count, rules })
 }
@@ -518,17 +629,20 @@ pub fn check_cover(path: &Path, pages: usize, trim: Trim, paper: Paper) -> Resul
         ),
         |_| format!("want {w:.3} x {h:.3} in for {pages} pages"),
     ));
-    let ink: Vec<&Ink> = facts.pages.iter().flat_map(|p| &p.ink).collect();
+    let ink: Vec<&Ink> = facts.pages.iter().flat_map(|p| p.ink()).collect();
     let in_barcode = ink.iter().any(|i| i.area.overlaps(&geometry.barcode));
-    rules.push(fact(
-        "barcode area empty",
-        !in_barcode,
-        if in_barcode {
-            "ink in the 2 x 1.2 in area at the back's lower right".into()
-        } else {
-            "2 x 1.2 in at the back's lower right left empty".into()
-        },
-    ));
+    rules.push(
+        fact(
+            "barcode area empty",
+            !in_barcode,
+            if in_barcode {
+                "ink in the 2 x 1.2 in area at the back's lower right".into()
+            } else {
+                "2 x 1.2 in at the back's lower right left empty".into()
+            },
+        )
+        .on_content(&facts),
+    );
     let spine_text: Vec<&&Ink> =
         ink.iter().filter(|i| i.kind == InkKind::Text && i.area.overlaps(&geometry.spine)).collect();
     let clear = SPINE_CLEARANCE_IN * PT_PER_IN;
@@ -547,23 +661,21 @@ pub fn check_cover(path: &Path, pages: usize, trim: Trim, paper: Paper) -> Resul
             format!("spine text {SPINE_CLEARANCE_IN} in clear of the folds"),
         )
     };
-    rules.push(fact("spine text", spine_ok, spine_detail));
+    rules.push(fact("spine text", spine_ok, spine_detail).on_content(&facts));
     rules.extend(common_rules(&facts));
     Ok(Report { title, pages: facts.pages.len(), rules })
 }
 
 /// The page count of a PDF, for sizing its cover.
 pub fn page_count(path: &Path) -> Result<usize, String> {
-    let doc = Document::load(path).map_err(|e| format!("{} is not a readable PDF: {e}", path.display()))?;
-    Ok(doc.get_pages().len())
+    Ok(page_ids(&load(path)?).len())
 }
 
 /// The trim of a PDF's first page (its TrimBox, else its MediaBox).
 pub fn trim_of(path: &Path) -> Result<Trim, String> {
-    let doc = Document::load(path).map_err(|e| format!("{} is not a readable PDF: {e}", path.display()))?;
-    let pages: BTreeMap<u32, ObjectId> = doc.get_pages();
-    let (_, id) = pages.iter().next().ok_or_else(|| format!("{} has no pages", path.display()))?;
-    let page = doc.get_dictionary(*id).map_err(|e| e.to_string())?;
+    let doc = load(path)?;
+    let id = *page_ids(&doc).first().ok_or_else(|| format!("{} has no pages", path.display()))?;
+    let page = doc.get_dictionary(id).map_err(|e| e.to_string())?;
     let media = rect(inherited(&doc, page, b"MediaBox"), &doc);
     let trim = rect(page.get(b"TrimBox").ok(), &doc)
         .or(media)

@@ -1,6 +1,7 @@
 //! Each rule against a fixture that breaks it, built with pdf-writer and read back by preflight.
 
-use super::ink::{UNIT, image_ink};
+use super::image::{ImageInk, image_ink};
+use super::limits::MAX_IMAGE_BYTES_PER_DOCUMENT;
 use super::*;
 use lopdf::Stream;
 
@@ -27,6 +28,10 @@ enum Draw {
     Image([f32; 4]),
     /// Text in an embedded font at (x, y), two-byte codes, 10 pt.
     Text(f32, f32),
+    /// "Ada 한" in the embedded fonts at (x, y): the Hangul is in none of them.
+    Unprintable(f32, f32),
+    /// This many graphics states saved (`q`) and never restored, then an inside rectangle.
+    Saves(usize),
     /// "Spine" at `size` pt from (x, y) downwards, as spine text runs.
     SpineText(f32, f32, f32),
     /// At each corner of `around`, a horizontal and a vertical 18 pt hairline, `gap` pt from the
@@ -84,6 +89,13 @@ fn write(dir: &tempfile::TempDir, name: &str, pages: &[Page]) -> std::path::Path
                 content.save_state().transform([w, 0.0, 0.0, h, x, y]).x_object(Name(b"Im")).restore_state();
             }
             Draw::Text(x, y) => fonts.show(&mut content, "Spine", 10.0, x, y),
+            Draw::Unprintable(x, y) => fonts.show(&mut content, "Ada 한", 10.0, x, y),
+            Draw::Saves(count) => {
+                for _ in 0..count {
+                    content.save_state();
+                }
+                content.rect(100.0, 100.0, 10.0, 10.0).fill_nonzero();
+            }
             Draw::Marks { around: [x0, y0, x1, y1], gap, inward } => {
                 let flip = if inward { -1.0 } else { 1.0 };
                 for (cx, cy, sx, sy) in
@@ -124,7 +136,11 @@ fn write(dir: &tempfile::TempDir, name: &str, pages: &[Page]) -> std::path::Path
         }
         let mut resources = page.resources();
         resources.x_objects().pair(Name(b"Im"), image);
-        resources.fonts().pair(Name(b"H"), helvetica).pair(Name(crate::print::font::FONT_NAME), embedded);
+        if matches!(p.draw, Draw::Helvetica(..)) {
+            resources.fonts().pair(Name(b"H"), helvetica);
+        } else {
+            resources.pair(Name(b"Font"), embedded);
+        }
         resources.finish();
         page.finish();
         kids.push(id);
@@ -154,7 +170,7 @@ fn failing(report: &Report) -> Vec<(&'static str, Vec<usize>)> {
 fn a_good_book_passes_every_rule() {
     let report = interior(&book(24));
     assert!(report.passed(), "{report}");
-    assert_eq!(report.rules.len(), 11);
+    assert_eq!(report.rules.len(), 12);
     assert!(report.to_string().contains("✓ page count"), "{report}");
 }
 
@@ -200,6 +216,39 @@ fn an_unembedded_font_fails_and_is_named() {
     let report = interior(&pages);
     assert_eq!(failing(&report), [("fonts embedded", vec![1])], "{report}");
     assert!(report.to_string().contains("not embedded: Helvetica"), "{report}");
+}
+
+#[test]
+fn text_shown_as_notdef_fails_the_glyph_rule() {
+    let mut pages = book(24);
+    pages[2] = page(Draw::Unprintable(200.0, 400.0));
+    let report = interior(&pages);
+    assert_eq!(failing(&report), [("every character has a glyph", vec![3])], "{report}");
+    assert!(report.to_string().contains("code 0000 of "), "{report}");
+    // The same text set by the fallbacks' own characters passes.
+    pages[2] = page(Draw::Text(200.0, 400.0));
+    assert!(interior(&pages).passed());
+}
+
+#[test]
+fn a_page_over_a_limit_could_not_be_checked_and_does_not_pass() {
+    let mut pages = book(24);
+    pages[3] = page(Draw::Saves(300));
+    let report = interior(&pages);
+    assert!(failing(&report).is_empty(), "{report}");
+    assert!(!report.passed());
+    let margins =
+        report.rules.iter().find(|r| r.name == "ink inside the margins").map(|r| r.unchecked.clone());
+    assert_eq!(margins, Some(vec![4]));
+    let text = report.to_string();
+    assert!(
+        text.contains("? ink inside the margins")
+            && text.contains("could not check pages 4: more than 256 graphics states"),
+        "{text}"
+    );
+    assert!(report.verdict().contains("could not check every page"), "{text}");
+    // Rules that do not read the content are checked as usual.
+    assert!(text.contains("✓ page count"), "{text}");
 }
 
 #[test]
@@ -278,7 +327,9 @@ fn an_image_white_at_its_edges_counts_only_its_ink() {
         .values()
         .find_map(|o| o.as_stream().ok().filter(|s| s.dict.has(b"Width")).cloned())
         .unwrap_or_else(|| panic!("no image"));
-    assert_eq!(image_ink(&image), Some(Some(UNIT)), "all black: all of it");
+    let unit = Box2 { x0: 0.0, y0: 0.0, x1: 1.0, y1: 1.0 };
+    let mut budget = MAX_IMAGE_BYTES_PER_DOCUMENT;
+    assert_eq!(image_ink(&image, &mut budget), Ok(ImageInk::Dark(unit)), "all black: all of it");
     // A G4 page: a black square in the middle of a white page.
     let (w, h) = (64u32, 32u32);
     let mut encoder = fax::encoder::Encoder::new(fax::VecWriter::new());
@@ -298,7 +349,8 @@ fn an_image_white_at_its_edges_counts_only_its_ink() {
     parms.set("Columns", i64::from(w));
     dict.set("DecodeParms", parms);
     let stream = Stream::new(dict, writer.finish());
-    assert_eq!(image_ink(&stream), Some(Some(Box2 { x0: 0.25, y0: 0.25, x1: 0.75, y1: 0.75 })));
+    let middle = Box2 { x0: 0.25, y0: 0.25, x1: 0.75, y1: 0.75 };
+    assert_eq!(image_ink(&stream, &mut budget), Ok(ImageInk::Dark(middle)));
 }
 
 #[test]

@@ -448,8 +448,7 @@ pub(super) fn write_document(
     }
     if !fonts.missing().is_empty() {
         tracing::warn!(
-            "pdf: {} has no glyph for {:?}: they print as empty boxes (name another `font`)",
-            fonts.font().origin(),
+            "pdf: no font has a glyph for {:?}: they print as empty boxes (name a `font` that has them)",
             fonts.missing().iter().collect::<String>()
         );
     }

@@ -38,6 +38,7 @@ use page::*;
 pub(crate) use book::{Arrival, PageInfo, arrival, book_order};
 pub(crate) use image::{ImageStream, PageStore};
 pub(crate) use layout::{Area, place_image};
+pub(crate) use options::PRINTED_FIELDS;
 
 /// The `pdf` sink kind: writes every item as one page of a single PDF book, in page order.
 pub struct PdfBook;

@@ -77,6 +77,9 @@ pub struct Options {
     pub(super) font: Option<PipelinePath>,
 }
 
+/// The options printed as text in the book, checked against its fonts before a run.
+pub(crate) const PRINTED_FIELDS: &[&str] = &["title", "subtitle", "author", "copyright", "belongs_to"];
+
 pub(super) fn default_path() -> OutputPath {
     OutputPath::new("book.pdf").expect("book.pdf is a valid output path")
 }

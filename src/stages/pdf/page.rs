@@ -6,7 +6,7 @@ use std::io;
 
 use pdf_writer::{Chunk, Content, Finish, Name, Ref};
 
-use crate::print::font::{FONT_NAME, FontUse};
+use crate::print::font::FontUse;
 
 /// The resource name of a page's image.
 pub(super) const IMAGE_NAME: &[u8] = b"Im";
@@ -16,6 +16,7 @@ pub(super) const PAGE_NUMBER_SIZE: f32 = 9.0;
 #[derive(Clone, Copy)]
 pub(super) struct PageRefs {
     pub(super) tree: Ref,
+    /// The document's font dictionary (see [`FontUse::write`]).
     pub(super) font: Option<Ref>,
     pub(super) image: Option<Ref>,
 }
@@ -46,7 +47,7 @@ pub(super) fn write_page(
         resources.x_objects().pair(Name(IMAGE_NAME), image);
     }
     if let Some(font) = refs.font {
-        resources.fonts().pair(Name(FONT_NAME), font);
+        resources.pair(Name(b"Font"), font);
     }
     resources.finish();
     page.finish();
@@ -108,7 +109,7 @@ impl FrontText<'_> {
                 let text = self.copyright.unwrap_or_default();
                 let lines: Vec<String> = text
                     .lines()
-                    .flat_map(|paragraph| fonts.font().wrap(paragraph, SIZE, safe.width()))
+                    .flat_map(|paragraph| fonts.fonts().wrap(paragraph, SIZE, safe.width()))
                     .collect();
                 let mut y = safe.y0 + SIZE * 1.4 * lines.len() as f32;
                 for line in lines {
@@ -134,7 +135,7 @@ impl FrontText<'_> {
 /// The page number, centred at the bottom of the safe area (in the band the art leaves free).
 pub(super) fn page_number(fonts: &mut FontUse, content: &mut Content, number: usize, safe: Area) {
     let label = number.to_string();
-    let x = safe.x0 + (safe.width() - fonts.font().width(&label, PAGE_NUMBER_SIZE)) / 2.0;
+    let x = safe.x0 + (safe.width() - fonts.fonts().width(&label, PAGE_NUMBER_SIZE)) / 2.0;
     fonts.show(content, &label, PAGE_NUMBER_SIZE, x, safe.y0 + 0.3 * PAGE_NUMBER_SIZE);
 }
 
@@ -164,7 +165,7 @@ pub(super) fn placeholder_text(
         format!("Why: {reason}"),
     ];
     for paragraph in &paragraphs {
-        for line in fonts.font().wrap(paragraph, BODY_SIZE, area.width()) {
+        for line in fonts.fonts().wrap(paragraph, BODY_SIZE, area.width()) {
             if y < area.y0 {
                 return;
             }
