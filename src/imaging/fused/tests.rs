@@ -133,8 +133,8 @@ fn reference_inputs_agree() {
     let pages: Vec<_> = names.iter().filter(|p| p.extension().is_some_and(|e| e == "png")).take(4).collect();
     assert!(!pages.is_empty(), "no fixtures in {}", dir.display());
     for path in pages {
-        let file = std::io::BufReader::new(std::fs::File::open(path).unwrap());
-        let page = crate::imaging::gray::to_gray(&crate::imaging::decode::decode_rgb(file).unwrap());
+        let bytes = std::fs::read(path).unwrap();
+        let page = crate::imaging::gray::to_gray(&crate::imaging::decode::decode_rgb(&bytes).unwrap());
         for (level, fit) in [(128u8, Fit::Contain), (200, Fit::Stretch), (40, Fit::Contain)] {
             assert_same(&page, 2550, 3300, fit, level, &path.display().to_string());
         }
