@@ -48,7 +48,8 @@ pub struct BakeoffArgs {
 
 /// What the bake-off runs: the models, the sample and the components whose options it sets.
 struct Plan {
-    models: Vec<String>,
+    /// Each model with where the pipeline names it (no position when the flag does).
+    models: Vec<(String, Pos)>,
     sample: usize,
     /// The `fal` stage whose `model` is swapped.
     fal_stage: String,
@@ -105,7 +106,7 @@ pub fn run(args: &BakeoffArgs) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().context("cannot find the inkflow binary to run each model")?;
     let mut table = Table { pipeline: file.display().to_string(), sample: plan.sample, models: Vec::new() };
     let mut all_rows: Vec<BTreeMap<String, Card>> = Vec::new();
-    for model in &plan.models {
+    for (model, _) in &plan.models {
         let name = folder_name(model);
         let dir = folder.join(&name);
         println!("bake-off: {model} -> {}", dir.display());
@@ -153,7 +154,7 @@ fn plan(file: &Path, root: &Node, args: &BakeoffArgs) -> Result<Plan, ConfigErro
                         ("models", Yaml::Seq(items)) => {
                             for item in items {
                                 match &item.value {
-                                    Yaml::Str(id) => models.push(id.clone()),
+                                    Yaml::Str(id) => models.push((id.clone(), item.pos)),
                                     _ => errors.push(here(
                                         item.pos,
                                         format!(
@@ -181,7 +182,12 @@ fn plan(file: &Path, root: &Node, args: &BakeoffArgs) -> Result<Plan, ConfigErro
         }
     }
     if !args.models.is_empty() {
-        models = args.models.iter().map(|m| m.trim().to_owned()).filter(|m| !m.is_empty()).collect();
+        models = args
+            .models
+            .iter()
+            .filter(|m| !m.trim().is_empty())
+            .map(|m| (m.trim().to_owned(), Pos::default()))
+            .collect();
     }
     let sample = args.sample.or(sample);
     let stages_pos = root.key_position_of(&["stages".to_owned()]);
@@ -214,12 +220,13 @@ fn plan(file: &Path, root: &Node, args: &BakeoffArgs) -> Result<Plan, ConfigErro
             ),
         ));
     }
-    let mut unique = models.clone();
+    let ids: Vec<&str> = models.iter().map(|(id, _)| id.as_str()).collect();
+    let mut unique = ids.clone();
     unique.sort();
     unique.dedup();
-    if models.len() < 2 || unique.len() != models.len() {
+    if ids.len() < 2 || unique.len() != ids.len() {
         errors.push(here(root.get(FIELD).map_or(Pos::default(), |n| n.pos), format!(
-            "the bake-off compares two or more different models (--models a,b or {FIELD}: {{models: [a, b]}}), got {models:?}"
+            "the bake-off compares two or more different models (--models a,b or {FIELD}: {{models: [a, b]}}), got {ids:?}"
         )));
     }
     if sample.is_none() {
@@ -268,14 +275,15 @@ fn check_every_model(file: &Path, args: &BakeoffArgs, plan: &Plan) -> anyhow::Re
     let env = Environment::process();
     let mut errors = Vec::new();
     let mut first = None;
-    for model in &plan.models {
+    for (model, pos) in &plan.models {
+        let named_by = if pos.line > 0 { format!("{FIELD}.models") } else { "--models".to_owned() };
         match find_model(model, &env) {
             Ok(Some(_)) => {}
-            Ok(None) => errors.push(Diagnostic::new(file, Pos::default(), format!(
-                "--models: {model:?} is not in the catalogue, so its inputs and price cannot be checked before paying; \
+            Ok(None) => errors.push(Diagnostic::new(file, *pos, format!(
+                "{named_by}: {model:?} is not in the catalogue, so its inputs and price cannot be checked before paying; \
                  `inkflow models` lists the known ones, `inkflow models {model} --refresh` adds it from fal"
             ))),
-            Err(e) => errors.push(Diagnostic::new(file, Pos::default(), format!("--models: {model}: {e}"))),
+            Err(e) => errors.push(Diagnostic::new(file, *pos, format!("{named_by}: {model}: {e}"))),
         }
         let options = LoadOptions { overrides: run_overrides(args, plan, model) };
         match super::load_with(file, &options) {

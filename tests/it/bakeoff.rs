@@ -199,6 +199,19 @@ async fn a_bad_model_or_input_stops_the_bakeoff_before_anything_is_paid() {
         "{}",
         text(&said)
     );
+    // A model the pipeline names is pointed at where it is written.
+    let top = "bakeoff:\n  models: [fal-ai/flux/dev, nobody/listed]\n  sample: 1\n";
+    let named = pipeline(dir.path(), &fal.base(), "    model: fal-ai/flux/dev", true, top);
+    let refused =
+        inkflow(models.path(), &["bakeoff", named.to_str().unwrap(), "--output", out.to_str().unwrap()], &[])
+            .await;
+    let said = text(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("pipeline.yaml:3:")
+            && said.contains("bakeoff.models: \"nobody/listed\" is not in the catalogue"),
+        "{said}"
+    );
     assert_eq!(fal.total_submissions(), 0, "nothing reached fal");
     assert!(!out.join("bakeoff").exists(), "no model's batch was started");
 }
