@@ -1,5 +1,6 @@
 //! One module per command; this file parses arguments and maps outcomes to exit codes.
 
+mod bakeoff;
 mod cache;
 mod check;
 mod graph;
@@ -60,6 +61,8 @@ enum Command {
     Pick(pick::PickArgs),
     /// List the fal models inkflow knows, describe one, or refresh one from fal (--refresh).
     Models(models::ModelsArgs),
+    /// Run the same prompts through several fal models and compare their usable pages and cost.
+    Bakeoff(bakeoff::BakeoffArgs),
 }
 
 /// Arguments every command that reads a pipeline takes.
@@ -87,6 +90,7 @@ pub fn main() -> ExitCode {
         Command::Preflight(args) => preflight::run(&args),
         Command::Pick(args) => pick::run(&args),
         Command::Models(args) => models::run(&args),
+        Command::Bakeoff(args) => bakeoff::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -91,7 +91,7 @@ pub fn write_after_run(
 
 /// The summary the last run's sinks wrote (`batch_metadata.json`), in the output folder or a
 /// sink folder under it.
-fn last_summary(output_dir: &Path) -> Option<Value> {
+pub(super) fn last_summary(output_dir: &Path) -> Option<Value> {
     let read = |path: PathBuf| serde_json::from_slice::<Value>(&std::fs::read(path).ok()?).ok();
     read(output_dir.join("batch_metadata.json")).or_else(|| {
         let mut dirs: Vec<PathBuf> =

@@ -21,7 +21,7 @@ use super::PipelineArgs;
 use super::shutdown::StopSignals;
 
 /// Exit code when the batch was asked to stop (Ctrl-C or SIGTERM), as a shell reports Ctrl-C.
-const EXIT_INTERRUPTED: u8 = 130;
+pub(super) const EXIT_INTERRUPTED: u8 = 130;
 
 /// Arguments of `inkflow run`.
 #[derive(clap::Args)]

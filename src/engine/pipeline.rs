@@ -15,9 +15,9 @@ use super::yaml::{self, Key, Node, Yaml};
 
 /// Fields every component has besides its kind's own options.
 const WIRING_FIELDS: &[&str] = &["kind", "inputs", "concurrency", "capacity"];
-/// Top-level fields of a pipeline file.
+/// Top-level fields of a pipeline file (`bakeoff` is read by `inkflow bakeoff` alone).
 const TOP_FIELDS: &[&str] =
-    &["version", "name", "output", "defaults", "plugins", "sources", "stages", "sinks"];
+    &["version", "name", "output", "defaults", "plugins", "sources", "stages", "sinks", "bakeoff"];
 /// Channel capacity when neither the component nor `defaults` sets one: small, so memory stays flat.
 pub const DEFAULT_CAPACITY: usize = 4;
 

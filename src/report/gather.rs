@@ -55,7 +55,7 @@ pub struct Problem {
 }
 
 /// One item of the batch. Paths are relative to the output folder.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Card {
     pub key: String,
     pub description: String,

@@ -305,7 +305,7 @@ fn dollars(usd: f64) -> String {
 }
 
 /// Text made safe for HTML content and quoted attributes.
-fn esc(text: &str) -> String {
+pub fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -322,7 +322,7 @@ fn esc(text: &str) -> String {
 
 /// A relative path as a URL: every byte but unreserved ones and `/` percent-encoded, so a name
 /// with `#`, `?`, `%`, `:` or spaces stays a relative file link.
-fn url(path: &str) -> String {
+pub fn url(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     for byte in path.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {

@@ -25,7 +25,7 @@ use serde_json::Value;
 use crate::engine::atomic_file::write_atomically;
 
 pub use gather::{CARDS_PER_PAGE, Card, Overview, PROBLEMS_LISTED, PageSummary, Problem};
-pub use html::{page_file, render};
+pub use html::{esc, page_file, render, url};
 
 /// The report's file name inside the output folder.
 pub use crate::engine::output_path::REPORT_FILE;
@@ -67,6 +67,15 @@ pub fn write_report(output_dir: &Path, facts: RunFacts) -> anyhow::Result<PathBu
 /// review page shows them).
 pub fn verdict_counts(output_dir: &Path) -> anyhow::Result<BTreeMap<String, u64>> {
     gather::Batch::open(output_dir)?.verdicts()
+}
+
+/// Hands `visit` every item of the batch in `output_dir`, in book order, as the review page
+/// shows it (for pages that set batches side by side, such as the model bake-off).
+pub fn each_card(output_dir: &Path, mut visit: impl FnMut(&Card)) -> anyhow::Result<()> {
+    gather::Batch::open(output_dir)?.each_page(|_, cards| {
+        cards.iter().for_each(&mut visit);
+        Ok(())
+    })
 }
 
 fn write_page(path: &Path, html: &str) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod bakeoff;
 mod batch;
 mod cli;
 mod engine;

@@ -16,7 +16,7 @@ use crate::common::fal_emulator::{FalEmulator, Latency};
 const KEY: &str = "test-key-not-a-secret";
 
 /// `inkflow ARGS` with the key, an empty user catalogue in `models` and `env` on top.
-async fn inkflow(models: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) async fn inkflow(models: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_inkflow"));
     command
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -31,7 +31,7 @@ async fn inkflow(models: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     command.output().await.unwrap()
 }
 
-fn text(output: &Output) -> String {
+pub(crate) fn text(output: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
 

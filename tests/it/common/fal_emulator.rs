@@ -525,7 +525,7 @@ impl Respond for Download {
             let Some(prompt) = ledger.prompts.get(id) else {
                 return ResponseTemplate::new(404);
             };
-            let (_, content_type) = answered_format(&prompt);
+            let (_, content_type) = answered_format(prompt);
             let body = match &self.2 {
                 Images::FromPrompt => drawn_file(&ledger, id, n),
                 Images::Fixed(bytes) => bytes.as_ref().clone(),
