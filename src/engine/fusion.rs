@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use crate::engine::item::Item;
-use crate::engine::media::{Media, Payload};
+use crate::engine::media::{Media, Payload, Raster};
 use crate::engine::stage::{CpuStage, StageError};
 use crate::imaging::fused::upscale_threshold;
 use crate::imaging::resize::Fit;
@@ -57,6 +57,20 @@ pub fn kernels(chain: &[Arc<dyn CpuStage>]) -> Vec<Arc<dyn CpuStage>> {
     picked
 }
 
+/// The fact naming the size of the image a page was upscaled from (`768x1024`), so the quality
+/// check can judge a defect by the source's own pixels. A second upscale keeps the first's.
+pub const SOURCE_SIZE_FACT: &str = "source_size";
+
+/// Records the page's resolution and, the first time, the size of the image it was made from
+/// (the quality check judges specks against that source's pixels). Every path that upscales,
+/// fused or not, records the same facts.
+pub fn record_resize_facts(item: &mut Item, source: &Raster, page: (u32, u32)) {
+    if !item.facts.contains_key(SOURCE_SIZE_FACT) {
+        item.record(SOURCE_SIZE_FACT, format!("{}x{}", source.width, source.height));
+    }
+    item.record("resolution", format!("{}x{}", page.0, page.1));
+}
+
 /// `upscale` with the next stage's threshold done in the same pass, for gray pages.
 struct ResizeThreshold {
     /// The stage it stands in for, which still resizes what the kernel does not take (RGB).
@@ -77,7 +91,7 @@ impl CpuStage for ResizeThreshold {
         let mut page = upscale_threshold(raster, self.width, self.height, self.fit, self.level)
             .map_err(|e| StageError::failed(format!("upscale: {e}")))?;
         page.dpi = Some(self.dpi);
-        item.record("resolution", format!("{}x{}", self.width, self.height));
+        record_resize_facts(item, raster, (self.width, self.height));
         Ok(Payload::Image(Arc::new(page)))
     }
 }

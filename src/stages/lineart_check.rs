@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::engine::candidates::CandidatePolicy;
+use crate::engine::fusion::SOURCE_SIZE_FACT;
 use crate::engine::item::{Item, Judgement};
 use crate::engine::media::{Media, Payload, Pixels};
 use crate::engine::options::{documented, parse_declared};
@@ -22,7 +23,6 @@ use crate::engine::stage::{
 };
 use crate::imaging::quality::tones::ToneLimits;
 use crate::imaging::quality::{InkLimits, Measures, measure_gray};
-use crate::stages::upscale::SOURCE_SIZE_FACT;
 
 /// The `lineart-check` kind.
 pub struct LineartCheck;

@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::engine::fusion::Step;
+use crate::engine::fusion::{Step, record_resize_facts};
 use crate::engine::item::Item;
 use crate::engine::media::{Media, Payload};
 use crate::engine::options::{documented, parse_declared};
@@ -17,10 +17,6 @@ use crate::engine::stage::{
     BuildContext, Component, CpuStage, KindInfo, OptionsError, OutputMedia, Role, StageError, TypedKind,
 };
 use crate::imaging::resize::{Fit, resize};
-
-/// The fact naming the size of the image a page was upscaled from (`768x1024`), so the quality
-/// check can judge a defect by the source's own pixels. A second upscale keeps the first's.
-pub const SOURCE_SIZE_FACT: &str = "source_size";
 
 /// The `upscale` kind.
 pub struct Upscale;
@@ -119,10 +115,7 @@ impl CpuStage for UpscaleStage {
         let mut out = resize(&raster, self.width, self.height, self.fit)
             .map_err(|e| StageError::failed(format!("upscale: {e}")))?;
         out.dpi = Some(self.dpi);
-        if !item.facts.contains_key(SOURCE_SIZE_FACT) {
-            item.record(SOURCE_SIZE_FACT, format!("{}x{}", raster.width, raster.height));
-        }
-        item.record("resolution", format!("{}x{}", self.width, self.height));
+        record_resize_facts(item, &raster, (self.width, self.height));
         Ok(Payload::Image(Arc::new(out)))
     }
 
