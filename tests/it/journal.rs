@@ -282,27 +282,27 @@ fn foreign_and_damaged_files_are_refused_and_left_alone() {
     assert!(err.contains("has no journal"), "{err}");
 }
 
-/// Runs `inkflow ARGS`, returning its stdout and its peak resident memory in KiB (the child's
-/// own, from `wait4`, not that of the tests' other children).
-#[expect(clippy::zombie_processes, reason = "wait4 reaps the child, returning its own rusage")]
+/// Runs `inkflow ARGS`, returning its stdout and its peak resident memory in KiB.
+///
+/// Linux keeps a process's peak across `fork` and `execve`, so a child forked straight from
+/// this test process (which holds other tests' pages) reports the test's peak, not its own. A
+/// small Python process starts inkflow instead and reports its child's peak alone.
 fn inkflow_peak_rss(args: &[&str]) -> (String, i64) {
-    use std::io::Read as _;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_inkflow"))
+    const MEASURE: &str = "import resource, subprocess, sys\n\
+        done = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE)\n\
+        sys.stdout.buffer.write(done.stdout)\n\
+        print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n\
+        sys.exit(done.returncode)";
+    let out = std::process::Command::new("python3")
+        .args(["-c", MEASURE, env!("CARGO_BIN_EXE_inkflow")])
         .args(args)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-    let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
-    // SAFETY: waits for our own child, whose pid `spawn` returned; both pointers are valid.
-    let waited = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    assert_eq!(waited, child.id() as libc::pid_t);
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "inkflow {args:?}: {status}\n{stdout}"
-    );
-    (stdout, usage.ru_maxrss)
+        .output()
+        .expect("python3 runs the measured child");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "inkflow {args:?}: {}\n{stdout}\n{stderr}", out.status);
+    let peak = stderr.lines().last().and_then(|l| l.trim().parse().ok());
+    (stdout, peak.unwrap_or_else(|| panic!("no peak RSS from the measuring process: {stderr}")))
 }
 
 /// `inkflow status` reads a batch a row at a time: at 20,000 items its peak memory stays
