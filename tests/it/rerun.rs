@@ -28,9 +28,32 @@ sinks:
     )
 }
 
-/// [`judged_book`] generated through the emulator at `base`.
-fn fal_book(dir: &Path, base: &str, prompts: &[&str], check: &str, rejected: &str) -> PathBuf {
-    fal_pipeline(dir, base, prompts, "", &judged_book("generate", check, rejected))
+/// A fal batch of two pages judged as [`judged_book`] says: a calm one that passes, and an owl
+/// no seed draws well, so every candidate of it is rejected.
+struct OwlBatch {
+    _dir: tempfile::TempDir,
+    fal: FalEmulator,
+    /// The owl's prompt.
+    owl: String,
+    file: PathBuf,
+    out: PathBuf,
+}
+
+impl OwlBatch {
+    async fn new(check: &str, rejected: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let fal = FalEmulator::start(Latency::default()).await;
+        let owl = format!("an owl on a branch {SPOILED_ALWAYS}");
+        let stages = judged_book("generate", check, rejected);
+        let file = fal_pipeline(dir.path(), &fal.base(), &[CALM, &owl], "", &stages);
+        let out = dir.path().join("out");
+        OwlBatch { _dir: dir, fal, owl, file, out }
+    }
+
+    /// `inkflow run` with `args`.
+    async fn run(&self, args: &[&str]) -> std::process::Output {
+        inkflow(KEY, &self.file, &self.out, args).await
+    }
 }
 
 /// Candidates the journal knows of, over every page.
@@ -60,78 +83,66 @@ async fn to_pay_for(file: &Path, out: &Path, args: &[&str]) -> String {
 
 #[tokio::test]
 async fn a_rerun_never_pays_for_a_page_whose_rerolls_are_used_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let fal = FalEmulator::start(Latency::default()).await;
-    let spoiled = format!("an owl on a branch {SPOILED_ALWAYS}");
-    let file = fal_book(dir.path(), &fal.base(), &[CALM, &spoiled], "max_rerolls: 2", "placeholder");
-    let out = dir.path().join("out");
-    succeeded(&inkflow(KEY, &file, &out, &[]).await);
-    assert_eq!(fal.ledger.lock().unwrap().accepted(&spoiled), 3, "the page and its two re-rolls");
-    assert_eq!((fal.total_submissions(), candidates(&out)), (4, 4));
+    let batch = OwlBatch::new("max_rerolls: 2", "placeholder").await;
+    let OwlBatch { fal, owl, file, out, .. } = &batch;
+    succeeded(&batch.run(&[]).await);
+    assert_eq!(fal.ledger.lock().unwrap().accepted(owl), 3, "the page and its two re-rolls");
+    assert_eq!((fal.total_submissions(), candidates(out)), (4, 4));
     assert_eq!(judged(&read_json(&out.join("metadata/02.json"))).0, "reject");
-    assert_eq!(book_pages(&out), (3, 1), "title, the calm page, a placeholder for the owl");
+    assert_eq!(book_pages(out), (3, 1), "title, the calm page, a placeholder for the owl");
 
     for rerun in 1..=3 {
-        assert_eq!(to_pay_for(&file, &out, &[]).await, "to pay for: 0 item(s) reach a paid stage");
-        succeeded(&inkflow(KEY, &file, &out, &[]).await);
+        assert_eq!(to_pay_for(file, out, &[]).await, "to pay for: 0 item(s) reach a paid stage");
+        succeeded(&batch.run(&[]).await);
         assert_eq!(fal.total_submissions(), 4, "rerun {rerun} paid for a settled page");
-        assert_eq!(candidates(&out), 4, "rerun {rerun} made a new candidate");
+        assert_eq!(candidates(out), 4, "rerun {rerun} made a new candidate");
         assert_eq!(read_json(&out.join("batch_metadata.json"))["skipped"], 2, "rerun {rerun}");
-        assert_eq!(book_pages(&out), (3, 1), "rerun {rerun}: the book keeps its placeholder");
+        assert_eq!(book_pages(out), (3, 1), "rerun {rerun}: the book keeps its placeholder");
     }
 
     // `--retry-failed` is the word to make it again: a new allowance of candidates, paid.
-    assert_eq!(
-        to_pay_for(&file, &out, &["--retry-failed"]).await,
-        "to pay for: 1 item(s) reach a paid stage"
-    );
-    succeeded(&inkflow(KEY, &file, &out, &["--retry-failed"]).await);
-    assert_eq!(fal.ledger.lock().unwrap().accepted(&spoiled), 6, "three more tries");
-    assert_eq!(candidates(&out), 7);
-    succeeded(&inkflow(KEY, &file, &out, &[]).await);
-    assert_eq!((fal.total_submissions(), candidates(&out)), (7, 7), "settled again");
+    assert_eq!(to_pay_for(file, out, &["--retry-failed"]).await, "to pay for: 1 item(s) reach a paid stage");
+    succeeded(&batch.run(&["--retry-failed"]).await);
+    assert_eq!(fal.ledger.lock().unwrap().accepted(owl), 6, "three more tries");
+    assert_eq!(candidates(out), 7);
+    succeeded(&batch.run(&[]).await);
+    assert_eq!((fal.total_submissions(), candidates(out)), (7, 7), "settled again");
 }
 
 /// The budget case: the first run spends the whole `max_cost_usd`, and a rerun, having
 /// nothing to buy, neither stops at the budget nor takes the written pages back.
 #[tokio::test]
 async fn a_rerun_within_a_spent_budget_has_nothing_to_buy() {
-    let dir = tempfile::tempdir().unwrap();
-    let fal = FalEmulator::start(Latency::default()).await;
-    let spoiled = format!("an owl on a branch {SPOILED_ALWAYS}");
-    let file = fal_book(dir.path(), &fal.base(), &[CALM, &spoiled], "max_rerolls: 2", "placeholder");
-    let out = dir.path().join("out");
+    let batch = OwlBatch::new("max_rerolls: 2", "placeholder").await;
     let budget = ["--set", "stages.generate.max_cost_usd=0.1"];
-    succeeded(&inkflow(KEY, &file, &out, &budget).await);
-    assert_eq!(fal.total_submissions(), 4, "$0.10 buys the four requests the batch needs");
+    succeeded(&batch.run(&budget).await);
+    assert_eq!(batch.fal.total_submissions(), 4, "$0.10 buys the four requests the batch needs");
     for rerun in 1..=2 {
-        let output = inkflow(KEY, &file, &out, &budget).await;
+        let output = batch.run(&budget).await;
         succeeded(&output);
         assert!(!stdout(&output).contains("budget"), "rerun {rerun}: {}", stdout(&output));
-        let states: Vec<String> = Journal::items(&out).unwrap().into_iter().map(|item| item.state).collect();
+        let states: Vec<String> =
+            Journal::items(&batch.out).unwrap().into_iter().map(|item| item.state).collect();
         assert_eq!(states, ["written", "written"], "rerun {rerun}");
     }
-    assert_eq!(fal.total_submissions(), 4);
+    assert_eq!(batch.fal.total_submissions(), 4);
 }
 
 #[tokio::test]
 async fn a_settled_page_a_sink_lacks_is_made_again_as_its_page_for_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let fal = FalEmulator::start(Latency::default()).await;
-    let spoiled = format!("an owl on a branch {SPOILED_ALWAYS}");
-    let file = fal_book(dir.path(), &fal.base(), &[CALM, &spoiled], "max_rerolls: 1", "include");
-    let out = dir.path().join("out");
-    succeeded(&inkflow(KEY, &file, &out, &[]).await);
-    assert_eq!((fal.total_submissions(), candidates(&out)), (3, 3));
+    let batch = OwlBatch::new("max_rerolls: 1", "include").await;
+    let OwlBatch { fal, out, .. } = &batch;
+    succeeded(&batch.run(&[]).await);
+    assert_eq!((fal.total_submissions(), candidates(out)), (3, 3));
     let page = judged(&read_json(&out.join("metadata/02.json")));
     assert_eq!(page.0, "reject");
     let drawn = std::fs::read(out.join("02.png")).unwrap();
 
     // The page file is lost: the disk sink lacks it, and the run writes it again.
     std::fs::remove_file(out.join("02.png")).unwrap();
-    succeeded(&inkflow(KEY, &file, &out, &[]).await);
+    succeeded(&batch.run(&[]).await);
     assert_eq!(fal.total_submissions(), 3, "the settled page came from the raw cache");
-    assert_eq!(candidates(&out), 3, "no new candidate of a settled page");
+    assert_eq!(candidates(out), 3, "no new candidate of a settled page");
     assert_eq!(judged(&read_json(&out.join("metadata/02.json"))), page, "the same page");
     assert_eq!(std::fs::read(out.join("02.png")).unwrap(), drawn);
     let extra = read_json(&out.join("batch_metadata.json"))["extra_candidates"].as_u64();
