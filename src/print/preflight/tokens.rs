@@ -240,7 +240,7 @@ impl<'a> Tokens<'a> {
                 }
                 b'[' if depth + 1 >= MAX_NESTING => {
                     self.at += 1;
-                    self.skip_nested(b'[', b']');
+                    self.skip_nested(b"[", b"]");
                     Operand::Other
                 }
                 b'[' => {
@@ -269,24 +269,26 @@ impl<'a> Tokens<'a> {
     }
 
     /// Skips to the `close` that balances an `open` already read, without recursion; strings
-    /// are skipped whole so a bracket inside one does not count.
-    fn skip_nested(&mut self, open: u8, close: u8) {
+    /// are skipped whole so a bracket inside one does not count. Serves arrays (`[` `]`) and
+    /// dictionaries (`<<` `>>`) alike.
+    fn skip_nested(&mut self, open: &[u8], close: &[u8]) {
         let mut depth = 1usize;
         while let Some(&b) = self.bytes.get(self.at) {
-            match b {
-                b'(' => {
-                    self.literal_string();
-                    continue;
+            let rest = &self.bytes[self.at..];
+            if b == b'(' {
+                self.literal_string();
+                continue;
+            } else if rest.starts_with(open) {
+                depth += 1;
+                self.at += open.len();
+                continue;
+            } else if rest.starts_with(close) {
+                depth -= 1;
+                self.at += close.len();
+                if depth == 0 {
+                    return;
                 }
-                _ if b == open => depth += 1,
-                _ if b == close => {
-                    depth -= 1;
-                    if depth == 0 {
-                        self.at += 1;
-                        return;
-                    }
-                }
-                _ => {}
+                continue;
             }
             self.at += 1;
         }
@@ -295,29 +297,7 @@ impl<'a> Tokens<'a> {
     /// Skips `<< ... >>`, nested dictionaries and all.
     fn skip_dictionary(&mut self) {
         self.at += 2;
-        let mut depth = 1usize;
-        while let Some(&b) = self.bytes.get(self.at) {
-            match b {
-                b'(' => {
-                    self.literal_string();
-                    continue;
-                }
-                b'<' if self.bytes.get(self.at + 1) == Some(&b'<') => {
-                    depth += 1;
-                    self.at += 1;
-                }
-                b'>' if self.bytes.get(self.at + 1) == Some(&b'>') => {
-                    depth -= 1;
-                    self.at += 1;
-                    if depth == 0 {
-                        self.at += 1;
-                        return;
-                    }
-                }
-                _ => {}
-            }
-            self.at += 1;
-        }
+        self.skip_nested(b"<<", b">>");
     }
 
     /// After `BI`: the image's dictionary up to `ID`, then its data up to `EI` standing alone.
