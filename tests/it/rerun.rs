@@ -5,11 +5,14 @@
 //! paid requests, and offline with `pattern`.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 
 use crate::common::fal_emulator::{FalEmulator, Latency, SPOILED_ALWAYS};
 use crate::common::pdf_reader::{load, page_image, pages};
 use crate::fal_batch::{CALM, fal_pipeline, inkflow, judged, read_json, succeeded};
 use inkflow::engine::journal::Journal;
+use inkflow::engine::pipeline::{self, LoadOptions};
+use inkflow::engine::runtime::{self, RunSettings};
 
 const KEY: &str = "test-key-not-a-secret";
 
@@ -149,18 +152,16 @@ async fn a_settled_page_a_sink_lacks_is_made_again_as_its_page_for_nothing() {
     assert_eq!(extra.unwrap_or(0), 0, "nothing new was made");
 }
 
-/// Offline, every page is rejected (`min_coverage` asks for more ink than line art has) and
-/// the book leaves them out: reruns make no new candidate.
-#[tokio::test]
-async fn offline_a_rerun_makes_no_new_candidate_of_a_settled_page() {
-    let dir = tempfile::tempdir().unwrap();
+/// An offline batch of three pages, every one rejected by the check (`min_coverage` asks for
+/// more ink than line art has) with `max_rerolls` more candidates each, and left out of the book.
+fn offline_rejected_book(dir: &Path, max_rerolls: u32) -> PathBuf {
     let prompts: Vec<serde_json::Value> = (1..=3)
         .map(|i| serde_json::json!({"section": "s", "image_number": i, "image_prompt": format!("a mandala {i}"), "description": format!("p{i}")}))
         .collect();
-    let prompts_file = dir.path().join("prompts.json");
+    let prompts_file = dir.join("prompts.json");
     std::fs::write(&prompts_file, serde_json::json!({ "prompts": prompts }).to_string()).unwrap();
-    let file = dir.path().join("offline.yaml");
-    let stages = judged_book("draw", "max_rerolls: 1, min_coverage: 0.9", "skip");
+    let file = dir.join("offline.yaml");
+    let stages = judged_book("draw", &format!("max_rerolls: {max_rerolls}, min_coverage: 0.9"), "skip");
     std::fs::write(
         &file,
         format!(
@@ -174,6 +175,14 @@ stages:
         ),
     )
     .unwrap();
+    file
+}
+
+/// Offline, every page is rejected and the book leaves them out: reruns make no new candidate.
+#[tokio::test]
+async fn offline_a_rerun_makes_no_new_candidate_of_a_settled_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = offline_rejected_book(dir.path(), 1);
     let out = dir.path().join("out");
     succeeded(&inkflow(KEY, &file, &out, &[]).await);
     assert_eq!(candidates(&out), 6, "two candidates of each page");
@@ -184,4 +193,20 @@ stages:
         assert_eq!(read_json(&out.join("batch_metadata.json"))["skipped"], 3, "rerun {rerun}");
         assert_eq!(book_pages(&out), (1, 0), "rerun {rerun}");
     }
+}
+
+/// Re-rolls are more candidates of a page, not more items: the live count of finished items
+/// (the progress line's "N/total items") ends at the number of pages, however many rounds ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_counts_a_rerolled_page_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = offline_rejected_book(dir.path(), 2);
+    let registry = inkflow::stages::builtin();
+    let pipeline = pipeline::load(&file, &LoadOptions::default(), &registry).unwrap();
+    let batch = runtime::build(pipeline, &registry, &dir.path().join("out"), false).unwrap();
+    let progress = batch.progress();
+    let summary = batch.run(RunSettings::default()).await.unwrap();
+    assert_eq!(summary.extra_candidates, 6, "two re-rolls of each of the three pages: {summary:?}");
+    assert_eq!(progress.total.load(Ordering::Relaxed), 3);
+    assert_eq!(progress.finished.load(Ordering::Relaxed), 3, "each page counted once");
 }

@@ -95,6 +95,14 @@ impl Tally {
     }
 }
 
+/// How a candidate left its page ([`Shared::candidate_done`]).
+struct CandidateEnd {
+    /// The page had an earlier candidate, which a failed one leaves in place.
+    had_page: bool,
+    /// The page wants another round: this candidate did not end it.
+    wants_another: bool,
+}
+
 impl Shared {
     pub(super) fn new(
         stop: CancellationToken,
@@ -163,9 +171,14 @@ impl Shared {
         // instead of skipping it as failed.
         let cut_short = matches!(&outcome, ItemOutcome::Failed(failure) if failure.interrupted);
         drop(tally);
+        let end = match &outcome {
+            ItemOutcome::Failed(_) if !cut_short => Some(self.candidate_done(item, None)),
+            ItemOutcome::Written => Some(self.candidate_done(item, Some(item.judgement.as_ref()))),
+            _ => None,
+        };
         // A later candidate that failed leaves the page as it was: the item is still written.
         let outcome = match outcome {
-            ItemOutcome::Failed(failure) if !cut_short && self.candidate_done(item, None) => {
+            ItemOutcome::Failed(failure) if end.as_ref().is_some_and(|end| end.had_page) => {
                 tracing::warn!(
                     "item {}: candidate {} failed in stage \"{}\": {}; the page keeps the best earlier one",
                     item.key,
@@ -175,10 +188,6 @@ impl Shared {
                 );
                 ItemOutcome::Written
             }
-            ItemOutcome::Written => {
-                self.candidate_done(item, Some(item.judgement.as_ref()));
-                ItemOutcome::Written
-            }
             other => other,
         };
         let mut tally = lock(&self.tally);
@@ -186,7 +195,10 @@ impl Shared {
             tally.count(&item.key, description, &outcome);
         }
         drop(tally);
-        self.progress.finished.fetch_add(1, Ordering::Relaxed);
+        // A page counts once, when its rounds are over: its re-rolls are not more items.
+        if !end.is_some_and(|end| end.wants_another) {
+            self.progress.finished.fetch_add(1, Ordering::Relaxed);
+        }
         if let Some(observer) = self.observer.as_ref().filter(|_| !cut_short) {
             observer.item_finished(item, &outcome);
         }
@@ -237,10 +249,9 @@ impl Shared {
     }
 
     /// Records how a candidate ended (`judged`: written, with its judgement if a stage judged
-    /// it; `None`: failed) and whether its page wants another. Returns whether the page had
-    /// an earlier candidate, which a failed one leaves in place.
-    fn candidate_done(&self, item: &Item, judged: Option<Option<&Judgement>>) -> bool {
-        let Some(policy) = self.policy else { return false };
+    /// it; `None`: failed) and whether its page wants another.
+    fn candidate_done(&self, item: &Item, judged: Option<Option<&Judgement>>) -> CandidateEnd {
+        let Some(policy) = self.policy else { return CandidateEnd { had_page: false, wants_another: false } };
         let mut candidates = lock(&self.candidates);
         let history = candidates.histories.entry(item.key.clone()).or_default();
         let had_page = history.page.is_some();
@@ -261,7 +272,7 @@ impl Shared {
         if let Some(observer) = &self.observer {
             observer.candidate_done(item, judgement, placement);
         }
-        had_page
+        CandidateEnd { had_page, wants_another: wanted }
     }
 
     /// Counts an item an earlier run failed or filtered, which this run leaves so.
