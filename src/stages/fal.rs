@@ -94,11 +94,26 @@ impl Kind for Fal {
 
     fn warnings(&self, options: &Value) -> Vec<OptionsError> {
         let Ok(parsed) = Options::parse(options) else { return Vec::new() };
-        match catalogue::find(&parsed.model, &self.env) {
-            Ok(Some(model)) => parsed.unsent(&model),
-            Ok(None) => vec![OptionsError::at("model", models::unchecked_warning(&parsed.model))],
-            Err(_) => Vec::new(),
+        let Ok(model) = catalogue::find(&parsed.model, &self.env) else { return Vec::new() };
+        let mut warnings = match &model {
+            Some(model) => parsed.unsent(model),
+            None => vec![OptionsError::at("model", models::unchecked_warning(&parsed.model))],
+        };
+        // A cap set below what the model can answer is raised, never enforced after paying.
+        if options.get("max_image_bytes").is_some()
+            && let Ok(caps) = stage::output_caps(&parsed, model.as_ref())
+            && caps.image_bytes > parsed.max_image_bytes
+        {
+            warnings.push(OptionsError::at(
+                "max_image_bytes",
+                format!(
+                    "max_image_bytes {} is raised to {} for {}: its images can be that large, and an image \
+                     already paid for is never dropped for its size",
+                    parsed.max_image_bytes, caps.image_bytes, parsed.model
+                ),
+            ));
         }
+        warnings
     }
 
     fn build(&self, options: &Value, ctx: &BuildContext) -> anyhow::Result<Component> {

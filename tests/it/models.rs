@@ -418,3 +418,26 @@ async fn best_of_six_on_a_four_per_request_model_makes_two_requests() {
     assert_eq!(ledger.accepted("an owl"), 6);
     assert!(ledger.requests_of("an owl").iter().all(|id| ledger.bodies[id].get("seed").is_none()));
 }
+
+/// A `max_image_bytes` below what the model can answer is raised, and `validate` says so: an
+/// image already paid for is never dropped for its size.
+#[tokio::test]
+async fn a_cap_below_the_models_images_is_raised_and_validate_says_so() {
+    let fal = FalEmulator::start(Latency::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let models = tempfile::tempdir().unwrap();
+    let file = pipeline(dir.path(), &fal.base(), &[prompt("a fox")], SHIPPED);
+    let file_arg = file.to_str().unwrap();
+    let validate = |cap: &'static str| {
+        let set = format!("stages.generate.max_image_bytes={cap}");
+        let file_arg = file_arg.to_owned();
+        let models = models.path().to_owned();
+        async move { inkflow(&models, &["validate", &file_arg, "--set", &set], &[]).await }
+    };
+    let low = validate("1000").await;
+    let said = text(&low);
+    assert!(low.status.success(), "{said}");
+    assert!(said.contains("warning: option max_image_bytes: max_image_bytes 1000 is raised to"), "{said}");
+    let ample = validate("900000000").await;
+    assert!(!text(&ample).contains("max_image_bytes"), "{}", text(&ample));
+}

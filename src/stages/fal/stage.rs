@@ -804,7 +804,7 @@ impl FalStage {
 
 /// The answer caps for requests made with `options`, from the size asked for (the largest the
 /// model returns, where nothing better is known) and whether the images come inline.
-fn output_caps(options: &Options, model: Option<&Model>) -> Result<OutputCaps, String> {
+pub(super) fn output_caps(options: &Options, model: Option<&Model>) -> Result<OutputCaps, String> {
     let sync_mode = options.request_body("", model).get("sync_mode") == Some(&Value::Bool(true));
     // A model that picks its own pixel count (an aspect ratio, or no size input) may answer
     // far more than the page asked for: FLUX1.1 ultra answers 2752x1536 for 16:9.
