@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 use std::time::SystemTime;
 
 use anyhow::Context as _;
@@ -44,6 +44,10 @@ pub struct BakeoffArgs {
     /// else output/NAME).
     #[arg(long, value_name = "DIR")]
     output: Option<PathBuf>,
+    /// Check every model and show what each one's run would pay for, without paying or
+    /// writing anything (each model's `inkflow run --dry-run`).
+    #[arg(long)]
+    dry_run: bool,
 }
 
 /// What the bake-off runs: the models, the sample and the components whose options it sets.
@@ -98,12 +102,15 @@ pub fn run(args: &BakeoffArgs) -> anyhow::Result<ExitCode> {
     let output =
         args.output.clone().or(checked.output).unwrap_or_else(|| PathBuf::from("output").join(&checked.name));
     let folder = output.join(FOLDER);
+    if args.dry_run {
+        return dry_run(file, args, &plan, &folder);
+    }
     std::fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
     let earlier: Table = std::fs::read(folder.join("bakeoff.json"))
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default();
-    let exe = std::env::current_exe().context("cannot find the inkflow binary to run each model")?;
+    let exe = inkflow_binary()?;
     let mut table = Table { pipeline: file.display().to_string(), sample: plan.sample, models: Vec::new() };
     let mut all_rows: Vec<BTreeMap<String, Card>> = Vec::new();
     for (model, _) in &plan.models {
@@ -111,12 +118,7 @@ pub fn run(args: &BakeoffArgs) -> anyhow::Result<ExitCode> {
         let dir = folder.join(&name);
         println!("bake-off: {model} -> {}", dir.display());
         let launched = SystemTime::now();
-        let status = std::process::Command::new(&exe)
-            .arg("run")
-            .arg(file)
-            .args(run_overrides(args, &plan, model).iter().flat_map(|set| ["--set", set]))
-            .arg("--output")
-            .arg(&dir)
+        let status = model_run(&exe, file, args, &plan, model, &dir)
             .status()
             .with_context(|| format!("cannot start `inkflow run` for {model}"))?;
         let before = earlier.models.iter().find(|m| m.model == *model).map_or(0.0, |m| m.seconds);
@@ -135,6 +137,39 @@ pub fn run(args: &BakeoffArgs) -> anyhow::Result<ExitCode> {
     let all_ran =
         table.models.len() == plan.models.len() && table.models.iter().all(|m| m.exit_code.is_none());
     Ok(if all_ran { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// This binary, which runs each model's batch.
+fn inkflow_binary() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("cannot find the inkflow binary to run each model")
+}
+
+/// `inkflow run` of the pipeline with `model` swapped in, into `dir`.
+fn model_run(exe: &Path, file: &Path, args: &BakeoffArgs, plan: &Plan, model: &str, dir: &Path) -> Command {
+    let mut command = Command::new(exe);
+    command
+        .arg("run")
+        .arg(file)
+        .args(run_overrides(args, plan, model).iter().flat_map(|set| ["--set", set]))
+        .arg("--output")
+        .arg(dir);
+    command
+}
+
+/// `--dry-run`: each model's `inkflow run --dry-run`, which prints what it would pay for.
+fn dry_run(file: &Path, args: &BakeoffArgs, plan: &Plan, folder: &Path) -> anyhow::Result<ExitCode> {
+    let exe = inkflow_binary()?;
+    let mut all_checked = true;
+    for (model, _) in &plan.models {
+        println!("bake-off (dry run): {model}");
+        let status = model_run(&exe, file, args, plan, model, &folder.join(folder_name(model)))
+            .arg("--dry-run")
+            .status()
+            .with_context(|| format!("cannot start `inkflow run --dry-run` for {model}"))?;
+        all_checked &= status.success();
+    }
+    println!("\n  dry run: nothing was paid for or written");
+    Ok(if all_checked { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// The models and sample (flags over the pipeline's `bakeoff:`), the fal stage and the prompts

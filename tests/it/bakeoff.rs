@@ -250,3 +250,33 @@ async fn the_pipeline_can_name_the_models_and_the_sample() {
     assert!(more.status.success(), "{}", text(&more));
     assert_eq!(fal.total_submissions(), 4, "only the second prompt is new for each model");
 }
+
+/// `--dry-run` shows what each model's run would pay for, and pays for nothing.
+#[tokio::test]
+async fn a_dry_run_shows_each_models_cost_and_pays_nothing() {
+    let fal = FalEmulator::start(Latency::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let models = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let file = pipeline(dir.path(), &fal.base(), "    model: fal-ai/flux/dev", true, "");
+    let args = [
+        "bakeoff",
+        file.to_str().unwrap(),
+        "--models",
+        &MODELS.join(","),
+        "--sample",
+        "2",
+        "--output",
+        out.to_str().unwrap(),
+        "--dry-run",
+    ];
+    let dry = inkflow(models.path(), &args, &[]).await;
+    let said = text(&dry);
+    assert!(dry.status.success(), "{said}");
+    for model in MODELS {
+        assert!(said.contains(&format!("bake-off (dry run): {model}")), "{said}");
+    }
+    assert_eq!(said.matches("to pay for: 2 item(s) reach a paid stage").count(), 2, "{said}");
+    assert_eq!(fal.total_submissions(), 0, "nothing reached fal");
+    assert!(!out.join("bakeoff").join("bakeoff.json").exists(), "no table was written");
+}
