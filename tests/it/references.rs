@@ -198,7 +198,7 @@ async fn a_model_without_image_inputs_refuses_references_before_anything_is_paid
         ),
         (
             "    model: fal-ai/flux-pro/kontext\n    references: { style: [hero.png] }",
-            "pipeline.yaml:13:5",
+            "pipeline.yaml:13:19",
             "fal-ai/flux-pro/kontext takes no style references",
         ),
         (
