@@ -62,7 +62,8 @@ fn describe(model: &Model) {
     );
     println!("  outputs:           {}", model.outputs.join(", "));
     if !model.image_inputs.is_empty() {
-        println!("  image inputs:      {}", model.image_inputs.join(", "));
+        let listed: Vec<String> = model.image_inputs.iter().map(ToString::to_string).collect();
+        println!("  image inputs:      {} (set with `references`)", listed.join(", "));
     }
     println!("  loras:             {}", if model.loras { "yes" } else { "no" });
     println!("  source:            {}", model.source);

@@ -449,14 +449,23 @@ impl Checker<'_> {
         })
     }
 
-    /// Rewrites the path (or each path of the list) of the path option `option` to the path it
+    /// Rewrites the path (or each path of the list or map; a URL stays) of the path option `option` to the path it
     /// names (see [`read_path`]); with [`Reads::MustExist`], one naming nothing is an error at
     /// its value.
     fn resolve_paths(&mut self, node: &mut Node, option: &str, subject: &str) {
         let written = match &mut node.value {
+            // A URL where a kind takes one instead of a file (fal's `references`) is no path.
+            Yaml::Str(written) if ["http://", "https://", "data:"].iter().any(|s| written.starts_with(s)) => {
+                return;
+            }
             Yaml::Str(written) => written.clone(),
             Yaml::Seq(items) => {
                 items.iter_mut().for_each(|item| self.resolve_paths(item, option, subject));
+                return;
+            }
+            // Paths grouped by name (fal's `references: {style: [...]}`).
+            Yaml::Map(entries) => {
+                entries.iter_mut().for_each(|(_, item)| self.resolve_paths(item, option, subject));
                 return;
             }
             _ => return,

@@ -43,6 +43,16 @@ pub trait SubmissionLog: Send + Sync {
     /// Records that the open submission of item `key` ended without a result to go on with,
     /// so a resumed batch does not poll it again; `cost_usd` is what it cost in the end.
     fn settled(&self, key: &str, stage: &str, settlement: Settlement, cost_usd: f64) -> anyhow::Result<()>;
+    /// The URL a file with content hash `sha256` was uploaded to earlier in the batch (a
+    /// paid request's input, such as a reference image), so it is not uploaded again. A log
+    /// that keeps no uploads answers `None`: the file is uploaded again.
+    fn uploaded(&self, _sha256: &str) -> anyhow::Result<Option<String>> {
+        Ok(None)
+    }
+    /// Records that the file with content hash `sha256` (`bytes` long) is at `url`.
+    fn record_upload(&self, _sha256: &str, _url: &str, _bytes: u64) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// How an accepted submission ended without a result to pass on.

@@ -15,8 +15,10 @@ mod key;
 mod models;
 mod options;
 mod pricing;
+mod references;
 mod retry;
 mod stage;
+mod upload;
 
 use std::sync::Arc;
 
@@ -74,9 +76,7 @@ impl Kind for Fal {
     fn check(&self, options: &Value) -> Result<(), OptionsError> {
         let parsed = Options::parse(options)?;
         let model = catalogue::find(&parsed.model, &self.env).map_err(|e| OptionsError::at("model", e))?;
-        if let Some(model) = &model {
-            parsed.check_model(model)?;
-        }
+        parsed.check_catalogued(model.as_ref())?;
         if parsed.max_cost_usd.is_some()
             && !pricing::Prices::new(&parsed.prices).knows(&parsed.model, model.as_ref())
         {

@@ -18,6 +18,7 @@ mod pdf;
 mod plugins;
 mod preflight;
 mod r2;
+mod references;
 mod report;
 mod rerun;
 mod safety;

@@ -15,6 +15,7 @@ mod observer;
 mod schema;
 mod status;
 mod submissions;
+mod uploads;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

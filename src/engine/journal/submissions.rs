@@ -73,6 +73,14 @@ impl SubmissionLog for Journal {
         )
     }
 
+    fn uploaded(&self, sha256: &str) -> anyhow::Result<Option<String>> {
+        Journal::uploaded(self, sha256)
+    }
+
+    fn record_upload(&self, sha256: &str, url: &str, bytes: u64) -> anyhow::Result<()> {
+        Journal::record_upload(self, sha256, url, bytes)
+    }
+
     fn settled(&self, key: &str, stage: &str, settlement: Settlement, cost_usd: f64) -> anyhow::Result<()> {
         self.execute(
             &format!("UPDATE submissions SET collected = 1, outcome = ?3, cost_usd = ?4 WHERE {OPEN_ROW}"),

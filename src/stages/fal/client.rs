@@ -61,8 +61,8 @@ pub(super) enum QueueState {
     Finished(String),
 }
 
-/// One client for fal's queue with the API key, and one without it for image downloads (the
-/// key must never go to the image CDN).
+/// One client for fal's queue with the API key, and one without it for image downloads and
+/// uploads (the key must never go to the image CDN or a storage host).
 pub(super) struct QueueClient {
     api: reqwest::Client,
     downloads: reqwest::Client,
@@ -215,6 +215,49 @@ impl QueueClient {
             ),
             None => format!("no price for {model}"),
         })
+    }
+
+    /// `POST {rest}/storage/upload/initiate`: asks fal's storage where to put a file of
+    /// `content_type` named `file_name`. Answers the URL to PUT the bytes to and the URL the
+    /// file will be read from (what fal's own clients do; the key goes to fal's REST host only).
+    pub(super) async fn initiate_upload(
+        &self,
+        rest: &Url,
+        content_type: &str,
+        file_name: &str,
+    ) -> Result<(Url, String), CallError> {
+        let url = format!("{}/storage/upload/initiate", rest.as_str().trim_end_matches('/'));
+        let url = Url::parse_with_params(&url, [("storage_type", "fal-cdn-v3")])
+            .map_err(|e| CallError::Invalid(format!("bad upload URL {url}: {e}")))?;
+        let input = serde_json::json!({"content_type": content_type, "file_name": file_name});
+        let answer = self.json(self.authorized(self.api.post(url).json(&input))?, MAX_JSON_BYTES).await?;
+        let field = |name: &str| answer.get(name).and_then(Value::as_str).map(str::to_owned);
+        let (Some(upload_url), Some(file_url)) = (field("upload_url"), field("file_url")) else {
+            return Err(CallError::Malformed(format!(
+                "fal's storage answered no upload_url and file_url: {}",
+                truncate(&answer.to_string(), 200)
+            )));
+        };
+        let upload_url = Url::parse(&upload_url)
+            .map_err(|e| CallError::Malformed(format!("fal's storage answered a bad upload_url: {e}")))?;
+        Ok((upload_url, file_url))
+    }
+
+    /// `PUT upload_url` with the file's bytes. The upload URL is signed, and may be on a
+    /// storage host that is not fal's: it goes out without the key, as fal's clients send it.
+    pub(super) async fn put_upload(
+        &self,
+        upload_url: &Url,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), CallError> {
+        let request = self
+            .downloads
+            .put(upload_url.clone())
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(bytes);
+        let response = request.send().await.map_err(|e| CallError::from_reqwest(&e))?;
+        if response.status().is_success() { Ok(()) } else { Err(CallError::from_response(response).await) }
     }
 
     fn authorized(&self, request: RequestBuilder) -> Result<RequestBuilder, CallError> {

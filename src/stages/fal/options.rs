@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::catalogue::{Model, shape_inputs};
+use super::references::{self, Lora, References};
 use crate::engine::options::parse_declared;
+use crate::engine::pipeline_path::PipelinePath;
 use crate::engine::stage::OptionsError;
 
 /// The default model: FLUX.1 [dev], the model of both original scripts.
@@ -38,8 +40,10 @@ pub(super) fn preset_dimensions(name: &str) -> Option<(u32, u32)> {
 
 /// Option names a prompt file may set per item (in the prompt's extra fields) to override the
 /// pipeline's value: the model inputs, never the client settings.
-pub(super) const ITEM_OVERRIDES: [&str; 8] = [
+pub(super) const ITEM_OVERRIDES: [&str; 10] = [
     "model",
+    "references",
+    "loras",
     "image_size",
     "num_inference_steps",
     "guidance_scale",
@@ -109,7 +113,17 @@ pub(super) struct Options {
     /// Format fal encodes the image in (png, jpeg, or what `inkflow models MODEL` lists).
     #[serde(default)]
     pub output_format: Option<String>,
-    /// More model inputs (e.g. Recraft's style, sync_mode, loras), checked against the model's
+    /// Reference images, local files (uploaded to fal once per batch) or URLs: a list for the
+    /// model's first image input, or lists by kind ({image, character, style}) for the inputs
+    /// the model takes them in (`inkflow models MODEL` lists them); a model without image
+    /// inputs refuses them.
+    #[serde(default)]
+    pub references: Option<References>,
+    /// LoRAs for a LoRA endpoint such as fal-ai/flux-lora: [{path: URL, scale}] (scale 0-4,
+    /// default 1); priced as the endpoint is.
+    #[serde(default)]
+    pub loras: Vec<Lora>,
+    /// More model inputs (e.g. Recraft's style, sync_mode, strength), checked against the model's
     /// schema like the named ones; `inkflow models MODEL` lists them.
     #[serde(default)]
     pub extra: Map<String, Value>,
@@ -285,6 +299,16 @@ impl Options {
         if self.guidance_scale.is_some_and(|g| !g.is_finite() || g < 0.0) {
             return Err(OptionsError::at("guidance_scale", "must be a number >= 0"));
         }
+        if let Some(references) = &self.references {
+            references.check_written()?;
+        }
+        references::check_loras(&self.loras)?;
+        if let Some(name) = ["loras", "references"].into_iter().find(|name| self.extra.contains_key(*name)) {
+            return Err(OptionsError::at(
+                &format!("extra.{name}"),
+                format!("set `{name}` as the stage's own option, where it is checked and priced"),
+            ));
+        }
         if self.extra.contains_key("prompt") {
             return Err(OptionsError::at(
                 "extra.prompt",
@@ -336,6 +360,7 @@ impl Options {
             ("num_images", self.num_images.map(Value::from)),
             ("enable_safety_checker", self.enable_safety_checker.map(Value::from)),
             ("output_format", self.output_format.clone().map(Value::from)),
+            ("loras", (!self.loras.is_empty()).then(|| serde_json::to_value(&self.loras).ok()).flatten()),
         ];
         inputs.into_iter().filter_map(|(name, value)| Some((name, value?))).collect()
     }
@@ -359,12 +384,49 @@ impl Options {
     /// option that sets it: an out-of-range, mistyped or unknown value is refused here, before
     /// fal runs (and bills) a request only to refuse it.
     pub(super) fn check_model(&self, model: &Model) -> Result<(), OptionsError> {
+        if let Some(references) = &self.references {
+            references.check_model(model)?;
+        }
+        references::check_model_loras(&self.loras, model)?;
         for (path, name, value) in self.set_inputs() {
             if let Some(input) = model.inputs.get(&name) {
                 input.check(&model.id, &name, &value).map_err(|message| OptionsError::at(&path, message))?;
             }
         }
         Ok(())
+    }
+
+    /// [`Options::check_model`] for a catalogued model; a model the catalogue lacks runs
+    /// unchecked, but cannot take references, since nothing says which input takes images.
+    pub(super) fn check_catalogued(&self, model: Option<&Model>) -> Result<(), OptionsError> {
+        match model {
+            Some(model) => self.check_model(model),
+            None if self.references.is_some() => Err(OptionsError::at(
+                "references",
+                format!(
+                    "{} is not in inkflow's catalogue, so which of its inputs takes images is unknown: \
+                     `inkflow models {} --refresh` adds it from fal's APIs",
+                    self.model, self.model
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The JSON input fal receives for `prompt` with this item's references, each given as
+    /// `url_of` says (its fal storage URL, or what identifies it for the raw cache).
+    pub(super) fn request_body_with(
+        &self,
+        prompt: &str,
+        model: Option<&Model>,
+        url_of: &dyn Fn(&PipelinePath) -> String,
+    ) -> Value {
+        let mut body = self.request_body(prompt, model);
+        if let (Some(references), Some(model), Some(fields)) = (&self.references, model, body.as_object_mut())
+        {
+            fields.extend(references.placed(model, url_of));
+        }
+        body
     }
 
     /// The inputs these options set that `model` does not take: they are not sent. Each is

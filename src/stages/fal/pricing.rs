@@ -187,7 +187,10 @@ fn dimensions(model: Option<&Model>, body: &Map<String, Value>) -> Option<(u32, 
         Some(model) => model,
         None => return Some(FALLBACK_DIMENSIONS),
     };
-    let ratio = model.value_of(body, "aspect_ratio").and_then(Value::as_str)?;
+    // A model that takes no size (image to image: the image takes the reference's) is priced
+    // at the square of its megapixels.
+    let ratio = model.value_of(body, "aspect_ratio").and_then(Value::as_str);
+    let ratio = ratio.or(model.megapixels.map(|_| "1:1"))?;
     ratio_dimensions(ratio, model.megapixels.unwrap_or(1.0))
 }
 

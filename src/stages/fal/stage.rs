@@ -9,6 +9,7 @@
 //!   surely did not accept it (see [`super::retry`]).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -27,10 +28,13 @@ use super::key::{ApiKey, Environment};
 use super::models::{platform_url, unchecked_warning};
 use super::options::{self, Options};
 use super::pricing::{Prices, Quote, fetch_live_price, round_cents};
+use super::references::{self, References};
 use super::resolve_base_url;
 use super::retry::{self, Call, GaveUp, RetryPolicy, sleep_unless_stopped};
+use super::upload::{self, Reference, Uploads};
 use crate::engine::item::{Item, Trial};
 use crate::engine::media::{Payload, Undecoded};
+use crate::engine::pipeline_path::{self, PipelinePath};
 use crate::engine::raw_cache::{CachedOriginal, RawCache};
 use crate::engine::run_context::{RESUME_FACT, RunContext, Settlement, SubmissionLog};
 use crate::engine::stage::{BuildContext, CostEstimate, IoStage, StageError};
@@ -117,6 +121,10 @@ pub(super) struct FalStage {
     prices: Prices,
     /// Where model entries are looked up (the user's catalogue folder).
     env: Environment,
+    /// The reference files uploaded in this batch.
+    uploads: Uploads,
+    /// What a prompt's relative reference paths are read against, as the pipeline's own are.
+    pipeline_folder: PathBuf,
     /// Catalogue entries by model id, looked up once (`None`: not catalogued, unchecked).
     models: Mutex<HashMap<String, Option<Arc<Model>>>>,
     spent_usd: Mutex<f64>,
@@ -145,12 +153,11 @@ impl FalStage {
             return Err(anyhow!("stage {id:?}: {}", CallError::MissingKey));
         }
         let model = catalogue::find(&options.model, env).map_err(|e| anyhow!("stage {id:?}: {e}"))?;
-        match &model {
-            Some(model) => {
-                options.check_model(model).map_err(|e| anyhow!("stage {id:?}: {}", e.qualified()))?
-            }
-            None => tracing::warn!("stage {id:?}: {}", unchecked_warning(&options.model)),
+        options.check_catalogued(model.as_ref()).map_err(|e| anyhow!("stage {id:?}: {}", e.qualified()))?;
+        if model.is_none() {
+            tracing::warn!("stage {id:?}: {}", unchecked_warning(&options.model));
         }
+        let uploads = Uploads::new(env).map_err(|e| anyhow!("stage {id:?}: {e}"))?;
         let base = resolve_base_url(&options, env).map_err(|e| anyhow!("stage {id:?}: {e}"))?;
         let timeout = options.request_timeout().map_err(|e| anyhow!("stage {id:?}: {}", e.message))?;
         let mut prices = Prices::new(&options.prices);
@@ -167,6 +174,8 @@ impl FalStage {
         let models = Mutex::new(HashMap::from([(options.model.clone(), model.clone().map(Arc::new))]));
         output_caps(&options, model.as_ref()).map_err(|e| anyhow!("stage {id:?}: {e}"))?;
         Ok(FalStage {
+            uploads,
+            pipeline_folder: pipeline_path::folder_of(&ctx.pipeline_file).to_owned(),
             env: env.clone(),
             models,
             id: id.to_owned(),
@@ -204,17 +213,21 @@ impl FalStage {
     fn options_for(&self, item: &mut Item) -> Result<(Options, Option<Arc<Model>>), String> {
         let overridden = options::ITEM_OVERRIDES.iter().any(|name| item.prompt.extra.contains_key(*name));
         let mut options = if overridden {
-            self.options.for_item(&self.raw_options, &item.prompt.extra)?
+            let mut fields = item.prompt.extra.clone();
+            if let Some(written) = fields.get_mut("references") {
+                references::resolve_written(written, &self.pipeline_folder);
+            }
+            self.options.for_item(&self.raw_options, &fields)?
         } else {
             self.options.clone()
         };
         let model = self.model(&options.model)?;
+        if overridden {
+            options
+                .check_catalogued(model.as_deref())
+                .map_err(|e| format!("prompt field {:?}: {}", e.path.join("."), e.message))?;
+        }
         if let Some(model) = &model {
-            if overridden {
-                options
-                    .check_model(model)
-                    .map_err(|e| format!("prompt field {:?}: {}", e.path.join("."), e.message))?;
-            }
             let wanted = item.trial.per_request.max(1);
             let cap = model.images_per_request().max(1);
             item.trial.per_request = wanted.div_ceil(wanted.div_ceil(cap));
@@ -243,7 +256,19 @@ impl FalStage {
         let (options, model) = self.options_for(item).map_err(Failure::Item)?;
         let caps = output_caps(&options, model.as_deref()).map_err(Failure::Item)?;
         item.record("model", options.model.clone());
-        let body = options.request_body(&item.prompt.image_prompt, model.as_deref());
+        let written = options.references.as_ref().map(References::paths).unwrap_or_default();
+        let references = upload::read_all(&written).map_err(Failure::Item)?;
+        if !references.is_empty() {
+            let listed =
+                references.iter().map(|(path, r)| json!({"source": path.as_path(), "content": r.identity()}));
+            item.record("references", listed.collect::<Vec<_>>());
+        }
+        // The input as the raw cache knows it: each file by its content, not by the URL of
+        // one batch's upload.
+        let identity = |path: &PipelinePath| reference_of(&references, path).map(Reference::identity);
+        let body = options.request_body_with(&item.prompt.image_prompt, model.as_deref(), &|p| {
+            identity(p).unwrap_or_default()
+        });
         let quote = self.prices.quote(&options.model, model.as_deref(), &body);
         let cost = quote.as_ref().map(|q| q.cost_usd);
         let (request, image) = item.trial.request_and_image();
@@ -278,7 +303,19 @@ impl FalStage {
             Some(journaled) => serde_json::from_value::<Submission>(journaled.clone()).map_err(|e| {
                 Failure::Item(format!("the journal's request for this item is unreadable: {e}"))
             })?,
-            None => self.submit(item, &options, &body, quote.as_ref(), cx, retries).await?,
+            None => {
+                let sent = self
+                    .with_uploads(
+                        &options,
+                        model.as_deref(),
+                        &item.prompt.image_prompt,
+                        &references,
+                        cx,
+                        retries,
+                    )
+                    .await?;
+                self.submit(item, &options, &sent, quote.as_ref(), cx, retries).await?
+            }
         };
         item.record("request_id", submission.request_id.clone());
         // fal charges a request once it runs, whatever its outcome (a 422 too).
@@ -334,6 +371,35 @@ impl FalStage {
             decode: download::decode_rgb,
             room,
         })
+    }
+
+    /// The input fal receives: each reference file as the URL of its upload to fal's storage
+    /// (uploaded once per batch), each URL as written.
+    async fn with_uploads(
+        &self,
+        options: &Options,
+        model: Option<&Model>,
+        prompt: &str,
+        references: &[(PipelinePath, Reference)],
+        cx: &RunContext,
+        retries: &mut u32,
+    ) -> Result<Value, Failure> {
+        let mut urls = Vec::with_capacity(references.len());
+        for (path, reference) in references {
+            let url = match reference {
+                Reference::Url(url) => url.clone(),
+                Reference::File(file) => {
+                    self.uploads.url_of(file, &self.client, &self.policy, cx, retries).await.map_err(|e| {
+                        self.gave_up(e, &format!("uploading the reference image {}", path.display()))
+                    })?
+                }
+            };
+            urls.push((path.clone(), url));
+        }
+        let url_of = |path: &PipelinePath| {
+            urls.iter().find(|(p, _)| p == path).map(|(_, url)| url.clone()).unwrap_or_default()
+        };
+        Ok(options.request_body_with(prompt, model, &url_of))
     }
 
     /// An original generated before with the same model and input: no request, no cost. One
@@ -800,6 +866,14 @@ impl FalStage {
             *spent = round_cents((*spent - cost).max(0.0));
         }
     }
+}
+
+/// The reference read for `path`.
+fn reference_of<'a>(
+    references: &'a [(PipelinePath, Reference)],
+    path: &PipelinePath,
+) -> Option<&'a Reference> {
+    references.iter().find(|(p, _)| p == path).map(|(_, reference)| reference)
 }
 
 /// The answer caps for requests made with `options`, from the size asked for (the largest the

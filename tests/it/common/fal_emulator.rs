@@ -11,7 +11,10 @@
 //! submit and refused with a 422 after COMPLETED (billed, as fal's FAQ allows), aspect-ratio
 //! models answer the ratio's size, `num_images` stops at the model's maximum, and each request
 //! is billed in the model's unit ([`Ledger::billed_usd`]). `/v1/models/pricing` is fal's
-//! platform pricing API.
+//! platform pricing API. `/storage/upload/initiate` is fal's storage upload: it answers an
+//! `upload_url` on a storage host of its own ([`FalEmulator::storage`], as fal's signed URLs
+//! point at a bucket) and a `file_url`; a model given a `file_url` whose bytes were never PUT
+//! fails with a 422, as fal cannot fetch it.
 //!
 //! A prompt asks for trouble by containing one of the markers below. Each trouble strikes the
 //! first accepted request of its prompt only (the ingress refusal: the first POST), so a
@@ -111,6 +114,21 @@ pub struct Ledger {
     pub live_prices: HashMap<String, f64>,
     /// Calls to the pricing API.
     pub pricing_calls: u32,
+    /// Storage upload initiate calls.
+    pub upload_initiates: u32,
+    /// Files PUT to the storage host, in order.
+    pub uploaded: Vec<Uploaded>,
+}
+
+/// One file PUT to the storage host.
+#[derive(Clone, Debug)]
+pub struct Uploaded {
+    /// Where models read it from.
+    pub file_url: String,
+    pub bytes: Vec<u8>,
+    pub content_type: String,
+    /// The `Authorization` header the PUT carried (fal's signed URLs need none).
+    pub authorization: Option<String>,
 }
 
 /// The catalogue the emulated models follow: the one inkflow ships.
@@ -256,6 +274,8 @@ impl Ledger {
 /// A running emulator.
 pub struct FalEmulator {
     pub server: MockServer,
+    /// The storage host signed upload URLs point at: not fal's queue or REST host.
+    pub storage: MockServer,
     pub ledger: Arc<Mutex<Ledger>>,
 }
 
@@ -384,7 +404,10 @@ impl Respond for Result {
             return ResponseTemplate::new(404).set_body_json(json!({"detail": "Request not found"}));
         };
         let model = ledger.models.get(&id).and_then(|m| model_entry(m));
-        if let Some(refused) = model.as_ref().and_then(|model| refusal(model, &body)) {
+        let refused = model
+            .as_ref()
+            .and_then(|m| refusal(m, &body).or_else(|| unfetchable(m, &body, &ledger, &self.1)));
+        if let Some(refused) = refused {
             ledger.charge(&id);
             return ResponseTemplate::new(422)
                 .insert_header("x-fal-request-id", id.as_str())
@@ -565,6 +588,71 @@ fn is_locked(request: &Request) -> bool {
     request.headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Key {LOCKED_KEY}"))
 }
 
+/// fal's storage upload, step one: with a key fal knows, where to PUT the bytes (on the
+/// storage host) and the URL the file will be read from.
+struct InitiateUpload(Arc<Mutex<Ledger>>, String, String);
+impl Respond for InitiateUpload {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let key = request.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if !key.starts_with("Key ") || key == format!("Key {REFUSED_KEY}") {
+            return ResponseTemplate::new(401).set_body_json(json!({"detail": "No user found for Key"}));
+        }
+        let body: Value = request.body_json().unwrap_or(Value::Null);
+        let (Some(content_type), Some(_)) = (body["content_type"].as_str(), body["file_name"].as_str())
+        else {
+            return ResponseTemplate::new(422).set_body_json(json!({"detail": "content_type and file_name"}));
+        };
+        let mut ledger = self.0.lock().unwrap();
+        ledger.upload_initiates += 1;
+        let n = ledger.upload_initiates;
+        let extension = content_type.rsplit('/').next().unwrap_or("bin");
+        ResponseTemplate::new(200).set_body_json(json!({
+            "upload_url": format!("{}/upload/{n}?content_type={content_type}", self.2),
+            "file_url": format!("{}/files/upload-{n}.{extension}", self.1),
+        }))
+    }
+}
+
+/// fal's storage upload, step two: the bytes PUT to the signed URL.
+struct PutUpload(Arc<Mutex<Ledger>>, String);
+impl Respond for PutUpload {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let n = request.url.path().rsplit('/').next().unwrap_or_default();
+        let content_type =
+            request.url.query_pairs().find(|(k, _)| k == "content_type").map(|(_, v)| v.into_owned());
+        let extension = content_type.as_deref().and_then(|t| t.rsplit('/').next()).unwrap_or("bin");
+        let header = |name: &str| request.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        self.0.lock().unwrap().uploaded.push(Uploaded {
+            file_url: format!("{}/files/upload-{n}.{extension}", self.1),
+            bytes: request.body.clone(),
+            content_type: header("content-type").unwrap_or_default(),
+            authorization: header("authorization"),
+        });
+        ResponseTemplate::new(200)
+    }
+}
+
+/// fal's 422 when an image input of `model` names a storage file whose bytes never arrived.
+fn unfetchable(model: &Value, body: &Value, ledger: &Ledger, base: &str) -> Option<Value> {
+    let inputs = model["image_inputs"].as_array()?;
+    inputs.iter().find_map(|input| {
+        let name = input["input"].as_str().or(input.as_str())?;
+        let urls: Vec<&str> = match &body[name] {
+            Value::String(url) => vec![url.as_str()],
+            Value::Array(urls) => urls.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        let missing = urls.into_iter().find(|url| {
+            url.starts_with(&format!("{base}/files/upload-"))
+                && !ledger.uploaded.iter().any(|u| u.file_url == *url)
+        })?;
+        Some(
+            json!({"detail": [{"loc": ["body", name], "msg": format!("Failed to download the file {missing}"),
+                                "type": "file_download_error"}]}),
+        )
+    })
+}
+
 /// fal's platform pricing API: the model's unit price (the live one a test set, else the
 /// catalogue's), refused without a key fal knows.
 struct Pricing(Arc<Mutex<Ledger>>);
@@ -638,7 +726,20 @@ impl FalEmulator {
             .respond_with(Pricing(ledger.clone()))
             .mount(&server)
             .await;
-        FalEmulator { server, ledger }
+        let storage = MockServer::start().await;
+        // Above the submit mock, whose paths it would match.
+        Mock::given(method("POST"))
+            .and(path_regex(r"^/storage/upload/initiate$"))
+            .respond_with(InitiateUpload(ledger.clone(), base.clone(), storage.uri()))
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("PUT"))
+            .and(path_regex(r"^/upload/[0-9]+$"))
+            .respond_with(PutUpload(ledger.clone(), base.clone()))
+            .mount(&storage)
+            .await;
+        FalEmulator { server, storage, ledger }
     }
 
     /// The queue host to give the fal stage.

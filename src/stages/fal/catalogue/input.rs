@@ -98,6 +98,7 @@ impl Input {
             InputType::Array if !value.is_array() => return Err(wrong_type()),
             InputType::Object if !value.is_object() => return Err(wrong_type()),
             InputType::ImageSize => return self.check_size(model, name, value),
+            InputType::Array => return self.check_length(model, name, value),
             _ => {}
         }
         if let Some(number) = value.as_f64() {
@@ -109,6 +110,18 @@ impl Input {
             }
         }
         self.check_choice(model, name, value)
+    }
+
+    /// A list of at most `max` items, where the schema bounds it (Ideogram's character takes
+    /// one reference image).
+    fn check_length(&self, model: &str, name: &str, value: &Value) -> Result<(), String> {
+        let given = value.as_array().map_or(0, Vec::len);
+        match self.max_count() {
+            Some(max) if given > max as usize => {
+                Err(format!("{name} has {given} items, over {model}'s maximum of {max}"))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// A preset among the model's, or `{width, height}` where the model takes it.
@@ -148,7 +161,8 @@ impl Input {
         listed.join(", ")
     }
 
-    /// The maximum as a whole number, for counts such as `num_images`.
+    /// The maximum as a whole number, for counts such as `num_images` (for a list: its most
+    /// items).
     pub fn max_count(&self) -> Option<u32> {
         self.max.filter(|max| *max >= 1.0).map(|max| max.min(f64::from(u32::MAX)) as u32)
     }
@@ -217,5 +231,14 @@ mod tests {
         assert!(size.check("m", "image_size", &json!({"width": 0, "height": 480})).is_err());
         let presets_only = input(json!({"type": "image_size", "enum": ["square_hd"], "custom": false}));
         assert!(presets_only.check("m", "image_size", &json!({"width": 640, "height": 480})).is_err());
+    }
+
+    #[test]
+    fn a_list_holds_at_most_its_maximum() {
+        let one = input(json!({"type": "array", "max": 1}));
+        assert!(one.check("m", "reference_image_urls", &json!(["a"])).is_ok());
+        let message = one.check("m", "reference_image_urls", &json!(["a", "b"])).unwrap_err();
+        assert_eq!(message, "reference_image_urls has 2 items, over m's maximum of 1");
+        assert!(input(json!({"type": "array"})).check("m", "loras", &json!([1, 2, 3])).is_ok());
     }
 }

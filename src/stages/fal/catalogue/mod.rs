@@ -4,6 +4,7 @@
 //! the binary). A user catalogue folder (see [`user_dir`]) holds entries `inkflow models ID
 //! --refresh` fetched from fal's APIs; they win over the built-in ones.
 
+mod image_input;
 mod input;
 mod openapi;
 mod size;
@@ -15,6 +16,7 @@ use std::sync::LazyLock;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use self::image_input::{ImageInput, ReferenceKind};
 pub use self::input::{Input, InputType, show};
 pub(super) use self::openapi::from_openapi;
 pub(super) use self::size::{ratio_dimensions, shape_inputs};
@@ -47,9 +49,9 @@ pub struct Model {
     pub outputs: Vec<String>,
     /// Every input besides the prompt.
     pub inputs: BTreeMap<String, Input>,
-    /// Inputs that take images (URLs or `data:` URIs).
+    /// Inputs that take images (URLs or `data:` URIs), each with what an image there does.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub image_inputs: Vec<String>,
+    pub image_inputs: Vec<ImageInput>,
     /// Whether it takes a `loras` list.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub loras: bool,
@@ -82,6 +84,20 @@ impl Model {
     /// How many images one request may make (its `num_images` maximum; 1 without the input).
     pub fn images_per_request(&self) -> u32 {
         self.inputs.get("num_images").and_then(Input::max_count).unwrap_or(1)
+    }
+
+    /// The input that takes references of `kind`: the model's first image input for `None`.
+    pub fn image_input(&self, kind: Option<ReferenceKind>) -> Option<&ImageInput> {
+        self.image_inputs.iter().find(|i| kind.is_none_or(|kind| i.kind == kind))
+    }
+
+    /// The most images input `name` takes: one for a single URL, the input's `max` for a list
+    /// (`None`: no limit the schema states).
+    pub fn images_taken(&self, name: &str) -> Option<u32> {
+        match self.inputs.get(name) {
+            Some(input) if input.kind == InputType::Array => input.max_count(),
+            _ => Some(1),
+        }
     }
 
     /// The size input it reads, in words.

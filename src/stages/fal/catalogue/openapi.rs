@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::input::{Input, InputType};
-use super::{Model, VectorOutputs};
+use super::{ImageInput, Model, ReferenceKind, VectorOutputs};
 use crate::stages::fal::pricing::Price;
 
 /// The catalogue entry of endpoint `id` from its OpenAPI document, priced at `price`; what a
@@ -41,10 +41,10 @@ pub fn from_openapi(
         None => previous.map_or_else(|| vec!["png".to_owned(), "jpeg".to_owned()], |p| p.outputs.clone()),
     };
     let title = openapi.pointer("/info/title").and_then(Value::as_str).unwrap_or(id).to_owned();
-    let image_inputs: Vec<String> = inputs
+    let image_inputs: Vec<ImageInput> = inputs
         .keys()
         .filter(|name| name.ends_with("image_url") || name.ends_with("image_urls"))
-        .cloned()
+        .map(|name| ImageInput { input: name.clone(), kind: ReferenceKind::guess(name) })
         .collect();
     let vector_outputs: Option<VectorOutputs> = previous.and_then(|p| p.vector_outputs.clone());
     Ok(Model {

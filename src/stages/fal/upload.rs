@@ -1,0 +1,205 @@
+//! Local reference images reach fal as URLs of its storage. Each content is uploaded once per
+//! batch: the items that need it meanwhile wait for that one upload, its URL is journaled by
+//! content hash so a resumed batch sends it again instead of uploading, and a file whose
+//! content changed has another hash, so it is uploaded anew.
+
+use std::collections::HashMap;
+use std::io::Read as _;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use reqwest::Url;
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+
+use super::client::QueueClient;
+use super::key::Environment;
+use super::options::check_base_url;
+use super::references::{Source, source};
+use super::retry::{Call, GaveUp, RetryPolicy};
+use crate::engine::pipeline_path::PipelinePath;
+use crate::engine::run_context::RunContext;
+
+/// fal's REST host, where its storage API lives (as fal's own clients call it).
+const DEFAULT_REST_URL: &str = "https://rest.alpha.fal.ai";
+
+/// The largest reference file read: fal's single-request upload takes files this size, and
+/// a wrong path such as `/dev/zero` fails at once instead of filling memory.
+const MAX_REFERENCE_BYTES: u64 = 32 << 20;
+
+/// A local reference file, read and hashed.
+pub(super) struct LocalFile {
+    /// Hex SHA-256 of its content: what the journal and the raw cache know it by.
+    pub sha256: String,
+    bytes: Vec<u8>,
+    name: String,
+    content_type: &'static str,
+}
+
+impl LocalFile {
+    /// Reads `path`, which must be an image fal reads (PNG, JPEG, WebP or GIF).
+    pub(super) fn read(path: &Path) -> Result<LocalFile, String> {
+        let shown = path.display();
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_REFERENCE_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(|e| format!("cannot read the reference image {shown}: {e}"))?;
+        if bytes.len() as u64 > MAX_REFERENCE_BYTES {
+            return Err(format!(
+                "the reference image {shown} is over {} MiB: make it smaller",
+                MAX_REFERENCE_BYTES >> 20
+            ));
+        }
+        let content_type = match image::guess_format(&bytes) {
+            Ok(image::ImageFormat::Png) => "image/png",
+            Ok(image::ImageFormat::Jpeg) => "image/jpeg",
+            Ok(image::ImageFormat::WebP) => "image/webp",
+            Ok(image::ImageFormat::Gif) => "image/gif",
+            _ => return Err(format!("the reference {shown} is not a PNG, JPEG, WebP or GIF image")),
+        };
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let name = path.file_name().map_or_else(|| "reference".into(), |n| n.to_string_lossy().into_owned());
+        Ok(LocalFile { sha256, bytes, name, content_type })
+    }
+}
+
+/// One reference of an item, as read before anything is sent.
+pub(super) enum Reference {
+    /// A URL (or `data:` URI), sent as written.
+    Url(String),
+    /// A local file, uploaded when the item is submitted.
+    File(LocalFile),
+}
+
+impl Reference {
+    /// What identifies it in the raw cache's key: the URL, or the file's content, so a changed
+    /// file makes a new image and an unchanged one (uploaded again in another batch) does not.
+    pub(super) fn identity(&self) -> String {
+        match self {
+            Reference::Url(url) => url.clone(),
+            Reference::File(file) => format!("sha256:{}", file.sha256),
+        }
+    }
+}
+
+/// Reads every reference `written` names (files are hashed, nothing is uploaded yet).
+pub(super) fn read_all(written: &[&PipelinePath]) -> Result<Vec<(PipelinePath, Reference)>, String> {
+    written
+        .iter()
+        .map(|path| {
+            let reference = match source(path) {
+                Source::Url(url) => Reference::Url(url.to_owned()),
+                Source::File(file) => Reference::File(LocalFile::read(file)?),
+            };
+            Ok(((*path).clone(), reference))
+        })
+        .collect()
+}
+
+/// The batch's uploads by content hash.
+pub(super) struct Uploads {
+    rest: Url,
+    by_hash: Mutex<HashMap<String, Arc<OnceCell<String>>>>,
+}
+
+impl Uploads {
+    /// fal's storage at `$FAL_REST_BASE_URL`, else fal's REST host.
+    pub(super) fn new(env: &Environment) -> Result<Self, String> {
+        let rest = env.var("FAL_REST_BASE_URL").unwrap_or_else(|| DEFAULT_REST_URL.to_owned());
+        let rest = check_base_url(&rest).map_err(|e| format!("FAL_REST_BASE_URL: {e}"))?;
+        Ok(Uploads { rest, by_hash: Mutex::new(HashMap::new()) })
+    }
+
+    /// The URL fal reads `file` from: the batch's earlier upload of the same content (this
+    /// run's, or one the journal kept), else a new upload, journaled.
+    pub(super) async fn url_of(
+        &self,
+        file: &LocalFile,
+        client: &QueueClient,
+        policy: &RetryPolicy,
+        cx: &RunContext,
+        retries: &mut u32,
+    ) -> Result<String, GaveUp> {
+        let cell = {
+            let mut by_hash = self.by_hash.lock().unwrap_or_else(PoisonError::into_inner);
+            by_hash.entry(file.sha256.clone()).or_default().clone()
+        };
+        let url = cell
+            .get_or_try_init(|| async {
+                let log = cx.submission_log();
+                match log.map(|log| log.uploaded(&file.sha256)).transpose() {
+                    Ok(Some(Some(url))) => return Ok(url),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("journal: cannot look up the upload of {}: {e:#}", file.name),
+                }
+                let url = self.upload(file, client, policy, cx, retries).await?;
+                if let Some(Err(e)) =
+                    log.map(|log| log.record_upload(&file.sha256, &url, file.bytes.len() as u64))
+                {
+                    tracing::warn!(
+                        "journal: cannot record the upload of {} (a resumed batch uploads it again): {e:#}",
+                        file.name
+                    );
+                }
+                Ok(url)
+            })
+            .await?;
+        Ok(url.clone())
+    }
+
+    /// fal's two steps: the initiate call (with the key, to fal's REST host) answers where to
+    /// put the bytes and where the file will be; the bytes go there without the key.
+    async fn upload(
+        &self,
+        file: &LocalFile,
+        client: &QueueClient,
+        policy: &RetryPolicy,
+        cx: &RunContext,
+        retries: &mut u32,
+    ) -> Result<String, GaveUp> {
+        let what = format!("uploading the reference {}", file.name);
+        let (upload_url, file_url) = policy
+            .run(Call::Queue, &what, &cx.stop, retries, || {
+                client.initiate_upload(&self.rest, file.content_type, &file.name)
+            })
+            .await?;
+        policy
+            .run(Call::Queue, &what, &cx.stop, retries, || {
+                client.put_upload(&upload_url, file.content_type, file.bytes.clone())
+            })
+            .await?;
+        tracing::info!("uploaded the reference {} to fal's storage: {file_url}", file.name);
+        Ok(file_url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reference_must_be_an_image_and_is_known_by_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("notes.txt");
+        std::fs::write(&text, "not an image").unwrap();
+        assert!(LocalFile::read(&text).err().unwrap_or_default().contains("is not a PNG, JPEG, WebP or GIF"));
+        assert!(
+            LocalFile::read(&dir.path().join("missing.png"))
+                .err()
+                .unwrap_or_default()
+                .contains("missing.png")
+        );
+        let png = dir.path().join("hero.png");
+        let mut bytes = Vec::new();
+        image::RgbImage::new(2, 2)
+            .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+            .unwrap();
+        std::fs::write(&png, &bytes).unwrap();
+        let read = LocalFile::read(&png).unwrap();
+        assert_eq!((read.content_type, read.name.as_str()), ("image/png", "hero.png"));
+        assert_eq!(
+            Reference::File(read).identity(),
+            format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))
+        );
+    }
+}
