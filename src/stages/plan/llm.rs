@@ -66,7 +66,10 @@ impl<'a> Planning<'a> {
                     );
                     self.journal.unusable(row, "abandoned", None)?;
                 }
-                PlanRequest::Unusable => {}
+                PlanRequest::Unusable => {
+                    self.problem =
+                        Some(format!("request #{} of an earlier run had no usable answer", self.requests));
+                }
                 PlanRequest::Open(handle) | PlanRequest::Answered(handle) => {
                     self.collect(book, row, &handle).await?;
                 }

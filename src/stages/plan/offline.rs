@@ -54,6 +54,7 @@ fn article(word: &str) -> &'static str {
 /// Fills `book` from the theme's family: page after page, the next subject (in an order the
 /// seed shuffles) doing a drawn action in a drawn setting, drawn again while it is a
 /// near-duplicate of a page already planned.
+/// Returns the family's name.
 pub fn fill(book: &mut Book, theme: &str, seed: u64) -> anyhow::Result<&'static str> {
     let family = family_for(theme);
     let mut rng = fastrand::Rng::with_seed(seed);
@@ -83,7 +84,7 @@ pub fn fill(book: &mut Book, theme: &str, seed: u64) -> anyhow::Result<&'static 
         }
         page += 1;
     }
-    Ok(family_for(theme).name.as_str())
+    Ok(family.name.as_str())
 }
 
 #[cfg(test)]
