@@ -64,7 +64,7 @@ impl PlanRequests {
             let state = match (collected, outcome.as_deref(), handle.is_null()) {
                 (false, _, true) => PlanRequest::Uncertain,
                 (false, _, false) => PlanRequest::Open(handle),
-                (true, None, false) => PlanRequest::Answered(handle),
+                (true, Some("collected"), false) => PlanRequest::Answered(handle),
                 _ => PlanRequest::Unusable,
             };
             recorded.push((id, state));
@@ -102,7 +102,10 @@ impl PlanRequests {
 
     /// Records that the answer of `row` was used.
     pub fn answered(&self, row: i64) -> anyhow::Result<()> {
-        self.execute("UPDATE submissions SET collected = 1, outcome = NULL WHERE id = ?1", params![row])
+        self.execute(
+            "UPDATE submissions SET collected = 1, outcome = 'collected' WHERE id = ?1",
+            params![row],
+        )
     }
 
     /// Records that `row` ended without a usable answer (`outcome`: failed, abandoned),

@@ -123,7 +123,16 @@ struct PlanSource {
 impl Source for PlanSource {
     fn list(&self) -> anyhow::Result<Box<dyn Listing>> {
         if self.file.exists() {
-            return Ok(Box::new(items(read_prompts(&self.file)?)));
+            let prompts = read_prompts(&self.file)?;
+            if prompts.len() != self.options.pages as usize {
+                tracing::warn!(
+                    "{} holds {} pages and `pages` asks for {}: the file is the book (delete it to plan again)",
+                    self.file.display(),
+                    prompts.len(),
+                    self.options.pages
+                );
+            }
+            return Ok(Box::new(items(prompts)));
         }
         let prompts = match &self.client {
             None => self.plan_offline()?,
