@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::common::fal_emulator::{FalEmulator, Latency};
-use crate::common::fal_llm::{DUPLICATES_ONCE, FalLlm, MALFORMED_ALWAYS, MALFORMED_ONCE};
+use crate::common::fal_llm::{DUPLICATES_ONCE, FalLlm, HELD_RUNNING, MALFORMED_ALWAYS, MALFORMED_ONCE};
 use crate::fal_batch::inkflow;
 use inkflow::engine::journal::Journal;
 
@@ -119,6 +119,43 @@ async fn a_plan_is_paid_for_once_across_runs_and_a_lost_plan_file_is_read_again_
     drop(ledger);
     assert_eq!(book.plan(), plan);
     assert_eq!(book.image_submissions(), 5);
+}
+
+#[tokio::test]
+async fn a_plan_request_open_when_the_run_is_killed_is_collected_by_the_next_run() {
+    let book = Book::new(&format!("forest animals {HELD_RUNNING}"), 3, "").await;
+    let mut first = tokio::process::Command::new(env!("CARGO_BIN_EXE_inkflow"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("FAL_KEY", "test-key-not-a-secret")
+        .args(["run", book.pipeline.to_str().unwrap(), "--output", book.out.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Polled means journaled: the request is recorded before it is waited for.
+    let polled = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while book.llm.ledger.lock().unwrap().polls == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    });
+    polled.await.expect("the plan request is polled");
+    first.kill().await.unwrap();
+    assert_eq!(
+        Journal::status(&book.out).unwrap().unfinished_submissions,
+        1,
+        "the open request is journaled"
+    );
+
+    book.llm.ledger.lock().unwrap().released = true;
+    let resumed = book.run(&[]).await;
+    assert!(resumed.status.success(), "{}", text(&resumed.stderr));
+    let ledger = book.llm.ledger.lock().unwrap();
+    assert_eq!((ledger.requests.len(), ledger.billed), (1, 1), "collected, not asked again");
+    drop(ledger);
+    assert_eq!(scenes(&book.plan()).len(), 3);
+    assert_eq!(book.image_submissions(), 3);
+    let status = Journal::status(&book.out).unwrap();
+    assert_eq!(status.unfinished_submissions, 0, "{status:?}");
 }
 
 #[tokio::test]

@@ -212,3 +212,39 @@ impl Options {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn error(options: Value) -> OptionsError {
+        Options::parse(&options).err().expect("the options are refused")
+    }
+
+    #[test]
+    fn pages_are_shared_out_over_the_sections_in_order() {
+        let options =
+            Options::parse(&json!({"theme": "sea", "pages": 7, "sections": ["a", "b", "c"]})).unwrap();
+        assert_eq!(options.layout(), [("a".to_owned(), 3), ("b".to_owned(), 2), ("c".to_owned(), 2)]);
+        let options = Options::parse(&json!({"theme": "sea", "pages": 2})).unwrap();
+        assert_eq!(options.layout(), [("pages".to_owned(), 2)]);
+    }
+
+    #[test]
+    fn bad_options_are_refused_at_their_path() {
+        assert_eq!(error(json!({"theme": " ", "pages": 2})).path, ["theme"]);
+        assert_eq!(error(json!({"theme": "sea", "pages": 0})).path, ["pages"]);
+        assert_eq!(
+            error(json!({"theme": "sea", "pages": 4, "sections": ["a", "b", "a"]})).path,
+            ["sections", "2"]
+        );
+        let err = error(json!({"theme": "sea", "pages": 1, "sections": ["a", "b"]}));
+        assert!(err.message.contains("every section needs a page"), "{}", err.message);
+        assert_eq!(error(json!({"theme": "sea", "pages": 1, "audience": "babies"})).path, ["audience"]);
+        assert_eq!(
+            error(json!({"theme": "sea", "pages": 1, "max_similarity": 1.5})).path,
+            ["max_similarity"]
+        );
+    }
+}

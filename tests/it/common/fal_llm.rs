@@ -20,6 +20,9 @@ pub const MALFORMED_ONCE: &str = "[malformed once]";
 pub const MALFORMED_ALWAYS: &str = "[malformed always]";
 /// The first answer's last scene is a rewording of its first.
 pub const DUPLICATES_ONCE: &str = "[duplicates once]";
+/// A runner has the request (IN_PROGRESS, so it is paid for) until the test sets
+/// [`LlmLedger::released`].
+pub const HELD_RUNNING: &str = "[held running]";
 
 /// The endpoints served, by path.
 const ENDPOINTS: &str = r"^/(fal-ai/any-llm|openrouter/router/openai/v1/chat/completions)$";
@@ -86,6 +89,10 @@ pub struct LlmLedger {
     pub result_fetches: Vec<u32>,
     /// Requests that ran and were billed.
     pub billed: u32,
+    /// Status polls over all requests.
+    pub polls: u32,
+    /// Lets every [`HELD_RUNNING`] request complete.
+    pub released: bool,
 }
 
 impl LlmLedger {
@@ -117,7 +124,7 @@ impl FalLlm {
             .await;
         Mock::given(method("GET"))
             .and(path_regex(r"^/llm/requests/[0-9]+/status$"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "COMPLETED"})))
+            .respond_with(Status(ledger.clone()))
             .with_priority(1)
             .mount(server)
             .await;
@@ -146,6 +153,20 @@ impl Respond for Submit {
             "request_id": format!("llm-{id}"), "response_url": url, "status_url": format!("{url}/status"),
             "cancel_url": format!("{url}/cancel"),
         }))
+    }
+}
+
+struct Status(Arc<Mutex<LlmLedger>>);
+impl Respond for Status {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let id: usize =
+            request.url.path().split('/').nth(3).and_then(|n| n.parse().ok()).unwrap_or(usize::MAX);
+        let mut ledger = self.0.lock().unwrap();
+        ledger.polls += 1;
+        if id < ledger.requests.len() && !ledger.released && ledger.prompt(id).contains(HELD_RUNNING) {
+            return ResponseTemplate::new(202).set_body_json(json!({"status": "IN_PROGRESS"}));
+        }
+        ResponseTemplate::new(200).set_body_json(json!({"status": "COMPLETED"}))
     }
 }
 
