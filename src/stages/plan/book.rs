@@ -1,7 +1,8 @@
 //! A book's plan as it is being made: the scenes each section still needs, the scenes kept,
 //! and the near-duplicates turned away; once complete, its pages in the prompts format.
 
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::Map;
 
 use super::options::Audience;
 use super::similarity::Distinct;
@@ -108,14 +109,37 @@ impl Book {
 }
 
 /// The plan file: the prompts format (`{"prompts": [...]}`, which the `prompts` source reads
-/// too), with what it was planned from on top for the reader.
-pub fn plan_file(theme: &str, audience: Audience, planner: &str, prompts: &[Prompt]) -> Value {
-    let pages: Vec<Value> = prompts
-        .iter()
-        .map(|p| {
-            json!({"section": p.section, "image_number": p.number, "description": p.description,
-                   "image_prompt": p.image_prompt})
-        })
-        .collect();
-    json!({"theme": theme, "audience": format!("{audience:?}").to_lowercase(), "planner": planner, "prompts": pages})
+/// too), with what it was planned from on top for the reader. A struct, so its fields keep
+/// this order in the file.
+#[derive(Serialize)]
+pub struct PlanFile<'a> {
+    theme: &'a str,
+    audience: Audience,
+    planner: &'a str,
+    prompts: Vec<PlanPage<'a>>,
+}
+
+/// One page of the plan file, in the prompts format.
+#[derive(Serialize)]
+struct PlanPage<'a> {
+    section: &'a str,
+    image_number: u32,
+    description: &'a str,
+    image_prompt: &'a str,
+}
+
+impl<'a> PlanFile<'a> {
+    /// The plan of `prompts`, made by `planner`.
+    pub fn new(theme: &'a str, audience: Audience, planner: &'a str, prompts: &'a [Prompt]) -> Self {
+        let prompts = prompts
+            .iter()
+            .map(|p| PlanPage {
+                section: &p.section,
+                image_number: p.number,
+                description: &p.description,
+                image_prompt: &p.image_prompt,
+            })
+            .collect();
+        PlanFile { theme, audience, planner, prompts }
+    }
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde_json::{Map, Value};
 
-use self::book::{Book, plan_file};
+use self::book::{Book, PlanFile};
 use self::options::{Options, Planner};
 use crate::engine::atomic_file::write_atomically;
 use crate::engine::item::{Item, Prompt};
@@ -195,7 +195,7 @@ impl PlanSource {
         if !self.dry_run {
             write_plan(
                 &self.file,
-                &plan_file(&self.options.theme, self.options.audience, planner, &prompts),
+                &PlanFile::new(&self.options.theme, self.options.audience, planner, &prompts),
             )?;
             tracing::info!("the plan is in {}: review it, edit it, and run again", self.file.display());
         }
@@ -235,7 +235,7 @@ impl PlanSource {
 }
 
 /// Writes the plan file whole or not at all.
-fn write_plan(path: &Path, plan: &Value) -> anyhow::Result<()> {
+fn write_plan(path: &Path, plan: &PlanFile<'_>) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }

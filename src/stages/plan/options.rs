@@ -1,7 +1,7 @@
 //! The `plan` source's options.
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::engine::options::parse_declared;
@@ -77,7 +77,7 @@ pub struct Options {
 }
 
 /// Who colors the book.
-#[derive(Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Audience {
     /// Ages 2-4: a few big shapes, extra thick outlines.
@@ -118,7 +118,7 @@ impl Audience {
 }
 
 /// Who writes the scenes.
-#[derive(Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Planner {
     /// fal when a key is set, else offline.
