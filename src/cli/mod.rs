@@ -7,6 +7,7 @@ mod graph;
 mod logging;
 mod models;
 mod pick;
+mod plan;
 mod preflight;
 mod progress;
 mod report;
@@ -41,6 +42,8 @@ struct Cli {
 enum Command {
     /// Run a pipeline (re-running resumes: complete items are skipped).
     Run(run::RunArgs),
+    /// Make a book's plan (plan.json from its `plan` source) and show its pages and their cost.
+    Plan(plan::PlanArgs),
     /// Check a pipeline file and print every problem with its line and column.
     Validate(PipelineArgs),
     /// Print a pipeline's graph as Graphviz dot or Mermaid.
@@ -80,6 +83,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Plan(args) => plan::run(args),
         Command::Validate(args) => validate::run(&args),
         Command::Graph(args) => graph::run(&args),
         Command::Stages(args) => stages::run(&args),

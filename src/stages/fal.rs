@@ -12,6 +12,7 @@ mod download;
 mod error;
 mod images;
 mod key;
+pub(crate) mod llm;
 mod models;
 mod options;
 mod pricing;

@@ -14,6 +14,7 @@ pub mod lineart_cleanup;
 pub mod naming;
 pub mod pattern;
 pub mod pdf;
+pub mod plan;
 pub mod plugin;
 pub mod prompts;
 pub mod r2;
@@ -28,6 +29,7 @@ pub fn builtin() -> Registry {
     registry.register(Arc::new(prompts::Prompts));
     registry.register(Arc::new(files::Files));
     registry.register(Arc::new(pattern::Pattern));
+    registry.register(Arc::new(plan::Plan::new()));
     registry.register(Arc::new(safety::Safety));
     registry.register(Arc::new(fal::Fal::new()));
     registry.register(Arc::new(grayscale::Grayscale));

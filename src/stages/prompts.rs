@@ -279,7 +279,7 @@ fn describe_keys(keys: &[&str]) -> String {
 
 /// Items in file order; a key already taken (two prompts with the same section and number)
 /// gets a `-2`, `-3`... suffix so outputs never overwrite each other.
-fn items(prompts: Vec<Prompt>) -> Vec<Item> {
+pub(crate) fn items(prompts: Vec<Prompt>) -> Vec<Item> {
     let mut taken = HashSet::new();
     prompts
         .into_iter()

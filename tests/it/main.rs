@@ -15,6 +15,7 @@ mod journal;
 mod kill;
 mod models;
 mod pdf;
+mod plan;
 mod plugins;
 mod preflight;
 mod r2;
