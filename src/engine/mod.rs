@@ -4,6 +4,7 @@ pub mod atomic_file;
 pub mod candidates;
 pub mod cpu;
 pub mod diagnostic;
+pub mod duration;
 pub mod fusion;
 pub mod item;
 pub mod journal;

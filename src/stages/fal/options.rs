@@ -2,13 +2,13 @@
 //! the client settings (retries, timeouts, caps, budget).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::catalogue::{Model, shape_inputs};
+use crate::engine::duration::PositiveDuration;
 use crate::engine::options::parse_declared;
 use crate::engine::stage::OptionsError;
 
@@ -128,8 +128,7 @@ pub(super) struct Options {
     pub base_delay_ms: u64,
     /// Limit for each HTTP call, body included.
     #[serde(default = "default_request_timeout")]
-    #[schemars(extend("x-inkflow-type" = "duration"))]
-    pub request_timeout: String,
+    pub request_timeout: PositiveDuration,
     /// Time between status polls.
     #[serde(default = "default_poll_interval_ms")]
     #[schemars(range(min = 1))]
@@ -147,17 +146,14 @@ pub(super) struct Options {
     pub prices: BTreeMap<String, f64>,
     /// fal gives up (uncharged) on a request no runner started by then (x-fal-request-timeout).
     #[serde(default)]
-    #[schemars(extend("x-inkflow-type" = "duration"))]
-    pub start_timeout: Option<String>,
+    pub start_timeout: Option<PositiveDuration>,
     /// Longest wait for one item's result; then the request is cancelled and the item fails.
     #[serde(default = "default_deadline")]
-    #[schemars(extend("x-inkflow-type" = "duration"))]
-    pub deadline: String,
+    pub deadline: PositiveDuration,
     /// After Ctrl-C, how long to go on collecting the requests fal is already generating (they
     /// are paid for); what still runs then is left for a resumed batch to collect.
     #[serde(default = "default_stop_wait")]
-    #[schemars(extend("x-inkflow-type" = "duration"))]
-    pub stop_wait: String,
+    pub stop_wait: PositiveDuration,
     /// Which model inputs (model, image_size, num_images, enable_safety_checker...) a prompt
     /// file may set per item.
     #[serde(default = "default_allow_overrides")]
@@ -173,15 +169,15 @@ fn default_max_attempts() -> u32 {
 fn default_base_delay_ms() -> u64 {
     1000
 }
-fn default_request_timeout() -> String {
-    "60s".to_owned()
+fn default_request_timeout() -> PositiveDuration {
+    PositiveDuration::from_secs(60)
 }
-fn default_deadline() -> String {
-    "10m".to_owned()
+fn default_deadline() -> PositiveDuration {
+    PositiveDuration::from_secs(10 * 60)
 }
 /// FLUX runs take seconds; a minute collects them without keeping a user who pressed Ctrl-C.
-fn default_stop_wait() -> String {
-    "1m".to_owned()
+fn default_stop_wait() -> PositiveDuration {
+    PositiveDuration::from_secs(60)
 }
 /// A prompt may pick its own seed; anything that changes the bill or the safety check needs
 /// the pipeline's word.
@@ -203,10 +199,6 @@ impl Options {
         if !parsed.prices.values().all(|p| p.is_finite() && *p >= 0.0) {
             return Err(OptionsError::at("prices", "prices must be >= 0"));
         }
-        parsed.request_timeout()?;
-        parsed.start_timeout()?;
-        parsed.deadline()?;
-        parsed.stop_wait()?;
         if let Some(name) =
             parsed.allow_overrides.iter().find(|name| !ITEM_OVERRIDES.contains(&name.as_str()))
         {
@@ -292,26 +284,6 @@ impl Options {
             ));
         }
         Ok(())
-    }
-
-    /// How long one HTTP request may take.
-    pub(super) fn request_timeout(&self) -> Result<Duration, OptionsError> {
-        parse_duration("request_timeout", &self.request_timeout)
-    }
-
-    /// How long fal may keep the request waiting for a runner before giving up on it.
-    pub(super) fn start_timeout(&self) -> Result<Option<Duration>, OptionsError> {
-        self.start_timeout.as_deref().map(|text| parse_duration("start_timeout", text)).transpose()
-    }
-
-    /// How long one item may wait for its result, from submission (or resume) to the image.
-    pub(super) fn deadline(&self) -> Result<Duration, OptionsError> {
-        parse_duration("deadline", &self.deadline)
-    }
-
-    /// How long a stopped batch goes on collecting requests fal is generating.
-    pub(super) fn stop_wait(&self) -> Result<Duration, OptionsError> {
-        parse_duration("stop_wait", &self.stop_wait)
     }
 
     /// The pixels of one requested image, assuming fal's default size when none is given.
@@ -418,15 +390,6 @@ impl Options {
     }
 }
 
-/// A positive duration such as `60s` or `10m`, or an error naming the option.
-fn parse_duration(field: &str, text: &str) -> Result<Duration, OptionsError> {
-    match humantime::parse_duration(text) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err(OptionsError::at(field, "must be longer than zero")),
-        Err(e) => Err(OptionsError::at(field, format!("{text:?} is not a duration like 60s or 2m: {e}"))),
-    }
-}
-
 /// A base URL must be http(s) with a host and no query, since request paths are appended to it.
 pub(super) fn check_base_url(url: &str) -> Result<reqwest::Url, String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
@@ -441,6 +404,8 @@ pub(super) fn check_base_url(url: &str) -> Result<reqwest::Url, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use serde_json::json;
 
     use super::*;
@@ -455,9 +420,9 @@ mod tests {
         let o = Options::parse(&json!({})).unwrap();
         assert_eq!(o.model, "fal-ai/flux/dev");
         assert_eq!((o.max_attempts, o.max_image_bytes), (5, 10 * 1024 * 1024));
-        assert_eq!(o.request_timeout().unwrap(), Duration::from_secs(60));
-        assert_eq!((o.start_timeout().unwrap(), o.deadline().unwrap()), (None, Duration::from_secs(600)));
-        assert_eq!(o.stop_wait().unwrap(), Duration::from_secs(60));
+        assert_eq!(o.request_timeout.get(), Duration::from_secs(60));
+        assert_eq!((o.start_timeout, o.deadline.get()), (None, Duration::from_secs(600)));
+        assert_eq!(o.stop_wait.get(), Duration::from_secs(60));
         assert_eq!(o.dimensions(), (1024, 768));
     }
 

@@ -29,6 +29,7 @@ use super::options::{self, Options};
 use super::pricing::{Prices, Quote, fetch_live_price, round_cents};
 use super::resolve_base_url;
 use super::retry::{self, Call, GaveUp, RetryPolicy, sleep_unless_stopped};
+use crate::engine::duration::PositiveDuration;
 use crate::engine::item::{Item, Trial};
 use crate::engine::media::{Payload, Undecoded};
 use crate::engine::raw_cache::{CachedOriginal, RawCache};
@@ -152,7 +153,7 @@ impl FalStage {
             None => tracing::warn!("stage {id:?}: {}", unchecked_warning(&options.model)),
         }
         let base = resolve_base_url(&options, env).map_err(|e| anyhow!("stage {id:?}: {e}"))?;
-        let timeout = options.request_timeout().map_err(|e| anyhow!("stage {id:?}: {}", e.message))?;
+        let timeout = options.request_timeout.get();
         let mut prices = Prices::new(&options.prices);
         if let Some(key) = &key
             && (env.var("FAL_PLATFORM_BASE_URL").is_some()
@@ -286,7 +287,7 @@ impl FalStage {
         item.cost_usd = cost_usd;
         item.record("cost_usd", cost_usd);
         let key = item.key.clone();
-        let stop_wait = self.options.stop_wait().unwrap_or(Duration::from_secs(60));
+        let stop_wait = self.options.stop_wait.get();
         let (collecting, _timer) = retry::cancelled_after(&cx.stop, stop_wait);
         let followed = Followed {
             key: &key,
@@ -296,7 +297,7 @@ impl FalStage {
             collecting: &collecting,
             caps,
         };
-        let deadline = self.options.deadline().unwrap_or(Duration::from_secs(600));
+        let deadline = self.options.deadline.get();
         let waited = tokio::time::timeout(deadline, self.wait_for_result(&followed, cx, retries)).await;
         let result = match waited {
             Ok(result) => result,
@@ -404,7 +405,7 @@ impl FalStage {
                 "not submitted: the journal could not record the submission beforehand ({e:#})"
             )));
         }
-        let start_timeout = options.start_timeout().ok().flatten();
+        let start_timeout = options.start_timeout.map(PositiveDuration::get);
         let submitted = self
             .policy
             .run(Call::Submit, &format!("{}: submit", item.key), &cx.stop, retries, || {
