@@ -2,6 +2,7 @@
 //! the client settings (retries, timeouts, caps, budget).
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -36,18 +37,25 @@ pub(super) fn preset_dimensions(name: &str) -> Option<(u32, u32)> {
     PRESETS.iter().find(|(p, _)| *p == name).map(|(_, dims)| *dims)
 }
 
+/// Schema extension marking an option a prompt file may set per item: a model input, never a
+/// client setting. The mark on the field is the one declaration; [`item_overrides`] reads it.
+const PER_ITEM: &str = "x-inkflow-per-item";
+
 /// Option names a prompt file may set per item (in the prompt's extra fields) to override the
-/// pipeline's value: the model inputs, never the client settings.
-pub(super) const ITEM_OVERRIDES: [&str; 8] = [
-    "model",
-    "image_size",
-    "num_inference_steps",
-    "guidance_scale",
-    "seed",
-    "num_images",
-    "enable_safety_checker",
-    "output_format",
-];
+/// pipeline's value: the fields of [`Options`] marked [`PER_ITEM`], in name order.
+pub(super) fn item_overrides() -> &'static [String] {
+    static NAMES: LazyLock<Vec<String>> = LazyLock::new(|| {
+        let schema = schemars::schema_for!(Options);
+        let properties = schema.as_value().get("properties").and_then(Value::as_object).cloned();
+        properties
+            .into_iter()
+            .flatten()
+            .filter(|(_, property)| property.get(PER_ITEM) == Some(&Value::Bool(true)))
+            .map(|(name, _)| name)
+            .collect()
+    });
+    &NAMES
+}
 
 /// An image size: a named preset or explicit pixels.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
@@ -81,33 +89,41 @@ impl ImageSize {
 pub(super) struct Options {
     /// fal model id; a prompt field `model` overrides it if `allow_overrides` lists it.
     #[serde(default = "default_model")]
+    #[schemars(extend("x-inkflow-per-item" = true))]
     pub model: String,
     /// The page shape: square_hd, square, portrait_4_3, portrait_16_9, landscape_4_3,
     /// landscape_16_9 or {width, height}; sent as the model's preset or pixels, or as its
     /// nearest aspect ratio of the same orientation (the model's default when not set).
     #[serde(default)]
+    #[schemars(extend("x-inkflow-per-item" = true))]
     pub image_size: Option<ImageSize>,
     /// Denoising steps.
     #[serde(default)]
     #[schemars(range(min = 1))]
+    #[schemars(extend("x-inkflow-per-item" = true))]
     pub num_inference_steps: Option<u32>,
     /// How closely to follow the prompt.
     #[serde(default)]
     #[schemars(range(min = 0))]
+    #[schemars(extend("x-inkflow-per-item" = true))]
     pub guidance_scale: Option<f64>,
     /// Seed for reproducible images (random when not set); a prompt field `seed` overrides it.
     #[serde(default)]
+    #[schemars(extend("x-inkflow-per-item" = true))]
     pub seed: Option<u64>,
     /// Images per request; all are paid, downloaded and cached, the first unflagged one
     /// becomes the page.
     #[serde(default)]
     #[schemars(range(min = 1))]
+    #[schemars(extend("x-inkflow-per-item" = true))]
     pub num_images: Option<u32>,
     /// fal's NSFW check; flagged images are filtered.
     #[serde(default)]
+    #[schemars(extend("x-inkflow-per-item" = true))]
     pub enable_safety_checker: Option<bool>,
     /// Format fal encodes the image in (png, jpeg, or what `inkflow models MODEL` lists).
     #[serde(default)]
+    #[schemars(extend("x-inkflow-per-item" = true))]
     pub output_format: Option<String>,
     /// More model inputs (e.g. Recraft's style, sync_mode, loras), checked against the model's
     /// schema like the named ones; `inkflow models MODEL` lists them.
@@ -199,12 +215,10 @@ impl Options {
         if !parsed.prices.values().all(|p| p.is_finite() && *p >= 0.0) {
             return Err(OptionsError::at("prices", "prices must be >= 0"));
         }
-        if let Some(name) =
-            parsed.allow_overrides.iter().find(|name| !ITEM_OVERRIDES.contains(&name.as_str()))
-        {
+        if let Some(name) = parsed.allow_overrides.iter().find(|name| !item_overrides().contains(name)) {
             return Err(OptionsError::at(
                 "allow_overrides",
-                format!("{name:?} cannot be set per prompt (these can: {})", ITEM_OVERRIDES.join(", ")),
+                format!("{name:?} cannot be set per prompt (these can: {})", item_overrides().join(", ")),
             ));
         }
         if let Some(url) = &parsed.base_url {
@@ -218,7 +232,7 @@ impl Options {
         Ok(parsed)
     }
 
-    /// The options with an item's overrides (fields of its prompt named in [`ITEM_OVERRIDES`])
+    /// The options with an item's overrides (fields of its prompt named in [`item_overrides`])
     /// applied to `raw`, the options as written in the pipeline. A prompt file may override
     /// only what `allow_overrides` lists, so it cannot raise the bill or turn the safety
     /// checker off behind the pipeline's back.
@@ -228,7 +242,7 @@ impl Options {
         prompt_fields: &Map<String, Value>,
     ) -> Result<Options, String> {
         let mut merged = raw.as_object().cloned().unwrap_or_default();
-        for name in ITEM_OVERRIDES {
+        for name in item_overrides() {
             let Some(value) = prompt_fields.get(name) else { continue };
             if !self.allow_overrides.iter().any(|allowed| allowed == name) {
                 return Err(format!(
@@ -424,6 +438,21 @@ mod tests {
         assert_eq!((o.start_timeout, o.deadline.get()), (None, Duration::from_secs(600)));
         assert_eq!(o.stop_wait.get(), Duration::from_secs(60));
         assert_eq!(o.dimensions(), (1024, 768));
+    }
+
+    #[test]
+    fn a_prompt_may_override_the_model_inputs_and_nothing_else() {
+        let names = [
+            "enable_safety_checker",
+            "guidance_scale",
+            "image_size",
+            "model",
+            "num_images",
+            "num_inference_steps",
+            "output_format",
+            "seed",
+        ];
+        assert_eq!(item_overrides(), names);
     }
 
     #[test]

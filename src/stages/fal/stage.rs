@@ -203,7 +203,7 @@ impl FalStage {
     /// new seed, and best of N asks for its images in as few requests as the model's limit
     /// per request allows (best of 6 on FLUX: two requests of 3).
     fn options_for(&self, item: &mut Item) -> Result<(Options, Option<Arc<Model>>), String> {
-        let overridden = options::ITEM_OVERRIDES.iter().any(|name| item.prompt.extra.contains_key(*name));
+        let overridden = options::item_overrides().iter().any(|name| item.prompt.extra.contains_key(name));
         let mut options = if overridden {
             self.options.for_item(&self.raw_options, &item.prompt.extra)?
         } else {
