@@ -18,8 +18,13 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+mod budget;
+mod pending;
+
+use self::budget::Budget;
+use self::pending::{Pending, PendingRequests};
 use super::catalogue::{self, Model};
-use super::client::{CancelAnswer, QueueClient, QueueState, Submission};
+use super::client::{QueueClient, QueueState, Submission};
 use super::download::{self, OutputCaps};
 use super::error::CallError;
 use super::images::{ResultImage, decode_data_uri, result_images};
@@ -35,9 +40,6 @@ use crate::engine::media::{Payload, Undecoded};
 use crate::engine::raw_cache::{CachedOriginal, RawCache};
 use crate::engine::run_context::{RESUME_FACT, RunContext, Settlement, SubmissionLog};
 use crate::engine::stage::{BuildContext, CostEstimate, IoStage, StageError};
-
-/// How long a best-effort cancel may take, so Ctrl-C stays prompt.
-const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why an item whose submission may or may not have reached fal is not submitted again:
 /// fal's queue API has no idempotency key and no way to look a request up by its input.
@@ -58,26 +60,6 @@ enum Failure {
     Filtered(String),
     /// The batch's stop cut the item short.
     Interrupted(String),
-}
-
-/// What a cancel did, in words, and whether the request may still complete and be charged.
-struct CancelOutcome {
-    still_open: bool,
-    message: String,
-}
-
-/// A request fal holds for us, for cancelling on Ctrl-C.
-#[derive(Clone)]
-struct Pending {
-    /// The item it is for.
-    key: String,
-    cancel_url: String,
-    /// Last seen waiting in the queue (or not polled yet): cancelling it costs nothing.
-    queued: bool,
-    /// What it costs if a runner has started it.
-    cost_usd: f64,
-    /// Where to record a cancel.
-    log: Option<Arc<dyn SubmissionLog>>,
 }
 
 /// One accepted request being followed to its image.
@@ -120,8 +102,9 @@ pub(super) struct FalStage {
     env: Environment,
     /// Catalogue entries by model id, looked up once (`None`: not catalogued, unchecked).
     models: Mutex<HashMap<String, Option<Arc<Model>>>>,
-    spent_usd: Mutex<f64>,
-    pending: Mutex<HashMap<String, Pending>>,
+    budget: Budget,
+    /// Requests fal holds for us, for cancelling on Ctrl-C.
+    pending: PendingRequests,
     /// Fetched images not yet decoded below, at most as many as the stages below can take: a
     /// finished request waits for room here, with nothing downloaded, since fal keeps results.
     room: Arc<Semaphore>,
@@ -177,10 +160,10 @@ impl FalStage {
                 base_delay: Duration::from_millis(options.base_delay_ms),
             },
             prices,
+            budget: Budget::new(options.max_cost_usd),
             options,
             client,
-            spent_usd: Mutex::new(0.0),
-            pending: Mutex::new(HashMap::new()),
+            pending: PendingRequests::default(),
             room: Arc::new(Semaphore::new(ctx.room_below.max(1))),
         })
     }
@@ -303,7 +286,7 @@ impl FalStage {
             Ok(result) => result,
             Err(_) => self.past_deadline(&followed, deadline, stop_wait, cx, retries).await,
         };
-        lock(&self.pending).remove(&submission.request_id);
+        self.pending.remove(&submission.request_id);
         let result = result?;
         let room = tokio::select! {
             biased;
@@ -397,10 +380,10 @@ impl FalStage {
                 "cancelled: the batch was stopped before this item was submitted".into(),
             ));
         }
-        self.reserve_budget(&options.model, cost, cx.spent_before_usd)?;
+        self.budget.reserve(&options.model, cost, cx.spent_before_usd)?;
         let log = cx.submission_log();
         if let Some(Err(e)) = log.map(|log| log.submitting(item, &self.id, cost)) {
-            self.release_budget(cost);
+            self.budget.release(cost);
             return Err(Failure::Item(format!(
                 "not submitted: the journal could not record the submission beforehand ({e:#})"
             )));
@@ -424,7 +407,7 @@ impl FalStage {
                         "{message}: fal may have accepted the request. {UNCERTAIN_SUBMISSION}"
                     )));
                 }
-                self.release_budget(cost);
+                self.budget.release(cost);
                 if let Some(Err(e)) = log.map(|log| log.not_submitted(item, &self.id)) {
                     tracing::warn!("{}: journal: {e:#}", item.key);
                 }
@@ -448,7 +431,7 @@ impl FalStage {
             };
             let cancelled = self.cancel(&submission.request_id, never_polled).await.message;
             // Not followed: the item ends here, whatever fal answered to the cancel.
-            lock(&self.pending).remove(&submission.request_id);
+            self.pending.remove(&submission.request_id);
             return Err(Failure::Item(format!(
                 "fal accepted request {} but the journal could not record it ({e:#}); {cancelled}, instead of \
                  going on with a paid request a resumed batch would not know",
@@ -603,7 +586,7 @@ impl FalStage {
     }
 
     fn track(&self, followed: &Followed<'_>, queued: bool) {
-        lock(&self.pending).insert(followed.submission.request_id.clone(), followed.pending(queued));
+        self.pending.insert(followed.submission.request_id.clone(), followed.pending(queued));
     }
 
     /// Records that the request ended without a result, so no resumed batch polls it again.
@@ -624,7 +607,7 @@ impl FalStage {
     /// collected, within `stop_wait`.
     async fn stopped_in_queue(&self, followed: &Followed<'_>) -> Option<Failure> {
         let id = &followed.submission.request_id;
-        let pending = lock(&self.pending).remove(id);
+        let pending = self.pending.remove(id);
         match pending {
             Some(pending) if pending.queued => {
                 let cancel = self.cancel(id, pending).await;
@@ -636,7 +619,7 @@ impl FalStage {
                 })
             }
             Some(open) => {
-                lock(&self.pending).insert(id.clone(), open);
+                self.pending.insert(id.clone(), open);
                 None
             }
             None => Some(Failure::Interrupted(format!(
@@ -651,7 +634,7 @@ impl FalStage {
     /// lets a resumed batch collect what is being paid for.
     async fn stopped(&self, followed: &Followed<'_>) -> Failure {
         let id = &followed.submission.request_id;
-        let queued = lock(&self.pending).remove(id).filter(|p| p.queued);
+        let queued = self.pending.remove(id).filter(|p| p.queued);
         match queued {
             Some(queued) => Failure::Interrupted(format!(
                 "stopped: the batch was stopped while request {id} was queued at fal: {}",
@@ -677,7 +660,7 @@ impl FalStage {
         retries: &mut u32,
     ) -> Result<Value, Failure> {
         let id = &followed.submission.request_id;
-        let pending = lock(&self.pending).remove(id).unwrap_or_else(|| followed.pending(false));
+        let pending = self.pending.remove(id).unwrap_or_else(|| followed.pending(false));
         let cancel = self.cancel(id, pending).await;
         let why = format!(
             "no result within the deadline of {} (the stage's `deadline` option): {}",
@@ -698,63 +681,6 @@ impl FalStage {
         }
     }
 
-    /// Asks fal to drop request `id` and records what happened. A cancelled request costs
-    /// nothing if it was still queued. One fal only signalled to stop (a runner has it) or has
-    /// finished may be charged: it stays open, tracked as running, to be collected; a resumed
-    /// batch polls it too.
-    async fn cancel(&self, id: &str, pending: Pending) -> CancelOutcome {
-        let key = pending.key.clone();
-        // A cancel costs nothing, so a glitch is retried like any free call, within the timeout.
-        let answer = tokio::time::timeout(CANCEL_TIMEOUT, async {
-            let mut retries = 0;
-            let never = CancellationToken::new();
-            self.policy
-                .run(Call::Queue, &format!("{key}: cancel"), &never, &mut retries, || {
-                    self.client.cancel(&pending.cancel_url)
-                })
-                .await
-        })
-        .await;
-        let open = |message: String| {
-            lock(&self.pending).insert(id.to_owned(), Pending { queued: false, ..pending.clone() });
-            CancelOutcome { still_open: true, message }
-        };
-        let closed = |message: String| CancelOutcome { still_open: false, message };
-        match answer {
-            Ok(Ok(CancelAnswer::Cancelled)) => {
-                tracing::info!("{key}: cancelled fal request {id}");
-                let cost = if pending.queued { 0.0 } else { pending.cost_usd };
-                record_settlement(pending.log.as_deref(), &key, &self.id, Settlement::Cancelled, cost);
-                closed(if pending.queued {
-                    format!("cancelled request {id} at fal before it started, so it is not charged")
-                } else {
-                    format!("cancelled request {id} at fal; it had started, so it may be charged")
-                })
-            }
-            Ok(Ok(CancelAnswer::Requested)) => open(format!(
-                "fal only signalled the runner that has request {id} to stop (CANCELLATION_REQUESTED): it may \
-                 still complete and be charged, so it is kept open and collected if it does"
-            )),
-            Ok(Ok(CancelAnswer::TooLate)) => {
-                open(format!("fal has already finished request {id}, so it is paid for and is collected"))
-            }
-            Ok(Ok(CancelAnswer::NotFound)) => closed(format!(
-                "fal does not know request {id} (NOT_FOUND): a resumed batch polls it once more"
-            )),
-            Ok(Err(gave_up)) => {
-                let e = match gave_up {
-                    GaveUp::Failed(e, _) => self.redact(&e.to_string()),
-                    GaveUp::Stopped => "stopped".to_owned(),
-                };
-                tracing::warn!("{key}: could not cancel fal request {id}: {e}");
-                closed(format!("the cancel of request {id} failed ({e}): a resumed batch polls it again"))
-            }
-            Err(_) => closed(format!(
-                "the cancel of request {id} got no answer in {CANCEL_TIMEOUT:?}: a resumed batch polls it again"
-            )),
-        }
-    }
-
     fn gave_up(&self, gave_up: GaveUp, doing: &str) -> Failure {
         match gave_up {
             GaveUp::Stopped => Failure::Interrupted(format!("stopped: the batch was stopped while {doing}")),
@@ -772,33 +698,6 @@ impl FalStage {
             GaveUp::Failed(error, attempts) => {
                 Failure::Item(format!("{doing}: {error} (after {attempts} attempts)"))
             }
-        }
-    }
-
-    /// Counts this request against `max_cost_usd`, or refuses to submit it.
-    /// `spent_before` is what earlier runs of the batch spent (from the journal).
-    fn reserve_budget(&self, model: &str, cost: Option<f64>, spent_before: f64) -> Result<(), Failure> {
-        let Some(budget) = self.options.max_cost_usd else { return Ok(()) };
-        let Some(cost) = cost else {
-            return Err(Failure::Item(format!(
-                "no price for model {model:?}, so max_cost_usd cannot be enforced: add it under `prices`"
-            )));
-        };
-        let mut spent = lock(&self.spent_usd);
-        let total = round_cents(spent_before + *spent);
-        if total + cost > budget + 1e-9 {
-            return Err(Failure::Fatal(format!(
-                "max_cost_usd budget of ${budget} reached after ${total}: not submitting more"
-            )));
-        }
-        *spent = round_cents(*spent + cost);
-        Ok(())
-    }
-
-    fn release_budget(&self, cost: Option<f64>) {
-        if let (Some(_), Some(cost)) = (self.options.max_cost_usd, cost) {
-            let mut spent = lock(&self.spent_usd);
-            *spent = round_cents((*spent - cost).max(0.0));
         }
     }
 }
@@ -897,12 +796,7 @@ impl IoStage for FalStage {
     }
 
     async fn cancel_pending(&self) {
-        let queued: Vec<(String, Pending)> = {
-            let mut pending = lock(&self.pending);
-            let ids: Vec<String> =
-                pending.iter().filter(|(_, p)| p.queued).map(|(id, _)| id.clone()).collect();
-            ids.into_iter().filter_map(|id| pending.remove(&id).map(|p| (id, p))).collect()
-        };
+        let queued = self.pending.take_queued();
         futures::future::join_all(queued.into_iter().map(|(id, p)| async move { self.cancel(&id, p).await }))
             .await;
     }
