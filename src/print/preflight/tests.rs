@@ -2,8 +2,10 @@
 
 use super::image::{ImageInk, image_ink};
 use super::limits::MAX_IMAGE_BYTES_PER_DOCUMENT;
+use super::report::page_list;
 use super::*;
 use lopdf::Stream;
+use lopdf::{Dictionary, Document, Object};
 
 use pdf_writer::types::AnnotationType;
 use pdf_writer::{Content, Filter, Finish, Name, Pdf, Rect, Ref, Str};
