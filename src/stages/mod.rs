@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use crate::engine::stage::Registry;
 
-pub mod cover;
 pub mod disk;
 pub mod fal;
 pub mod files;
@@ -39,7 +38,7 @@ pub fn builtin() -> Registry {
     registry.register(Arc::new(plugin::Plugin));
     registry.register(Arc::new(disk::Disk));
     registry.register(Arc::new(pdf::PdfBook));
-    registry.register(Arc::new(cover::Cover));
+    registry.register(Arc::new(pdf::cover::Cover));
     registry.register(Arc::new(r2::R2::new()));
     registry.register(Arc::new(r2::R2::s3()));
     registry

@@ -21,6 +21,7 @@ use crate::engine::stage::{BuildContext, Component, KindInfo, OptionsError, Outp
 use crate::print::font::Font;
 
 mod book;
+pub mod cover;
 mod image;
 mod layout;
 mod object_file;
@@ -34,10 +35,6 @@ use object_file::*;
 use options::*;
 use page::*;
 
-/// What the `cover` sink shares with the book: page order, encoded images, placement.
-pub(crate) use book::{Arrival, PageInfo, arrival, book_order};
-pub(crate) use image::{ImageStream, PageStore};
-pub(crate) use layout::{Area, place_image};
 pub(crate) use options::PRINTED_FIELDS;
 
 /// The `pdf` sink kind: writes every item as one page of a single PDF book, in page order.

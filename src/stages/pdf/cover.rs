@@ -14,6 +14,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::{Area, Arrival, ImageStream, PageInfo, PageStore, arrival, book_order, place_image};
 use crate::engine::atomic_file::write_atomically;
 use crate::engine::cpu;
 use crate::engine::item::{Item, State};
@@ -28,7 +29,6 @@ use crate::engine::summary::Summary;
 use crate::print::font::{Font, FontUse};
 use crate::print::preflight::{CoverGeometry, check_cover, page_count, trim_of};
 use crate::print::{BLEED_IN, PT_PER_IN, Paper, SPINE_CLEARANCE_IN, SPINE_TEXT_MIN_PAGES, Trim};
-use crate::stages::pdf::{Area, Arrival, ImageStream, PageInfo, PageStore, arrival, book_order, place_image};
 
 /// The `cover` sink kind.
 pub struct Cover;
