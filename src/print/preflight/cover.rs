@@ -3,21 +3,21 @@
 
 use std::path::Path;
 
-use super::Box2;
 use super::ink::{Ink, InkKind};
 use super::reading::read;
 use super::report::{Report, fact, rule};
 use super::{common_rules, encrypted};
+use crate::print::area::Area;
 use crate::print::*;
 
 /// The cover's parts, in points on its one page (with bleed all round).
 pub struct CoverGeometry {
     pub width: f32,
     pub height: f32,
-    pub spine: Box2,
-    pub barcode: Box2,
-    pub back: Box2,
-    pub front: Box2,
+    pub spine: Area,
+    pub barcode: Area,
+    pub back: Area,
+    pub front: Area,
 }
 
 impl CoverGeometry {
@@ -26,12 +26,12 @@ impl CoverGeometry {
         let spine_w = spine_in(pages, paper) * PT_PER_IN;
         let width = 2.0 * bleed + 2.0 * trim.width + spine_w;
         let height = 2.0 * bleed + trim.height;
-        let back = Box2 { x0: bleed, y0: bleed, x1: bleed + trim.width, y1: bleed + trim.height };
-        let spine = Box2 { x0: back.x1, y0: bleed, x1: back.x1 + spine_w, y1: back.y1 };
-        let front = Box2 { x0: spine.x1, y0: bleed, x1: spine.x1 + trim.width, y1: back.y1 };
+        let back = Area { x0: bleed, y0: bleed, x1: bleed + trim.width, y1: bleed + trim.height };
+        let spine = Area { x0: back.x1, y0: bleed, x1: back.x1 + spine_w, y1: back.y1 };
+        let front = Area { x0: spine.x1, y0: bleed, x1: spine.x1 + trim.width, y1: back.y1 };
         let inset = BARCODE_INSET_IN * PT_PER_IN;
         let (bw, bh) = (BARCODE_IN.0 * PT_PER_IN, BARCODE_IN.1 * PT_PER_IN);
-        let barcode = Box2 {
+        let barcode = Area {
             x0: back.x1 - inset - bw,
             y0: back.y0 + inset,
             x1: back.x1 - inset,

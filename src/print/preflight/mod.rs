@@ -31,53 +31,6 @@ pub use reading::{page_count, trim_of};
 pub use report::{Report, Rule, Target};
 use report::{fact, rule};
 
-/// A rectangle in points.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Box2 {
-    pub x0: f32,
-    pub y0: f32,
-    pub x1: f32,
-    pub y1: f32,
-}
-
-impl Box2 {
-    fn from_points(points: impl IntoIterator<Item = (f32, f32)>) -> Option<Box2> {
-        let mut b: Option<Box2> = None;
-        for (x, y) in points {
-            b = Some(match b {
-                None => Box2 { x0: x, y0: y, x1: x, y1: y },
-                Some(b) => Box2 { x0: b.x0.min(x), y0: b.y0.min(y), x1: b.x1.max(x), y1: b.y1.max(y) },
-            });
-        }
-        b
-    }
-
-    fn width(&self) -> f32 {
-        self.x1 - self.x0
-    }
-
-    fn height(&self) -> f32 {
-        self.y1 - self.y0
-    }
-
-    /// Inside `outer`, with a quarter point of slack for rounding.
-    fn within(&self, outer: &Box2) -> bool {
-        const SLACK: f32 = 0.25;
-        self.x0 >= outer.x0 - SLACK
-            && self.y0 >= outer.y0 - SLACK
-            && self.x1 <= outer.x1 + SLACK
-            && self.y1 <= outer.y1 + SLACK
-    }
-
-    fn overlaps(&self, other: &Box2) -> bool {
-        self.x0 < other.x1 && other.x0 < self.x1 && self.y0 < other.y1 && other.y0 < self.y1
-    }
-
-    fn inset(&self, left: f32, bottom: f32, right: f32, top: f32) -> Box2 {
-        Box2 { x0: self.x0 + left, y0: self.y0 + bottom, x1: self.x1 - right, y1: self.y1 - top }
-    }
-}
-
 /// The rules every upload shares: fonts, annotations, crop marks, encryption, image resolution,
 /// file size.
 fn common_rules(facts: &Facts) -> Vec<Rule> {

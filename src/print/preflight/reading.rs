@@ -9,14 +9,15 @@ use lopdf::{Dictionary, Document, LoadOptions, Object, ObjectId};
 
 use super::crop_marks::has_crop_marks;
 use super::ink::{Drawn, Ink, Walker};
-use super::{Box2, limits};
+use super::limits;
 use crate::print::Trim;
+use crate::print::area::Area;
 
 /// What preflight reads of one page.
 pub(super) struct PageFacts {
-    pub(super) media: Box2,
-    pub(super) trim: Box2,
-    pub(super) bleed: Box2,
+    pub(super) media: Area,
+    pub(super) trim: Area,
+    pub(super) bleed: Area,
     pub(super) has_trim_box: bool,
     /// What its content draws (shared by pages drawn alike).
     pub(super) drawn: Rc<Drawn>,
@@ -111,11 +112,11 @@ pub(super) fn inherited<'a>(doc: &'a Document, page: &'a Dictionary, key: &[u8])
     None
 }
 
-pub(super) fn rect(object: Option<&Object>, doc: &Document) -> Option<Box2> {
+pub(super) fn rect(object: Option<&Object>, doc: &Document) -> Option<Area> {
     let values: Vec<f32> =
         object?.as_array().ok()?.iter().filter_map(|o| resolve(doc, o).as_float().ok()).collect();
     let [a, b, c, d] = values[..] else { return None };
-    Some(Box2 { x0: a.min(c), y0: b.min(d), x1: a.max(c), y1: b.max(d) })
+    Some(Area { x0: a.min(c), y0: b.min(d), x1: a.max(c), y1: b.max(d) })
 }
 
 pub(super) fn read_page<'a>(

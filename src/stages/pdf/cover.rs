@@ -271,10 +271,9 @@ fn render(
     art: Option<&ImageStream>,
 ) -> Result<Vec<u8>, String> {
     let g = CoverGeometry::new(trim, pages, settings.paper);
-    let area = |b: crate::print::preflight::Box2| Area { x0: b.x0, y0: b.y0, x1: b.x1, y1: b.y1 };
     let inset = TEXT_INSET_IN * PT_PER_IN;
     let inside = |a: Area| Area { x0: a.x0 + inset, y0: a.y0 + inset, x1: a.x1 - inset, y1: a.y1 - inset };
-    let (front, back) = (inside(area(g.front)), inside(area(g.back)));
+    let (front, back) = (inside(g.front), inside(g.back));
 
     let mut pdf = Pdf::new();
     let mut last = Ref::new(1);
