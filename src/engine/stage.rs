@@ -348,6 +348,12 @@ pub trait IoStage: Send + Sync {
         None
     }
 
+    /// The most this stage may spend in one batch, in US dollars (its budget option); `None`
+    /// for a stage without a limit. The batch's budget is the sum.
+    fn budget_usd(&self) -> Option<f64> {
+        None
+    }
+
     /// Called once when the batch stops early (Ctrl-C), to cancel remote work still queued.
     async fn cancel_pending(&self) {}
 }

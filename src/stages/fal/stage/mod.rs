@@ -795,6 +795,10 @@ impl IoStage for FalStage {
         Some(estimate)
     }
 
+    fn budget_usd(&self) -> Option<f64> {
+        self.options.max_cost_usd
+    }
+
     async fn cancel_pending(&self) {
         let queued = self.pending.take_queued();
         futures::future::join_all(queued.into_iter().map(|(id, p)| async move { self.cancel(&id, p).await }))
