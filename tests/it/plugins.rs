@@ -1,5 +1,5 @@
 //! Stage plugins loaded from real dynamic libraries: the example `page-border` plugin and the
-//! deliberately broken ones under `stages/tests/`, built by the test itself so a bare
+//! deliberately broken ones under `plugins/tests/`, built by the test itself so a bare
 //! `cargo test` works on a fresh clone.
 
 use std::path::{Path, PathBuf};
