@@ -45,7 +45,7 @@ pub(super) struct Facts {
 }
 
 /// Loads a PDF, with lopdf's own decoding bounded as preflight's is.
-pub(super) fn load(path: &Path) -> Result<Document, String> {
+fn load(path: &Path) -> Result<Document, String> {
     let options =
         LoadOptions { max_decompressed_size: Some(limits::MAX_DECODED_BYTES), ..LoadOptions::default() };
     Document::load_with_options(path, options)
@@ -54,7 +54,7 @@ pub(super) fn load(path: &Path) -> Result<Document, String> {
 
 /// The document's pages in order, each page object once: a page tree that lists a page or a
 /// subtree twice (or in a loop) is walked once per node, not once per path to it.
-pub(super) fn page_ids(doc: &Document) -> Vec<ObjectId> {
+fn page_ids(doc: &Document) -> Vec<ObjectId> {
     let root = doc.catalog().ok().and_then(|c| c.get(b"Pages").ok()).and_then(|p| p.as_reference().ok());
     let mut seen = HashSet::new();
     let mut pages = Vec::new();
@@ -97,7 +97,7 @@ pub(super) fn resolve<'a>(doc: &'a Document, object: &'a Object) -> &'a Object {
 }
 
 /// A page attribute, inherited through the page tree (MediaBox and Resources are).
-pub(super) fn inherited<'a>(doc: &'a Document, page: &'a Dictionary, key: &[u8]) -> Option<&'a Object> {
+fn inherited<'a>(doc: &'a Document, page: &'a Dictionary, key: &[u8]) -> Option<&'a Object> {
     let mut node = page;
     for _ in 0..64 {
         if let Ok(value) = node.get(key) {
@@ -112,18 +112,14 @@ pub(super) fn inherited<'a>(doc: &'a Document, page: &'a Dictionary, key: &[u8])
     None
 }
 
-pub(super) fn rect(object: Option<&Object>, doc: &Document) -> Option<Area> {
+fn rect(object: Option<&Object>, doc: &Document) -> Option<Area> {
     let values: Vec<f32> =
         object?.as_array().ok()?.iter().filter_map(|o| resolve(doc, o).as_float().ok()).collect();
     let [a, b, c, d] = values[..] else { return None };
     Some(Area { x0: a.min(c), y0: b.min(d), x1: a.max(c), y1: b.max(d) })
 }
 
-pub(super) fn read_page<'a>(
-    doc: &'a Document,
-    walker: &mut Walker<'a>,
-    id: ObjectId,
-) -> Result<PageFacts, String> {
+fn read_page<'a>(doc: &'a Document, walker: &mut Walker<'a>, id: ObjectId) -> Result<PageFacts, String> {
     let page = doc.get_dictionary(id).map_err(|e| e.to_string())?;
     let media = rect(inherited(doc, page, b"MediaBox"), doc).ok_or("no MediaBox")?;
     let trim_box = rect(page.get(b"TrimBox").ok(), doc);
