@@ -6,7 +6,7 @@
 //! Sinks finish in pipeline order, so the cover, listed after the book, finds it written.
 
 use std::path::PathBuf;
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use pdf_writer::{Content, Finish, Name, Pdf, Rect, Ref};
@@ -17,13 +17,14 @@ use serde_json::Value;
 use super::{Area, Arrival, ImageStream, PageInfo, PageStore, arrival, book_order, place_image};
 use crate::engine::atomic_file::write_atomically;
 use crate::engine::cpu;
+use crate::engine::declared_kind::TypedKind;
 use crate::engine::item::{Item, State};
 use crate::engine::media::Media;
-use crate::engine::options::{documented, parse_declared};
+use crate::engine::options::parse_declared;
 use crate::engine::output_path::{CACHE_DIR, Claim, OutputPath};
 use crate::engine::pipeline_path::PipelinePath;
 use crate::engine::stage::{
-    BuildContext, Component, KindInfo, OptionsError, OutputMedia, Receipt, Role, Sink, StageError, TypedKind,
+    BuildContext, Component, OptionsError, OutputMedia, Receipt, Role, Sink, StageError,
 };
 use crate::engine::summary::Summary;
 use crate::print::font::{Font, FontUse};
@@ -85,19 +86,14 @@ fn default_interior() -> OutputPath {
 const TEXT_INSET_IN: f32 = 0.375;
 
 impl TypedKind for Cover {
+    const NAME: &'static str = "cover";
+    const ROLE: Role = Role::Sink;
+    const SUMMARY: &'static str =
+        "Writes the paperback cover (back, spine, front, with bleed) sized for the book";
+    const ACCEPTS: &'static [Media] = Media::IMAGES;
+    const OUTPUT: OutputMedia = OutputMedia::None;
     type Options = Options;
-
-    fn describe(&self) -> &KindInfo {
-        static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
-            name: "cover".into(),
-            role: Role::Sink,
-            summary: "Writes the paperback cover (back, spine, front, with bleed) sized for the book".into(),
-            options: documented::<Options>(),
-            accepts: Media::IMAGES.to_vec(),
-            output: OutputMedia::None,
-        });
-        &INFO
-    }
+    type Parsed = Options;
 
     fn parse(&self, options: &Value) -> Result<Options, OptionsError> {
         let options: Options = parse_declared(options)?;
