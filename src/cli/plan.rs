@@ -51,7 +51,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let count = batch.item_count();
-    match super::report::costs(&batch).0 {
+    match batch.costs().0 {
         Some(estimate) if estimate.unpriced.is_empty() => {
             println!("{count} pages; generating them costs about ${:.3}", estimate.usd);
         }

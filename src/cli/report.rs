@@ -4,8 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use inkflow::engine::runtime::Batch;
-use inkflow::engine::stage::{Component, CostEstimate};
+use inkflow::engine::stage::CostEstimate;
 use inkflow::engine::summary::Summary;
 use inkflow::report::{RunFacts, write_report};
 use serde_json::Value;
@@ -32,40 +31,12 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         let (pipeline, registry) =
             super::load(&PipelineArgs { pipeline: file.clone(), overrides: args.overrides.clone() })?;
         let batch = inkflow::engine::runtime::build(pipeline, &registry, &args.output_dir, true)?;
-        let (estimate, budget) = costs(&batch);
+        let (estimate, budget) = batch.costs();
         (facts.estimate_usd, facts.budget_usd) = (Some(estimate.map_or(0.0, |e| e.usd)), budget);
     }
     let path = write_report(&args.output_dir, facts)?;
     println!("wrote {}", path.display());
     Ok(ExitCode::SUCCESS)
-}
-
-/// The batch's cost estimate and budget, summed over its paid stages.
-pub fn costs(batch: &Batch) -> (Option<CostEstimate>, Option<f64>) {
-    costs_of(batch, &|| Box::new(batch.items()))
-}
-
-/// [`costs`] for some of the batch's items (those a dry run says will run).
-pub fn costs_of<'a>(
-    batch: &Batch,
-    items: &dyn Fn() -> Box<dyn Iterator<Item = inkflow::engine::item::Item> + 'a>,
-) -> (Option<CostEstimate>, Option<f64>) {
-    let (mut estimate, mut budget) = (None::<CostEstimate>, None);
-    for (spec, component) in batch.pipeline().components.iter().zip(batch.components()) {
-        if let Component::Io(stage) = component
-            && let Some(stage_estimate) = stage.estimate_cost(&mut items())
-        {
-            let total = estimate.get_or_insert_default();
-            total.usd += stage_estimate.usd;
-            total
-                .unpriced
-                .extend(stage_estimate.unpriced.into_iter().map(|why| format!("stage {:?}: {why}", spec.id)));
-        }
-        if let Some(usd) = spec.options.get("max_cost_usd").and_then(Value::as_f64) {
-            budget = Some(budget.unwrap_or(0.0) + usd);
-        }
-    }
-    (estimate, budget)
 }
 
 /// Writes the report at the end of a run (finished, failed or stopped); a report that cannot

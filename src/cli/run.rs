@@ -89,13 +89,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 
     let batch = runtime::build(checked, &registry, &output_dir, args.dry_run)?;
-    let costs = super::report::costs(&batch);
+    let costs = batch.costs();
     let unpriced = costs.0.as_ref().map(|e| e.unpriced.as_slice()).unwrap_or_default();
     if args.dry_run {
         let policy = ResumePolicy { retry_failed: args.retry_failed };
         let journal = Journal::open_existing(&output_dir, batch.pipeline(), policy)?;
         let to_run = batch.items_to_run(journal.as_ref().map(|j| j as &dyn ItemObserver))?;
-        let estimate = super::report::costs_of(&batch, &|| Box::new(to_run.iter().cloned())).0;
+        let estimate = batch.costs_of(&|| Box::new(to_run.iter().cloned())).0;
         print_plan(&batch, &output_dir, to_run.len(), estimate.as_ref());
         let unpriced = estimate.as_ref().map(|e| e.unpriced.as_slice()).unwrap_or_default();
         return Ok(if unpriced.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });

@@ -3,7 +3,9 @@
 pub mod atomic_file;
 pub mod candidates;
 pub mod cpu;
+pub mod declared_kind;
 pub mod diagnostic;
+pub mod duration;
 pub mod fusion;
 pub mod item;
 pub mod journal;

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::journal::JOURNAL_FILE;
-
+/// The journal's database, in the output folder.
+pub const JOURNAL_FILE: &str = "journal.sqlite";
 /// The run's log, in the output folder.
 pub const LOG_FILE: &str = "inkflow.log";
 /// The lock a run holds on its output folder ([`super::output_lock`]).

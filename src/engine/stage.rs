@@ -1,6 +1,6 @@
 //! The contract between the engine and stage kinds. A stage kind implements [`Kind`] (usually
-//! through [`TypedKind`]) in one file under `src/stages/` and is listed in the [`Registry`];
-//! the engine never names a kind.
+//! by declaring itself a [`TypedKind`](super::declared_kind::TypedKind)) in one file under
+//! `src/stages/` and is listed in the [`Registry`]; the engine never names a kind.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -197,44 +197,6 @@ pub trait Kind: Send + Sync {
     }
 }
 
-/// The shape of nearly every kind: a fixed description, and options that parse into one typed
-/// value which `check` validates and `build` consumes, so `validate` and `run` can never
-/// disagree about what is valid. Every `TypedKind` is a [`Kind`].
-pub trait TypedKind: Send + Sync {
-    /// The options once parsed and checked.
-    type Options;
-    /// The kind's description.
-    fn describe(&self) -> &KindInfo;
-    /// Parses and checks the options without side effects (no files, no network).
-    fn parse(&self, options: &Value) -> Result<Self::Options, OptionsError>;
-    /// Builds a runnable component from checked options; may read files and the environment.
-    fn build_from(&self, options: Self::Options, ctx: &BuildContext) -> anyhow::Result<Component>;
-    /// [`Kind::writes`] from checked options.
-    fn writes_from(&self, _options: &Self::Options, _inputs: &[String]) -> Result<Vec<Claim>, OptionsError> {
-        Ok(Vec::new())
-    }
-}
-
-impl<K: TypedKind> Kind for K {
-    fn info(&self) -> &KindInfo {
-        self.describe()
-    }
-
-    fn check(&self, options: &Value) -> Result<(), OptionsError> {
-        self.parse(options).map(drop)
-    }
-
-    fn build(&self, options: &Value, ctx: &BuildContext) -> anyhow::Result<Component> {
-        let options = self.parse(options).map_err(|e| anyhow::anyhow!(e.qualified()))?;
-        self.build_from(options, ctx)
-    }
-
-    fn writes(&self, options: &Value, inputs: &[String]) -> Result<Vec<Claim>, OptionsError> {
-        // Options that do not parse were reported by `check`.
-        self.parse(options).map_or(Ok(Vec::new()), |options| self.writes_from(&options, inputs))
-    }
-}
-
 /// Why a stage did not pass an item on.
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
@@ -345,6 +307,12 @@ pub trait IoStage: Send + Sync {
     /// What running `items` through this stage would cost, for `--dry-run` and the budget;
     /// `None` for a stage that costs nothing.
     fn estimate_cost(&self, _items: &mut dyn Iterator<Item = Item>) -> Option<CostEstimate> {
+        None
+    }
+
+    /// The most this stage may spend in one batch, in US dollars (its budget option); `None`
+    /// for a stage without a limit. The batch's budget is the sum.
+    fn budget_usd(&self) -> Option<f64> {
         None
     }
 

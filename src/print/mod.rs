@@ -2,6 +2,7 @@
 //! market coloring books are printed in), the embedded font, and the preflight check. Shared by
 //! the `pdf` and `cover` sinks and `inkflow preflight`, so the three can never disagree.
 
+pub mod area;
 pub mod font;
 pub mod preflight;
 

@@ -5,20 +5,20 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::engine::declared_kind::TypedKind;
 use crate::engine::item::{Item, Prompt, REVISION_FACT};
 use crate::engine::media::{Media, Payload};
-use crate::engine::options::{documented, parse_declared};
+use crate::engine::options::parse_declared;
 use crate::engine::pipeline_path::PipelinePath;
 use crate::engine::stage::{
-    BuildContext, Component, KindInfo, Listing, OptionsError, OutputMedia, Role, Source, StageError,
-    TypedKind,
+    BuildContext, Component, Listing, OptionsError, OutputMedia, Role, Source, StageError,
 };
 use crate::imaging::decode;
 
@@ -54,19 +54,13 @@ fn parse(options: &Value) -> Result<Checked, OptionsError> {
 }
 
 impl TypedKind for Files {
-    type Options = Checked;
-
-    fn describe(&self) -> &KindInfo {
-        static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
-            name: "files".into(),
-            role: Role::Source,
-            summary: "Reads existing PNG/JPEG/WebP images from a folder or glob pattern".into(),
-            options: documented::<Options>(),
-            accepts: vec![],
-            output: OutputMedia::Fixed(Media::Rgb),
-        });
-        &INFO
-    }
+    const NAME: &'static str = "files";
+    const ROLE: Role = Role::Source;
+    const SUMMARY: &'static str = "Reads existing PNG/JPEG/WebP images from a folder or glob pattern";
+    const ACCEPTS: &'static [Media] = &[];
+    const OUTPUT: OutputMedia = OutputMedia::Fixed(Media::Rgb);
+    type Options = Options;
+    type Parsed = Checked;
 
     fn parse(&self, options: &Value) -> Result<Checked, OptionsError> {
         parse(options)

@@ -1,18 +1,17 @@
 //! `grayscale`: RGB pages to 8-bit gray (Pillow's "L" numbers), so later stages work on a
 //! third of the bytes. Gray input passes through without a copy.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::engine::declared_kind::TypedKind;
 use crate::engine::item::Item;
 use crate::engine::media::{Media, Payload};
-use crate::engine::options::{documented, parse_declared};
-use crate::engine::stage::{
-    BuildContext, Component, CpuStage, KindInfo, OptionsError, OutputMedia, Role, StageError, TypedKind,
-};
+use crate::engine::options::parse_declared;
+use crate::engine::stage::{BuildContext, Component, CpuStage, OptionsError, OutputMedia, Role, StageError};
 use crate::imaging::gray::to_gray;
 
 /// The `grayscale` kind.
@@ -24,19 +23,13 @@ pub struct Grayscale;
 pub struct Options {}
 
 impl TypedKind for Grayscale {
+    const NAME: &'static str = "grayscale";
+    const ROLE: Role = Role::Stage;
+    const SUMMARY: &'static str = "Converts RGB images to 8-bit gray (ITU-R 601 luma, as Pillow's \"L\")";
+    const ACCEPTS: &'static [Media] = &[Media::Rgb, Media::Gray];
+    const OUTPUT: OutputMedia = OutputMedia::Fixed(Media::Gray);
     type Options = Options;
-
-    fn describe(&self) -> &KindInfo {
-        static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
-            name: "grayscale".into(),
-            role: Role::Stage,
-            summary: "Converts RGB images to 8-bit gray (ITU-R 601 luma, as Pillow's \"L\")".into(),
-            options: documented::<Options>(),
-            accepts: vec![Media::Rgb, Media::Gray],
-            output: OutputMedia::Fixed(Media::Gray),
-        });
-        &INFO
-    }
+    type Parsed = Options;
 
     fn parse(&self, options: &Value) -> Result<Options, OptionsError> {
         parse_declared(options)

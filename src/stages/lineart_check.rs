@@ -7,20 +7,19 @@
 //! ([`crate::engine::candidates`]).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::engine::candidates::CandidatePolicy;
+use crate::engine::declared_kind::TypedKind;
 use crate::engine::fusion::SOURCE_SIZE_FACT;
 use crate::engine::item::{Item, Judgement};
 use crate::engine::media::{Media, Payload, Pixels};
-use crate::engine::options::{documented, parse_declared};
-use crate::engine::stage::{
-    BuildContext, Component, CpuStage, KindInfo, OptionsError, OutputMedia, Role, StageError, TypedKind,
-};
+use crate::engine::options::parse_declared;
+use crate::engine::stage::{BuildContext, Component, CpuStage, OptionsError, OutputMedia, Role, StageError};
 use crate::imaging::quality::tones::ToneLimits;
 use crate::imaging::quality::{InkLimits, Measures, measure_gray};
 
@@ -249,22 +248,14 @@ fn parse(options: &Value) -> Result<Options, OptionsError> {
 }
 
 impl TypedKind for LineartCheck {
+    const NAME: &'static str = "lineart-check";
+    const ROLE: Role = Role::Stage;
+    const SUMMARY: &'static str = "Judges each gray print page (before `threshold`): pass, warn or reject, with problem codes \
+                      and metrics in the metadata";
+    const ACCEPTS: &'static [Media] = &[Media::Gray];
+    const OUTPUT: OutputMedia = OutputMedia::Fixed(Media::Gray);
     type Options = Options;
-
-    fn describe(&self) -> &KindInfo {
-        static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
-            name: "lineart-check".into(),
-            role: Role::Stage,
-            summary:
-                "Judges each gray print page (before `threshold`): pass, warn or reject, with problem codes \
-                      and metrics in the metadata"
-                    .into(),
-            options: documented::<Options>(),
-            accepts: vec![Media::Gray],
-            output: OutputMedia::Fixed(Media::Gray),
-        });
-        &INFO
-    }
+    type Parsed = Options;
 
     fn parse(&self, options: &Value) -> Result<Options, OptionsError> {
         parse(options)

@@ -3,18 +3,17 @@
 //! pin-holes (enclosed white components up to `pinhole_px`) and, when `gap_px` is set, closes
 //! gaps in outlines so a bucket fill stays inside. What it changed goes to the metadata.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::engine::declared_kind::TypedKind;
 use crate::engine::item::Item;
 use crate::engine::media::{Media, Payload, Pixels, Raster};
-use crate::engine::options::{documented, parse_declared};
-use crate::engine::stage::{
-    BuildContext, Component, CpuStage, KindInfo, OptionsError, OutputMedia, Role, StageError, TypedKind,
-};
+use crate::engine::options::parse_declared;
+use crate::engine::stage::{BuildContext, Component, CpuStage, OptionsError, OutputMedia, Role, StageError};
 use crate::imaging::quality::bits::InkMap;
 use crate::imaging::quality::cleanup::{CleanupSteps, clean};
 
@@ -52,22 +51,14 @@ fn parse(options: &Value) -> Result<Options, OptionsError> {
 }
 
 impl TypedKind for LineartCleanup {
+    const NAME: &'static str = "lineart-cleanup";
+    const ROLE: Role = Role::Stage;
+    const SUMMARY: &'static str =
+        "Removes specks, fills pin-holes and optionally closes gaps on 1-bit pages, leaving the lines alone";
+    const ACCEPTS: &'static [Media] = &[Media::Bilevel];
+    const OUTPUT: OutputMedia = OutputMedia::Fixed(Media::Bilevel);
     type Options = Options;
-
-    fn describe(&self) -> &KindInfo {
-        static INFO: LazyLock<KindInfo> = LazyLock::new(|| {
-            KindInfo {
-            name: "lineart-cleanup".into(),
-            role: Role::Stage,
-            summary: "Removes specks, fills pin-holes and optionally closes gaps on 1-bit pages, leaving the lines alone"
-                .into(),
-            options: documented::<Options>(),
-            accepts: vec![Media::Bilevel],
-            output: OutputMedia::Fixed(Media::Bilevel),
-        }
-        });
-        &INFO
-    }
+    type Parsed = Options;
 
     fn parse(&self, options: &Value) -> Result<Options, OptionsError> {
         parse(options)

@@ -1,10 +1,31 @@
 //! The built-in stage kinds, one file each, and the helpers they share.
+//!
+//! # Adding a kind
+//!
+//! A kind is one file (a folder when it is big) and one line in [`builtin`]:
+//!
+//! 1. An options struct deriving `Deserialize` (with `deny_unknown_fields`) and `JsonSchema`.
+//!    Its doc comments, serde defaults and `#[schemars(range(..))]` are the documentation
+//!    `inkflow stages KIND` prints and the checks `validate` runs: write each once, there.
+//! 2. A unit struct implementing [`TypedKind`]: the constants `NAME`, `ROLE`, `SUMMARY`,
+//!    `ACCEPTS` and `OUTPUT`, `type Options` (the struct above), `type Parsed` (what `parse`
+//!    returns: the options, or more once they are checked), `parse` (pure: no files, no
+//!    network; usually `parse_declared(options)`) and `build_from` (may read files and the
+//!    environment). Add `writes_from` when the kind writes files under the output folder.
+//! 3. `registry.register(Arc::new(my_kind::MyKind));` below, and a row in the README's table of
+//!    kinds (a test checks it is there).
+//!
+//! The engine builds each kind's [`KindInfo`](crate::engine::stage::KindInfo) from the
+//! declaration once. A kind implements [`Kind`](crate::engine::stage::Kind) by hand only when
+//! the declaration cannot say it: `fal` warns about options its model ignores, and `r2`/`s3`
+//! are one implementation under two names with different default regions.
+//!
+//! [`TypedKind`]: crate::engine::declared_kind::TypedKind
 
 use std::sync::Arc;
 
 use crate::engine::stage::Registry;
 
-pub mod cover;
 pub mod disk;
 pub mod fal;
 pub mod files;
@@ -41,7 +62,7 @@ pub fn builtin() -> Registry {
     registry.register(Arc::new(plugin::Plugin));
     registry.register(Arc::new(disk::Disk));
     registry.register(Arc::new(pdf::PdfBook));
-    registry.register(Arc::new(cover::Cover));
+    registry.register(Arc::new(pdf::cover::Cover));
     registry.register(Arc::new(r2::R2::new()));
     registry.register(Arc::new(r2::R2::s3()));
     registry

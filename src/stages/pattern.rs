@@ -1,19 +1,18 @@
 //! The `pattern` stage: the embedded offline generator, so a whole book can be made with no API
 //! key and no network (and tests and benchmarks have real line art to work on).
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::engine::declared_kind::TypedKind;
 use crate::engine::item::{Item, Trial};
 use crate::engine::media::{Media, Payload};
-use crate::engine::options::{documented, parse_declared};
-use crate::engine::stage::{
-    BuildContext, Component, CpuStage, KindInfo, OptionsError, OutputMedia, Role, StageError, TypedKind,
-};
+use crate::engine::options::parse_declared;
+use crate::engine::stage::{BuildContext, Component, CpuStage, OptionsError, OutputMedia, Role, StageError};
 use crate::imaging::pattern::{Defect, Family, draw_family, draw_spoiled, family_for};
 
 /// The smallest and largest side the stage draws, in pixels.
@@ -98,20 +97,14 @@ fn parse(options: &Value) -> Result<Options, OptionsError> {
 }
 
 impl TypedKind for Pattern {
+    const NAME: &'static str = "pattern";
+    const ROLE: Role = Role::Stage;
+    const SUMMARY: &'static str =
+        "Draws offline coloring-book line art (mandala, geometric, botanical) from each prompt";
+    const ACCEPTS: &'static [Media] = &[Media::Prompt];
+    const OUTPUT: OutputMedia = OutputMedia::Fixed(Media::Rgb);
     type Options = Options;
-
-    fn describe(&self) -> &KindInfo {
-        static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
-            name: "pattern".into(),
-            role: Role::Stage,
-            summary: "Draws offline coloring-book line art (mandala, geometric, botanical) from each prompt"
-                .into(),
-            options: documented::<Options>(),
-            accepts: vec![Media::Prompt],
-            output: OutputMedia::Fixed(Media::Rgb),
-        });
-        &INFO
-    }
+    type Parsed = Options;
 
     fn parse(&self, options: &Value) -> Result<Options, OptionsError> {
         parse(options)

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use schemars::JsonSchema;
@@ -11,13 +11,13 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::engine::declared_kind::TypedKind;
 use crate::engine::item::{Item, Prompt};
 use crate::engine::media::{Media, Payload};
-use crate::engine::options::{documented, parse_declared};
+use crate::engine::options::parse_declared;
 use crate::engine::pipeline_path::PipelinePath;
 use crate::engine::stage::{
-    BuildContext, Component, KindInfo, Listing, OptionsError, OutputMedia, Role, Source, StageError,
-    TypedKind,
+    BuildContext, Component, Listing, OptionsError, OutputMedia, Role, Source, StageError,
 };
 
 /// Kind `prompts`: one item per prompt of a JSON or JSON Lines file.
@@ -40,20 +40,14 @@ pub struct Options {
 }
 
 impl TypedKind for Prompts {
+    const NAME: &'static str = "prompts";
+    const ROLE: Role = Role::Source;
+    const SUMMARY: &'static str =
+        "Reads prompts from a JSON book ({\"prompts\": [...]}), a list of scenes, or JSON Lines";
+    const ACCEPTS: &'static [Media] = &[];
+    const OUTPUT: OutputMedia = OutputMedia::Fixed(Media::Prompt);
     type Options = Options;
-
-    fn describe(&self) -> &KindInfo {
-        static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
-            name: "prompts".into(),
-            role: Role::Source,
-            summary: "Reads prompts from a JSON book ({\"prompts\": [...]}), a list of scenes, or JSON Lines"
-                .into(),
-            options: documented::<Options>(),
-            accepts: vec![],
-            output: OutputMedia::Fixed(Media::Prompt),
-        });
-        &INFO
-    }
+    type Parsed = Options;
 
     fn parse(&self, options: &Value) -> Result<Options, OptionsError> {
         let options: Options = parse_declared(options)?;

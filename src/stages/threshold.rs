@@ -1,19 +1,18 @@
 //! `threshold`: gray to true black and white, stored one bit per pixel. Run it after
 //! `upscale` so the page keeps smooth edges and no gray pixel survives.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::engine::declared_kind::TypedKind;
 use crate::engine::fusion::Step;
 use crate::engine::item::Item;
 use crate::engine::media::{Media, Payload};
-use crate::engine::options::{documented, parse_declared};
-use crate::engine::stage::{
-    BuildContext, Component, CpuStage, KindInfo, OptionsError, OutputMedia, Role, StageError, TypedKind,
-};
+use crate::engine::options::parse_declared;
+use crate::engine::stage::{BuildContext, Component, CpuStage, OptionsError, OutputMedia, Role, StageError};
 use crate::imaging::resize::recycle;
 use crate::imaging::threshold::threshold;
 
@@ -34,19 +33,14 @@ fn default_level() -> u8 {
 }
 
 impl TypedKind for Threshold {
+    const NAME: &'static str = "threshold";
+    const ROLE: Role = Role::Stage;
+    const SUMMARY: &'static str =
+        "Turns gray or RGB images into 1-bit black and white (below `level` is black)";
+    const ACCEPTS: &'static [Media] = &[Media::Gray, Media::Rgb];
+    const OUTPUT: OutputMedia = OutputMedia::Fixed(Media::Bilevel);
     type Options = Options;
-
-    fn describe(&self) -> &KindInfo {
-        static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
-            name: "threshold".into(),
-            role: Role::Stage,
-            summary: "Turns gray or RGB images into 1-bit black and white (below `level` is black)".into(),
-            options: documented::<Options>(),
-            accepts: vec![Media::Gray, Media::Rgb],
-            output: OutputMedia::Fixed(Media::Bilevel),
-        });
-        &INFO
-    }
+    type Parsed = Options;
 
     fn parse(&self, options: &Value) -> Result<Options, OptionsError> {
         parse_declared(options)

@@ -1,17 +1,16 @@
 //! `thumbnail`: a small JPEG preview of each page, for galleries and listings.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::engine::declared_kind::TypedKind;
 use crate::engine::item::Item;
 use crate::engine::media::{Media, Payload};
-use crate::engine::options::{documented, parse_declared};
-use crate::engine::stage::{
-    BuildContext, Component, CpuStage, KindInfo, OptionsError, OutputMedia, Role, StageError, TypedKind,
-};
+use crate::engine::options::parse_declared;
+use crate::engine::stage::{BuildContext, Component, CpuStage, OptionsError, OutputMedia, Role, StageError};
 use crate::imaging::jpeg::encode_thumbnail;
 
 /// The `thumbnail` kind.
@@ -49,19 +48,13 @@ fn default_quality() -> u8 {
 }
 
 impl TypedKind for Thumbnail {
+    const NAME: &'static str = "thumbnail";
+    const ROLE: Role = Role::Stage;
+    const SUMMARY: &'static str = "Makes a JPEG preview that fits within width x height";
+    const ACCEPTS: &'static [Media] = &[Media::Gray, Media::Rgb, Media::Bilevel];
+    const OUTPUT: OutputMedia = OutputMedia::Fixed(Media::Encoded);
     type Options = Options;
-
-    fn describe(&self) -> &KindInfo {
-        static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
-            name: "thumbnail".into(),
-            role: Role::Stage,
-            summary: "Makes a JPEG preview that fits within width x height".into(),
-            options: documented::<Options>(),
-            accepts: vec![Media::Gray, Media::Rgb, Media::Bilevel],
-            output: OutputMedia::Fixed(Media::Encoded),
-        });
-        &INFO
-    }
+    type Parsed = Options;
 
     fn parse(&self, options: &Value) -> Result<Options, OptionsError> {
         parse_declared(options)

@@ -3,19 +3,18 @@
 //! original service stretched 3:4 images onto letter pages, a 3% distortion). The name holds
 //! when it shrinks too.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::engine::declared_kind::TypedKind;
 use crate::engine::fusion::{Step, record_resize_facts};
 use crate::engine::item::Item;
 use crate::engine::media::{Media, Payload};
-use crate::engine::options::{documented, parse_declared};
-use crate::engine::stage::{
-    BuildContext, Component, CpuStage, KindInfo, OptionsError, OutputMedia, Role, StageError, TypedKind,
-};
+use crate::engine::options::parse_declared;
+use crate::engine::stage::{BuildContext, Component, CpuStage, OptionsError, OutputMedia, Role, StageError};
 use crate::imaging::resize::{Fit, resize};
 
 /// The `upscale` kind.
@@ -68,20 +67,14 @@ impl Options {
 }
 
 impl TypedKind for Upscale {
+    const NAME: &'static str = "upscale";
+    const ROLE: Role = Role::Stage;
+    const SUMMARY: &'static str =
+        "Resizes images to the print size with Lanczos3 (fit, pad or crop) and sets their DPI";
+    const ACCEPTS: &'static [Media] = &[Media::Gray, Media::Rgb];
+    const OUTPUT: OutputMedia = OutputMedia::SameAsInput;
     type Options = Options;
-
-    fn describe(&self) -> &KindInfo {
-        static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
-            name: "upscale".into(),
-            role: Role::Stage,
-            summary: "Resizes images to the print size with Lanczos3 (fit, pad or crop) and sets their DPI"
-                .into(),
-            options: documented::<Options>(),
-            accepts: vec![Media::Gray, Media::Rgb],
-            output: OutputMedia::SameAsInput,
-        });
-        &INFO
-    }
+    type Parsed = Options;
 
     fn parse(&self, options: &Value) -> Result<Options, OptionsError> {
         Options::parse(options)

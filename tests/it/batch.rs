@@ -7,21 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::common::binary::{inkflow, inkflow_with_test_key, run, text};
 use crate::common::fal_emulator::{FalEmulator, Latency};
-
-fn inkflow() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_inkflow"));
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
-    cmd
-}
-
-fn run(args: &[&str]) -> Output {
-    inkflow().args(args).output().expect("inkflow runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use crate::common::pipeline_text::pattern_pipeline;
 
 fn s(path: &Path) -> &str {
     path.to_str().expect("test paths are UTF-8")
@@ -43,25 +31,15 @@ fn prompts(path: &Path, entries: &[(&str, u32, &str)]) -> PathBuf {
 /// A small offline pipeline: pattern pages, thumbnails, disk and a book.
 fn small_pipeline(dir: &Path, prompts: &Path, filename: &str) -> PathBuf {
     let file = dir.join("small.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "version: 1
-sources:
-  prompts: {{ kind: prompts, path: {prompts} }}
-stages:
-  draw: {{ kind: pattern, inputs: [prompts], size: {{ width: 64, height: 80 }} }}
-  gray: {{ kind: grayscale, inputs: [draw] }}
-  lineart: {{ kind: threshold, inputs: [gray] }}
+    let rest = format!(
+        "  lineart: {{ kind: threshold, inputs: [gray] }}
   thumb: {{ kind: thumbnail, inputs: [lineart], width: 16, height: 20 }}
 sinks:
   pages: {{ kind: disk, inputs: [lineart, thumb], filename: \"{filename}\" }}
   book: {{ kind: pdf, inputs: [lineart], path: book.pdf }}
-",
-            prompts = prompts.display()
-        ),
-    )
-    .unwrap();
+"
+    );
+    std::fs::write(&file, pattern_pipeline(prompts, "size: { width: 64, height: 80 }", &rest)).unwrap();
     file
 }
 
@@ -398,12 +376,8 @@ async fn an_edited_prompt_runs_again_alone_and_the_dry_run_says_so() {
     prompts(&list, &entries);
     let pipeline = fal_pipeline(tmp.path(), &fal.base(), &list);
     let run_fal = |extra: &[&str]| {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_inkflow"));
-        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("FAL_KEY", "test-key-not-a-secret")
-            .env_remove("FAL_API_KEY")
-            .args(["run", s(&pipeline), "--output", s(&out)])
-            .args(extra);
+        let mut cmd = tokio::process::Command::from(inkflow_with_test_key());
+        cmd.args(["run", s(&pipeline), "--output", s(&out)]).args(extra);
         cmd.output()
     };
     let first = run_fal(&[]).await.unwrap();

@@ -7,19 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn inkflow() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_inkflow"));
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
-    cmd
-}
-
-fn run(args: &[&str]) -> Output {
-    inkflow().args(args).output().expect("inkflow runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use crate::common::binary::{inkflow, run, text};
 
 /// Runs the offline book on a prompts file into `out`.
 fn offline_book(prompts: &Path, out: &Path) -> Output {
@@ -370,7 +358,7 @@ fn the_book_holds_the_disk_pages_in_section_order() {
 fn check_without_a_key_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     // No key in the environment and no .env in the working directory.
-    let result = Command::new(env!("CARGO_BIN_EXE_inkflow"))
+    let result = inkflow()
         .arg("check")
         .current_dir(dir.path())
         .env_remove("FAL_KEY")

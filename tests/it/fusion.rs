@@ -1,6 +1,9 @@
 //! The fused CPU chain as a user runs it: how many pages it works on at once.
 
-use std::process::Command;
+use std::path::Path;
+
+use crate::common::binary::inkflow;
+use crate::common::pipeline_text::pattern_pipeline;
 
 /// A CPU stage whose `concurrency` the file leaves unset works on as many items at once as
 /// the CPU pool has threads (`--threads`, else the machine's cores); set values are kept, and
@@ -8,27 +11,16 @@ use std::process::Command;
 #[test]
 fn cpu_stages_default_to_one_item_per_pool_thread() {
     let dir = tempfile::tempdir().unwrap();
-    let root = env!("CARGO_MANIFEST_DIR");
+    let prompts = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/prompts/sample_image_prompts.json");
     let file = dir.path().join("book.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "version: 1
-sources:
-  prompts: {{ kind: prompts, path: {root}/pipelines/prompts/sample_image_prompts.json }}
-stages:
-  draw:    {{ kind: pattern, inputs: [prompts], size: {{ width: 64, height: 80 }} }}
-  gray:    {{ kind: grayscale, inputs: [draw] }}
-  print:   {{ kind: upscale, inputs: [gray], width: 120, height: 160, concurrency: 5 }}
-  lineart: {{ kind: threshold, inputs: [print] }}
+    let rest = "  print:   { kind: upscale, inputs: [gray], width: 120, height: 160, concurrency: 5 }
+  lineart: { kind: threshold, inputs: [print] }
 sinks:
-  pages: {{ kind: disk, inputs: [lineart] }}
-"
-        ),
-    )
-    .unwrap();
+  pages: { kind: disk, inputs: [lineart] }
+";
+    std::fs::write(&file, pattern_pipeline(&prompts, "size: { width: 64, height: 80 }", rest)).unwrap();
     let out = dir.path().join("out");
-    let output = Command::new(env!("CARGO_BIN_EXE_inkflow"))
+    let output = inkflow()
         .args(["run", "--dry-run", "--threads", "3", "--output"])
         .arg(&out)
         .arg(&file)

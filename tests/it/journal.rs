@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use crate::common::{Probe, registry, write_pipeline};
 use inkflow::engine::item::{Failure, Item, Prompt};
-use inkflow::engine::journal::{JOURNAL_FILE, Journal, ResumePolicy};
+use inkflow::engine::journal::{Journal, ResumePolicy};
+use inkflow::engine::output_path::JOURNAL_FILE;
 use inkflow::engine::pipeline::{self, LoadOptions, Pipeline};
 use inkflow::engine::run_context::{RunContext, Settlement, SubmissionLog as _};
 use inkflow::engine::runtime::{self, ItemObserver as _, ItemOutcome, Preparation, RunSettings};

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::common::binary::inkflow_with_test_key;
 use crate::common::fal_emulator::{FalEmulator, HELD_RUNNING, Latency};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -14,11 +15,7 @@ use tokio::process::{Child, Command};
 const ITEMS: u32 = 10;
 
 fn inkflow() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_inkflow"));
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("FAL_KEY", "test-key-not-a-secret")
-        .env_remove("FAL_API_KEY");
-    cmd
+    Command::from(inkflow_with_test_key())
 }
 
 /// `inkflow run PIPELINE --output OUT`, ready for more arguments.

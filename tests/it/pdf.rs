@@ -596,7 +596,7 @@ async fn the_cover_is_sized_from_the_finished_interior_and_shows_the_chosen_page
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let interior = sink(dir.path(), json!({ "path": "interior.pdf", "sides": "single", "pad": true }));
     let options = json!({ "interior": "interior.pdf", "paper": "cream", "art_page": 2, "title": "Owls" });
-    let cover = match inkflow::stages::cover::Cover.build(&options, &context(dir.path(), "cover")) {
+    let cover = match inkflow::stages::pdf::cover::Cover.build(&options, &context(dir.path(), "cover")) {
         Ok(Component::Sink(sink)) => sink,
         _ => panic!("cover did not build as a sink"),
     };
@@ -651,7 +651,7 @@ async fn a_cover_prompt_is_the_front_art_and_not_a_page_of_the_interior() {
         if let Some(page) = art_page {
             options["art_page"] = page.into();
         }
-        let cover = match inkflow::stages::cover::Cover.build(&options, &context(dir.path(), "cover")) {
+        let cover = match inkflow::stages::pdf::cover::Cover.build(&options, &context(dir.path(), "cover")) {
             Ok(Component::Sink(sink)) => sink,
             _ => panic!("cover did not build as a sink"),
         };

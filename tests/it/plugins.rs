@@ -1,5 +1,5 @@
 //! Stage plugins loaded from real dynamic libraries: the example `page-border` plugin and the
-//! deliberately broken ones under `stages/tests/`, built by the test itself so a bare
+//! deliberately broken ones under `plugins/tests/`, built by the test itself so a bare
 //! `cargo test` works on a fresh clone.
 
 use std::path::{Path, PathBuf};
@@ -11,6 +11,8 @@ use inkflow::engine::media::{Media, Payload, Pixels, Raster};
 use inkflow::engine::stage::{BuildContext, Component, CpuStage, Kind, StageError};
 use inkflow::stages::plugin::{Plugin, kinds_from_dir, kinds_from_file};
 use serde_json::{Value, json};
+
+use crate::common::pipeline_text::pattern_pipeline;
 
 const PLUGIN_PACKAGES: &[&str] = &[
     "inkflow-page-border",
@@ -289,10 +291,8 @@ async fn run_pipeline(dir: &Path, stages_and_sinks: &str) -> inkflow::engine::su
         .collect();
     std::fs::write(dir.join("prompts.json"), json!({ "prompts": prompts }).to_string()).unwrap();
     let file = dir.join("p.yaml");
-    let text = format!(
-        "version: 1\nsources:\n  prompts: {{ kind: prompts, path: {} }}\nstages:\n  draw: {{ kind: pattern, inputs: [prompts], size: {{ width: 120, height: 160 }} }}\n  gray: {{ kind: grayscale, inputs: [draw] }}\n{stages_and_sinks}",
-        dir.join("prompts.json").display()
-    );
+    let text =
+        pattern_pipeline(&dir.join("prompts.json"), "size: { width: 120, height: 160 }", stages_and_sinks);
     std::fs::write(&file, text).unwrap();
     let mut registry = inkflow::stages::builtin();
     for kind in kinds_from_file(&library("inkflow_page_border")).unwrap() {

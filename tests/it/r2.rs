@@ -18,6 +18,8 @@ use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::common::pipeline_text::pattern_pipeline;
+
 const KEY_ID: &str = "inkflow-test-key";
 const SECRET: &str = "right-secret-0123456789";
 const BUCKET: &str = "books";
@@ -431,25 +433,16 @@ fn offline_upload_pipeline(
         .collect();
     std::fs::write(dir.join("prompts.json"), json!({ "prompts": prompts }).to_string()).unwrap();
     let file = dir.join("upload.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "version: 1
-sources:
-  prompts: {{ kind: prompts, path: {prompts} }}
-stages:
-  draw: {{ kind: pattern, inputs: [prompts], size: {{ width: 64, height: 80 }} }}
-  gray: {{ kind: grayscale, inputs: [draw] }}
-  lineart: {{ kind: threshold, inputs: [gray] }}
+    let rest = format!(
+        "  lineart: {{ kind: threshold, inputs: [gray] }}
 sinks:
   pages: {{ kind: disk, inputs: [lineart] }}
   publish: {{ kind: s3, inputs: [lineart], endpoint: \"{endpoint}\", bucket: {BUCKET}, prefix: book }}
 ",
-            prompts = dir.join("prompts.json").display(),
-            endpoint = server.endpoint,
-        ),
-    )
-    .unwrap();
+        endpoint = server.endpoint,
+    );
+    let text = pattern_pipeline(&dir.join("prompts.json"), "size: { width: 64, height: 80 }", &rest);
+    std::fs::write(&file, text).unwrap();
     file
 }
 
@@ -518,16 +511,8 @@ fn rerolling_upload_pipeline(dir: &Path, server: &Server) -> PathBuf {
         .collect();
     std::fs::write(dir.join("prompts.json"), json!({ "prompts": prompts }).to_string()).unwrap();
     let file = dir.join("rerolls.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "version: 1
-sources:
-  prompts: {{ kind: prompts, path: prompts.json }}
-stages:
-  draw: {{ kind: pattern, inputs: [prompts], size: {{ width: 192, height: 256 }}, seed: 7, defects: 0.5 }}
-  gray: {{ kind: grayscale, inputs: [draw] }}
-  print: {{ kind: upscale, inputs: [gray], width: 638, height: 825, dpi: 75 }}
+    let rest = format!(
+        "  print: {{ kind: upscale, inputs: [gray], width: 638, height: 825, dpi: 75 }}
   quality: {{ kind: lineart-check, inputs: [print], max_rerolls: 2 }}
   lineart: {{ kind: threshold, inputs: [quality] }}
 sinks:
@@ -535,10 +520,10 @@ sinks:
   publish: {{ kind: s3, inputs: [lineart], endpoint: \"{endpoint}\", bucket: {BUCKET}, prefix: book }}
   gallery: {{ kind: s3, inputs: [lineart], endpoint: \"{endpoint}\", bucket: {BUCKET}, prefix: gallery, candidates: skip, upload_metadata: false }}
 ",
-            endpoint = server.endpoint,
-        ),
-    )
-    .unwrap();
+        endpoint = server.endpoint,
+    );
+    let draw = "size: { width: 192, height: 256 }, seed: 7, defects: 0.5";
+    std::fs::write(&file, pattern_pipeline(Path::new("prompts.json"), draw, &rest)).unwrap();
     file
 }
 

@@ -1,6 +1,7 @@
 //! Safety end to end: an unsafe prompt is never sent to fal (nothing is paid for it), and an
 //! image fal flags with `has_nsfw_concepts` never reaches disk; both are recorded as filtered.
 
+use crate::common::binary::inkflow;
 use crate::common::fal_emulator::{FLAGGED, FalEmulator, Latency};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -113,8 +114,7 @@ fn the_binary_blocks_evasions_and_passes_innocent_prompts() {
         "kind: pattern, inputs: [check], size: { width: 64, height: 64 }",
     );
     let out = dir.path().join("out");
-    let result = std::process::Command::new(env!("CARGO_BIN_EXE_inkflow"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+    let result = inkflow()
         .args(["run".as_ref(), pipeline.as_os_str(), "--output".as_ref(), out.as_os_str()])
         .output()
         .unwrap();

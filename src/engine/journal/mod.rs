@@ -29,11 +29,9 @@ use sha2::{Digest, Sha256};
 pub use self::plan_requests::{PlanRequest, PlanRequests};
 use self::schema::open_checked;
 use super::item::{Item, REVISION_FACT};
+use super::output_path::JOURNAL_FILE;
 use super::pipeline::Pipeline;
 use super::stage::Role;
-
-/// The journal's file name inside the output directory.
-pub const JOURNAL_FILE: &str = "journal.sqlite";
 
 /// How a resumed run treats earlier outcomes.
 #[derive(Clone, Copy, Debug, Default)]

@@ -9,6 +9,7 @@
 //! This module holds the public face (building a batch, running it, the hooks and live counts
 //! it offers); the graph work, the tasks, the per-item decision and the tally live beside it.
 
+mod costs;
 mod decision;
 mod tally;
 mod tasks;

@@ -14,7 +14,7 @@ use crate::engine::pipeline::Pipeline;
 fn printed_fields(kind: &str) -> &'static [&'static str] {
     match kind {
         "pdf" => crate::stages::pdf::PRINTED_FIELDS,
-        "cover" => crate::stages::cover::PRINTED_FIELDS,
+        "cover" => crate::stages::pdf::cover::PRINTED_FIELDS,
         _ => &[],
     }
 }

@@ -7,7 +7,8 @@
 
 use std::ops::RangeInclusive;
 
-use super::{BLEED_IN, Box2, Ink, InkKind, PT_PER_IN};
+use super::{BLEED_IN, Ink, InkKind, PT_PER_IN};
+use crate::print::area::Area;
 
 /// A mark is a line at most this thick (its painted box; stroke width is not counted)...
 const MAX_THICKNESS_PT: f32 = 2.0;
@@ -22,8 +23,8 @@ const MIN_MARKED_CORNERS: usize = 2;
 
 /// Whether a page's ink holds crop marks, around `trim` (its TrimBox) or, when it has none,
 /// in the corners of `media`.
-pub(super) fn has_crop_marks(ink: &[Ink], trim: Option<Box2>, media: Box2) -> bool {
-    let lines: Vec<(Box2, bool)> = ink
+pub(super) fn has_crop_marks(ink: &[Ink], trim: Option<Area>, media: Area) -> bool {
+    let lines: Vec<(Area, bool)> = ink
         .iter()
         .filter(|ink| ink.kind == InkKind::Path)
         .filter_map(|ink| mark_direction(&ink.area).map(|horizontal| (ink.area, horizontal)))
@@ -38,7 +39,7 @@ pub(super) fn has_crop_marks(ink: &[Ink], trim: Option<Box2>, media: Box2) -> bo
     let marked = corners
         .iter()
         .filter(|&&corner| {
-            let near: Vec<&(Box2, bool)> = lines
+            let near: Vec<&(Area, bool)> = lines
                 .iter()
                 .filter(|(area, _)| match trim {
                     Some(trim) => outside_trim(area, &trim) && distance(area, corner) <= REACH_PT,
@@ -54,7 +55,7 @@ pub(super) fn has_crop_marks(ink: &[Ink], trim: Option<Box2>, media: Box2) -> bo
 }
 
 /// `Some(true)` for a thin horizontal line of a mark's length, `Some(false)` for a vertical one.
-fn mark_direction(area: &Box2) -> Option<bool> {
+fn mark_direction(area: &Area) -> Option<bool> {
     let (width, height) = (area.x1 - area.x0, area.y1 - area.y0);
     if height <= MAX_THICKNESS_PT && LENGTH_PT.contains(&width) {
         Some(true)
@@ -67,7 +68,7 @@ fn mark_direction(area: &Box2) -> Option<bool> {
 
 /// Clear of the trim, and reaching past the bleed around it: art printed into the bleed is
 /// not a mark, while crop marks run on beyond it.
-fn outside_trim(area: &Box2, trim: &Box2) -> bool {
+fn outside_trim(area: &Area, trim: &Area) -> bool {
     let bleed = BLEED_IN * PT_PER_IN;
     let inner = trim.inset(0.5, 0.5, 0.5, 0.5);
     let past_bleed = trim.inset(-bleed, -bleed, -bleed, -bleed);
@@ -75,18 +76,18 @@ fn outside_trim(area: &Box2, trim: &Box2) -> bool {
 }
 
 /// The distance from `corner` to the nearest point of `area`, along the farther axis.
-fn distance(area: &Box2, (x, y): (f32, f32)) -> f32 {
+fn distance(area: &Area, (x, y): (f32, f32)) -> f32 {
     let dx = (area.x0 - x).max(x - area.x1).max(0.0);
     let dy = (area.y0 - y).max(y - area.y1).max(0.0);
     dx.max(dy)
 }
 
-fn within_corner(area: &Box2, (x, y): (f32, f32), size: f32) -> bool {
-    let square = Box2 { x0: x - size, y0: y - size, x1: x + size, y1: y + size };
+fn within_corner(area: &Area, (x, y): (f32, f32), size: f32) -> bool {
+    let square = Area { x0: x - size, y0: y - size, x1: x + size, y1: y + size };
     area.within(&square)
 }
 
 /// Whether two marks meet (within half a point), as the arms of a frame's corner do.
-fn touches(a: &Box2, b: &Box2) -> bool {
+fn touches(a: &Area, b: &Area) -> bool {
     a.inset(-0.5, -0.5, -0.5, -0.5).overlaps(b)
 }

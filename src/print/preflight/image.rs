@@ -6,14 +6,14 @@ use lopdf::{Object, Stream};
 use miniz_oxide::inflate::stream::{InflateState, inflate};
 use miniz_oxide::{DataFormat, MZFlush, MZStatus};
 
-use super::Box2;
 use super::limits::{MAX_IMAGE_BYTES, MAX_IMAGE_BYTES_PER_DOCUMENT, MAX_IMAGE_ROW_BYTES};
+use crate::print::area::Area;
 
 /// What an image's pixels say.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) enum ImageInk {
     /// The dark pixels' extent, in the image's unit square.
-    Dark(Box2),
+    Dark(Area),
     /// Decoded and all white: no ink at all.
     White,
     /// Not a kind preflight decodes: all of it counts as ink.
@@ -38,7 +38,7 @@ impl Extent {
         let (Some((r0, r1)), Some((c0, c1))) = (self.rows, self.columns) else { return ImageInk::White };
         let (w, h) = (width as f32, height as f32);
         // Row 0 is the top of the image: y = 1 in its unit square.
-        ImageInk::Dark(Box2 {
+        ImageInk::Dark(Area {
             x0: c0 as f32 / w,
             y0: 1.0 - (r1 + 1) as f32 / h,
             x1: c1 as f32 / w,
@@ -200,7 +200,7 @@ mod tests {
     fn the_dark_pixels_of_a_flate_image_are_found_row_by_row() {
         // 4 x 2, one dark pixel at column 2 of the bottom row.
         let ink = image_ink_of(&flate_gray(4, 2, &[255, 255, 255, 255, 255, 255, 0, 255]));
-        assert_eq!(ink, Ok(ImageInk::Dark(Box2 { x0: 0.5, y0: 0.0, x1: 0.75, y1: 0.5 })));
+        assert_eq!(ink, Ok(ImageInk::Dark(Area { x0: 0.5, y0: 0.0, x1: 0.75, y1: 0.5 })));
         assert_eq!(image_ink_of(&flate_gray(2, 1, &[255, 255])), Ok(ImageInk::White));
     }
 

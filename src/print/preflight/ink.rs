@@ -14,12 +14,13 @@ use super::fonts::FontFacts;
 use super::image::{ImageInk, image_ink};
 use super::limits::*;
 use super::tokens::{Operand, Tokens};
-use super::{Box2, PT_PER_IN, resolve};
+use super::{PT_PER_IN, resolve};
+use crate::print::area::Area;
 
 /// Ink found on a page.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Ink {
-    pub(super) area: Box2,
+    pub(super) area: Area,
     pub(super) kind: InkKind,
 }
 
@@ -28,7 +29,7 @@ pub(super) enum InkKind {
     /// An image: where it is placed (`placed`) and the dark pixels inside it (`area`).
     Image {
         dpi: f32,
-        placed: Box2,
+        placed: Area,
     },
     Text,
     Path,
@@ -53,12 +54,12 @@ fn apply(m: Matrix, (x, y): (f32, f32)) -> (f32, f32) {
     (m[0] * x + m[2] * y + m[4], m[1] * x + m[3] * y + m[5])
 }
 
-fn transformed(m: Matrix, b: Box2) -> Box2 {
+fn transformed(m: Matrix, b: Area) -> Area {
     let corners = [(b.x0, b.y0), (b.x1, b.y0), (b.x0, b.y1), (b.x1, b.y1)].map(|p| apply(m, p));
-    Box2::from_points(corners).unwrap_or(b)
+    Area::from_points(corners).unwrap_or(b)
 }
 
-const UNIT: Box2 = Box2 { x0: 0.0, y0: 0.0, x1: 1.0, y1: 1.0 };
+const UNIT: Area = Area { x0: 0.0, y0: 0.0, x1: 1.0, y1: 1.0 };
 
 impl Ink {
     /// The same ink drawn through `m` (a form placed on a page).
@@ -309,7 +310,7 @@ impl<'a> Walker<'a> {
                     let spans: Vec<(usize, usize)> = starts.iter().copied().zip(ends).collect();
                     for (from, to) in spans {
                         let points = path[from..to].iter().map(|&p| apply(ctm, p));
-                        if let Some(area) = Box2::from_points(points) {
+                        if let Some(area) = Area::from_points(points) {
                             self.push(drawn, Ink { area, kind: InkKind::Path })?;
                         }
                     }
@@ -355,7 +356,7 @@ impl<'a> Walker<'a> {
                     let em = shown(font.as_deref(), &operands, drawn);
                     if em > 0.0 {
                         let extent =
-                            Box2 { x0: 0.0, y0: -0.25 * font_size, x1: em * font_size, y1: font_size };
+                            Area { x0: 0.0, y0: -0.25 * font_size, x1: em * font_size, y1: font_size };
                         let area = transformed(multiply(tm, ctm), extent);
                         self.push(drawn, Ink { area, kind: InkKind::Text })?;
                     }

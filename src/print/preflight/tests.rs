@@ -2,8 +2,11 @@
 
 use super::image::{ImageInk, image_ink};
 use super::limits::MAX_IMAGE_BYTES_PER_DOCUMENT;
+use super::report::page_list;
 use super::*;
+use crate::print::area::Area;
 use lopdf::Stream;
+use lopdf::{Dictionary, Document, Object};
 
 use pdf_writer::types::AnnotationType;
 use pdf_writer::{Content, Filter, Finish, Name, Pdf, Rect, Ref, Str};
@@ -327,7 +330,7 @@ fn an_image_white_at_its_edges_counts_only_its_ink() {
         .values()
         .find_map(|o| o.as_stream().ok().filter(|s| s.dict.has(b"Width")).cloned())
         .unwrap_or_else(|| panic!("no image"));
-    let unit = Box2 { x0: 0.0, y0: 0.0, x1: 1.0, y1: 1.0 };
+    let unit = Area { x0: 0.0, y0: 0.0, x1: 1.0, y1: 1.0 };
     let mut budget = MAX_IMAGE_BYTES_PER_DOCUMENT;
     assert_eq!(image_ink(&image, &mut budget), Ok(ImageInk::Dark(unit)), "all black: all of it");
     // A G4 page: a black square in the middle of a white page.
@@ -349,7 +352,7 @@ fn an_image_white_at_its_edges_counts_only_its_ink() {
     parms.set("Columns", i64::from(w));
     dict.set("DecodeParms", parms);
     let stream = Stream::new(dict, writer.finish());
-    let middle = Box2 { x0: 0.25, y0: 0.25, x1: 0.75, y1: 0.75 };
+    let middle = Area { x0: 0.25, y0: 0.25, x1: 0.75, y1: 0.75 };
     assert_eq!(image_ink(&stream, &mut budget), Ok(ImageInk::Dark(middle)));
 }
 

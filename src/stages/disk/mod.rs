@@ -11,17 +11,18 @@ mod files;
 mod metadata;
 mod sink;
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
 use self::sink::DiskSink;
+use crate::engine::declared_kind::TypedKind;
 use crate::engine::media::Media;
-use crate::engine::options::{documented, parse_declared};
+use crate::engine::options::parse_declared;
 use crate::engine::output_path::{Claim, OutputPath};
-use crate::engine::stage::{BuildContext, Component, KindInfo, OptionsError, OutputMedia, Role, TypedKind};
+use crate::engine::stage::{BuildContext, Component, OptionsError, OutputMedia, Role};
 use crate::imaging::png::PngCompression;
 use crate::stages::naming::{CANDIDATES_DIR, NameTemplate, REJECTED_DIR, UniqueNames, sanitize_component};
 
@@ -66,20 +67,14 @@ impl Options {
 }
 
 impl TypedKind for Disk {
-    type Options = (Options, NameTemplate);
-
-    fn describe(&self) -> &KindInfo {
-        static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
-            name: "disk".into(),
-            role: Role::Sink,
-            summary: "Writes pages (PNG with DPI, 1-bit when bilevel), thumbnails and per-item metadata JSON"
-                .into(),
-            options: documented::<Options>(),
-            accepts: vec![Media::Rgb, Media::Gray, Media::Bilevel, Media::Encoded],
-            output: OutputMedia::None,
-        });
-        &INFO
-    }
+    const NAME: &'static str = "disk";
+    const ROLE: Role = Role::Sink;
+    const SUMMARY: &'static str =
+        "Writes pages (PNG with DPI, 1-bit when bilevel), thumbnails and per-item metadata JSON";
+    const ACCEPTS: &'static [Media] = &[Media::Rgb, Media::Gray, Media::Bilevel, Media::Encoded];
+    const OUTPUT: OutputMedia = OutputMedia::None;
+    type Options = Options;
+    type Parsed = (Options, NameTemplate);
 
     fn parse(&self, options: &Value) -> Result<(Options, NameTemplate), OptionsError> {
         Options::parse(options)

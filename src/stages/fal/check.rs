@@ -68,7 +68,7 @@ pub async fn check_setup(options: &Value, env: &Environment, generate: bool) -> 
             return lines;
         }
     };
-    let timeout = parsed.request_timeout().unwrap_or(std::time::Duration::from_secs(60));
+    let timeout = parsed.request_timeout.get();
     let client = match QueueClient::new(base.clone(), Some(key.clone()), timeout) {
         Ok(client) => client,
         Err(e) => {

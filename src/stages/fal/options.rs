@@ -2,7 +2,7 @@
 //! the client settings (retries, timeouts, caps, budget).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::LazyLock;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use super::catalogue::{Model, shape_inputs};
 use super::references::{self, Lora, References};
+use crate::engine::duration::PositiveDuration;
 use crate::engine::options::parse_declared;
 use crate::engine::pipeline_path::PipelinePath;
 use crate::engine::stage::OptionsError;
@@ -38,20 +39,25 @@ pub(super) fn preset_dimensions(name: &str) -> Option<(u32, u32)> {
     PRESETS.iter().find(|(p, _)| *p == name).map(|(_, dims)| *dims)
 }
 
+/// Schema extension marking an option a prompt file may set per item: a model input, never a
+/// client setting. The mark on the field is the one declaration; [`item_overrides`] reads it.
+const PER_ITEM: &str = "x-inkflow-per-item";
+
 /// Option names a prompt file may set per item (in the prompt's extra fields) to override the
-/// pipeline's value: the model inputs, never the client settings.
-pub(super) const ITEM_OVERRIDES: [&str; 10] = [
-    "model",
-    "references",
-    "loras",
-    "image_size",
-    "num_inference_steps",
-    "guidance_scale",
-    "seed",
-    "num_images",
-    "enable_safety_checker",
-    "output_format",
-];
+/// pipeline's value: the fields of [`Options`] marked [`PER_ITEM`], in name order.
+pub(super) fn item_overrides() -> &'static [String] {
+    static NAMES: LazyLock<Vec<String>> = LazyLock::new(|| {
+        let schema = schemars::schema_for!(Options);
+        let properties = schema.as_value().get("properties").and_then(Value::as_object).cloned();
+        properties
+            .into_iter()
+            .flatten()
+            .filter(|(_, property)| property.get(PER_ITEM) == Some(&Value::Bool(true)))
+            .map(|(name, _)| name)
+            .collect()
+    });
+    &NAMES
+}
 
 /// An image size: a named preset or explicit pixels.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
@@ -85,43 +91,53 @@ impl ImageSize {
 pub(super) struct Options {
     /// fal model id; a prompt field `model` overrides it if `allow_overrides` lists it.
     #[serde(default = "default_model")]
+    #[schemars(extend("x-inkflow-per-item" = true))]
     pub model: String,
     /// The page shape: square_hd, square, portrait_4_3, portrait_16_9, landscape_4_3,
     /// landscape_16_9 or {width, height}; sent as the model's preset or pixels, or as its
     /// nearest aspect ratio of the same orientation (the model's default when not set).
     #[serde(default)]
+    #[schemars(extend("x-inkflow-per-item" = true))]
     pub image_size: Option<ImageSize>,
     /// Denoising steps.
     #[serde(default)]
     #[schemars(range(min = 1))]
+    #[schemars(extend("x-inkflow-per-item" = true))]
     pub num_inference_steps: Option<u32>,
     /// How closely to follow the prompt.
     #[serde(default)]
     #[schemars(range(min = 0))]
+    #[schemars(extend("x-inkflow-per-item" = true))]
     pub guidance_scale: Option<f64>,
     /// Seed for reproducible images (random when not set); a prompt field `seed` overrides it.
     #[serde(default)]
+    #[schemars(extend("x-inkflow-per-item" = true))]
     pub seed: Option<u64>,
     /// Images per request; all are paid, downloaded and cached, the first unflagged one
     /// becomes the page.
     #[serde(default)]
     #[schemars(range(min = 1))]
+    #[schemars(extend("x-inkflow-per-item" = true))]
     pub num_images: Option<u32>,
     /// fal's NSFW check; flagged images are filtered.
     #[serde(default)]
+    #[schemars(extend("x-inkflow-per-item" = true))]
     pub enable_safety_checker: Option<bool>,
     /// Format fal encodes the image in (png, jpeg, or what `inkflow models MODEL` lists).
     #[serde(default)]
+    #[schemars(extend("x-inkflow-per-item" = true))]
     pub output_format: Option<String>,
     /// Reference images, local files (uploaded to fal once per batch) or URLs: a list for the
     /// model's first image input, or lists by kind ({image, character, style}) for the inputs
     /// the model takes them in (`inkflow models MODEL` lists them); a model without image
     /// inputs refuses them.
     #[serde(default)]
+    #[schemars(extend("x-inkflow-per-item" = true))]
     pub references: Option<References>,
     /// LoRAs for a LoRA endpoint such as fal-ai/flux-lora: [{path: URL, scale}] (scale 0-4,
     /// default 1); priced as the endpoint is.
     #[serde(default)]
+    #[schemars(extend("x-inkflow-per-item" = true))]
     pub loras: Vec<Lora>,
     /// More model inputs (e.g. Recraft's style, sync_mode, strength), checked against the model's
     /// schema like the named ones; `inkflow models MODEL` lists them.
@@ -142,8 +158,7 @@ pub(super) struct Options {
     pub base_delay_ms: u64,
     /// Limit for each HTTP call, body included.
     #[serde(default = "default_request_timeout")]
-    #[schemars(extend("x-inkflow-type" = "duration"))]
-    pub request_timeout: String,
+    pub request_timeout: PositiveDuration,
     /// Time between status polls.
     #[serde(default = "default_poll_interval_ms")]
     #[schemars(range(min = 1))]
@@ -161,17 +176,14 @@ pub(super) struct Options {
     pub prices: BTreeMap<String, f64>,
     /// fal gives up (uncharged) on a request no runner started by then (x-fal-request-timeout).
     #[serde(default)]
-    #[schemars(extend("x-inkflow-type" = "duration"))]
-    pub start_timeout: Option<String>,
+    pub start_timeout: Option<PositiveDuration>,
     /// Longest wait for one item's result; then the request is cancelled and the item fails.
     #[serde(default = "default_deadline")]
-    #[schemars(extend("x-inkflow-type" = "duration"))]
-    pub deadline: String,
+    pub deadline: PositiveDuration,
     /// After Ctrl-C, how long to go on collecting the requests fal is already generating (they
     /// are paid for); what still runs then is left for a resumed batch to collect.
     #[serde(default = "default_stop_wait")]
-    #[schemars(extend("x-inkflow-type" = "duration"))]
-    pub stop_wait: String,
+    pub stop_wait: PositiveDuration,
     /// Which model inputs (model, image_size, num_images, enable_safety_checker...) a prompt
     /// file may set per item.
     #[serde(default = "default_allow_overrides")]
@@ -187,15 +199,15 @@ fn default_max_attempts() -> u32 {
 fn default_base_delay_ms() -> u64 {
     1000
 }
-fn default_request_timeout() -> String {
-    "60s".to_owned()
+fn default_request_timeout() -> PositiveDuration {
+    PositiveDuration::from_secs(60)
 }
-fn default_deadline() -> String {
-    "10m".to_owned()
+fn default_deadline() -> PositiveDuration {
+    PositiveDuration::from_secs(10 * 60)
 }
 /// FLUX runs take seconds; a minute collects them without keeping a user who pressed Ctrl-C.
-fn default_stop_wait() -> String {
-    "1m".to_owned()
+fn default_stop_wait() -> PositiveDuration {
+    PositiveDuration::from_secs(60)
 }
 /// A prompt may pick its own seed; anything that changes the bill or the safety check needs
 /// the pipeline's word.
@@ -217,16 +229,10 @@ impl Options {
         if !parsed.prices.values().all(|p| p.is_finite() && *p >= 0.0) {
             return Err(OptionsError::at("prices", "prices must be >= 0"));
         }
-        parsed.request_timeout()?;
-        parsed.start_timeout()?;
-        parsed.deadline()?;
-        parsed.stop_wait()?;
-        if let Some(name) =
-            parsed.allow_overrides.iter().find(|name| !ITEM_OVERRIDES.contains(&name.as_str()))
-        {
+        if let Some(name) = parsed.allow_overrides.iter().find(|name| !item_overrides().contains(name)) {
             return Err(OptionsError::at(
                 "allow_overrides",
-                format!("{name:?} cannot be set per prompt (these can: {})", ITEM_OVERRIDES.join(", ")),
+                format!("{name:?} cannot be set per prompt (these can: {})", item_overrides().join(", ")),
             ));
         }
         if let Some(url) = &parsed.base_url {
@@ -240,7 +246,7 @@ impl Options {
         Ok(parsed)
     }
 
-    /// The options with an item's overrides (fields of its prompt named in [`ITEM_OVERRIDES`])
+    /// The options with an item's overrides (fields of its prompt named in [`item_overrides`])
     /// applied to `raw`, the options as written in the pipeline. A prompt file may override
     /// only what `allow_overrides` lists, so it cannot raise the bill or turn the safety
     /// checker off behind the pipeline's back.
@@ -250,7 +256,7 @@ impl Options {
         prompt_fields: &Map<String, Value>,
     ) -> Result<Options, String> {
         let mut merged = raw.as_object().cloned().unwrap_or_default();
-        for name in ITEM_OVERRIDES {
+        for name in item_overrides() {
             let Some(value) = prompt_fields.get(name) else { continue };
             if !self.allow_overrides.iter().any(|allowed| allowed == name) {
                 return Err(format!(
@@ -316,26 +322,6 @@ impl Options {
             ));
         }
         Ok(())
-    }
-
-    /// How long one HTTP request may take.
-    pub(super) fn request_timeout(&self) -> Result<Duration, OptionsError> {
-        parse_duration("request_timeout", &self.request_timeout)
-    }
-
-    /// How long fal may keep the request waiting for a runner before giving up on it.
-    pub(super) fn start_timeout(&self) -> Result<Option<Duration>, OptionsError> {
-        self.start_timeout.as_deref().map(|text| parse_duration("start_timeout", text)).transpose()
-    }
-
-    /// How long one item may wait for its result, from submission (or resume) to the image.
-    pub(super) fn deadline(&self) -> Result<Duration, OptionsError> {
-        parse_duration("deadline", &self.deadline)
-    }
-
-    /// How long a stopped batch goes on collecting requests fal is generating.
-    pub(super) fn stop_wait(&self) -> Result<Duration, OptionsError> {
-        parse_duration("stop_wait", &self.stop_wait)
     }
 
     /// The pixels of one requested image, assuming fal's default size when none is given.
@@ -480,15 +466,6 @@ impl Options {
     }
 }
 
-/// A positive duration such as `60s` or `10m`, or an error naming the option.
-fn parse_duration(field: &str, text: &str) -> Result<Duration, OptionsError> {
-    match humantime::parse_duration(text) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err(OptionsError::at(field, "must be longer than zero")),
-        Err(e) => Err(OptionsError::at(field, format!("{text:?} is not a duration like 60s or 2m: {e}"))),
-    }
-}
-
 /// A base URL must be http(s) with a host and no query, since request paths are appended to it.
 pub(super) fn check_base_url(url: &str) -> Result<reqwest::Url, String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
@@ -503,6 +480,8 @@ pub(super) fn check_base_url(url: &str) -> Result<reqwest::Url, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use serde_json::json;
 
     use super::*;
@@ -517,10 +496,27 @@ mod tests {
         let o = Options::parse(&json!({})).unwrap();
         assert_eq!(o.model, "fal-ai/flux/dev");
         assert_eq!((o.max_attempts, o.max_image_bytes), (5, 10 * 1024 * 1024));
-        assert_eq!(o.request_timeout().unwrap(), Duration::from_secs(60));
-        assert_eq!((o.start_timeout().unwrap(), o.deadline().unwrap()), (None, Duration::from_secs(600)));
-        assert_eq!(o.stop_wait().unwrap(), Duration::from_secs(60));
+        assert_eq!(o.request_timeout.get(), Duration::from_secs(60));
+        assert_eq!((o.start_timeout, o.deadline.get()), (None, Duration::from_secs(600)));
+        assert_eq!(o.stop_wait.get(), Duration::from_secs(60));
         assert_eq!(o.dimensions(), (1024, 768));
+    }
+
+    #[test]
+    fn a_prompt_may_override_the_model_inputs_and_nothing_else() {
+        let names = [
+            "enable_safety_checker",
+            "guidance_scale",
+            "image_size",
+            "loras",
+            "model",
+            "num_images",
+            "num_inference_steps",
+            "output_format",
+            "references",
+            "seed",
+        ];
+        assert_eq!(item_overrides(), names);
     }
 
     #[test]

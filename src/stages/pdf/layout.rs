@@ -3,8 +3,7 @@
 
 use super::*;
 
-use pdf_writer::Rect;
-
+pub(super) use crate::print::area::Area;
 use crate::print::{BLEED_IN, MIN_PAGES, PT_PER_IN, Trim, gutter_in, outside_margin_in};
 
 /// How the book is printed: the options that place things, resolved once.
@@ -17,29 +16,6 @@ pub(super) struct Layout {
     pub(super) sides: Sides,
     pub(super) pad: bool,
     pub(super) page_numbers: bool,
-}
-
-/// A rectangle in points, from its lower-left to its upper-right corner.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct Area {
-    pub(crate) x0: f32,
-    pub(crate) y0: f32,
-    pub(crate) x1: f32,
-    pub(crate) y1: f32,
-}
-
-impl Area {
-    pub(crate) fn width(&self) -> f32 {
-        self.x1 - self.x0
-    }
-
-    pub(crate) fn height(&self) -> f32 {
-        self.y1 - self.y0
-    }
-
-    pub(crate) fn rect(&self) -> Rect {
-        Rect::new(self.x0, self.y0, self.x1, self.y1)
-    }
 }
 
 /// One page's boxes, in the page's own coordinates.

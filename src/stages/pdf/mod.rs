@@ -9,18 +9,19 @@
 //! xref offsets; `ObjectFile` writes objects one by one and keeps the offsets itself instead.
 
 use std::path::PathBuf;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 
 use serde::de::Error as _;
 use serde_json::Value;
 
+use crate::engine::declared_kind::TypedKind;
 use crate::engine::media::Media;
-use crate::engine::options::documented;
 use crate::engine::output_path::Claim;
-use crate::engine::stage::{BuildContext, Component, KindInfo, OptionsError, OutputMedia, Role, TypedKind};
+use crate::engine::stage::{BuildContext, Component, OptionsError, OutputMedia, Role};
 use crate::print::font::Font;
 
 mod book;
+pub mod cover;
 mod image;
 mod layout;
 mod object_file;
@@ -34,30 +35,20 @@ use object_file::*;
 use options::*;
 use page::*;
 
-/// What the `cover` sink shares with the book: page order, encoded images, placement.
-pub(crate) use book::{Arrival, PageInfo, arrival, book_order};
-pub(crate) use image::{ImageStream, PageStore};
-pub(crate) use layout::{Area, place_image};
 pub(crate) use options::PRINTED_FIELDS;
 
 /// The `pdf` sink kind: writes every item as one page of a single PDF book, in page order.
 pub struct PdfBook;
 
 impl TypedKind for PdfBook {
+    const NAME: &'static str = "pdf";
+    const ROLE: Role = Role::Sink;
+    const SUMMARY: &'static str =
+        "Assembles the pages into one print-ready PDF book, in page order, streamed to disk";
+    const ACCEPTS: &'static [Media] = Media::IMAGES;
+    const OUTPUT: OutputMedia = OutputMedia::None;
     type Options = Options;
-
-    fn describe(&self) -> &KindInfo {
-        static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
-            name: "pdf".into(),
-            role: Role::Sink,
-            summary: "Assembles the pages into one print-ready PDF book, in page order, streamed to disk"
-                .into(),
-            options: documented::<Options>(),
-            accepts: Media::IMAGES.to_vec(),
-            output: OutputMedia::None,
-        });
-        &INFO
-    }
+    type Parsed = Options;
 
     fn parse(&self, options: &Value) -> Result<Options, OptionsError> {
         Options::parse(options)

@@ -9,7 +9,7 @@ mod library;
 mod stage;
 
 use std::path::Path;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use schemars::JsonSchema;
@@ -17,12 +17,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use self::library::{LoadedStage, OptionDescription, load};
+use crate::engine::declared_kind::TypedKind;
 use crate::engine::media::Media;
 use crate::engine::options::{documented, parse_declared};
 use crate::engine::pipeline_path::PipelinePath;
-use crate::engine::stage::{
-    BuildContext, Component, Kind, KindInfo, OptionsError, OutputMedia, Role, TypedKind,
-};
+use crate::engine::stage::{BuildContext, Component, Kind, KindInfo, OptionsError, OutputMedia, Role};
 
 /// `kind: plugin`: a stage from the library at `path`, for a one-off plugin without a
 /// `plugins:` directory. Its plugin options are checked when the pipeline is built, since
@@ -75,19 +74,13 @@ fn take_max_panics(options: &Value) -> Result<(Value, u32), OptionsError> {
 }
 
 impl TypedKind for Plugin {
+    const NAME: &'static str = "plugin";
+    const ROLE: Role = Role::Stage;
+    const SUMMARY: &'static str = "Runs a stage from a dynamic library built with the inkflow-sdk SDK";
+    const ACCEPTS: &'static [Media] = Media::IMAGES;
+    const OUTPUT: OutputMedia = OutputMedia::SameAsInput;
     type Options = PluginOptions;
-
-    fn describe(&self) -> &KindInfo {
-        static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
-            name: "plugin".into(),
-            role: Role::Stage,
-            summary: "Runs a stage from a dynamic library built with the inkflow-sdk SDK".into(),
-            options: documented::<PluginOptions>(),
-            accepts: Media::IMAGES.to_vec(),
-            output: OutputMedia::SameAsInput,
-        });
-        &INFO
-    }
+    type Parsed = PluginOptions;
 
     /// Also reads the library's descriptor, so `validate` refuses a file that is not an
     /// inkflow plugin, and checks the plugin's options against it.

@@ -11,12 +11,12 @@
 //! Transport integrity: object_store signs each request body's SHA-256 (SigV4), so a body that
 //! arrives damaged is refused by the server instead of being stored.
 
+mod bucket;
 mod credentials;
 mod held;
 mod objects;
 mod options;
 mod sink;
-mod upload;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,7 +28,9 @@ use object_store::aws::AmazonS3Builder;
 use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 use serde_json::Value;
 
+use self::bucket::Bucket;
 use self::held::Held;
+use self::objects::ObjectPlan;
 use self::options::{Checked, Options};
 use self::sink::R2Sink;
 use crate::engine::media::Media;
@@ -140,28 +142,35 @@ impl Kind for R2 {
             let message = credentials.as_ref().map_or(message.clone(), |c| c.secret.redact(&message));
             anyhow!("sink {id:?}: {message}")
         })?;
-        let sink = R2Sink {
+        let plan = ObjectPlan {
             id: id.clone(),
             inputs: ctx.inputs.clone(),
             output_dir: ctx.output_dir.clone(),
-            endpoint: options.endpoint.clone(),
-            bucket: options.bucket.clone(),
-            credential_source: credentials.as_ref().map(|c| c.source),
-            secret: credentials.map(|c| c.secret),
-            store,
             names: UniqueNames::new(names),
             prefix,
             content_type: options.content_type,
-            cache_control: options.cache_control,
             upload_metadata: options.upload_metadata,
             png_compression: options.png_compression,
+        };
+        let bucket = Bucket {
+            id: id.clone(),
+            endpoint: options.endpoint.clone(),
+            name: options.bucket.clone(),
+            credential_source: credentials.as_ref().map(|c| c.source),
+            secret: credentials.map(|c| c.secret),
+            store,
+            cache_control: options.cache_control,
             multipart_threshold: options.multipart_threshold_mib * MIB,
             part_size: options.part_size_mib * MIB,
+            uploaded: AtomicU64::new(0),
+            unchanged: AtomicU64::new(0),
+        };
+        let sink = R2Sink {
+            plan,
+            bucket,
             upload_files: options.upload_files,
             candidates: options.candidates,
             held: Held { dir: ctx.output_dir.join(CACHE_DIR).join("r2-held").join(id) },
-            uploaded: AtomicU64::new(0),
-            unchanged: AtomicU64::new(0),
         };
         Ok(Component::Sink(Arc::new(sink)))
     }

@@ -10,13 +10,13 @@ use object_store::path::Path;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::sink::R2Sink;
 use crate::engine::cpu;
 use crate::engine::item::{Item, State};
 use crate::engine::media::{Payload, Raster};
 use crate::engine::stage::StageError;
+use crate::imaging::png::PngCompression;
 use crate::imaging::png::page_png;
-use crate::stages::naming::aside_name;
+use crate::stages::naming::{UniqueNames, aside_name, strip_extension};
 
 /// One object to upload.
 pub(super) struct Object {
@@ -67,7 +67,33 @@ enum Prepared {
     Pixels(Arc<Raster>),
 }
 
-impl R2Sink {
+/// What goes into the bucket and under which keys: the item's name, the prefix, and how each
+/// input is encoded; it knows nothing of the store.
+pub(super) struct ObjectPlan {
+    /// The sink's id, for messages.
+    pub(super) id: String,
+    /// The sink's inputs, naming each state of an item.
+    pub(super) inputs: Vec<String>,
+    /// The output folder `upload_files` are read from.
+    pub(super) output_dir: PathBuf,
+    pub(super) names: UniqueNames,
+    pub(super) prefix: String,
+    pub(super) content_type: Option<String>,
+    pub(super) upload_metadata: bool,
+    pub(super) png_compression: PngCompression,
+}
+
+impl ObjectPlan {
+    /// The item's name without its extension: the stem of all its keys.
+    pub(super) fn stem(&self, item: &Item) -> Result<String, StageError> {
+        let name = self.names.render(item).map_err(|e| self.fail(item, &e))?;
+        Ok(strip_extension(&name).to_owned())
+    }
+
+    pub(super) fn fail(&self, item: &Item, message: &str) -> StageError {
+        StageError::failed(format!("sink {:?}: item {}: {message}", self.id, item.key))
+    }
+
     pub(super) fn object_key(&self, relative: &str) -> Result<Path, String> {
         let full =
             if self.prefix.is_empty() { relative.to_owned() } else { format!("{}/{relative}", self.prefix) };

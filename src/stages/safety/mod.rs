@@ -14,7 +14,7 @@ mod stage;
 mod tests;
 
 use std::path::Path;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use anyhow::Context;
 use regex::RegexBuilder;
@@ -22,10 +22,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::engine::declared_kind::TypedKind;
 use crate::engine::media::Media;
-use crate::engine::options::{documented, parse_declared};
+use crate::engine::options::parse_declared;
 use crate::engine::pipeline_path::PipelinePath;
-use crate::engine::stage::{BuildContext, Component, KindInfo, OptionsError, OutputMedia, Role, TypedKind};
+use crate::engine::stage::{BuildContext, Component, OptionsError, OutputMedia, Role};
 use matcher::{Matcher, RegexRule, Term};
 use stage::SafetyStage;
 
@@ -43,9 +44,10 @@ enum OnReject {
     Rewrite,
 }
 
+/// The `safety` options, as a pipeline file writes them.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Options {
+pub struct Options {
     /// Terms denied as whole words, after normalisation; `gun*` also begins a longer word
     /// (gunfight), `*shit` also ends one (bullshit), `*fuck*` lies anywhere in one.
     #[serde(default)]
@@ -166,19 +168,14 @@ fn file_terms(path: &Path, field: &str, index: usize) -> anyhow::Result<Vec<Term
 }
 
 impl TypedKind for Safety {
-    type Options = Checked;
-
-    fn describe(&self) -> &KindInfo {
-        static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
-            name: "safety".into(),
-            role: Role::Stage,
-            summary: "rejects or rewrites prompts matching deny lists, regex rules or a length limit".into(),
-            options: documented::<Options>(),
-            accepts: vec![Media::Prompt],
-            output: OutputMedia::Fixed(Media::Prompt),
-        });
-        &INFO
-    }
+    const NAME: &'static str = "safety";
+    const ROLE: Role = Role::Stage;
+    const SUMMARY: &'static str =
+        "rejects or rewrites prompts matching deny lists, regex rules or a length limit";
+    const ACCEPTS: &'static [Media] = &[Media::Prompt];
+    const OUTPUT: OutputMedia = OutputMedia::Fixed(Media::Prompt);
+    type Options = Options;
+    type Parsed = Checked;
 
     fn parse(&self, options: &Value) -> Result<Checked, OptionsError> {
         check_options(options)

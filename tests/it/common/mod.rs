@@ -1,9 +1,11 @@
 //! Small test kinds shared by the engine and journal tests: a counting source, a drawing
 //! stage that fails chosen items, and a recording sink that can be slow.
 
+pub mod binary;
 pub mod fal_emulator;
 pub mod fal_llm;
 pub mod pdf_reader;
+pub mod pipeline_text;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -6,7 +6,7 @@
 //! Sinks finish in pipeline order, so the cover, listed after the book, finds it written.
 
 use std::path::PathBuf;
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use pdf_writer::{Content, Finish, Name, Pdf, Rect, Ref};
@@ -14,21 +14,22 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::{Area, Arrival, ImageStream, PageInfo, PageStore, arrival, book_order, place_image};
 use crate::engine::atomic_file::write_atomically;
 use crate::engine::cpu;
+use crate::engine::declared_kind::TypedKind;
 use crate::engine::item::{Item, State};
 use crate::engine::media::Media;
-use crate::engine::options::{documented, parse_declared};
+use crate::engine::options::parse_declared;
 use crate::engine::output_path::{CACHE_DIR, Claim, OutputPath};
 use crate::engine::pipeline_path::PipelinePath;
 use crate::engine::stage::{
-    BuildContext, Component, KindInfo, OptionsError, OutputMedia, Receipt, Role, Sink, StageError, TypedKind,
+    BuildContext, Component, OptionsError, OutputMedia, Receipt, Role, Sink, StageError,
 };
 use crate::engine::summary::Summary;
 use crate::print::font::{Font, FontUse};
 use crate::print::preflight::{CoverGeometry, check_cover, page_count, trim_of};
 use crate::print::{BLEED_IN, PT_PER_IN, Paper, SPINE_CLEARANCE_IN, SPINE_TEXT_MIN_PAGES, Trim};
-use crate::stages::pdf::{Area, Arrival, ImageStream, PageInfo, PageStore, arrival, book_order, place_image};
 
 /// The `cover` sink kind.
 pub struct Cover;
@@ -85,19 +86,14 @@ fn default_interior() -> OutputPath {
 const TEXT_INSET_IN: f32 = 0.375;
 
 impl TypedKind for Cover {
+    const NAME: &'static str = "cover";
+    const ROLE: Role = Role::Sink;
+    const SUMMARY: &'static str =
+        "Writes the paperback cover (back, spine, front, with bleed) sized for the book";
+    const ACCEPTS: &'static [Media] = Media::IMAGES;
+    const OUTPUT: OutputMedia = OutputMedia::None;
     type Options = Options;
-
-    fn describe(&self) -> &KindInfo {
-        static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
-            name: "cover".into(),
-            role: Role::Sink,
-            summary: "Writes the paperback cover (back, spine, front, with bleed) sized for the book".into(),
-            options: documented::<Options>(),
-            accepts: Media::IMAGES.to_vec(),
-            output: OutputMedia::None,
-        });
-        &INFO
-    }
+    type Parsed = Options;
 
     fn parse(&self, options: &Value) -> Result<Options, OptionsError> {
         let options: Options = parse_declared(options)?;
@@ -271,10 +267,9 @@ fn render(
     art: Option<&ImageStream>,
 ) -> Result<Vec<u8>, String> {
     let g = CoverGeometry::new(trim, pages, settings.paper);
-    let area = |b: crate::print::preflight::Box2| Area { x0: b.x0, y0: b.y0, x1: b.x1, y1: b.y1 };
     let inset = TEXT_INSET_IN * PT_PER_IN;
     let inside = |a: Area| Area { x0: a.x0 + inset, y0: a.y0 + inset, x1: a.x1 - inset, y1: a.y1 - inset };
-    let (front, back) = (inside(area(g.front)), inside(area(g.back)));
+    let (front, back) = (inside(g.front), inside(g.back));
 
     let mut pdf = Pdf::new();
     let mut last = Ref::new(1);

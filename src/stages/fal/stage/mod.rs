@@ -19,8 +19,13 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+mod budget;
+mod pending;
+
+use self::budget::Budget;
+use self::pending::{Pending, PendingRequests};
 use super::catalogue::{self, Model};
-use super::client::{CancelAnswer, QueueClient, QueueState, Submission};
+use super::client::{QueueClient, QueueState, Submission};
 use super::download::{self, OutputCaps};
 use super::error::CallError;
 use super::images::{ResultImage, decode_data_uri, result_images};
@@ -32,15 +37,13 @@ use super::references::{self, References};
 use super::resolve_base_url;
 use super::retry::{self, Call, GaveUp, RetryPolicy, sleep_unless_stopped};
 use super::upload::{self, Reference, Uploads};
+use crate::engine::duration::PositiveDuration;
 use crate::engine::item::{Item, Trial};
 use crate::engine::media::{Payload, Undecoded};
 use crate::engine::pipeline_path::{self, PipelinePath};
 use crate::engine::raw_cache::{CachedOriginal, RawCache};
 use crate::engine::run_context::{RESUME_FACT, RunContext, Settlement, SubmissionLog};
 use crate::engine::stage::{BuildContext, CostEstimate, IoStage, StageError};
-
-/// How long a best-effort cancel may take, so Ctrl-C stays prompt.
-const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why an item whose submission may or may not have reached fal is not submitted again:
 /// fal's queue API has no idempotency key and no way to look a request up by its input.
@@ -61,26 +64,6 @@ enum Failure {
     Filtered(String),
     /// The batch's stop cut the item short.
     Interrupted(String),
-}
-
-/// What a cancel did, in words, and whether the request may still complete and be charged.
-struct CancelOutcome {
-    still_open: bool,
-    message: String,
-}
-
-/// A request fal holds for us, for cancelling on Ctrl-C.
-#[derive(Clone)]
-struct Pending {
-    /// The item it is for.
-    key: String,
-    cancel_url: String,
-    /// Last seen waiting in the queue (or not polled yet): cancelling it costs nothing.
-    queued: bool,
-    /// What it costs if a runner has started it.
-    cost_usd: f64,
-    /// Where to record a cancel.
-    log: Option<Arc<dyn SubmissionLog>>,
 }
 
 /// One accepted request being followed to its image.
@@ -127,8 +110,9 @@ pub(super) struct FalStage {
     pipeline_folder: PathBuf,
     /// Catalogue entries by model id, looked up once (`None`: not catalogued, unchecked).
     models: Mutex<HashMap<String, Option<Arc<Model>>>>,
-    spent_usd: Mutex<f64>,
-    pending: Mutex<HashMap<String, Pending>>,
+    budget: Budget,
+    /// Requests fal holds for us, for cancelling on Ctrl-C.
+    pending: PendingRequests,
     /// Fetched images not yet decoded below, at most as many as the stages below can take: a
     /// finished request waits for room here, with nothing downloaded, since fal keeps results.
     room: Arc<Semaphore>,
@@ -159,7 +143,7 @@ impl FalStage {
         }
         let uploads = Uploads::new(env).map_err(|e| anyhow!("stage {id:?}: {e}"))?;
         let base = resolve_base_url(&options, env).map_err(|e| anyhow!("stage {id:?}: {e}"))?;
-        let timeout = options.request_timeout().map_err(|e| anyhow!("stage {id:?}: {}", e.message))?;
+        let timeout = options.request_timeout.get();
         let mut prices = Prices::new(&options.prices);
         if let Some(key) = &key
             && (env.var("FAL_PLATFORM_BASE_URL").is_some()
@@ -185,10 +169,10 @@ impl FalStage {
                 base_delay: Duration::from_millis(options.base_delay_ms),
             },
             prices,
+            budget: Budget::new(options.max_cost_usd),
             options,
             client,
-            spent_usd: Mutex::new(0.0),
-            pending: Mutex::new(HashMap::new()),
+            pending: PendingRequests::default(),
             room: Arc::new(Semaphore::new(ctx.room_below.max(1))),
         })
     }
@@ -211,7 +195,7 @@ impl FalStage {
     /// new seed, and best of N asks for its images in as few requests as the model's limit
     /// per request allows (best of 6 on FLUX: two requests of 3).
     fn options_for(&self, item: &mut Item) -> Result<(Options, Option<Arc<Model>>), String> {
-        let overridden = options::ITEM_OVERRIDES.iter().any(|name| item.prompt.extra.contains_key(*name));
+        let overridden = options::item_overrides().iter().any(|name| item.prompt.extra.contains_key(name));
         let mut options = if overridden {
             let mut fields = item.prompt.extra.clone();
             if let Some(written) = fields.get_mut("references") {
@@ -323,7 +307,7 @@ impl FalStage {
         item.cost_usd = cost_usd;
         item.record("cost_usd", cost_usd);
         let key = item.key.clone();
-        let stop_wait = self.options.stop_wait().unwrap_or(Duration::from_secs(60));
+        let stop_wait = self.options.stop_wait.get();
         let (collecting, _timer) = retry::cancelled_after(&cx.stop, stop_wait);
         let followed = Followed {
             key: &key,
@@ -333,13 +317,13 @@ impl FalStage {
             collecting: &collecting,
             caps,
         };
-        let deadline = self.options.deadline().unwrap_or(Duration::from_secs(600));
+        let deadline = self.options.deadline.get();
         let waited = tokio::time::timeout(deadline, self.wait_for_result(&followed, cx, retries)).await;
         let result = match waited {
             Ok(result) => result,
             Err(_) => self.past_deadline(&followed, deadline, stop_wait, cx, retries).await,
         };
-        lock(&self.pending).remove(&submission.request_id);
+        self.pending.remove(&submission.request_id);
         let result = result?;
         let room = tokio::select! {
             biased;
@@ -462,15 +446,15 @@ impl FalStage {
                 "cancelled: the batch was stopped before this item was submitted".into(),
             ));
         }
-        self.reserve_budget(&options.model, cost, cx.spent_before_usd)?;
+        self.budget.reserve(&options.model, cost, cx.spent_before_usd)?;
         let log = cx.submission_log();
         if let Some(Err(e)) = log.map(|log| log.submitting(item, &self.id, cost)) {
-            self.release_budget(cost);
+            self.budget.release(cost);
             return Err(Failure::Item(format!(
                 "not submitted: the journal could not record the submission beforehand ({e:#})"
             )));
         }
-        let start_timeout = options.start_timeout().ok().flatten();
+        let start_timeout = options.start_timeout.map(PositiveDuration::get);
         let submitted = self
             .policy
             .run(Call::Submit, &format!("{}: submit", item.key), &cx.stop, retries, || {
@@ -489,7 +473,7 @@ impl FalStage {
                         "{message}: fal may have accepted the request. {UNCERTAIN_SUBMISSION}"
                     )));
                 }
-                self.release_budget(cost);
+                self.budget.release(cost);
                 if let Some(Err(e)) = log.map(|log| log.not_submitted(item, &self.id)) {
                     tracing::warn!("{}: journal: {e:#}", item.key);
                 }
@@ -513,7 +497,7 @@ impl FalStage {
             };
             let cancelled = self.cancel(&submission.request_id, never_polled).await.message;
             // Not followed: the item ends here, whatever fal answered to the cancel.
-            lock(&self.pending).remove(&submission.request_id);
+            self.pending.remove(&submission.request_id);
             return Err(Failure::Item(format!(
                 "fal accepted request {} but the journal could not record it ({e:#}); {cancelled}, instead of \
                  going on with a paid request a resumed batch would not know",
@@ -668,7 +652,7 @@ impl FalStage {
     }
 
     fn track(&self, followed: &Followed<'_>, queued: bool) {
-        lock(&self.pending).insert(followed.submission.request_id.clone(), followed.pending(queued));
+        self.pending.insert(followed.submission.request_id.clone(), followed.pending(queued));
     }
 
     /// Records that the request ended without a result, so no resumed batch polls it again.
@@ -689,7 +673,7 @@ impl FalStage {
     /// collected, within `stop_wait`.
     async fn stopped_in_queue(&self, followed: &Followed<'_>) -> Option<Failure> {
         let id = &followed.submission.request_id;
-        let pending = lock(&self.pending).remove(id);
+        let pending = self.pending.remove(id);
         match pending {
             Some(pending) if pending.queued => {
                 let cancel = self.cancel(id, pending).await;
@@ -701,7 +685,7 @@ impl FalStage {
                 })
             }
             Some(open) => {
-                lock(&self.pending).insert(id.clone(), open);
+                self.pending.insert(id.clone(), open);
                 None
             }
             None => Some(Failure::Interrupted(format!(
@@ -716,7 +700,7 @@ impl FalStage {
     /// lets a resumed batch collect what is being paid for.
     async fn stopped(&self, followed: &Followed<'_>) -> Failure {
         let id = &followed.submission.request_id;
-        let queued = lock(&self.pending).remove(id).filter(|p| p.queued);
+        let queued = self.pending.remove(id).filter(|p| p.queued);
         match queued {
             Some(queued) => Failure::Interrupted(format!(
                 "stopped: the batch was stopped while request {id} was queued at fal: {}",
@@ -742,7 +726,7 @@ impl FalStage {
         retries: &mut u32,
     ) -> Result<Value, Failure> {
         let id = &followed.submission.request_id;
-        let pending = lock(&self.pending).remove(id).unwrap_or_else(|| followed.pending(false));
+        let pending = self.pending.remove(id).unwrap_or_else(|| followed.pending(false));
         let cancel = self.cancel(id, pending).await;
         let why = format!(
             "no result within the deadline of {} (the stage's `deadline` option): {}",
@@ -763,63 +747,6 @@ impl FalStage {
         }
     }
 
-    /// Asks fal to drop request `id` and records what happened. A cancelled request costs
-    /// nothing if it was still queued. One fal only signalled to stop (a runner has it) or has
-    /// finished may be charged: it stays open, tracked as running, to be collected; a resumed
-    /// batch polls it too.
-    async fn cancel(&self, id: &str, pending: Pending) -> CancelOutcome {
-        let key = pending.key.clone();
-        // A cancel costs nothing, so a glitch is retried like any free call, within the timeout.
-        let answer = tokio::time::timeout(CANCEL_TIMEOUT, async {
-            let mut retries = 0;
-            let never = CancellationToken::new();
-            self.policy
-                .run(Call::Queue, &format!("{key}: cancel"), &never, &mut retries, || {
-                    self.client.cancel(&pending.cancel_url)
-                })
-                .await
-        })
-        .await;
-        let open = |message: String| {
-            lock(&self.pending).insert(id.to_owned(), Pending { queued: false, ..pending.clone() });
-            CancelOutcome { still_open: true, message }
-        };
-        let closed = |message: String| CancelOutcome { still_open: false, message };
-        match answer {
-            Ok(Ok(CancelAnswer::Cancelled)) => {
-                tracing::info!("{key}: cancelled fal request {id}");
-                let cost = if pending.queued { 0.0 } else { pending.cost_usd };
-                record_settlement(pending.log.as_deref(), &key, &self.id, Settlement::Cancelled, cost);
-                closed(if pending.queued {
-                    format!("cancelled request {id} at fal before it started, so it is not charged")
-                } else {
-                    format!("cancelled request {id} at fal; it had started, so it may be charged")
-                })
-            }
-            Ok(Ok(CancelAnswer::Requested)) => open(format!(
-                "fal only signalled the runner that has request {id} to stop (CANCELLATION_REQUESTED): it may \
-                 still complete and be charged, so it is kept open and collected if it does"
-            )),
-            Ok(Ok(CancelAnswer::TooLate)) => {
-                open(format!("fal has already finished request {id}, so it is paid for and is collected"))
-            }
-            Ok(Ok(CancelAnswer::NotFound)) => closed(format!(
-                "fal does not know request {id} (NOT_FOUND): a resumed batch polls it once more"
-            )),
-            Ok(Err(gave_up)) => {
-                let e = match gave_up {
-                    GaveUp::Failed(e, _) => self.redact(&e.to_string()),
-                    GaveUp::Stopped => "stopped".to_owned(),
-                };
-                tracing::warn!("{key}: could not cancel fal request {id}: {e}");
-                closed(format!("the cancel of request {id} failed ({e}): a resumed batch polls it again"))
-            }
-            Err(_) => closed(format!(
-                "the cancel of request {id} got no answer in {CANCEL_TIMEOUT:?}: a resumed batch polls it again"
-            )),
-        }
-    }
-
     fn gave_up(&self, gave_up: GaveUp, doing: &str) -> Failure {
         match gave_up {
             GaveUp::Stopped => Failure::Interrupted(format!("stopped: the batch was stopped while {doing}")),
@@ -837,33 +764,6 @@ impl FalStage {
             GaveUp::Failed(error, attempts) => {
                 Failure::Item(format!("{doing}: {error} (after {attempts} attempts)"))
             }
-        }
-    }
-
-    /// Counts this request against `max_cost_usd`, or refuses to submit it.
-    /// `spent_before` is what earlier runs of the batch spent (from the journal).
-    fn reserve_budget(&self, model: &str, cost: Option<f64>, spent_before: f64) -> Result<(), Failure> {
-        let Some(budget) = self.options.max_cost_usd else { return Ok(()) };
-        let Some(cost) = cost else {
-            return Err(Failure::Item(format!(
-                "no price for model {model:?}, so max_cost_usd cannot be enforced: add it under `prices`"
-            )));
-        };
-        let mut spent = lock(&self.spent_usd);
-        let total = round_cents(spent_before + *spent);
-        if total + cost > budget + 1e-9 {
-            return Err(Failure::Fatal(format!(
-                "max_cost_usd budget of ${budget} reached after ${total}: not submitting more"
-            )));
-        }
-        *spent = round_cents(*spent + cost);
-        Ok(())
-    }
-
-    fn release_budget(&self, cost: Option<f64>) {
-        if let (Some(_), Some(cost)) = (self.options.max_cost_usd, cost) {
-            let mut spent = lock(&self.spent_usd);
-            *spent = round_cents((*spent - cost).max(0.0));
         }
     }
 }
@@ -969,13 +869,12 @@ impl IoStage for FalStage {
         Some(estimate)
     }
 
+    fn budget_usd(&self) -> Option<f64> {
+        self.options.max_cost_usd
+    }
+
     async fn cancel_pending(&self) {
-        let queued: Vec<(String, Pending)> = {
-            let mut pending = lock(&self.pending);
-            let ids: Vec<String> =
-                pending.iter().filter(|(_, p)| p.queued).map(|(id, _)| id.clone()).collect();
-            ids.into_iter().filter_map(|id| pending.remove(&id).map(|p| (id, p))).collect()
-        };
+        let queued = self.pending.take_queued();
         futures::future::join_all(queued.into_iter().map(|(id, p)| async move { self.cancel(&id, p).await }))
             .await;
     }

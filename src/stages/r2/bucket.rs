@@ -1,20 +1,22 @@
-//! One object's way into the bucket: skipped when the same content is already there, else put
-//! in one request or in parts; and a failed upload explained, fatal when it dooms every other.
+//! The bucket: where objects go. One object's way into it: skipped when the same content is
+//! already there, else put in one request or in parts; and a failed upload explained, fatal
+//! when it dooms every other.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use object_store::aws::AmazonS3;
+use object_store::path::Path as ObjectPath;
 use object_store::{
     Attribute, Attributes, GetOptions, ObjectStore, PutMultipartOptions, PutOptions, PutPayload,
 };
 use tokio::io::AsyncReadExt;
 
-use super::credentials::CREDENTIAL_PAIRS;
+use super::credentials::{CREDENTIAL_PAIRS, Secret};
 use super::objects::{Body, Object};
-use super::sink::R2Sink;
 use crate::engine::stage::StageError;
 
 /// The user metadata field holding the content hash that makes resume possible.
@@ -55,7 +57,49 @@ fn refused_credentials(error: &object_store::Error, detail: &str) -> bool {
     ) || REFUSED_CODES.iter().any(|code| detail.contains(code))
 }
 
-impl R2Sink {
+/// Where the objects go: the store with its credentials, how big objects are sent in parts,
+/// and the counts of what was uploaded or found already there.
+pub(super) struct Bucket {
+    /// The sink's id, for messages and logs.
+    pub(super) id: String,
+    pub(super) endpoint: String,
+    pub(super) name: String,
+    /// The environment variables the credentials came from, to name in a refusal.
+    pub(super) credential_source: Option<(&'static str, &'static str)>,
+    pub(super) secret: Option<Secret>,
+    pub(super) store: AmazonS3,
+    pub(super) cache_control: Option<String>,
+    pub(super) multipart_threshold: u64,
+    pub(super) part_size: u64,
+    pub(super) uploaded: AtomicU64,
+    pub(super) unchanged: AtomicU64,
+}
+
+impl Bucket {
+    /// Lists one page under `prefix`, so a missing bucket, refused credentials or an
+    /// unreachable endpoint show before anything is generated. (A HEAD cannot tell a missing
+    /// bucket from a missing key: its 404 has no body.)
+    pub(super) async fn check_reachable(&self, prefix: &str) -> Result<(), Explained> {
+        let prefix = if prefix.is_empty() { None } else { Some(ObjectPath::from(prefix)) };
+        match self.store.list(prefix.as_ref()).next().await {
+            None | Some(Ok(_)) => Ok(()),
+            Some(Err(e)) => {
+                let doing = format!("list bucket {:?} at {}", self.name, self.endpoint);
+                Err(self.explain(&UploadError::Store(e), &doing))
+            }
+        }
+    }
+
+    /// Logs what this run uploaded and what it found already stored.
+    pub(super) fn log_counts(&self) {
+        tracing::info!(
+            sink = %self.id,
+            uploaded = self.uploaded.load(Ordering::Relaxed),
+            unchanged = self.unchanged.load(Ordering::Relaxed),
+            "uploads done"
+        );
+    }
+
     fn redact(&self, text: &str) -> String {
         match &self.secret {
             Some(secret) => secret.redact(text),
@@ -82,7 +126,7 @@ impl R2Sink {
                     message: format!(
                         "sink {sink:?}: {} refused the credentials for bucket {:?} (check {id_var} and \
                          {secret_var}); stopping the uploads: {detail}",
-                        self.endpoint, self.bucket
+                        self.endpoint, self.name
                     ),
                     fatal: true,
                 }
@@ -90,7 +134,7 @@ impl R2Sink {
             _ if detail.contains("NoSuchBucket") => Explained {
                 message: format!(
                     "sink {sink:?}: bucket {:?} does not exist at {}; create it or fix the bucket option",
-                    self.bucket, self.endpoint
+                    self.name, self.endpoint
                 ),
                 fatal: true,
             },

@@ -5,6 +5,20 @@
 use inkflow_sdk::{Image, ImageRef, PluginStage, export_plugin};
 use serde::Deserialize;
 
+/// Each default is written once, here: serde's defaults and the descriptor's `default` fields
+/// both expand these (the descriptor is a compile-time string, so they are macros, not consts).
+macro_rules! default_width_px {
+    () => {
+        12
+    };
+}
+/// A quarter inch at 300 DPI: inside the margin most home printers leave blank.
+macro_rules! default_margin_px {
+    () => {
+        75
+    };
+}
+
 /// The stage: its options, checked once when the pipeline is built.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,24 +30,29 @@ struct PageBorder {
 }
 
 fn default_width() -> u32 {
-    12
+    default_width_px!()
 }
 
-/// A quarter inch at 300 DPI: inside the margin most home printers leave blank.
 fn default_margin() -> u32 {
-    75
+    default_margin_px!()
 }
 
 impl PluginStage for PageBorder {
     const NAME: &'static str = "page-border";
-    const DESCRIPTION: &'static str = r#"{
+    const DESCRIPTION: &'static str = concat!(
+        r#"{
         "summary": "Draws a black frame around each page",
         "accepts": ["gray", "bilevel"],
         "options": [
-            {"name": "width_px", "type": "integer", "default": 12, "doc": "Thickness of the frame in pixels (at least 1)"},
-            {"name": "margin_px", "type": "integer", "default": 75, "doc": "Distance from the page edge to the frame in pixels"}
+            {"name": "width_px", "type": "integer", "default": "#,
+        default_width_px!(),
+        r#", "doc": "Thickness of the frame in pixels (at least 1)"},
+            {"name": "margin_px", "type": "integer", "default": "#,
+        default_margin_px!(),
+        r#", "doc": "Distance from the page edge to the frame in pixels"}
         ]
-    }"#;
+    }"#
+    );
 
     fn new(config: &str) -> Result<Self, String> {
         let border: PageBorder = serde_json::from_str(config).map_err(|e| e.to_string())?;

@@ -1,0 +1,155 @@
+//! Reading the PDF: its pages, their boxes and what their content draws, read once for the
+//! interior and cover checks alike.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::rc::Rc;
+
+use lopdf::{Dictionary, Document, LoadOptions, Object, ObjectId};
+
+use super::crop_marks::has_crop_marks;
+use super::ink::{Drawn, Ink, Walker};
+use super::limits;
+use crate::print::Trim;
+use crate::print::area::Area;
+
+/// What preflight reads of one page.
+pub(super) struct PageFacts {
+    pub(super) media: Area,
+    pub(super) trim: Area,
+    pub(super) bleed: Area,
+    pub(super) has_trim_box: bool,
+    /// What its content draws (shared by pages drawn alike).
+    pub(super) drawn: Rc<Drawn>,
+    pub(super) annotations: bool,
+    /// Crop marks at the corners of the trim (or of the page, without a TrimBox).
+    pub(super) crop_marks: bool,
+}
+
+impl PageFacts {
+    pub(super) fn ink(&self) -> &[Ink] {
+        &self.drawn.ink
+    }
+
+    /// No ink, and all of its content read: a page over a limit has content.
+    pub(super) fn blank(&self) -> bool {
+        self.drawn.ink.is_empty() && self.drawn.limit.is_none()
+    }
+}
+
+/// The file read once, for the interior and cover checks alike.
+pub(super) struct Facts {
+    pub(super) bytes: u64,
+    pub(super) encrypted: bool,
+    pub(super) pages: Vec<PageFacts>,
+}
+
+/// Loads a PDF, with lopdf's own decoding bounded as preflight's is.
+fn load(path: &Path) -> Result<Document, String> {
+    let options =
+        LoadOptions { max_decompressed_size: Some(limits::MAX_DECODED_BYTES), ..LoadOptions::default() };
+    Document::load_with_options(path, options)
+        .map_err(|e| format!("{} is not a readable PDF: {e}", path.display()))
+}
+
+/// The document's pages in order, each page object once: a page tree that lists a page or a
+/// subtree twice (or in a loop) is walked once per node, not once per path to it.
+fn page_ids(doc: &Document) -> Vec<ObjectId> {
+    let root = doc.catalog().ok().and_then(|c| c.get(b"Pages").ok()).and_then(|p| p.as_reference().ok());
+    let mut seen = HashSet::new();
+    let mut pages = Vec::new();
+    let mut stack: Vec<ObjectId> = root.into_iter().collect();
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        let Ok(node) = doc.get_dictionary(id) else { continue };
+        match node.get(b"Kids").map(|k| resolve(doc, k)) {
+            Ok(Object::Array(kids)) => {
+                stack.extend(kids.iter().rev().filter_map(|kid| kid.as_reference().ok()));
+            }
+            _ if node.get(b"Type").and_then(Object::as_name).is_ok_and(|t| t == b"Pages") => {}
+            _ => pages.push(id),
+        }
+    }
+    pages
+}
+
+pub(super) fn read(path: &Path) -> Result<Facts, String> {
+    let bytes = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?.len();
+    let doc = load(path)?;
+    let encrypted = doc.is_encrypted() || doc.trailer.has(b"Encrypt");
+    let mut walker = Walker::new(&doc);
+    let mut pages = Vec::new();
+    for (index, id) in page_ids(&doc).into_iter().enumerate() {
+        let page = read_page(&doc, &mut walker, id)
+            .map_err(|e| format!("{}, page {}: {e}", path.display(), index + 1))?;
+        pages.push(page);
+    }
+    Ok(Facts { bytes, encrypted, pages })
+}
+
+pub(super) fn resolve<'a>(doc: &'a Document, object: &'a Object) -> &'a Object {
+    match object {
+        Object::Reference(id) => doc.get_object(*id).unwrap_or(&Object::Null),
+        other => other,
+    }
+}
+
+/// A page attribute, inherited through the page tree (MediaBox and Resources are).
+fn inherited<'a>(doc: &'a Document, page: &'a Dictionary, key: &[u8]) -> Option<&'a Object> {
+    let mut node = page;
+    for _ in 0..64 {
+        if let Ok(value) = node.get(key) {
+            return Some(resolve(doc, value));
+        }
+        node = node
+            .get(b"Parent")
+            .ok()
+            .and_then(|p| p.as_reference().ok())
+            .and_then(|p| doc.get_dictionary(p).ok())?;
+    }
+    None
+}
+
+fn rect(object: Option<&Object>, doc: &Document) -> Option<Area> {
+    let values: Vec<f32> =
+        object?.as_array().ok()?.iter().filter_map(|o| resolve(doc, o).as_float().ok()).collect();
+    let [a, b, c, d] = values[..] else { return None };
+    Some(Area { x0: a.min(c), y0: b.min(d), x1: a.max(c), y1: b.max(d) })
+}
+
+fn read_page<'a>(doc: &'a Document, walker: &mut Walker<'a>, id: ObjectId) -> Result<PageFacts, String> {
+    let page = doc.get_dictionary(id).map_err(|e| e.to_string())?;
+    let media = rect(inherited(doc, page, b"MediaBox"), doc).ok_or("no MediaBox")?;
+    let trim_box = rect(page.get(b"TrimBox").ok(), doc);
+    let trim = trim_box.unwrap_or(media);
+    let bleed = rect(page.get(b"BleedBox").ok(), doc).unwrap_or(media);
+    let annotations = page
+        .get(b"Annots")
+        .ok()
+        .map(|a| resolve(doc, a))
+        .and_then(|a| a.as_array().ok())
+        .is_some_and(|a| !a.is_empty());
+    let resources = inherited(doc, page, b"Resources").and_then(|r| r.as_dict().ok());
+    let drawn = walker.page(doc.get_page_contents(id), resources);
+    let crop_marks = has_crop_marks(&drawn.ink, trim_box, media);
+    Ok(PageFacts { media, trim, bleed, has_trim_box: trim_box.is_some(), drawn, annotations, crop_marks })
+}
+
+/// The page count of a PDF, for sizing its cover.
+pub fn page_count(path: &Path) -> Result<usize, String> {
+    Ok(page_ids(&load(path)?).len())
+}
+
+/// The trim of a PDF's first page (its TrimBox, else its MediaBox).
+pub fn trim_of(path: &Path) -> Result<Trim, String> {
+    let doc = load(path)?;
+    let id = *page_ids(&doc).first().ok_or_else(|| format!("{} has no pages", path.display()))?;
+    let page = doc.get_dictionary(id).map_err(|e| e.to_string())?;
+    let media = rect(inherited(&doc, page, b"MediaBox"), &doc);
+    let trim = rect(page.get(b"TrimBox").ok(), &doc)
+        .or(media)
+        .ok_or_else(|| format!("{}: page 1 has no MediaBox", path.display()))?;
+    Ok(Trim { width: trim.width(), height: trim.height() })
+}
