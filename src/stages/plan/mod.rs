@@ -14,7 +14,7 @@ mod options;
 mod similarity;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -23,13 +23,13 @@ use serde_json::{Map, Value};
 use self::book::{Book, PlanFile};
 use self::options::{Options, Planner};
 use crate::engine::atomic_file::write_atomically;
+use crate::engine::declared_kind::TypedKind;
 use crate::engine::item::{Item, Prompt};
 use crate::engine::journal::PlanRequests;
 use crate::engine::media::{Media, Payload};
-use crate::engine::options::documented;
 use crate::engine::output_path::Claim;
 use crate::engine::stage::{
-    BuildContext, Component, Kind, KindInfo, Listing, OptionsError, OutputMedia, Role, Source, StageError,
+    BuildContext, Component, Listing, OptionsError, OutputMedia, Role, Source, StageError,
 };
 use crate::stages::fal::Environment;
 use crate::stages::fal::llm::LlmClient;
@@ -37,7 +37,6 @@ use crate::stages::prompts::{items, read_prompts};
 
 /// Kind `plan`: pages planned from a theme.
 pub struct Plan {
-    info: KindInfo,
     env: Environment,
 }
 
@@ -55,31 +54,25 @@ impl Plan {
 
     /// The kind reading the fal key and queue host from `env` (tests, embedding).
     pub fn with_environment(env: Environment) -> Self {
-        static INFO: LazyLock<KindInfo> = LazyLock::new(|| KindInfo {
-            name: "plan".into(),
-            role: Role::Source,
-            summary:
-                "Plans a book's pages from a theme (an LLM on fal, or built-in word lists) into plan.json"
-                    .into(),
-            options: documented::<Options>(),
-            accepts: vec![],
-            output: OutputMedia::Fixed(Media::Prompt),
-        });
-        Plan { info: INFO.clone(), env }
+        Plan { env }
     }
 }
 
-impl Kind for Plan {
-    fn info(&self) -> &KindInfo {
-        &self.info
+impl TypedKind for Plan {
+    const NAME: &'static str = "plan";
+    const ROLE: Role = Role::Source;
+    const SUMMARY: &'static str =
+        "Plans a book's pages from a theme (an LLM on fal, or built-in word lists) into plan.json";
+    const ACCEPTS: &'static [Media] = &[];
+    const OUTPUT: OutputMedia = OutputMedia::Fixed(Media::Prompt);
+    type Options = Options;
+    type Parsed = Options;
+
+    fn parse(&self, options: &Value) -> Result<Options, OptionsError> {
+        Options::parse(options)
     }
 
-    fn check(&self, options: &Value) -> Result<(), OptionsError> {
-        Options::parse(options).map(drop)
-    }
-
-    fn build(&self, options: &Value, ctx: &BuildContext) -> anyhow::Result<Component> {
-        let options = Options::parse(options).map_err(|e| anyhow::anyhow!(e.qualified()))?;
+    fn build_from(&self, options: Options, ctx: &BuildContext) -> anyhow::Result<Component> {
         let poll_interval = Duration::from_millis(options.poll_interval_ms);
         let client = match options.planner {
             Planner::Offline => None,
@@ -103,8 +96,8 @@ impl Kind for Plan {
         })))
     }
 
-    fn writes(&self, options: &Value, _inputs: &[String]) -> Result<Vec<Claim>, OptionsError> {
-        Ok(Options::parse(options).map(|o| vec![Claim::new("file", o.file)]).unwrap_or_default())
+    fn writes_from(&self, options: &Options, _inputs: &[String]) -> Result<Vec<Claim>, OptionsError> {
+        Ok(vec![Claim::new("file", options.file.clone())])
     }
 }
 
