@@ -88,6 +88,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
+    if args.retry_failed && !args.dry_run {
+        let given_up = inkflow::engine::journal::PlanRequests::give_up_uncertain(&output_dir)?;
+        if given_up > 0 {
+            tracing::warn!(
+                "--retry-failed: {given_up} plan request(s) that may have been charged count as spent"
+            );
+        }
+    }
     let batch = runtime::build(checked, &registry, &output_dir, args.dry_run)?;
     let costs = batch.costs();
     let unpriced = costs.0.as_ref().map(|e| e.unpriced.as_slice()).unwrap_or_default();

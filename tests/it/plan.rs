@@ -343,3 +343,31 @@ async fn the_plan_command_plans_shows_every_page_and_its_cost_and_generates_noth
     assert_eq!((book.llm_requests(), book.image_submissions()), (1, 7));
     assert!(shown.contains(&format!("costs about ${:.3}", book.images_billed())), "{shown}");
 }
+
+/// A run that died while sending the plan request (journaled as sending, with no answer from
+/// fal) may have been charged: the next run asks for nothing and says so, and only
+/// `--retry-failed` asks again, counting the first as spent.
+#[tokio::test]
+async fn a_plan_request_that_may_have_been_charged_is_sent_again_only_on_retry_failed() {
+    let book = Book::new("forest animals at work", 3, "").await;
+    // Seen from its journal, the run died after `submitting` and before fal's answer: the row
+    // a sending run leaves.
+    std::fs::create_dir_all(&book.out).unwrap();
+    let journal = inkflow::engine::journal::PlanRequests::open(&book.out, "plan").unwrap();
+    journal.submitting(PRICE).unwrap();
+    drop(journal);
+
+    let refused = book.run(&[]).await;
+    let said = text(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    assert!(said.contains("plan request #1 may have been charged"), "{said}");
+    assert!(said.contains("--retry-failed"), "{said}");
+    assert_eq!((book.llm_requests(), book.image_submissions()), (0, 0), "nothing was asked for");
+
+    let retried = book.run(&["--retry-failed"]).await;
+    assert!(retried.status.success(), "{}", text(&retried.stderr));
+    assert_eq!((book.llm_requests(), book.image_submissions()), (1, 3));
+    let status = Journal::status(&book.out).unwrap();
+    let expected = 2.0 * PRICE + book.images_billed();
+    assert!((status.spent_usd - expected).abs() < 1e-9, "the uncertain request counts as spent: {status:?}");
+}

@@ -46,6 +46,22 @@ impl PlanRequests {
         Ok(PlanRequests { conn, source: source.to_owned(), shown: path.display().to_string() })
     }
 
+    /// For `--retry-failed`: every plan request of the output folder that an earlier run was
+    /// sending when it stopped (fal may have charged it) is given up on, still counted as
+    /// spent, so the plan may be asked for again. Returns how many; none without a journal.
+    pub fn give_up_uncertain(output_dir: &Path) -> anyhow::Result<usize> {
+        let path = output_dir.join(JOURNAL_FILE);
+        if !path.exists() {
+            return Ok(0);
+        }
+        let conn = open_checked(&path, false)?;
+        conn.execute(
+            "UPDATE submissions SET collected = 1, outcome = 'abandoned' WHERE key = ?1 AND request = ?2 AND collected = 0",
+            params![PLAN_KEY, UNACKNOWLEDGED],
+        )
+        .with_context(|| format!("cannot write to the journal {}", path.display()))
+    }
+
     /// Every request of this source so far, oldest first, each with its row id.
     pub fn recorded(&self) -> anyhow::Result<Vec<(i64, PlanRequest)>> {
         let mut statement = self.conn.prepare(

@@ -59,13 +59,12 @@ impl<'a> Planning<'a> {
         for (row, recorded) in self.journal.recorded()? {
             self.requests += 1;
             match recorded {
-                PlanRequest::Uncertain => {
-                    tracing::warn!(
-                        "an earlier run stopped while sending plan request #{}: fal may have charged it; it counts as spent",
-                        self.requests
-                    );
-                    self.journal.unusable(row, "abandoned", None)?;
-                }
+                PlanRequest::Uncertain => bail!(
+                    "plan request #{} may have been charged: an earlier run stopped while sending it, before fal \
+                     answered. Nothing more is asked for, so nothing is paid twice; `inkflow run --retry-failed` \
+                     counts it as spent and asks again",
+                    self.requests
+                ),
                 PlanRequest::Unusable => {
                     self.problem =
                         Some(format!("request #{} of an earlier run had no usable answer", self.requests));
@@ -82,7 +81,9 @@ impl<'a> Planning<'a> {
             let handle = match self.client.submit(&self.options.endpoint, &input).await {
                 Ok(handle) => handle,
                 Err(LlmError::Uncertain(message)) => {
-                    bail!("{message}; the journal keeps it as spent, and the next run does not wait for it")
+                    bail!(
+                        "{message}; the journal keeps it as possibly charged: the next run asks for nothing until `inkflow run --retry-failed`"
+                    )
                 }
                 Err(error) => {
                     self.journal.not_submitted(row)?;
