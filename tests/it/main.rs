@@ -20,4 +20,5 @@ mod preflight;
 mod r2;
 mod report;
 mod rerun;
+mod review;
 mod safety;
