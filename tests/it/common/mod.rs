@@ -1,6 +1,7 @@
 //! Small test kinds shared by the engine and journal tests: a counting source, a drawing
 //! stage that fails chosen items, and a recording sink that can be slow.
 
+pub mod browser;
 pub mod fal_emulator;
 pub mod pdf_reader;
 
