@@ -47,7 +47,9 @@ fn review(c: &mut Criterion) {
     let mut group = c.benchmark_group("review");
     group.sample_size(10);
     group.bench_function("page_load_1000_cards", |b| {
-        b.iter(|| runtime.block_on(async { client.get(&page_url).send().await.unwrap().bytes().await.unwrap() }))
+        b.iter(|| {
+            runtime.block_on(async { client.get(&page_url).send().await.unwrap().bytes().await.unwrap() })
+        })
     });
     group.bench_function("approve_and_undo_round_trips", |b| {
         b.iter(|| {

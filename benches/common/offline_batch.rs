@@ -52,4 +52,3 @@ sinks:
     let summary = runtime.block_on(batch.run(settings)).unwrap();
     assert_eq!(summary.succeeded as usize + summary.failed as usize, ITEMS);
 }
-

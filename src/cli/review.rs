@@ -28,7 +28,8 @@ pub fn run(args: &ReviewArgs) -> anyhow::Result<ExitCode> {
         // Loopback only: the page is for the person at this machine.
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await?;
         let port = listener.local_addr()?.port();
-        let server = ReviewServer::new(&args.output_dir, port, args.pipeline.clone(), std::env::current_exe()?)?;
+        let server =
+            ReviewServer::new(&args.output_dir, port, args.pipeline.clone(), std::env::current_exe()?)?;
         // Whoever started the server may stop reading its output: that must not stop it.
         let mut out = std::io::stdout();
         let _ = writeln!(out, "reviewing {}: open {}", args.output_dir.display(), server.url(port));

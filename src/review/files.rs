@@ -45,7 +45,14 @@ mod tests {
         let root = root.canonicalize().unwrap();
         assert!(resolve(&root, "01.png").is_some());
         assert_eq!(resolve(&root, "metadata%2F01.json").map(|(_, kind)| kind), Some("application/json"));
-        for refused in ["../secret.png", "..%2Fsecret.png", "%2E%2E/secret.png", "/etc/passwd", "journal.sqlite", "missing.png"] {
+        for refused in [
+            "../secret.png",
+            "..%2Fsecret.png",
+            "%2E%2E/secret.png",
+            "/etc/passwd",
+            "journal.sqlite",
+            "missing.png",
+        ] {
             assert!(resolve(&root, refused).is_none(), "{refused}");
         }
         #[cfg(unix)]

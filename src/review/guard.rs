@@ -28,7 +28,8 @@ impl Guard {
     /// A guard with a new token from the operating system's random source.
     pub fn new(port: u16) -> anyhow::Result<Self> {
         let mut bytes = [0u8; 24];
-        getrandom::getrandom(&mut bytes).map_err(|e| anyhow::anyhow!("no random source for the token: {e}"))?;
+        getrandom::getrandom(&mut bytes)
+            .map_err(|e| anyhow::anyhow!("no random source for the token: {e}"))?;
         Ok(Guard { token: hex::encode(bytes), port })
     }
 
@@ -45,7 +46,8 @@ impl Guard {
         if !own_hosts.iter().any(|own| own == host) {
             return Err(Refusal::Origin(format!("the Host {host:?} is not this server")));
         }
-        let from_query = query.into_iter().flat_map(|q| q.split('&')).find_map(|pair| pair.strip_prefix("token="));
+        let from_query =
+            query.into_iter().flat_map(|q| q.split('&')).find_map(|pair| pair.strip_prefix("token="));
         let from_cookie = headers
             .get_all(COOKIE)
             .iter()
@@ -83,7 +85,10 @@ mod tests {
     use super::*;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        pairs.iter().map(|(name, value)| (hyper::header::HeaderName::from_static(name), value.parse().unwrap())).collect()
+        pairs
+            .iter()
+            .map(|(name, value)| (hyper::header::HeaderName::from_static(name), value.parse().unwrap()))
+            .collect()
     }
 
     #[test]

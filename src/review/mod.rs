@@ -50,7 +50,12 @@ pub struct ReviewServer {
 impl ReviewServer {
     /// A server for `output_dir` listening on `port`; `pipeline` and `inkflow` are what a
     /// run from the page runs (`inkflow run PIPELINE --output OUTPUT`).
-    pub fn new(output_dir: &Path, port: u16, pipeline: Option<PathBuf>, inkflow: PathBuf) -> anyhow::Result<Self> {
+    pub fn new(
+        output_dir: &Path,
+        port: u16,
+        pipeline: Option<PathBuf>,
+        inkflow: PathBuf,
+    ) -> anyhow::Result<Self> {
         let root = output_dir
             .canonicalize()
             .map_err(|e| anyhow::anyhow!("cannot open the output folder {}: {e}", output_dir.display()))?;
@@ -94,7 +99,10 @@ impl ReviewServer {
         match self.guard.check(request.headers(), query.as_deref(), mutating) {
             Ok(()) => {}
             Err(Refusal::Token) => {
-                return error(StatusCode::FORBIDDEN, "missing or wrong token: open the URL `inkflow review` printed");
+                return error(
+                    StatusCode::FORBIDDEN,
+                    "missing or wrong token: open the URL `inkflow review` printed",
+                );
             }
             Err(Refusal::Origin(why)) => return error(StatusCode::FORBIDDEN, &format!("refused: {why}")),
         }
@@ -260,9 +268,14 @@ fn parse_action(body: &Value) -> Result<(String, ReviewAction), String> {
         Some("reject") => ReviewAction::Reject,
         Some("undo") => ReviewAction::Undo,
         Some("pick") => ReviewAction::Pick(
-            value.and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok()).ok_or("pick needs a candidate number")?,
+            value
+                .and_then(Value::as_u64)
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or("pick needs a candidate number")?,
         ),
-        Some("edit") => ReviewAction::Edit(value.and_then(Value::as_str).ok_or("edit needs the new prompt")?.to_owned()),
+        Some("edit") => {
+            ReviewAction::Edit(value.and_then(Value::as_str).ok_or("edit needs the new prompt")?.to_owned())
+        }
         other => return Err(format!("unknown action {other:?}: approve, reject, pick, edit or undo")),
     };
     Ok((key.to_owned(), action))
@@ -276,14 +289,18 @@ async fn read_json(request: Request<Incoming>) -> Result<Value, Response<Body>> 
         .is_some_and(|t| t.starts_with("application/json"));
     // A JSON body cannot be sent across sites without the browser asking first (CORS).
     if !json_body {
-        return Err(error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "actions are JSON (content-type: application/json)"));
+        return Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "actions are JSON (content-type: application/json)",
+        ));
     }
     let bytes = Limited::new(request.into_body(), MAX_ACTION_BYTES)
         .collect()
         .await
         .map_err(|_| error(StatusCode::PAYLOAD_TOO_LARGE, "the request is too large"))?
         .to_bytes();
-    serde_json::from_slice(&bytes).map_err(|e| error(StatusCode::BAD_REQUEST, &format!("the request is not JSON: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("the request is not JSON: {e}")))
 }
 
 fn sse(event: &str, data: &Value) -> Bytes {

@@ -11,7 +11,11 @@ use crate::report::{Card, esc, url};
 
 /// The page for `cards`, with the decisions in force per key and the newest decision's id
 /// (sent back with the next action, so two reviewers never overwrite each other unknowingly).
-pub fn render(title: &str, cards: &[Card], decisions: &HashMap<String, (ReviewState, Option<i64>)>) -> String {
+pub fn render(
+    title: &str,
+    cards: &[Card],
+    decisions: &HashMap<String, (ReviewState, Option<i64>)>,
+) -> String {
     let mut codes: Vec<&str> = cards.iter().flat_map(|c| c.problems.iter().map(String::as_str)).collect();
     codes.sort_unstable();
     codes.dedup();
@@ -75,7 +79,11 @@ fn card_html(html: &mut String, index: usize, card: &Card, state: &ReviewState, 
         _ => html.push_str("<div class=nothumb>no page</div>"),
     }
     let verdict = card.verdict.as_deref().map(|v| format!(" · {}", esc(v))).unwrap_or_default();
-    let problems = if card.problems.is_empty() { String::new() } else { format!(" · {}", esc(&card.problems.join(", "))) };
+    let problems = if card.problems.is_empty() {
+        String::new()
+    } else {
+        format!(" · {}", esc(&card.problems.join(", ")))
+    };
     let _ = write!(
         html,
         "<h2>{name}</h2><p>{description}</p><p class=state>{s}{verdict}{problems}</p><p class=decision>{decision}</p>",
@@ -88,8 +96,12 @@ fn card_html(html: &mut String, index: usize, card: &Card, state: &ReviewState, 
         "<div class=actions><button data-act=approve>approve</button><button data-act=reject>reject</button>\
          <button data-act=undo>undo</button>",
     );
-    let others: Vec<(u32, &str)> =
-        card.candidates.iter().chain(&card.rejected).filter_map(|path| Some((candidate_number(path)?, path.as_str()))).collect();
+    let others: Vec<(u32, &str)> = card
+        .candidates
+        .iter()
+        .chain(&card.rejected)
+        .filter_map(|path| Some((candidate_number(path)?, path.as_str())))
+        .collect();
     if !others.is_empty() {
         html.push_str("<select class=pick>");
         for (number, path) in others {

@@ -40,10 +40,18 @@ impl Runner {
 
     fn command(&self) -> anyhow::Result<Command> {
         let Some(pipeline) = &self.pipeline else {
-            anyhow::bail!("no pipeline is known for this batch: start `inkflow review OUTPUT --pipeline FILE`");
+            anyhow::bail!(
+                "no pipeline is known for this batch: start `inkflow review OUTPUT --pipeline FILE`"
+            );
         };
         let mut command = Command::new(&self.inkflow);
-        command.arg("run").arg(pipeline).arg("--output").arg(&self.root).stdin(Stdio::null()).kill_on_drop(false);
+        command
+            .arg("run")
+            .arg(pipeline)
+            .arg("--output")
+            .arg(&self.root)
+            .stdin(Stdio::null())
+            .kill_on_drop(false);
         Ok(command)
     }
 
@@ -64,7 +72,11 @@ impl Runner {
             .unwrap_or(0.0);
         let summary: Vec<&str> = text
             .lines()
-            .filter(|l| l.starts_with("to run:") || l.starts_with("review decisions:") || l.starts_with("estimated cost:"))
+            .filter(|l| {
+                l.starts_with("to run:")
+                    || l.starts_with("review decisions:")
+                    || l.starts_with("estimated cost:")
+            })
             .collect();
         Ok(json!({"summary": summary.join("; "), "cost_usd": cost_usd, "pays": cost_usd > 0.0}))
     }
@@ -86,7 +98,9 @@ impl Runner {
         let plan = self.plan().await?;
         let cost = plan["cost_usd"].as_f64().unwrap_or(0.0);
         if cost > 0.0 && confirmed.is_none_or(|usd| usd + 1e-9 < cost) {
-            anyhow::bail!("this run will pay about ${cost:.3}: confirm that amount to start it; nothing was run");
+            anyhow::bail!(
+                "this run will pay about ${cost:.3}: confirm that amount to start it; nothing was run"
+            );
         }
         let mut child = self.command()?.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
         let (lines, running) = (self.lines.clone(), self.running.clone());
@@ -108,7 +122,10 @@ impl Runner {
     }
 }
 
-fn forward(stream: impl AsyncRead + Unpin + Send + 'static, lines: broadcast::Sender<String>) -> tokio::task::JoinHandle<()> {
+fn forward(
+    stream: impl AsyncRead + Unpin + Send + 'static,
+    lines: broadcast::Sender<String>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut reader = BufReader::new(stream).lines();
         while let Ok(Some(line)) = reader.next_line().await {

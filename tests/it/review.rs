@@ -100,7 +100,11 @@ async fn assert_the_next_run_obeys(r: &Reviewed) {
     assert_eq!(fal.total_submissions(), 7, "nothing else is paid");
     assert_eq!(std::fs::read(out.join("01.png")).unwrap(), r.approved_png, "the approved page is untouched");
     assert_eq!(std::fs::read(out.join("metadata/01.json")).unwrap(), r.approved_meta);
-    assert_eq!(judged(&read_json(&out.join("metadata/02.json"))), ("reject".to_owned(), 0), "the pick is the page");
+    assert_eq!(
+        judged(&read_json(&out.join("metadata/02.json"))),
+        ("reject".to_owned(), 0),
+        "the pick is the page"
+    );
     assert!(out.join("candidates/02.c1.png").is_file());
     let remade = read_json(&out.join("metadata/03.json"));
     assert_eq!(remade["candidate"], 1, "a new candidate replaces the rejected one: {remade}");
@@ -127,7 +131,10 @@ async fn the_next_run_obeys_approve_reject_pick_and_edit_and_pays_only_for_what_
     assert_eq!(recorded.state.prompt.as_deref(), Some(EDITED));
 
     let told = status(out).await;
-    assert!(told.contains("review       1 approved, 1 rejected, 0 undecided (and 1 edited, 1 picked"), "{told}");
+    assert!(
+        told.contains("review       1 approved, 1 rejected, 0 undecided (and 1 edited, 1 picked"),
+        "{told}"
+    );
     let plan = inkflow(KEY, &r.file, out, &["--dry-run"]).await;
     let plan = String::from_utf8_lossy(&plan.stdout).into_owned();
     assert!(plan.contains("to run: 3 of 4 items"), "{plan}");
@@ -219,7 +226,11 @@ impl Served {
         reqwest::Client::builder().default_headers(headers).build().unwrap()
     }
 
-    pub(crate) async fn decide(&self, client: &reqwest::Client, body: serde_json::Value) -> (u16, serde_json::Value) {
+    pub(crate) async fn decide(
+        &self,
+        client: &reqwest::Client,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
         let response = client
             .post(format!("{}api/decide", self.base))
             .header("origin", self.base.trim_end_matches('/'))
@@ -270,14 +281,23 @@ async fn the_server_wants_its_token_its_own_origin_and_serves_only_the_output_fo
     let page = get(&client, "").await.unwrap().text().await.unwrap();
     assert_eq!(page.matches("<article class=card").count(), 2, "one card per page");
     assert!(page.contains("loading=lazy"));
-    for escape in ["files/%2e%2e/secret.png", "files/..%2Fsecret.png", "files/escape.png", "files/journal.sqlite", "files/%2Fetc%2Fpasswd"] {
+    for escape in [
+        "files/%2e%2e/secret.png",
+        "files/..%2Fsecret.png",
+        "files/escape.png",
+        "files/journal.sqlite",
+        "files/%2Fetc%2Fpasswd",
+    ] {
         assert_eq!(get(&client, escape).await.unwrap().status(), 404, "{escape}");
     }
 
     let key = key_of(&out, 1);
     let approve = serde_json::json!({"key": key, "action": "approve"});
-    for (origin, site) in [("http://evil.example", None), (served.base.trim_end_matches('/'), Some("cross-site"))] {
-        let mut post = client.post(format!("{}api/decide", served.base)).header("origin", origin).json(&approve);
+    for (origin, site) in
+        [("http://evil.example", None), (served.base.trim_end_matches('/'), Some("cross-site"))]
+    {
+        let mut post =
+            client.post(format!("{}api/decide", served.base)).header("origin", origin).json(&approve);
         if let Some(site) = site {
             post = post.header("sec-fetch-site", site);
         }
@@ -294,7 +314,8 @@ async fn the_server_wants_its_token_its_own_origin_and_serves_only_the_output_fo
     assert_eq!(form.status(), 415, "a body a cross-site form could send is refused");
     assert!(Journal::review_states(&out).unwrap().is_empty(), "no refused request decided anything");
 
-    let (status, answer) = served.decide(&client, serde_json::json!({"key": key, "action": "pick", "value": 9})).await;
+    let (status, answer) =
+        served.decide(&client, serde_json::json!({"key": key, "action": "pick", "value": 9})).await;
     assert_eq!(status, 400);
     assert!(answer["error"].as_str().unwrap().contains("has no candidate 9"), "{answer}");
     let (status, answer) = served.decide(&client, approve.clone()).await;

@@ -26,8 +26,8 @@ use rusqlite::{Connection, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-pub use self::review::{Recorded, ReviewCounts};
 use self::review::{Decided, load_decisions};
+pub use self::review::{Recorded, ReviewCounts};
 use self::schema::open_checked;
 use super::item::{Item, REVISION_FACT};
 use super::pipeline::Pipeline;
@@ -132,8 +132,8 @@ impl Journal {
     ) -> anyhow::Result<Self> {
         let sinks =
             pipeline.components.iter().filter(|c| c.role == Role::Sink).map(|c| c.id.clone()).collect();
-        let decisions =
-            load_decisions(&conn, None).with_context(|| format!("cannot read the journal {}", path.display()))?;
+        let decisions = load_decisions(&conn, None)
+            .with_context(|| format!("cannot read the journal {}", path.display()))?;
         Ok(Journal {
             conn: Mutex::new(conn),
             path,

@@ -59,7 +59,10 @@ impl Decided {
 
 /// Every item's decisions in force, folded in the order made. A journal older than the
 /// table (read as it is by a dry run) has none.
-pub(super) fn load_decisions(conn: &Connection, key: Option<&str>) -> rusqlite::Result<HashMap<String, Decided>> {
+pub(super) fn load_decisions(
+    conn: &Connection,
+    key: Option<&str>,
+) -> rusqlite::Result<HashMap<String, Decided>> {
     let mut decided: HashMap<String, Decided> = HashMap::new();
     let Ok(mut stmt) = conn.prepare(
         "SELECT id, key, action, candidate, prompt, fingerprint FROM review_decisions
@@ -69,7 +72,13 @@ pub(super) fn load_decisions(conn: &Connection, key: Option<&str>) -> rusqlite::
     };
     let mut rows = stmt.query([key])?;
     while let Some(r) = rows.next()? {
-        decided.entry(r.get(1)?).or_default().apply(r.get(0)?, &r.get::<_, String>(2)?, r.get(3)?, r.get(4)?, r.get(5)?);
+        decided.entry(r.get(1)?).or_default().apply(
+            r.get(0)?,
+            &r.get::<_, String>(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        );
     }
     Ok(decided)
 }
@@ -146,7 +155,9 @@ impl Journal {
         }
         let refuse_locked = || {
             if decided.state.approved.is_some() {
-                anyhow::bail!("page {key:?} is approved, so it is locked: undo the approval first; nothing was changed");
+                anyhow::bail!(
+                    "page {key:?} is approved, so it is locked: undo the approval first; nothing was changed"
+                );
             }
             Ok(())
         };
@@ -197,7 +208,9 @@ impl Journal {
                     anyhow::bail!("the new prompt of page {key:?} is empty");
                 }
                 if text.chars().count() > MAX_PROMPT_CHARS {
-                    anyhow::bail!("the new prompt of page {key:?} is longer than {MAX_PROMPT_CHARS} characters");
+                    anyhow::bail!(
+                        "the new prompt of page {key:?} is longer than {MAX_PROMPT_CHARS} characters"
+                    );
                 }
                 ("edit", None, Some(text.to_owned()))
             }
@@ -214,8 +227,8 @@ impl Journal {
     /// What the decisions in force add up to, per item, for the review page.
     pub fn review_states(output_dir: &Path) -> anyhow::Result<HashMap<String, (ReviewState, Option<i64>)>> {
         let (path, conn) = open_made(output_dir, false)?;
-        let decided =
-            load_decisions(&conn, None).with_context(|| format!("cannot read the journal {}", path.display()))?;
+        let decided = load_decisions(&conn, None)
+            .with_context(|| format!("cannot read the journal {}", path.display()))?;
         Ok(decided.into_iter().map(|(key, d)| (key, (d.state, d.last))).collect())
     }
 
@@ -279,8 +292,9 @@ fn target(conn: &Connection, key: &str) -> rusqlite::Result<Option<Target>> {
 
 /// Refuses a candidate the page does not have (or one that failed: it has no image).
 fn check_candidate(conn: &Connection, key: &str, number: u32) -> anyhow::Result<()> {
-    let mut stmt = conn
-        .prepare("SELECT DISTINCT number FROM candidates WHERE key = ?1 AND placement != 'failed' ORDER BY number")?;
+    let mut stmt = conn.prepare(
+        "SELECT DISTINCT number FROM candidates WHERE key = ?1 AND placement != 'failed' ORDER BY number",
+    )?;
     let made: Vec<u32> = stmt.query_map([key], |r| r.get(0))?.collect::<Result<_, _>>()?;
     if made.contains(&number) {
         return Ok(());

@@ -101,8 +101,14 @@ impl Sink for DiskSink {
         let job = move || -> Result<(), String> {
             if judged && matches!(fate, Fate::Written) {
                 let rejected_in_review = item_copy.facts.get(REJECTED_IN_REVIEW_FACT).and_then(Value::as_u64);
-                set_aside_the_old_page(&dir, &names, &item_copy.key, item_copy.trial.number, rejected_in_review)
-                    .map_err(|e| format!("setting aside the page this candidate replaces: {e}"))?;
+                set_aside_the_old_page(
+                    &dir,
+                    &names,
+                    &item_copy.key,
+                    item_copy.trial.number,
+                    rejected_in_review,
+                )
+                .map_err(|e| format!("setting aside the page this candidate replaces: {e}"))?;
             }
             let mut files = Vec::with_capacity(written.len());
             for (index, payload) in written.into_iter().enumerate() {

@@ -17,7 +17,9 @@ use serde_json::{Value, json};
 /// SKIPPED line) when it is missing and not required; a panic when it is required.
 pub fn chromium(test: &str) -> Option<PathBuf> {
     let found = std::iter::once(PathBuf::from("/usr/bin/chromium"))
-        .chain(std::env::var_os("PATH").iter().flat_map(std::env::split_paths).map(|dir| dir.join("chromium")))
+        .chain(
+            std::env::var_os("PATH").iter().flat_map(std::env::split_paths).map(|dir| dir.join("chromium")),
+        )
         .find(|path| path.is_file());
     if found.is_none() {
         if std::env::var_os("INKFLOW_REQUIRE_REAL_TOOLS").is_some() {
@@ -71,7 +73,11 @@ impl Browser {
             command.pre_exec(move || {
                 let high_read = libc::fcntl(read_fd, libc::F_DUPFD, 10);
                 let high_write = libc::fcntl(write_fd, libc::F_DUPFD, 10);
-                if high_read < 0 || high_write < 0 || libc::dup2(high_read, 3) < 0 || libc::dup2(high_write, 4) < 0 {
+                if high_read < 0
+                    || high_write < 0
+                    || libc::dup2(high_read, 3) < 0
+                    || libc::dup2(high_write, 4) < 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -128,7 +134,8 @@ impl Browser {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let answer = self.from_browser.recv_timeout(left).unwrap_or_else(|_| panic!("no answer to {method}"));
+            let answer =
+                self.from_browser.recv_timeout(left).unwrap_or_else(|_| panic!("no answer to {method}"));
             if answer["id"] == id {
                 assert!(answer.get("error").is_none(), "{method}: {answer}");
                 return answer["result"].clone();
