@@ -201,7 +201,7 @@ document.getElementById('plan').addEventListener('click',async()=>{
   const t=document.getElementById('plantext');t.textContent='pricing…';
   const p=await (await fetch('api/plan')).json();if(p.error){t.textContent=p.error;return;}
   t.textContent=p.summary;
-  if(p.pays&&!confirm('This run will pay about $'+p.cost_usd.toFixed(3)+'. Run it?'))return;
+  if(p.pays&&!confirm('This run may pay up to $'+p.cost_usd.toFixed(3)+'. Run it?'))return;
   const r=await fetch('api/run',{method:'POST',headers:{'content-type':'application/json'},body:JSON.stringify({confirmed_cost_usd:p.cost_usd})});
   const j=await r.json();t.textContent=r.ok?'running…':j.error;
 });

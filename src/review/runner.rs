@@ -99,7 +99,7 @@ impl Runner {
         let cost = plan["cost_usd"].as_f64().unwrap_or(0.0);
         if cost > 0.0 && confirmed.is_none_or(|usd| usd + 1e-9 < cost) {
             anyhow::bail!(
-                "this run will pay about ${cost:.3}: confirm that amount to start it; nothing was run"
+                "this run may pay up to ${cost:.3}: confirm that amount to start it; nothing was run"
             );
         }
         let mut child = self.command()?.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;

@@ -417,3 +417,58 @@ async fn in_chromium_clicks_and_keys_decide_and_the_next_run_obeys() {
     assert_eq!(state(3).prompt.as_deref(), Some(EDITED));
     assert_the_next_run_obeys(&r).await;
 }
+
+#[tokio::test]
+async fn a_run_from_the_page_shows_its_price_waits_for_confirmation_and_streams_its_lines() {
+    let r = reviewed_batch().await;
+    for (n, action) in [
+        ReviewAction::Approve,
+        ReviewAction::Pick(0),
+        ReviewAction::Reject,
+        ReviewAction::Edit(EDITED.into()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        Journal::review(&r.out, &r.keys[n], &action, None).unwrap();
+    }
+    let served = Served::start(&r.out, &r.file).await;
+    let client = served.client().await;
+    let plan: serde_json::Value =
+        client.get(format!("{}api/plan", served.base)).send().await.unwrap().json().await.unwrap();
+    // The dry run's estimate prices every item to run, the pick too (the raw cache will serve it):
+    // an upper bound, and what the reviewer confirms.
+    assert_eq!((plan["cost_usd"].as_f64(), plan["pays"].as_bool()), (Some(0.075), Some(true)), "{plan}");
+    assert!(
+        plan["summary"].as_str().unwrap().contains("2 page(s) rejected or edited are made again ($0.050)"),
+        "{plan}"
+    );
+
+    let mut events = client.get(format!("{}api/events", served.base)).send().await.unwrap();
+    let start = |confirmed: serde_json::Value| {
+        client
+            .post(format!("{}api/run", served.base))
+            .header("origin", served.base.trim_end_matches('/'))
+            .json(&serde_json::json!({ "confirmed_cost_usd": confirmed }))
+            .send()
+    };
+    let unconfirmed = start(serde_json::Value::Null).await.unwrap();
+    assert_eq!(unconfirmed.status(), 409);
+    assert!(unconfirmed.text().await.unwrap().contains("may pay up to $0.075"));
+    assert_eq!(
+        start(serde_json::json!(0.01)).await.unwrap().status(),
+        409,
+        "confirming less is no confirmation"
+    );
+    assert_eq!(r.fal.total_submissions(), 5, "nothing ran unconfirmed");
+    assert_eq!(start(serde_json::json!(0.075)).await.unwrap().status(), 202);
+
+    let mut seen = String::new();
+    while !seen.contains("data: \"run ended") {
+        let chunk = events.chunk().await.unwrap().expect("the events go on until the run ends");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("event: run") && seen.contains("data: \"run ended: exit status: 0\""), "{seen}");
+    drop(served);
+    assert_the_next_run_obeys(&r).await;
+}
