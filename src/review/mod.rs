@@ -41,9 +41,10 @@ pub struct ReviewServer {
     /// The output folder, canonical: files are served from inside it only.
     root: PathBuf,
     guard: Guard,
-    /// One decision at a time: each takes the output lock for its transaction, and two
-    /// reviewers must queue for it, not be told a run holds it.
-    deciding: Mutex<()>,
+    /// One taker of the output lock at a time in this process: each decision takes it for its
+    /// transaction and each look at whether a run holds it takes it for an instant; the lock is
+    /// per open file, so two of ours at once would see each other as a run.
+    deciding: Arc<Mutex<()>>,
     runner: runner::Runner,
 }
 
@@ -67,7 +68,7 @@ impl ReviewServer {
             runner: runner::Runner::new(root.clone(), pipeline, inkflow),
             root,
             guard: Guard::new(port)?,
-            deciding: Mutex::new(()),
+            deciding: Arc::default(),
         })
     }
 
@@ -218,29 +219,34 @@ impl ReviewServer {
     fn events(&self) -> Response<Body> {
         let root = self.root.clone();
         let lines = self.runner.subscribe();
-        let state = (root, lines, None::<Value>, tokio::time::interval(Duration::from_millis(500)));
-        let stream = futures::stream::unfold(state, |(root, mut lines, mut shown, mut tick)| async move {
-            loop {
-                tokio::select! {
-                    line = lines.recv() => match line {
-                        Ok(line) => {
-                            let event = sse("run", &Value::String(line));
-                            return Some((Ok(Frame::data(event)), (root, lines, shown, tick)));
-                        }
-                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                        Err(broadcast::error::RecvError::Closed) => return None,
-                    },
-                    _ = tick.tick() => {
-                        let now = lock_state(&root);
-                        if shown.as_ref() != Some(&now) {
-                            let event = sse("lock", &now);
-                            shown = Some(now);
-                            return Some((Ok(Frame::data(event)), (root, lines, shown, tick)));
+        let turn = self.deciding.clone();
+        let state = (root, turn, lines, None::<Value>, tokio::time::interval(Duration::from_millis(500)));
+        let stream =
+            futures::stream::unfold(state, |(root, turn, mut lines, mut shown, mut tick)| async move {
+                loop {
+                    tokio::select! {
+                        line = lines.recv() => match line {
+                            Ok(line) => {
+                                let event = sse("run", &Value::String(line));
+                                return Some((Ok(Frame::data(event)), (root, turn, lines, shown, tick)));
+                            }
+                            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                            Err(broadcast::error::RecvError::Closed) => return None,
+                        },
+                        _ = tick.tick() => {
+                            let now = {
+                                let _turn = turn.lock().await;
+                                lock_state(&root)
+                            };
+                            if shown.as_ref() != Some(&now) {
+                                let event = sse("lock", &now);
+                                shown = Some(now);
+                                return Some((Ok(Frame::data(event)), (root, turn, lines, shown, tick)));
+                            }
                         }
                     }
                 }
-            }
-        });
+            });
         Response::builder()
             .header(CONTENT_TYPE, "text/event-stream")
             .header(CACHE_CONTROL, "no-store")
