@@ -9,6 +9,7 @@ pub mod engine;
 pub mod imaging;
 pub mod print;
 pub mod report;
+pub mod review;
 pub mod stages;
 
 /// Pixel buffers are allocated and freed on different threads, thousands of times per batch.

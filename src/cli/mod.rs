@@ -11,6 +11,7 @@ mod plan;
 mod preflight;
 mod progress;
 mod report;
+mod review;
 mod run;
 mod shutdown;
 mod stages;
@@ -62,6 +63,8 @@ enum Command {
     Preflight(preflight::PreflightArgs),
     /// Choose another candidate of a page (from rejected/ or candidates/) as the page.
     Pick(pick::PickArgs),
+    /// Serve the batch's review page on 127.0.0.1: approve, reject, pick and edit pages.
+    Review(review::ReviewArgs),
     /// List the fal models inkflow knows, describe one, or refresh one from fal (--refresh).
     Models(models::ModelsArgs),
     /// Run the same prompts through several fal models and compare their usable pages and cost.
@@ -93,6 +96,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Preflight(args) => preflight::run(&args),
         Command::Pick(args) => pick::run(&args),
+        Command::Review(args) => review::run(&args),
         Command::Models(args) => models::run(&args),
         Command::Bakeoff(args) => bakeoff::run(&args),
     };

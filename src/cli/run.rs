@@ -105,6 +105,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let to_run = batch.items_to_run(journal.as_ref().map(|j| j as &dyn ItemObserver))?;
         let estimate = batch.costs_of(&|| Box::new(to_run.iter().cloned())).0;
         print_plan(&batch, &output_dir, to_run.len(), estimate.as_ref());
+        if let Some(journal) = &journal {
+            print_review_plan(&batch, journal, &to_run);
+        }
         let unpriced = estimate.as_ref().map(|e| e.unpriced.as_slice()).unwrap_or_default();
         return Ok(if unpriced.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
     }
@@ -210,6 +213,34 @@ fn print_plan(
         }
         None => println!("estimated cost: $0 (no paid stage)"),
     }
+}
+
+/// What the reviewer's decisions (`inkflow review`) make this run do, and what they cost: a
+/// rejected or edited page is made anew (paid), a picked one comes from the raw cache.
+fn print_review_plan(batch: &runtime::Batch, journal: &Journal, to_run: &[inkflow::engine::item::Item]) {
+    let (mut made_again, mut picked) = (Vec::new(), 0usize);
+    for item in to_run {
+        let mut item = item.clone();
+        let review = journal.review(&mut item);
+        if review.rejected.is_some() || review.prompt.is_some() && review.picked.is_none() {
+            made_again.push(item);
+        } else if review.picked.is_some() || review.approved.is_some() {
+            picked += 1;
+        }
+    }
+    if made_again.is_empty() && picked == 0 {
+        return;
+    }
+    let cost = match batch.costs_of(&|| Box::new(made_again.iter().cloned())).0 {
+        Some(estimate) if estimate.unpriced.is_empty() => format!("${:.3}", estimate.usd),
+        Some(estimate) => format!("at least ${:.3}", estimate.usd),
+        None => "$0 (no paid stage)".to_owned(),
+    };
+    println!(
+        "review decisions: {} page(s) rejected or edited are made again ({cost}), {picked} picked page(s) are \
+         put in place from the raw cache ($0)",
+        made_again.len()
+    );
 }
 
 fn print_statistics(s: &Summary) {

@@ -36,6 +36,11 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         println!("  {state:<12} {count}");
     }
     println!("  spent        ${:.3}", status.spent_usd);
+    let review = &status.review;
+    println!(
+        "  review       {} approved, {} rejected, {} undecided (and {} edited, {} picked, to run)",
+        review.approved, review.rejected, review.undecided, review.edited, review.picked
+    );
     match quality_counts(&args.output_dir) {
         Ok(Some(line)) => println!("  quality      {line}"),
         Ok(None) => {}

@@ -16,6 +16,7 @@ pub mod output_path;
 pub mod pipeline;
 pub mod pipeline_path;
 pub mod raw_cache;
+pub mod review;
 pub mod run_context;
 pub mod runtime;
 pub mod stage;

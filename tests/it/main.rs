@@ -22,4 +22,5 @@ mod r2;
 mod references;
 mod report;
 mod rerun;
+mod review;
 mod safety;

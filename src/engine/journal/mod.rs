@@ -13,11 +13,13 @@
 
 mod observer;
 mod plan_requests;
+mod review;
 mod schema;
 mod status;
 mod submissions;
 mod uploads;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -27,6 +29,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use self::plan_requests::{PlanRequest, PlanRequests};
+use self::review::{Decided, load_decisions};
+pub use self::review::{Recorded, ReviewCounts};
 use self::schema::open_checked;
 use super::item::{Item, REVISION_FACT};
 use super::output_path::JOURNAL_FILE;
@@ -50,6 +54,9 @@ pub struct Journal {
     sinks: Vec<String>,
     /// Opened for `--dry-run`: `prepare` answers without recording new items.
     read_only: bool,
+    /// The reviewer's decisions in force per item, read once: a run obeys them as they were
+    /// when it started (decisions are refused while it holds the output lock).
+    decisions: HashMap<String, Decided>,
 }
 
 /// Counts of a batch, for `inkflow status` (which lists the failed items with
@@ -69,6 +76,8 @@ pub struct Status {
     /// Why the last run stopped before the end of the batch (a refused key, the budget,
     /// Ctrl-C), if it did.
     pub stopped: Option<String>,
+    /// Written pages per review decision (`inkflow review`).
+    pub review: ReviewCounts,
 }
 
 /// One item as the journal last recorded it, for the batch report.
@@ -97,7 +106,7 @@ impl Journal {
     pub fn open(output_dir: &Path, pipeline: &Pipeline, policy: ResumePolicy) -> anyhow::Result<Self> {
         let path = output_dir.join(JOURNAL_FILE);
         let conn = open_checked(&path, true)?;
-        Ok(Journal::with(conn, path, pipeline, policy, false))
+        Journal::with(conn, path, pipeline, policy, false)
     }
 
     /// The journal of an output directory as it is, for a dry run: `None` when there is none;
@@ -112,7 +121,7 @@ impl Journal {
             return Ok(None);
         }
         let conn = open_checked(&path, false)?;
-        Ok(Some(Journal::with(conn, path, pipeline, policy, true)))
+        Journal::with(conn, path, pipeline, policy, true).map(Some)
     }
 
     fn with(
@@ -121,10 +130,20 @@ impl Journal {
         pipeline: &Pipeline,
         policy: ResumePolicy,
         read_only: bool,
-    ) -> Self {
+    ) -> anyhow::Result<Self> {
         let sinks =
             pipeline.components.iter().filter(|c| c.role == Role::Sink).map(|c| c.id.clone()).collect();
-        Journal { conn: Mutex::new(conn), path, fingerprint: fingerprint(pipeline), policy, sinks, read_only }
+        let decisions = load_decisions(&conn, None)
+            .with_context(|| format!("cannot read the journal {}", path.display()))?;
+        Ok(Journal {
+            conn: Mutex::new(conn),
+            path,
+            fingerprint: fingerprint(pipeline),
+            policy,
+            sinks,
+            read_only,
+            decisions,
+        })
     }
 
     /// What shapes an item's outputs: the pipeline, and the item's own prompt and source

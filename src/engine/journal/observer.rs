@@ -9,6 +9,7 @@ use super::submissions::UNACKNOWLEDGED;
 use super::{Journal, now};
 use crate::engine::candidates::History;
 use crate::engine::item::{Failure, Item, Judgement, Placement};
+use crate::engine::review::ReviewState;
 use crate::engine::run_context::RESUME_FACT;
 use crate::engine::runtime::{ItemObserver, ItemOutcome, Preparation};
 use crate::engine::stage::{Receipt, StoredObject};
@@ -221,6 +222,11 @@ impl ItemObserver for Journal {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok((!objects.is_empty()).then_some(Receipt { objects }))
+    }
+
+    fn review(&self, item: &mut Item) -> ReviewState {
+        self.review_of(&item.key, None).amend(item);
+        self.review_of(&item.key, Some(&self.item_fingerprint(item)))
     }
 
     fn batch_finished(&self, summary: &Summary) {

@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
+use super::review::review_counts;
 use super::schema::open_checked;
 use super::submissions::UNACKNOWLEDGED;
 use super::{ItemRecord, JOURNAL_FILE, Journal, Status};
+use crate::engine::review::ReviewAction;
 
 impl Journal {
     /// Every item of an existing journal in book order, without changing it.
@@ -40,40 +42,10 @@ impl Journal {
 
     /// Makes candidate `number` of item `key` its page from the next run on, whatever its
     /// verdict; the run takes it from the raw cache (or redraws it), paying nothing again.
-    /// Returns the item's description.
+    /// It is the reviewer's pick ([`Journal::review`]), recorded with its time. Returns the
+    /// item's description.
     pub fn pick(output_dir: &Path, key: &str, number: u32) -> anyhow::Result<String> {
-        let (path, conn) = open_made(output_dir, true)?;
-        let description: Option<String> =
-            conn.query_row("SELECT description FROM items WHERE key = ?1", [key], |r| r.get(0)).optional()?;
-        let Some(description) = description else {
-            anyhow::bail!(
-                "the batch in {} has no item {key:?} (`inkflow status` lists them)",
-                output_dir.display()
-            );
-        };
-        let made: Vec<u32> = {
-            let mut stmt = conn.prepare(
-                "SELECT number FROM candidates WHERE key = ?1 AND placement != 'failed' ORDER BY number",
-            )?;
-            stmt.query_map([key], |r| r.get(0))?.collect::<Result<_, _>>()?
-        };
-        if !made.contains(&number) {
-            let listed: Vec<String> = made.iter().map(u32::to_string).collect();
-            anyhow::bail!(
-                "item {key:?} has no candidate {number}; it has {}",
-                if listed.is_empty() {
-                    "none (its pipeline judges no pages)".to_owned()
-                } else {
-                    listed.join(", ")
-                }
-            );
-        }
-        conn.execute(
-            "INSERT INTO picks (key, number) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET number = ?2",
-            params![key, number],
-        )
-        .with_context(|| format!("cannot write to the journal {}", path.display()))?;
-        Ok(description)
+        Ok(Journal::review(output_dir, key, &ReviewAction::Pick(number), None)?.description)
     }
 
     /// Reads the status of an existing journal without changing it.
@@ -110,6 +82,8 @@ fn read_status(conn: &Connection) -> rusqlite::Result<Status> {
         .query_row("SELECT value FROM batch WHERE name = 'stop_reason'", [], |r| r.get(0))
         .optional()
         .unwrap_or(None);
+    // A journal older than the review table (read, not upgraded) has no decisions.
+    status.review = review_counts(conn).unwrap_or_default();
     Ok(status)
 }
 
@@ -133,7 +107,7 @@ fn item_record(r: &rusqlite::Row) -> rusqlite::Result<ItemRecord> {
 
 /// The journal an earlier batch made in `output_dir`, opened as [`open_checked`] does; an error
 /// names the folder when no batch ran there.
-fn open_made(output_dir: &Path, create: bool) -> anyhow::Result<(PathBuf, Connection)> {
+pub(super) fn open_made(output_dir: &Path, create: bool) -> anyhow::Result<(PathBuf, Connection)> {
     let path = output_dir.join(JOURNAL_FILE);
     if !path.exists() {
         anyhow::bail!("{} has no journal ({JOURNAL_FILE}); was a batch run there?", output_dir.display());

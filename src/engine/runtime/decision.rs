@@ -4,6 +4,7 @@
 use super::{ItemObserver, ItemOutcome, NamedSink, Preparation};
 use crate::engine::candidates::{CandidatePolicy, History};
 use crate::engine::item::Item;
+use crate::engine::review::REJECTED_IN_REVIEW_FACT;
 
 /// What a run does with a listed item.
 pub(super) enum Decision {
@@ -20,13 +21,16 @@ pub(super) enum Decision {
 /// stage's `policy`, a complete page still runs when it wants another candidate or the user
 /// picked one that is not the page yet; a settled page runs only when a sink lacks its
 /// outputs, and then as its page again ([`CandidatePolicy::next`]), never as a new candidate.
-/// `--retry-failed` reopens a page settled without an acceptable candidate.
+/// `--retry-failed` reopens a page settled without an acceptable candidate. The reviewer's
+/// decisions come first: an approved page is left as it is while every sink has it, a
+/// rejected one is made again as a new candidate, a picked one is put in place.
 pub(super) fn decide(
     observer: Option<&dyn ItemObserver>,
     sinks: &[NamedSink],
     policy: Option<CandidatePolicy>,
     item: &mut Item,
 ) -> anyhow::Result<(Decision, History)> {
+    let review = observer.map(|observer| observer.review(item)).unwrap_or_default();
     let prepared = match observer {
         Some(observer) => observer.prepare(item)?,
         None => Preparation::SkipIfComplete,
@@ -39,10 +43,21 @@ pub(super) fn decide(
         }
         Preparation::SkipIfComplete => Decision::Run,
     };
+    // Locked: not even a changed pipeline remakes it; only a sink missing it writes it again.
+    if review.approved.is_some()
+        && matches!(decision, Decision::Run)
+        && !sinks.is_empty()
+        && all_complete(observer, sinks, item)?
+    {
+        decision = Decision::Done;
+    }
     let (Some(policy), Some(observer)) = (policy, observer) else {
         return Ok((decision, History::default()));
     };
     let mut history = observer.history(item)?;
+    if let Some(rejected) = review.steer(&mut history) {
+        item.record(REJECTED_IN_REVIEW_FACT, rejected);
+    }
     if observer.retry_failed() && policy.settled_unacceptable(&history) {
         history.reopen();
     }

@@ -28,6 +28,7 @@ use self::wiring::{Round, Wiring, room_below};
 use super::candidates::{CandidatePolicy, History};
 use super::item::{Failure, Item, Judgement, Placement};
 use super::pipeline::Pipeline;
+use super::review::ReviewState;
 use super::run_context::RunContext;
 use super::stage::{BuildContext, Component, Listing, Receipt, Registry, Sink};
 use super::summary::Summary;
@@ -89,6 +90,11 @@ pub trait ItemObserver: Send + Sync {
     }
     /// Called once at the end of a run with its summary (why it stopped early, if it did).
     fn batch_finished(&self, _summary: &Summary) {}
+    /// The reviewer's decisions on the item (`inkflow review`) that this run obeys, after
+    /// putting the prompt the reviewer wrote, if any, on it.
+    fn review(&self, _item: &mut Item) -> ReviewState {
+        ReviewState::default()
+    }
 }
 
 /// What [`ItemObserver::prepare`] decided for an item.

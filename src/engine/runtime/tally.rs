@@ -215,6 +215,9 @@ impl Shared {
 
     /// Makes `item` the next candidate of its page, for a later round.
     pub(super) fn next_candidate(&self, item: &mut Item) {
+        if let Some(observer) = &self.observer {
+            observer.review(item);
+        }
         let candidates = lock(&self.candidates);
         if let (Some(policy), Some(history)) = (self.policy, candidates.histories.get(&item.key)) {
             item.trial.number = policy.next(history);

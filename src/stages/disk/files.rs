@@ -26,12 +26,14 @@ pub(super) fn output_path(inputs: &[String], index: usize, stem: &str, extension
 
 /// Before candidate `number` becomes the page: moves the candidate that is the page now (with
 /// its metadata) aside, and drops the aside copy of the new one, so every candidate is kept
-/// exactly once.
+/// exactly once. The old page goes to `rejected/` when the check rejected it or a reviewer did
+/// (`rejected_in_review` is that candidate's number).
 pub(super) fn set_aside_the_old_page(
     dir: &Path,
     names: &Names,
     key: &str,
     number: u32,
+    rejected_in_review: Option<u64>,
 ) -> std::io::Result<()> {
     for rejected in [true, false] {
         for extension in ["png", "jpg", "json"] {
@@ -48,7 +50,8 @@ pub(super) fn set_aside_the_old_page(
     let ours = meta.get("key").and_then(Value::as_str) == Some(key)
         && meta.get("success") == Some(&Value::Bool(true));
     let (Some(page), true) = (page, ours && old != u64::from(number)) else { return Ok(()) };
-    let rejected = meta.pointer("/quality/verdict").and_then(Value::as_str) == Some("reject");
+    let rejected = meta.pointer("/quality/verdict").and_then(Value::as_str) == Some("reject")
+        || rejected_in_review == Some(old);
     let extension = Path::new(&page).extension().and_then(|e| e.to_str()).unwrap_or("png").to_owned();
     let moved = aside_name(&names.stem, old, rejected, &extension);
     if let Some(parent) = dir.join(&moved).parent() {

@@ -13,6 +13,7 @@ use super::{METADATA_DIR, SUMMARY_FILE};
 use crate::engine::cpu;
 use crate::engine::item::{Item, State};
 use crate::engine::media::Payload;
+use crate::engine::review::REJECTED_IN_REVIEW_FACT;
 use crate::engine::stage::{Receipt, Sink, StageError};
 use crate::engine::summary::Summary;
 use crate::imaging::png::{PngCompression, page_png};
@@ -99,8 +100,15 @@ impl Sink for DiskSink {
         let judged = item.judgement.is_some();
         let job = move || -> Result<(), String> {
             if judged && matches!(fate, Fate::Written) {
-                set_aside_the_old_page(&dir, &names, &item_copy.key, item_copy.trial.number)
-                    .map_err(|e| format!("setting aside the page this candidate replaces: {e}"))?;
+                let rejected_in_review = item_copy.facts.get(REJECTED_IN_REVIEW_FACT).and_then(Value::as_u64);
+                set_aside_the_old_page(
+                    &dir,
+                    &names,
+                    &item_copy.key,
+                    item_copy.trial.number,
+                    rejected_in_review,
+                )
+                .map_err(|e| format!("setting aside the page this candidate replaces: {e}"))?;
             }
             let mut files = Vec::with_capacity(written.len());
             for (index, payload) in written.into_iter().enumerate() {

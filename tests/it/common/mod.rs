@@ -2,6 +2,7 @@
 //! stage that fails chosen items, and a recording sink that can be slow.
 
 pub mod binary;
+pub mod browser;
 pub mod fal_emulator;
 pub mod fal_llm;
 pub mod pdf_reader;
