@@ -14,6 +14,7 @@ pub mod limiter;
 pub mod queue;
 pub mod registration;
 pub mod schema;
+pub mod status;
 pub mod store;
 
 pub use db::Database;

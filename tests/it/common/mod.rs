@@ -3,6 +3,8 @@
 
 pub mod fal_emulator;
 pub mod pdf_reader;
+pub mod postgres;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
