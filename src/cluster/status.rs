@@ -3,7 +3,7 @@
 
 use super::Database;
 use super::registration::batch_id;
-use crate::engine::journal::{ItemRecord, Status};
+use crate::engine::journal::{ItemRecord, Status, SubmissionRecord};
 
 /// The status of the batch writing to `output`, and its items in book order.
 pub async fn read(db: &Database, output: &str) -> anyhow::Result<(Status, Vec<ItemRecord>)> {
@@ -66,4 +66,27 @@ pub async fn read(db: &Database, output: &str) -> anyhow::Result<(Status, Vec<It
         })
         .collect();
     Ok((status, items))
+}
+
+/// Every paid submission of the batch writing to `output`, for the review page's snapshot.
+pub async fn submissions(db: &Database, output: &str) -> anyhow::Result<Vec<SubmissionRecord>> {
+    let rows = db
+        .client
+        .query(
+            "SELECT key, stage, COALESCE(request::TEXT, 'null'), cost_usd, collected, outcome
+             FROM submissions WHERE batch_id = $1 ORDER BY id",
+            &[&batch_id(output)],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| SubmissionRecord {
+            key: row.get(0),
+            stage: row.get(1),
+            request: row.get(2),
+            cost_usd: row.get(3),
+            collected: row.get(4),
+            outcome: row.get(5),
+        })
+        .collect())
 }

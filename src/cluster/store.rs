@@ -59,12 +59,14 @@ impl OutputStore {
     }
 
     /// Copies every file under `dir` up (only those changed `since`, when given), at its path
-    /// under `dir`, except unfinished ones (`.partial` books, temporary files).
+    /// under `dir`, except unfinished ones (`.partial` books, temporary files) and a journal
+    /// snapshot (the database is the batch's journal).
     pub async fn upload_dir(&self, dir: &Path, since: Option<SystemTime>) -> anyhow::Result<usize> {
         let mut uploaded = 0;
         for file in files_under(dir)? {
             let relative = relative_name(dir, &file);
-            if relative.ends_with(".partial") || relative.ends_with(".tmp") || relative.contains("/.tmp") {
+            let unfinished = relative.ends_with(".partial") || relative.ends_with(".tmp");
+            if unfinished || relative.starts_with(crate::engine::journal::JOURNAL_FILE) {
                 continue;
             }
             let changed = std::fs::metadata(&file)?.modified()?;

@@ -172,7 +172,9 @@ async fn two_workers_pay_each_page_once_within_the_account_limit_and_build_the_b
     let id = String::from_utf8_lossy(&detached.stdout).trim().to_owned();
     assert_eq!(id.len(), 16, "--detach prints the batch id: {id:?}");
     // The workers need nothing of the project: the batch carries its files.
-    std::fs::remove_file(cluster.pipeline.with_file_name("prompts.json")).unwrap();
+    let prompts_file = cluster.pipeline.with_file_name("prompts.json");
+    let kept = std::fs::read(&prompts_file).unwrap();
+    std::fs::remove_file(&prompts_file).unwrap();
 
     // Three threads each: six items could be in work at once, against a limit of two.
     let workers = [cluster.worker(1, 3, "5s", true), cluster.worker(2, 3, "5s", true)];
@@ -180,7 +182,9 @@ async fn two_workers_pay_each_page_once_within_the_account_limit_and_build_the_b
         cluster.wait_for(worker, n as u32 + 1).await;
     }
 
-    // Running the same batch again attaches to it, and reports it as a local run would.
+    // Running the same batch again (from the project) attaches to it, and reports it as a
+    // local run would.
+    std::fs::write(&prompts_file, kept).unwrap();
     let attached = cluster.run(&[]).await;
     assert_success(&attached, "run (attach)");
     let summary = String::from_utf8_lossy(&attached.stdout);
@@ -352,4 +356,65 @@ async fn a_worker_paused_past_its_lease_loses_the_item_and_nothing_is_paid_twice
         true,
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_a_worker_it_finishes_the_item_in_hand_and_takes_no_other() {
+    let prompts = prompts(3);
+    let texts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    let Some(cluster) = Cluster::start("cluster drain", &texts, slow_to_finish()).await else { return };
+    assert_success(&cluster.run(&["--detach"]).await, "run --detach");
+    let mut worker = cluster.worker(1, 1, "5s", false);
+    until("the first poll", || !cluster.fal.ledger.lock().unwrap().polled.is_empty()).await;
+    // SAFETY: a signal to our own child process.
+    unsafe { libc::kill(worker.id().unwrap() as i32, libc::SIGTERM) };
+    let status = tokio::time::timeout(Duration::from_secs(60), worker.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "a drained worker ends cleanly:\n{}", cluster.log(1));
+    let status = cluster.status().await;
+    assert!(status.contains("written      1") && status.contains("pending      2"), "{status}");
+    assert_eq!(cluster.fal.total_submissions(), 1, "nothing new was taken after SIGTERM");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_small_batch_is_not_starved_behind_a_large_one() {
+    let large = prompts(12);
+    let texts: Vec<&str> = large.iter().map(String::as_str).collect();
+    let latency = Latency { status: Duration::from_millis(300), ..Latency::default() };
+    let Some(cluster) = Cluster::start("cluster fairness", &texts, latency).await else { return };
+    assert_success(&cluster.run(&["--detach"]).await, "run --detach (large)");
+    let small_output = "s3://books/small";
+    let pipeline = cluster.pipeline.to_str().unwrap();
+    let mut small = cluster.inkflow(&[
+        "run",
+        pipeline,
+        "--cluster",
+        &cluster.db.url,
+        "--output",
+        small_output,
+        "--detach",
+        "--set",
+        "sources.prompts.limit=2",
+    ]);
+    assert_success(&small.output().await.unwrap(), "run --detach (small)");
+    cluster.wait_for(cluster.worker(1, 2, "5s", true), 1).await;
+    // When the small batch's last item settled, most of the large one was still to do.
+    let client = inkflow::cluster::Database::connect(&cluster.db.url).await.unwrap().client;
+    let small_id = inkflow::cluster::registration::batch_id(small_output);
+    let large_id = inkflow::cluster::registration::batch_id(&cluster.output());
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM items WHERE batch_id = $2 AND state = 'written' AND updated_at <=
+                (SELECT max(updated_at) FROM items WHERE batch_id = $1)",
+            &[&small_id, &large_id],
+        )
+        .await
+        .unwrap();
+    let large_done: i64 = row.get(0);
+    assert!(large_done <= 4, "the small batch finished after {large_done} of the large one's 12 pages");
+    let small_written = client
+        .query_one("SELECT count(*) FROM items WHERE batch_id = $1 AND state = 'written'", &[&small_id])
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(small_written, 2);
 }

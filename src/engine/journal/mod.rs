@@ -13,6 +13,7 @@
 
 mod observer;
 mod schema;
+mod snapshot;
 mod status;
 mod submissions;
 
@@ -25,6 +26,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use self::schema::open_checked;
+pub use self::snapshot::SubmissionRecord;
 use super::item::{Item, REVISION_FACT};
 use super::pipeline::Pipeline;
 use super::stage::Role;
