@@ -291,9 +291,7 @@ impl Worker {
         summary.cost_usd = spent.get(0);
         summary.output_dir = project.output.clone();
         // The review page reads a journal: a snapshot of the database's, kept out of the store.
-        let (_, items) = inkflow::cluster::status::read(&self.db, &project.output).await?;
-        let submissions = inkflow::cluster::status::submissions(&self.db, &project.output).await?;
-        inkflow::engine::journal::Journal::write_snapshot(dir.path(), &items, &submissions)?;
+        inkflow::cluster::status::write_journal_snapshot(&self.db, &project.output, dir.path()).await?;
         tokio::task::block_in_place(|| super::report::write_after_run(dir.path(), &summary, costs));
         store.upload_dir(dir.path(), Some(downloaded)).await?;
         let summary = serde_json::to_value(&summary)?;

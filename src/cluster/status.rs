@@ -90,3 +90,15 @@ pub async fn submissions(db: &Database, output: &str) -> anyhow::Result<Vec<Subm
         })
         .collect())
 }
+
+/// Writes `dir/journal.sqlite` from the database's records of the batch writing to `output`:
+/// the review page reads a journal, and this one reads a cluster batch as a local one.
+pub async fn write_journal_snapshot(
+    db: &Database,
+    output: &str,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let (_, items) = read(db, output).await?;
+    let submissions = submissions(db, output).await?;
+    crate::engine::journal::Journal::write_snapshot(dir, &items, &submissions)
+}

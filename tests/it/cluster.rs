@@ -207,6 +207,13 @@ async fn two_workers_pay_each_page_once_within_the_account_limit_and_build_the_b
     assert!(cluster.object("report.html").is_file());
     let status = cluster.status().await;
     assert!(status.contains("written      8"), "status agrees:\n{status}");
+    // `report --cluster` writes the review page again in the store.
+    std::fs::remove_file(cluster.object("report.html")).unwrap();
+    let report =
+        cluster.inkflow(&["report", "--cluster", &cluster.db.url, &cluster.output()]).output().await.unwrap();
+    assert_success(&report, "report --cluster");
+    let page = std::fs::read_to_string(cluster.object("report.html")).unwrap();
+    assert!(page.contains("p8"), "the review page lists the pages");
     let books: usize = (1..=2).map(|n| cluster.log(n).matches("building the book").count()).sum();
     assert_eq!(books, 1, "one worker built the book");
     for n in 1..=2 {
