@@ -5,6 +5,7 @@
 //! no stage by name; [`stages`] holds one file per built-in kind; [`imaging`] holds the pixel
 //! operations those stages and the benchmarks share.
 
+pub mod cluster;
 pub mod engine;
 pub mod imaging;
 pub mod print;

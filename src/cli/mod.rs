@@ -3,6 +3,7 @@
 mod bakeoff;
 mod cache;
 mod check;
+mod cluster_run;
 mod graph;
 mod logging;
 mod models;
@@ -17,6 +18,7 @@ mod shutdown;
 mod stages;
 mod status;
 mod validate;
+mod worker;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -69,6 +71,8 @@ enum Command {
     Models(models::ModelsArgs),
     /// Run the same prompts through several fal models and compare their usable pages and cost.
     Bakeoff(bakeoff::BakeoffArgs),
+    /// Work on the batches of a PostgreSQL cluster (see `run --cluster`) until stopped.
+    Worker(worker::WorkerArgs),
 }
 
 /// Arguments every command that reads a pipeline takes.
@@ -99,6 +103,7 @@ pub fn main() -> ExitCode {
         Command::Review(args) => review::run(&args),
         Command::Models(args) => models::run(&args),
         Command::Bakeoff(args) => bakeoff::run(&args),
+        Command::Worker(args) => worker::run(args),
     };
     match result {
         Ok(code) => code,

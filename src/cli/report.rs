@@ -22,10 +22,17 @@ pub struct ReportArgs {
     /// Override a value of the pipeline, as for `run`: --set stages.x.y=1 (repeatable).
     #[arg(long = "set", value_name = "PATH=VALUE", requires = "pipeline")]
     overrides: Vec<String>,
+    /// The batch runs on this PostgreSQL cluster (postgres://...): OUTPUT_DIR is its s3://
+    /// output, where report.html is written again.
+    #[arg(long, value_name = "URL", conflicts_with = "pipeline")]
+    cluster: Option<String>,
 }
 
 /// Writes `OUTPUT_DIR/report.html`.
 pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    if let Some(cluster) = &args.cluster {
+        return in_cluster(cluster, &args.output_dir.to_string_lossy());
+    }
     let mut facts = RunFacts { summary: last_summary(&args.output_dir), ..RunFacts::default() };
     if let Some(file) = &args.pipeline {
         let (pipeline, registry) =
@@ -69,5 +76,24 @@ pub(super) fn last_summary(output_dir: &Path) -> Option<Value> {
             std::fs::read_dir(output_dir).ok()?.flatten().map(|e| e.path()).collect();
         dirs.sort();
         dirs.into_iter().find_map(|dir| read(dir.join("batch_metadata.json")))
+    })
+}
+
+/// `report --cluster`: the batch's files and a snapshot of its journal in a scratch folder, the
+/// page written there as for a local batch, and copied back to the store.
+fn in_cluster(cluster: &str, output: &str) -> anyhow::Result<ExitCode> {
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    tokio.block_on(async {
+        let db = inkflow::cluster::Database::connect(cluster).await?;
+        let store = inkflow::cluster::store::OutputStore::open(output)?;
+        let dir = tempfile::tempdir()?;
+        store.download_all(dir.path()).await?;
+        let downloaded = std::time::SystemTime::now();
+        inkflow::cluster::status::write_journal_snapshot(&db, output, dir.path()).await?;
+        let facts = RunFacts { summary: last_summary(dir.path()), ..RunFacts::default() };
+        write_report(dir.path(), facts)?;
+        store.upload_dir(dir.path(), Some(downloaded)).await?;
+        println!("wrote {}/report.html", output.trim_end_matches('/'));
+        Ok(ExitCode::SUCCESS)
     })
 }

@@ -43,10 +43,28 @@ pub struct RunArgs {
     /// Run items that failed in an earlier run of this batch again.
     #[arg(long)]
     retry_failed: bool,
+    /// Run on the workers of this PostgreSQL cluster (postgres://...) instead of here; --output
+    /// is then an s3:// or r2:// prefix. See README "Scale out".
+    #[arg(long, value_name = "URL")]
+    cluster: Option<String>,
+    /// With --cluster: register the batch, print its id and return at once.
+    #[arg(long, requires = "cluster")]
+    detach: bool,
 }
 
 /// Runs the pipeline.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if let Some(cluster) = &args.cluster {
+        return super::cluster_run::run(super::cluster_run::ClusterRun {
+            pipeline: &args.pipeline,
+            cluster,
+            output: args.output.as_ref(),
+            prompts: args.prompts.is_some(),
+            dry_run: args.dry_run,
+            retry_failed: args.retry_failed,
+            detach: args.detach,
+        });
+    }
     let file = &args.pipeline.pipeline;
     let mut root = pipeline::read_tree(file, &LoadOptions { overrides: args.pipeline.overrides.clone() })?;
     if let Some(prompts) = &args.prompts {

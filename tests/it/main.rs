@@ -7,6 +7,7 @@ mod common;
 mod bakeoff;
 mod batch;
 mod cli;
+mod cluster;
 mod engine;
 mod fal;
 mod fal_batch;

@@ -15,6 +15,7 @@ mod observer;
 mod plan_requests;
 mod review;
 mod schema;
+mod snapshot;
 mod status;
 mod submissions;
 mod uploads;
@@ -32,6 +33,7 @@ pub use self::plan_requests::{PlanRequest, PlanRequests};
 use self::review::{Decided, load_decisions};
 pub use self::review::{Recorded, ReviewCounts};
 use self::schema::open_checked;
+pub use self::snapshot::SubmissionRecord;
 use super::item::{Item, REVISION_FACT};
 use super::output_path::JOURNAL_FILE;
 use super::pipeline::Pipeline;
@@ -146,22 +148,8 @@ impl Journal {
         })
     }
 
-    /// What shapes an item's outputs: the pipeline, and the item's own prompt and source
-    /// revision, so editing one prompt runs that item again and no other.
     fn item_fingerprint(&self, item: &Item) -> String {
-        let mut hasher = Sha256::new();
-        hasher.update(self.fingerprint.as_bytes());
-        hasher.update(b"\n");
-        // Not its number: a `files` item's is its position, which a new file shifts (a prompt's
-        // is in its key), and a name made from it is checked by the sinks' `is_complete`.
-        let prompt = &item.prompt;
-        let content = (&prompt.section, &prompt.image_prompt, &prompt.description, &prompt.extra);
-        hasher.update(serde_json::to_string(&content).unwrap_or_default().as_bytes());
-        if let Some(revision) = item.facts.get(REVISION_FACT) {
-            hasher.update(b"\n");
-            hasher.update(revision.to_string().as_bytes());
-        }
-        hex::encode(&hasher.finalize()[..8])
+        item_fingerprint(&self.fingerprint, item)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -213,8 +201,27 @@ impl Journal {
     }
 }
 
+/// What shapes an item's outputs: the pipeline (its [`fingerprint`]), and the item's own prompt
+/// and source revision, so editing one prompt runs that item again and no other. Both journals
+/// (this file and a cluster's database) key items' outputs by it.
+pub fn item_fingerprint(pipeline_fingerprint: &str, item: &Item) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(pipeline_fingerprint.as_bytes());
+    hasher.update(b"\n");
+    // Not its number: a `files` item's is its position, which a new file shifts (a prompt's
+    // is in its key), and a name made from it is checked by the sinks' `is_complete`.
+    let prompt = &item.prompt;
+    let content = (&prompt.section, &prompt.image_prompt, &prompt.description, &prompt.extra);
+    hasher.update(serde_json::to_string(&content).unwrap_or_default().as_bytes());
+    if let Some(revision) = item.facts.get(REVISION_FACT) {
+        hasher.update(b"\n");
+        hasher.update(revision.to_string().as_bytes());
+    }
+    hex::encode(&hasher.finalize()[..8])
+}
+
 /// A hash of what shapes every item's outputs: kinds, options and wiring of every component.
-fn fingerprint(pipeline: &Pipeline) -> String {
+pub fn fingerprint(pipeline: &Pipeline) -> String {
     let mut hasher = Sha256::new();
     for c in &pipeline.components {
         hasher.update(format!("{}|{}|{:?}|{}\n", c.id, c.kind, c.inputs, c.options).as_bytes());

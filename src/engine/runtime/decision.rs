@@ -38,6 +38,7 @@ pub(super) fn decide(
     let mut decision = match prepared {
         Preparation::Keep(outcome) => Decision::Keep(outcome),
         Preparation::Run => Decision::Run,
+        Preparation::Elsewhere => return Ok((Decision::Done, History::default())),
         Preparation::SkipIfComplete if !sinks.is_empty() && all_complete(observer, sinks, item)? => {
             Decision::Done
         }

@@ -95,6 +95,12 @@ pub trait ItemObserver: Send + Sync {
     fn review(&self, _item: &mut Item) -> ReviewState {
         ReviewState::default()
     }
+    /// Whether the sinks' `finish` (the book, the cover, the batch's metadata) is left to
+    /// another run: a cluster worker writes the pages of the items it claimed, and the batch's
+    /// last step builds the book once from every stored page.
+    fn defers_finish(&self) -> bool {
+        false
+    }
 }
 
 /// What [`ItemObserver::prepare`] decided for an item.
@@ -107,6 +113,9 @@ pub enum Preparation {
     /// Leave it as an earlier run ended it (failed or filtered, not retried): not run, but
     /// counted and listed in this run's summary, which describes the whole batch.
     Keep(ItemOutcome),
+    /// Another process runs it: a cluster worker runs only the items it claimed, so the rest
+    /// pass by as if done.
+    Elsewhere,
 }
 
 /// How an item ended.
@@ -275,6 +284,9 @@ impl Batch {
             }
         }
         let summary = shared.summary(&pipeline, &output_dir, started, started_at);
+        if settings.observer.as_ref().is_some_and(|o| o.defers_finish()) {
+            return Ok(summary);
+        }
         Ok(finish(&pipeline, &components, &shared, summary).await)
     }
 }

@@ -114,6 +114,10 @@ pub struct Ledger {
     pub live_prices: HashMap<String, f64>,
     /// Calls to the pricing API.
     pub pricing_calls: u32,
+    /// Requests accepted whose result nobody fetched (or cancelled) yet, and the most there
+    /// ever were at once: what an account's concurrency limit bounds.
+    pub in_flight: HashSet<String>,
+    pub peak_in_flight: usize,
     /// Storage upload initiate calls.
     pub upload_initiates: u32,
     /// Files PUT to the storage host, in order.
@@ -336,6 +340,8 @@ impl Respond for Submit {
         if first {
             ledger.first_of_prompt.insert(id.clone());
         }
+        ledger.in_flight.insert(id.clone());
+        ledger.peak_in_flight = ledger.peak_in_flight.max(ledger.in_flight.len());
         if let Some(timeout) = request.headers.get("x-fal-request-timeout").and_then(|v| v.to_str().ok()) {
             ledger.start_timeouts.insert(id.clone(), timeout.to_owned());
         }
@@ -394,6 +400,7 @@ impl Respond for Result {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let id = request.url.path().rsplit('/').next().unwrap_or_default().to_owned();
         let mut ledger = self.0.lock().unwrap();
+        ledger.in_flight.remove(&id);
         let fetches = {
             let n = ledger.result_fetches.entry(id.clone()).or_default();
             *n += 1;
@@ -566,6 +573,7 @@ impl Respond for Cancel {
         let mut ledger = self.0.lock().unwrap();
         let first_cancel = !ledger.cancels.contains_key(&id);
         *ledger.cancels.entry(id.clone()).or_default() += 1;
+        ledger.in_flight.remove(&id);
         let queued = ledger.prompts.get(&id).is_some_and(|p| p.contains(NEVER_COMPLETES));
         if queued {
             // fal drops a request that no runner has taken.

@@ -7,6 +7,8 @@ pub mod fal_emulator;
 pub mod fal_llm;
 pub mod pdf_reader;
 pub mod pipeline_text;
+pub mod postgres;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
