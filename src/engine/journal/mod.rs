@@ -12,6 +12,7 @@
 //! request log and the reads outside a run live beside it.
 
 mod observer;
+mod page_hashes;
 mod schema;
 mod status;
 mod submissions;
@@ -24,6 +25,7 @@ use rusqlite::{Connection, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+pub use self::page_hashes::{PageHashRow, PageHashes};
 use self::schema::open_checked;
 use super::item::{Item, REVISION_FACT};
 use super::pipeline::Pipeline;

@@ -6,13 +6,15 @@ use std::path::Path;
 use anyhow::Context as _;
 use rusqlite::Connection;
 
+use super::page_hashes::PAGE_HASHES_TABLE;
+
 /// Marks a SQLite file as an inkflow journal ("INKF").
 const APPLICATION_ID: i32 = 0x494E_4B46;
 /// The schema this build writes; an older build refuses a newer journal. Version 2 keeps
 /// every submission of an item (a re-submission no longer replaces the money of the first)
 /// and how each one ended; version 3 keeps every candidate of a page and the user's picks;
-/// version 4 keeps what each sink stored per item.
-const SCHEMA_VERSION: i32 = 4;
+/// version 4 keeps what each sink stored per item; version 5 the pages' likeness hashes.
+const SCHEMA_VERSION: i32 = 5;
 
 /// Opens a journal file and makes sure it is ours: a foreign or corrupt file is refused with
 /// a clear message instead of being overwritten.
@@ -68,6 +70,7 @@ pub(super) fn open_checked(path: &Path, create: bool) -> anyhow::Result<Connecti
              {BATCH_TABLE};
              {CANDIDATES_TABLES};
              {STORED_TABLE};
+             {PAGE_HASHES_TABLE};
              COMMIT;"
         ))
         .with_context(|| format!("cannot create the journal {}", path.display()))?;
@@ -119,11 +122,13 @@ fn upgrade(conn: &Connection, version: i32) -> rusqlite::Result<()> {
     );
     let steps = if version < 2 { from_v1.as_str() } else { "" };
     let candidates = if version < 3 { CANDIDATES_TABLES } else { "" };
+    let stored = if version < 4 { STORED_TABLE } else { "" };
     conn.execute_batch(&format!(
         "BEGIN;
          {steps}
          {candidates};
-         {STORED_TABLE};
+         {stored};
+         {PAGE_HASHES_TABLE};
          PRAGMA user_version = {SCHEMA_VERSION};
          COMMIT;"
     ))

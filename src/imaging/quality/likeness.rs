@@ -42,7 +42,8 @@ impl PageHash {
         for (j, down) in down.iter().enumerate() {
             for &(y, wy) in down {
                 for (i, across) in across.iter().enumerate() {
-                    cells[j * SIDE + i] += across.iter().map(|&(x, wx)| wx * wy * grid[y * GRID + x]).sum::<f64>();
+                    cells[j * SIDE + i] +=
+                        across.iter().map(|&(x, wx)| wx * wy * grid[y * GRID + x]).sum::<f64>();
                 }
             }
         }
@@ -256,11 +257,15 @@ mod tests {
                 }
             }
         }
-        assert!(closest_distinct < DEFAULT_MAX_LIKENESS - 0.03, "distinct pages too alike: {closest_distinct}");
+        assert!(
+            closest_distinct < DEFAULT_MAX_LIKENESS - 0.03,
+            "distinct pages too alike: {closest_distinct}"
+        );
         assert!(alike <= 4, "the generator repeats a few tilings, not more: {alike}");
         // The reference line art (a model's kind of page) is unlike every sample page.
         for name in ["page_000.png", "page_002.png"] {
-            let bytes = std::fs::read(format!("{}/benches/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+            let bytes =
+                std::fs::read(format!("{}/benches/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap();
             let rgb = crate::imaging::decode::decode_rgb(&bytes).unwrap();
             let Pixels::Gray(gray) = crate::imaging::gray::to_gray(&rgb).pixels else { panic!("not gray") };
             let reference = PageHash::of_gray(&gray, rgb.width as usize, rgb.height as usize);

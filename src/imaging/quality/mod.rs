@@ -11,9 +11,9 @@ pub mod bits;
 pub mod cleanup;
 pub mod components;
 pub mod difficulty;
-pub mod likeness;
 #[cfg(test)]
 pub(crate) mod fixtures;
+pub mod likeness;
 pub mod tones;
 
 use bits::InkMap;
@@ -168,7 +168,10 @@ fn enclosed_regions(ink: &InkMap, min_px: u64) -> u64 {
 
 /// The areas of the paper components off the page edge of at least `min_px` pixels.
 fn enclosed_areas(paper: &Components, min_px: u64) -> Vec<u64> {
-    (0..paper.len()).filter(|&c| !paper.on_border[c] && paper.area[c] >= min_px).map(|c| paper.area[c]).collect()
+    (0..paper.len())
+        .filter(|&c| !paper.on_border[c] && paper.area[c] >= min_px)
+        .map(|c| paper.area[c])
+        .collect()
 }
 
 /// Everything a page measures: from its gray pixels (before the threshold) and the ink the
