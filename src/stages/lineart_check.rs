@@ -447,7 +447,11 @@ impl CpuStage for CheckStage {
         self.seen.judge(item, hash, o.max_likeness, |twin| {
             quality = self.judge(&measures, &Findings { twin: twin.cloned(), difficulty });
             let judged = judgement(&quality);
-            Word { acceptable: judged.acceptable, score: judged.score }
+            Word {
+                acceptable: judged.acceptable,
+                score: judged.score,
+                difficulty: (difficulty.suits.name(), difficulty.score),
+            }
         });
         item.judgement = Some(judgement(&quality));
         item.record("quality", quality);

@@ -26,6 +26,8 @@ pub struct Word {
     pub acceptable: bool,
     /// Higher is better.
     pub score: f64,
+    /// The audience the page suits, and its difficulty score (kept for `status`).
+    pub difficulty: (&'static str, f64),
 }
 
 /// One hashed candidate.
@@ -91,6 +93,8 @@ impl SeenPages {
                 acceptable: word.acceptable,
                 score: word.score,
                 duplicate_of: duplicate_of.clone(),
+                suits: word.difficulty.0.to_owned(),
+                difficulty: word.difficulty.1,
             };
             if let Err(e) = store.record(&self.stage, &row) {
                 tracing::warn!("stage \"{}\": {e:#}; the page hash is kept for this run only", self.stage);
@@ -190,6 +194,7 @@ mod tests {
         let twin = seen.judge(&item(key, number), Some(hash_of(hash)), 0.95, |twin| Word {
             acceptable: acceptable && twin.is_none(),
             score: 1.0,
+            difficulty: ("kids", 30.0),
         });
         twin.map(|t| t.key)
     }

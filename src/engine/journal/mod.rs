@@ -25,7 +25,7 @@ use rusqlite::{Connection, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-pub use self::page_hashes::{PageHashRow, PageHashes};
+pub use self::page_hashes::{DifficultySpread, PageHashRow, PageHashes, difficulty_spread};
 use self::schema::open_checked;
 use super::item::{Item, REVISION_FACT};
 use super::pipeline::Pipeline;

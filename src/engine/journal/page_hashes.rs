@@ -17,6 +17,7 @@ use super::schema::open_checked;
 pub(super) const PAGE_HASHES_TABLE: &str = "CREATE TABLE page_hashes (
     stage TEXT NOT NULL, key TEXT NOT NULL, number INTEGER NOT NULL, seq INTEGER NOT NULL,
     hash TEXT NOT NULL, acceptable INTEGER NOT NULL, score REAL NOT NULL, duplicate_of TEXT,
+    suits TEXT NOT NULL, difficulty REAL NOT NULL,
     PRIMARY KEY (stage, key, number))";
 
 /// One hashed candidate.
@@ -36,6 +37,28 @@ pub struct PageHashRow {
     pub score: f64,
     /// The item whose page this one repeats, when the stage found one.
     pub duplicate_of: Option<String>,
+    /// The audience the page suits.
+    pub suits: String,
+    /// Its difficulty score.
+    pub difficulty: f64,
+}
+
+/// A book's difficulty spread: its pages (each item's page candidate) per audience they suit,
+/// and their difficulty scores.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DifficultySpread {
+    /// Pages per audience.
+    pub suits: std::collections::BTreeMap<String, u64>,
+    /// The lowest, median and highest score.
+    pub scores: Option<(f64, f64, f64)>,
+}
+
+impl PageHashRow {
+    /// Whether this candidate is the item's page rather than `other`: the better one (acceptable
+    /// first, then the score), the earlier among equals, as the engine places candidates.
+    pub fn beats(&self, other: &PageHashRow) -> bool {
+        (self.acceptable, self.score) > (other.acceptable, other.score)
+    }
 }
 
 /// The page hashes of one batch's journal.
@@ -59,7 +82,7 @@ impl PageHashes {
     /// Every candidate `stage` hashed, in book order.
     pub fn of_stage(&self, stage: &str) -> anyhow::Result<Vec<PageHashRow>> {
         let mut statement = self.conn.prepare(
-            "SELECT key, number, seq, hash, acceptable, score, duplicate_of FROM page_hashes
+            "SELECT key, number, seq, hash, acceptable, score, duplicate_of, suits, difficulty FROM page_hashes
              WHERE stage = ?1 ORDER BY seq, number",
         )?;
         let rows = statement.query_map([stage], |r| {
@@ -71,6 +94,8 @@ impl PageHashes {
                 acceptable: r.get(4)?,
                 score: r.get(5)?,
                 duplicate_of: r.get(6)?,
+                suits: r.get(7)?,
+                difficulty: r.get(8)?,
             })
         })?;
         rows.collect::<rusqlite::Result<_>>()
@@ -87,8 +112,9 @@ impl PageHashes {
                 params![stage, row.key, row.number],
             )?;
             tx.execute(
-                "INSERT INTO page_hashes (stage, key, number, seq, hash, acceptable, score, duplicate_of)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO page_hashes
+                    (stage, key, number, seq, hash, acceptable, score, duplicate_of, suits, difficulty)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     stage,
                     row.key,
@@ -97,11 +123,44 @@ impl PageHashes {
                     row.hash,
                     row.acceptable,
                     row.score,
-                    row.duplicate_of
+                    row.duplicate_of,
+                    row.suits,
+                    row.difficulty
                 ],
             )?;
             tx.commit()
         };
         write().with_context(|| format!("cannot write to the journal {}", self.path.display()))
     }
+}
+
+/// The difficulty spread of the book in `output_dir`, over every judging stage's pages; empty
+/// when no page was judged.
+pub fn difficulty_spread(output_dir: &Path) -> anyhow::Result<DifficultySpread> {
+    let Some(store) = PageHashes::open(output_dir)? else { return Ok(DifficultySpread::default()) };
+    let stages: Vec<String> = store
+        .conn
+        .prepare("SELECT DISTINCT stage FROM page_hashes")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut pages: std::collections::BTreeMap<(String, String), PageHashRow> = Default::default();
+    for stage in stages {
+        for row in store.of_stage(&stage)? {
+            let id = (stage.clone(), row.key.clone());
+            if pages.get(&id).is_none_or(|page| row.beats(page)) {
+                pages.insert(id, row);
+            }
+        }
+    }
+    let mut spread = DifficultySpread::default();
+    let mut scores: Vec<f64> = Vec::with_capacity(pages.len());
+    for page in pages.into_values() {
+        *spread.suits.entry(page.suits).or_default() += 1;
+        scores.push(page.difficulty);
+    }
+    scores.sort_by(f64::total_cmp);
+    if let (Some(&low), Some(&high)) = (scores.first(), scores.last()) {
+        spread.scores = Some((low, scores[scores.len() / 2], high));
+    }
+    Ok(spread)
 }
