@@ -17,6 +17,7 @@ mod models;
 mod pdf;
 mod plugins;
 mod preflight;
+mod quality;
 mod r2;
 mod report;
 mod rerun;
