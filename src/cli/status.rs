@@ -27,6 +27,16 @@ fn quality_counts(output_dir: &std::path::Path) -> anyhow::Result<Option<String>
     Ok(Some(format!("{} pass, {} warn, {} reject", count("pass"), count("warn"), count("reject"))))
 }
 
+/// "score 12-40-71; suits: 3 toddler, 20 kids, 9 teens" (lowest, median, highest score, then
+/// pages per audience they suit), or nothing when no page was judged.
+fn difficulty_line(spread: &inkflow::engine::journal::DifficultySpread) -> Option<String> {
+    let (low, median, high) = spread.scores?;
+    let order = ["toddler", "kids", "teens", "adults"];
+    let suits: Vec<String> =
+        order.iter().filter_map(|a| spread.suits.get(*a).map(|n| format!("{n} {a}"))).collect();
+    Some(format!("score {low:.0}-{median:.0}-{high:.0} (lowest-median-highest); suits: {}", suits.join(", ")))
+}
+
 /// Prints counts per state, money spent and every failure with its reason, reading the
 /// journal a row at a time so that a batch of any size fits in the same memory.
 pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
@@ -46,6 +56,14 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         Ok(None) => {}
         // The counts are a convenience on top of the journal's: the rest is still worth printing.
         Err(e) => eprintln!("warning: cannot count the quality verdicts: {e:#}"),
+    }
+    match inkflow::engine::journal::difficulty_spread(&args.output_dir) {
+        Ok(spread) => {
+            if let Some(line) = difficulty_line(&spread) {
+                println!("  difficulty   {line}");
+            }
+        }
+        Err(e) => eprintln!("warning: cannot read the pages' difficulty: {e:#}"),
     }
     print_submissions(&status);
     let mut out = std::io::stdout().lock();

@@ -20,8 +20,13 @@ use crate::engine::item::{Item, Judgement};
 use crate::engine::media::{Media, Payload, Pixels};
 use crate::engine::options::parse_declared;
 use crate::engine::stage::{BuildContext, Component, CpuStage, OptionsError, OutputMedia, Role, StageError};
+use crate::imaging::quality::difficulty::{Audience, Difficulty};
+use crate::imaging::quality::likeness::{DEFAULT_MAX_LIKENESS, PageHash};
 use crate::imaging::quality::tones::ToneLimits;
 use crate::imaging::quality::{InkLimits, Measures, measure_gray};
+use crate::print::Trim;
+use crate::stages::pdf::printed_mm_per_px;
+use crate::stages::seen_pages::{SeenPages, Twin, Word};
 
 /// The `lineart-check` kind.
 pub struct LineartCheck;
@@ -46,11 +51,15 @@ pub enum Problem {
     InkLost,
     /// Photo-like: continuous tone rather than strokes.
     NotLineArt,
+    /// Looks like another page of the book (`duplicate_of` names it).
+    NearDuplicate,
+    /// Too hard to colour, at its printed size, for the `audience` set.
+    NotForAudience,
 }
 
 impl Problem {
     /// Every code, in the order they are reported.
-    pub const ALL: [Problem; 8] = [
+    pub const ALL: [Problem; 10] = [
         Problem::Empty,
         Problem::HeavyInk,
         Problem::GrayShading,
@@ -59,6 +68,8 @@ impl Problem {
         Problem::ThinLines,
         Problem::InkLost,
         Problem::NotLineArt,
+        Problem::NearDuplicate,
+        Problem::NotForAudience,
     ];
 
     /// The code as written in metadata and options.
@@ -72,6 +83,8 @@ impl Problem {
             Problem::ThinLines => "thin_lines",
             Problem::InkLost => "ink_lost",
             Problem::NotLineArt => "not_line_art",
+            Problem::NearDuplicate => "near_duplicate",
+            Problem::NotForAudience => "not_for_audience",
         }
     }
 
@@ -151,6 +164,9 @@ const D: Options = Options {
     max_ink_lost: 0.25,
     min_lost: 0.002,
     max_tone: 0.45,
+    max_likeness: DEFAULT_MAX_LIKENESS,
+    audience: None,
+    trim: Trim::LETTER,
     severity: BTreeMap::new(),
     max_rerolls: 0,
     best_of: 1,
@@ -217,6 +233,19 @@ pub struct Options {
     /// not_line_art: more of the page is continuous mid-gray tone.
     #[schemars(range(min = 0, max = 1))]
     max_tone: f64,
+    /// near_duplicate: the page is at least this alike (0-1: the correlation of two
+    /// thumbnails of the drawings, blind to shifts, scale and specks) to another page of the
+    /// book, this run's or an earlier one's. Distinct pages stay under 0.9; a redrawn one is
+    /// over 0.98.
+    #[schemars(range(min = 0, max = 1))]
+    max_likeness: f64,
+    /// not_for_audience: who the book is for (toddler, kids, teens, adults); a page too hard to
+    /// colour for them at its printed size (regions too small or too many, lines too thin) is
+    /// flagged. Every page's difficulty is measured either way.
+    audience: Option<Audience>,
+    /// The book's trim: the page is measured at the size the pdf sink prints it (inside KDP's
+    /// margins) for its difficulty.
+    trim: Trim,
     /// What each problem does to the verdict, {code: reject|warn|ignore}; unlisted codes keep
     /// theirs: speckles, open_outlines and thin_lines warn, the others reject.
     severity: BTreeMap<Problem, Severity>,
@@ -261,13 +290,23 @@ impl TypedKind for LineartCheck {
         parse(options)
     }
 
-    fn build_from(&self, options: Options, _ctx: &BuildContext) -> anyhow::Result<Component> {
-        Ok(Component::Cpu(Arc::new(CheckStage { o: options })))
+    fn build_from(&self, options: Options, ctx: &BuildContext) -> anyhow::Result<Component> {
+        let seen = SeenPages::new(&ctx.id, ctx.output_dir.clone());
+        Ok(Component::Cpu(Arc::new(CheckStage { o: options, seen })))
     }
 }
 
 struct CheckStage {
     o: Options,
+    seen: SeenPages,
+}
+
+/// What the check found on a page besides its measures.
+struct Findings {
+    /// The page it repeats.
+    twin: Option<Twin>,
+    /// Its difficulty at print size.
+    difficulty: Difficulty,
 }
 
 impl CheckStage {
@@ -284,7 +323,7 @@ impl CheckStage {
     }
 
     /// The problems a page's measures show, in code order.
-    fn problems(&self, m: &Measures) -> Vec<Problem> {
+    fn problems(&self, m: &Measures, found_more: &Findings) -> Vec<Problem> {
         let o = &self.o;
         let (ink, tone) = (&m.ink, &m.tone);
         let empty = ink.coverage < o.min_coverage;
@@ -300,6 +339,10 @@ impl CheckStage {
             Problem::ThinLines => !empty && ink.thin > o.max_thin,
             Problem::InkLost => tone.ink_lost > o.max_ink_lost && tone.faint >= o.min_lost,
             Problem::NotLineArt => tone.tone > o.max_tone,
+            Problem::NearDuplicate => found_more.twin.is_some(),
+            Problem::NotForAudience => {
+                !empty && o.audience.is_some_and(|a| !found_more.difficulty.suits_audience(a))
+            }
         };
         Problem::ALL.into_iter().filter(|&p| found(p)).collect()
     }
@@ -309,16 +352,28 @@ impl CheckStage {
     }
 
     /// The `quality` metadata for a page's measures.
-    fn judge(&self, m: &Measures) -> Value {
+    fn judge(&self, m: &Measures, found: &Findings) -> Value {
         let problems: Vec<Problem> =
-            self.problems(m).into_iter().filter(|&p| self.severity(p) != Severity::Ignore).collect();
+            self.problems(m, found).into_iter().filter(|&p| self.severity(p) != Severity::Ignore).collect();
         let verdict = problems
             .iter()
             .map(|&p| if self.severity(p) == Severity::Reject { Verdict::Reject } else { Verdict::Warn })
             .max()
             .unwrap_or(Verdict::Pass);
         let round = |v: f64| (v * 10_000.0).round() / 10_000.0;
-        json!({
+        let d = &found.difficulty;
+        let mut difficulty = json!({
+            "score": d.score,
+            "suits": d.suits.name(),
+            "smallest_region_mm": round(d.smallest_region_mm),
+            "median_region_mm": round(d.median_region_mm),
+            "regions": d.regions,
+            "line_pt": round(d.line_pt),
+        });
+        if let Some(audience) = self.o.audience.filter(|_| problems.contains(&Problem::NotForAudience)) {
+            difficulty["misses"] = json!(d.misses(audience));
+        }
+        let mut quality = json!({
             "verdict": verdict.name(),
             "problems": problems.iter().map(|p| p.code()).collect::<Vec<_>>(),
             "metrics": {
@@ -336,7 +391,13 @@ impl CheckStage {
                 "ink_lost": round(m.tone.ink_lost),
                 "faint": round(m.tone.faint),
             },
-        })
+            "difficulty": difficulty,
+        });
+        if let Some(twin) = found.twin.as_ref().filter(|_| problems.contains(&Problem::NearDuplicate)) {
+            quality["duplicate_of"] = json!(twin.key);
+            quality["likeness"] = json!(round(twin.likeness));
+        }
+        quality
     }
 }
 
@@ -368,7 +429,21 @@ impl CpuStage for CheckStage {
             min_region_px: o.min_region_px,
         };
         let measures = measure_gray(gray, raster.width, raster.height, tone, ink);
-        let quality = self.judge(&measures);
+        let mm_per_px = printed_mm_per_px(self.o.trim, raster.width, raster.height, raster.dpi);
+        let difficulty = Difficulty::of(&measures.ink, mm_per_px);
+        // A blank page resembles nothing: it is `empty`, not a copy of another blank page.
+        let hash = (measures.ink.coverage >= o.min_coverage)
+            .then(|| PageHash::of_gray(gray, raster.width as usize, raster.height as usize));
+        let mut quality = Value::Null;
+        self.seen.judge(item, hash, o.max_likeness, |twin| {
+            quality = self.judge(&measures, &Findings { twin: twin.cloned(), difficulty });
+            let judged = judgement(&quality);
+            Word {
+                acceptable: judged.acceptable,
+                score: judged.score,
+                difficulty: (difficulty.suits.name(), difficulty.score),
+            }
+        });
         item.judgement = Some(judgement(&quality));
         item.record("quality", quality);
         Ok(input)
@@ -644,6 +719,78 @@ mod tests {
             let (_, problems) = verdict_and_problems(&quality);
             assert!(problems.iter().any(|p| p == code), "{defect:?} should be {code}: {quality}");
         }
+    }
+
+    /// Judges `pages` in turn with one stage (one book), as items `p0`, `p1`, ...
+    fn check_book(options: Value, pages: Vec<Vec<u8>>) -> Vec<Value> {
+        let stage = build_cpu(&LineartCheck, options);
+        let mut out = Vec::new();
+        for (seq, gray) in pages.into_iter().enumerate() {
+            let mut item = Item::with_key(format!("p{seq}"), seq as u64, Prompt::default());
+            let page = Arc::new(Raster::new(W as u32, H as u32, Some(300.0), Pixels::Gray(gray)));
+            stage.process(&mut item, Payload::Image(page)).unwrap();
+            assert_eq!(
+                item.judgement.as_ref().map(|j| j.acceptable),
+                Some(item.facts["quality"]["verdict"] != "reject")
+            );
+            out.push(item.facts["quality"].clone());
+        }
+        out
+    }
+
+    #[test]
+    fn a_page_drawn_again_is_a_near_duplicate_of_the_first() {
+        let first = faces_page(SOFT, 1);
+        // The same drawing moved 30 px, on other paper, with specks.
+        let mut again = Sheet::new(2);
+        for y in 0..H - 30 {
+            for x in 0..W - 30 {
+                again.px[(y + 30) * W + x + 30] = again.px[(y + 30) * W + x + 30].min(first.px[y * W + x]);
+            }
+        }
+        again.specks(50);
+        let other = pattern_page(Family::Mandala, 3, None);
+        let qualities = check_book(json!({}), vec![first.gray(), other, again.gray()]);
+        assert_eq!(verdict_and_problems(&qualities[0]), ("pass".into(), vec![]), "{}", qualities[0]);
+        assert_eq!(
+            verdict_and_problems(&qualities[1]),
+            ("pass".into(), vec![]),
+            "a distinct page: {}",
+            qualities[1]
+        );
+        assert_eq!(verdict_and_problems(&qualities[2]), ("reject".into(), vec!["near_duplicate".into()]));
+        assert_eq!(qualities[2]["duplicate_of"], "p0", "{}", qualities[2]);
+        assert!(qualities[2]["likeness"].as_f64().unwrap() >= 0.95);
+        // The threshold is an option.
+        let lenient = check_book(json!({"max_likeness": 0.999}), vec![first.gray(), again.gray()]);
+        assert_eq!(verdict_and_problems(&lenient[1]).0, "pass", "{}", lenient[1]);
+    }
+
+    #[test]
+    fn the_audience_flags_a_page_too_hard_for_it() {
+        // Twelve faces with small cheeks and 10 px lines on half a letter page: 36 regions.
+        let page = faces_page(SOFT, 1).gray();
+        let adults = check_book(json!({"audience": "adults"}), vec![page.clone()]);
+        assert_eq!(verdict_and_problems(&adults[0]), ("pass".into(), vec![]), "{}", adults[0]);
+        let toddler = check_book(json!({"audience": "toddler"}), vec![page.clone()]);
+        assert_eq!(verdict_and_problems(&toddler[0]), ("reject".into(), vec!["not_for_audience".into()]));
+        let difficulty = &toddler[0]["difficulty"];
+        assert!(!difficulty["misses"].as_array().unwrap().is_empty(), "{difficulty}");
+        assert_ne!(difficulty["suits"], "toddler");
+        // Without an audience the difficulty is measured and nothing is flagged.
+        let measured = check_book(json!({}), vec![page]);
+        assert_eq!(
+            measured[0]["difficulty"],
+            toddler[0]["difficulty"]
+                .as_object()
+                .map(|d| {
+                    let mut d = d.clone();
+                    d.remove("misses");
+                    Value::Object(d)
+                })
+                .unwrap()
+        );
+        assert!(measured[0]["difficulty"]["regions"].as_u64().unwrap() >= 36);
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub mod plugin;
 pub mod prompts;
 pub mod r2;
 pub mod safety;
+pub mod seen_pages;
 pub mod threshold;
 pub mod thumbnail;
 pub mod upscale;

@@ -19,6 +19,7 @@ mod pdf;
 mod plan;
 mod plugins;
 mod preflight;
+mod quality;
 mod r2;
 mod references;
 mod report;

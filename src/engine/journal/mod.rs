@@ -12,6 +12,7 @@
 //! request log and the reads outside a run live beside it.
 
 mod observer;
+mod page_hashes;
 mod plan_requests;
 mod review;
 mod schema;
@@ -29,6 +30,7 @@ use rusqlite::{Connection, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+pub use self::page_hashes::{DifficultySpread, PageHashRow, PageHashes, difficulty_spread};
 pub use self::plan_requests::{PlanRequest, PlanRequests};
 use self::review::{Decided, load_decisions};
 pub use self::review::{Recorded, ReviewCounts};

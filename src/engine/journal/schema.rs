@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use rusqlite::Connection;
 
+use super::page_hashes::PAGE_HASHES_TABLE;
 use super::review::REVIEW_TABLE;
 use super::uploads::UPLOADS_TABLE;
 
@@ -14,8 +15,8 @@ const APPLICATION_ID: i32 = 0x494E_4B46;
 /// The schema this build writes; an older build refuses a newer journal. Version 2 keeps
 /// every submission of an item (a re-submission no longer replaces the money of the first)
 /// and how each one ended; version 3 keeps every candidate of a page and the user's picks;
-/// version 4 keeps what each sink stored per item; version 5 the files uploaded for references
-/// and the reviewer's decisions.
+/// version 4 keeps what each sink stored per item; version 5 the files uploaded for references,
+/// the reviewer's decisions and the pages' likeness hashes.
 const SCHEMA_VERSION: i32 = 5;
 
 /// Opens a journal file and makes sure it is ours: a foreign or corrupt file is refused with
@@ -74,6 +75,7 @@ pub(super) fn open_checked(path: &Path, create: bool) -> anyhow::Result<Connecti
              {STORED_TABLE};
              {UPLOADS_TABLE};
              {REVIEW_TABLE};
+             {PAGE_HASHES_TABLE};
              COMMIT;"
         ))
         .with_context(|| format!("cannot create the journal {}", path.display()))?;
@@ -114,7 +116,7 @@ const STORED_TABLE: &str = "CREATE TABLE stored (
 
 /// Brings an older journal to this schema. Schema 1 kept one submission per item and stage;
 /// its rows move over as they are. Schema 2 had no candidates, schema 3 no receipts, schema
-/// 4 no uploads and no review decisions.
+/// 4 no uploads, review decisions or page hashes.
 fn upgrade(conn: &Connection, version: i32) -> rusqlite::Result<()> {
     let from_v1 = format!(
         "ALTER TABLE submissions RENAME TO submissions_v1;
@@ -134,6 +136,7 @@ fn upgrade(conn: &Connection, version: i32) -> rusqlite::Result<()> {
          {stored};
          {UPLOADS_TABLE};
          {REVIEW_TABLE};
+         {PAGE_HASHES_TABLE};
          PRAGMA user_version = {SCHEMA_VERSION};
          COMMIT;"
     ))

@@ -161,6 +161,13 @@ pub fn faces_page(pen: Pen, seed: u64) -> Sheet {
     s
 }
 
+/// The twelve faces of [`faces_page`] without its frame: a drawing that can move on the page.
+pub fn unframed_faces_page(pen: Pen, seed: u64) -> Sheet {
+    let mut s = Sheet::new(seed);
+    draw_faces(&mut s, 12, 1.0, pen, EYE);
+    s
+}
+
 /// The model's resolution: what a generator gives before `upscale`.
 pub const MODEL_W: usize = 768;
 /// See [`MODEL_W`].

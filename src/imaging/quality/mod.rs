@@ -10,8 +10,10 @@
 pub mod bits;
 pub mod cleanup;
 pub mod components;
+pub mod difficulty;
 #[cfg(test)]
 pub(crate) mod fixtures;
+pub mod likeness;
 pub mod tones;
 
 use bits::InkMap;
@@ -53,6 +55,33 @@ pub struct InkMeasures {
     /// Share of the crossings of the line work but specks (see [`InkMap::crossings`]) thinner than
     /// `min_line_px`: over one half, the median stroke is thinner.
     pub thin: f64,
+    /// The enclosed regions' areas (those counted in `regions`), in pixels.
+    pub region_px: RegionSizes,
+    /// The line work's weight in pixels: its ink (specks left out) over its length, which is
+    /// the stroke width for strokes longer than wide.
+    pub line_weight_px: f64,
+}
+
+/// The areas of a page's enclosed regions, in pixels (0 when there is none).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RegionSizes {
+    /// The smallest.
+    pub smallest: u64,
+    /// The tenth percentile: nine regions in ten are at least this big.
+    pub small: u64,
+    /// The median.
+    pub median: u64,
+}
+
+impl RegionSizes {
+    /// The sizes of `areas` (in any order).
+    fn of(mut areas: Vec<u64>) -> RegionSizes {
+        if areas.is_empty() {
+            return RegionSizes::default();
+        }
+        areas.sort_unstable();
+        RegionSizes { smallest: areas[0], small: areas[areas.len() / 10], median: areas[areas.len() / 2] }
+    }
 }
 
 impl InkMeasures {
@@ -87,16 +116,19 @@ pub fn measure_ink(ink: &InkMap, limits: InkLimits) -> InkMeasures {
     let (short, crossings) = lines.crossings(limits.min_line_px);
     let paper_runs = Runs::of(ink, Colour::Paper);
     let paper = Components::label(&paper_runs, Colour::Paper, ink.width());
-    let regions = count_enclosed(&paper, limits.min_region_px);
+    let enclosed = enclosed_areas(&paper, limits.min_region_px);
+    let line_px = lines.boundary_edges() as f64 * std::f64::consts::PI / 8.0;
     InkMeasures {
         coverage: inked as f64 / page,
         largest_solid: largest_solid as f64 / page,
         specks,
-        regions,
+        regions: enclosed.len() as u64,
         open: open_share(&runs, &pieces, &paper_runs, &paper, &speck),
         // Pixel edges overcount a curve's length by 4/pi on average; a stroke has two sides.
-        line_px: lines.boundary_edges() as f64 * std::f64::consts::PI / 8.0,
+        line_px,
         thin: if crossings == 0 { 0.0 } else { short as f64 / crossings as f64 },
+        region_px: RegionSizes::of(enclosed),
+        line_weight_px: if line_px > 0.0 { lines.count() as f64 / line_px } else { 0.0 },
     }
 }
 
@@ -130,11 +162,16 @@ fn open_share(
 
 /// White regions off the page edge of at least `min_px` pixels.
 fn enclosed_regions(ink: &InkMap, min_px: u64) -> u64 {
-    count_enclosed(&Components::label(&Runs::of(ink, Colour::Paper), Colour::Paper, ink.width()), min_px)
+    let paper = Components::label(&Runs::of(ink, Colour::Paper), Colour::Paper, ink.width());
+    enclosed_areas(&paper, min_px).len() as u64
 }
 
-fn count_enclosed(paper: &Components, min_px: u64) -> u64 {
-    (0..paper.len()).filter(|&c| !paper.on_border[c] && paper.area[c] >= min_px).count() as u64
+/// The areas of the paper components off the page edge of at least `min_px` pixels.
+fn enclosed_areas(paper: &Components, min_px: u64) -> Vec<u64> {
+    (0..paper.len())
+        .filter(|&c| !paper.on_border[c] && paper.area[c] >= min_px)
+        .map(|c| paper.area[c])
+        .collect()
 }
 
 /// Everything a page measures: from its gray pixels (before the threshold) and the ink the

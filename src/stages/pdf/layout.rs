@@ -121,6 +121,23 @@ pub(crate) fn place_image(area: Area, width: u32, height: u32, dpi: Option<f32>,
     [area.x0 + (area.width() - w) / 2.0, area.y0 + (area.height() - h) / 2.0, w, h]
 }
 
+/// Millimetres one pixel of an art page `width` x `height` at `dpi` covers in a book of `trim`
+/// laid out as the pdf sink lays it by default (KDP's margins, art inside them): the scale the
+/// difficulty check measures a page at.
+pub(crate) fn printed_mm_per_px(trim: Trim, width: u32, height: u32, dpi: Option<f32>) -> f64 {
+    let layout = Layout {
+        trim,
+        bleed: false,
+        margin: Margins::Auto,
+        art: ArtArea::Safe,
+        sides: Sides::Double,
+        pad: false,
+        page_numbers: false,
+    };
+    let [_, _, placed_width, _] = place_image(layout.frame(0, MIN_PAGES).art, width, height, dpi, false);
+    f64::from(placed_width) / f64::from(width.max(1)) * 25.4 / f64::from(PT_PER_IN)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +187,15 @@ mod tests {
         assert_eq!(layout(false, Sides::Double, true).plan(&[Front::Title], 2).len(), 24);
         assert_eq!(layout(false, Sides::Double, true).plan(&[Front::Title], 30).len(), 32);
         assert_eq!(layout(false, Sides::Double, false).plan(&[Front::Title], 30).len(), 31);
+    }
+
+    #[test]
+    fn a_letter_page_prints_inside_kdps_margins() {
+        // 2550 px at 300 DPI would be 8.5 in; inside 0.25 + 0.375 in margins it is shrunk to 7.875 in.
+        let mm = printed_mm_per_px(Trim::LETTER, 2550, 3300, Some(300.0));
+        assert!((mm - 7.875 * 25.4 / 2550.0).abs() < 1e-6, "{mm}");
+        let small = printed_mm_per_px(Trim::inches(6.0, 9.0), 2550, 3300, Some(300.0));
+        assert!(small < mm * 0.7, "a 6x9 book prints the same page smaller: {small}");
     }
 
     #[test]

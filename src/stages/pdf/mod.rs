@@ -30,6 +30,7 @@ mod page;
 
 use book::*;
 use image::*;
+pub(crate) use layout::printed_mm_per_px;
 use layout::*;
 use object_file::*;
 use options::*;

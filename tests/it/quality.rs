@@ -1,0 +1,49 @@
+//! Near-duplicates and difficulty through the binary (issue 33 items 4, 5): the offline book's
+//! generator draws the same tiling for a few prompts, which the check finds and re-rolls, and
+//! `status` shows the book's difficulty spread.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn inkflow(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_inkflow"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .output()
+        .expect("inkflow runs")
+}
+
+#[test]
+fn the_offline_book_rerolls_its_near_duplicates_and_status_shows_the_difficulty_spread() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("book");
+    let ran = inkflow(&["run", "pipelines/offline-book.yaml", "--output", out.to_str().unwrap()]);
+    assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
+    let mut duplicates = Vec::new();
+    let mut pages = 0;
+    for folder in ["metadata", "rejected"] {
+        let Ok(entries) = std::fs::read_dir(out.join(folder)) else { continue };
+        for entry in entries.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "json")) {
+            let meta: Value = serde_json::from_slice(&std::fs::read(entry.path()).unwrap()).unwrap();
+            let quality = &meta["quality"];
+            assert!(quality["difficulty"]["score"].is_number(), "{quality}");
+            if folder == "metadata" {
+                pages += 1;
+                assert_ne!(quality["problems"].as_array().unwrap().first(), Some(&"near_duplicate".into()));
+            }
+            if let Some(of) = quality["duplicate_of"].as_str() {
+                duplicates.push((folder, of.to_owned()));
+            }
+        }
+    }
+    assert!(pages >= 32, "{pages}");
+    assert!(
+        duplicates.iter().any(|(folder, _)| *folder == "rejected"),
+        "the repeated tilings are rejected and re-rolled: {duplicates:?}"
+    );
+    let status = inkflow(&["status", out.to_str().unwrap()]);
+    let printed = String::from_utf8_lossy(&status.stdout);
+    assert!(printed.contains("difficulty   score"), "{printed}");
+    assert!(printed.contains("suits:"), "{printed}");
+}
