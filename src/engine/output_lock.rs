@@ -10,6 +10,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek as _, Write as _};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use super::output_path::LOCK_FILE;
 
@@ -40,10 +41,28 @@ pub enum LockError {
     },
 }
 
+/// How long [`OutputLock::acquire`] waits for a lock that may be held only for an instant (the
+/// review page asking whether the folder is free, or recording a decision) before it calls the
+/// folder busy: a run started at that instant is not turned away.
+const BRIEF_HOLD: Duration = Duration::from_millis(500);
+
 impl OutputLock {
-    /// Takes the lock of `output_dir`, which must exist, without waiting; then records this
-    /// process in the lock file.
+    /// Takes the lock of `output_dir`, which must exist, waiting up to [`BRIEF_HOLD`] for a
+    /// holder to let go; then records this process in the lock file.
     pub fn acquire(output_dir: &Path) -> Result<Self, LockError> {
+        let deadline = Instant::now() + BRIEF_HOLD;
+        loop {
+            match Self::try_acquire(output_dir) {
+                Err(LockError::Busy { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                taken_or_refused => return taken_or_refused,
+            }
+        }
+    }
+
+    /// [`Self::acquire`] without waiting: for asking whether a run holds the folder now.
+    pub fn try_acquire(output_dir: &Path) -> Result<Self, LockError> {
         let path = output_dir.join(LOCK_FILE);
         let io = |source| LockError::Io { path: path.display().to_string(), source };
         // Opened without truncating: the holder's pid must stay readable until we hold the lock.
@@ -85,5 +104,27 @@ mod tests {
         assert!(err.contains("is in use by another inkflow run") && err.contains(&pid), "{err}");
         drop(first);
         OutputLock::acquire(dir.path()).expect("free again once dropped");
+    }
+
+    /// A lock held for an instant (the review page asking whether a run holds the folder) does
+    /// not turn a starting run away: it waits for it, up to BRIEF_HOLD.
+    #[test]
+    fn a_lock_held_for_an_instant_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let brief = OutputLock::try_acquire(dir.path()).unwrap();
+        let path = dir.path().to_owned();
+        let (started, waiting) = std::sync::mpsc::channel();
+        let run = std::thread::spawn(move || {
+            started.send(()).unwrap();
+            OutputLock::acquire(&path)
+        });
+        waiting.recv().unwrap();
+        std::thread::sleep(BRIEF_HOLD / 5);
+        drop(brief);
+        run.join().unwrap().expect("a lock let go within BRIEF_HOLD is taken");
+        // A probe does not wait: it says at once that the folder is held.
+        let held = OutputLock::acquire(dir.path()).unwrap();
+        assert!(matches!(OutputLock::try_acquire(dir.path()), Err(LockError::Busy { .. })));
+        drop(held);
     }
 }

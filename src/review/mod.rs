@@ -256,9 +256,10 @@ impl ReviewServer {
 }
 
 /// Whether a run holds the output folder now, and who. Asking takes the lock for an instant
-/// when it is free (the operating system has no other way to ask).
+/// when it is free (the operating system has no other way to ask); a run starting at that
+/// instant waits for it ([`OutputLock::acquire`]).
 pub fn lock_state(root: &Path) -> Value {
-    match OutputLock::acquire(root) {
+    match OutputLock::try_acquire(root) {
         Ok(_free) => json!({"busy": false}),
         Err(e @ LockError::Busy { .. }) => json!({"busy": true, "why": e.to_string()}),
         Err(e) => json!({"busy": true, "why": e.to_string()}),
