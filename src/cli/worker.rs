@@ -279,16 +279,8 @@ impl Worker {
             HashMap::new(),
         ));
         let settings = RunSettings { context: RunContext::default(), observer: Some(journal) };
+        // The summary counts what the workers spent (`spent_elsewhere`), in batch_metadata.json too.
         let mut summary = batch.run(settings).await?;
-        let spent = self
-            .db
-            .client
-            .query_one(
-                "SELECT COALESCE(sum(cost_usd), 0)::FLOAT8 FROM submissions WHERE batch_id = $1",
-                &[&batch_id],
-            )
-            .await?;
-        summary.cost_usd = spent.get(0);
         summary.output_dir = project.output.clone();
         // The review page reads a journal: a snapshot of the database's, kept out of the store.
         inkflow::cluster::status::write_journal_snapshot(&self.db, &project.output, dir.path()).await?;

@@ -139,6 +139,22 @@ impl ClusterJournal {
 }
 
 impl ItemObserver for ClusterJournal {
+    /// The batch's last step pays for nothing itself: every cent was spent by the workers.
+    fn spent_elsewhere(&self) -> anyhow::Result<f64> {
+        let Role::Finish { batch } = &self.role else { return Ok(0.0) };
+        self.wait(async {
+            let row = self
+                .db
+                .client
+                .query_one(
+                    "SELECT COALESCE(sum(cost_usd), 0)::FLOAT8 FROM submissions WHERE batch_id = $1",
+                    &[batch],
+                )
+                .await?;
+            Ok(row.get(0))
+        })
+    }
+
     fn prepare(&self, item: &mut Item) -> anyhow::Result<Preparation> {
         match &self.role {
             Role::Item(claim) if claim.key != item.key => Ok(Preparation::Elsewhere),

@@ -203,7 +203,14 @@ async fn two_workers_pay_each_page_once_within_the_account_limit_and_build_the_b
         assert!(cluster.object(&format!("{number:02}.png")).is_file(), "page {number} in the store");
     }
     assert_eq!(cluster.book_pages(), 8, "the book has every page");
-    assert!(cluster.object("batch_metadata.json").is_file());
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cluster.object("batch_metadata.json")).unwrap()).unwrap();
+    let billed = cluster.fal.ledger.lock().unwrap().billed_usd();
+    let recorded = metadata["cost_usd"].as_f64().unwrap_or_default();
+    assert!(
+        billed > 0.0 && (recorded - billed).abs() < 1e-6,
+        "batch_metadata.json: ${recorded}, billed ${billed}"
+    );
     assert!(cluster.object("report.html").is_file());
     let status = cluster.status().await;
     assert!(status.contains("written      8"), "status agrees:\n{status}");

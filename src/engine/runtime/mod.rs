@@ -101,6 +101,11 @@ pub trait ItemObserver: Send + Sync {
     fn defers_finish(&self) -> bool {
         false
     }
+    /// Money other processes paid for this batch (a cluster's workers, when the batch's last
+    /// step builds the book), which the summary the sinks write counts beside this run's own.
+    fn spent_elsewhere(&self) -> anyhow::Result<f64> {
+        Ok(0.0)
+    }
 }
 
 /// What [`ItemObserver::prepare`] decided for an item.
@@ -283,9 +288,12 @@ impl Batch {
                 }
             }
         }
-        let summary = shared.summary(&pipeline, &output_dir, started, started_at);
-        if settings.observer.as_ref().is_some_and(|o| o.defers_finish()) {
-            return Ok(summary);
+        let mut summary = shared.summary(&pipeline, &output_dir, started, started_at);
+        if let Some(observer) = &settings.observer {
+            if observer.defers_finish() {
+                return Ok(summary);
+            }
+            summary.cost_usd += observer.spent_elsewhere()?;
         }
         Ok(finish(&pipeline, &components, &shared, summary).await)
     }
