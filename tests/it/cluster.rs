@@ -422,7 +422,10 @@ async fn a_small_batch_is_not_starved_behind_a_large_one() {
         .await
         .unwrap();
     let large_done: i64 = row.get(0);
-    assert!(large_done <= 4, "the small batch finished after {large_done} of the large one's 12 pages");
+    // First in, first out would finish all 12 large pages first. Shared fairly, the small batch's
+    // two pages take about two of the worker's rounds (2 or 3 large pages); the bound leaves room
+    // for a loaded machine, where one page's requests and upload can take several rounds.
+    assert!(large_done <= 8, "the small batch finished after {large_done} of the large one's 12 pages");
     let small_written = client
         .query_one("SELECT count(*) FROM items WHERE batch_id = $1 AND state = 'written'", &[&small_id])
         .await
