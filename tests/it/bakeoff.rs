@@ -3,6 +3,7 @@
 //! and costs are the journals' and the emulator's bill, paid once, refused before any payment.
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 use inkflow::engine::journal::Journal;
 use serde_json::{Value, json};
@@ -54,6 +55,22 @@ sinks:
     file
 }
 
+/// `inkflow bakeoff FILE` of [`MODELS`] on the first 2 prompts into `out`, with `more` flags.
+async fn bakeoff_of_two(models: &Path, file: &Path, out: &Path, more: &[&str]) -> Output {
+    let models_list = MODELS.join(",");
+    let args = [
+        "bakeoff",
+        file.to_str().unwrap(),
+        "--models",
+        &models_list,
+        "--sample",
+        "2",
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    inkflow(models, &[&args[..], more].concat(), &[]).await
+}
+
 /// Dollars the emulator billed for `model`'s requests.
 fn billed_for(fal: &FalEmulator, model: &str) -> f64 {
     let ledger = fal.ledger.lock().unwrap();
@@ -76,17 +93,7 @@ async fn the_bakeoff_table_is_the_journals_and_the_bill_and_a_rerun_pays_nothing
     let models = tempfile::tempdir().unwrap();
     let file = pipeline(dir.path(), &fal.base(), "    model: fal-ai/flux/dev", true, "");
     let out = dir.path().join("out");
-    let args = [
-        "bakeoff",
-        file.to_str().unwrap(),
-        "--models",
-        &MODELS.join(","),
-        "--sample",
-        "2",
-        "--output",
-        out.to_str().unwrap(),
-    ];
-    let first = inkflow(models.path(), &args, &[]).await;
+    let first = bakeoff_of_two(models.path(), &file, &out, &[]).await;
     assert!(first.status.success(), "{}", text(&first));
     assert_eq!(fal.ledger.lock().unwrap().accepted("bake prompt 3"), 0, "only the first 2 prompts");
     let submitted = fal.total_submissions();
@@ -146,7 +153,7 @@ async fn the_bakeoff_table_is_the_journals_and_the_bill_and_a_rerun_pays_nothing
     }
     assert_eq!(html.matches("<br><small>s-0000").count(), 2, "a row per prompt: {html}");
 
-    let rerun = inkflow(models.path(), &args, &[]).await;
+    let rerun = bakeoff_of_two(models.path(), &file, &out, &[]).await;
     assert!(rerun.status.success(), "{}", text(&rerun));
     assert_eq!(fal.total_submissions(), submitted, "the rerun paid nothing");
     let again = table(&out);
@@ -259,18 +266,7 @@ async fn a_dry_run_shows_each_models_cost_and_pays_nothing() {
     let models = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let file = pipeline(dir.path(), &fal.base(), "    model: fal-ai/flux/dev", true, "");
-    let args = [
-        "bakeoff",
-        file.to_str().unwrap(),
-        "--models",
-        &MODELS.join(","),
-        "--sample",
-        "2",
-        "--output",
-        out.to_str().unwrap(),
-        "--dry-run",
-    ];
-    let dry = inkflow(models.path(), &args, &[]).await;
+    let dry = bakeoff_of_two(models.path(), &file, &out, &["--dry-run"]).await;
     let said = text(&dry);
     assert!(dry.status.success(), "{said}");
     for model in MODELS {

@@ -37,7 +37,7 @@ pub(crate) fn text(output: &Output) -> String {
 
 /// A pipeline in `dir` generating `prompts` with the fal options `fal` through the emulator,
 /// then writing the pages; `allow` lets the prompts override those inputs.
-fn pipeline(dir: &Path, base: &str, prompts: &[Value], fal: &str) -> PathBuf {
+pub(crate) fn pipeline(dir: &Path, base: &str, prompts: &[Value], fal: &str) -> PathBuf {
     let prompts: Vec<Value> = prompts
         .iter()
         .enumerate()
@@ -76,7 +76,7 @@ sinks:
     file
 }
 
-fn prompt(text: &str) -> Value {
+pub(crate) fn prompt(text: &str) -> Value {
     json!({"image_prompt": text})
 }
 

@@ -10,53 +10,10 @@ use inkflow::engine::journal::Journal;
 use serde_json::{Value, json};
 
 use crate::common::fal_emulator::{FalEmulator, Latency, POLICY_422};
-use crate::models::{inkflow, text};
+use crate::models::{inkflow, pipeline, prompt, text};
 
 /// A LoRA's weights, as a URL fal fetches itself.
 const LORA: &str = "https://huggingface.co/someone/coloring-book-lora/resolve/main/lora.safetensors";
-
-/// Writes `prompts` and a pipeline generating them with the fal options `fal` (indented
-/// under the stage) through the emulator, into `dir`.
-fn pipeline(dir: &Path, base: &str, prompts: &[Value], fal: &str) -> PathBuf {
-    let prompts: Vec<Value> = prompts
-        .iter()
-        .enumerate()
-        .map(|(i, extra)| {
-            let mut prompt =
-                json!({"section": "s", "image_number": i + 1, "description": format!("p{}", i + 1)});
-            prompt.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-            prompt
-        })
-        .collect();
-    std::fs::write(dir.join("prompts.json"), json!({ "prompts": prompts }).to_string()).unwrap();
-    let file = dir.join("pipeline.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "version: 1
-sources:
-  prompts: {{ kind: prompts, path: prompts.json }}
-stages:
-  generate:
-    kind: fal
-    inputs: [prompts]
-    base_url: \"{base}\"
-    poll_interval_ms: 20
-    base_delay_ms: 10
-    deadline: 5s
-{fal}
-sinks:
-  pages: {{ kind: disk, inputs: [generate], filename: \"{{number:02}}.png\" }}
-"
-        ),
-    )
-    .unwrap();
-    file
-}
-
-fn prompt(text: &str) -> Value {
-    json!({"image_prompt": text})
-}
 
 /// A small PNG of one gray level, so two levels are two different files.
 fn reference_png(path: &Path, level: u8) -> Vec<u8> {
