@@ -4,7 +4,7 @@
 //! sent in the input each model reads them from; models that cannot take them refuse before
 //! anything is paid; LoRAs priced from their endpoint.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use inkflow::engine::journal::Journal;
 use serde_json::{Value, json};
