@@ -146,6 +146,7 @@ fn print_summary(summary: &serde_json::Value) -> ExitCode {
         ("succeeded", number("succeeded").to_string()),
         ("failed", number("failed").to_string()),
         ("filtered", number("filtered").to_string()),
+        ("not started", number("not_started").to_string()),
         (
             "cost",
             format!("${:.3}", summary.get("cost_usd").and_then(serde_json::Value::as_f64).unwrap_or(0.0)),
@@ -155,6 +156,9 @@ fn print_summary(summary: &serde_json::Value) -> ExitCode {
     println!();
     for (name, value) in rows {
         println!("  {name:<24} {value}");
+    }
+    if let Some(reason) = summary.get("stop_reason").and_then(serde_json::Value::as_str) {
+        println!("  {:<24} {reason}", "stopped");
     }
     let failures = summary.get("failures").and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
     for failure in failures.iter().take(10) {

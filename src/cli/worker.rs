@@ -16,10 +16,11 @@ use inkflow::cluster::journal::{ClusterJournal, Role};
 use inkflow::cluster::limiter::{Limit, account_from_env};
 use inkflow::cluster::queue::{self, Claim};
 use inkflow::cluster::store::OutputStore;
-use inkflow::engine::pipeline::{self, LoadOptions, Reads};
+use inkflow::engine::pipeline::{self, LoadOptions, Pipeline, Reads};
 use inkflow::engine::raw_cache::RawCache;
 use inkflow::engine::run_context::RunContext;
 use inkflow::engine::runtime::{self, Batch, RunSettings};
+use inkflow::engine::stage::Registry;
 use tokio_util::sync::CancellationToken;
 
 use super::shutdown::StopSignals;
@@ -92,11 +93,14 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
 /// The fal limit of each paid stage, by stage id.
 type PaidStages = HashMap<String, Limit>;
 
-/// A batch's project as registered, written out where this worker reads it.
+/// A batch's project as registered, written out where this worker reads it, with its
+/// pipeline read and checked once: each claimed item only builds the components.
 struct Project {
-    pipeline_file: PathBuf,
-    overrides: Vec<String>,
+    pipeline: Pipeline,
+    registry: Registry,
     output: String,
+    /// The output's store, whose connections every item of the batch reuses.
+    store: OutputStore,
 }
 
 struct Worker {
@@ -193,11 +197,16 @@ impl Worker {
         let pipeline_file = inside(&dir, &name)?;
         tokio::fs::create_dir_all(&dir).await?;
         tokio::fs::write(&pipeline_file, text).await?;
-        let project = Arc::new(Project {
-            pipeline_file,
-            overrides: serde_json::from_value(overrides).unwrap_or_default(),
-            output: row.get(3),
-        });
+        let overrides = serde_json::from_value(overrides).unwrap_or_default();
+        let (pipeline, registry) = tokio::task::block_in_place(|| {
+            let root = pipeline::read_tree(&pipeline_file, &LoadOptions { overrides })?;
+            let registry = super::registry_for(&pipeline_file, &root)?;
+            let checked = pipeline::check_reads(&pipeline_file, &root, &registry, Reads::MustExist)?;
+            anyhow::Ok((checked, registry))
+        })?;
+        let output: String = row.get(3);
+        let store = OutputStore::open(&output)?;
+        let project = Arc::new(Project { pipeline, registry, output, store });
         projects.insert((batch.to_owned(), revision), project.clone());
         Ok(project)
     }
@@ -208,11 +217,7 @@ impl Worker {
         project: &Project,
         output_dir: &Path,
     ) -> anyhow::Result<(Batch, PaidStages, HashMap<String, f64>)> {
-        let file = &project.pipeline_file;
-        let root = pipeline::read_tree(file, &LoadOptions { overrides: project.overrides.clone() })?;
-        let registry = super::registry_for(file, &root)?;
-        let checked = pipeline::check_reads(file, &root, &registry, Reads::MustExist)?;
-        let batch = runtime::build(checked, &registry, output_dir, false)?;
+        let batch = runtime::build(project.pipeline.clone(), &project.registry, output_dir, false)?;
         let account = account_from_env().unwrap_or_else(|| "no-key".into());
         let (mut limits, mut budgets) = (HashMap::new(), HashMap::new());
         for spec in batch.pipeline().components.iter().filter(|c| c.kind == "fal") {
@@ -228,7 +233,7 @@ impl Worker {
     /// Runs one claimed item in a scratch folder, stores its files, then records how it ended.
     async fn run_item(&self, claim: &Claim) -> anyhow::Result<()> {
         let project = self.project(&claim.batch).await?;
-        let store = OutputStore::open(&project.output)?;
+        let store = &project.store;
         let round = tempfile::tempdir_in(&self.scratch)?;
         let (batch, limits, budgets) = tokio::task::block_in_place(|| Self::build(&project, round.path()))?;
         let journal = Arc::new(ClusterJournal::new(
@@ -245,7 +250,14 @@ impl Worker {
             // The database holds the batch's budget across workers (see ClusterJournal).
             spent_before_usd: 0.0,
         };
-        batch.run(RunSettings { context, observer: Some(journal.clone()) }).await?;
+        let summary = batch.run(RunSettings { context, observer: Some(journal.clone()) }).await?;
+        // A stop for a cause outside the item (the budget, a refused key) stops the batch for
+        // every worker, as it stops a local run; the item cut short goes back to the queue.
+        let stop_reason = journal.stop_reason().or(summary.stop_reason.filter(|_| summary.interrupted));
+        if let Some(reason) = stop_reason {
+            tracing::error!("batch {}: stopping it for every worker: {reason}", claim.batch);
+            queue::stop(&self.db, &claim.batch, &reason).await?;
+        }
         store.upload_dir(round.path(), None).await?;
         let kept = inkflow::cluster::journal::settle(&journal, claim).await?;
         if !kept {
@@ -265,7 +277,7 @@ impl Worker {
         }
         tracing::info!("batch {batch_id}: every item is settled; building the book");
         let project = self.project(batch_id).await?;
-        let store = OutputStore::open(&project.output)?;
+        let store = &project.store;
         let dir = tempfile::tempdir_in(&self.scratch)?;
         store.download_all(dir.path()).await?;
         let downloaded = SystemTime::now();

@@ -41,6 +41,9 @@ pub struct ClusterJournal {
     budgets: HashMap<String, f64>,
     /// How the claimed item ended, recorded once its files are in the store.
     outcome: Mutex<Option<ItemSettlement>>,
+    /// Why the whole batch must stop, when this journal refused a submission for a cause
+    /// outside the item (the batch's `max_cost_usd`, held across the workers).
+    stop_reason: Mutex<Option<String>>,
 }
 
 impl ClusterJournal {
@@ -60,12 +63,18 @@ impl ClusterJournal {
             limits,
             budgets,
             outcome: Mutex::new(None),
+            stop_reason: Mutex::new(None),
         }
     }
 
     /// How the claimed item ended (`None`: it did not end, and goes back to the queue).
     pub fn outcome(&self) -> Option<ItemSettlement> {
         self.outcome.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Why the batch must stop for every worker, if this item's run found out.
+    pub fn stop_reason(&self) -> Option<String> {
+        self.stop_reason.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn batch(&self) -> &str {
@@ -131,7 +140,12 @@ impl ClusterJournal {
                 "this worker's lease on the item ran out and another worker may own it now: not submitting"
             ),
             (Some(_), Some(budget)) => {
-                anyhow::bail!("max_cost_usd budget of ${budget} for the batch is reached across the workers")
+                let reason = format!(
+                    "stage \"{stage}\": max_cost_usd budget of ${budget} for the batch is reached across the \
+                     workers: not submitting more"
+                );
+                *self.stop_reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.clone());
+                anyhow::bail!(reason)
             }
             (Some(_), None) => anyhow::bail!("the cluster database refused the submission record"),
         }
@@ -153,6 +167,11 @@ impl ItemObserver for ClusterJournal {
                 .await?;
             Ok(row.get(0))
         })
+    }
+
+    fn stopped_elsewhere(&self) -> anyhow::Result<Option<String>> {
+        let Role::Finish { batch } = &self.role else { return Ok(None) };
+        self.wait(super::queue::stop_reason(&self.db, batch))
     }
 
     fn prepare(&self, item: &mut Item) -> anyhow::Result<Preparation> {
@@ -191,25 +210,20 @@ impl ItemObserver for ClusterJournal {
                 let (state, stage, error, attempts): (String, Option<String>, Option<String>, i32) =
                     (row.get(0), row.get(1), row.get(2), row.get(3));
                 let (stage, error) = (stage.unwrap_or_default(), error.unwrap_or_default());
-                Ok(Preparation::Keep(match state.as_str() {
-                    "written" => ItemOutcome::Written,
-                    "filtered" => ItemOutcome::Filtered { stage, reason: error },
-                    _ => ItemOutcome::Failed(Failure {
+                Ok(match state.as_str() {
+                    "written" => Preparation::Keep(ItemOutcome::Written),
+                    "filtered" => Preparation::Keep(ItemOutcome::Filtered { stage, reason: error }),
+                    "failed" => Preparation::Keep(ItemOutcome::Failed(Failure {
                         stage,
                         error,
                         attempts: attempts.max(0) as u32,
                         interrupted: false,
-                    }),
-                }))
+                    })),
+                    // Not started, or cut short, before the batch was stopped: neither run here
+                    // nor failed, as a stopped local run leaves them.
+                    _ => Preparation::Elsewhere,
+                })
             }),
-        }
-    }
-
-    fn stage_done(&self, item: &Item, stage: &str) {
-        if self.limits.contains_key(stage) {
-            // Its result is collected: the request is no longer in flight at fal.
-            let result = self.wait(limiter::release(&self.db, self.batch(), &item.key));
-            self.log_failure("stage done", result);
         }
     }
 
@@ -218,8 +232,12 @@ impl ItemObserver for ClusterJournal {
             ItemOutcome::Written => {
                 ItemSettlement { state: "written", stage: None, error: None, attempts: 0 }
             }
-            // Cut short by a stop: not ended, it goes back to the queue.
+            // Cut short by a stop: not ended, it goes back to the queue (its open submissions
+            // stay on record, so whoever runs it next polls them or reports them as possibly
+            // charged, never submits blindly). An item refused for the batch's budget was not
+            // submitted: cut short too, as locally, where the budget stops the batch.
             ItemOutcome::Failed(f) if f.interrupted => return,
+            ItemOutcome::Failed(_) if self.stop_reason().is_some() => return,
             ItemOutcome::Failed(f) => ItemSettlement {
                 state: "failed",
                 stage: Some(f.stage.clone()),
@@ -313,6 +331,15 @@ impl SubmissionLog for ClusterJournal {
             }
             limiter::release(&self.db, self.batch(), &item.key).await
         })
+    }
+
+    fn answered(&self, key: &str, stage: &str) {
+        if self.limits.contains_key(stage) {
+            // fal runs nothing more for the request: the download that follows is free and
+            // outside fal's concurrency, so the next item's submit need not wait for it.
+            let result = self.wait(limiter::release(&self.db, self.batch(), key));
+            self.log_failure("request answered", result);
+        }
     }
 
     fn settled(&self, key: &str, stage: &str, settlement: Settlement, cost_usd: f64) -> anyhow::Result<()> {

@@ -1,19 +1,24 @@
 //! One fal `concurrency` per account, across every worker and every batch: a table of slots
 //! per account (the key's hash, never the key). An item takes a slot before its "submitting"
-//! record and gives it back when the fal stage passed it on (its result collected) or its
+//! record and gives it back as soon as fal has answered its request (before the images are
+//! downloaded: the download is free and fal no longer runs anything for it), or when its
 //! request was settled or never sent. A slot belongs to the item, not the worker: when a
 //! worker dies with a request in flight, the slot stays taken until the worker that takes the
 //! item over collects it, so the account never has more requests in flight than its limit.
+//! A release is announced with NOTIFY, which wakes the items waiting for a slot in every
+//! worker at once; a slow look every [`SLOT_POLL`] catches slots freed silently (an item
+//! whose worker died and whose lease ran out).
 
 use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 
 use super::Database;
+use super::db::SLOT_FREED;
 
-/// How long a waiting submit sleeps between looks at the slots (jittered, so waiting workers
-/// do not ask in step).
-const SLOT_POLL: Duration = Duration::from_millis(40);
+/// How long a waiting submit sleeps between looks at the slots when no release wakes it
+/// (jittered, so waiting workers do not ask in step).
+const SLOT_POLL: Duration = Duration::from_millis(500);
 
 /// The name an account goes by in the database: a hash of its key, so two workers with the
 /// same key share a limit and the key itself is never stored.
@@ -47,6 +52,8 @@ pub async fn acquire(db: &Database, limit: &Limit, batch: &str, key: &str) -> an
         )
         .await?;
     loop {
+        // Made before looking, so a release announced while the look runs still wakes it.
+        let released = db.slot_freed.notified();
         let taken = db
             .client
             .query_opt(
@@ -69,15 +76,24 @@ pub async fn acquire(db: &Database, limit: &Limit, batch: &str, key: &str) -> an
         if taken.is_some() {
             return Ok(());
         }
-        tokio::time::sleep(SLOT_POLL + Duration::from_millis(fastrand::u64(0..20))).await;
+        let jitter = Duration::from_millis(fastrand::u64(0..SLOT_POLL.as_millis() as u64 / 4));
+        tokio::select! {
+            () = released => {}
+            () = tokio::time::sleep(SLOT_POLL + jitter) => {}
+        }
     }
 }
 
-/// Gives back whatever slot the item holds.
+/// Gives back whatever slot the item holds, and announces it to the items waiting for one.
 pub async fn release(db: &Database, batch: &str, key: &str) -> anyhow::Result<()> {
     db.client
         .execute(
-            "UPDATE fal_slots SET batch_id = NULL, item_key = NULL WHERE batch_id = $1 AND item_key = $2",
+            &format!(
+                "WITH freed AS (
+                    UPDATE fal_slots SET batch_id = NULL, item_key = NULL WHERE batch_id = $1 AND item_key = $2
+                    RETURNING account)
+                 SELECT pg_notify('{SLOT_FREED}', account) FROM freed"
+            ),
             &[&batch, &key],
         )
         .await?;

@@ -34,7 +34,7 @@ pub async fn claim(db: &Database, worker: &str, lease: Duration) -> anyhow::Resu
         .client
         .query(
             "SELECT b.id FROM batches b
-             WHERE b.finished_at IS NULL AND EXISTS (
+             WHERE b.finished_at IS NULL AND b.stop_reason IS NULL AND EXISTS (
                 SELECT 1 FROM items i WHERE i.batch_id = b.id
                   AND (i.state = 'pending' OR (i.state = 'claimed' AND i.lease_until < now())))
              ORDER BY (SELECT count(*) FROM items i WHERE i.batch_id = b.id AND i.state = 'claimed'
@@ -51,7 +51,8 @@ pub async fn claim(db: &Database, worker: &str, lease: Duration) -> anyhow::Resu
                     lease_until = now() + make_interval(secs => $3), updated_at = now()
                  WHERE (batch_id, key) = (
                     SELECT batch_id, key FROM items
-                    WHERE batch_id = $1
+                    WHERE batch_id = $1 AND NOT EXISTS (
+                        SELECT 1 FROM batches WHERE id = $1 AND stop_reason IS NOT NULL)
                       AND (state = 'pending' OR (state = 'claimed' AND lease_until < now()))
                     ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)
                  RETURNING key",
@@ -137,8 +138,17 @@ pub async fn settle(
     Ok(true)
 }
 
-/// Takes the batch's last step (the book, the cover, the summary and the report) when every
-/// item is settled and nobody else has it; `false` when it is not time or it is taken.
+/// Whether the batch `b` is due for its last step: every item settled or, once the batch was
+/// stopped, every item in work given back (the rest stay for a later run, as locally).
+const DUE: &str = "(NOT EXISTS (SELECT 1 FROM items i WHERE i.batch_id = b.id
+                              AND i.state NOT IN ('written', 'failed', 'filtered'))
+          OR (b.stop_reason IS NOT NULL AND NOT EXISTS (
+                SELECT 1 FROM items i WHERE i.batch_id = b.id AND i.state = 'claimed'
+                  AND i.lease_until >= now())))";
+
+/// Takes the batch's last step (the book, the cover, the summary and the report) when it is
+/// due and nobody else has it; `false` when it is not time or it is taken. A stopped batch's
+/// items whose worker died go back to the queue first, for a later run.
 pub async fn claim_finalizer(
     db: &Database,
     batch: &str,
@@ -149,31 +159,58 @@ pub async fn claim_finalizer(
     let taken = db
         .client
         .execute(
-            "UPDATE batches SET finalizer = $2, finalizer_until = now() + make_interval(secs => $3)
-             WHERE id = $1 AND finished_at IS NULL
-               AND (finalizer IS NULL OR finalizer_until < now())
-               AND NOT EXISTS (SELECT 1 FROM items WHERE batch_id = $1
-                               AND state NOT IN ('written', 'failed', 'filtered'))",
+            &format!(
+                "UPDATE batches b SET finalizer = $2, finalizer_until = now() + make_interval(secs => $3)
+                 WHERE b.id = $1 AND b.finished_at IS NULL
+                   AND (b.finalizer IS NULL OR b.finalizer_until < now()) AND {DUE}"
+            ),
             &[&batch, &worker, &lease],
         )
         .await?;
+    if taken == 1 {
+        db.client
+            .execute(
+                "UPDATE items SET state = 'pending', lease_owner = NULL, lease_until = NULL, updated_at = now()
+                 WHERE batch_id = $1 AND state = 'claimed' AND lease_until < now()",
+                &[&batch],
+            )
+            .await?;
+    }
     Ok(taken == 1)
 }
 
-/// The batches whose items are all settled and whose book nobody builds.
+/// The batches due for their last step that nobody is taking.
 pub async fn ready_to_finish(db: &Database) -> anyhow::Result<Vec<String>> {
     let rows = db
         .client
         .query(
-            "SELECT id FROM batches b WHERE finished_at IS NULL
-               AND (finalizer IS NULL OR finalizer_until < now())
-               AND NOT EXISTS (SELECT 1 FROM items i WHERE i.batch_id = b.id
-                               AND i.state NOT IN ('written', 'failed', 'filtered'))
-             ORDER BY created_at",
+            &format!(
+                "SELECT id FROM batches b WHERE finished_at IS NULL
+                   AND (finalizer IS NULL OR finalizer_until < now()) AND {DUE}
+                 ORDER BY created_at"
+            ),
             &[],
         )
         .await?;
     Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// Stops the batch for every worker, keeping the first reason: none of its items is claimed
+/// any more, and once those in work are given back its last step reports it stopped.
+pub async fn stop(db: &Database, batch: &str, reason: &str) -> anyhow::Result<()> {
+    db.client
+        .execute(
+            "UPDATE batches SET stop_reason = $2 WHERE id = $1 AND stop_reason IS NULL",
+            &[&batch, &reason],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Why the batch was stopped, if it was.
+pub async fn stop_reason(db: &Database, batch: &str) -> anyhow::Result<Option<String>> {
+    let row = db.client.query_one("SELECT stop_reason FROM batches WHERE id = $1", &[&batch]).await?;
+    Ok(row.get(0))
 }
 
 /// Marks the batch finished with its summary, if the worker still holds its last step.

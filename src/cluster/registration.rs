@@ -99,12 +99,17 @@ pub async fn register(db: &Database, registration: &Registration, batch: &Batch)
     let pipeline_fingerprint = fingerprint(batch.pipeline());
     let overrides = serde_json::to_value(&registration.overrides)?;
     let client = &db.client;
+    // A stopped batch run again goes on where it stopped, as a local run does.
+    let was_stopped = client
+        .query_opt("SELECT 1 FROM batches WHERE id = $1 AND stop_reason IS NOT NULL", &[&id])
+        .await?
+        .is_some();
     client
         .execute(
             "INSERT INTO batches (id, output, pipeline_file, pipeline_text, overrides, fingerprint, retry_failed)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (id) DO UPDATE SET pipeline_file = $3, pipeline_text = $4, overrides = $5,
-                fingerprint = $6, retry_failed = $7, revision = batches.revision + 1",
+                fingerprint = $6, retry_failed = $7, revision = batches.revision + 1, stop_reason = NULL",
             &[
                 &id,
                 &registration.output,
@@ -160,7 +165,7 @@ pub async fn register(db: &Database, registration: &Registration, batch: &Batch)
             )
             .await?;
     }
-    if reopened > 0 {
+    if reopened > 0 || was_stopped {
         client.execute("UPDATE batches SET finished_at = NULL, summary = NULL WHERE id = $1", &[&id]).await?;
     }
     Ok(id)

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use super::Database;
 
 /// The schema this build writes.
-const SCHEMA_VERSION: i32 = 1;
+const SCHEMA_VERSION: i32 = 2;
 /// Serialises schema changes between workers starting at once (any constant of our own).
 const MIGRATION_LOCK: i64 = 0x494E_4B46_0001;
 
@@ -39,6 +39,10 @@ CREATE TABLE fal_slots (
     PRIMARY KEY (account, slot));
 ";
 
+/// Version 2: why a batch was stopped for every worker (its `max_cost_usd` reached, fal refusing
+/// the key), as a local run stops; the workers then take none of its items.
+const V2: &str = "ALTER TABLE batches ADD COLUMN stop_reason TEXT";
+
 /// Creates the schema or upgrades it to [`SCHEMA_VERSION`], under an advisory lock so that
 /// workers starting together do it once.
 pub(super) async fn upgrade(db: &mut Database) -> anyhow::Result<()> {
@@ -62,6 +66,12 @@ pub(super) async fn upgrade(db: &mut Database) -> anyhow::Result<()> {
                 .batch_execute(&format!("BEGIN; {V1}; INSERT INTO inkflow_schema VALUES (1); COMMIT;"))
                 .await
                 .context("cannot create the cluster's tables")?;
+        }
+        if version < 2 {
+            client
+                .batch_execute(&format!("BEGIN; {V2}; INSERT INTO inkflow_schema VALUES (2); COMMIT;"))
+                .await
+                .context("cannot upgrade the cluster's tables to schema 2")?;
         }
         Ok(())
     }

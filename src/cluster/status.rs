@@ -42,7 +42,7 @@ pub async fn read(db: &Database, output: &str) -> anyhow::Result<(Status, Vec<It
         unfinished_submissions: money.get::<_, i64>(1) as u64,
         uncertain_submissions: money.get::<_, i64>(2) as u64,
         settled_submissions,
-        stopped: None,
+        stopped: super::queue::stop_reason(db, &id).await?,
         // Review decisions (`inkflow review`) are made on a local output folder's journal.
         review: Default::default(),
     };

@@ -43,6 +43,10 @@ pub trait SubmissionLog: Send + Sync {
     /// Records that the open submission of item `key` ended without a result to go on with,
     /// so a resumed batch does not poll it again; `cost_usd` is what it cost in the end.
     fn settled(&self, key: &str, stage: &str, settlement: Settlement, cost_usd: f64) -> anyhow::Result<()>;
+    /// Notes that the service has finished the work announced for item `key` (its result is
+    /// in hand, not yet its files): it runs nothing more for it, so a limit on requests in
+    /// flight (a cluster's per-account one) may let the next one go before the download.
+    fn answered(&self, _key: &str, _stage: &str) {}
     /// The URL a file with content hash `sha256` was uploaded to earlier in the batch (a
     /// paid request's input, such as a reference image), so it is not uploaded again. A log
     /// that keeps no uploads answers `None`: the file is uploaded again.

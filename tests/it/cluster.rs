@@ -4,12 +4,16 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 
-use crate::common::fal_emulator::{FalEmulator, Latency};
+use crate::common::fal_emulator::{FalEmulator, HELD_RUNNING, LOCKED_KEY, Latency};
 use crate::common::pdf_reader;
 use crate::common::postgres::Postgres;
 use crate::common::s3::{KEY_ID, SECRET, Server};
@@ -99,13 +103,25 @@ sinks:
 
     /// A worker process; its log goes to `worker-N.log` in the test folder.
     fn worker(&self, n: u32, threads: u32, lease: &str, exit_when_idle: bool) -> Child {
+        self.worker_reaching(&self.db.url, n, threads, lease, exit_when_idle)
+    }
+
+    /// A worker that reaches the database at `url` (through a proxy the test controls).
+    fn worker_reaching(&self, url: &str, n: u32, threads: u32, lease: &str, exit_when_idle: bool) -> Child {
+        self.worker_command(url, n, threads, lease, exit_when_idle).spawn().unwrap()
+    }
+
+    /// The command of worker `n`, to adjust (its environment) before it starts.
+    fn worker_command(&self, url: &str, n: u32, threads: u32, lease: &str, exit_when_idle: bool) -> Command {
         let log = std::fs::File::create(self.dir.path().join(format!("worker-{n}.log"))).unwrap();
         let threads = threads.to_string();
-        let mut args = vec!["worker", "--cluster", &self.db.url, "--threads", &threads, "--lease", lease];
+        let mut args = vec!["worker", "--cluster", url, "--threads", &threads, "--lease", lease];
         if exit_when_idle {
             args.push("--exit-when-idle");
         }
-        self.inkflow(&args).stdout(Stdio::null()).stderr(log).spawn().unwrap()
+        let mut command = self.inkflow(&args);
+        command.stdout(Stdio::null()).stderr(log);
+        command
     }
 
     /// `inkflow status --cluster URL s3://...`'s report.
@@ -240,7 +256,55 @@ async fn a_worker_killed_mid_submit_leaves_a_possibly_charged_item_that_only_ret
     until("the first submission", || cluster.fal.total_submissions() >= 1).await;
     doomed.start_kill().unwrap();
     doomed.wait().await.unwrap();
+    only_retry_failed_pays_again(&cluster, &prompts).await;
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_between_the_submit_and_writing_the_request_id_leaves_a_possibly_charged_item() {
+    let prompts = prompts(3);
+    let texts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    let Some(cluster) =
+        Cluster::start("cluster kill before the request id", &texts, Latency::default()).await
+    else {
+        return;
+    };
+    assert_success(&cluster.run(&["--detach"]).await, "run --detach");
+    // The doomed worker reaches the database through a proxy that goes silent as it sends the
+    // statement writing the request id (the journal's `submitted`): fal has accepted the
+    // submission, and the worker is blocked on that write when it is killed.
+    let proxy = SilencingProxy::start(&cluster.db.url, "UPDATE submissions SET request").await;
+    let mut doomed = cluster.worker_reaching(&proxy.url, 1, 1, "2s", false);
+    until("the worker writing the request id", || proxy.is_silenced()).await;
+    doomed.start_kill().unwrap();
+    doomed.wait().await.unwrap();
+    let client = inkflow::cluster::Database::connect(&cluster.db.url).await.unwrap().client;
+    let row = client
+        .query_one("SELECT count(*), count(*) FILTER (WHERE request IS NULL) FROM submissions", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, i64>(0), row.get::<_, i64>(1)),
+        (1, 1),
+        "one submission on record, without its request id"
+    );
+    assert_eq!(cluster.fal.ledger.lock().unwrap().accepted(&prompts[0]), 1, "fal accepted it");
+    only_retry_failed_pays_again(&cluster, &prompts).await;
+}
+
+/// After the worker running the first of `prompts` died with fal's answer to its submission
+/// unrecorded, a second worker finishes the batch without paying for that item again: the
+/// run reports it as possibly charged, every other page is in the store and the book, the
+/// account's limit held, and status agrees. Only `--retry-failed` submits it again.
+async fn only_retry_failed_pays_again(cluster: &Cluster, prompts: &[String]) {
+    {
+        // fal runs an accepted request to its end whether or not its client lives, and then it
+        // no longer takes one of the account's slots; nobody collects it, so the emulator would
+        // count it in flight for ever.
+        let mut ledger = cluster.fal.ledger.lock().unwrap();
+        for orphan in ledger.requests_of(&prompts[0]) {
+            ledger.in_flight.remove(&orphan);
+        }
+    }
     let survivor = cluster.worker(2, 2, "2s", true);
     cluster.wait_for(survivor, 2).await;
     let first = cluster.run(&[]).await;
@@ -249,7 +313,7 @@ async fn a_worker_killed_mid_submit_leaves_a_possibly_charged_item_that_only_ret
     assert!(text.contains("fal's answer never arrived"), "reported as possibly charged:\n{text}");
     {
         let ledger = cluster.fal.ledger.lock().unwrap();
-        for prompt in &prompts {
+        for prompt in prompts {
             assert_eq!(
                 ledger.accepted(prompt),
                 1,
@@ -290,6 +354,143 @@ async fn a_worker_killed_mid_submit_leaves_a_possibly_charged_item_that_only_ret
     }
     assert!(cluster.object("01.png").is_file());
     assert!(cluster.status().await.contains("written      3"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_batch_budget_reached_stops_the_batch_for_every_worker_and_leaves_the_rest_unstarted() {
+    let prompts = prompts(4);
+    let texts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    let Some(cluster) = Cluster::start("cluster budget stop", &texts, Latency::default()).await else {
+        return;
+    };
+    // $0.05 buys two of the four $0.025 pages.
+    let budget = ["--detach", "--set", "stages.generate.max_cost_usd=0.05"];
+    assert_success(&cluster.run(&budget).await, "run --detach");
+    let workers = [cluster.worker(1, 1, "5s", true), cluster.worker(2, 1, "5s", true)];
+    for (n, worker) in workers.into_iter().enumerate() {
+        cluster.wait_for(worker, n as u32 + 1).await;
+    }
+    assert_eq!(cluster.fal.total_submissions(), 2, "the budget held across the workers");
+    let status = cluster.status().await;
+    assert!(
+        status.contains("the last run stopped early: stage \"generate\": max_cost_usd budget of $0.05"),
+        "{status}"
+    );
+    // As a local run leaves them: the two pages the budget did not reach are not failed, and a
+    // later run takes them up.
+    assert!(status.contains("written      2") && status.contains("pending      2"), "{status}");
+    assert!(!status.contains("failed"), "{status}");
+    let client = inkflow::cluster::Database::connect(&cluster.db.url).await.unwrap().client;
+    let summary: serde_json::Value =
+        client.query_one("SELECT summary FROM batches", &[]).await.unwrap().get(0);
+    assert_eq!(summary["interrupted"], true, "{summary}");
+    assert_eq!(
+        (summary["succeeded"].as_u64(), summary["not_started"].as_u64()),
+        (Some(2), Some(2)),
+        "{summary}"
+    );
+    assert!(!cluster.object("book.pdf").exists(), "no book of a batch that stopped early, as locally");
+    let stored = (1..=4).filter(|n| cluster.object(&format!("{n:02}.png")).is_file()).count();
+    assert_eq!(stored, 2, "the pages paid for are in the store");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paid_item_cut_short_by_a_batch_wide_stop_is_collected_by_the_next_run_never_paid_again() {
+    let mut prompts = prompts(3);
+    prompts[0] = format!("{} {HELD_RUNNING}", prompts[0]);
+    let texts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    let Some(cluster) = Cluster::start("cluster stop with a paid item", &texts, Latency::default()).await
+    else {
+        return;
+    };
+    assert_success(&cluster.run(&["--detach"]).await, "run --detach");
+    // The first worker's request is paid for (fal runs it) when the worker dies.
+    let mut doomed = cluster.worker(1, 1, "2s", false);
+    until("the first poll", || !cluster.fal.ledger.lock().unwrap().polled.is_empty()).await;
+    doomed.start_kill().unwrap();
+    doomed.wait().await.unwrap();
+    // A worker whose fal account is locked: every call it makes to fal fails, which stops the
+    // batch (as a local run stops), whether it meets the paid request or a new item first.
+    let mut locked = cluster.worker_command(&cluster.db.url, 2, 2, "2s", true);
+    locked.env("FAL_KEY", LOCKED_KEY);
+    cluster.wait_for(locked.spawn().unwrap(), 2).await;
+    let status = cluster.status().await;
+    assert!(status.contains("the last run stopped early") && status.contains("locked"), "{status}");
+    assert!(status.contains("pending      3"), "every item is left for a later run:\n{status}");
+    assert!(status.contains("1 paid request(s) not yet collected"), "{status}");
+    assert_eq!(cluster.fal.total_submissions(), 1);
+
+    // The account is paid up and the batch is run again: the paid request is collected, for free.
+    cluster.fal.ledger.lock().unwrap().released = true;
+    assert_success(&cluster.run(&["--detach"]).await, "run again");
+    cluster.wait_for(cluster.worker(3, 2, "2s", true), 3).await;
+    assert_success(&cluster.run(&[]).await, "run (attach)");
+    {
+        let ledger = cluster.fal.ledger.lock().unwrap();
+        for prompt in &prompts {
+            assert_eq!(ledger.accepted(prompt), 1, "{prompt}: paid once");
+        }
+        assert!(ledger.peak_in_flight <= LIMIT);
+    }
+    assert_eq!(cluster.book_pages(), 3);
+    assert!(cluster.status().await.contains("written      3"));
+}
+
+/// A TCP proxy in front of the real PostgreSQL that goes silent for good the moment a client
+/// sends a statement containing `marker`: that statement and everything after it is swallowed,
+/// as if the network died with the packets in flight. The client is then blocked on exactly
+/// that statement, and the test knows it.
+struct SilencingProxy {
+    /// The database's URL, through the proxy.
+    url: String,
+    silenced: Arc<AtomicBool>,
+}
+
+impl SilencingProxy {
+    async fn start(database_url: &str, marker: &'static str) -> SilencingProxy {
+        let (head, tail) = database_url.split_once("127.0.0.1:").expect("a loopback database URL");
+        let (port, rest) = tail.split_once('/').unwrap();
+        let upstream = format!("127.0.0.1:{port}");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("{head}127.0.0.1:{}/{rest}", listener.local_addr().unwrap().port());
+        let silenced = Arc::new(AtomicBool::new(false));
+        let flag = silenced.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (upstream, flag) = (upstream.clone(), flag.clone());
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(&upstream).await else { return };
+                    let (mut from_client, mut to_client) = client.into_split();
+                    let (mut from_server, mut to_server) = server.into_split();
+                    tokio::spawn(async move { tokio::io::copy(&mut from_server, &mut to_client).await });
+                    let (mut seen, mut chunk) = (Vec::new(), vec![0u8; 16 * 1024]);
+                    loop {
+                        let n = match from_client.read(&mut chunk).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        // The marker may straddle two reads: keep the tail of the one before.
+                        seen.extend_from_slice(&chunk[..n]);
+                        if seen.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+                            flag.store(true, Ordering::SeqCst);
+                        }
+                        seen.drain(..seen.len().saturating_sub(marker.len()));
+                        if flag.load(Ordering::SeqCst) {
+                            continue;
+                        }
+                        if to_server.write_all(&chunk[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        SilencingProxy { url, silenced }
+    }
+
+    fn is_silenced(&self) -> bool {
+        self.silenced.load(Ordering::SeqCst)
+    }
 }
 
 /// Three items, one worker of one thread until `ready` holds on the emulator; then that worker is

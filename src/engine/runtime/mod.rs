@@ -106,6 +106,12 @@ pub trait ItemObserver: Send + Sync {
     fn spent_elsewhere(&self) -> anyhow::Result<f64> {
         Ok(0.0)
     }
+    /// Why other processes stopped this batch early (a cluster worker met the batch's budget
+    /// or a refused key), which the summary the sinks see reports as this run's stop: a batch
+    /// that stopped early gets no book, as a local run that stops gets none.
+    fn stopped_elsewhere(&self) -> anyhow::Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// What [`ItemObserver::prepare`] decided for an item.
@@ -294,6 +300,12 @@ impl Batch {
                 return Ok(summary);
             }
             summary.cost_usd += observer.spent_elsewhere()?;
+            if let Some(reason) = observer.stopped_elsewhere()? {
+                summary.interrupted = true;
+                summary.stop_reason = Some(reason);
+                // The items the stopped batch never reached passed by here as run elsewhere.
+                summary.not_started += std::mem::take(&mut summary.skipped);
+            }
         }
         Ok(finish(&pipeline, &components, &shared, summary).await)
     }

@@ -325,6 +325,9 @@ impl FalStage {
         };
         self.pending.remove(&submission.request_id);
         let result = result?;
+        if let Some(log) = cx.submission_log() {
+            log.answered(&key, &self.id);
+        }
         let room = tokio::select! {
             biased;
             () = collecting.cancelled() => return Err(Failure::Interrupted(format!(
