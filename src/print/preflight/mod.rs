@@ -1,5 +1,6 @@
-//! Preflight: a PDF, made by inkflow or not, read back with lopdf and checked against the rules
-//! KDP applies to a paperback interior or cover, each rule with the pages that break it.
+//! Preflight: a PDF, made by inkflow or not, read back and checked against the rules KDP applies
+//! to a paperback interior or cover, each rule with the pages that break it. The file is read a
+//! page at a time (see `file`), so a long book costs the memory of its largest page.
 //!
 //! Ink is found by walking each page's content: images as placed (with the ink inside 1-bit
 //! CCITT and 8-bit Flate images located pixel by pixel, so a white border is not ink), text
@@ -14,6 +15,7 @@ use super::*;
 
 mod cover;
 mod crop_marks;
+mod file;
 mod fonts;
 mod image;
 mod ink;
