@@ -156,7 +156,7 @@ impl LazyFile {
             let word = tokens.keyword();
             if word == b"trailer" {
                 let at = offset + tokens.position() as u64;
-                return match self.object_at(at, None, false)? {
+                return match self.object_at(at, Expect::Bare, false)? {
                     Object::Dictionary(dictionary) => Ok(dictionary),
                     _ => Err(malformed("the trailer is not a dictionary".into())),
                 };
@@ -188,7 +188,7 @@ impl LazyFile {
 
     /// A cross-reference stream at `offset`, decoded by lopdf, returning its dictionary.
     fn xref_stream(&mut self, offset: u64) -> Result<Dictionary, Fault> {
-        let Object::Stream(stream) = self.object_at(offset, None, true)? else {
+        let Object::Stream(stream) = self.object_at(offset, Expect::Indirect(None), true)? else {
             return Err(malformed("startxref points at neither a table nor a stream".into()));
         };
         let (xref, dictionary) = lopdf::xref::decode_xref_stream_with_limit(stream, Some(MAX_DECODED_BYTES))
@@ -207,14 +207,14 @@ impl LazyFile {
         Ok(dictionary)
     }
 
-    /// The object at `offset`: `n g obj ... endobj` when `number` is given (and must match), a
-    /// bare object (a trailer) when not. A stream's data is read only `with_data`.
-    fn object_at(&mut self, offset: u64, number: Option<u32>, with_data: bool) -> Result<Object, Fault> {
+    /// The object at `offset`, as `expect`ed (an indirect object's number must match). A
+    /// stream's data is read only `with_data`.
+    fn object_at(&mut self, offset: u64, expect: Expect, with_data: bool) -> Result<Object, Fault> {
         let mut window = FIRST_WINDOW;
         loop {
             let bytes = self.read_at(offset, window)?;
             let whole = offset + bytes.len() as u64 >= self.len;
-            match parse_object(&bytes, number, whole) {
+            match parse_object(&bytes, expect, whole) {
                 Parsed::Object(object) => return Ok(object),
                 Parsed::Stream(dictionary, _) if !with_data => {
                     return Ok(Object::Stream(Stream::new(dictionary, Vec::new())));
@@ -256,7 +256,7 @@ impl LazyFile {
         let found = self.entries.binary_search_by_key(&id.0, |&(number, _)| number);
         let Ok(found) = found else { return Ok(Object::Null) };
         match self.entries[found].1 {
-            Entry::At(offset) => self.object_at(offset, Some(id.0), with_data),
+            Entry::At(offset) => self.object_at(offset, Expect::Indirect(Some(id.0)), with_data),
             Entry::InStream { container, index } => {
                 let stream = self.object_stream(container)?;
                 let at = stream
@@ -282,7 +282,7 @@ impl LazyFile {
         let Some(Entry::At(offset)) = found.ok().map(|i| self.entries[i].1) else {
             return Err(malformed(format!("object stream {number} is not in the file")));
         };
-        let Object::Stream(stream) = self.object_at(offset, Some(number), true)? else {
+        let Object::Stream(stream) = self.object_at(offset, Expect::Indirect(Some(number)), true)? else {
             return Err(malformed(format!("object stream {number} is not a stream")));
         };
         let allowed = MAX_DECODED_BYTES.min(usize::try_from(self.decoded_left).unwrap_or(usize::MAX));
@@ -434,6 +434,15 @@ fn references_in(dictionary: &Dictionary, out: &mut Vec<ObjectId>) {
     }
 }
 
+/// What starts where an object is read.
+#[derive(Clone, Copy)]
+enum Expect {
+    /// A bare object (a trailer).
+    Bare,
+    /// `n g obj ... endobj`, with the number `n` when it is known.
+    Indirect(Option<u32>),
+}
+
 enum Parsed {
     Object(Object),
     /// A stream's dictionary, and where its data starts.
@@ -443,20 +452,20 @@ enum Parsed {
     Bad,
 }
 
-/// An object from the start of `bytes`: `n g obj` first when `number` is given. `whole` says
-/// the bytes run to the end of the file (then nothing more can be read).
-fn parse_object(bytes: &[u8], number: Option<u32>, whole: bool) -> Parsed {
+/// An object from the start of `bytes`, as `expect`ed. `whole` says the bytes run to the end
+/// of the file (then nothing more can be read).
+fn parse_object(bytes: &[u8], expect: Expect, whole: bool) -> Parsed {
     let mut tokens = Tokens::new(bytes);
     let short = |tokens: &Tokens| {
         if !whole && tokens.position() >= bytes.len() { Parsed::Short } else { Parsed::Bad }
     };
-    if let Some(number) = number {
+    if let Expect::Indirect(number) = expect {
         let found = std::str::from_utf8(tokens.keyword()).ok().and_then(|s| s.parse::<u32>().ok());
         let (_generation, obj) = (tokens.keyword(), tokens.keyword());
         if obj != b"obj" {
             return short(&tokens);
         }
-        if found != Some(number) {
+        if found.is_none() || number.is_some_and(|n| found != Some(n)) {
             return Parsed::Bad;
         }
     }
@@ -478,5 +487,129 @@ fn parse_object(bytes: &[u8], number: Option<u32>, whole: bool) -> Parsed {
         }
         (b"stream", _) => Parsed::Bad,
         (_, object) => Parsed::Object(object),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lopdf::{SaveOptions, dictionary};
+
+    use super::super::reading::{Gather, PageFacts, read, read_lazily};
+    use super::*;
+
+    /// Each page's MediaBox corner and its marks of ink.
+    #[derive(Default)]
+    struct Seen(Vec<((f32, f32), usize)>);
+
+    impl Gather for Seen {
+        fn page(&mut self, _: usize, page: &PageFacts) {
+            self.0.push(((page.media.x1, page.media.y1), page.ink().len()));
+        }
+    }
+
+    /// Three letter pages, each drawing an image of its own, inheriting their MediaBox and
+    /// resources (one font for all) from the page tree. Returns the file and the images' ids.
+    fn three_pages(
+        dir: &Path,
+        name: &str,
+        save: fn(&mut Document, &Path),
+    ) -> (std::path::PathBuf, Vec<ObjectId>) {
+        let mut doc = Document::with_version("1.7");
+        let tree = doc.new_object_id();
+        let font =
+            doc.add_object(dictionary! { "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica" });
+        let mut kids = Vec::new();
+        let mut images = Vec::new();
+        for page in 0..3u8 {
+            let image = doc.add_object(Stream::new(
+                dictionary! {
+                    "Type" => "XObject", "Subtype" => "Image", "Width" => 4, "Height" => 1,
+                    "ColorSpace" => "DeviceGray", "BitsPerComponent" => 8,
+                },
+                vec![page, 0, 0, 0],
+            ));
+            let resources = dictionary! { "XObject" => dictionary! { "Im" => image }, "Font" => dictionary! { "F" => font } };
+            let content = doc.add_object(Stream::new(
+                Dictionary::new(),
+                b"q 400 0 0 100 100 300 cm /Im Do Q BT /F 12 Tf 100 100 Td (page) Tj ET".to_vec(),
+            ));
+            kids.push(Object::from(doc.add_object(dictionary! {
+                "Type" => "Page", "Parent" => tree, "Contents" => content, "Resources" => resources,
+            })));
+            images.push(image);
+        }
+        doc.objects.insert(
+            tree,
+            Object::Dictionary(dictionary! {
+                "Type" => "Pages", "Kids" => kids, "Count" => 3,
+                "MediaBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
+            }),
+        );
+        let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => tree });
+        doc.trailer.set("Root", catalog);
+        let path = dir.join(name);
+        save(&mut doc, &path);
+        (path, images)
+    }
+
+    fn classic(doc: &mut Document, path: &Path) {
+        doc.reference_table.cross_reference_type = lopdf::xref::XrefType::CrossReferenceTable;
+        doc.save(path).unwrap();
+    }
+
+    fn xref_stream(doc: &mut Document, path: &Path) {
+        doc.save(path).unwrap();
+    }
+
+    fn object_streams(doc: &mut Document, path: &Path) {
+        let options = SaveOptions::builder().use_object_streams(true).use_xref_streams(true).build();
+        doc.save_with_options(&mut File::create(path).unwrap(), options).unwrap();
+    }
+
+    #[test]
+    fn each_page_is_read_with_its_own_objects_only_whatever_the_xref() {
+        let dir = tempfile::tempdir().unwrap();
+        let savers: [(&str, fn(&mut Document, &Path)); 3] =
+            [("table", classic), ("stream", xref_stream), ("objstm", object_streams)];
+        for (name, save) in savers {
+            let (path, images) = three_pages(dir.path(), &format!("{name}.pdf"), save);
+            let mut file = LazyFile::open(&path).unwrap_or_else(|_| panic!("{name}: the xref reads"));
+            let pages = file.page_ids().unwrap_or_else(|_| panic!("{name}: the page tree reads"));
+            assert_eq!(pages.len(), 3, "{name}");
+            let doc =
+                file.page_document(pages[1], &|_| false).unwrap_or_else(|_| panic!("{name}: page 2 reads"));
+            let image = doc.get_object(images[1]).and_then(Object::as_stream).unwrap();
+            assert_eq!(image.content, [1, 0, 0, 0], "{name}: page 2's image, data and all");
+            assert!(
+                !doc.has_object(images[0]) && !doc.has_object(images[2]),
+                "{name}: no other page's image"
+            );
+            assert!(doc.get_page_contents(pages[1]).len() == 1, "{name}");
+            // An object whose findings are kept comes as its dictionary alone.
+            let doc =
+                file.page_document(pages[2], &|id| id == images[2]).unwrap_or_else(|_| panic!("{name}"));
+            let image = doc.get_object(images[2]).and_then(Object::as_stream).unwrap();
+            assert!(image.content.is_empty() && image.dict.has(b"Width"), "{name}");
+
+            let file = LazyFile::open(&path).ok().unwrap();
+            let (count, seen) = read_lazily(file, &|_| Seen::default()).unwrap_or_else(|_| panic!("{name}"));
+            // The inherited MediaBox; the image and the text, by the inherited resources.
+            assert_eq!((count, seen.0), (3, vec![((612.0, 792.0), 2); 3]), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_file_whose_offsets_are_off_is_read_whole_by_lopdf() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = three_pages(dir.path(), "shifted.pdf", classic);
+        let mut bytes = std::fs::read(&path).unwrap();
+        // A comment after the header moves every object three bytes past where the xref says.
+        let header = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+        bytes.splice(header..header, *b"%x\n");
+        std::fs::write(&path, &bytes).unwrap();
+        let lazily = LazyFile::open(&path).and_then(|file| read_lazily(file, &|_| Seen::default()));
+        assert!(matches!(lazily, Err(Fault::Malformed(_))), "the strict reader refuses it");
+        let (facts, seen) = read(&path, |_| Seen::default()).unwrap();
+        assert_eq!((facts.pages, seen.0), (3, vec![((612.0, 792.0), 2); 3]), "lopdf repairs it");
     }
 }

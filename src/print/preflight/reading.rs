@@ -38,11 +38,18 @@ impl PageFacts {
     }
 }
 
-/// The file read once, for the interior and cover checks alike.
+/// What the file says of itself, beside its pages.
 pub(super) struct Facts {
     pub(super) bytes: u64,
     pub(super) encrypted: bool,
-    pub(super) pages: Vec<PageFacts>,
+    pub(super) pages: usize,
+}
+
+/// What a check gathers from the pages, one at a time and in order, so that no page is held
+/// after it is judged.
+pub(super) trait Gather {
+    /// Page `number`, from 1.
+    fn page(&mut self, number: usize, page: &PageFacts);
 }
 
 /// Loads a PDF, with lopdf's own decoding bounded as preflight's is.
@@ -77,11 +84,11 @@ fn page_ids(doc: &Document) -> Vec<ObjectId> {
 }
 
 /// Reads a PDF a page at a time where it reads as written, else whole with lopdf (which repairs
-/// what it can).
-pub(super) fn read(path: &Path) -> Result<Facts, String> {
+/// what it can), giving each page to what `start` makes for the page count.
+pub(super) fn read<G: Gather>(path: &Path, start: impl Fn(usize) -> G) -> Result<(Facts, G), String> {
     let bytes = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?.len();
-    match LazyFile::open(path).and_then(read_lazily) {
-        Ok(pages) => return Ok(Facts { bytes, encrypted: false, pages }),
+    match LazyFile::open(path).and_then(|file| read_lazily(file, &start)) {
+        Ok((pages, gathered)) => return Ok((Facts { bytes, encrypted: false, pages }, gathered)),
         Err(Fault::Malformed(why) | Fault::Limit(why)) => {
             tracing::debug!("preflight reads {} whole: {why}", path.display());
         }
@@ -89,21 +96,27 @@ pub(super) fn read(path: &Path) -> Result<Facts, String> {
     let doc = load(path)?;
     let encrypted = doc.is_encrypted() || doc.trailer.has(b"Encrypt");
     let mut found = Findings::new();
-    let mut pages = Vec::new();
-    for (index, id) in page_ids(&doc).into_iter().enumerate() {
+    let ids = page_ids(&doc);
+    let mut gathered = start(ids.len());
+    for (index, &id) in ids.iter().enumerate() {
         let page = read_page(&doc, &mut Walker::new(&doc, &mut found), id)
             .map_err(|e| format!("{}, page {}: {e}", path.display(), index + 1))?;
-        pages.push(page);
+        gathered.page(index + 1, &page);
     }
-    Ok(Facts { bytes, encrypted, pages })
+    Ok((Facts { bytes, encrypted, pages: ids.len() }, gathered))
 }
 
-/// The pages of a file read on demand, each from a document of its own objects. Any error
-/// gives the file to lopdf; a page over a limit is one the content rules could not check.
-fn read_lazily(mut file: LazyFile) -> Result<Vec<PageFacts>, Fault> {
+/// The pages of a file read on demand, each from a document of its own objects: their count and
+/// what was gathered. Any error gives the file to lopdf; a page over a limit is one the content
+/// rules could not check.
+pub(super) fn read_lazily<G: Gather>(
+    mut file: LazyFile,
+    start: &impl Fn(usize) -> G,
+) -> Result<(usize, G), Fault> {
     let mut found = Findings::new();
-    let mut pages = Vec::new();
-    for id in file.page_ids()? {
+    let ids = file.page_ids()?;
+    let mut gathered = start(ids.len());
+    for (index, &id) in ids.iter().enumerate() {
         let page = match file.page_document(id, &|object| found.known(object)) {
             Ok(doc) => read_page(&doc, &mut Walker::new(&doc, &mut found), id),
             Err(Fault::Limit(limit)) => {
@@ -112,9 +125,9 @@ fn read_lazily(mut file: LazyFile) -> Result<Vec<PageFacts>, Fault> {
             }
             Err(fault) => return Err(fault),
         };
-        pages.push(page.map_err(Fault::Malformed)?);
+        gathered.page(index + 1, &page.map_err(Fault::Malformed)?);
     }
-    Ok(pages)
+    Ok((ids.len(), gathered))
 }
 
 pub(super) fn resolve<'a>(doc: &'a Document, object: &'a Object) -> &'a Object {
