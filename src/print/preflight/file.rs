@@ -210,11 +210,23 @@ impl LazyFile {
     /// The object at `offset`, as `expect`ed (an indirect object's number must match). A
     /// stream's data is read only `with_data`.
     fn object_at(&mut self, offset: u64, expect: Expect, with_data: bool) -> Result<Object, Fault> {
+        self.object_read_at(offset, expect, with_data, &mut |tokens: &mut Tokens<'_>| tokens.object())
+    }
+
+    /// [`LazyFile::object_at`], the object read by `read` (tried again on more bytes when the
+    /// first read ends short).
+    fn object_read_at(
+        &mut self,
+        offset: u64,
+        expect: Expect,
+        with_data: bool,
+        read: &mut dyn FnMut(&mut Tokens<'_>) -> Option<Object>,
+    ) -> Result<Object, Fault> {
         let mut window = FIRST_WINDOW;
         loop {
             let bytes = self.read_at(offset, window)?;
             let whole = offset + bytes.len() as u64 >= self.len;
-            match parse_object(&bytes, expect, whole) {
+            match parse_object(&bytes, expect, whole, read) {
                 Parsed::Object(object) => return Ok(object),
                 Parsed::Stream(dictionary, _) if !with_data => {
                     return Ok(Object::Stream(Stream::new(dictionary, Vec::new())));
@@ -253,10 +265,20 @@ impl LazyFile {
 
     /// Object `id`; `Null` if the file has none. A stream's data is read only `with_data`.
     pub(super) fn get(&mut self, id: ObjectId, with_data: bool) -> Result<Object, Fault> {
+        self.get_read(id, with_data, &mut |tokens: &mut Tokens<'_>| tokens.object())
+    }
+
+    /// [`LazyFile::get`], the object read by `read`.
+    fn get_read(
+        &mut self,
+        id: ObjectId,
+        with_data: bool,
+        read: &mut dyn FnMut(&mut Tokens<'_>) -> Option<Object>,
+    ) -> Result<Object, Fault> {
         let found = self.entries.binary_search_by_key(&id.0, |&(number, _)| number);
         let Ok(found) = found else { return Ok(Object::Null) };
         match self.entries[found].1 {
-            Entry::At(offset) => self.object_at(offset, Expect::Indirect(Some(id.0)), with_data),
+            Entry::At(offset) => self.object_read_at(offset, Expect::Indirect(Some(id.0)), with_data, read),
             Entry::InStream { container, index } => {
                 let stream = self.object_stream(container)?;
                 let at = stream
@@ -268,7 +290,7 @@ impl LazyFile {
                         malformed(format!("object {} is not where its object stream says", id.0))
                     })?;
                 let mut tokens = Tokens::new(stream.content.get(at..).unwrap_or_default());
-                tokens.object().ok_or_else(|| malformed(format!("object {} does not read", id.0)))
+                read(&mut tokens).ok_or_else(|| malformed(format!("object {} does not read", id.0)))
             }
         }
     }
@@ -327,25 +349,34 @@ impl LazyFile {
             if !seen.insert(id) {
                 continue;
             }
-            let Object::Dictionary(mut node) = self.get(id, false)? else { continue };
-            let kids = match node.get(b"Kids") {
-                Ok(Object::Reference(kids)) => self.get(*kids, false)?,
-                Ok(kids) => kids.clone(),
-                Err(_) => Object::Null,
+            let mut kids = Vec::new();
+            let read = &mut |tokens: &mut Tokens<'_>| {
+                kids.clear();
+                tokens.page_node(&mut kids)
             };
-            match kids {
-                Object::Array(kids) => {
-                    stack.extend(kids.iter().rev().filter_map(|kid| kid.as_reference().ok()));
-                    let mut kept = Dictionary::new();
-                    for key in INHERITED {
-                        if let Some(value) = node.remove(key) {
-                            kept.set(key, value);
-                        }
+            let Object::Dictionary(mut node) = self.get_read(id, false, read)? else { continue };
+            let inner = match node.get(b"Kids") {
+                Ok(&Object::Reference(list)) => match self.get(list, false)? {
+                    Object::Array(list) => {
+                        kids.extend(list.iter().filter_map(|kid| kid.as_reference().ok()));
+                        true
                     }
-                    self.nodes.insert(id, kept);
+                    _ => false,
+                },
+                Ok(Object::Array(_)) => true,
+                _ => false,
+            };
+            if inner {
+                stack.extend(kids.iter().rev());
+                let mut kept = Dictionary::new();
+                for key in INHERITED {
+                    if let Some(value) = node.remove(key) {
+                        kept.set(key, value);
+                    }
                 }
-                _ if node.get(b"Type").and_then(Object::as_name).is_ok_and(|t| t == b"Pages") => {}
-                _ => pages.push(id),
+                self.nodes.insert(id, kept);
+            } else if !node.get(b"Type").and_then(Object::as_name).is_ok_and(|t| t == b"Pages") {
+                pages.push(id);
             }
         }
         Ok(pages)
@@ -454,7 +485,12 @@ enum Parsed {
 
 /// An object from the start of `bytes`, as `expect`ed. `whole` says the bytes run to the end
 /// of the file (then nothing more can be read).
-fn parse_object(bytes: &[u8], expect: Expect, whole: bool) -> Parsed {
+fn parse_object(
+    bytes: &[u8],
+    expect: Expect,
+    whole: bool,
+    read: &mut dyn FnMut(&mut Tokens<'_>) -> Option<Object>,
+) -> Parsed {
     let mut tokens = Tokens::new(bytes);
     let short = |tokens: &Tokens| {
         if !whole && tokens.position() >= bytes.len() { Parsed::Short } else { Parsed::Bad }
@@ -469,7 +505,7 @@ fn parse_object(bytes: &[u8], expect: Expect, whole: bool) -> Parsed {
             return Parsed::Bad;
         }
     }
-    let Some(object) = tokens.object() else { return short(&tokens) };
+    let Some(object) = read(&mut tokens) else { return short(&tokens) };
     let after = tokens.keyword();
     if after.is_empty() && !whole && tokens.position() >= bytes.len() {
         return Parsed::Short;
@@ -552,6 +588,9 @@ mod tests {
         (path, images)
     }
 
+    /// Writes a document one way.
+    type Save = fn(&mut Document, &Path);
+
     fn classic(doc: &mut Document, path: &Path) {
         doc.reference_table.cross_reference_type = lopdf::xref::XrefType::CrossReferenceTable;
         doc.save(path).unwrap();
@@ -569,7 +608,7 @@ mod tests {
     #[test]
     fn each_page_is_read_with_its_own_objects_only_whatever_the_xref() {
         let dir = tempfile::tempdir().unwrap();
-        let savers: [(&str, fn(&mut Document, &Path)); 3] =
+        let savers: [(&str, Save); 3] =
             [("table", classic), ("stream", xref_stream), ("objstm", object_streams)];
         for (name, save) in savers {
             let (path, images) = three_pages(dir.path(), &format!("{name}.pdf"), save);

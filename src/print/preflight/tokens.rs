@@ -270,23 +270,11 @@ impl<'a> Tokens<'a> {
                 Object::String(text, StringFormat::Literal)
             }
             b'<' if self.bytes.get(self.at + 1) == Some(&b'<') => {
-                self.at += 2;
                 let mut dictionary = Dictionary::new();
-                loop {
-                    self.skip_white();
-                    match self.bytes.get(self.at)? {
-                        b'>' if self.bytes.get(self.at + 1) == Some(&b'>') => {
-                            self.at += 2;
-                            break;
-                        }
-                        b'/' => {
-                            let key = decoded_name(self.regular_run(self.at + 1));
-                            let value = self.object_within(depth + 1)?;
-                            dictionary.set(key, value);
-                        }
-                        _ => return None,
-                    }
-                }
+                self.dictionary_entries(|tokens, key| {
+                    dictionary.set(key, tokens.object_within(depth + 1)?);
+                    Some(())
+                })?;
                 Object::Dictionary(dictionary)
             }
             b'<' => {
@@ -327,6 +315,57 @@ impl<'a> Tokens<'a> {
             _ => return None,
         };
         Some(object)
+    }
+
+    /// A page tree node's dictionary, its `Kids` array read into `kids` as references alone (and
+    /// left in the dictionary empty): a book's root may list 20,000 pages, which as lopdf
+    /// objects take ~128 bytes each.
+    pub(super) fn page_node(&mut self, kids: &mut Vec<(u32, u16)>) -> Option<Object> {
+        self.skip_white();
+        let mut dictionary = Dictionary::new();
+        self.dictionary_entries(|tokens, key| {
+            tokens.skip_white();
+            if key == b"Kids" && tokens.bytes.get(tokens.at) == Some(&b'[') {
+                tokens.at += 1;
+                loop {
+                    tokens.skip_white();
+                    if *tokens.bytes.get(tokens.at)? == b']' {
+                        tokens.at += 1;
+                        dictionary.set(key, Object::Array(Vec::new()));
+                        return Some(());
+                    }
+                    if let Object::Reference(kid) = tokens.object_within(1)? {
+                        kids.push(kid);
+                    }
+                }
+            }
+            dictionary.set(key, tokens.object_within(1)?);
+            Some(())
+        })?;
+        Some(Object::Dictionary(dictionary))
+    }
+
+    /// The entries of the dictionary at the cursor (`<<` not yet read), each key given to
+    /// `value` to read its value; `None` if they do not read or end early.
+    fn dictionary_entries(&mut self, mut value: impl FnMut(&mut Self, Vec<u8>) -> Option<()>) -> Option<()> {
+        if !self.bytes.get(self.at..)?.starts_with(b"<<") {
+            return None;
+        }
+        self.at += 2;
+        loop {
+            self.skip_white();
+            match self.bytes.get(self.at)? {
+                b'>' if self.bytes.get(self.at + 1) == Some(&b'>') => {
+                    self.at += 2;
+                    return Some(());
+                }
+                b'/' => {
+                    let key = decoded_name(self.regular_run(self.at + 1));
+                    value(self, key)?;
+                }
+                _ => return None,
+            }
+        }
     }
 
     /// After the integer `number`: `gen R` makes it a reference; otherwise nothing is read.
