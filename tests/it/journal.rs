@@ -284,26 +284,12 @@ fn foreign_and_damaged_files_are_refused_and_left_alone() {
 }
 
 /// Runs `inkflow ARGS`, returning its stdout and its peak resident memory in KiB.
-///
-/// Linux keeps a process's peak across `fork` and `execve`, so a child forked straight from
-/// this test process (which holds other tests' pages) reports the test's peak, not its own. A
-/// small Python process starts inkflow instead and reports its child's peak alone.
 fn inkflow_peak_rss(args: &[&str]) -> (String, i64) {
-    const MEASURE: &str = "import resource, subprocess, sys\n\
-        done = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE)\n\
-        sys.stdout.buffer.write(done.stdout)\n\
-        print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n\
-        sys.exit(done.returncode)";
-    let out = std::process::Command::new("python3")
-        .args(["-c", MEASURE, env!("CARGO_BIN_EXE_inkflow")])
-        .args(args)
-        .output()
-        .expect("python3 runs the measured child");
+    let (out, peak) = crate::common::binary::run_peak_rss(args);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "inkflow {args:?}: {}\n{stdout}\n{stderr}", out.status);
-    let peak = stderr.lines().last().and_then(|l| l.trim().parse().ok());
-    (stdout, peak.unwrap_or_else(|| panic!("no peak RSS from the measuring process: {stderr}")))
+    (stdout, peak)
 }
 
 /// `inkflow status` reads a batch a row at a time: at 20,000 items its peak memory stays

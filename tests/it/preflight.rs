@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use lopdf::{Dictionary, Document, Object, ObjectId, Stream, dictionary};
 
+use crate::common::binary::{run_peak_rss, text};
 use crate::common::pdf_reader::{embedded_fonts, load, pages};
 
 /// The address space the child may map, in KiB (`ulimit -v`): preflight aims at 200 MB of
@@ -240,6 +241,47 @@ fn an_image_bomb_a_content_bomb_and_deep_nesting_are_bounded() {
     let margins = report.lines().find(|l| l.contains("ink inside the margins")).unwrap_or_default();
     assert!(margins.contains("could not check pages 1, 3-4"), "{report}");
     assert!(report.contains("✓ blank pages"), "pages over a limit are not blank: {report}");
+}
+
+/// A long book is read a page at a time: `inkflow preflight` of 300 pages, each drawing 200 KB
+/// of noise of its own (60 MB in all), peaks far below the file's size, where reading the file
+/// whole took more than twice its size; and every page is still checked.
+#[test]
+fn a_long_book_is_read_a_page_at_a_time() {
+    const PAGES: usize = 300;
+    /// An image's side in pixels: 450 x 450 gray noise does not compress.
+    const SIDE: i64 = 450;
+    /// Peak RSS of the preflight, in KiB.
+    const BOUND_KIB: i64 = 40 * 1024;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut pdf = Hostile::new();
+    let mut noise = 0x2545_f491_4f6c_dd1d_u64;
+    for _ in 0..PAGES {
+        let pixels: Vec<u8> = (0..SIDE * SIDE)
+            .map(|_| {
+                noise ^= noise << 13;
+                noise ^= noise >> 7;
+                noise ^= noise << 17;
+                (noise >> 32) as u8
+            })
+            .collect();
+        let image = pdf.doc.add_object(gray_image(SIDE, SIDE, &pixels));
+        pdf.page(
+            b"q 612 0 0 792 0 0 cm /Im Do Q",
+            dictionary! { "XObject" => dictionary! { "Im" => image } },
+        );
+    }
+    let path = pdf.write(dir.path(), "long.pdf");
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    assert!(size > 60_000_000, "{size} bytes");
+
+    let (out, peak_kib) = run_peak_rss(&["preflight", path.to_str().expect("a UTF-8 path")]);
+    let report = text(&out.stdout);
+    assert!(report.contains(&format!("({PAGES} pages")), "{report}");
+    // Each page's image is read: all of them are placed at 53 DPI.
+    let line = report.lines().find(|l| l.contains("images at 300 DPI")).unwrap_or_default();
+    assert!(line.starts_with('✗') && line.ends_with(&format!("(pages 1-{PAGES})")), "{report}");
+    assert!(peak_kib < BOUND_KIB, "peak RSS {peak_kib} KiB for a {size}-byte file\n{report}");
 }
 
 /// Offline KDP book with `author` on its cover, written into `out`.

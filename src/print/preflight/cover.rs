@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use super::ink::{Ink, InkKind};
-use super::reading::read;
+use super::ink::InkKind;
+use super::reading::{Gather, PageFacts, read};
 use super::report::{Report, fact, rule};
-use super::{common_rules, encrypted};
+use super::{Common, encrypted};
 use crate::print::area::Area;
 use crate::print::*;
 
@@ -43,66 +43,96 @@ impl CoverGeometry {
 
 /// Checks a cover PDF for an interior of `pages` pages.
 pub fn check_cover(path: &Path, pages: usize, trim: Trim, paper: Paper) -> Result<Report, String> {
-    let facts = read(path)?;
+    let geometry = CoverGeometry::new(trim, pages, paper);
+    let (facts, cover) = read(path, |_| Cover::new(&geometry))?;
     if let Some(report) = encrypted(path, &facts) {
         return Ok(report);
     }
-    let geometry = CoverGeometry::new(trim, pages, paper);
     let title = format!("{} (cover for {pages} pages, {trim})", path.display());
-    let mut rules = vec![fact("one page", facts.pages.len() == 1, format!("{} page(s)", facts.pages.len()))];
+    let mut rules = vec![fact("one page", facts.pages == 1, format!("{} page(s)", facts.pages))];
     let (w, h) = (geometry.width / PT_PER_IN, geometry.height / PT_PER_IN);
-    let wrong_size: Vec<usize> = facts
-        .pages
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| {
-            (p.media.width() - geometry.width).abs() > 0.72
-                || (p.media.height() - geometry.height).abs() > 0.72
-        })
-        .map(|(i, _)| i + 1)
-        .collect();
     rules.push(rule(
         "cover size",
-        wrong_size,
+        cover.wrong_size,
         format!(
             "{w:.3} x {h:.3} in: 0.125 in bleed, two {trim} sides and a {:.3} in spine",
             geometry.spine.width() / PT_PER_IN
         ),
         |_| format!("want {w:.3} x {h:.3} in for {pages} pages"),
     ));
-    let ink: Vec<&Ink> = facts.pages.iter().flat_map(|p| p.ink()).collect();
-    let in_barcode = ink.iter().any(|i| i.area.overlaps(&geometry.barcode));
     rules.push(
         fact(
             "barcode area empty",
-            !in_barcode,
-            if in_barcode {
+            !cover.in_barcode,
+            if cover.in_barcode {
                 "ink in the 2 x 1.2 in area at the back's lower right".into()
             } else {
                 "2 x 1.2 in at the back's lower right left empty".into()
             },
         )
-        .on_content(&facts),
+        .on_content(&cover.common.unchecked),
     );
-    let spine_text: Vec<&&Ink> =
-        ink.iter().filter(|i| i.kind == InkKind::Text && i.area.overlaps(&geometry.spine)).collect();
-    let clear = SPINE_CLEARANCE_IN * PT_PER_IN;
-    let inner = geometry.spine.inset(clear, 0.0, clear, 0.0);
     let (spine_ok, spine_detail) = if pages < SPINE_TEXT_MIN_PAGES {
         (
-            spine_text.is_empty(),
+            !cover.spine_text,
             format!(
                 "no spine text below {SPINE_TEXT_MIN_PAGES} pages ({})",
-                if spine_text.is_empty() { "none" } else { "found some" }
+                if cover.spine_text { "found some" } else { "none" }
             ),
         )
     } else {
-        (
-            spine_text.iter().all(|i| i.area.x0 >= inner.x0 - 0.25 && i.area.x1 <= inner.x1 + 0.25),
-            format!("spine text {SPINE_CLEARANCE_IN} in clear of the folds"),
-        )
+        (!cover.spine_text_at_folds, format!("spine text {SPINE_CLEARANCE_IN} in clear of the folds"))
     };
-    rules.push(fact("spine text", spine_ok, spine_detail).on_content(&facts));
-    rules.extend(common_rules(&facts));
-    Ok(Report { title, pages: facts.pages.len(), rules })
+    rules.push(fact("spine text", spine_ok, spine_detail).on_content(&cover.common.unchecked));
+    rules.extend(cover.common.rules(&facts));
+    Ok(Report { title, pages: facts.pages, rules })
+}
+
+/// What the cover rules gather, a page at a time.
+struct Cover {
+    size: (f32, f32),
+    barcode: Area,
+    spine: Area,
+    /// The spine less its clearance from the folds.
+    inner: Area,
+    wrong_size: Vec<usize>,
+    in_barcode: bool,
+    /// Text on the spine, and text on it nearer the folds than the clearance.
+    spine_text: bool,
+    spine_text_at_folds: bool,
+    common: Common,
+}
+
+impl Cover {
+    fn new(geometry: &CoverGeometry) -> Self {
+        let clear = SPINE_CLEARANCE_IN * PT_PER_IN;
+        Cover {
+            size: (geometry.width, geometry.height),
+            barcode: geometry.barcode,
+            spine: geometry.spine,
+            inner: geometry.spine.inset(clear, 0.0, clear, 0.0),
+            wrong_size: Vec::new(),
+            in_barcode: false,
+            spine_text: false,
+            spine_text_at_folds: false,
+            common: Common::new(),
+        }
+    }
+}
+
+impl Gather for Cover {
+    fn page(&mut self, number: usize, p: &PageFacts) {
+        if (p.media.width() - self.size.0).abs() > 0.72 || (p.media.height() - self.size.1).abs() > 0.72 {
+            self.wrong_size.push(number);
+        }
+        for ink in p.ink() {
+            self.in_barcode |= ink.area.overlaps(&self.barcode);
+            if ink.kind == InkKind::Text && ink.area.overlaps(&self.spine) {
+                self.spine_text = true;
+                self.spine_text_at_folds |=
+                    !(ink.area.x0 >= self.inner.x0 - 0.25 && ink.area.x1 <= self.inner.x1 + 0.25);
+            }
+        }
+        self.common.page(number, p);
+    }
 }

@@ -115,18 +115,83 @@ struct Budget {
     ink: usize,
 }
 
-/// Reads a document's pages, each font, form and image once however often pages use them.
-pub(super) struct Walker<'a> {
-    doc: &'a Document,
+/// What was found of the fonts, forms and images pages use, so each is read once however often
+/// pages use it, and what is left to spend on the document. Each kind keeps at most
+/// [`MAX_KEPT`] findings (then starts again), so a book's memory does not grow with its pages.
+pub(super) struct Findings {
     fonts: HashMap<ObjectId, Rc<FontFacts>>,
     /// Forms by object and, for one without resources of its own, the resources it borrows.
-    forms: HashMap<(ObjectId, usize), Rc<Drawn>>,
+    forms: HashMap<(ObjectId, Borrowed), Rc<Drawn>>,
+    /// Images by object.
     images: HashMap<ObjectId, Result<ImageInk, String>>,
     /// Pages by their content streams and resources: pages drawn alike are walked once.
-    pages: HashMap<(Vec<ObjectId>, usize), Rc<Drawn>>,
+    pages: HashMap<(Vec<ObjectId>, Option<ObjectId>), Rc<Drawn>>,
+    budget: Budget,
+}
+
+/// Findings of one kind kept at once.
+const MAX_KEPT: usize = 512;
+
+/// The resources a form draws with: its own, or those of where it is drawn (by the object
+/// that holds them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Borrowed {
+    Own,
+    From(Option<ObjectId>),
+}
+
+/// A resource dictionary, and the object that holds it (its own when it is a reference, else
+/// the page, node or form it is written in): what tells resources apart in the findings' keys.
+#[derive(Clone, Copy)]
+pub(super) struct Resources<'a> {
+    pub(super) dict: Option<&'a Dictionary>,
+    pub(super) holder: Option<ObjectId>,
+}
+
+impl Findings {
+    pub(super) fn new() -> Self {
+        Findings {
+            fonts: HashMap::new(),
+            forms: HashMap::new(),
+            images: HashMap::new(),
+            pages: HashMap::new(),
+            budget: Budget {
+                operators: MAX_OPERATORS_PER_DOCUMENT,
+                decoded: MAX_DECODED_BYTES_PER_DOCUMENT,
+                image_bytes: MAX_IMAGE_BYTES_PER_DOCUMENT,
+                ink: MAX_INK_PER_DOCUMENT,
+            },
+        }
+    }
+
+    /// Objects whose findings are kept: a page drawing with them needs only their dictionaries.
+    pub(super) fn known(&self, id: ObjectId) -> bool {
+        self.fonts.contains_key(&id)
+            || self.images.contains_key(&id)
+            || self.forms.contains_key(&(id, Borrowed::Own))
+    }
+
+    /// Forgets the findings of a kind that holds more than [`MAX_KEPT`].
+    fn bound(&mut self) {
+        fn bound<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
+            if map.len() > MAX_KEPT {
+                map.clear();
+                map.shrink_to(MAX_KEPT);
+            }
+        }
+        bound(&mut self.fonts);
+        bound(&mut self.forms);
+        bound(&mut self.images);
+        bound(&mut self.pages);
+    }
+}
+
+/// Reads one page of a document with the findings of the pages before.
+pub(super) struct Walker<'a> {
+    doc: &'a Document,
+    found: &'a mut Findings,
     /// Forms being walked, so a form that draws itself is drawn once.
     open_forms: HashSet<ObjectId>,
-    budget: Budget,
 }
 
 /// The operators a page may still run.
@@ -138,42 +203,25 @@ struct PageBudget {
 /// number when it is a reference.
 fn resource<'a>(
     doc: &'a Document,
-    resources: Option<&'a Dictionary>,
+    resources: Resources<'a>,
     kind: &[u8],
     name: &[u8],
 ) -> Option<(Option<ObjectId>, &'a Object)> {
-    let group = resolve(doc, resources?.get(kind).ok()?).as_dict().ok()?;
+    let group = resolve(doc, resources.dict?.get(kind).ok()?).as_dict().ok()?;
     let entry = group.get(name).ok()?;
     Some((entry.as_reference().ok(), resolve(doc, entry)))
 }
 
-/// The address of a resource dictionary, to tell resources apart in the memo keys.
-fn address(resources: Option<&Dictionary>) -> usize {
-    resources.map_or(0, |r| std::ptr::from_ref(r) as usize)
-}
-
 impl<'a> Walker<'a> {
-    pub(super) fn new(doc: &'a Document) -> Self {
-        Walker {
-            doc,
-            fonts: HashMap::new(),
-            forms: HashMap::new(),
-            images: HashMap::new(),
-            pages: HashMap::new(),
-            open_forms: HashSet::new(),
-            budget: Budget {
-                operators: MAX_OPERATORS_PER_DOCUMENT,
-                decoded: MAX_DECODED_BYTES_PER_DOCUMENT,
-                image_bytes: MAX_IMAGE_BYTES_PER_DOCUMENT,
-                ink: MAX_INK_PER_DOCUMENT,
-            },
-        }
+    pub(super) fn new(doc: &'a Document, found: &'a mut Findings) -> Self {
+        found.bound();
+        Walker { doc, found, open_forms: HashSet::new() }
     }
 
     /// What a page draws: its content streams `contents`, with `resources`.
-    pub(super) fn page(&mut self, contents: Vec<ObjectId>, resources: Option<&'a Dictionary>) -> Rc<Drawn> {
-        let key = (contents, address(resources));
-        if let Some(drawn) = self.pages.get(&key) {
+    pub(super) fn page(&mut self, contents: Vec<ObjectId>, resources: Resources<'a>) -> Rc<Drawn> {
+        let key = (contents, resources.holder);
+        if let Some(drawn) = self.found.pages.get(&key) {
             return Rc::clone(drawn);
         }
         let mut drawn = Drawn::default();
@@ -185,7 +233,7 @@ impl<'a> Walker<'a> {
             drawn.limit = Some(limit);
         }
         let drawn = Rc::new(drawn);
-        self.pages.insert(key, Rc::clone(&drawn));
+        self.found.pages.insert(key, Rc::clone(&drawn));
         drawn
     }
 
@@ -207,10 +255,10 @@ impl<'a> Walker<'a> {
 
     /// A stream decoded, up to `limit` bytes and what is left of the document's budget.
     fn decode(&mut self, stream: &Stream, what: &str, limit: usize) -> Result<Vec<u8>, String> {
-        let allowed = limit.min(usize::try_from(self.budget.decoded).unwrap_or(usize::MAX));
+        let allowed = limit.min(usize::try_from(self.found.budget.decoded).unwrap_or(usize::MAX));
         match stream.decompressed_content_with_limit(allowed) {
             Ok(bytes) => {
-                self.budget.decoded -= bytes.len() as u64;
+                self.found.budget.decoded -= bytes.len() as u64;
                 Ok(bytes)
             }
             Err(lopdf::Error::Decompress(lopdf::DecompressError::MemoryLimitExceeded { .. }))
@@ -232,10 +280,10 @@ impl<'a> Walker<'a> {
         if drawn.ink.len() >= MAX_INK_PER_PAGE {
             return Err(format!("more than {MAX_INK_PER_PAGE} marks of ink on a page (the limit)"));
         }
-        if self.budget.ink == 0 {
+        if self.found.budget.ink == 0 {
             return Err(format!("more than {MAX_INK_PER_DOCUMENT} marks of ink in the document (the limit)"));
         }
-        self.budget.ink -= 1;
+        self.found.budget.ink -= 1;
         drawn.ink.push(ink);
         Ok(())
     }
@@ -243,7 +291,7 @@ impl<'a> Walker<'a> {
     fn walk(
         &mut self,
         content: &[u8],
-        resources: Option<&'a Dictionary>,
+        resources: Resources<'a>,
         start: Matrix,
         depth: usize,
         drawn: &mut Drawn,
@@ -265,13 +313,13 @@ impl<'a> Walker<'a> {
                     "more than {MAX_OPERATORS_PER_PAGE} content operators on a page (the limit)"
                 ));
             }
-            if self.budget.operators == 0 {
+            if self.found.budget.operators == 0 {
                 return Err(format!(
                     "more than {MAX_OPERATORS_PER_DOCUMENT} content operators in the document (the limit)"
                 ));
             }
             page.operators -= 1;
-            self.budget.operators -= 1;
+            self.found.budget.operators -= 1;
             let count = operands.len().min(numbers.len());
             for (slot, operand) in numbers.iter_mut().zip(&operands) {
                 *slot = operand.number().unwrap_or(0.0);
@@ -376,22 +424,22 @@ impl<'a> Walker<'a> {
     }
 
     /// The font a page names, read once per font object.
-    fn font(&mut self, resources: Option<&'a Dictionary>, name: &[u8]) -> Option<Rc<FontFacts>> {
+    fn font(&mut self, resources: Resources<'a>, name: &[u8]) -> Option<Rc<FontFacts>> {
         let (id, font) = resource(self.doc, resources, b"Font", name)?;
-        let font = font.as_dict().ok()?;
-        if let Some(known) = id.and_then(|id| self.fonts.get(&id)) {
+        if let Some(known) = id.and_then(|id| self.found.fonts.get(&id)) {
             return Some(Rc::clone(known));
         }
+        let font = font.as_dict().ok()?;
         let facts = Rc::new(FontFacts::read(self.doc, font, name));
         if let Some(id) = id {
-            self.fonts.insert(id, Rc::clone(&facts));
+            self.found.fonts.insert(id, Rc::clone(&facts));
         }
         Some(facts)
     }
 
     fn x_object(
         &mut self,
-        resources: Option<&'a Dictionary>,
+        resources: Resources<'a>,
         name: &[u8],
         ctm: Matrix,
         depth: usize,
@@ -409,12 +457,12 @@ impl<'a> Walker<'a> {
                     |key: &[u8]| stream.dict.get(key).and_then(Object::as_i64).unwrap_or(0).max(0) as f32;
                 let (width, height) = (int(b"Width"), int(b"Height"));
                 let dpi = (width / (placed.width() / PT_PER_IN)).min(height / (placed.height() / PT_PER_IN));
-                let pixels = match id.and_then(|id| self.images.get(&id)) {
+                let pixels = match id.and_then(|id| self.found.images.get(&id)) {
                     Some(known) => known.clone(),
                     None => {
-                        let found = image_ink(stream, &mut self.budget.image_bytes);
+                        let found = image_ink(stream, &mut self.found.budget.image_bytes);
                         if let Some(id) = id {
-                            self.images.insert(id, found.clone());
+                            self.found.images.insert(id, found.clone());
                         }
                         found
                     }
@@ -427,14 +475,10 @@ impl<'a> Walker<'a> {
                 self.push(drawn, Ink { area, kind: InkKind::Image { dpi, placed } })
             }
             b"Form" => {
-                let inner = stream
-                    .dict
-                    .get(b"Resources")
-                    .ok()
-                    .map(|r| resolve(doc, r))
-                    .and_then(|r| r.as_dict().ok());
-                let key = id.map(|id| (id, if inner.is_some() { 0 } else { address(resources) }));
-                let form = match key.and_then(|key| self.forms.get(&key)) {
+                let own = stream.dict.get(b"Resources").ok();
+                let borrowed = if own.is_some() { Borrowed::Own } else { Borrowed::From(resources.holder) };
+                let key = id.map(|id| (id, borrowed));
+                let form = match key.and_then(|key| self.found.forms.get(&key)) {
                     Some(known) => Rc::clone(known),
                     None => {
                         if depth >= MAX_FORM_DEPTH {
@@ -446,13 +490,20 @@ impl<'a> Walker<'a> {
                         if id.is_some_and(|id| !self.open_forms.insert(id)) {
                             return Ok(());
                         }
-                        let walked = self.form(stream, inner.or(resources), depth, page);
+                        let inner = match own {
+                            Some(own) => Resources {
+                                dict: resolve(doc, own).as_dict().ok(),
+                                holder: own.as_reference().ok().or(id),
+                            },
+                            None => resources,
+                        };
+                        let walked = self.form(stream, inner, depth, page);
                         if let Some(id) = id {
                             self.open_forms.remove(&id);
                         }
                         let form = Rc::new(walked?);
                         if let Some(key) = key {
-                            self.forms.insert(key, Rc::clone(&form));
+                            self.found.forms.insert(key, Rc::clone(&form));
                         }
                         form
                     }
@@ -476,7 +527,7 @@ impl<'a> Walker<'a> {
     fn form(
         &mut self,
         stream: &Stream,
-        resources: Option<&'a Dictionary>,
+        resources: Resources<'a>,
         depth: usize,
         page: &mut PageBudget,
     ) -> Result<Drawn, String> {

@@ -3,21 +3,20 @@
 use std::path::Path;
 
 use super::ink::InkKind;
-use super::reading::{PageFacts, read};
+use super::reading::{Gather, PageFacts, read};
 use super::report::{Report, Target, fact, rule};
-use super::{common_rules, encrypted};
+use super::{Common, encrypted};
 use crate::print::*;
 
 /// Checks an interior PDF.
 pub fn check_interior(path: &Path, target: Target) -> Result<Report, String> {
-    let facts = read(path)?;
+    let (facts, interior) = read(path, |count| Interior::new(count, target))?;
     if let Some(report) = encrypted(path, &facts) {
         return Ok(report);
     }
-    let count = facts.pages.len();
-    let first = facts.pages.first().ok_or_else(|| format!("{} has no pages", path.display()))?;
-    let trim = target.trim.unwrap_or(Trim { width: first.trim.width(), height: first.trim.height() });
-    let bleed = target.bleed.unwrap_or(first.media.width() > first.trim.width() + 1.0);
+    let count = facts.pages;
+    let Some(book) = interior.book else { return Err(format!("{} has no pages", path.display())) };
+    let Book { trim, bleed, size: (w0, h0), want: (want_w, want_h), outside, gutter } = book;
     let max = max_pages(trim, target.paper);
     let paper = match target.paper {
         Paper::White => "white",
@@ -28,41 +27,21 @@ pub fn check_interior(path: &Path, target: Target) -> Result<Report, String> {
         path.display(),
         if bleed { "bleed" } else { "no bleed" }
     );
-    let numbered = || facts.pages.iter().enumerate().map(|(i, p)| (i + 1, p));
 
     let mut rules = vec![fact(
         "page count",
         (MIN_PAGES..=max).contains(&count) && count.is_multiple_of(2),
         format!("{count} pages: at least {MIN_PAGES}, at most {max}, an even count"),
     )];
-
-    let size = |p: &PageFacts| (p.media.width(), p.media.height());
-    let (w0, h0) = size(first);
-    let odd_size: Vec<usize> = numbered()
-        .filter(|(_, p)| (size(p).0 - w0).abs() > 0.5 || (size(p).1 - h0).abs() > 0.5)
-        .map(|(n, _)| n)
-        .collect();
-    rules.push(rule("one page size", odd_size, format!("every page is {w0:.2} x {h0:.2} pt"), |_| {
-        format!("pages differ from page 1's {w0:.2} x {h0:.2} pt")
-    }));
-
-    let bleed_pt = BLEED_IN * PT_PER_IN;
-    let (want_w, want_h) =
-        if bleed { (trim.width + bleed_pt, trim.height + 2.0 * bleed_pt) } else { (trim.width, trim.height) };
-    let bad_boxes: Vec<usize> = numbered()
-        .filter(|(_, p)| {
-            let trim_ok =
-                (p.trim.width() - trim.width).abs() <= 0.5 && (p.trim.height() - trim.height).abs() <= 0.5;
-            let media_ok =
-                (p.media.width() - want_w).abs() <= 0.5 && (p.media.height() - want_h).abs() <= 0.5;
-            let nested = p.trim.within(&p.bleed) && p.bleed.within(&p.media);
-            !(trim_ok && media_ok && nested && (p.has_trim_box || !bleed))
-        })
-        .map(|(n, _)| n)
-        .collect();
+    rules.push(rule(
+        "one page size",
+        interior.odd_size,
+        format!("every page is {w0:.2} x {h0:.2} pt"),
+        |_| format!("pages differ from page 1's {w0:.2} x {h0:.2} pt"),
+    ));
     rules.push(rule(
         "page boxes",
-        bad_boxes,
+        interior.bad_boxes,
         format!(
             "TrimBox {trim} inside BleedBox inside MediaBox {:.3} x {:.3} in",
             want_w / PT_PER_IN,
@@ -78,20 +57,8 @@ pub fn check_interior(path: &Path, target: Target) -> Result<Report, String> {
     ));
 
     // Blank runs: at most two in a row before the last inked page, at most ten after it.
-    let last_ink = facts.pages.iter().rposition(|p| !p.blank());
-    let mut bad_blanks = Vec::new();
-    let mut run: Vec<usize> = Vec::new();
-    for (number, page) in numbered().take(last_ink.map_or(0, |l| l + 1)) {
-        if page.blank() {
-            run.push(number);
-        } else {
-            if run.len() > MAX_BLANK_RUN {
-                bad_blanks.extend(&run);
-            }
-            run.clear();
-        }
-    }
-    let trailing = count - last_ink.map_or(0, |l| l + 1);
+    let mut bad_blanks = interior.bad_blanks;
+    let trailing = interior.blank_run;
     if trailing > MAX_BLANK_AT_END {
         bad_blanks.extend(count - trailing + 1..=count);
     }
@@ -102,25 +69,10 @@ pub fn check_interior(path: &Path, target: Target) -> Result<Report, String> {
         |_| format!("over {MAX_BLANK_RUN} blank pages in a row, or over {MAX_BLANK_AT_END} at the end"),
     ));
 
-    let outside = outside_margin_in(bleed) * PT_PER_IN;
-    let gutter = gutter_in(count) * PT_PER_IN;
-    let outside_safe: Vec<usize> = numbered()
-        .filter(|(number, p)| {
-            // Odd pages are right-hand pages: their gutter is on the left.
-            let (left, right) = if number % 2 == 1 { (gutter, outside) } else { (outside, gutter) };
-            let safe = p.trim.inset(left, outside, right, outside);
-            p.ink().iter().any(|ink| {
-                let full_bleed =
-                    matches!(ink.kind, InkKind::Image { placed, .. } if bleed && p.bleed.within(&placed));
-                !full_bleed && !ink.area.within(&safe)
-            })
-        })
-        .map(|(n, _)| n)
-        .collect();
     rules.push(
         rule(
             "ink inside the margins",
-            outside_safe,
+            interior.outside_safe,
             format!("{:.3} in outside, {:.3} in gutter", outside / PT_PER_IN, gutter / PT_PER_IN),
             |_| {
                 format!(
@@ -130,8 +82,116 @@ pub fn check_interior(path: &Path, target: Target) -> Result<Report, String> {
                 )
             },
         )
-        .on_content(&facts),
+        .on_content(&interior.common.unchecked),
     );
-    rules.extend(common_rules(&facts));
+    rules.extend(interior.common.rules(&facts));
     Ok(Report { title, pages: count, rules })
+}
+
+/// What the book is judged as, from the target and page 1.
+#[derive(Clone, Copy)]
+struct Book {
+    trim: Trim,
+    bleed: bool,
+    /// Page 1's MediaBox, in points.
+    size: (f32, f32),
+    /// The MediaBox every page should have, in points.
+    want: (f32, f32),
+    /// The margins, in points.
+    outside: f32,
+    gutter: f32,
+}
+
+/// What the interior rules gather, a page at a time.
+struct Interior {
+    count: usize,
+    target: Target,
+    book: Option<Book>,
+    odd_size: Vec<usize>,
+    bad_boxes: Vec<usize>,
+    /// Pages in blank runs over [`MAX_BLANK_RUN`] before an inked page.
+    bad_blanks: Vec<usize>,
+    /// Blank pages since the last inked one.
+    blank_run: usize,
+    outside_safe: Vec<usize>,
+    common: Common,
+}
+
+impl Interior {
+    fn new(count: usize, target: Target) -> Self {
+        Interior {
+            count,
+            target,
+            book: None,
+            odd_size: Vec::new(),
+            bad_boxes: Vec::new(),
+            bad_blanks: Vec::new(),
+            blank_run: 0,
+            outside_safe: Vec::new(),
+            common: Common::new(),
+        }
+    }
+
+    fn book(&self, first: &PageFacts) -> Book {
+        let trim =
+            self.target.trim.unwrap_or(Trim { width: first.trim.width(), height: first.trim.height() });
+        let bleed = self.target.bleed.unwrap_or(first.media.width() > first.trim.width() + 1.0);
+        let bleed_pt = BLEED_IN * PT_PER_IN;
+        let want = if bleed {
+            (trim.width + bleed_pt, trim.height + 2.0 * bleed_pt)
+        } else {
+            (trim.width, trim.height)
+        };
+        Book {
+            trim,
+            bleed,
+            size: (first.media.width(), first.media.height()),
+            want,
+            outside: outside_margin_in(bleed) * PT_PER_IN,
+            gutter: gutter_in(self.count) * PT_PER_IN,
+        }
+    }
+}
+
+impl Gather for Interior {
+    fn page(&mut self, number: usize, p: &PageFacts) {
+        let book = match self.book {
+            Some(book) => book,
+            None => *self.book.insert(self.book(p)),
+        };
+        let Book { trim, bleed, size: (w0, h0), want: (want_w, want_h), outside, gutter } = book;
+        if (p.media.width() - w0).abs() > 0.5 || (p.media.height() - h0).abs() > 0.5 {
+            self.odd_size.push(number);
+        }
+
+        let trim_ok =
+            (p.trim.width() - trim.width).abs() <= 0.5 && (p.trim.height() - trim.height).abs() <= 0.5;
+        let media_ok = (p.media.width() - want_w).abs() <= 0.5 && (p.media.height() - want_h).abs() <= 0.5;
+        let nested = p.trim.within(&p.bleed) && p.bleed.within(&p.media);
+        if !(trim_ok && media_ok && nested && (p.has_trim_box || !bleed)) {
+            self.bad_boxes.push(number);
+        }
+
+        if p.blank() {
+            self.blank_run += 1;
+        } else {
+            if self.blank_run > MAX_BLANK_RUN {
+                self.bad_blanks.extend(number - self.blank_run..number);
+            }
+            self.blank_run = 0;
+        }
+
+        // Odd pages are right-hand pages: their gutter is on the left.
+        let (left, right) = if number % 2 == 1 { (gutter, outside) } else { (outside, gutter) };
+        let safe = p.trim.inset(left, outside, right, outside);
+        let outside_safe = p.ink().iter().any(|ink| {
+            let full_bleed =
+                matches!(ink.kind, InkKind::Image { placed, .. } if bleed && p.bleed.within(&placed));
+            !full_bleed && !ink.area.within(&safe)
+        });
+        if outside_safe {
+            self.outside_safe.push(number);
+        }
+        self.common.page(number, p);
+    }
 }

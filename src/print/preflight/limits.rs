@@ -36,3 +36,15 @@ pub const MAX_SAVED_STATES: usize = 256;
 pub const MAX_IMAGE_BYTES: u64 = 512 << 20;
 pub const MAX_IMAGE_BYTES_PER_DOCUMENT: u64 = 4 << 30;
 pub const MAX_IMAGE_ROW_BYTES: u64 = 1 << 20;
+
+/// Reading the file on demand (see `file`): bytes one object may take outside its stream data
+/// (a dictionary or an array)...
+pub const MAX_OBJECT_BYTES: u64 = 16 << 20;
+/// ...the stream data of one object, as stored (before decoding)...
+pub const MAX_STREAM_BYTES: u64 = 64 << 20;
+/// ...what one page's objects take together, and what the whole document reads (an object used
+/// by many pages is read again for each page whose findings were not kept)...
+pub const MAX_READ_BYTES_PER_PAGE: u64 = 128 << 20;
+pub const MAX_READ_BYTES_PER_DOCUMENT: u64 = 4 << 30;
+/// ...and how many objects one page draws with.
+pub const MAX_OBJECTS_PER_PAGE: usize = 100_000;

@@ -8,7 +8,8 @@ use std::rc::Rc;
 use lopdf::{Dictionary, Document, LoadOptions, Object, ObjectId};
 
 use super::crop_marks::has_crop_marks;
-use super::ink::{Drawn, Ink, Walker};
+use super::file::{Fault, LazyFile};
+use super::ink::{Drawn, Findings, Ink, Resources, Walker};
 use super::limits;
 use crate::print::Trim;
 use crate::print::area::Area;
@@ -37,11 +38,18 @@ impl PageFacts {
     }
 }
 
-/// The file read once, for the interior and cover checks alike.
+/// What the file says of itself, beside its pages.
 pub(super) struct Facts {
     pub(super) bytes: u64,
     pub(super) encrypted: bool,
-    pub(super) pages: Vec<PageFacts>,
+    pub(super) pages: usize,
+}
+
+/// What a check gathers from the pages, one at a time and in order, so that no page is held
+/// after it is judged.
+pub(super) trait Gather {
+    /// Page `number`, from 1.
+    fn page(&mut self, number: usize, page: &PageFacts);
 }
 
 /// Loads a PDF, with lopdf's own decoding bounded as preflight's is.
@@ -75,18 +83,51 @@ fn page_ids(doc: &Document) -> Vec<ObjectId> {
     pages
 }
 
-pub(super) fn read(path: &Path) -> Result<Facts, String> {
+/// Reads a PDF a page at a time where it reads as written, else whole with lopdf (which repairs
+/// what it can), giving each page to what `start` makes for the page count.
+pub(super) fn read<G: Gather>(path: &Path, start: impl Fn(usize) -> G) -> Result<(Facts, G), String> {
     let bytes = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?.len();
+    match LazyFile::open(path).and_then(|file| read_lazily(file, &start)) {
+        Ok((pages, gathered)) => return Ok((Facts { bytes, encrypted: false, pages }, gathered)),
+        Err(Fault::Malformed(why) | Fault::Limit(why)) => {
+            tracing::debug!("preflight reads {} whole: {why}", path.display());
+        }
+    }
     let doc = load(path)?;
     let encrypted = doc.is_encrypted() || doc.trailer.has(b"Encrypt");
-    let mut walker = Walker::new(&doc);
-    let mut pages = Vec::new();
-    for (index, id) in page_ids(&doc).into_iter().enumerate() {
-        let page = read_page(&doc, &mut walker, id)
+    let mut found = Findings::new();
+    let ids = page_ids(&doc);
+    let mut gathered = start(ids.len());
+    for (index, &id) in ids.iter().enumerate() {
+        let page = read_page(&doc, &mut Walker::new(&doc, &mut found), id)
             .map_err(|e| format!("{}, page {}: {e}", path.display(), index + 1))?;
-        pages.push(page);
+        gathered.page(index + 1, &page);
     }
-    Ok(Facts { bytes, encrypted, pages })
+    Ok((Facts { bytes, encrypted, pages: ids.len() }, gathered))
+}
+
+/// The pages of a file read on demand, each from a document of its own objects: their count and
+/// what was gathered. Any error gives the file to lopdf; a page over a limit is one the content
+/// rules could not check.
+pub(super) fn read_lazily<G: Gather>(
+    mut file: LazyFile,
+    start: &impl Fn(usize) -> G,
+) -> Result<(usize, G), Fault> {
+    let mut found = Findings::new();
+    let ids = file.page_ids()?;
+    let mut gathered = start(ids.len());
+    for (index, &id) in ids.iter().enumerate() {
+        let page = match file.page_document(id, &|object| found.known(object)) {
+            Ok(doc) => read_page(&doc, &mut Walker::new(&doc, &mut found), id),
+            Err(Fault::Limit(limit)) => {
+                let doc = file.page_document(id, &|_| true)?;
+                read_page_over(&doc, id, limit)
+            }
+            Err(fault) => return Err(fault),
+        };
+        gathered.page(index + 1, &page.map_err(Fault::Malformed)?);
+    }
+    Ok((ids.len(), gathered))
 }
 
 pub(super) fn resolve<'a>(doc: &'a Document, object: &'a Object) -> &'a Object {
@@ -98,16 +139,24 @@ pub(super) fn resolve<'a>(doc: &'a Document, object: &'a Object) -> &'a Object {
 
 /// A page attribute, inherited through the page tree (MediaBox and Resources are).
 fn inherited<'a>(doc: &'a Document, page: &'a Dictionary, key: &[u8]) -> Option<&'a Object> {
-    let mut node = page;
+    inherited_from(doc, (0, 0), page, key).map(|(_, value)| value)
+}
+
+/// [`inherited`], with the object that holds the value: its own when it is a reference, else
+/// the node (page `id` or an ancestor) it is written in.
+fn inherited_from<'a>(
+    doc: &'a Document,
+    id: ObjectId,
+    page: &'a Dictionary,
+    key: &[u8],
+) -> Option<(ObjectId, &'a Object)> {
+    let (mut holder, mut node) = (id, page);
     for _ in 0..64 {
         if let Ok(value) = node.get(key) {
-            return Some(resolve(doc, value));
+            return Some((value.as_reference().unwrap_or(holder), resolve(doc, value)));
         }
-        node = node
-            .get(b"Parent")
-            .ok()
-            .and_then(|p| p.as_reference().ok())
-            .and_then(|p| doc.get_dictionary(p).ok())?;
+        holder = node.get(b"Parent").ok().and_then(|p| p.as_reference().ok())?;
+        node = doc.get_dictionary(holder).ok()?;
     }
     None
 }
@@ -121,6 +170,22 @@ fn rect(object: Option<&Object>, doc: &Document) -> Option<Area> {
 
 fn read_page<'a>(doc: &'a Document, walker: &mut Walker<'a>, id: ObjectId) -> Result<PageFacts, String> {
     let page = doc.get_dictionary(id).map_err(|e| e.to_string())?;
+    let resources = inherited_from(doc, id, page, b"Resources");
+    let resources = Resources {
+        dict: resources.and_then(|(_, r)| r.as_dict().ok()),
+        holder: resources.map(|(holder, _)| holder),
+    };
+    let drawn = walker.page(doc.get_page_contents(id), resources);
+    page_facts(doc, page, drawn)
+}
+
+/// A page whose objects are over a limit: its boxes and annotations, its content unread.
+fn read_page_over(doc: &Document, id: ObjectId, limit: String) -> Result<PageFacts, String> {
+    let page = doc.get_dictionary(id).map_err(|e| e.to_string())?;
+    page_facts(doc, page, Rc::new(Drawn { limit: Some(limit), ..Drawn::default() }))
+}
+
+fn page_facts(doc: &Document, page: &Dictionary, drawn: Rc<Drawn>) -> Result<PageFacts, String> {
     let media = rect(inherited(doc, page, b"MediaBox"), doc).ok_or("no MediaBox")?;
     let trim_box = rect(page.get(b"TrimBox").ok(), doc);
     let trim = trim_box.unwrap_or(media);
@@ -131,21 +196,33 @@ fn read_page<'a>(doc: &'a Document, walker: &mut Walker<'a>, id: ObjectId) -> Re
         .map(|a| resolve(doc, a))
         .and_then(|a| a.as_array().ok())
         .is_some_and(|a| !a.is_empty());
-    let resources = inherited(doc, page, b"Resources").and_then(|r| r.as_dict().ok());
-    let drawn = walker.page(doc.get_page_contents(id), resources);
     let crop_marks = has_crop_marks(&drawn.ink, trim_box, media);
     Ok(PageFacts { media, trim, bleed, has_trim_box: trim_box.is_some(), drawn, annotations, crop_marks })
 }
 
 /// The page count of a PDF, for sizing its cover.
 pub fn page_count(path: &Path) -> Result<usize, String> {
-    Ok(page_ids(&load(path)?).len())
+    match LazyFile::open(path).and_then(|mut file| file.page_ids()) {
+        Ok(pages) => Ok(pages.len()),
+        Err(_) => Ok(page_ids(&load(path)?).len()),
+    }
 }
 
 /// The trim of a PDF's first page (its TrimBox, else its MediaBox).
 pub fn trim_of(path: &Path) -> Result<Trim, String> {
-    let doc = load(path)?;
-    let id = *page_ids(&doc).first().ok_or_else(|| format!("{} has no pages", path.display()))?;
+    let first_page = |file: &mut LazyFile| -> Result<Option<(Document, ObjectId)>, Fault> {
+        let Some(&id) = file.page_ids()?.first() else { return Ok(None) };
+        Ok(Some((file.page_document(id, &|_| false)?, id)))
+    };
+    let (doc, id) = match LazyFile::open(path).and_then(|mut file| first_page(&mut file)) {
+        Ok(found) => found,
+        Err(_) => {
+            let doc = load(path)?;
+            let first = page_ids(&doc).first().copied();
+            first.map(|id| (doc, id))
+        }
+    }
+    .ok_or_else(|| format!("{} has no pages", path.display()))?;
     let page = doc.get_dictionary(id).map_err(|e| e.to_string())?;
     let media = rect(inherited(&doc, page, b"MediaBox"), &doc);
     let trim = rect(page.get(b"TrimBox").ok(), &doc)

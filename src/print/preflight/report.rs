@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::reading::Facts;
+use super::Unchecked;
 use crate::print::{Paper, Trim};
 
 /// What the file is checked against; `None` means "as the file says".
@@ -135,15 +135,9 @@ pub(super) fn fact(name: &'static str, passed: bool, detail: String) -> Rule {
 impl Rule {
     /// The rule reads the pages' content: the pages whose content is over a limit are ones it
     /// could not check.
-    pub(super) fn on_content(mut self, facts: &Facts) -> Rule {
-        for (number, page) in facts.pages.iter().enumerate() {
-            if let Some(limit) = &page.drawn.limit {
-                if self.unchecked.is_empty() {
-                    self.unchecked_why = limit.clone();
-                }
-                self.unchecked.push(number + 1);
-            }
-        }
+    pub(super) fn on_content(mut self, unchecked: &Unchecked) -> Rule {
+        self.unchecked = unchecked.pages.clone();
+        self.unchecked_why = unchecked.why.clone();
         self
     }
 }

@@ -358,8 +358,9 @@ fn an_image_white_at_its_edges_counts_only_its_ink() {
 
 #[test]
 fn encryption_and_a_file_over_650_mb_fail() {
-    let facts = Facts { bytes: 651_000_000, encrypted: true, pages: Vec::new() };
-    let failed: Vec<&str> = common_rules(&facts).iter().filter(|r| !r.passed).map(|r| r.name).collect();
+    let facts = Facts { bytes: 651_000_000, encrypted: true, pages: 0 };
+    let failed: Vec<&str> =
+        Common::new().rules(&facts).iter().filter(|r| !r.passed).map(|r| r.name).collect();
     assert_eq!(failed, ["not encrypted", "file size"]);
 
     // A real file whose trailer names an encryption dictionary.

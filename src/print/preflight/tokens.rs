@@ -4,6 +4,11 @@
 //!
 //! It reads what preflight needs (numbers, names, strings and the arrays `TJ` shows) and skips
 //! the rest (dictionaries, inline image data) without allocating for it.
+//!
+//! The same lexer reads the file's own objects (dictionaries, arrays, references) for the reader
+//! that fetches them on demand (see `file`): PDF writes both in one syntax.
+
+use lopdf::{Dictionary, Object, StringFormat};
 
 /// Arrays inside arrays deeper than this are skipped whole: no operator preflight reads takes
 /// more than one level, and a hostile `[[[[...` must not recurse without end.
@@ -11,6 +16,10 @@ pub(super) const MAX_NESTING: usize = 32;
 /// Operands kept for one operator; more are dropped from the front (operators use the last
 /// ones, and no operator takes more than a handful).
 const MAX_OPERANDS: usize = 32;
+
+/// Objects inside objects this deep at most: a hostile `[[[[...` or `<<<<...` is refused, not
+/// recursed into without end.
+const MAX_OBJECT_NESTING: usize = 64;
 
 /// One operand, as far as preflight reads it.
 #[derive(Clone, Debug, PartialEq)]
@@ -227,6 +236,152 @@ impl<'a> Tokens<'a> {
         out
     }
 
+    /// Where the cursor is, in bytes from the start.
+    pub(super) fn position(&self) -> usize {
+        self.at
+    }
+
+    /// The next run of regular characters (a keyword such as `obj` or `stream`), white space
+    /// and comments skipped; empty at the end or before a delimiter.
+    pub(super) fn keyword(&mut self) -> &'a [u8] {
+        self.skip_white();
+        self.regular_run(self.at)
+    }
+
+    /// The next object of the file's own syntax, as lopdf holds it (a reference `12 0 R` is
+    /// one); `None` if the bytes are not one, or end before it does.
+    pub(super) fn object(&mut self) -> Option<Object> {
+        self.object_within(0)
+    }
+
+    fn object_within(&mut self, depth: usize) -> Option<Object> {
+        if depth > MAX_OBJECT_NESTING {
+            return None;
+        }
+        self.skip_white();
+        let &first = self.bytes.get(self.at)?;
+        let object = match first {
+            b'/' => Object::Name(decoded_name(self.regular_run(self.at + 1))),
+            b'(' => {
+                let text = self.literal_string();
+                if self.bytes.get(self.at.checked_sub(1)?) != Some(&b')') {
+                    return None;
+                }
+                Object::String(text, StringFormat::Literal)
+            }
+            b'<' if self.bytes.get(self.at + 1) == Some(&b'<') => {
+                let mut dictionary = Dictionary::new();
+                self.dictionary_entries(|tokens, key| {
+                    dictionary.set(key, tokens.object_within(depth + 1)?);
+                    Some(())
+                })?;
+                Object::Dictionary(dictionary)
+            }
+            b'<' => {
+                let text = self.hex_string();
+                if self.bytes.get(self.at.checked_sub(1)?) != Some(&b'>') {
+                    return None;
+                }
+                Object::String(text, StringFormat::Hexadecimal)
+            }
+            b'[' => {
+                self.at += 1;
+                let mut items = Vec::new();
+                loop {
+                    self.skip_white();
+                    if *self.bytes.get(self.at)? == b']' {
+                        self.at += 1;
+                        break;
+                    }
+                    items.push(self.object_within(depth + 1)?);
+                }
+                Object::Array(items)
+            }
+            _ if is_regular(first) => {
+                let word = self.regular_run(self.at);
+                match word {
+                    b"true" => Object::Boolean(true),
+                    b"false" => Object::Boolean(false),
+                    b"null" => Object::Null,
+                    _ => {
+                        let text = std::str::from_utf8(word).ok()?;
+                        match text.parse::<i64>() {
+                            Ok(number) => self.reference_after(number).unwrap_or(Object::Integer(number)),
+                            Err(_) => Object::Real(text.parse::<f32>().ok().filter(|n| n.is_finite())?),
+                        }
+                    }
+                }
+            }
+            _ => return None,
+        };
+        Some(object)
+    }
+
+    /// A page tree node's dictionary, its `Kids` array read into `kids` as references alone (and
+    /// left in the dictionary empty): a book's root may list 20,000 pages, which as lopdf
+    /// objects take ~128 bytes each.
+    pub(super) fn page_node(&mut self, kids: &mut Vec<(u32, u16)>) -> Option<Object> {
+        self.skip_white();
+        let mut dictionary = Dictionary::new();
+        self.dictionary_entries(|tokens, key| {
+            tokens.skip_white();
+            if key == b"Kids" && tokens.bytes.get(tokens.at) == Some(&b'[') {
+                tokens.at += 1;
+                loop {
+                    tokens.skip_white();
+                    if *tokens.bytes.get(tokens.at)? == b']' {
+                        tokens.at += 1;
+                        dictionary.set(key, Object::Array(Vec::new()));
+                        return Some(());
+                    }
+                    if let Object::Reference(kid) = tokens.object_within(1)? {
+                        kids.push(kid);
+                    }
+                }
+            }
+            dictionary.set(key, tokens.object_within(1)?);
+            Some(())
+        })?;
+        Some(Object::Dictionary(dictionary))
+    }
+
+    /// The entries of the dictionary at the cursor (`<<` not yet read), each key given to
+    /// `value` to read its value; `None` if they do not read or end early.
+    fn dictionary_entries(&mut self, mut value: impl FnMut(&mut Self, Vec<u8>) -> Option<()>) -> Option<()> {
+        if !self.bytes.get(self.at..)?.starts_with(b"<<") {
+            return None;
+        }
+        self.at += 2;
+        loop {
+            self.skip_white();
+            match self.bytes.get(self.at)? {
+                b'>' if self.bytes.get(self.at + 1) == Some(&b'>') => {
+                    self.at += 2;
+                    return Some(());
+                }
+                b'/' => {
+                    let key = decoded_name(self.regular_run(self.at + 1));
+                    value(self, key)?;
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// After the integer `number`: `gen R` makes it a reference; otherwise nothing is read.
+    fn reference_after(&mut self, number: i64) -> Option<Object> {
+        let back = self.at;
+        let reference = (|| {
+            let number = u32::try_from(number).ok()?;
+            let generation = std::str::from_utf8(self.keyword()).ok()?.parse::<u16>().ok()?;
+            (self.keyword() == b"R").then_some(Object::Reference((number, generation)))
+        })();
+        if reference.is_none() {
+            self.at = back;
+        }
+        reference
+    }
+
     /// The elements of an array whose `[` was read; nested past [`MAX_NESTING`], skipped.
     fn array(&mut self, depth: usize) -> Operand<'a> {
         let mut items = Vec::new();
@@ -316,6 +471,28 @@ impl<'a> Tokens<'a> {
         }
         self.at = (self.at + 2).min(self.bytes.len());
     }
+}
+
+/// A name's bytes with its `#xx` escapes decoded.
+fn decoded_name(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut at = 0;
+    while let Some(&b) = raw.get(at) {
+        let escaped = (b == b'#')
+            .then(|| Some(hex_value(*raw.get(at + 1)?)? << 4 | hex_value(*raw.get(at + 2)?)?))
+            .flatten();
+        match escaped {
+            Some(value) => {
+                out.push(value);
+                at += 3;
+            }
+            None => {
+                out.push(b);
+                at += 1;
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -29,3 +29,25 @@ pub fn run(args: &[&str]) -> Output {
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+/// `inkflow ARGS` run to its end, with its peak resident memory in KiB.
+///
+/// Linux keeps a process's peak across `fork` and `execve`, so a child forked straight from
+/// the test process (which holds other tests' pages) reports the test's peak, not its own. A
+/// small Python process starts inkflow instead and reports its child's peak alone.
+pub fn run_peak_rss(args: &[&str]) -> (Output, i64) {
+    const MEASURE: &str = "import resource, subprocess, sys\n\
+        done = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE)\n\
+        sys.stdout.buffer.write(done.stdout)\n\
+        print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n\
+        sys.exit(done.returncode)";
+    let out = Command::new("python3")
+        .args(["-c", MEASURE, env!("CARGO_BIN_EXE_inkflow")])
+        .args(args)
+        .output()
+        .expect("python3 runs the measured child");
+    let stderr = text(&out.stderr);
+    let peak = stderr.lines().last().and_then(|l| l.trim().parse().ok());
+    let peak = peak.unwrap_or_else(|| panic!("no peak RSS from the measuring process: {stderr}"));
+    (out, peak)
+}
