@@ -262,7 +262,7 @@ impl Kernel<'_> {
     ) {
         let bytes = &mut out[span.page.start / 8..span.page.end.div_ceil(8)];
         // Whole bytes: no padding bits, which stay black whatever the pixels.
-        let whole = span.page.len() % 8 == 0;
+        let whole = span.page.len().is_multiple_of(8);
         let all_image = span.inner.len() == span.page.len();
         let mut blocks = blocks;
         if decision != Decision::Compute
