@@ -104,38 +104,28 @@ impl BlockBounds {
         }
         // Lost ink asks about the neighbours too; their own questions are answered by now.
         // Computing an open block itself closes most (its darkest pixel is then known, and on
-        // grainy paper well within `contrast` of its neighbours'); then the neighbour that may
-        // be the lightest paper nearby. Each round makes a block exact, and a block whose
-        // neighbourhood is exact has every question answered, so this ends.
-        loop {
-            let open = self.lost_open(limits);
-            if open.is_empty() {
-                break;
-            }
-            let mut computed = false;
-            for block in open {
-                let next = if self.exact(block) { self.lightest_open_neighbour(block) } else { Some(block) };
-                if let Some(next) = next.filter(|&b| !self.exact(b)) {
-                    self.compute(next, kernel, &spans, &mut scratch);
-                    computed = true;
-                }
-            }
-            if !computed {
-                break; // cannot happen (see above), but never loop on a page
+        // grainy paper well within `contrast` of its neighbours'); the blocks still open then
+        // get their whole neighbourhood computed, after which every question is answered.
+        for block in self.lost_open(limits) {
+            if !self.exact(block) {
+                self.compute(block, kernel, &spans, &mut scratch);
             }
         }
-    }
-
-    /// Of the blocks within [`REACH`] of `block` not yet exact, the one whose darkest pixel
-    /// may be the lightest: the paper a faint line is measured against.
-    fn lightest_open_neighbour(&self, block: usize) -> Option<usize> {
-        let (x, y) = (block % self.cols, block / self.cols);
-        (y.saturating_sub(REACH)..=(y + REACH).min(self.rows - 1))
-            .flat_map(|ny| {
-                (x.saturating_sub(REACH)..=(x + REACH).min(self.cols - 1)).map(move |nx| ny * self.cols + nx)
-            })
-            .filter(|&b| !self.exact(b))
-            .max_by_key(|&b| self.darkest[b].1)
+        let mut open = Vec::new();
+        for block in self.lost_open(limits) {
+            let (x, y) = (block % self.cols, block / self.cols);
+            for ny in y.saturating_sub(REACH)..=(y + REACH).min(self.rows - 1) {
+                let row = ny * self.cols;
+                open.extend((x.saturating_sub(REACH)..=(x + REACH).min(self.cols - 1)).map(|nx| row + nx));
+            }
+        }
+        open.sort_unstable();
+        open.dedup();
+        for block in open {
+            if !self.exact(block) {
+                self.compute(block, kernel, &spans, &mut scratch);
+            }
+        }
     }
 
     /// Narrows each block's bounds to what its own source window allows. The pass bounded a
