@@ -9,14 +9,16 @@
 //! work too: fused, a decoded input exists only inside the job that shrinks it.
 //!
 //! Inside a chain, fusion also picks kernels: neighbours that one pass does better together
-//! ([`kernels`]), while the pipeline file keeps its separate stages.
+//! ([`kernels`]), while the pipeline file keeps its separate stages. `upscale -> threshold`,
+//! with or without `lineart-check` between them, never makes the full-size gray page at all.
 
 use std::sync::Arc;
 
 use crate::engine::item::Item;
 use crate::engine::media::{Media, Payload, Raster};
 use crate::engine::stage::{CpuStage, StageError};
-use crate::imaging::fused::upscale_threshold;
+use crate::imaging::fused::{upscale_threshold, upscale_threshold_blocks};
+use crate::imaging::quality::tones::ToneLimits;
 use crate::imaging::resize::Fit;
 
 /// What a CPU stage does, as far as picking a kernel cares ([`CpuStage::step`]).
@@ -38,21 +40,43 @@ pub enum Step {
         /// The level.
         level: u8,
     },
+    /// `lineart-check`: judges the gray page by the ink a threshold at `tone.level` leaves and
+    /// by the page's 8x8 blocks, passing the page on unchanged ([`CpuStage::check_fused`]).
+    Check {
+        /// What its gray measures compare against.
+        tone: ToneLimits,
+    },
 }
 
-/// The stages of a fused chain, with each `upscale` directly followed by `threshold` made by
-/// one kernel that never makes the full-size gray page ([`upscale_threshold`], the same bits).
-/// The chain keeps its length and the threshold stage its place, so every stage keeps its own
-/// counts and facts: it passes the finished 1-bit page on and records its level.
+/// The stages of a fused chain, with each `upscale` followed by `threshold` made by one kernel
+/// that never makes the full-size gray page ([`upscale_threshold`], the same bits). Checks
+/// between them that threshold at the same level judge the page from the same pass
+/// ([`upscale_threshold_blocks`]), with the same verdicts and metrics. The chain keeps its
+/// length and every stage its place, so each keeps its own counts and facts: a check done in
+/// the pass passes the page on, and the threshold stage passes the finished 1-bit page on and
+/// records its level.
 pub fn kernels(chain: &[Arc<dyn CpuStage>]) -> Vec<Arc<dyn CpuStage>> {
     let mut picked = chain.to_vec();
-    for (at, pair) in chain.windows(2).enumerate() {
-        if let (Some(Step::Resize { width, height, fit, dpi }), Some(Step::Threshold { level })) =
-            (pair[0].step(), pair[1].step())
-        {
-            let resize = ResizeThreshold { upscale: pair[0].clone(), width, height, fit, dpi, level };
-            picked[at] = Arc::new(resize);
+    for (at, upscale) in chain.iter().enumerate() {
+        let Some(Step::Resize { width, height, fit, dpi }) = upscale.step() else { continue };
+        let checks: Vec<(Arc<dyn CpuStage>, ToneLimits)> = chain[at + 1..]
+            .iter()
+            .map_while(|stage| match stage.step() {
+                Some(Step::Check { tone }) => Some((stage.clone(), tone)),
+                _ => None,
+            })
+            .collect();
+        let Some(Step::Threshold { level }) = chain.get(at + 1 + checks.len()).and_then(|s| s.step()) else {
+            continue;
+        };
+        if checks.iter().any(|(_, tone)| tone.level != level) {
+            continue; // a check that measures another level than the page gets needs the gray page
         }
+        for (offset, (check, _)) in checks.iter().enumerate() {
+            picked[at + 1 + offset] = Arc::new(CheckedInPass(check.clone()));
+        }
+        picked[at] =
+            Arc::new(ResizeThreshold { upscale: upscale.clone(), width, height, fit, dpi, level, checks });
     }
     picked
 }
@@ -71,7 +95,8 @@ pub fn record_resize_facts(item: &mut Item, source: &Raster, page: (u32, u32)) {
     item.record("resolution", format!("{}x{}", page.0, page.1));
 }
 
-/// `upscale` with the next stage's threshold done in the same pass, for gray pages.
+/// `upscale` with the checks after it and the threshold after them done in the same pass, for
+/// gray pages.
 struct ResizeThreshold {
     /// The stage it stands in for, which still resizes what the kernel does not take (RGB).
     upscale: Arc<dyn CpuStage>,
@@ -80,19 +105,57 @@ struct ResizeThreshold {
     fit: Fit,
     dpi: f32,
     level: u8,
+    /// The checks between the upscale and the threshold, in order, with their limits.
+    checks: Vec<(Arc<dyn CpuStage>, ToneLimits)>,
 }
 
 impl CpuStage for ResizeThreshold {
     fn process(&self, item: &mut Item, input: Payload) -> Result<Payload, StageError> {
-        let Payload::Image(raster) = &input else { return self.upscale.process(item, input) };
+        let Payload::Image(raster) = &input else { return self.apart(item, input) };
         if raster.media() != Media::Gray {
-            return self.upscale.process(item, input);
+            return self.apart(item, input);
         }
-        let mut page = upscale_threshold(raster, self.width, self.height, self.fit, self.level)
-            .map_err(|e| StageError::failed(format!("upscale: {e}")))?;
+        let failed = |e| StageError::failed(format!("upscale: {e}"));
+        let (mut page, blocks) = if self.checks.is_empty() {
+            (
+                upscale_threshold(raster, self.width, self.height, self.fit, self.level).map_err(failed)?,
+                Vec::new(),
+            )
+        } else {
+            let tones: Vec<ToneLimits> = self.checks.iter().map(|(_, tone)| *tone).collect();
+            upscale_threshold_blocks(raster, self.width, self.height, self.fit, &tones).map_err(failed)?
+        };
         page.dpi = Some(self.dpi);
         record_resize_facts(item, raster, (self.width, self.height));
+        for ((check, _), blocks) in self.checks.iter().zip(&blocks) {
+            check.check_fused(item, &page, blocks, raster)?;
+        }
         Ok(Payload::Image(Arc::new(page)))
+    }
+}
+
+impl ResizeThreshold {
+    /// What the kernel does not take (RGB) goes through the upscale and the checks as it would
+    /// unfused; the threshold stage after them thresholds it.
+    fn apart(&self, item: &mut Item, input: Payload) -> Result<Payload, StageError> {
+        let mut payload = self.upscale.process(item, input)?;
+        for (check, _) in &self.checks {
+            payload = check.process(item, payload)?;
+        }
+        Ok(payload)
+    }
+}
+
+/// A check's place in a fused chain whose kernel judged the page already: it passes it on.
+struct CheckedInPass(Arc<dyn CpuStage>);
+
+impl CpuStage for CheckedInPass {
+    fn process(&self, _item: &mut Item, input: Payload) -> Result<Payload, StageError> {
+        Ok(input)
+    }
+
+    fn candidate_policy(&self) -> Option<crate::engine::candidates::CandidatePolicy> {
+        self.0.candidate_policy()
     }
 }
 
@@ -211,6 +274,104 @@ mod tests {
         assert_eq!(fused.media(), Media::Bilevel);
         assert!(fused.pixels == separate.pixels);
     }
+
+    /// Upscale, check and threshold fused: the page, every fact (the verdict, its codes and
+    /// metrics) and the judgement are those of the three steps apart, on the check's fixtures
+    /// drawn at the model's resolution; and no buffer the size of the gray page is allocated.
+    #[test]
+    fn a_check_between_upscale_and_threshold_is_judged_in_the_kernels_pass() {
+        use crate::imaging::quality::fixtures::{MODEL_H, MODEL_PEN, MODEL_W, Pen, model_faces_page};
+        use crate::stages::lineart_check::LineartCheck;
+        let chain = stages(&[
+            (&Upscale, serde_json::json!({"width": 2550, "height": 3300, "dpi": 300})),
+            (&LineartCheck, serde_json::json!({})),
+            (&Threshold, serde_json::json!({"level": 128})),
+        ]);
+        let picked = kernels(&chain);
+        assert!(!Arc::ptr_eq(&picked[0], &chain[0]) && !Arc::ptr_eq(&picked[1], &chain[1]));
+        assert!(Arc::ptr_eq(&picked[2], &chain[2]), "the threshold keeps its place");
+        let mut speckled = model_faces_page(12, MODEL_PEN, 3.0, MODEL_PEN, 22);
+        speckled.specks_sized(300, 1..=3);
+        let sheets = [
+            model_faces_page(12, MODEL_PEN, 3.0, MODEL_PEN, 21),
+            model_faces_page(3, Pen { ink: 205.0, ..MODEL_PEN }, 3.0, MODEL_PEN, 33),
+            speckled,
+        ];
+        let full_gray_page = 2550 * 3300;
+        let mut verdicts = Vec::new();
+        for sheet in sheets {
+            let source = || Raster::new(MODEL_W as u32, MODEL_H as u32, None, Pixels::Gray(sheet.gray()));
+            // Fused first: apart, the threshold gives the gray page's memory to the thread's next
+            // resize, which then allocates nothing.
+            let ((fused_item, fused), fused_largest) = largest_allocation(|| run(&picked, source()));
+            let ((apart_item, apart), apart_largest) = largest_allocation(|| run(&chain, source()));
+            assert!(fused.pixels == apart.pixels, "the fused page differs");
+            assert_eq!(fused_item.facts, apart_item.facts, "facts differ");
+            assert_eq!(fused_item.judgement.map(|j| j.score), apart_item.judgement.map(|j| j.score));
+            assert!(fused_largest < full_gray_page / 4, "fused, a buffer of {fused_largest} bytes");
+            if verdicts.is_empty() {
+                assert!(apart_largest >= full_gray_page, "apart, the gray page is made: {apart_largest}");
+            }
+            verdicts.push(fused_item.facts["quality"]["verdict"].as_str().unwrap_or_default().to_owned());
+        }
+        assert_eq!(verdicts, ["pass", "reject", "warn"], "the fixtures keep their verdicts");
+    }
+
+    #[test]
+    fn a_check_at_another_level_keeps_the_gray_page() {
+        use crate::stages::lineart_check::LineartCheck;
+        let chain = stages(&[
+            (&Upscale, serde_json::json!({"width": 60, "height": 80})),
+            (&LineartCheck, serde_json::json!({"level": 100})),
+            (&Threshold, serde_json::json!({"level": 128})),
+        ]);
+        assert!(kernels(&chain).iter().zip(&chain).all(|(a, b)| Arc::ptr_eq(a, b)));
+    }
+
+    /// What `work` returns, and the largest single allocation it made on this thread.
+    fn largest_allocation<T>(work: impl FnOnce() -> T) -> (T, usize) {
+        LARGEST.with(|largest| largest.set(0));
+        let out = work();
+        (out, LARGEST.with(std::cell::Cell::get))
+    }
+
+    thread_local! {
+        /// The largest allocation made on this thread since [`largest_allocation`] reset it.
+        static LARGEST: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// The system allocator, noting each thread's largest allocation (tests run in parallel).
+    struct Noting;
+
+    // SAFETY: every call is the system allocator's; the note is a thread-local Cell that
+    // allocates nothing.
+    unsafe impl std::alloc::GlobalAlloc for Noting {
+        unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+            let _ = LARGEST.try_with(|largest| largest.set(largest.get().max(layout.size())));
+            // SAFETY: as the caller promised for `layout`.
+            unsafe { std::alloc::System.alloc(layout) }
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+            let _ = LARGEST.try_with(|largest| largest.set(largest.get().max(layout.size())));
+            // SAFETY: as the caller promised for `layout`.
+            unsafe { std::alloc::System.alloc_zeroed(layout) }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+            let _ = LARGEST.try_with(|largest| largest.set(largest.get().max(new_size)));
+            // SAFETY: as the caller promised for `ptr` and `layout`.
+            unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+            // SAFETY: as the caller promised for `ptr` and `layout`.
+            unsafe { std::alloc::System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static NOTING: Noting = Noting;
 
     use Work::{Compute, Load, Other};
 

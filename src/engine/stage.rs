@@ -286,6 +286,21 @@ pub trait CpuStage: Send + Sync {
     fn step(&self) -> Option<super::fusion::Step> {
         None
     }
+
+    /// For a stage whose step is [`Step::Check`](super::fusion::Step::Check): judges the page
+    /// from what a fused kernel measured in its pass, the 1-bit `page` and the gray page's
+    /// `blocks`, and from the gray `source` image the page was upscaled from, as `process`
+    /// judges the gray page (which the kernel never makes).
+    fn check_fused(
+        &self,
+        item: &mut Item,
+        page: &crate::engine::media::Raster,
+        blocks: &crate::imaging::quality::tones::Blocks,
+        source: &crate::engine::media::Raster,
+    ) -> Result<(), StageError> {
+        let _ = (item, page, blocks, source);
+        Err(StageError::failed("this stage judges no fused page"))
+    }
 }
 
 /// A paid stage's estimate for a batch.

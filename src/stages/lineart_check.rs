@@ -15,15 +15,16 @@ use serde_json::{Value, json};
 
 use crate::engine::candidates::CandidatePolicy;
 use crate::engine::declared_kind::TypedKind;
-use crate::engine::fusion::SOURCE_SIZE_FACT;
+use crate::engine::fusion::{SOURCE_SIZE_FACT, Step};
 use crate::engine::item::{Item, Judgement};
-use crate::engine::media::{Media, Payload, Pixels};
+use crate::engine::media::{Media, Payload, Pixels, Raster};
 use crate::engine::options::parse_declared;
 use crate::engine::stage::{BuildContext, Component, CpuStage, OptionsError, OutputMedia, Role, StageError};
+use crate::imaging::quality::bits::InkMap;
 use crate::imaging::quality::difficulty::{Audience, Difficulty};
 use crate::imaging::quality::likeness::{DEFAULT_MAX_LIKENESS, PageHash};
-use crate::imaging::quality::tones::ToneLimits;
-use crate::imaging::quality::{InkLimits, Measures, measure_gray};
+use crate::imaging::quality::tones::{Blocks, ToneLimits};
+use crate::imaging::quality::{InkLimits, Measures, measure_gray, measure_page};
 use crate::print::Trim;
 use crate::stages::pdf::printed_mm_per_px;
 use crate::stages::seen_pages::{SeenPages, Twin, Word};
@@ -401,6 +402,46 @@ impl CheckStage {
     }
 }
 
+impl CheckStage {
+    /// What the gray measures compare against.
+    fn tone(&self) -> ToneLimits {
+        let o = &self.o;
+        ToneLimits { level: o.level, mid_low: o.mid_gray[0], mid_high: o.mid_gray[1], contrast: o.contrast }
+    }
+
+    /// The 1-bit measures' sizes for a page `raster` sized.
+    fn ink_limits(&self, item: &Item, raster: &Raster) -> InkLimits {
+        InkLimits {
+            speck_px: self.speck_area(item, raster.width, raster.height, raster.dpi),
+            solid_px: self.o.solid_px,
+            min_line_px: self.o.min_line_px,
+            min_region_px: self.o.min_region_px,
+        }
+    }
+
+    /// Records the verdict on the measures of `page` (its size and resolution give the
+    /// difficulty at print size), against the book's other pages by `hash` (made only when the
+    /// page has ink: a blank page resembles nothing, it is `empty`).
+    fn record(&self, item: &mut Item, page: &Raster, measures: &Measures, hash: impl FnOnce() -> PageHash) {
+        let o = &self.o;
+        let mm_per_px = printed_mm_per_px(o.trim, page.width, page.height, page.dpi);
+        let difficulty = Difficulty::of(&measures.ink, mm_per_px);
+        let hash = (measures.ink.coverage >= o.min_coverage).then(hash);
+        let mut quality = Value::Null;
+        self.seen.judge(item, hash, o.max_likeness, |twin| {
+            quality = self.judge(measures, &Findings { twin: twin.cloned(), difficulty });
+            let judged = judgement(&quality);
+            Word {
+                acceptable: judged.acceptable,
+                score: judged.score,
+                difficulty: (difficulty.suits.name(), difficulty.score),
+            }
+        });
+        item.judgement = Some(judgement(&quality));
+        item.record("quality", quality);
+    }
+}
+
 impl CpuStage for CheckStage {
     fn process(&self, item: &mut Item, input: Payload) -> Result<Payload, StageError> {
         let Payload::Image(raster) = &input else {
@@ -415,42 +456,52 @@ impl CpuStage for CheckStage {
                 raster.media()
             )));
         };
-        let o = &self.o;
-        let tone = ToneLimits {
-            level: o.level,
-            mid_low: o.mid_gray[0],
-            mid_high: o.mid_gray[1],
-            contrast: o.contrast,
-        };
-        let ink = InkLimits {
-            speck_px: self.speck_area(item, raster.width, raster.height, raster.dpi),
-            solid_px: o.solid_px,
-            min_line_px: o.min_line_px,
-            min_region_px: o.min_region_px,
-        };
-        let measures = measure_gray(gray, raster.width, raster.height, tone, ink);
-        let mm_per_px = printed_mm_per_px(self.o.trim, raster.width, raster.height, raster.dpi);
-        let difficulty = Difficulty::of(&measures.ink, mm_per_px);
-        // A blank page resembles nothing: it is `empty`, not a copy of another blank page.
-        let hash = (measures.ink.coverage >= o.min_coverage)
-            .then(|| PageHash::of_gray(gray, raster.width as usize, raster.height as usize));
-        let mut quality = Value::Null;
-        self.seen.judge(item, hash, o.max_likeness, |twin| {
-            quality = self.judge(&measures, &Findings { twin: twin.cloned(), difficulty });
-            let judged = judgement(&quality);
-            Word {
-                acceptable: judged.acceptable,
-                score: judged.score,
-                difficulty: (difficulty.suits.name(), difficulty.score),
-            }
+        let limits = self.ink_limits(item, raster);
+        let measures = measure_gray(gray, raster.width, raster.height, self.tone(), limits);
+        self.record(item, raster, &measures, || {
+            PageHash::of_gray(gray, raster.width as usize, raster.height as usize)
         });
-        item.judgement = Some(judgement(&quality));
-        item.record("quality", quality);
         Ok(input)
     }
 
     fn candidate_policy(&self) -> Option<CandidatePolicy> {
         Some(CandidatePolicy { best_of: self.o.best_of.max(1), max_rerolls: self.o.max_rerolls })
+    }
+
+    /// Fused between `upscale` and a `threshold` at its level, the check judges the page from
+    /// the kernel's pass ([`crate::engine::fusion::kernels`]) and the gray page is never made.
+    fn step(&self) -> Option<Step> {
+        Some(Step::Check { tone: self.tone() })
+    }
+
+    fn check_fused(
+        &self,
+        item: &mut Item,
+        page: &Raster,
+        blocks: &Blocks,
+        source: &Raster,
+    ) -> Result<(), StageError> {
+        let Pixels::Bilevel(bits) = &page.pixels else {
+            return Err(StageError::failed(format!(
+                "a fused lineart-check takes the 1-bit page, got {}",
+                page.media()
+            )));
+        };
+        let ink = InkMap::from_bilevel(page.width, page.height, bits);
+        let measures = measure_page(&ink, blocks, self.tone(), self.ink_limits(item, page));
+        // The picture's likeness from the image the page was upscaled from: the hash is a
+        // 16x16 thumbnail of the drawing's content box, blind to scale and position, so the
+        // source gives the page's hash without the page (see `source_hash_is_the_pages`).
+        let Pixels::Gray(gray) = &source.pixels else {
+            return Err(StageError::failed(format!(
+                "a fused lineart-check takes a gray source, got {}",
+                source.media()
+            )));
+        };
+        self.record(item, page, &measures, || {
+            PageHash::of_gray(gray, source.width as usize, source.height as usize)
+        });
+        Ok(())
     }
 }
 
@@ -483,7 +534,6 @@ fn judgement(quality: &Value) -> Judgement {
 mod tests {
     use super::*;
     use crate::engine::item::Prompt;
-    use crate::engine::media::Raster;
     use crate::engine::stage::Kind;
     use crate::imaging::gray::to_gray;
     use crate::imaging::pattern::{Defect, Family, draw_family, draw_spoiled};

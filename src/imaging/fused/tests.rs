@@ -1,6 +1,7 @@
 //! The fused kernel against today's two steps, `threshold(&resize(..), level)`, bit for bit.
 
 use super::*;
+use crate::imaging::quality::tones;
 use crate::imaging::resize::resize;
 use crate::imaging::threshold::threshold;
 
@@ -147,4 +148,104 @@ fn only_gray_is_taken() {
     assert!(upscale_threshold(&rgb, 4, 4, Fit::Contain, 128).is_err());
     let one = gray(1, 1, vec![0]);
     assert!(upscale_threshold(&one, 0, 4, Fit::Contain, 128).is_err());
+}
+
+/// The quality check's limits, as it is shipped and pushed to the edges (no contrast, a wide
+/// and a narrow mid-gray, the level away from 128).
+const TONES: [ToneLimits; 4] = [
+    ToneLimits { level: 128, mid_low: 40, mid_high: 200, contrast: 24 },
+    ToneLimits { level: 160, mid_low: 60, mid_high: 180, contrast: 10 },
+    ToneLimits { level: 100, mid_low: 30, mid_high: 230, contrast: 40 },
+    ToneLimits { level: 128, mid_low: 120, mid_high: 130, contrast: 0 },
+];
+
+/// Asserts that the pass's blocks measure as the resized page's own blocks do, for every
+/// limits in `tones` (one level), and that its bits are still the two steps' bits.
+fn assert_same_measures(
+    source: &Raster,
+    (width, height): (u32, u32),
+    fit: Fit,
+    tones: &[ToneLimits],
+    what: &str,
+) {
+    let resized = resize(source, width, height, fit).unwrap();
+    let Pixels::Gray(gray) = &resized.pixels else { panic!("not gray") };
+    let want = Blocks::of(gray, width as usize, height as usize);
+    let (page, blocks) = upscale_threshold_blocks(source, width, height, fit, tones).unwrap();
+    assert!(bits(&page) == bits(&threshold(&resized, tones[0].level)), "{what}: the bits differ");
+    assert_eq!(blocks.len(), tones.len());
+    for (tone, got) in tones.iter().zip(&blocks) {
+        assert_eq!((got.cols, got.rows), (want.cols, want.rows));
+        let (got, want) = (tones::measure(got, *tone), tones::measure(&want, *tone));
+        assert_eq!(
+            got, want,
+            "{what}: {}x{} -> {width}x{height} {fit:?} {tone:?}",
+            source.width, source.height
+        );
+    }
+}
+
+#[test]
+fn blocks_of_noise_and_thin_lines_measure_as_the_page() {
+    let mut rng = fastrand::Rng::with_seed(36);
+    for ((sw, sh), (w, h)) in SIZES {
+        let noise = gray(sw, sh, (0..sw * sh).map(|_| rng.u8(..)).collect());
+        for fit in FITS {
+            for tone in TONES {
+                assert_same_measures(&noise, (w, h), fit, &[tone], "noise");
+            }
+            for tone in TONES {
+                let lines = thin_lines(sw * 2, sh * 2, tone.level, &mut rng);
+                assert_same_measures(&lines, (w * 2, h * 2), fit, &[tone], "thin lines");
+            }
+        }
+    }
+}
+
+/// The check's own fixtures at the model's resolution, upscaled to the print page: clean
+/// faces, specks, light (yellow) line art in a black frame, shading and a photo.
+#[test]
+fn blocks_of_the_checks_fixtures_measure_as_the_page() {
+    use crate::imaging::quality::fixtures::{MODEL_H, MODEL_PEN, MODEL_W, Pen, Sheet, model_faces_page};
+    let mut sheets = vec![
+        ("clean", model_faces_page(12, MODEL_PEN, 3.0, MODEL_PEN, 21)),
+        ("yellow", model_faces_page(6, Pen { ink: 205.0, ..MODEL_PEN }, 3.0, MODEL_PEN, 36)),
+        ("light gray", model_faces_page(12, Pen { ink: 150.0, ..MODEL_PEN }, 3.0, MODEL_PEN, 37)),
+    ];
+    let mut speckled = model_faces_page(12, MODEL_PEN, 3.0, MODEL_PEN, 22);
+    speckled.specks_sized(300, 1..=3);
+    sheets.push(("speckled", speckled));
+    let mut shaded = model_faces_page(12, MODEL_PEN, 3.0, MODEL_PEN, 23);
+    shaded.fill(40, 40, 700, 300, 120.0);
+    sheets.push(("shaded", shaded));
+    let mut photo = Sheet::sized(MODEL_W, MODEL_H, 4);
+    for (i, p) in photo.px.iter_mut().enumerate() {
+        let (x, y) = ((i % MODEL_W) as f32, (i / MODEL_W) as f32);
+        *p = 125.0 + 60.0 * (x / 37.0).sin() * (y / 51.0).cos() + 20.0 * ((x + y) / 9.0).sin();
+    }
+    sheets.push(("photo", photo));
+    for (what, sheet) in sheets {
+        let source = gray(MODEL_W as u32, MODEL_H as u32, sheet.gray());
+        assert_same_measures(&source, (2550, 3300), Fit::Contain, &TONES[..1], what);
+        assert_same_measures(&source, (1275, 1650), Fit::Cover, &[TONES[0], TONES[3]], what);
+    }
+}
+
+/// The reference inputs and the offline generator's pages, at print size.
+#[test]
+fn blocks_of_reference_and_pattern_pages_measure_as_the_page() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/fixtures");
+    let mut names: Vec<_> =
+        std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok().map(|e| e.path())).collect();
+    names.sort();
+    for path in names.iter().filter(|p| p.extension().is_some_and(|e| e == "png")).take(2) {
+        let bytes = std::fs::read(path).unwrap();
+        let page = crate::imaging::gray::to_gray(&crate::imaging::decode::decode_rgb(&bytes).unwrap());
+        assert_same_measures(&page, (2550, 3300), Fit::Contain, &TONES[..1], &path.display().to_string());
+        assert_same_measures(&page, (2550, 3300), Fit::Stretch, &TONES[1..2], &path.display().to_string());
+    }
+    for (seed, prompt) in [(1u64, "a mandala"), (2, "a botanical garden")] {
+        let page = crate::imaging::gray::to_gray(&crate::imaging::pattern::draw(prompt, seed, 768, 1024));
+        assert_same_measures(&page, (2550, 3300), Fit::Contain, &TONES[..1], prompt);
+    }
 }

@@ -189,6 +189,35 @@ mod tests {
         }
     }
 
+    /// A fused chain hashes the image the page is upscaled from (it never makes the gray page):
+    /// the model-sized drawing and its print page, fitted or stretched, hash as the same
+    /// picture, far above the near-duplicate line.
+    #[test]
+    fn source_hash_is_the_pages() {
+        use crate::imaging::quality::fixtures::{MODEL_H, MODEL_PEN, MODEL_W, model_faces_page};
+        use crate::imaging::resize::{Fit, resize};
+        let pages = [
+            model_faces_page(12, MODEL_PEN, 3.0, MODEL_PEN, 21),
+            model_faces_page(5, MODEL_PEN, 3.0, MODEL_PEN, 7),
+        ];
+        for sheet in pages {
+            let source = crate::engine::media::Raster::new(
+                MODEL_W as u32,
+                MODEL_H as u32,
+                None,
+                Pixels::Gray(sheet.gray()),
+            );
+            let Pixels::Gray(gray) = &source.pixels else { unreachable!() };
+            let of_source = PageHash::of_gray(gray, MODEL_W, MODEL_H);
+            for fit in [Fit::Contain, Fit::Stretch] {
+                let page = resize(&source, 2550, 3300, fit).unwrap();
+                let Pixels::Gray(big) = &page.pixels else { unreachable!() };
+                let likeness = of_source.likeness(&PageHash::of_gray(big, 2550, 3300));
+                assert!(likeness >= 0.99, "{fit:?}: {likeness}");
+            }
+        }
+    }
+
     #[test]
     fn different_drawings_are_unalike() {
         let faces = hash(&faces_page(SOFT, 1));

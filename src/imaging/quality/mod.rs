@@ -187,8 +187,12 @@ pub struct Measures {
 /// Measures a gray page `width` x `height` and the page the threshold makes of it.
 pub fn measure_gray(gray: &[u8], width: u32, height: u32, tone: ToneLimits, ink: InkLimits) -> Measures {
     let map = InkMap::from_gray(width, height, gray, tone.level);
-    Measures {
-        ink: measure_ink(&map, ink),
-        tone: tones::measure(&Blocks::of(gray, width as usize, height as usize), tone),
-    }
+    measure_page(&map, &Blocks::of(gray, width as usize, height as usize), tone, ink)
+}
+
+/// Measures a page from its ink at `tone.level` and its gray page's blocks, however they were
+/// made: from the gray page ([`measure_gray`]) or by a fused upscale that never made it
+/// ([`crate::imaging::fused::upscale_threshold_blocks`]).
+pub fn measure_page(map: &InkMap, blocks: &Blocks, tone: ToneLimits, ink: InkLimits) -> Measures {
+    Measures { ink: measure_ink(map, ink), tone: tones::measure(blocks, tone) }
 }

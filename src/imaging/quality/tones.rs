@@ -68,7 +68,7 @@ pub struct ToneMeasures {
 }
 
 /// What a gray measurement needs to know.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ToneLimits {
     /// The threshold level: darker pixels become ink.
     pub level: u8,
@@ -82,7 +82,7 @@ pub struct ToneLimits {
 
 /// How far (in blocks) to look for the paper around a faint line: 2 blocks, up to 24 px, so
 /// lines up to that width are measured against real paper and slow shading is not.
-const PAPER_REACH: usize = 2;
+pub const PAPER_REACH: usize = 2;
 
 /// Measures tone, shading and lost ink on the blocks of a gray page.
 pub fn measure(blocks: &Blocks, limits: ToneLimits) -> ToneMeasures {
@@ -122,7 +122,7 @@ pub fn measure(blocks: &Blocks, limits: ToneLimits) -> ToneMeasures {
 
 /// For every cell, whether all (`all`) or any of the cells in its 3x3 neighbourhood (within
 /// the map) are set, separably.
-fn neighbourhood(cells: &[bool], cols: usize, rows: usize, all: bool) -> Vec<bool> {
+pub(crate) fn neighbourhood(cells: &[bool], cols: usize, rows: usize, all: bool) -> Vec<bool> {
     let join = |a: bool, b: bool| if all { a && b } else { a || b };
     let mut across = vec![false; cells.len()];
     for (out, row) in across.chunks_exact_mut(cols).zip(cells.chunks_exact(cols)) {
@@ -144,7 +144,7 @@ fn neighbourhood(cells: &[bool], cols: usize, rows: usize, all: bool) -> Vec<boo
 }
 
 /// The largest value within `reach` cells (a square window), separably.
-fn max_filter(cells: &[u8], cols: usize, rows: usize, reach: usize) -> Vec<u8> {
+pub(crate) fn max_filter(cells: &[u8], cols: usize, rows: usize, reach: usize) -> Vec<u8> {
     let mut across = vec![0u8; cells.len()];
     for y in 0..rows {
         let row = &cells[y * cols..(y + 1) * cols];
