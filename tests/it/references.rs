@@ -258,3 +258,47 @@ async fn loras_are_sent_to_the_lora_endpoint_and_priced_as_it_bills() {
         "{image_to_image}"
     );
 }
+
+#[tokio::test]
+async fn a_replaced_reference_remakes_the_pages_that_send_it_and_an_unchanged_one_pays_nothing() {
+    let fal = FalEmulator::start(Latency::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let models = tempfile::tempdir().unwrap();
+    let hero = dir.path().join("refs/hero.png");
+    let villain = dir.path().join("refs/villain.png");
+    reference_png(&hero, 90);
+    reference_png(&villain, 20);
+    let options = "    model: fal-ai/flux-pro/kontext\n    references: [refs/hero.png]\n    allow_overrides: [seed, references]";
+    let prompts = [
+        prompt("the hero at the beach"),
+        prompt("the hero at home"),
+        json!({"image_prompt": "the villain laughs", "references": ["refs/villain.png"]}),
+    ];
+    let file = pipeline(dir.path(), &fal.base(), &prompts, options);
+    let out = dir.path().join("out");
+    let paid = |fal: &FalEmulator| {
+        let ledger = fal.ledger.lock().unwrap();
+        ["beach", "home", "villain"].map(|page| ledger.accepted(page))
+    };
+    let run_ok = async |expected: [u32; 3], why: &str| {
+        let done = run(&fal, models.path(), &file, &out, &[]).await;
+        assert!(done.status.success(), "{why}: {}", text(&done));
+        assert_eq!(paid(&fal), expected, "{why}");
+    };
+    run_ok([1, 1, 1], "the first run").await;
+    run_ok([1, 1, 1], "nothing changed").await;
+    // Same path, new content: the two pages that send it are made again, the other is not.
+    reference_png(&hero, 200);
+    run_ok([2, 2, 1], "the stage's reference replaced").await;
+    reference_png(&villain, 240);
+    run_ok([2, 2, 2], "the prompt's reference replaced").await;
+    // Back to a content already paid for: those pages come from the raw cache.
+    reference_png(&hero, 90);
+    run_ok([2, 2, 2], "the stage's reference put back").await;
+    let ledger = fal.ledger.lock().unwrap();
+    assert_eq!(ledger.uploaded.len(), 4, "each content once: the hero twice, the villain twice");
+    assert_eq!(
+        ledger.bodies[&ledger.requests_of("beach")[1]]["image_url"],
+        json!(ledger.uploaded[2].file_url)
+    );
+}

@@ -5,8 +5,9 @@
 
 use std::collections::HashMap;
 use std::io::Read as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
 
 use reqwest::Url;
 use sha2::{Digest, Sha256};
@@ -96,6 +97,59 @@ pub(super) fn read_all(written: &[&PipelinePath]) -> Result<Vec<(PipelinePath, R
         .collect()
 }
 
+/// The content of the reference files, hashed once per batch while a file stays as it was (same
+/// size and modification time): every item's fingerprint names the content of the references
+/// it sends, and a hundred pages sharing one reference read it once.
+#[derive(Default)]
+pub(super) struct ContentHashes(Mutex<HashMap<PathBuf, Hashed>>);
+
+/// A file's content hash, with the size and modification time it was read at.
+struct Hashed {
+    stamp: (u64, Option<SystemTime>),
+    sha256: String,
+}
+
+impl ContentHashes {
+    /// What identifies the reference `written` in an item's fingerprint, as
+    /// [`Reference::identity`] does in the raw cache: the URL, or `sha256:` of the file's
+    /// content (a file that cannot be read is named by its error, and fails when the item runs).
+    pub(super) fn identity(&self, written: &PipelinePath) -> String {
+        match source(written) {
+            Source::Url(url) => url.to_owned(),
+            Source::File(path) => match self.sha256(path) {
+                Ok(sha256) => format!("sha256:{sha256}"),
+                Err(e) => format!("unreadable: {e}"),
+            },
+        }
+    }
+
+    fn sha256(&self, path: &Path) -> std::io::Result<String> {
+        let metadata = std::fs::metadata(path)?;
+        if !metadata.is_file() {
+            return Err(std::io::Error::other("not a file"));
+        }
+        let stamp = (metadata.len(), metadata.modified().ok());
+        if let Some(hashed) = lock(&self.0).get(path).filter(|hashed| hashed.stamp == stamp) {
+            return Ok(hashed.sha256.clone());
+        }
+        let (mut file, mut hasher, mut buffer) =
+            (std::fs::File::open(path)?, Sha256::new(), vec![0; 1 << 16]);
+        loop {
+            match file.read(&mut buffer)? {
+                0 => break,
+                read => hasher.update(&buffer[..read]),
+            }
+        }
+        let sha256 = hex::encode(hasher.finalize());
+        lock(&self.0).insert(path.to_owned(), Hashed { stamp, sha256: sha256.clone() });
+        Ok(sha256)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// The batch's uploads by content hash.
 pub(super) struct Uploads {
     rest: Url,
@@ -121,7 +175,7 @@ impl Uploads {
         retries: &mut u32,
     ) -> Result<String, GaveUp> {
         let cell = {
-            let mut by_hash = self.by_hash.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut by_hash = lock(&self.by_hash);
             by_hash.entry(file.sha256.clone()).or_default().clone()
         };
         let url = cell

@@ -36,7 +36,7 @@ use super::pricing::{Prices, Quote, fetch_live_price, round_cents};
 use super::references::{self, References};
 use super::resolve_base_url;
 use super::retry::{self, Call, GaveUp, RetryPolicy, sleep_unless_stopped};
-use super::upload::{self, Reference, Uploads};
+use super::upload::{self, ContentHashes, Reference, Uploads};
 use crate::engine::duration::PositiveDuration;
 use crate::engine::item::{Item, Trial};
 use crate::engine::media::{Payload, Undecoded};
@@ -106,6 +106,8 @@ pub(super) struct FalStage {
     env: Environment,
     /// The reference files uploaded in this batch.
     uploads: Uploads,
+    /// The reference files' contents, for the items' fingerprints.
+    content_hashes: ContentHashes,
     /// What a prompt's relative reference paths are read against, as the pipeline's own are.
     pipeline_folder: PathBuf,
     /// Catalogue entries by model id, looked up once (`None`: not catalogued, unchecked).
@@ -159,6 +161,7 @@ impl FalStage {
         output_caps(&options, model.as_ref()).map_err(|e| anyhow!("stage {id:?}: {e}"))?;
         Ok(FalStage {
             uploads,
+            content_hashes: ContentHashes::default(),
             pipeline_folder: pipeline_path::folder_of(&ctx.pipeline_file).to_owned(),
             env: env.clone(),
             models,
@@ -871,6 +874,14 @@ impl IoStage for FalStage {
 
     fn budget_usd(&self) -> Option<f64> {
         self.options.max_cost_usd
+    }
+
+    /// The references the item sends, each by its content (a local file) or its URL.
+    fn input_revision(&self, item: &Item) -> Option<String> {
+        let (options, _) = self.options_for(&mut item.clone()).ok()?;
+        let written = options.references.as_ref().map(References::paths).unwrap_or_default();
+        let identities: Vec<String> = written.iter().map(|path| self.content_hashes.identity(path)).collect();
+        (!identities.is_empty()).then(|| identities.join("\n"))
     }
 
     async fn cancel_pending(&self) {
