@@ -33,7 +33,7 @@ use super::key::{ApiKey, Environment};
 use super::models::{platform_url, unchecked_warning};
 use super::options::{self, Options};
 use super::pricing::{Prices, Quote, fetch_live_price, round_cents};
-use super::references::{self, References};
+use super::references;
 use super::resolve_base_url;
 use super::retry::{self, Call, GaveUp, RetryPolicy, sleep_unless_stopped};
 use super::upload::{self, ContentHashes, Reference, Uploads};
@@ -243,8 +243,8 @@ impl FalStage {
         let (options, model) = self.options_for(item).map_err(Failure::Item)?;
         let caps = output_caps(&options, model.as_deref()).map_err(Failure::Item)?;
         item.record("model", options.model.clone());
-        let written = options.references.as_ref().map(References::paths).unwrap_or_default();
-        let references = upload::read_all(&written).map_err(Failure::Item)?;
+        let references =
+            upload::read_all(&options.sent_files(&self.pipeline_folder)).map_err(Failure::Item)?;
         if !references.is_empty() {
             let listed =
                 references.iter().map(|(path, r)| json!({"source": path.as_path(), "content": r.identity()}));
@@ -253,7 +253,8 @@ impl FalStage {
         // The input as the raw cache knows it: each file by its content, not by the URL of
         // one batch's upload.
         let identity = |path: &PipelinePath| reference_of(&references, path).map(Reference::identity);
-        let body = options.request_body_with(&item.prompt.image_prompt, model.as_deref(), &|p| {
+        let folder = &self.pipeline_folder;
+        let body = options.request_body_with(&item.prompt.image_prompt, model.as_deref(), folder, &|p| {
             identity(p).unwrap_or_default()
         });
         let quote = self.prices.quote(&options.model, model.as_deref(), &body);
@@ -375,18 +376,18 @@ impl FalStage {
         for (path, reference) in references {
             let url = match reference {
                 Reference::Url(url) => url.clone(),
-                Reference::File(file) => {
-                    self.uploads.url_of(file, &self.client, &self.policy, cx, retries).await.map_err(|e| {
-                        self.gave_up(e, &format!("uploading the reference image {}", path.display()))
-                    })?
-                }
+                Reference::File(file) => self
+                    .uploads
+                    .url_of(file, &self.client, &self.policy, cx, retries)
+                    .await
+                    .map_err(|e| self.gave_up(e, &format!("uploading {}", path.display())))?,
             };
             urls.push((path.clone(), url));
         }
         let url_of = |path: &PipelinePath| {
             urls.iter().find(|(p, _)| p == path).map(|(_, url)| url.clone()).unwrap_or_default()
         };
-        Ok(options.request_body_with(prompt, model, &url_of))
+        Ok(options.request_body_with(prompt, model, &self.pipeline_folder, &url_of))
     }
 
     /// An original generated before with the same model and input: no request, no cost. One
@@ -876,11 +877,12 @@ impl IoStage for FalStage {
         self.options.max_cost_usd
     }
 
-    /// The references the item sends, each by its content (a local file) or its URL.
+    /// The references and LoRA weights the item sends, each by its content (a local file) or
+    /// its URL (a LoRA's URL is in the options already).
     fn input_revision(&self, item: &Item) -> Option<String> {
         let (options, _) = self.options_for(&mut item.clone()).ok()?;
-        let written = options.references.as_ref().map(References::paths).unwrap_or_default();
-        let identities: Vec<String> = written.iter().map(|path| self.content_hashes.identity(path)).collect();
+        let sent = options.sent_files(&self.pipeline_folder);
+        let identities: Vec<String> = sent.iter().map(|path| self.content_hashes.identity(path)).collect();
         (!identities.is_empty()).then(|| identities.join("\n"))
     }
 
