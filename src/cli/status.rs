@@ -27,16 +27,6 @@ fn quality_counts(output_dir: &std::path::Path) -> anyhow::Result<Option<String>
     Ok(Some(format!("{} pass, {} warn, {} reject", count("pass"), count("warn"), count("reject"))))
 }
 
-/// "score 12-40-71; suits: 3 toddler, 20 kids, 9 teens" (lowest, median, highest score, then
-/// pages per audience they suit), or nothing when no page was judged.
-fn difficulty_line(spread: &inkflow::engine::journal::DifficultySpread) -> Option<String> {
-    let (low, median, high) = spread.scores?;
-    let order = ["toddler", "kids", "teens", "adults"];
-    let suits: Vec<String> =
-        order.iter().filter_map(|a| spread.suits.get(*a).map(|n| format!("{n} {a}"))).collect();
-    Some(format!("score {low:.0}-{median:.0}-{high:.0} (lowest-median-highest); suits: {}", suits.join(", ")))
-}
-
 /// Prints counts per state, money spent and every failure with its reason, reading the
 /// journal a row at a time so that a batch of any size fits in the same memory.
 pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
@@ -59,7 +49,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     }
     match inkflow::engine::journal::difficulty_spread(&args.output_dir) {
         Ok(spread) => {
-            if let Some(line) = difficulty_line(&spread) {
+            if let Some(line) = spread.describe() {
                 println!("  difficulty   {line}");
             }
         }

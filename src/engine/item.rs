@@ -11,6 +11,11 @@ use super::media::Payload;
 /// size and modification time): part of the item's fingerprint, so an edited input runs again.
 pub const REVISION_FACT: &str = "source_revision";
 
+/// The fact where the engine puts what stages read for an item besides its options and prompt
+/// (the content of a reference image a stage sends), by stage id: part of the item's
+/// fingerprint, so a changed input file makes the pages that read it again, and only those.
+pub const INPUTS_FACT: &str = "stage_inputs";
+
 /// What a source knows about an item: the fields of the original prompt files.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Prompt {

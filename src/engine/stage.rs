@@ -333,6 +333,14 @@ pub trait IoStage: Send + Sync {
 
     /// Called once when the batch stops early (Ctrl-C), to cancel remote work still queued.
     async fn cancel_pending(&self) {}
+
+    /// What this stage reads for `item` beyond its options and the item's prompt, which name
+    /// files but not their content (a reference image's hash): the engine puts it in the
+    /// item's fingerprint, so replacing such a file makes the item again. `None` when it reads
+    /// nothing else.
+    fn input_revision(&self, _item: &Item) -> Option<String> {
+        None
+    }
 }
 
 /// What a sink stored for one item, each object with its content hash. The engine keeps it in

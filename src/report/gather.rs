@@ -34,6 +34,8 @@ pub struct Overview {
     pub problems: Vec<Problem>,
     /// Every failed or filtered item.
     pub problem_count: u64,
+    /// The book's difficulty spread in words, when a judging stage measured its pages.
+    pub difficulty: Option<String>,
 }
 
 /// One page file: which items it holds and how many of them need a look.
@@ -173,6 +175,7 @@ impl<'a> Batch<'a> {
             pages: Vec::new(),
             problems: Vec::new(),
             problem_count: 0,
+            difficulty: difficulty(self.output_dir),
         };
         let mut position = 0u64;
         Journal::each_item(self.output_dir, None, |record| {
@@ -230,5 +233,18 @@ impl<'a> Batch<'a> {
     fn card(&self, record: ItemRecord) -> anyhow::Result<Card> {
         let found = self.index.get(&record.key)?;
         Ok(Card::new(record, found))
+    }
+}
+
+/// The difficulty spread of the batch in `output_dir` in words (see
+/// [`DifficultySpread::describe`](crate::engine::journal::DifficultySpread::describe)); a journal
+/// that cannot say is logged, since the rest of the report is still worth writing.
+pub fn difficulty(output_dir: &Path) -> Option<String> {
+    match crate::engine::journal::difficulty_spread(output_dir) {
+        Ok(spread) => spread.describe(),
+        Err(e) => {
+            tracing::warn!("report: cannot read the pages' difficulty: {e:#}");
+            None
+        }
     }
 }

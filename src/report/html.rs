@@ -92,6 +92,9 @@ fn batch_section(out: &mut String, report: &Overview) {
         report.facts.estimate_usd.map_or_else(|| "unknown (inkflow report --pipeline FILE)".into(), dollars),
     ));
     facts.push(("Budget".into(), report.facts.budget_usd.map_or_else(|| "none set".into(), dollars)));
+    if let Some(spread) = &report.difficulty {
+        facts.push(("Difficulty".into(), spread.clone()));
+    }
     out.push_str("<section aria-labelledby=\"batch\"><h2 id=\"batch\">Batch</h2><dl class=\"facts\">");
     for (name, value) in &facts {
         let _ = write!(out, "<div><dt>{}</dt><dd>{}</dd></div>", esc(name), esc(value));

@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use crate::engine::atomic_file::write_atomically;
 
-pub use gather::{CARDS_PER_PAGE, Card, Overview, PROBLEMS_LISTED, PageSummary, Problem};
+pub use gather::{CARDS_PER_PAGE, Card, Overview, PROBLEMS_LISTED, PageSummary, Problem, difficulty};
 pub use html::{esc, page_file, render, url};
 
 /// The report's file name inside the output folder.

@@ -141,7 +141,8 @@ impl ReviewServer {
             let mut cards = Vec::new();
             crate::report::each_card(&root, |card| cards.push(card.clone()))?;
             let decisions = Journal::review_states(&root)?;
-            Ok(page::render(&root.display().to_string(), &cards, &decisions))
+            let difficulty = crate::report::difficulty(&root);
+            Ok(page::render(&root.display().to_string(), &cards, &decisions, difficulty.as_deref()))
         })
         .await;
         let html = match built {

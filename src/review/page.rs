@@ -10,11 +10,13 @@ use crate::engine::review::ReviewState;
 use crate::report::{Card, esc, url};
 
 /// The page for `cards`, with the decisions in force per key and the newest decision's id
-/// (sent back with the next action, so two reviewers never overwrite each other unknowingly).
+/// (sent back with the next action, so two reviewers never overwrite each other unknowingly),
+/// and the book's difficulty spread when its pages were measured.
 pub fn render(
     title: &str,
     cards: &[Card],
     decisions: &HashMap<String, (ReviewState, Option<i64>)>,
+    difficulty: Option<&str>,
 ) -> String {
     let mut codes: Vec<&str> = cards.iter().flat_map(|c| c.problems.iter().map(String::as_str)).collect();
     codes.sort_unstable();
@@ -24,10 +26,12 @@ pub fn render(
         html,
         "<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content=\"width=device-width\">\
          <title>Review {title}</title><style>{STYLE}</style></head><body>\
-         <header><h1>Review {title}</h1><p id=banner role=status></p>\
+         <header><h1>Review {title}</h1><p id=banner role=status></p>{difficulty}\
          <nav id=filters><button data-filter=all class=on>all</button><button data-filter=undecided>undecided</button>\
          <button data-filter=reject>rejected by the check</button><button data-filter=failed>failed</button>",
-        title = esc(title)
+        title = esc(title),
+        difficulty =
+            difficulty.map(|d| format!("<p id=difficulty>Difficulty: {}</p>", esc(d))).unwrap_or_default()
     );
     for code in codes {
         let _ = write!(html, "<button data-filter=\"p-{c}\">{c}</button>", c = esc(code));

@@ -489,6 +489,17 @@ fn the_kdp_book_passes_preflight_and_a_wrong_trim_fails_it() {
             .collect()
     };
     let interior_images = images(&doc);
+    // The check re-rolls the generator's repeated tilings; the book holds only the pages, not
+    // the candidates they replaced.
+    let near_duplicates = std::fs::read_dir(out.join("rejected"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| {
+            std::fs::read_to_string(entry.path()).is_ok_and(|text| text.contains("near_duplicate"))
+        })
+        .count();
+    assert!(near_duplicates > 0, "kdp-book checks its pages for near-duplicates");
     assert_eq!(interior_images.len(), 32, "one image per page");
     let cover_images = images(&lopdf::Document::load(out.join("cover.pdf")).expect("cover.pdf"));
     assert_eq!(cover_images.len(), 1, "the front art");

@@ -1,10 +1,14 @@
 //! Near-duplicates and difficulty through the binary (issue 33 items 4, 5): the offline book's
 //! generator draws the same tiling for a few prompts, which the check finds and re-rolls, and
-//! `status` shows the book's difficulty spread.
+//! `status`, `report.html` and the review page show the book's difficulty spread.
 
+use std::path::Path;
 use std::process::Command;
 
+use scraper::{Html, Selector};
 use serde_json::Value;
+
+use crate::review::Served;
 
 fn inkflow(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_inkflow"))
@@ -14,8 +18,15 @@ fn inkflow(args: &[&str]) -> std::process::Output {
         .expect("inkflow runs")
 }
 
-#[test]
-fn the_offline_book_rerolls_its_near_duplicates_and_status_shows_the_difficulty_spread() {
+/// The text of every element of `html` that `css` selects.
+fn texts(html: &str, css: &str) -> Vec<String> {
+    let page = Html::parse_document(html);
+    page.select(&Selector::parse(css).unwrap()).map(|e| e.text().collect::<String>()).collect()
+}
+
+#[tokio::test]
+async fn the_offline_book_rerolls_its_near_duplicates_and_status_report_and_review_show_the_difficulty_spread()
+ {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("book");
     let ran = inkflow(&["run", "pipelines/offline-book.yaml", "--output", out.to_str().unwrap()]);
@@ -46,4 +57,16 @@ fn the_offline_book_rerolls_its_near_duplicates_and_status_shows_the_difficulty_
     let printed = String::from_utf8_lossy(&status.stdout);
     assert!(printed.contains("difficulty   score"), "{printed}");
     assert!(printed.contains("suits:"), "{printed}");
+    let spread = printed.lines().find_map(|l| l.trim().strip_prefix("difficulty")).unwrap().trim();
+    // The static report: the batch's facts hold it, as `status` prints it.
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let names = texts(&report, "dl.facts dt");
+    let values = texts(&report, "dl.facts dd");
+    let shown = names.iter().position(|name| name == "Difficulty").map(|at| values[at].as_str());
+    assert_eq!(shown, Some(spread), "{names:?}");
+    // The review page, served for the batch.
+    let pipeline = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/offline-book.yaml");
+    let served = Served::start(&out, &pipeline).await;
+    let page = served.client().await.get(&served.base).send().await.unwrap().text().await.unwrap();
+    assert_eq!(texts(&page, "header #difficulty"), [format!("Difficulty: {spread}")], "{page:.400}");
 }

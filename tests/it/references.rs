@@ -169,9 +169,9 @@ async fn a_model_without_image_inputs_refuses_references_before_anything_is_paid
             "fal-ai/flux/dev takes no LoRAs",
         ),
         (
-            "    model: fal-ai/flux-lora\n    loras: [{ path: lora.safetensors }]",
+            "    model: fal-ai/flux-lora\n    loras: [{ path: lora.ckpt }]",
             "pipeline.yaml:13:",
-            "is not a URL",
+            "is neither an http(s) URL nor a .safetensors file",
         ),
     ];
     for (options, at, said) in cases {
@@ -257,4 +257,111 @@ async fn loras_are_sent_to_the_lora_endpoint_and_priced_as_it_bills() {
         image_to_image["image_url"].as_str().is_some_and(|url| url.contains("/files/upload-")),
         "{image_to_image}"
     );
+}
+
+#[tokio::test]
+async fn a_replaced_reference_remakes_the_pages_that_send_it_and_an_unchanged_one_pays_nothing() {
+    let fal = FalEmulator::start(Latency::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let models = tempfile::tempdir().unwrap();
+    let hero = dir.path().join("refs/hero.png");
+    let villain = dir.path().join("refs/villain.png");
+    reference_png(&hero, 90);
+    reference_png(&villain, 20);
+    let options = "    model: fal-ai/flux-pro/kontext\n    references: [refs/hero.png]\n    allow_overrides: [seed, references]";
+    let prompts = [
+        prompt("the hero at the beach"),
+        prompt("the hero at home"),
+        json!({"image_prompt": "the villain laughs", "references": ["refs/villain.png"]}),
+    ];
+    let file = pipeline(dir.path(), &fal.base(), &prompts, options);
+    let out = dir.path().join("out");
+    let paid = |fal: &FalEmulator| {
+        let ledger = fal.ledger.lock().unwrap();
+        ["beach", "home", "villain"].map(|page| ledger.accepted(page))
+    };
+    let run_ok = async |expected: [u32; 3], why: &str| {
+        let done = run(&fal, models.path(), &file, &out, &[]).await;
+        assert!(done.status.success(), "{why}: {}", text(&done));
+        assert_eq!(paid(&fal), expected, "{why}");
+    };
+    run_ok([1, 1, 1], "the first run").await;
+    run_ok([1, 1, 1], "nothing changed").await;
+    // Same path, new content: the two pages that send it are made again, the other is not.
+    reference_png(&hero, 200);
+    run_ok([2, 2, 1], "the stage's reference replaced").await;
+    reference_png(&villain, 240);
+    run_ok([2, 2, 2], "the prompt's reference replaced").await;
+    // Back to a content already paid for: those pages come from the raw cache.
+    reference_png(&hero, 90);
+    run_ok([2, 2, 2], "the stage's reference put back").await;
+    let ledger = fal.ledger.lock().unwrap();
+    assert_eq!(ledger.uploaded.len(), 4, "each content once: the hero twice, the villain twice");
+    assert_eq!(
+        ledger.bodies[&ledger.requests_of("beach")[1]]["image_url"],
+        json!(ledger.uploaded[2].file_url)
+    );
+}
+
+/// Storage uploads and paid requests so far.
+fn uploads_and_paid(fal: &FalEmulator) -> (u32, u32) {
+    let uploads = fal.ledger.lock().unwrap().upload_initiates;
+    (uploads, fal.total_submissions())
+}
+
+/// A small safetensors file: its header (a JSON object) and one tensor's bytes.
+fn lora_file(path: &Path, tag: u8) -> Vec<u8> {
+    let header = br#"{"__metadata__":{"format":"pt"},"w":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header);
+    bytes.extend_from_slice(&[tag; 4]);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, &bytes).unwrap();
+    bytes
+}
+
+#[tokio::test]
+async fn a_local_lora_is_uploaded_once_per_batch_journaled_and_sent_as_its_storage_url() {
+    let fal = FalEmulator::start(Latency::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let models = tempfile::tempdir().unwrap();
+    let weights = lora_file(&dir.path().join("loras/ink.safetensors"), 1);
+    let options = format!(
+        "    model: fal-ai/flux-lora\n    image_size: portrait_4_3\n    loras: [{{ path: loras/ink.safetensors, scale: 0.6 }}, {{ path: \"{LORA}\" }}]"
+    );
+    let prompts = [prompt("a fox"), prompt("an owl"), prompt("a bear")];
+    let file = pipeline(dir.path(), &fal.base(), &prompts[..2], &options);
+    let out = dir.path().join("out");
+    let plan = run(&fal, models.path(), &file, &out, &["--dry-run"]).await;
+    assert!(text(&plan).contains("estimated cost: $0.070"), "priced as the endpoint bills: {}", text(&plan));
+    let done = run(&fal, models.path(), &file, &out, &[]).await;
+    assert!(done.status.success(), "{}", text(&done));
+    let file_url = {
+        let ledger = fal.ledger.lock().unwrap();
+        assert_eq!((ledger.upload_initiates, ledger.uploaded.len()), (1, 1), "two pages, one upload");
+        let uploaded = &ledger.uploaded[0];
+        assert_eq!(uploaded.bytes, weights);
+        assert_eq!(uploaded.authorization, None, "the key went to the storage host");
+        uploaded.file_url.clone()
+    };
+    let sent = json!([{"path": file_url, "scale": 0.6}, {"path": LORA, "scale": 1.0}]);
+    for page in ["a fox", "an owl"] {
+        assert_eq!(body_of(&fal, page)["loras"], sent, "{page}");
+    }
+    // A new page in a later batch sends the journaled upload; the pages made pay nothing.
+    pipeline(dir.path(), &fal.base(), &prompts, &options);
+    let more = run(&fal, models.path(), &file, &out, &[]).await;
+    assert!(more.status.success(), "{}", text(&more));
+    assert_eq!(body_of(&fal, "a bear")["loras"], sent);
+    assert_eq!(uploads_and_paid(&fal), (1, 3));
+    // New weights in the same file: uploaded again, and every page that sends them made again.
+    lora_file(&dir.path().join("loras/ink.safetensors"), 2);
+    let retrained = run(&fal, models.path(), &file, &out, &[]).await;
+    assert!(retrained.status.success(), "{}", text(&retrained));
+    assert_eq!(uploads_and_paid(&fal), (2, 6));
+    // A file that is not safetensors fails its pages before anything is uploaded or paid.
+    std::fs::write(dir.path().join("loras/ink.safetensors"), "not weights").unwrap();
+    let broken = run(&fal, models.path(), &file, &out, &[]).await;
+    assert!(text(&broken).contains("are not safetensors"), "{}", text(&broken));
+    assert_eq!(uploads_and_paid(&fal), (2, 6));
 }

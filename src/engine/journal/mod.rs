@@ -36,7 +36,7 @@ use self::review::{Decided, load_decisions};
 pub use self::review::{Recorded, ReviewCounts};
 use self::schema::open_checked;
 pub use self::snapshot::SubmissionRecord;
-use super::item::{Item, REVISION_FACT};
+use super::item::{INPUTS_FACT, Item, REVISION_FACT};
 use super::output_path::JOURNAL_FILE;
 use super::pipeline::Pipeline;
 use super::stage::Role;
@@ -203,8 +203,9 @@ impl Journal {
     }
 }
 
-/// What shapes an item's outputs: the pipeline (its [`fingerprint`]), and the item's own prompt
-/// and source revision, so editing one prompt runs that item again and no other. Both journals
+/// What shapes an item's outputs: the pipeline (its [`fingerprint`]), and the item's own prompt,
+/// source revision and the files its stages read (their [`INPUTS_FACT`]), so editing one prompt
+/// or replacing one page's reference image runs that item again and no other. Both journals
 /// (this file and a cluster's database) key items' outputs by it.
 pub fn item_fingerprint(pipeline_fingerprint: &str, item: &Item) -> String {
     let mut hasher = Sha256::new();
@@ -218,6 +219,10 @@ pub fn item_fingerprint(pipeline_fingerprint: &str, item: &Item) -> String {
     if let Some(revision) = item.facts.get(REVISION_FACT) {
         hasher.update(b"\n");
         hasher.update(revision.to_string().as_bytes());
+    }
+    if let Some(inputs) = item.facts.get(INPUTS_FACT) {
+        hasher.update(b"\n");
+        hasher.update(inputs.to_string().as_bytes());
     }
     hex::encode(&hasher.finalize()[..8])
 }

@@ -53,6 +53,21 @@ pub struct DifficultySpread {
     pub scores: Option<(f64, f64, f64)>,
 }
 
+impl DifficultySpread {
+    /// "score 12-40-71 (lowest-median-highest); suits: 3 toddler, 20 kids, 9 teens", or nothing
+    /// when no page was judged: the line `status`, the report and the review page show.
+    pub fn describe(&self) -> Option<String> {
+        let (low, median, high) = self.scores?;
+        let order = ["toddler", "kids", "teens", "adults"];
+        let suits: Vec<String> =
+            order.iter().filter_map(|a| self.suits.get(*a).map(|n| format!("{n} {a}"))).collect();
+        Some(format!(
+            "score {low:.0}-{median:.0}-{high:.0} (lowest-median-highest); suits: {}",
+            suits.join(", ")
+        ))
+    }
+}
+
 impl PageHashRow {
     /// Whether this candidate is the item's page rather than `other`: the better one (acceptable
     /// first, then the score), the earlier among equals, as the engine places candidates.

@@ -26,11 +26,11 @@ use self::decision::{Decision, decide};
 use self::tally::Shared;
 use self::wiring::{Round, Wiring, room_below};
 use super::candidates::{CandidatePolicy, History};
-use super::item::{Failure, Item, Judgement, Placement};
+use super::item::{Failure, INPUTS_FACT, Item, Judgement, Placement};
 use super::pipeline::Pipeline;
 use super::review::ReviewState;
 use super::run_context::RunContext;
-use super::stage::{BuildContext, Component, Listing, Receipt, Registry, Sink};
+use super::stage::{BuildContext, Component, IoStage, Listing, Receipt, Registry, Sink};
 use super::summary::Summary;
 
 /// Live counts of one component, read by the progress display.
@@ -191,13 +191,22 @@ pub fn build(
     for (spec, component) in pipeline.components.iter_mut().zip(&components) {
         spec.settle_concurrency(matches!(component, Component::Cpu(_)));
     }
+    let readers: Arc<[InputReader]> = pipeline
+        .components
+        .iter()
+        .zip(&components)
+        .filter_map(|(spec, c)| match c {
+            Component::Io(stage) => Some(InputReader { id: spec.id.clone(), stage: stage.clone() }),
+            _ => None,
+        })
+        .collect();
     let mut items = Vec::new();
     let mut first_seq = 0u64;
     for (spec, component) in pipeline.components.iter().zip(&components) {
         if let Component::Source(source) = component {
             let listing = source.list().with_context(|| format!("source \"{}\"", spec.id))?;
             let len = listing.len() as u64;
-            items.push(Listed { first_seq, listing });
+            items.push(Listed { first_seq, listing, readers: readers.clone() });
             first_seq += len;
         }
     }
@@ -366,25 +375,42 @@ fn named_sinks(pipeline: &Pipeline, components: &[Component]) -> Vec<NamedSink> 
         .collect()
 }
 
-/// One source's listing and the number, over the whole batch, of its first item.
+/// A stage that may read files for an item ([`IoStage::input_revision`]), with its id.
+struct InputReader {
+    id: String,
+    stage: Arc<dyn IoStage>,
+}
+
+/// One source's listing, the number, over the whole batch, of its first item, and the
+/// stages whose inputs each item's fingerprint names.
 struct Listed {
     first_seq: u64,
     listing: Box<dyn Listing>,
+    readers: Arc<[InputReader]>,
 }
 
 /// Nothing to list: what a source without a listing would run on.
 impl Default for Listed {
     fn default() -> Self {
-        Listed { first_seq: 0, listing: Box::new(Vec::<Item>::new()) }
+        Listed { first_seq: 0, listing: Box::new(Vec::<Item>::new()), readers: Arc::new([]) }
     }
 }
 
 impl Listed {
     /// The items in order, each made as the iterator reaches it, so a batch keeps only the
-    /// items it is working on.
+    /// items it is working on; each knows what its stages will read ([`INPUTS_FACT`]) before
+    /// the journal compares its fingerprint.
     fn iter(&self) -> impl Iterator<Item = Item> + Send + '_ {
         self.listing.iter().zip(self.first_seq..).map(|(mut item, seq)| {
             item.seq = seq;
+            let inputs: serde_json::Map<String, serde_json::Value> = self
+                .readers
+                .iter()
+                .filter_map(|reader| Some((reader.id.clone(), reader.stage.input_revision(&item)?.into())))
+                .collect();
+            if !inputs.is_empty() {
+                item.record(INPUTS_FACT, inputs);
+            }
             item
         })
     }

@@ -134,8 +134,9 @@ pub(super) struct Options {
     #[serde(default)]
     #[schemars(extend("x-inkflow-per-item" = true))]
     pub references: Option<References>,
-    /// LoRAs for a LoRA endpoint such as fal-ai/flux-lora: [{path: URL, scale}] (scale 0-4,
-    /// default 1); priced as the endpoint is.
+    /// LoRAs for a LoRA endpoint such as fal-ai/flux-lora: [{path, scale}], each path a URL or
+    /// a local .safetensors file (uploaded to fal once per batch), scale 0-4 (default 1);
+    /// priced as the endpoint is.
     #[serde(default)]
     #[schemars(extend("x-inkflow-per-item" = true))]
     pub loras: Vec<Lora>,
@@ -399,12 +400,14 @@ impl Options {
         }
     }
 
-    /// The JSON input fal receives for `prompt` with this item's references, each given as
-    /// `url_of` says (its fal storage URL, or what identifies it for the raw cache).
+    /// The JSON input fal receives for `prompt` with this item's references and local LoRA
+    /// weights (read against `folder`), each given as `url_of` says (its fal storage URL, or
+    /// what identifies it for the raw cache).
     pub(super) fn request_body_with(
         &self,
         prompt: &str,
         model: Option<&Model>,
+        folder: &std::path::Path,
         url_of: &dyn Fn(&PipelinePath) -> String,
     ) -> Value {
         let mut body = self.request_body(prompt, model);
@@ -412,7 +415,21 @@ impl Options {
         {
             fields.extend(references.placed(model, url_of));
         }
+        let sent_loras = body.get_mut("loras").and_then(Value::as_array_mut).into_iter().flatten();
+        for (lora, sent) in self.loras.iter().zip(sent_loras) {
+            if let Some(file) = lora.file(folder) {
+                sent["path"] = url_of(&file).into();
+            }
+        }
         body
+    }
+
+    /// The local files these options send (references, then LoRA weights), each read against
+    /// `folder` (the pipeline file's) where it is relative.
+    pub(super) fn sent_files(&self, folder: &std::path::Path) -> Vec<PipelinePath> {
+        let references = self.references.as_ref().map(References::paths).unwrap_or_default();
+        let references = references.into_iter().cloned();
+        references.chain(self.loras.iter().filter_map(|lora| lora.file(folder))).collect()
     }
 
     /// The inputs these options set that `model` does not take: they are not sent. Each is

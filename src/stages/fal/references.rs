@@ -155,11 +155,16 @@ pub(super) fn resolve_written(value: &mut Value, folder: &Path) {
     }
 }
 
+/// The extension of LoRA weights a pipeline may name as a local file (fal's LoRA endpoints
+/// load safetensors).
+pub(super) const LORA_FILE_EXTENSION: &str = "safetensors";
+
 /// One LoRA for a LoRA endpoint: fal's `{path, scale}`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Lora {
-    /// The LoRA weights' URL (Hugging Face, Civitai, fal storage...).
+    /// The LoRA weights: a URL (Hugging Face, Civitai, fal storage...) or a local
+    /// `.safetensors` file, uploaded to fal's storage once per batch like a reference image.
     pub path: String,
     /// How strongly it applies, 0 to 4.
     #[serde(default = "full_scale")]
@@ -170,13 +175,30 @@ fn full_scale() -> f64 {
     1.0
 }
 
-/// Checks each LoRA as written: a URL fal can fetch, a scale in fal's range.
+impl Lora {
+    /// The local weights file it names, read against `folder` (the pipeline file's), or `None`
+    /// for a URL fal fetches itself.
+    pub(super) fn file(&self, folder: &Path) -> Option<PipelinePath> {
+        let local = !self.path.starts_with("https://") && !self.path.starts_with("http://");
+        local.then(|| {
+            PipelinePath::from(pipeline_path::resolve(folder, &self.path).to_string_lossy().as_ref())
+        })
+    }
+}
+
+/// Checks each LoRA as written: a URL fal can fetch or a local `.safetensors` file, a scale in
+/// fal's range.
 pub(super) fn check_loras(loras: &[Lora]) -> Result<(), OptionsError> {
     for (index, lora) in loras.iter().enumerate() {
-        if !lora.path.starts_with("https://") && !lora.path.starts_with("http://") {
+        let is_url = lora.path.starts_with("https://") || lora.path.starts_with("http://");
+        let is_weights = Path::new(&lora.path).extension().is_some_and(|e| e == LORA_FILE_EXTENSION);
+        if !is_url && !is_weights {
             return Err(OptionsError::at(
                 &format!("loras.{index}.path"),
-                format!("{:?} is not a URL: give the LoRA weights' http(s) URL", lora.path),
+                format!(
+                    "{:?} is neither an http(s) URL nor a .{LORA_FILE_EXTENSION} file: give the LoRA weights' URL or file",
+                    lora.path
+                ),
             ));
         }
         if !LORA_SCALES.contains(&lora.scale) {
@@ -275,7 +297,8 @@ mod tests {
     fn loras_need_a_url_a_scale_in_range_and_a_lora_endpoint() {
         let lora = |path: &str, scale: f64| Lora { path: path.into(), scale };
         assert!(check_loras(&[lora("https://huggingface.co/x/y.safetensors", 0.8)]).is_ok());
-        assert_eq!(check_loras(&[lora("x.safetensors", 1.0)]).unwrap_err().path, ["loras", "0", "path"]);
+        assert!(check_loras(&[lora("loras/ink.safetensors", 1.0)]).is_ok());
+        assert_eq!(check_loras(&[lora("x.ckpt", 1.0)]).unwrap_err().path, ["loras", "0", "path"]);
         assert_eq!(
             check_loras(&[lora("https://x", 1.0), lora("https://y", 5.0)]).unwrap_err().path,
             ["loras", "1", "scale"]

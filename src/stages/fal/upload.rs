@@ -5,8 +5,9 @@
 
 use std::collections::HashMap;
 use std::io::Read as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
 
 use reqwest::Url;
 use sha2::{Digest, Sha256};
@@ -15,7 +16,7 @@ use tokio::sync::OnceCell;
 use super::client::QueueClient;
 use super::key::Environment;
 use super::options::check_base_url;
-use super::references::{Source, source};
+use super::references::{LORA_FILE_EXTENSION, Source, source};
 use super::retry::{Call, GaveUp, RetryPolicy};
 use crate::engine::pipeline_path::PipelinePath;
 use crate::engine::run_context::RunContext;
@@ -27,7 +28,11 @@ const DEFAULT_REST_URL: &str = "https://rest.alpha.fal.ai";
 /// a wrong path such as `/dev/zero` fails at once instead of filling memory.
 const MAX_REFERENCE_BYTES: u64 = 32 << 20;
 
-/// A local reference file, read and hashed.
+/// The largest LoRA weights file read: fal's LoRA endpoints load LoRAs of a few hundred MB at
+/// most, and anything bigger is more likely a wrong file than weights.
+const MAX_LORA_BYTES: u64 = 1 << 30;
+
+/// A local file sent to fal (a reference image or LoRA weights), read and hashed.
 pub(super) struct LocalFile {
     /// Hex SHA-256 of its content: what the journal and the raw cache know it by.
     pub sha256: String,
@@ -37,20 +42,26 @@ pub(super) struct LocalFile {
 }
 
 impl LocalFile {
-    /// Reads `path`, which must be an image fal reads (PNG, JPEG, WebP or GIF).
+    /// Reads `path`: LoRA weights (a `.safetensors` file), else an image fal reads (PNG, JPEG,
+    /// WebP or GIF).
     pub(super) fn read(path: &Path) -> Result<LocalFile, String> {
         let shown = path.display();
+        let is_lora = path.extension().is_some_and(|e| e == LORA_FILE_EXTENSION);
+        let (what, max_bytes) =
+            if is_lora { ("LoRA weights", MAX_LORA_BYTES) } else { ("reference image", MAX_REFERENCE_BYTES) };
         let mut bytes = Vec::new();
         std::fs::File::open(path)
-            .and_then(|file| file.take(MAX_REFERENCE_BYTES + 1).read_to_end(&mut bytes))
-            .map_err(|e| format!("cannot read the reference image {shown}: {e}"))?;
-        if bytes.len() as u64 > MAX_REFERENCE_BYTES {
-            return Err(format!(
-                "the reference image {shown} is over {} MiB: make it smaller",
-                MAX_REFERENCE_BYTES >> 20
-            ));
+            .and_then(|file| file.take(max_bytes + 1).read_to_end(&mut bytes))
+            .map_err(|e| format!("cannot read the {what} {shown}: {e}"))?;
+        if bytes.len() as u64 > max_bytes {
+            return Err(format!("the {what} {shown} is over {} MiB: make it smaller", max_bytes >> 20));
         }
         let content_type = match image::guess_format(&bytes) {
+            _ if is_lora => {
+                check_safetensors(&bytes)
+                    .map_err(|e| format!("the LoRA weights {shown} are not safetensors: {e}"))?;
+                "application/octet-stream"
+            }
             Ok(image::ImageFormat::Png) => "image/png",
             Ok(image::ImageFormat::Jpeg) => "image/jpeg",
             Ok(image::ImageFormat::WebP) => "image/webp",
@@ -63,7 +74,21 @@ impl LocalFile {
     }
 }
 
-/// One reference of an item, as read before anything is sent.
+/// Checks the safetensors layout: a little-endian u64 header size, then that many bytes of a
+/// JSON object, within the file. A wrong file fails here, before anything is uploaded or paid.
+fn check_safetensors(bytes: &[u8]) -> Result<(), String> {
+    let size = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()));
+    let header = size
+        .and_then(|size| usize::try_from(size).ok())
+        .and_then(|size| bytes.get(8..8usize.checked_add(size)?))
+        .ok_or("its header is cut short")?;
+    match serde_json::from_slice::<serde_json::Value>(header) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        _ => Err("its header is not a JSON object".into()),
+    }
+}
+
+/// One file of an item (reference image or LoRA weights), as read before anything is sent.
 pub(super) enum Reference {
     /// A URL (or `data:` URI), sent as written.
     Url(String),
@@ -83,7 +108,7 @@ impl Reference {
 }
 
 /// Reads every reference `written` names (files are hashed, nothing is uploaded yet).
-pub(super) fn read_all(written: &[&PipelinePath]) -> Result<Vec<(PipelinePath, Reference)>, String> {
+pub(super) fn read_all(written: &[PipelinePath]) -> Result<Vec<(PipelinePath, Reference)>, String> {
     written
         .iter()
         .map(|path| {
@@ -91,9 +116,62 @@ pub(super) fn read_all(written: &[&PipelinePath]) -> Result<Vec<(PipelinePath, R
                 Source::Url(url) => Reference::Url(url.to_owned()),
                 Source::File(file) => Reference::File(LocalFile::read(file)?),
             };
-            Ok(((*path).clone(), reference))
+            Ok((path.clone(), reference))
         })
         .collect()
+}
+
+/// The content of the reference files, hashed once per batch while a file stays as it was (same
+/// size and modification time): every item's fingerprint names the content of the references
+/// it sends, and a hundred pages sharing one reference read it once.
+#[derive(Default)]
+pub(super) struct ContentHashes(Mutex<HashMap<PathBuf, Hashed>>);
+
+/// A file's content hash, with the size and modification time it was read at.
+struct Hashed {
+    stamp: (u64, Option<SystemTime>),
+    sha256: String,
+}
+
+impl ContentHashes {
+    /// What identifies the reference `written` in an item's fingerprint, as
+    /// [`Reference::identity`] does in the raw cache: the URL, or `sha256:` of the file's
+    /// content (a file that cannot be read is named by its error, and fails when the item runs).
+    pub(super) fn identity(&self, written: &PipelinePath) -> String {
+        match source(written) {
+            Source::Url(url) => url.to_owned(),
+            Source::File(path) => match self.sha256(path) {
+                Ok(sha256) => format!("sha256:{sha256}"),
+                Err(e) => format!("unreadable: {e}"),
+            },
+        }
+    }
+
+    fn sha256(&self, path: &Path) -> std::io::Result<String> {
+        let metadata = std::fs::metadata(path)?;
+        if !metadata.is_file() {
+            return Err(std::io::Error::other("not a file"));
+        }
+        let stamp = (metadata.len(), metadata.modified().ok());
+        if let Some(hashed) = lock(&self.0).get(path).filter(|hashed| hashed.stamp == stamp) {
+            return Ok(hashed.sha256.clone());
+        }
+        let (mut file, mut hasher, mut buffer) =
+            (std::fs::File::open(path)?, Sha256::new(), vec![0; 1 << 16]);
+        loop {
+            match file.read(&mut buffer)? {
+                0 => break,
+                read => hasher.update(&buffer[..read]),
+            }
+        }
+        let sha256 = hex::encode(hasher.finalize());
+        lock(&self.0).insert(path.to_owned(), Hashed { stamp, sha256: sha256.clone() });
+        Ok(sha256)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The batch's uploads by content hash.
@@ -121,7 +199,7 @@ impl Uploads {
         retries: &mut u32,
     ) -> Result<String, GaveUp> {
         let cell = {
-            let mut by_hash = self.by_hash.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut by_hash = lock(&self.by_hash);
             by_hash.entry(file.sha256.clone()).or_default().clone()
         };
         let url = cell
@@ -157,7 +235,7 @@ impl Uploads {
         cx: &RunContext,
         retries: &mut u32,
     ) -> Result<String, GaveUp> {
-        let what = format!("uploading the reference {}", file.name);
+        let what = format!("uploading {}", file.name);
         let (upload_url, file_url) = policy
             .run(Call::Queue, &what, &cx.stop, retries, || {
                 client.initiate_upload(&self.rest, file.content_type, &file.name)
@@ -168,7 +246,7 @@ impl Uploads {
                 client.put_upload(&upload_url, file.content_type, file.bytes.clone())
             })
             .await?;
-        tracing::info!("uploaded the reference {} to fal's storage: {file_url}", file.name);
+        tracing::info!("uploaded {} to fal's storage: {file_url}", file.name);
         Ok(file_url)
     }
 }

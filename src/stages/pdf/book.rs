@@ -213,8 +213,15 @@ impl Sink for BookSink {
         };
         let book = self.book.clone();
         let settings = self.settings.clone();
+        // A candidate a re-roll may still replace waits in the page store, where the book takes
+        // it from once it stays the page: appended now, a replaced page's image would be left in
+        // the published PDF as an unreferenced object.
+        let is_final = item.trial.last;
         tokio::task::spawn_blocking(move || {
             settings.pages.save(&info.key, &stream)?;
+            if !is_final {
+                return Ok(());
+            }
             lock_book(&book)?.append_image(&settings, info, stream)
         })
         .await

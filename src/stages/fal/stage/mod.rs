@@ -33,10 +33,10 @@ use super::key::{ApiKey, Environment};
 use super::models::{platform_url, unchecked_warning};
 use super::options::{self, Options};
 use super::pricing::{Prices, Quote, fetch_live_price, round_cents};
-use super::references::{self, References};
+use super::references;
 use super::resolve_base_url;
 use super::retry::{self, Call, GaveUp, RetryPolicy, sleep_unless_stopped};
-use super::upload::{self, Reference, Uploads};
+use super::upload::{self, ContentHashes, Reference, Uploads};
 use crate::engine::duration::PositiveDuration;
 use crate::engine::item::{Item, Trial};
 use crate::engine::media::{Payload, Undecoded};
@@ -106,6 +106,8 @@ pub(super) struct FalStage {
     env: Environment,
     /// The reference files uploaded in this batch.
     uploads: Uploads,
+    /// The reference files' contents, for the items' fingerprints.
+    content_hashes: ContentHashes,
     /// What a prompt's relative reference paths are read against, as the pipeline's own are.
     pipeline_folder: PathBuf,
     /// Catalogue entries by model id, looked up once (`None`: not catalogued, unchecked).
@@ -159,6 +161,7 @@ impl FalStage {
         output_caps(&options, model.as_ref()).map_err(|e| anyhow!("stage {id:?}: {e}"))?;
         Ok(FalStage {
             uploads,
+            content_hashes: ContentHashes::default(),
             pipeline_folder: pipeline_path::folder_of(&ctx.pipeline_file).to_owned(),
             env: env.clone(),
             models,
@@ -240,8 +243,8 @@ impl FalStage {
         let (options, model) = self.options_for(item).map_err(Failure::Item)?;
         let caps = output_caps(&options, model.as_deref()).map_err(Failure::Item)?;
         item.record("model", options.model.clone());
-        let written = options.references.as_ref().map(References::paths).unwrap_or_default();
-        let references = upload::read_all(&written).map_err(Failure::Item)?;
+        let references =
+            upload::read_all(&options.sent_files(&self.pipeline_folder)).map_err(Failure::Item)?;
         if !references.is_empty() {
             let listed =
                 references.iter().map(|(path, r)| json!({"source": path.as_path(), "content": r.identity()}));
@@ -250,7 +253,8 @@ impl FalStage {
         // The input as the raw cache knows it: each file by its content, not by the URL of
         // one batch's upload.
         let identity = |path: &PipelinePath| reference_of(&references, path).map(Reference::identity);
-        let body = options.request_body_with(&item.prompt.image_prompt, model.as_deref(), &|p| {
+        let folder = &self.pipeline_folder;
+        let body = options.request_body_with(&item.prompt.image_prompt, model.as_deref(), folder, &|p| {
             identity(p).unwrap_or_default()
         });
         let quote = self.prices.quote(&options.model, model.as_deref(), &body);
@@ -375,18 +379,18 @@ impl FalStage {
         for (path, reference) in references {
             let url = match reference {
                 Reference::Url(url) => url.clone(),
-                Reference::File(file) => {
-                    self.uploads.url_of(file, &self.client, &self.policy, cx, retries).await.map_err(|e| {
-                        self.gave_up(e, &format!("uploading the reference image {}", path.display()))
-                    })?
-                }
+                Reference::File(file) => self
+                    .uploads
+                    .url_of(file, &self.client, &self.policy, cx, retries)
+                    .await
+                    .map_err(|e| self.gave_up(e, &format!("uploading {}", path.display())))?,
             };
             urls.push((path.clone(), url));
         }
         let url_of = |path: &PipelinePath| {
             urls.iter().find(|(p, _)| p == path).map(|(_, url)| url.clone()).unwrap_or_default()
         };
-        Ok(options.request_body_with(prompt, model, &url_of))
+        Ok(options.request_body_with(prompt, model, &self.pipeline_folder, &url_of))
     }
 
     /// An original generated before with the same model and input: no request, no cost. One
@@ -874,6 +878,15 @@ impl IoStage for FalStage {
 
     fn budget_usd(&self) -> Option<f64> {
         self.options.max_cost_usd
+    }
+
+    /// The references and LoRA weights the item sends, each by its content (a local file) or
+    /// its URL (a LoRA's URL is in the options already).
+    fn input_revision(&self, item: &Item) -> Option<String> {
+        let (options, _) = self.options_for(&mut item.clone()).ok()?;
+        let sent = options.sent_files(&self.pipeline_folder);
+        let identities: Vec<String> = sent.iter().map(|path| self.content_hashes.identity(path)).collect();
+        (!identities.is_empty()).then(|| identities.join("\n"))
     }
 
     async fn cancel_pending(&self) {
