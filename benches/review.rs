@@ -27,6 +27,7 @@ fn review(c: &mut Criterion) {
         let (base, token) = url.split_once("?token=").unwrap();
         (base.to_owned(), token.to_owned())
     });
+    inkflow::tls::install_crypto_provider();
     let client = reqwest::Client::new();
     let page_url = format!("{base}?token={token}");
     let page = runtime.block_on(async { client.get(&page_url).send().await.unwrap().text().await.unwrap() });

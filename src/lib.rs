@@ -12,6 +12,7 @@ pub mod print;
 pub mod report;
 pub mod review;
 pub mod stages;
+pub mod tls;
 
 /// Pixel buffers are allocated and freed on different threads, thousands of times per batch.
 /// glibc serves a freed mmap-sized block's successors from its heaps instead (it raises its

@@ -43,6 +43,7 @@ impl OutputStore {
     /// The store of `output`, with the credentials of this process's environment.
     pub fn open(output: &str) -> anyhow::Result<Self> {
         let (bucket, prefix) = parse_output(output)?;
+        crate::tls::install_crypto_provider();
         let store = AmazonS3Builder::from_env()
             .with_bucket_name(&bucket)
             .build()

@@ -39,6 +39,7 @@ impl Server {
 
     /// A client of our own to read objects back with their headers.
     fn reader(&self) -> object_store::aws::AmazonS3 {
+        inkflow::tls::install_crypto_provider();
         AmazonS3Builder::new()
             .with_endpoint(&self.endpoint)
             .with_bucket_name(BUCKET)

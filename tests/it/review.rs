@@ -197,6 +197,8 @@ pub(crate) struct Served {
 impl Served {
     pub(crate) async fn start(out: &Path, pipeline: &Path) -> Served {
         use tokio::io::AsyncBufReadExt as _;
+        // The test's own HTTP clients need rustls's provider, as the binary's do.
+        inkflow::tls::install_crypto_provider();
         let mut child = Command::new(env!("CARGO_BIN_EXE_inkflow"))
             .arg("review")
             .arg(out)

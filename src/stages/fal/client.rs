@@ -73,6 +73,7 @@ pub(super) struct QueueClient {
 impl QueueClient {
     /// A client for the queue at `base`; `timeout` bounds each HTTP call, body included.
     pub(super) fn new(base: Url, key: Option<ApiKey>, timeout: Duration) -> Result<Self, String> {
+        crate::tls::install_crypto_provider();
         let build = || {
             reqwest::Client::builder()
                 .timeout(timeout)

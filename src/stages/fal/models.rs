@@ -66,6 +66,7 @@ pub async fn refresh_model(id: &str, env: &Environment) -> Result<(PathBuf, Mode
     let api = check_base_url(&api).map_err(|e| format!("FAL_API_BASE_URL: {e}"))?;
     let url = format!("{}/api/openapi/queue/openapi.json", api.as_str().trim_end_matches('/'));
     let url = reqwest::Url::parse_with_params(&url, [("endpoint_id", id)]).map_err(|e| e.to_string())?;
+    crate::tls::install_crypto_provider();
     let client = reqwest::Client::builder().timeout(CALL_TIMEOUT).build().map_err(|e| e.to_string())?;
     let response = client.get(url.clone()).send().await.map_err(|e| format!("{url}: {e}"))?;
     if !response.status().is_success() {

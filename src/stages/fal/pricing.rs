@@ -308,6 +308,7 @@ pub(super) async fn fetch_live_price(
     let url = format!("{}/v1/models/pricing", platform.as_str().trim_end_matches('/'));
     let url =
         Url::parse_with_params(&url, [("endpoint_id", model)]).map_err(|e| format!("bad URL {url}: {e}"))?;
+    crate::tls::install_crypto_provider();
     let client = reqwest::Client::builder().timeout(timeout).build().map_err(|e| e.to_string())?;
     let response = client
         .get(url)

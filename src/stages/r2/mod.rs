@@ -123,6 +123,7 @@ impl Kind for R2 {
         };
         // Path-style requests (endpoint/bucket/key): R2 and every S3-compatible server take
         // them, while virtual-hosted style needs DNS for each bucket.
+        crate::tls::install_crypto_provider();
         let mut builder = AmazonS3Builder::new()
             .with_endpoint(options.endpoint.trim_end_matches('/'))
             .with_bucket_name(&options.bucket)
