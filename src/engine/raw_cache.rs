@@ -193,4 +193,42 @@ mod tests {
         assert!(cache.get("k").await.unwrap().is_none());
         assert_eq!(cache.stats(), CacheStats::default());
     }
+
+    /// Another output folder, standing where a batch's store would.
+    struct Folder(PathBuf);
+
+    #[async_trait::async_trait]
+    impl SharedOutput for Folder {
+        async fn read(&self, relative: &str) -> anyhow::Result<Option<Vec<u8>>> {
+            match std::fs::read(self.0.join(relative)) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_miss_reads_the_shared_output_and_keeps_what_it_found() {
+        let (here, there) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        RawCache::in_output(there.path()).put("k", b"png bytes", &json!({"seed": 7})).unwrap();
+        let shared = Arc::new(Folder(there.path().to_owned()));
+        let cache = RawCache::in_output(here.path()).reading_through(shared);
+        assert!(cache.get("other").await.unwrap().is_none());
+        let got = cache.get("k").await.unwrap().unwrap();
+        assert_eq!((got.bytes.as_slice(), got.meta["seed"].as_u64()), (&b"png bytes"[..], Some(7)));
+        let kept = RawCache::in_output(here.path()).get("k").await.unwrap();
+        assert!(kept.is_some_and(|k| k.meta["seed"] == 7), "kept here for the round");
+    }
+
+    #[tokio::test]
+    async fn a_shared_output_that_cannot_say_is_an_error_not_a_miss() {
+        let (here, there) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        // A folder where the original should be: reading it fails, it is not missing.
+        std::fs::create_dir_all(there.path().join(RawCache::stored_name("k.bin"))).unwrap();
+        let shared = Arc::new(Folder(there.path().to_owned()));
+        let cache = RawCache::in_output(here.path()).reading_through(shared);
+        let error = cache.get("k").await.unwrap_err();
+        assert!(format!("{error:#}").contains("cache/raw/k.bin"), "{error:#}");
+    }
 }
