@@ -246,7 +246,10 @@ impl Worker {
         let context = RunContext {
             stop: CancellationToken::new(),
             submissions: Some(journal.clone()),
-            raw_cache: Some(Arc::new(RawCache::in_output(round.path()))),
+            // The round's folder starts empty: earlier rounds' originals are in the store.
+            raw_cache: Some(Arc::new(
+                RawCache::in_output(round.path()).reading_through(Arc::new(store.clone())),
+            )),
             // The database holds the batch's budget across workers (see ClusterJournal).
             spent_before_usd: 0.0,
         };

@@ -14,6 +14,8 @@ use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt as _, PutPayload};
 
+use crate::engine::raw_cache::{RawCache, SharedOutput};
+
 /// Where a batch's output lives: `s3://BUCKET/PREFIX`.
 #[derive(Clone)]
 pub struct OutputStore {
@@ -60,8 +62,8 @@ impl OutputStore {
     }
 
     /// Copies every file under `dir` up (only those changed `since`, when given), at its path
-    /// under `dir`, except unfinished ones (`.partial` books, temporary files) and a journal
-    /// snapshot (the database is the batch's journal).
+    /// under `dir`, except unfinished ones (`.partial` books, temporary files), a journal
+    /// snapshot (the database is the batch's journal) and raw originals already stored.
     pub async fn upload_dir(&self, dir: &Path, since: Option<SystemTime>) -> anyhow::Result<usize> {
         let mut uploaded = 0;
         for file in files_under(dir)? {
@@ -72,6 +74,11 @@ impl OutputStore {
             }
             let changed = std::fs::metadata(&file)?.modified()?;
             if since.is_some_and(|since| changed < since) {
+                continue;
+            }
+            // An original is stored once per key, never changed: one a worker read back from
+            // here (a rerun) is not sent again.
+            if relative.starts_with(&RawCache::stored_name("")) && self.has(&relative).await {
                 continue;
             }
             let bytes =
@@ -114,6 +121,19 @@ impl OutputStore {
     /// Whether an object is there, for `status`.
     pub async fn has(&self, relative: &str) -> bool {
         self.store.head(&self.object(relative)).await.is_ok()
+    }
+}
+
+/// The workers' raw cache reads through to the batch's store: the originals of earlier
+/// rounds are there, whichever worker paid for them.
+#[async_trait::async_trait]
+impl SharedOutput for OutputStore {
+    async fn read(&self, relative: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        match self.store.get(&self.object(relative)).await {
+            Ok(found) => Ok(Some(found.bytes().await?.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("in {}", self.url))),
+        }
     }
 }
 

@@ -634,3 +634,53 @@ async fn a_small_batch_is_not_starved_behind_a_large_one() {
         .get::<_, i64>(0);
     assert_eq!(small_written, 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rerun_with_an_option_fal_never_sees_makes_every_page_again_from_the_stored_originals() {
+    let prompts = prompts(3);
+    let texts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    let Some(cluster) = Cluster::start("cluster rerun from the raw cache", &texts, Latency::default()).await
+    else {
+        return;
+    };
+    assert_success(&cluster.run(&["--detach"]).await, "run --detach");
+    cluster.wait_for(cluster.worker(1, 2, "5s", true), 1).await;
+    assert_eq!(cluster.fal.total_submissions(), 3, "the first round pays for each page");
+    let originals = || -> Vec<(PathBuf, std::time::SystemTime)> {
+        let dir = cluster.object("cache/raw");
+        let mut found: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("no raw cache in the store at {}: {e}", dir.display()))
+            .flatten()
+            .map(|e| (e.path(), e.metadata().unwrap().modified().unwrap()))
+            .collect();
+        found.sort();
+        found
+    };
+    let stored = originals();
+    assert_eq!(stored.len(), 6, "an original and its facts per page: {stored:?}");
+
+    // A new threshold level and new page names: every item's fingerprint changes, not what fal
+    // is asked. Another worker, with an empty scratch folder, makes the pages again.
+    let changed = ["--set", "stages.lineart.level=40", "--set", "sinks.pages.filename=page-{number:02}.png"];
+    let mut args = vec!["--detach"];
+    args.extend_from_slice(&changed);
+    assert_success(&cluster.run(&args).await, "run --detach with new options");
+    cluster.wait_for(cluster.worker(2, 2, "5s", true), 2).await;
+    assert_success(&cluster.run(&changed).await, "run (attach) with the same options");
+    for number in 1..=3 {
+        assert!(cluster.object(&format!("page-{number:02}.png")).is_file(), "page {number} made again");
+    }
+    {
+        let ledger = cluster.fal.ledger.lock().unwrap();
+        for prompt in &prompts {
+            assert_eq!(
+                ledger.accepted(prompt),
+                1,
+                "{prompt}: served from the stored original, not paid again"
+            );
+        }
+    }
+    assert_eq!(originals(), stored, "the originals read back are not stored again");
+    assert_eq!(cluster.book_pages(), 3);
+    assert!(cluster.status().await.contains("written      3"));
+}

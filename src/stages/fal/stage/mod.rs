@@ -269,12 +269,12 @@ impl FalStage {
             _ => RawCache::key(&options.model, &body),
         };
         let image_key = if image == 0 { cache_key.clone() } else { format!("{cache_key}-{image}") };
-        if let Some(cached) = cx.raw_cache.as_ref().and_then(|cache| cache.get(&image_key)) {
+        if let Some(cached) = cached_original(cx, &image_key).await? {
             return self.serve_cached(item, cached, options.dimensions());
         }
         if image > 0 {
             // The request that made this image was paid for with the first of them.
-            let made = cx.raw_cache.as_ref().is_some_and(|cache| cache.get(&cache_key).is_some());
+            let made = cached_original(cx, &cache_key).await?.is_some();
             return Err(if made {
                 Failure::Filtered(format!("fal flagged image {image} of the request, or did not return it"))
             } else {
@@ -926,6 +926,13 @@ fn images_fact(
             fact
         })
         .collect()
+}
+
+/// The original the raw cache holds for `key`, if the run has a cache. A cache that cannot
+/// say (its shared store unreachable) fails the item: the original may be there, paid for.
+async fn cached_original(cx: &RunContext, key: &str) -> Result<Option<CachedOriginal>, Failure> {
+    let Some(cache) = &cx.raw_cache else { return Ok(None) };
+    cache.get(key).await.map_err(|e| Failure::Item(format!("{e:#}; not paying fal for it again")))
 }
 
 /// What fal said about an original, kept beside it in the raw cache.
