@@ -420,6 +420,31 @@ async fn in_chromium_clicks_and_keys_decide_and_the_next_run_obeys() {
     assert_the_next_run_obeys(&r).await;
 }
 
+/// The run button prices the pending decisions and asks before a run that pays: dismissed, it
+/// pays nothing; confirmed, it pays for the rejected page once and streams the run's lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_chromium_a_paying_run_asks_first_and_runs_only_when_confirmed() {
+    let Some(chromium) = crate::common::browser::chromium("review::in_chromium_a_paying_run") else { return };
+    let r = reviewed_batch().await;
+    Journal::review(&r.out, &r.keys[2], &ReviewAction::Reject, None).unwrap();
+    let served = Served::start(&r.out, &r.file).await;
+    let url = format!("{}?token={}", served.base, served.token);
+    tokio::task::block_in_place(|| {
+        let mut browser = crate::common::browser::Browser::open(&chromium, &url, 1280, 900);
+        browser.wait_for("document.querySelectorAll('.card').length === 4");
+        browser.click("#plan");
+        let asked = browser.answer_dialog(false);
+        assert!(asked.starts_with("This run may pay up to $0.0") && asked.ends_with("Run it?"), "{asked}");
+        browser.wait_for("document.getElementById('plantext').textContent.includes('made again')");
+        assert!(browser.eval("document.getElementById('log').hidden") == serde_json::Value::Bool(true));
+        assert_eq!(r.fal.total_submissions(), 5, "dismissed: nothing paid");
+        browser.click("#plan");
+        browser.answer_dialog(true);
+        browser.wait_for("document.getElementById('log').textContent.includes('run ended: exit status: 0')");
+    });
+    assert_eq!(r.fal.total_submissions(), 6, "confirmed: the rejected page, once");
+}
+
 #[tokio::test]
 async fn a_run_from_the_page_shows_its_price_waits_for_confirmation_and_streams_its_lines() {
     let r = reviewed_batch().await;

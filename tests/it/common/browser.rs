@@ -30,6 +30,9 @@ pub fn chromium(test: &str) -> Option<PathBuf> {
     found
 }
 
+/// The DevTools event of a page opening `alert`, `confirm` or `prompt`.
+const DIALOG_OPENED: &str = "Page.javascriptDialogOpening";
+
 /// A headless Chromium with one page attached.
 pub struct Browser {
     child: Child,
@@ -37,6 +40,8 @@ pub struct Browser {
     from_browser: mpsc::Receiver<Value>,
     next_id: u64,
     session: String,
+    /// Dialogs the page opened while a command waited for its answer, for [`Browser::answer_dialog`].
+    dialogs: Vec<Value>,
     _profile: tempfile::TempDir,
 }
 
@@ -105,6 +110,7 @@ impl Browser {
             from_browser,
             next_id: 0,
             session: String::new(),
+            dialogs: Vec::new(),
             _profile: profile,
         };
         let target = browser.call("Target.createTarget", json!({"url": "about:blank"}));
@@ -139,6 +145,9 @@ impl Browser {
             if answer["id"] == id {
                 assert!(answer.get("error").is_none(), "{method}: {answer}");
                 return answer["result"].clone();
+            }
+            if answer["method"] == DIALOG_OPENED {
+                self.dialogs.push(answer);
             }
         }
     }
@@ -190,6 +199,23 @@ impl Browser {
                 json!({"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1}),
             );
         }
+    }
+
+    /// Waits for the page's next JavaScript dialog (a `confirm`), accepts or dismisses it as a
+    /// person would, and returns what it asked.
+    pub fn answer_dialog(&mut self, accept: bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.dialogs.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let event =
+                self.from_browser.recv_timeout(left).unwrap_or_else(|_| panic!("the page opened no dialog"));
+            if event["method"] == DIALOG_OPENED {
+                self.dialogs.push(event);
+            }
+        }
+        let opened = self.dialogs.remove(0);
+        self.call("Page.handleJavaScriptDialog", json!({"accept": accept}));
+        opened["params"]["message"].as_str().unwrap_or_default().to_owned()
     }
 
     /// A PNG of the page as shown.
