@@ -102,9 +102,14 @@ impl Reference {
     pub(super) fn identity(&self) -> String {
         match self {
             Reference::Url(url) => url.clone(),
-            Reference::File(file) => format!("sha256:{}", file.sha256),
+            Reference::File(file) => content_identity(&file.sha256),
         }
     }
+}
+
+/// How a local file is named in a raw cache key and in an item fingerprint: by its content.
+fn content_identity(sha256: &str) -> String {
+    format!("sha256:{sha256}")
 }
 
 /// Reads every reference `written` names (files are hashed, nothing is uploaded yet).
@@ -141,7 +146,7 @@ impl ContentHashes {
         match source(written) {
             Source::Url(url) => url.to_owned(),
             Source::File(path) => match self.sha256(path) {
-                Ok(sha256) => format!("sha256:{sha256}"),
+                Ok(sha256) => content_identity(&sha256),
                 Err(e) => format!("unreadable: {e}"),
             },
         }
